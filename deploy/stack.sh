@@ -1,0 +1,470 @@
+#!/usr/bin/env bash
+# deploy/stack.sh: local infrastructure for development and integration tests.
+#
+#   deploy/stack.sh up       start PostgreSQL and Kafka (no-op for what already runs)
+#   deploy/stack.sh down     stop both (no-op when nothing runs)
+#   deploy/stack.sh status   report each; exit 0 only when everything needed runs
+#   deploy/stack.sh env      print `export DATABASE_URL=...` / `export KAFKA_BOOTSTRAP=...`
+#
+#   eval "$(deploy/stack.sh up)"     # progress goes to stderr, the exports to stdout
+#
+# Design
+# - Everything lives in <repo>/.stack/ (git-ignored); nothing system-wide is configured
+#   or started. `rm -rf .stack` after `down` is a full reset.
+# - PostgreSQL: a throwaway cluster from the Debian server binaries
+#   (/usr/lib/postgresql/<newest>/bin), trust auth, on 127.0.0.1:54329, tuned for tests
+#   (fsync off etc.). initdb refuses to run as root, so as root the cluster is owned and
+#   run by the `postgres` user (runuser); as a normal user it runs as that user. If
+#   `postgres` cannot traverse the checkout's parents (e.g. under /root), the cluster is
+#   put in /tmp/stack-pg.XXXXXX and .stack/pg is a symlink to it.
+# - Kafka: a single-node KRaft broker+controller on 127.0.0.1:59092 (controller 59093),
+#   its jars fetched from Maven Central by deploy/kafka/pom.xml into .stack/kafka/lib
+#   (cached, keyed on the pom's hash), configured from deploy/kafka/server.properties.template
+#   and logging through deploy/kafka/log4j2.properties to .stack/kafka/kafka.log.
+#   The lib also holds the CLI tools, e.g.
+#     java -cp '.stack/kafka/lib/*' org.apache.kafka.tools.TopicCommand \
+#         --bootstrap-server 127.0.0.1:59092 --list
+#   (also ConsoleProducer, consumer.ConsoleConsumer, consumer.group.ConsumerGroupCommand).
+#   JVM heap: KAFKA_HEAP_OPTS (default -Xmx512m -Xms256m).
+# - DATABASE_URL / KAFKA_BOOTSTRAP already set in the environment (to anything but this
+#   stack's own address) mean "use mine": that service is then neither started nor
+#   checked, and `env` echoes the user's value back.
+#
+# Failure policy
+# - Fail fast and loudly: every error names the cause and, for a server that did not come
+#   up, prints the tail of its log. Exit status is non-zero on any failure.
+# - Never touch what is not ours: a fixed port already used by another process is an
+#   error (we do not pick another port silently, the URLs are fixed); `down` only stops
+#   the processes recorded in .stack/.
+# - Readiness has deadlines (PG_START_TIMEOUT, KAFKA_START_TIMEOUT, KAFKA_STOP_TIMEOUT
+#   seconds, overridable from the environment); stale pid files are detected and removed.
+# - Concurrent invocations are serialized with flock on .stack/.lock.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+DEPLOY="$ROOT/deploy"
+STACK="$ROOT/.stack"
+
+PG_PORT=54329
+PG_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
+PG_START_TIMEOUT="${PG_START_TIMEOUT:-30}"
+
+KAFKA_PORT=59092
+KAFKA_CONTROLLER_PORT=59093
+KAFKA_URL="127.0.0.1:$KAFKA_PORT"
+KAFKA_CLUSTER_ID="q1Sh-9_ISia_zwGINzRvyQ"   # fixed: the data dir is throwaway anyway
+KAFKA_START_TIMEOUT="${KAFKA_START_TIMEOUT:-90}"
+KAFKA_STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-30}"
+KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xmx512m -Xms256m}"
+
+KAFKA_DIR="$STACK/kafka"
+KAFKA_LIB="$KAFKA_DIR/lib"
+KAFKA_DATA="$KAFKA_DIR/data"
+KAFKA_PROPS="$KAFKA_DIR/server.properties"
+KAFKA_LOG="$KAFKA_DIR/kafka.log"
+KAFKA_PID="$KAFKA_DIR/kafka.pid"
+
+# PG_DIR is normally $STACK/pg; see pg_resolve_dir for the exception.
+PG_DIR="" PG_DATA="" PG_RUN="" PG_LOG="" PG_BIN=""
+
+# ----------------------------------------------------------------------------- helpers
+
+log() { printf 'stack: %s\n' "$*" >&2; }
+die() { printf 'stack: ERROR: %s\n' "$*" >&2; exit 1; }
+is_root() { [ "$(id -u)" -eq 0 ]; }
+
+# port_open PORT: true when something accepts TCP connections on 127.0.0.1:PORT.
+port_open() {
+    timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null
+}
+
+# show_log_tail FILE: last lines of a server log, for failure messages.
+show_log_tail() {
+    [ -f "$1" ] || { log "(no log file $1)"; return 0; }
+    log "---- last 40 lines of $1 ----"
+    tail -n 40 "$1" >&2 || true
+    log "---- end of $1 ----"
+}
+
+# apt_install PKG...: install Debian packages when root, else explain what is missing.
+apt_install() {
+    if ! is_root || ! command -v apt-get >/dev/null; then
+        die "missing $*: install it (Debian: apt-get install -y $*) and retry"
+    fi
+    log "installing $* with apt-get (not found on this machine)"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2 \
+        || die "apt-get install $* failed"
+}
+
+# external VAR OURS: true when the user set VAR to something other than our own address
+# (after `eval "$(stack.sh env)"` VAR holds our address and is still ours to manage).
+external() {
+    local value="${!1:-}"
+    [ -n "$value" ] && [ "$value" != "$2" ]
+}
+
+lock_stack() {
+    mkdir -p "$STACK"
+    exec 9>"$STACK/.lock"
+    flock 9
+}
+
+# ----------------------------------------------------------------------------- PostgreSQL
+
+# pg_newest_initdb: the initdb of the newest installed PostgreSQL major version, if any.
+pg_newest_initdb() {
+    local f
+    for f in /usr/lib/postgresql/*/bin/initdb; do
+        [ -x "$f" ] && printf '%s\n' "$f"
+    done | sort -V | tail -n 1
+}
+
+pg_find_bin() {
+    [ -n "$PG_BIN" ] && return 0
+    local initdb
+    initdb="$(pg_newest_initdb)"
+    if [ -z "$initdb" ]; then
+        apt_install postgresql
+        initdb="$(pg_newest_initdb)"
+        [ -n "$initdb" ] || die "postgresql installed but no /usr/lib/postgresql/*/bin/initdb"
+    fi
+    PG_BIN="$(dirname "$initdb")"
+}
+
+# When root, the cluster belongs to `postgres`, which must be able to traverse every
+# parent of the data dir. If the checkout sits below a private directory (e.g. /root),
+# the cluster goes to /tmp instead and .stack/pg is a symlink to it.
+pg_resolve_dir() {
+    local dir="$STACK/pg"
+    if [ -L "$dir" ]; then
+        dir="$(readlink -f "$dir")"
+    elif is_root && [ ! -e "$dir" ] && ! runuser -u postgres -- test -x "$STACK"; then
+        dir="$(mktemp -d /tmp/stack-pg.XXXXXX)"
+        ln -s "$dir" "$STACK/pg"
+        log "postgres cannot traverse $STACK; cluster kept in $dir (.stack/pg links to it)"
+    fi
+    PG_DIR="$dir" PG_DATA="$dir/data" PG_RUN="$dir/run" PG_LOG="$dir/postgres.log"
+}
+
+# as_pg CMD...: run a PostgreSQL server binary as the cluster's owner.
+as_pg() {
+    if is_root; then
+        (cd / && runuser -u postgres -- "$@")
+    else
+        "$@"
+    fi
+}
+
+pg_running() {
+    [ -f "$PG_DATA/PG_VERSION" ] && as_pg "$PG_BIN/pg_ctl" status -D "$PG_DATA" >/dev/null 2>&1
+}
+
+pg_init() {
+    [ -f "$PG_DATA/PG_VERSION" ] && return 0
+    log "initdb $PG_DATA ($PG_BIN)"
+    mkdir -p "$PG_DATA" "$PG_RUN"
+    chmod 700 "$PG_DATA"
+    if is_root; then
+        chown -R postgres: "$PG_DIR"
+        as_pg test -x "$PG_DATA" \
+            || die "user postgres cannot reach $PG_DATA: make its parent directories traversable (chmod o+x)"
+    fi
+    as_pg "$PG_BIN/initdb" -D "$PG_DATA" -U postgres --auth=trust -E UTF8 --no-locale \
+        >"$PG_DIR/initdb.log" 2>&1 || { show_log_tail "$PG_DIR/initdb.log"; die "initdb failed"; }
+}
+
+pg_check_version() {
+    local have want
+    have="$(cat "$PG_DATA/PG_VERSION")"
+    want="$(basename "$(dirname "$PG_BIN")")"
+    [ "$have" = "$want" ] || die "$PG_DATA was created by PostgreSQL $have but the binaries are $want: run '$0 down && rm -rf $STACK/pg'"
+}
+
+pg_up() {
+    pg_find_bin
+    pg_resolve_dir
+    if pg_running; then
+        log "PostgreSQL already running on 127.0.0.1:$PG_PORT ($PG_DATA)"
+        pg_wait_ready
+        return 0
+    fi
+    port_open "$PG_PORT" && die "port $PG_PORT is in use by another process (not this stack's PostgreSQL); stop it or set DATABASE_URL"
+    local sock="$PG_RUN/.s.PGSQL.$PG_PORT"
+    [ "${#sock}" -lt 100 ] || die "socket path $sock is too long for a unix socket; move the checkout to a shorter path"
+    pg_init
+    pg_check_version
+    mkdir -p "$PG_RUN"
+    is_root && chown postgres: "$PG_RUN"
+    log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
+    local opts="-c listen_addresses=127.0.0.1 -p $PG_PORT -k $PG_RUN"
+    opts+=" -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
+    as_pg "$PG_BIN/pg_ctl" start -D "$PG_DATA" -l "$PG_LOG" -w -t "$PG_START_TIMEOUT" -o "$opts" \
+        >/dev/null 2>&1 9>&- || { show_log_tail "$PG_LOG"; die "PostgreSQL did not start"; }
+    pg_wait_ready
+}
+
+pg_wait_ready() {
+    local deadline=$((SECONDS + PG_START_TIMEOUT))
+    until pg_isready -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres; do
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            show_log_tail "$PG_LOG"
+            die "PostgreSQL not accepting connections after ${PG_START_TIMEOUT}s"
+        fi
+        sleep 0.2
+    done
+    log "PostgreSQL ready"
+}
+
+pg_down() {
+    [ -e "$STACK/pg" ] || { log "PostgreSQL: not set up"; return 0; }
+    pg_find_bin
+    pg_resolve_dir
+    if ! pg_running; then
+        log "PostgreSQL: not running"
+        return 0
+    fi
+    log "stopping PostgreSQL"
+    as_pg "$PG_BIN/pg_ctl" stop -D "$PG_DATA" -m fast -w -t 60 >/dev/null \
+        || { show_log_tail "$PG_LOG"; die "PostgreSQL did not stop"; }
+}
+
+pg_status() {
+    if external DATABASE_URL "$PG_URL"; then
+        log "PostgreSQL: external (DATABASE_URL is set), not managed here"
+        return 0
+    fi
+    [ -e "$STACK/pg" ] || { log "PostgreSQL: not set up"; return 1; }
+    pg_find_bin
+    pg_resolve_dir
+    if pg_running; then
+        log "PostgreSQL: running on 127.0.0.1:$PG_PORT (data $PG_DATA)"
+    else
+        log "PostgreSQL: stopped"
+        return 1
+    fi
+}
+
+# ----------------------------------------------------------------------------- Kafka
+
+java_check() {
+    command -v java >/dev/null || apt_install openjdk-17-jre-headless
+    local major
+    major="$(java -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = //p')"
+    [ "${major%%.*}" -ge 17 ] 2>/dev/null || die "Kafka 4 needs Java 17 or newer (found '${major:-unknown}')"
+}
+
+# Jars from Maven Central, cached in .stack/kafka/lib and refetched when the pom changes.
+kafka_fetch_jars() {
+    local pom="$DEPLOY/kafka/pom.xml" hash
+    hash="$(sha256sum "$pom" | cut -d' ' -f1)"
+    if [ -f "$KAFKA_LIB/.pom.sha256" ] && [ "$(cat "$KAFKA_LIB/.pom.sha256")" = "$hash" ]; then
+        return 0
+    fi
+    command -v mvn >/dev/null || apt_install maven
+    log "fetching Kafka jars with Maven ($pom)"
+    local tmp="$KAFKA_DIR/lib.tmp"
+    rm -rf "$tmp"
+    mkdir -p "$KAFKA_DIR"
+    if ! mvn -B -q -Dstyle.color=never -f "$pom" dependency:copy-dependencies \
+            -DoutputDirectory="$tmp" >"$KAFKA_DIR/mvn.log" 2>&1; then
+        show_log_tail "$KAFKA_DIR/mvn.log"
+        die "mvn could not fetch the Kafka jars"
+    fi
+    echo "$hash" >"$tmp/.pom.sha256"
+    rm -rf "$KAFKA_LIB"
+    mv "$tmp" "$KAFKA_LIB"
+}
+
+kafka_render_config() {
+    sed "s|@KAFKA_DATA_DIR@|$KAFKA_DATA|g" "$DEPLOY/kafka/server.properties.template" >"$KAFKA_PROPS"
+}
+
+kafka_format() {
+    [ -f "$KAFKA_DATA/meta.properties" ] && return 0
+    log "formatting Kafka storage $KAFKA_DATA"
+    mkdir -p "$KAFKA_DATA"
+    java -cp "$KAFKA_LIB/*" -Dlog4j2.configurationFile="$DEPLOY/kafka/log4j2.properties" \
+        kafka.tools.StorageTool format --standalone -t "$KAFKA_CLUSTER_ID" -c "$KAFKA_PROPS" \
+        >"$KAFKA_DIR/format.log" 2>&1 \
+        || { show_log_tail "$KAFKA_DIR/format.log"; die "kafka-storage format failed"; }
+}
+
+# kafka_pid: print the broker's pid when it runs; remove a stale pid file.
+kafka_pid() {
+    [ -f "$KAFKA_PID" ] || return 1
+    local pid
+    pid="$(cat "$KAFKA_PID")"
+    local cmdline=""
+    [ -n "$pid" ] && cmdline="$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" || true)"
+    if [[ "$cmdline" == *" kafka.Kafka "* ]]; then
+        echo "$pid"
+        return 0
+    fi
+    log "removing stale Kafka pid file (pid '$pid' is not a running broker)"
+    rm -f "$KAFKA_PID"
+    return 1
+}
+
+# kafka_api_versions_ok: send a Kafka ApiVersions v0 request over bash's /dev/tcp and
+# check the reply (same correlation id, error code 0): proof that the broker serves requests.
+kafka_api_versions_ok() {
+    # shellcheck disable=SC2016 # $1 and $reply belong to the inner bash
+    timeout 5 bash -c '
+        exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+        # size=10 | api_key=18 ApiVersions | version=0 | correlation_id=7 | client_id=null
+        printf "\x00\x00\x00\x0a\x00\x12\x00\x00\x00\x00\x00\x07\xff\xff" >&3
+        reply="$(head -c 10 <&3 | od -An -tx1 | tr -d " \n")"
+        # reply: size(4) correlation_id(4)=7 error_code(2)=0
+        [ "${reply:8:12}" = "000000070000" ]
+    ' _ "$KAFKA_PORT" 2>/dev/null
+}
+
+kafka_wait_ready() {
+    local pid="$1" log_offset="$2" deadline=$((SECONDS + KAFKA_START_TIMEOUT))
+    while :; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            rm -f "$KAFKA_PID"
+            show_log_tail "$KAFKA_LOG"
+            die "Kafka exited during startup"
+        fi
+        # (process substitution, not a pipe: with pipefail, grep -q quitting early
+        # would fail the pipeline through tail's SIGPIPE)
+        if grep -q 'Kafka Server started' < <(tail -c +"$((log_offset + 1))" "$KAFKA_LOG") \
+                && kafka_api_versions_ok; then
+            log "Kafka ready on $KAFKA_URL"
+            return 0
+        fi
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            show_log_tail "$KAFKA_LOG"
+            die "Kafka not ready after ${KAFKA_START_TIMEOUT}s (pid $pid left running; '$0 down' stops it)"
+        fi
+        sleep 0.5
+    done
+}
+
+kafka_up() {
+    local pid
+    if pid="$(kafka_pid)"; then
+        log "Kafka already running on $KAFKA_URL (pid $pid)"
+        kafka_wait_ready "$pid" 0   # returns at once unless it is still starting
+        return 0
+    fi
+    local port
+    for port in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"; do
+        port_open "$port" && die "port $port is in use by another process (not this stack's Kafka); stop it or set KAFKA_BOOTSTRAP"
+    done
+    java_check
+    kafka_fetch_jars
+    kafka_render_config
+    kafka_format
+    local log_offset=0
+    [ -f "$KAFKA_LOG" ] && log_offset="$(stat -c %s "$KAFKA_LOG")"
+    log "starting Kafka on $KAFKA_URL (log $KAFKA_LOG)"
+    # setsid: own session, so a Ctrl-C aimed at the caller does not kill the broker.
+    # 9>&-: do not hand the stack lock to the long-lived child.
+    # shellcheck disable=SC2086 # KAFKA_HEAP_OPTS is a list of JVM flags
+    (exec setsid nohup java $KAFKA_HEAP_OPTS -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+        -Djava.awt.headless=true \
+        -Dlog4j2.configurationFile="$DEPLOY/kafka/log4j2.properties" \
+        -cp "$KAFKA_LIB/*" kafka.Kafka "$KAFKA_PROPS" \
+        </dev/null >>"$KAFKA_LOG" 2>&1 9>&-) &
+    pid=$!
+    echo "$pid" >"$KAFKA_PID"
+    kafka_wait_ready "$pid" "$log_offset"
+}
+
+kafka_down() {
+    local pid
+    if ! pid="$(kafka_pid)"; then
+        log "Kafka: not running"
+        return 0
+    fi
+    log "stopping Kafka (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    local deadline=$((SECONDS + KAFKA_STOP_TIMEOUT))
+    while kill -0 "$pid" 2>/dev/null; do
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            log "Kafka still running after ${KAFKA_STOP_TIMEOUT}s: SIGKILL"
+            kill -KILL "$pid" 2>/dev/null || true
+            break
+        fi
+        sleep 0.3
+    done
+    rm -f "$KAFKA_PID"
+}
+
+kafka_status() {
+    if external KAFKA_BOOTSTRAP "$KAFKA_URL"; then
+        log "Kafka: external (KAFKA_BOOTSTRAP is set), not managed here"
+        return 0
+    fi
+    local pid
+    if pid="$(kafka_pid)"; then
+        if kafka_api_versions_ok; then
+            log "Kafka: running on $KAFKA_URL (pid $pid)"
+        else
+            log "Kafka: process $pid runs but does not answer on $KAFKA_URL (starting? see $KAFKA_LOG)"
+            return 1
+        fi
+    else
+        log "Kafka: stopped"
+        return 1
+    fi
+}
+
+# ----------------------------------------------------------------------------- commands
+
+cmd_env() {
+    local db="$PG_URL" kafka="$KAFKA_URL"
+    external DATABASE_URL "$PG_URL" && db="$DATABASE_URL"
+    external KAFKA_BOOTSTRAP "$KAFKA_URL" && kafka="$KAFKA_BOOTSTRAP"
+    printf 'export DATABASE_URL=%q\n' "$db"
+    printf 'export KAFKA_BOOTSTRAP=%q\n' "$kafka"
+}
+
+cmd_up() {
+    lock_stack
+    if external DATABASE_URL "$PG_URL"; then
+        log "DATABASE_URL is set: using it, not starting PostgreSQL"
+    else
+        pg_up
+    fi
+    if external KAFKA_BOOTSTRAP "$KAFKA_URL"; then
+        log "KAFKA_BOOTSTRAP is set: using it, not starting Kafka"
+    else
+        kafka_up
+    fi
+    cmd_env
+}
+
+cmd_down() {
+    [ -d "$STACK" ] || { log "nothing to stop ($STACK does not exist)"; return 0; }
+    lock_stack
+    kafka_down
+    pg_down
+}
+
+cmd_status() {
+    local rc=0
+    pg_status || rc=1
+    kafka_status || rc=1
+    return "$rc"
+}
+
+usage() {
+    sed -n '2,10s/^# \{0,1\}//p' "$0"
+}
+
+main() {
+    case "${1:-}" in
+        up) cmd_up ;;
+        down) cmd_down ;;
+        status) cmd_status ;;
+        env) cmd_env ;;
+        -h | --help | help) usage ;;
+        *) usage >&2; exit 2 ;;
+    esac
+}
+
+main "$@"
