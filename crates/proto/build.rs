@@ -14,7 +14,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     files.sort();
     let descriptors = protox::compile(&files, [&root])?;
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
-    fs::write(out_dir.join("attrsync_descriptor.bin"), descriptors.encode_to_vec())?;
+    fs::write(
+        out_dir.join("attrsync_descriptor.bin"),
+        descriptors.encode_to_vec(),
+    )?;
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)

@@ -16,8 +16,10 @@ mod sections;
 
 use std::path::PathBuf;
 
+pub use sections::{
+    DatabaseConfig, GrpcConfig, HttpConfig, KafkaConfig, LogFormat, TelemetryConfig,
+};
 use serde::de::DeserializeOwned;
-pub use sections::{DatabaseConfig, GrpcConfig, HttpConfig, KafkaConfig, LogFormat, TelemetryConfig};
 
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -30,7 +32,10 @@ pub enum ConfigError {
 
 impl ConfigError {
     pub fn invalid(key: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self::Invalid { key: key.into(), reason: reason.into() }
+        Self::Invalid {
+            key: key.into(),
+            reason: reason.into(),
+        }
     }
 }
 
@@ -54,7 +59,12 @@ pub struct Sources<'a> {
 
 impl<'a> Sources<'a> {
     pub fn new(defaults: &'a str, env_prefix: &'a str) -> Self {
-        Self { defaults, env_prefix, file: None, env: None }
+        Self {
+            defaults,
+            env_prefix,
+            file: None,
+            env: None,
+        }
     }
 
     /// Reads `--config FILE` from the command line, if present.
@@ -78,17 +88,26 @@ impl<'a> Sources<'a> {
 
 /// Loads and validates a service configuration.
 pub fn load<T: DeserializeOwned + Validate>(sources: Sources<'_>) -> Result<T, ConfigError> {
-    let env: Vec<(String, String)> = sources.env.clone().unwrap_or_else(|| std::env::vars().collect());
+    let env: Vec<(String, String)> = sources
+        .env
+        .clone()
+        .unwrap_or_else(|| std::env::vars().collect());
     let lookup = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
 
-    let mut builder = config::Config::builder()
-        .add_source(config::File::from_str(sources.defaults, config::FileFormat::Toml));
+    let mut builder = config::Config::builder().add_source(config::File::from_str(
+        sources.defaults,
+        config::FileFormat::Toml,
+    ));
     let file = sources
         .file
         .clone()
         .or_else(|| lookup(&format!("{}_CONFIG_FILE", sources.env_prefix)).map(PathBuf::from));
     if let Some(path) = file {
-        builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml).required(true));
+        builder = builder.add_source(
+            config::File::from(path)
+                .format(config::FileFormat::Toml)
+                .required(true),
+        );
     }
 
     let mut shared = config::Map::new();
@@ -98,12 +117,19 @@ pub fn load<T: DeserializeOwned + Validate>(sources: Sources<'_>) -> Result<T, C
     if let Some(bootstrap) = lookup("KAFKA_BOOTSTRAP") {
         shared.insert("KAFKA__BOOTSTRAP".to_owned(), bootstrap);
     }
-    builder = builder.add_source(config::Environment::default().separator("__").source(Some(shared)));
+    builder = builder.add_source(
+        config::Environment::default()
+            .separator("__")
+            .source(Some(shared)),
+    );
 
     let prefix = format!("{}__", sources.env_prefix);
     let prefixed: config::Map<String, String> = env
         .iter()
-        .filter_map(|(k, v)| k.strip_prefix(&prefix).map(|rest| (rest.to_owned(), v.clone())))
+        .filter_map(|(k, v)| {
+            k.strip_prefix(&prefix)
+                .map(|rest| (rest.to_owned(), v.clone()))
+        })
         .collect();
     builder = builder.add_source(
         config::Environment::default()
@@ -159,12 +185,16 @@ mod tests {
     "#;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]
     fn defaults_alone_are_a_valid_configuration() {
-        let c: Example = load(Sources::new(DEFAULTS, "EX").with_env(vec![])).expect("defaults load");
+        let c: Example =
+            load(Sources::new(DEFAULTS, "EX").with_env(vec![])).expect("defaults load");
         assert_eq!(c.batch_size, 10);
         assert_eq!(c.kafka.topic_prefix, "");
         assert_eq!(c.database.schema, "example");
@@ -187,16 +217,24 @@ mod tests {
 
     #[test]
     fn a_bad_value_is_an_error_naming_the_key() {
-        let err = load::<Example>(Sources::new(DEFAULTS, "EX").with_env(env(&[("EX__BATCH_SIZE", "0")])))
-            .expect_err("must fail");
-        assert_eq!(err.to_string(), "configuration key `batch_size` is invalid: must be at least 1");
+        let err =
+            load::<Example>(Sources::new(DEFAULTS, "EX").with_env(env(&[("EX__BATCH_SIZE", "0")])))
+                .expect_err("must fail");
+        assert_eq!(
+            err.to_string(),
+            "configuration key `batch_size` is invalid: must be at least 1"
+        );
 
-        let err = load::<Example>(Sources::new(DEFAULTS, "EX").with_env(env(&[("EX__HTTP__LISTEN", "nope")])))
-            .expect_err("must fail");
+        let err = load::<Example>(
+            Sources::new(DEFAULTS, "EX").with_env(env(&[("EX__HTTP__LISTEN", "nope")])),
+        )
+        .expect_err("must fail");
         assert!(err.to_string().contains("`http.listen`"), "{err}");
 
-        let err = load::<Example>(Sources::new(DEFAULTS, "EX").with_env(env(&[("EX__BATCH_SIZE", "many")])))
-            .expect_err("must fail");
+        let err = load::<Example>(
+            Sources::new(DEFAULTS, "EX").with_env(env(&[("EX__BATCH_SIZE", "many")])),
+        )
+        .expect_err("must fail");
         assert!(err.to_string().contains("batch_size"), "{err}");
     }
 
@@ -209,7 +247,11 @@ mod tests {
 
     #[test]
     fn the_config_flag_is_read_from_arguments() {
-        let s = Sources::new(DEFAULTS, "EX").with_args(["bin".to_owned(), "--config".to_owned(), "a.toml".to_owned()]);
+        let s = Sources::new(DEFAULTS, "EX").with_args([
+            "bin".to_owned(),
+            "--config".to_owned(),
+            "a.toml".to_owned(),
+        ]);
         assert_eq!(s.file, Some(PathBuf::from("a.toml")));
     }
 }

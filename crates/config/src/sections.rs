@@ -19,7 +19,10 @@ impl HttpConfig {
     pub fn validate(&self, key: &str) -> Result<(), ConfigError> {
         parse_addr(&self.listen, &format!("{key}.listen"))?;
         if self.max_body_bytes < 1024 {
-            return Err(ConfigError::invalid(format!("{key}.max_body_bytes"), "must be at least 1024"));
+            return Err(ConfigError::invalid(
+                format!("{key}.max_body_bytes"),
+                "must be at least 1024",
+            ));
         }
         Ok(())
     }
@@ -59,16 +62,28 @@ pub struct DatabaseConfig {
 impl DatabaseConfig {
     pub fn validate(&self, key: &str) -> Result<(), ConfigError> {
         if !(self.url.starts_with("postgres://") || self.url.starts_with("postgresql://")) {
-            return Err(ConfigError::invalid(format!("{key}.url"), "must be a postgres:// URL"));
+            return Err(ConfigError::invalid(
+                format!("{key}.url"),
+                "must be a postgres:// URL",
+            ));
         }
         let valid_schema = !self.schema.is_empty()
-            && self.schema.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            && self
+                .schema
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
             && !self.schema.starts_with(|c: char| c.is_ascii_digit());
         if !valid_schema {
-            return Err(ConfigError::invalid(format!("{key}.schema"), "must be a lower-case SQL identifier"));
+            return Err(ConfigError::invalid(
+                format!("{key}.schema"),
+                "must be a lower-case SQL identifier",
+            ));
         }
         if self.pool_size == 0 {
-            return Err(ConfigError::invalid(format!("{key}.pool_size"), "must be at least 1"));
+            return Err(ConfigError::invalid(
+                format!("{key}.pool_size"),
+                "must be at least 1",
+            ));
         }
         Ok(())
     }
@@ -112,19 +127,34 @@ fn default_backoff() -> Duration {
 impl KafkaConfig {
     pub fn validate(&self, key: &str) -> Result<(), ConfigError> {
         if self.bootstrap.trim().is_empty() {
-            return Err(ConfigError::invalid(format!("{key}.bootstrap"), "must not be empty"));
+            return Err(ConfigError::invalid(
+                format!("{key}.bootstrap"),
+                "must not be empty",
+            ));
         }
         if self.group_id.trim().is_empty() {
-            return Err(ConfigError::invalid(format!("{key}.group_id"), "must not be empty"));
+            return Err(ConfigError::invalid(
+                format!("{key}.group_id"),
+                "must not be empty",
+            ));
         }
         if self.partitions < 1 {
-            return Err(ConfigError::invalid(format!("{key}.partitions"), "must be at least 1"));
+            return Err(ConfigError::invalid(
+                format!("{key}.partitions"),
+                "must be at least 1",
+            ));
         }
         if self.replication_factor < 1 {
-            return Err(ConfigError::invalid(format!("{key}.replication_factor"), "must be at least 1"));
+            return Err(ConfigError::invalid(
+                format!("{key}.replication_factor"),
+                "must be at least 1",
+            ));
         }
         if self.max_attempts == 0 {
-            return Err(ConfigError::invalid(format!("{key}.max_attempts"), "must be at least 1"));
+            return Err(ConfigError::invalid(
+                format!("{key}.max_attempts"),
+                "must be at least 1",
+            ));
         }
         Ok(())
     }
@@ -159,14 +189,20 @@ impl TelemetryConfig {
         if let Some(endpoint) = &self.otlp_endpoint
             && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
         {
-            return Err(ConfigError::invalid(format!("{key}.otlp_endpoint"), "must be an http(s):// URL"));
+            return Err(ConfigError::invalid(
+                format!("{key}.otlp_endpoint"),
+                "must be an http(s):// URL",
+            ));
         }
         Ok(())
     }
 }
 
 fn parse_addr(value: &str, key: &str) -> Result<SocketAddr, ConfigError> {
-    value
-        .parse()
-        .map_err(|_| ConfigError::invalid(key, format!("`{value}` is not a socket address like 127.0.0.1:8080")))
+    value.parse().map_err(|_| {
+        ConfigError::invalid(
+            key,
+            format!("`{value}` is not a socket address like 127.0.0.1:8080"),
+        )
+    })
 }

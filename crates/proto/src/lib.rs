@@ -4,13 +4,19 @@
 //! Generated from `proto/attrsync/v1/*.proto` at build time. Field numbers are never reused;
 //! enum zero values are `*_UNSPECIFIED`. Helpers for timestamps live in [`time`].
 
-#[allow(unreachable_pub, missing_debug_implementations, clippy::all, clippy::pedantic)]
+#[allow(
+    unreachable_pub,
+    missing_debug_implementations,
+    clippy::all,
+    clippy::pedantic
+)]
 pub mod v1 {
     tonic::include_proto!("attrsync.v1");
 }
 
 /// The encoded descriptor set of every proto file, for gRPC reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/attrsync_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/attrsync_descriptor.bin"));
 
 pub mod time {
     //! Conversions between protobuf timestamps and `chrono`.
@@ -19,7 +25,10 @@ pub mod time {
     use prost_types::Timestamp;
 
     pub fn to_proto(t: DateTime<Utc>) -> Timestamp {
-        Timestamp { seconds: t.timestamp(), nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0) }
+        Timestamp {
+            seconds: t.timestamp(),
+            nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0),
+        }
     }
 
     pub fn from_proto(t: &Timestamp) -> Option<DateTime<Utc>> {

@@ -46,7 +46,10 @@ impl Drop for TelemetryGuard {
 }
 
 /// Installs logging and tracing for `service`. Call once, early in `main`.
-pub fn init(service: &'static str, config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> {
+pub fn init(
+    service: &'static str,
+    config: &TelemetryConfig,
+) -> Result<TelemetryGuard, TelemetryError> {
     global::set_text_map_propagator(TraceContextPropagator::new());
     let provider = tracer_provider(service, config.otlp_endpoint.as_deref())?;
     global::set_tracer_provider(provider.clone());
@@ -55,7 +58,8 @@ pub fn init(service: &'static str, config: &TelemetryConfig) -> Result<Telemetry
     let otel_layer = tracing_opentelemetry::layer()
         .with_tracer(provider.tracer(service))
         .with_filter(LevelFilter::INFO);
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log_filter));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log_filter));
     let registry = tracing_subscriber::registry().with(otel_layer);
     let installed = match config.log_format {
         LogFormat::Json => registry
@@ -68,7 +72,11 @@ pub fn init(service: &'static str, config: &TelemetryConfig) -> Result<Telemetry
             )
             .try_init(),
         LogFormat::Pretty => registry
-            .with(tracing_subscriber::fmt::layer().compact().with_filter(filter))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .compact()
+                    .with_filter(filter),
+            )
             .try_init(),
     };
     installed.map_err(|_| TelemetryError::AlreadyInstalled)?;
@@ -86,12 +94,22 @@ pub fn init_for_tests() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
     let _ = tracing_subscriber::registry()
         .with(layer)
-        .with(tracing_subscriber::fmt::layer().with_test_writer().compact().with_filter(filter))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_test_writer()
+                .compact()
+                .with_filter(filter),
+        )
         .try_init();
 }
 
-fn tracer_provider(service: &'static str, endpoint: Option<&str>) -> Result<SdkTracerProvider, TelemetryError> {
-    let resource = opentelemetry_sdk::Resource::builder().with_service_name(service).build();
+fn tracer_provider(
+    service: &'static str,
+    endpoint: Option<&str>,
+) -> Result<SdkTracerProvider, TelemetryError> {
+    let resource = opentelemetry_sdk::Resource::builder()
+        .with_service_name(service)
+        .build();
     let builder = SdkTracerProvider::builder().with_resource(resource);
     let Some(endpoint) = endpoint else {
         return Ok(builder.build());
@@ -141,7 +159,10 @@ struct PairExtractor<'a>(&'a [(&'a str, &'a str)]);
 
 impl Extractor for PairExtractor<'_> {
     fn get(&self, key: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| *v)
+        self.0
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| *v)
     }
 
     fn keys(&self) -> Vec<&str> {
@@ -160,10 +181,16 @@ mod tests {
         let carrier = inject(&producer);
         let traceparent = carrier.get("traceparent").expect("traceparent injected");
         let producer_trace = trace_id(&producer).expect("producer has a trace");
-        assert!(traceparent.contains(&producer_trace), "{traceparent} vs {producer_trace}");
+        assert!(
+            traceparent.contains(&producer_trace),
+            "{traceparent} vs {producer_trace}"
+        );
 
         let consumer = tracing::info_span!("consume");
-        set_parent(&consumer, carrier.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        set_parent(
+            &consumer,
+            carrier.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        );
         assert_eq!(trace_id(&consumer), Some(producer_trace));
     }
 
