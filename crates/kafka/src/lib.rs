@@ -1,1 +1,42 @@
-//! placeholder
+//! Kafka for the services.
+//!
+//! - [`topics`]: every topic name and how it is created (partitions, compaction, DLQs).
+//! - [`envelope`]: building the protobuf envelope every message carries.
+//! - [`producer`]: an idempotent producer (`acks=all`) that returns only after the broker
+//!   acknowledged a message.
+//! - [`consumer`]: the at-least-once consumer loop: offsets are stored only after the handler
+//!   (and its database transaction) succeeded, in order per partition, committed on revoke and
+//!   on shutdown; failures are retried with backoff, then dead-lettered to `<topic>.dlq`.
+//! - [`relay`]: the outbox relay, which publishes what services committed to their outbox.
+
+pub mod consumer;
+pub mod envelope;
+pub mod producer;
+pub mod relay;
+pub mod topics;
+
+pub use consumer::{ConsumerProgress, Handler, HandlerError, Incoming};
+pub use producer::Producer;
+
+/// A Kafka operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaError {
+    #[error("kafka: {0}")]
+    Client(#[from] rdkafka::error::KafkaError),
+    #[error("creating topic `{topic}` failed: {reason}")]
+    CreateTopic { topic: String, reason: String },
+}
+
+pub type Result<T, E = KafkaError> = std::result::Result<T, E>;
+
+/// Settings shared by every client of one service.
+pub(crate) fn base_client_config(config: &attrsync_config::KafkaConfig) -> rdkafka::ClientConfig {
+    let mut client = rdkafka::ClientConfig::new();
+    client
+        .set("bootstrap.servers", &config.bootstrap)
+        .set("client.id", &config.group_id)
+        // Brokers come and go in tests and rollouts; keep reconnect attempts quick.
+        .set("reconnect.backoff.max.ms", "2000")
+        .set("socket.keepalive.enable", "true");
+    client
+}

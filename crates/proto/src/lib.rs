@@ -22,7 +22,7 @@ pub mod time {
     //! Conversions between protobuf timestamps and `chrono`.
 
     use chrono::{DateTime, Utc};
-    use prost_types::Timestamp;
+    pub use prost_types::Timestamp;
 
     pub fn to_proto(t: DateTime<Utc>) -> Timestamp {
         Timestamp {
