@@ -1,1 +1,94 @@
-//! placeholder
+//! **mapping**: the workspace registry and configuration owner.
+//!
+//! It owns `workspaces` and `workspace_settings` (every setting the sync acts on, with the
+//! incumbent's defaults, plus the webhook rollout flags) and serves them over gRPC
+//! (`attrsync.v1.MappingService`). Every change is committed together with a full snapshot of
+//! the workspace in the outbox; the relay publishes it to the compacted
+//! `settings.workspaces.v1`, from which ingest, fyle-sync and the other services keep their
+//! own projections. Settings therefore reach every service at once — no per-pod caches.
+//!
+//! Failure policy: with the database down, gRPC calls fail `UNAVAILABLE` and nothing changes;
+//! with Kafka down, changes still commit and their snapshots wait in the outbox.
+
+pub mod config;
+mod grpc;
+mod schema;
+mod snapshot;
+pub mod store;
+
+use std::{net::SocketAddr, time::Duration};
+
+use attrsync_kafka::{Producer, relay, topics};
+use attrsync_proto::v1::mapping_service_server::MappingServiceServer;
+use attrsync_runtime::grpc::GrpcRoutes;
+use diesel_migrations::{EmbeddedMigrations, embed_migrations};
+use tokio::{net::TcpListener, task::JoinSet};
+use tokio_util::sync::CancellationToken;
+
+pub use crate::config::Config;
+
+/// mapping's migrations, applied into its own schema.
+pub static MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/mapping");
+/// mapping's default schema name.
+pub const SCHEMA: &str = "mapping";
+
+/// A started mapping service.
+#[derive(Debug)]
+pub struct Running {
+    pub grpc_addr: SocketAddr,
+    shutdown: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+impl Running {
+    /// Stops every task and waits for them (the relay drains first).
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Migrates, creates topics, and starts the gRPC server and the outbox relay.
+pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Running> {
+    attrsync_db::migrate(&config.database.url, &config.database.schema, &MIGRATIONS).await?;
+    let pool = attrsync_db::connect(&config.database).await?;
+    topics::ensure(&config.kafka, &[topics::WORKSPACE_SETTINGS], &[]).await?;
+    let producer = Producer::new(&config.kafka)?;
+    let relay_handle = relay::RelayHandle::default();
+
+    let store = store::Store::new(pool.clone(), config.kafka.topic(topics::WORKSPACE_SETTINGS));
+    let api = grpc::MappingApi {
+        store,
+        relay: relay_handle.clone(),
+    };
+    let routes = GrpcRoutes::new()?;
+    routes
+        .health
+        .set_serving::<MappingServiceServer<grpc::MappingApi>>()
+        .await;
+    let routes = routes.add(MappingServiceServer::new(api));
+    let listener = TcpListener::bind(config.grpc.addr()?).await?;
+    let grpc_addr = listener.local_addr()?;
+
+    let mut tasks = JoinSet::new();
+    let grpc_shutdown = shutdown.clone();
+    tasks.spawn(async move {
+        if let Err(e) = routes.serve(listener, grpc_shutdown).await {
+            tracing::error!(error = %e, "gRPC server stopped");
+        }
+    });
+    tasks.spawn(relay::run(
+        pool,
+        producer,
+        config.database.schema.clone(),
+        relay_handle,
+        Duration::from_millis(500),
+        shutdown.clone(),
+    ));
+    tracing::info!(%grpc_addr, "mapping started");
+    Ok(Running {
+        grpc_addr,
+        shutdown,
+        tasks,
+    })
+}

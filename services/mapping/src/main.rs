@@ -1,1 +1,14 @@
-fn main() {}
+//! The mapping service binary.
+
+use mapping::Config;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::load(std::env::args())?;
+    let _telemetry = attrsync_telemetry::init("mapping", &config.telemetry)?;
+    let shutdown = attrsync_runtime::shutdown_on_signal();
+    let running = mapping::start(config, shutdown.clone()).await?;
+    shutdown.cancelled().await;
+    running.stop().await;
+    Ok(())
+}

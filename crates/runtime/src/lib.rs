@@ -1,0 +1,46 @@
+//! What every service binary shares.
+//!
+//! - [`shutdown_on_signal`]: a cancellation token cancelled by SIGINT or SIGTERM; every task of
+//!   a service watches it and stops cleanly (consumers commit, relays drain, servers finish
+//!   in-flight requests).
+//! - [`grpc`]: serving a service's gRPC API together with the standard health service
+//!   (`grpc.health.v1`, for Kubernetes probes and `grpc_health_probe`) and server reflection
+//!   (so `grpcurl` works without .proto files), continuing callers' traces.
+
+pub mod grpc;
+
+use tokio_util::sync::CancellationToken;
+
+/// A token cancelled when the process receives SIGINT (Ctrl-C) or SIGTERM.
+pub fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let trigger = token.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested");
+        trigger.cancel();
+    });
+    token
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

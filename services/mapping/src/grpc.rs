@@ -1,0 +1,156 @@
+//! The `MappingService` gRPC API.
+//!
+//! Errors map to gRPC codes in one place ([`status`]). Methods whose capability belongs to a
+//! later part of the design (import settings, mappings, mapping errors) answer `UNIMPLEMENTED`
+//! with a message saying so, rather than pretending.
+
+use attrsync_kafka::relay::RelayHandle;
+use attrsync_proto::v1::{
+    CreateWorkspaceRequest, DeleteMappingRequest, DeleteMappingResponse, GetWorkspaceRequest,
+    ImportSettings, ListMappingErrorsRequest, ListMappingErrorsResponse,
+    ListMappingSettingsRequest, ListMappingSettingsResponse, ListMappingsRequest,
+    ListMappingsResponse, ListWorkspacesRequest, ListWorkspacesResponse, Mapping,
+    UpdateImportSettingsRequest, UpdateWebhookFlagsRequest, UpsertMappingRequest,
+    WorkspaceSnapshot, mapping_service_server::MappingService,
+};
+use tonic::{Request, Response, Status};
+
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, Clone)]
+pub(crate) struct MappingApi {
+    pub(crate) store: Store,
+    pub(crate) relay: RelayHandle,
+}
+
+fn status(error: StoreError) -> Status {
+    match error {
+        StoreError::NotFound(_) => Status::not_found(error.to_string()),
+        StoreError::OrgTaken(_) => Status::already_exists(error.to_string()),
+        StoreError::Invalid(_) => Status::invalid_argument(error.to_string()),
+        StoreError::Db(e) => {
+            tracing::error!(error = %e, "database error");
+            Status::unavailable("database unavailable; retry")
+        }
+    }
+}
+
+fn later(what: &str) -> Status {
+    Status::unimplemented(format!(
+        "{what} is not built yet (see the project's open issues)"
+    ))
+}
+
+#[tonic::async_trait]
+impl MappingService for MappingApi {
+    async fn create_workspace(
+        &self,
+        request: Request<CreateWorkspaceRequest>,
+    ) -> Result<Response<WorkspaceSnapshot>, Status> {
+        let snapshot = self
+            .store
+            .create_workspace(request.get_ref())
+            .await
+            .map_err(status)?;
+        self.relay.wake();
+        tracing::info!(
+            workspace_id = snapshot.workspace.as_ref().map(|w| w.id),
+            "workspace created"
+        );
+        Ok(Response::new(snapshot))
+    }
+
+    async fn get_workspace(
+        &self,
+        request: Request<GetWorkspaceRequest>,
+    ) -> Result<Response<WorkspaceSnapshot>, Status> {
+        self.store
+            .get(request.get_ref().workspace_id)
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+
+    async fn list_workspaces(
+        &self,
+        request: Request<ListWorkspacesRequest>,
+    ) -> Result<Response<ListWorkspacesResponse>, Status> {
+        let (workspaces, next_after_id) =
+            self.store.list(request.get_ref()).await.map_err(status)?;
+        Ok(Response::new(ListWorkspacesResponse {
+            workspaces,
+            next_after_id,
+        }))
+    }
+
+    async fn update_webhook_flags(
+        &self,
+        request: Request<UpdateWebhookFlagsRequest>,
+    ) -> Result<Response<WorkspaceSnapshot>, Status> {
+        let snapshot = self
+            .store
+            .update_webhook_flags(request.get_ref())
+            .await
+            .map_err(status)?;
+        self.relay.wake();
+        Ok(Response::new(snapshot))
+    }
+
+    async fn get_import_settings(
+        &self,
+        request: Request<GetWorkspaceRequest>,
+    ) -> Result<Response<ImportSettings>, Status> {
+        let snapshot = self
+            .store
+            .get(request.get_ref().workspace_id)
+            .await
+            .map_err(status)?;
+        let settings = snapshot
+            .settings
+            .and_then(|s| s.import_settings)
+            .unwrap_or_default();
+        Ok(Response::new(settings))
+    }
+
+    async fn update_import_settings(
+        &self,
+        _request: Request<UpdateImportSettingsRequest>,
+    ) -> Result<Response<WorkspaceSnapshot>, Status> {
+        Err(later("UpdateImportSettings"))
+    }
+
+    async fn list_mapping_settings(
+        &self,
+        _request: Request<ListMappingSettingsRequest>,
+    ) -> Result<Response<ListMappingSettingsResponse>, Status> {
+        Err(later("ListMappingSettings"))
+    }
+
+    async fn list_mappings(
+        &self,
+        _request: Request<ListMappingsRequest>,
+    ) -> Result<Response<ListMappingsResponse>, Status> {
+        Err(later("ListMappings"))
+    }
+
+    async fn upsert_mapping(
+        &self,
+        _request: Request<UpsertMappingRequest>,
+    ) -> Result<Response<Mapping>, Status> {
+        Err(later("UpsertMapping"))
+    }
+
+    async fn delete_mapping(
+        &self,
+        _request: Request<DeleteMappingRequest>,
+    ) -> Result<Response<DeleteMappingResponse>, Status> {
+        Err(later("DeleteMapping"))
+    }
+
+    async fn list_mapping_errors(
+        &self,
+        _request: Request<ListMappingErrorsRequest>,
+    ) -> Result<Response<ListMappingErrorsResponse>, Status> {
+        Err(later("ListMappingErrors"))
+    }
+}

@@ -1,0 +1,47 @@
+//! Diesel table definitions for mapping's schema (`migrations/mapping`).
+
+diesel::table! {
+    workspaces (id) {
+        id -> BigInt,
+        name -> Text,
+        fyle_org_id -> Text,
+        qbo_realm_id -> Nullable<Text>,
+        fyle_currency -> Nullable<Text>,
+        cluster_domain -> Nullable<Text>,
+        onboarding_state -> Text,
+        version -> BigInt,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    workspace_settings (workspace_id) {
+        workspace_id -> BigInt,
+        import_categories -> Bool,
+        import_items -> Bool,
+        import_projects -> Bool,
+        import_tax_codes -> Bool,
+        import_vendors_as_merchants -> Bool,
+        charts_of_accounts -> Array<Text>,
+        import_code_fields -> Array<Text>,
+        category_sync_version -> Text,
+        auto_map_employees -> Nullable<Text>,
+        employee_field_mapping -> Text,
+        is_sync_after_timestamp_enabled -> Bool,
+        map_fyle_cards_qbo_account -> Bool,
+        reimbursable_expenses_object -> Nullable<Text>,
+        corporate_credit_card_expenses_object -> Nullable<Text>,
+        auto_create_destination_entity -> Bool,
+        auto_create_merchants_as_vendors -> Bool,
+        auto_map_case_insensitive -> Bool,
+        fyle_webhook_sync_enabled -> Bool,
+        qbo_webhook_sync_enabled -> Bool,
+        fyle_webhook_by_type -> Jsonb,
+        qbo_webhook_by_entity -> Jsonb,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(workspace_settings -> workspaces (workspace_id));
+diesel::allow_tables_to_appear_in_same_query!(workspaces, workspace_settings);

@@ -1,0 +1,318 @@
+//! The registry's database operations.
+//!
+//! Every change runs in one transaction that also bumps the workspace's `version` and puts the
+//! new full snapshot in the outbox, so the published snapshots are exactly the committed states,
+//! in commit order (see `attrsync_db::outbox`).
+
+use attrsync_db::{
+    DbError, Pool,
+    outbox::{self, NewOutboxMessage},
+};
+use attrsync_kafka::envelope;
+use attrsync_proto::{
+    Payload, time,
+    v1::{
+        CreateWorkspaceRequest, ListWorkspacesRequest, UpdateWebhookFlagsRequest, WorkspaceSnapshot,
+    },
+};
+use diesel::{prelude::*, result::DatabaseErrorKind};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use prost::Message;
+
+use crate::{
+    schema::{workspace_settings, workspaces},
+    snapshot::{SettingsRow, WorkspaceRow, bool_map_to_json, json_to_bool_map, snapshot},
+};
+
+/// Why a registry operation did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("workspace {0} not found")]
+    NotFound(i64),
+    #[error("Fyle org `{0}` already belongs to a workspace")]
+    OrgTaken(String),
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<diesel::result::Error> for StoreError {
+    fn from(e: diesel::result::Error) -> Self {
+        StoreError::Db(DbError::Query(e))
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The registry, bound to mapping's pool and the (prefixed) settings topic.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool,
+    settings_topic: String,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("settings_topic", &self.settings_topic)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = workspaces)]
+struct NewWorkspace<'a> {
+    name: &'a str,
+    fyle_org_id: &'a str,
+    qbo_realm_id: Option<&'a str>,
+    fyle_currency: Option<&'a str>,
+    cluster_domain: Option<&'a str>,
+}
+
+impl Store {
+    pub fn new(pool: Pool, settings_topic: String) -> Self {
+        Self {
+            pool,
+            settings_topic,
+        }
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    pub async fn create_workspace(
+        &self,
+        request: &CreateWorkspaceRequest,
+    ) -> Result<WorkspaceSnapshot> {
+        let name = request.name.trim();
+        let org = request.fyle_org_id.trim();
+        if name.is_empty() {
+            return Err(StoreError::Invalid("name must not be empty".into()));
+        }
+        if org.is_empty() {
+            return Err(StoreError::Invalid("fyle_org_id must not be empty".into()));
+        }
+        let settings = SettingsRow::from_proto(request.settings.as_ref());
+        let mut conn = self.pool.get().await.map_err(DbError::from)?;
+        let topic = self.settings_topic.clone();
+        conn.transaction::<_, StoreError, _>(async |conn| {
+            let new = NewWorkspace {
+                name,
+                fyle_org_id: org,
+                qbo_realm_id: request.qbo_realm_id.as_deref().filter(|s| !s.is_empty()),
+                fyle_currency: request.fyle_currency.as_deref().filter(|s| !s.is_empty()),
+                cluster_domain: request.cluster_domain.as_deref().filter(|s| !s.is_empty()),
+            };
+            let row: WorkspaceRow = diesel::insert_into(workspaces::table)
+                .values(&new)
+                .returning(WorkspaceRow::as_returning())
+                .get_result(conn)
+                .await
+                .map_err(|e| match e {
+                    diesel::result::Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
+                        StoreError::OrgTaken(org.to_owned())
+                    }
+                    other => other.into(),
+                })?;
+            diesel::insert_into(workspace_settings::table)
+                .values((workspace_settings::workspace_id.eq(row.id), &settings))
+                .execute(conn)
+                .await?;
+            let snap = snapshot(&row, &settings);
+            publish(conn, &topic, &snap).await?;
+            Ok(snap)
+        })
+        .await
+    }
+
+    pub async fn get(&self, id: i64) -> Result<WorkspaceSnapshot> {
+        let mut conn = self.pool.get().await.map_err(DbError::from)?;
+        load(&mut conn, id).await
+    }
+
+    /// Keyset-paged list, optionally filtered by Fyle org or QBO realm.
+    pub async fn list(
+        &self,
+        request: &ListWorkspacesRequest,
+    ) -> Result<(Vec<WorkspaceSnapshot>, i64)> {
+        let page_size = match request.page_size {
+            0 => 100,
+            n => i64::from(n.min(1000)),
+        };
+        let mut conn = self.pool.get().await.map_err(DbError::from)?;
+        let mut query = workspaces::table
+            .inner_join(workspace_settings::table)
+            .filter(workspaces::id.gt(request.after_id))
+            .order(workspaces::id)
+            .limit(page_size + 1)
+            .select((WorkspaceRow::as_select(), SettingsRow::as_select()))
+            .into_boxed();
+        if let Some(org) = &request.fyle_org_id {
+            query = query.filter(workspaces::fyle_org_id.eq(org));
+        }
+        if let Some(realm) = &request.qbo_realm_id {
+            query = query.filter(workspaces::qbo_realm_id.eq(realm));
+        }
+        let mut rows: Vec<(WorkspaceRow, SettingsRow)> = query.load(&mut conn).await?;
+        let more = rows.len() as i64 > page_size;
+        rows.truncate(page_size as usize);
+        let next = if more {
+            rows.last().map_or(0, |(w, _)| w.id)
+        } else {
+            0
+        };
+        Ok((rows.iter().map(|(w, s)| snapshot(w, s)).collect(), next))
+    }
+
+    pub async fn update_webhook_flags(
+        &self,
+        request: &UpdateWebhookFlagsRequest,
+    ) -> Result<WorkspaceSnapshot> {
+        let mut conn = self.pool.get().await.map_err(DbError::from)?;
+        let topic = self.settings_topic.clone();
+        conn.transaction::<_, StoreError, _>(async |conn| {
+            let mut settings: SettingsRow = workspace_settings::table
+                .find(request.workspace_id)
+                .select(SettingsRow::as_select())
+                .for_update()
+                .first(conn)
+                .await
+                .optional()?
+                .ok_or(StoreError::NotFound(request.workspace_id))?;
+            apply_flag_changes(&mut settings, request);
+            diesel::update(workspace_settings::table.find(request.workspace_id))
+                .set((
+                    &settings,
+                    workspace_settings::updated_at.eq(diesel::dsl::now),
+                ))
+                .execute(conn)
+                .await?;
+            bump_version(conn, request.workspace_id).await?;
+            let snap = load(conn, request.workspace_id).await?;
+            publish(conn, &topic, &snap).await?;
+            Ok(snap)
+        })
+        .await
+    }
+}
+
+/// The flag changes a request asks for, applied to the stored settings.
+pub(crate) fn apply_flag_changes(settings: &mut SettingsRow, request: &UpdateWebhookFlagsRequest) {
+    if let Some(on) = request.fyle_webhook_sync_enabled {
+        settings.fyle_webhook_sync_enabled = on;
+    }
+    if let Some(on) = request.qbo_webhook_sync_enabled {
+        settings.qbo_webhook_sync_enabled = on;
+    }
+    let mut fyle = json_to_bool_map(&settings.fyle_webhook_by_type);
+    fyle.extend(
+        request
+            .set_fyle_by_attribute_type
+            .iter()
+            .map(|(k, v)| (k.clone(), *v)),
+    );
+    for cleared in &request.clear_fyle_by_attribute_type {
+        fyle.remove(cleared);
+    }
+    settings.fyle_webhook_by_type = bool_map_to_json(&fyle);
+    let mut qbo = json_to_bool_map(&settings.qbo_webhook_by_entity);
+    qbo.extend(
+        request
+            .set_qbo_by_entity
+            .iter()
+            .map(|(k, v)| (k.clone(), *v)),
+    );
+    for cleared in &request.clear_qbo_by_entity {
+        qbo.remove(cleared);
+    }
+    settings.qbo_webhook_by_entity = bool_map_to_json(&qbo);
+}
+
+async fn bump_version(conn: &mut AsyncPgConnection, id: i64) -> Result<()> {
+    diesel::update(workspaces::table.find(id))
+        .set((
+            workspaces::version.eq(workspaces::version + 1),
+            workspaces::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+async fn load(conn: &mut AsyncPgConnection, id: i64) -> Result<WorkspaceSnapshot> {
+    let (workspace, settings): (WorkspaceRow, SettingsRow) = workspaces::table
+        .inner_join(workspace_settings::table)
+        .filter(workspaces::id.eq(id))
+        .select((WorkspaceRow::as_select(), SettingsRow::as_select()))
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or(StoreError::NotFound(id))?;
+    Ok(snapshot(&workspace, &settings))
+}
+
+/// Puts the snapshot in the outbox; it is published once the transaction commits.
+async fn publish(
+    conn: &mut AsyncPgConnection,
+    topic: &str,
+    snap: &WorkspaceSnapshot,
+) -> Result<()> {
+    let workspace_id = snap.workspace.as_ref().map_or(0, |w| w.id);
+    let envelope = envelope::new(
+        workspace_id,
+        "mapping",
+        time::now(),
+        Payload::WorkspaceSnapshot(snap.clone()),
+    );
+    let message = NewOutboxMessage {
+        topic: topic.to_owned(),
+        message_key: Some(workspace_id.to_string()),
+        payload: envelope.encode_to_vec(),
+    };
+    outbox::enqueue(conn, &[message]).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    #[test]
+    fn flag_changes_set_and_clear_overrides() {
+        let mut settings = SettingsRow::default();
+        apply_flag_changes(
+            &mut settings,
+            &UpdateWebhookFlagsRequest {
+                workspace_id: 1,
+                fyle_webhook_sync_enabled: Some(false),
+                set_fyle_by_attribute_type: HashMap::from([
+                    ("CATEGORY".into(), true),
+                    ("PROJECT".into(), false),
+                ]),
+                ..Default::default()
+            },
+        );
+        assert!(!settings.fyle_webhook_sync_enabled);
+        assert!(
+            settings.qbo_webhook_sync_enabled,
+            "untouched flags keep their value"
+        );
+        apply_flag_changes(
+            &mut settings,
+            &UpdateWebhookFlagsRequest {
+                workspace_id: 1,
+                clear_fyle_by_attribute_type: vec!["PROJECT".into()],
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            json_to_bool_map(&settings.fyle_webhook_by_type),
+            HashMap::from([("CATEGORY".into(), true)])
+        );
+        assert!(!settings.fyle_webhook_sync_enabled);
+    }
+}
