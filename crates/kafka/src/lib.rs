@@ -8,12 +8,15 @@
 //!   (and its database transaction) succeeded, in order per partition, committed on revoke and
 //!   on shutdown; failures are retried with backoff, then dead-lettered to `<topic>.dlq`.
 //! - [`relay`]: the outbox relay, which publishes what services committed to their outbox.
+//! - [`workspaces`]: a service's own projection of the workspace registry, fed by the
+//!   compacted `settings.workspaces.v1`.
 
 pub mod consumer;
 pub mod envelope;
 pub mod producer;
 pub mod relay;
 pub mod topics;
+pub mod workspaces;
 
 pub use consumer::{ConsumerProgress, Handler, HandlerError, Incoming};
 pub use producer::Producer;

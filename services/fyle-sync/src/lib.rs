@@ -1,1 +1,157 @@
-//! placeholder
+//! **fyle-sync**: Fyle → local attributes.
+//!
+//! Owns `expense_attributes` (keyed by source id), `fyle_sync_state`, `processed_events`, the
+//! webhook counters and its projection of the workspace registry. It applies attribute
+//! webhooks relayed by ingest (`fyle.attribute-webhooks.v1`, see [`apply`]), serves the stored
+//! attributes over gRPC, and publishes what changed to `sync.expense-attributes.v1` through its
+//! outbox. Pulls, reconciliation and webhook-health tracking arrive with the polling issue; the
+//! tables for them are already here.
+
+pub mod apply;
+pub mod config;
+mod grpc;
+pub mod plan;
+mod schema;
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use attrsync_kafka::{
+    ConsumerProgress, Producer,
+    consumer::{self, ConsumerSpec},
+    relay, topics,
+    workspaces::ProjectionHandler,
+};
+use attrsync_proto::v1::fyle_sync_service_server::FyleSyncServiceServer;
+use attrsync_runtime::grpc::GrpcRoutes;
+use diesel_migrations::{EmbeddedMigrations, embed_migrations};
+use tokio::{net::TcpListener, task::JoinSet};
+use tokio_util::sync::CancellationToken;
+
+pub use crate::config::Config;
+
+/// fyle-sync's migrations, applied into its own schema.
+pub static MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/fyle-sync");
+/// fyle-sync's default schema name.
+pub const SCHEMA: &str = "fyle_sync";
+
+/// A started fyle-sync.
+#[derive(Debug)]
+pub struct Running {
+    pub grpc_addr: SocketAddr,
+    /// Progress of the attribute-webhook consumer.
+    pub webhooks: Arc<ConsumerProgress>,
+    shutdown: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+impl Running {
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Running> {
+    attrsync_db::migrate(&config.database.url, &config.database.schema, &MIGRATIONS).await?;
+    let pool = attrsync_db::connect(&config.database).await?;
+    let consumed = [topics::FYLE_ATTRIBUTE_WEBHOOKS, topics::WORKSPACE_SETTINGS];
+    topics::ensure(
+        &config.kafka,
+        &[
+            topics::FYLE_ATTRIBUTE_WEBHOOKS,
+            topics::WORKSPACE_SETTINGS,
+            topics::EXPENSE_ATTRIBUTES_CHANGED,
+        ],
+        &consumed,
+    )
+    .await?;
+    let producer = Producer::new(&config.kafka)?;
+    let relay_handle = relay::RelayHandle::default();
+
+    let routes = GrpcRoutes::new()?;
+    routes
+        .health
+        .set_serving::<FyleSyncServiceServer<grpc::FyleSyncApi>>()
+        .await;
+    let routes = routes.add(FyleSyncServiceServer::new(grpc::FyleSyncApi {
+        pool: pool.clone(),
+    }));
+    let listener = TcpListener::bind(config.grpc.addr()?).await?;
+    let grpc_addr = listener.local_addr()?;
+
+    let mut tasks = JoinSet::new();
+    let grpc_shutdown = shutdown.clone();
+    tasks.spawn(async move {
+        if let Err(e) = routes.serve(listener, grpc_shutdown).await {
+            tracing::error!(error = %e, "gRPC server stopped");
+        }
+    });
+
+    let webhooks = Arc::new(ConsumerProgress::default());
+    let handler = Arc::new(apply::AttributeWebhookHandler {
+        pool: pool.clone(),
+        changes_topic: config.kafka.topic(topics::EXPENSE_ATTRIBUTES_CHANGED),
+        relay: relay_handle.clone(),
+    });
+    spawn_consumer(
+        &mut tasks,
+        &config,
+        ConsumerSpec {
+            topics: vec![topics::FYLE_ATTRIBUTE_WEBHOOKS],
+            group_suffix: None,
+        },
+        handler,
+        &producer,
+        webhooks.clone(),
+        &shutdown,
+    );
+    let projection = Arc::new(ProjectionHandler::new(pool.clone()));
+    let spec = ConsumerSpec {
+        topics: vec![topics::WORKSPACE_SETTINGS],
+        group_suffix: Some("workspaces"),
+    };
+    spawn_consumer(
+        &mut tasks,
+        &config,
+        spec,
+        projection,
+        &producer,
+        Arc::default(),
+        &shutdown,
+    );
+
+    tasks.spawn(relay::run(
+        pool,
+        producer,
+        config.database.schema.clone(),
+        relay_handle,
+        Duration::from_millis(500),
+        shutdown.clone(),
+    ));
+    tracing::info!(%grpc_addr, "fyle-sync started");
+    Ok(Running {
+        grpc_addr,
+        webhooks,
+        shutdown,
+        tasks,
+    })
+}
+
+fn spawn_consumer<H: attrsync_kafka::Handler>(
+    tasks: &mut JoinSet<()>,
+    config: &Config,
+    spec: ConsumerSpec,
+    handler: Arc<H>,
+    producer: &Producer,
+    progress: Arc<ConsumerProgress>,
+    shutdown: &CancellationToken,
+) {
+    let kafka = config.kafka.clone();
+    let producer = producer.clone();
+    let shutdown = shutdown.clone();
+    tasks.spawn(async move {
+        if let Err(e) = consumer::run(&kafka, spec, handler, producer, progress, shutdown).await {
+            tracing::error!(error = %e, "consumer stopped with an error");
+        }
+    });
+}

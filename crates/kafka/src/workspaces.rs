@@ -1,0 +1,230 @@
+//! A service's projection of the workspace registry.
+//!
+//! mapping publishes a full snapshot of a workspace on the compacted `settings.workspaces.v1`
+//! after every change. Services that need workspace facts (ingest: which org a workspace
+//! belongs to and its webhook flags; fyle-sync: the same for validation) consume that topic
+//! into their own `workspace_projection` table and never call mapping on the hot path.
+//!
+//! Applying a snapshot is idempotent and order-proof: a row is replaced only by a snapshot with
+//! a higher `version`, so redeliveries and a replay of the compacted topic change nothing.
+//!
+//! Each consuming service's migrations create:
+//! ```sql
+//! CREATE TABLE workspace_projection (
+//!     workspace_id              BIGINT PRIMARY KEY,
+//!     fyle_org_id               TEXT NOT NULL,
+//!     qbo_realm_id              TEXT,
+//!     fyle_webhook_sync_enabled BOOLEAN NOT NULL,
+//!     fyle_webhook_by_type      JSONB NOT NULL,
+//!     qbo_webhook_sync_enabled  BOOLEAN NOT NULL,
+//!     qbo_webhook_by_entity     JSONB NOT NULL,
+//!     deleted                   BOOLEAN NOT NULL DEFAULT false,
+//!     version                   BIGINT NOT NULL,
+//!     snapshot                  BYTEA NOT NULL,
+//!     updated_at                TIMESTAMPTZ NOT NULL DEFAULT now()
+//! );
+//! CREATE INDEX workspace_projection_org ON workspace_projection (fyle_org_id);
+//! CREATE INDEX workspace_projection_realm ON workspace_projection (qbo_realm_id);
+//! ```
+
+use std::collections::HashMap;
+
+use attrsync_db::{DbError, Pool};
+use attrsync_proto::{Payload, v1::WorkspaceSnapshot};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use prost::Message;
+use serde_json::Value;
+
+use crate::{Handler, HandlerError, Incoming};
+
+diesel::table! {
+    workspace_projection (workspace_id) {
+        workspace_id -> BigInt,
+        fyle_org_id -> Text,
+        qbo_realm_id -> Nullable<Text>,
+        fyle_webhook_sync_enabled -> Bool,
+        fyle_webhook_by_type -> Jsonb,
+        qbo_webhook_sync_enabled -> Bool,
+        qbo_webhook_by_entity -> Jsonb,
+        deleted -> Bool,
+        version -> BigInt,
+        snapshot -> Bytea,
+        updated_at -> Timestamptz,
+    }
+}
+
+/// What a service knows about one workspace.
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = workspace_projection)]
+pub struct ProjectedWorkspace {
+    pub workspace_id: i64,
+    pub fyle_org_id: String,
+    pub qbo_realm_id: Option<String>,
+    pub fyle_webhook_sync_enabled: bool,
+    pub fyle_webhook_by_type: Value,
+    pub qbo_webhook_sync_enabled: bool,
+    pub qbo_webhook_by_entity: Value,
+    pub deleted: bool,
+    pub version: i64,
+    pub snapshot: Vec<u8>,
+}
+
+impl ProjectedWorkspace {
+    /// The projection row for a snapshot; `None` for a snapshot without a workspace.
+    pub fn from_snapshot(snapshot: &WorkspaceSnapshot) -> Option<Self> {
+        let workspace = snapshot.workspace.as_ref()?;
+        let flags = snapshot
+            .settings
+            .as_ref()
+            .and_then(|s| s.webhook_flags.clone())
+            .unwrap_or_default();
+        let to_json = |m: &HashMap<String, bool>| {
+            Value::Object(
+                m.iter()
+                    .map(|(k, v)| (k.clone(), Value::Bool(*v)))
+                    .collect(),
+            )
+        };
+        Some(Self {
+            workspace_id: workspace.id,
+            fyle_org_id: workspace.fyle_org_id.clone(),
+            qbo_realm_id: workspace.qbo_realm_id.clone(),
+            fyle_webhook_sync_enabled: flags.fyle_webhook_sync_enabled,
+            fyle_webhook_by_type: to_json(&flags.fyle_by_attribute_type),
+            qbo_webhook_sync_enabled: flags.qbo_webhook_sync_enabled,
+            qbo_webhook_by_entity: to_json(&flags.qbo_by_entity),
+            deleted: snapshot.deleted,
+            version: snapshot.version,
+            snapshot: snapshot.encode_to_vec(),
+        })
+    }
+
+    /// Whether Fyle webhooks of `attribute_type` are applied in real time for this workspace:
+    /// the per-type override if there is one, else the global flag.
+    pub fn fyle_webhooks_enabled_for(&self, attribute_type: &str) -> bool {
+        self.fyle_webhook_by_type
+            .get(attribute_type)
+            .and_then(Value::as_bool)
+            .unwrap_or(self.fyle_webhook_sync_enabled)
+    }
+}
+
+/// Stores `row` unless the projection already holds the same or a newer version.
+/// Returns whether the row was written.
+pub async fn apply(conn: &mut AsyncPgConnection, row: &ProjectedWorkspace) -> QueryResult<bool> {
+    use diesel::sql_types::{Bool, Bytea, Int8, Jsonb, Nullable, Text};
+    let written = diesel::sql_query(
+        "INSERT INTO workspace_projection AS p (workspace_id, fyle_org_id, qbo_realm_id, \
+             fyle_webhook_sync_enabled, fyle_webhook_by_type, qbo_webhook_sync_enabled, \
+             qbo_webhook_by_entity, deleted, version, snapshot) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+         ON CONFLICT (workspace_id) DO UPDATE SET \
+             fyle_org_id = excluded.fyle_org_id, qbo_realm_id = excluded.qbo_realm_id, \
+             fyle_webhook_sync_enabled = excluded.fyle_webhook_sync_enabled, \
+             fyle_webhook_by_type = excluded.fyle_webhook_by_type, \
+             qbo_webhook_sync_enabled = excluded.qbo_webhook_sync_enabled, \
+             qbo_webhook_by_entity = excluded.qbo_webhook_by_entity, deleted = excluded.deleted, \
+             version = excluded.version, snapshot = excluded.snapshot, updated_at = now() \
+         WHERE p.version < excluded.version",
+    )
+    .bind::<Int8, _>(row.workspace_id)
+    .bind::<Text, _>(&row.fyle_org_id)
+    .bind::<Nullable<Text>, _>(&row.qbo_realm_id)
+    .bind::<Bool, _>(row.fyle_webhook_sync_enabled)
+    .bind::<Jsonb, _>(&row.fyle_webhook_by_type)
+    .bind::<Bool, _>(row.qbo_webhook_sync_enabled)
+    .bind::<Jsonb, _>(&row.qbo_webhook_by_entity)
+    .bind::<Bool, _>(row.deleted)
+    .bind::<Int8, _>(row.version)
+    .bind::<Bytea, _>(&row.snapshot)
+    .execute(conn)
+    .await?;
+    Ok(written > 0)
+}
+
+/// The projected workspace with this id, if known and not deleted.
+pub async fn find(
+    conn: &mut AsyncPgConnection,
+    workspace_id: i64,
+) -> QueryResult<Option<ProjectedWorkspace>> {
+    use workspace_projection::dsl as p;
+    p::workspace_projection
+        .find(workspace_id)
+        .filter(p::deleted.eq(false))
+        .select(ProjectedWorkspace::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// The consumer of `settings.workspaces.v1` that keeps the projection.
+#[derive(Clone)]
+pub struct ProjectionHandler {
+    pool: Pool,
+}
+
+impl std::fmt::Debug for ProjectionHandler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProjectionHandler").finish_non_exhaustive()
+    }
+}
+
+impl ProjectionHandler {
+    pub fn new(pool: Pool) -> Self {
+        Self { pool }
+    }
+}
+
+impl Handler for ProjectionHandler {
+    async fn handle(&self, message: &Incoming<'_>) -> Result<(), HandlerError> {
+        let Some(Payload::WorkspaceSnapshot(snapshot)) = &message.envelope.payload else {
+            return Err(HandlerError::Poison(
+                "expected a WorkspaceSnapshot payload".into(),
+            ));
+        };
+        let row = ProjectedWorkspace::from_snapshot(snapshot)
+            .ok_or_else(|| HandlerError::Poison("snapshot without a workspace".into()))?;
+        let mut conn = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| HandlerError::Unavailable(DbError::from(e).to_string()))?;
+        apply(&mut conn, &row)
+            .await
+            .map_err(|e| HandlerError::Unavailable(e.to_string()))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use attrsync_proto::v1::{WebhookFlags, Workspace, WorkspaceSettings};
+
+    use super::*;
+
+    #[test]
+    fn per_type_flags_override_the_global_flag() {
+        let snapshot = WorkspaceSnapshot {
+            workspace: Some(Workspace {
+                id: 7,
+                fyle_org_id: "orX".into(),
+                ..Default::default()
+            }),
+            settings: Some(WorkspaceSettings {
+                import_settings: None,
+                webhook_flags: Some(WebhookFlags {
+                    fyle_webhook_sync_enabled: true,
+                    fyle_by_attribute_type: HashMap::from([("PROJECT".to_owned(), false)]),
+                    ..Default::default()
+                }),
+            }),
+            version: 3,
+            deleted: false,
+        };
+        let row = ProjectedWorkspace::from_snapshot(&snapshot).expect("row");
+        assert_eq!((row.workspace_id, row.version), (7, 3));
+        assert!(row.fyle_webhooks_enabled_for("CATEGORY"));
+        assert!(!row.fyle_webhooks_enabled_for("PROJECT"));
+    }
+}

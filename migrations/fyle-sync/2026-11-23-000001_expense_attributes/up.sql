@@ -1,0 +1,75 @@
+-- Fyle-side attribute values. Identified by (workspace, type, source id): a rename in Fyle
+-- updates the row instead of adding a second one (the incumbent keys on the value).
+CREATE TABLE expense_attributes (
+    id                BIGSERIAL PRIMARY KEY,
+    workspace_id      BIGINT NOT NULL,
+    attribute_type    TEXT NOT NULL,
+    display_name      TEXT NOT NULL,
+    value             TEXT NOT NULL,
+    source_id         TEXT NOT NULL,
+    active            BOOLEAN NOT NULL,
+    detail            JSONB,
+    -- attrsync_core::normalise::content_hash of (value, active, detail): skips no-op writes.
+    content_hash      TEXT NOT NULL,
+    auto_mapped       BOOLEAN NOT NULL DEFAULT false,
+    auto_created      BOOLEAN NOT NULL DEFAULT false,
+    -- Fyle's updated_at of the object the value came from; older events are ignored.
+    source_updated_at TIMESTAMPTZ,
+    created_at        TIMESTAMPTZ NOT NULL DEFAULT now(),
+    updated_at        TIMESTAMPTZ NOT NULL DEFAULT now(),
+    UNIQUE (workspace_id, attribute_type, source_id)
+);
+CREATE INDEX expense_attributes_value ON expense_attributes (workspace_id, attribute_type, lower(value));
+
+-- Per workspace × attribute type: watermarks, pull times and webhook health.
+CREATE TABLE fyle_sync_state (
+    workspace_id             BIGINT NOT NULL,
+    attribute_type           TEXT NOT NULL,
+    watermark                TIMESTAMPTZ,
+    last_full_sync_at        TIMESTAMPTZ,
+    last_incremental_sync_at TIMESTAMPTZ,
+    last_reconcile_at        TIMESTAMPTZ,
+    webhook_health           TEXT NOT NULL DEFAULT 'HEALTHY' CHECK (webhook_health IN ('HEALTHY', 'DEGRADED')),
+    missed_webhooks          BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (workspace_id, attribute_type)
+);
+
+-- Webhook events seen per workspace: applied once each, or ignored (stale, nothing to store).
+CREATE TABLE webhook_event_counts (
+    workspace_id  BIGINT PRIMARY KEY,
+    applied       BIGINT NOT NULL DEFAULT 0,
+    ignored       BIGINT NOT NULL DEFAULT 0,
+    last_event_at TIMESTAMPTZ
+);
+
+-- Envelope ids of applied Kafka messages: a redelivery finds its id here and changes nothing.
+CREATE TABLE processed_events (
+    event_id     TEXT PRIMARY KEY,
+    processed_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE INDEX processed_events_age ON processed_events (processed_at);
+
+-- Projection of the workspace registry (see attrsync_kafka::workspaces).
+CREATE TABLE workspace_projection (
+    workspace_id              BIGINT PRIMARY KEY,
+    fyle_org_id               TEXT NOT NULL,
+    qbo_realm_id              TEXT,
+    fyle_webhook_sync_enabled BOOLEAN NOT NULL,
+    fyle_webhook_by_type      JSONB NOT NULL,
+    qbo_webhook_sync_enabled  BOOLEAN NOT NULL,
+    qbo_webhook_by_entity     JSONB NOT NULL,
+    deleted                   BOOLEAN NOT NULL DEFAULT false,
+    version                   BIGINT NOT NULL,
+    snapshot                  BYTEA NOT NULL,
+    updated_at                TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE INDEX workspace_projection_org ON workspace_projection (fyle_org_id);
+
+-- Transactional outbox (see attrsync_db::outbox).
+CREATE TABLE outbox (
+    id          BIGSERIAL PRIMARY KEY,
+    topic       TEXT NOT NULL,
+    message_key TEXT,
+    payload     BYTEA NOT NULL,
+    created_at  TIMESTAMPTZ NOT NULL DEFAULT now()
+);

@@ -1,0 +1,49 @@
+//! Diesel table definitions for fyle-sync's schema (`migrations/fyle-sync`).
+
+diesel::table! {
+    expense_attributes (id) {
+        id -> BigInt,
+        workspace_id -> BigInt,
+        attribute_type -> Text,
+        display_name -> Text,
+        value -> Text,
+        source_id -> Text,
+        active -> Bool,
+        detail -> Nullable<Jsonb>,
+        content_hash -> Text,
+        auto_mapped -> Bool,
+        auto_created -> Bool,
+        source_updated_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    fyle_sync_state (workspace_id, attribute_type) {
+        workspace_id -> BigInt,
+        attribute_type -> Text,
+        watermark -> Nullable<Timestamptz>,
+        last_full_sync_at -> Nullable<Timestamptz>,
+        last_incremental_sync_at -> Nullable<Timestamptz>,
+        last_reconcile_at -> Nullable<Timestamptz>,
+        webhook_health -> Text,
+        missed_webhooks -> BigInt,
+    }
+}
+
+diesel::table! {
+    webhook_event_counts (workspace_id) {
+        workspace_id -> BigInt,
+        applied -> BigInt,
+        ignored -> BigInt,
+        last_event_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    processed_events (event_id) {
+        event_id -> Text,
+        processed_at -> Timestamptz,
+    }
+}
