@@ -1,0 +1,130 @@
+//! Outgoing Fyle webhooks (reference §2, endpoint F9).
+//!
+//! For every change to a resource with a webhook name, each enabled subscription of the org whose
+//! `subscribed_resources` lists that name gets `POST <webhook_url>` with
+//! `{"action", "resource", "data"}`, `data` being the full list-item object (for `DELETED`, the last
+//! version — **(inferred)**). Production Fyle signs nothing, so by default neither does the sandbox.
+//! With a secret configured it adds `X-Fyle-Signature` (hex HMAC-SHA256 of the body) and the
+//! Standard Webhooks headers `webhook-id`, `webhook-timestamp`, `webhook-signature`; the id and
+//! timestamp are fixed when the change happens, so retries and duplicates carry the same id.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use super::{org::Change, org::FyleOrg, resources::Resource};
+use crate::{delivery::OutgoingWebhook, signing};
+
+/// The webhook body of a change.
+pub fn body(change: &Change, resource_name: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "action": change.action.as_str(),
+        "resource": resource_name,
+        "data": change.data,
+    }))
+    .unwrap_or_default()
+}
+
+/// Signature headers for a body, when a secret is configured.
+pub fn signature_headers(
+    secret: &str,
+    msg_id: &str,
+    timestamp: i64,
+    body: &[u8],
+) -> Vec<(String, String)> {
+    vec![
+        (
+            "X-Fyle-Signature".to_owned(),
+            signing::fyle_signature(secret, body),
+        ),
+        ("webhook-id".to_owned(), msg_id.to_owned()),
+        ("webhook-timestamp".to_owned(), timestamp.to_string()),
+        (
+            "webhook-signature".to_owned(),
+            signing::standard_webhooks_signature(secret, msg_id, timestamp, body),
+        ),
+    ]
+}
+
+/// The subscription URLs of an org that receive a resource's webhooks.
+pub fn subscribers(org: &FyleOrg, resource_name: &str) -> Vec<String> {
+    org.collection(Resource::Subscriptions)
+        .iter()
+        .filter(|s| s.json.get("is_enabled") == Some(&Value::Bool(true)))
+        .filter(|s| {
+            s.json
+                .get("subscribed_resources")
+                .and_then(Value::as_array)
+                .is_some_and(|rs| rs.iter().any(|r| r.as_str() == Some(resource_name)))
+        })
+        .filter_map(|s| {
+            s.json
+                .get("webhook_url")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+/// The POSTs a change causes.
+pub(crate) fn messages(
+    org: &FyleOrg,
+    change: &Change,
+    secret: Option<&str>,
+    now: DateTime<Utc>,
+) -> Vec<OutgoingWebhook> {
+    let Some(name) = change.resource.webhook_name() else {
+        return Vec::new();
+    };
+    let urls = subscribers(org, name);
+    if urls.is_empty() {
+        return Vec::new();
+    }
+    let body = body(change, name);
+    urls.into_iter()
+        .map(|url| {
+            let headers = match secret {
+                Some(secret) => {
+                    let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
+                    signature_headers(secret, &id, now.timestamp(), &body)
+                }
+                None => Vec::new(),
+            };
+            OutgoingWebhook {
+                url,
+                headers,
+                body: body.clone(),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fyle::org::Action;
+
+    #[test]
+    fn body_has_action_resource_and_full_data() {
+        let change = Change {
+            org_id: "orA".into(),
+            resource: Resource::Categories,
+            action: Action::Updated,
+            data: json!({"id": 1, "name": "Travel", "org_id": "orA"}),
+        };
+        let v: Value = serde_json::from_slice(&body(&change, "CATEGORY")).expect("valid JSON");
+        assert_eq!(
+            v,
+            json!({"action": "UPDATED", "resource": "CATEGORY", "data": {"id": 1, "name": "Travel", "org_id": "orA"}})
+        );
+    }
+
+    #[test]
+    fn signature_headers_are_consistent_with_signing() {
+        let h = signature_headers("k", "msg_1", 10, b"{}");
+        assert_eq!(h[0].1, signing::fyle_signature("k", b"{}"));
+        assert_eq!(
+            h[3].1,
+            signing::standard_webhooks_signature("k", "msg_1", 10, b"{}")
+        );
+    }
+}
