@@ -33,7 +33,9 @@ impl GrpcRoutes {
             .register_encoded_file_descriptor_set(attrsync_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1alpha()?;
-        let routes = Routes::new(health_service).add_service(reflection).add_service(reflection_alpha);
+        let routes = Routes::new(health_service)
+            .add_service(reflection)
+            .add_service(reflection_alpha);
         Ok(Self { routes, health })
     }
 
@@ -56,11 +58,18 @@ impl GrpcRoutes {
     }
 
     /// Serves until `shutdown` is cancelled, then finishes in-flight calls.
-    pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) -> Result<(), GrpcError> {
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> Result<(), GrpcError> {
         Server::builder()
             .trace_fn(attrsync_telemetry::grpc::server_span)
             .add_routes(self.routes)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
+            .serve_with_incoming_shutdown(
+                TcpListenerStream::new(listener),
+                shutdown.cancelled_owned(),
+            )
             .await?;
         Ok(())
     }

@@ -1,1 +1,13 @@
-fn main() {}
+//! The import-to-fyle service binary.
+
+use import_to_fyle::Config;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::load(std::env::args())?;
+    let _telemetry = attrsync_telemetry::init("import-to-fyle", &config.telemetry)?;
+    let shutdown = attrsync_runtime::shutdown_on_signal();
+    let (_, server) = import_to_fyle::start(config, shutdown).await?;
+    server.await?;
+    Ok(())
+}

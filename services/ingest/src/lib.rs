@@ -1,1 +1,168 @@
-//! placeholder
+//! **ingest**: the public webhook edge.
+//!
+//! Receives Fyle webhooks over HTTP ([`http`]), validates them against its projection of the
+//! workspace registry ([`fyle`] holds the rules and every refusal), stores each accepted
+//! delivery durably and deduplicated in `inbox` together with its relay message in `outbox`
+//! ([`store`]), answers, and relays to Kafka: attribute webhooks to
+//! `fyle.attribute-webhooks.v1`, report/expense webhooks to `fyle.expense-webhooks.v1`,
+//! org-setting updates to `fyle.org-settings.v1`. QBO webhooks arrive with the QBO issue.
+//!
+//! Failure policy: fail closed on bad input (clear 4xx, nothing stored), fail safe on outages:
+//! database down → 503 with `Retry-After` and nothing stored; Kafka down → accepted, stored,
+//! relayed when Kafka returns.
+
+pub mod config;
+pub mod fyle;
+mod grpc;
+pub mod http;
+pub mod store;
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use attrsync_kafka::{
+    Producer,
+    consumer::{self, ConsumerSpec},
+    relay, topics,
+    workspaces::ProjectionHandler,
+};
+use attrsync_proto::v1::{
+    ingest_service_server::IngestServiceServer, mapping_service_client::MappingServiceClient,
+};
+use attrsync_runtime::grpc::GrpcRoutes;
+use diesel_migrations::{EmbeddedMigrations, embed_migrations};
+use tokio::{net::TcpListener, task::JoinSet};
+use tokio_util::sync::CancellationToken;
+use tonic::{service::interceptor::InterceptedService, transport::Channel};
+
+pub use crate::config::Config;
+
+/// ingest's migrations, applied into its own schema.
+pub static MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/ingest");
+/// ingest's default schema name.
+pub const SCHEMA: &str = "ingest";
+
+type Interceptor = fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>;
+/// A mapping client that carries the caller's trace context.
+pub(crate) type MappingClient = MappingServiceClient<InterceptedService<Channel, Interceptor>>;
+
+/// A started ingest.
+#[derive(Debug)]
+pub struct Running {
+    pub http_addr: SocketAddr,
+    pub grpc_addr: SocketAddr,
+    shutdown: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+impl Running {
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Running> {
+    attrsync_db::migrate(&config.database.url, &config.database.schema, &MIGRATIONS).await?;
+    let pool = attrsync_db::connect(&config.database).await?;
+    let produced = [
+        topics::FYLE_ATTRIBUTE_WEBHOOKS,
+        topics::FYLE_EXPENSE_WEBHOOKS,
+        topics::FYLE_ORG_SETTINGS,
+        topics::WORKSPACE_SETTINGS,
+    ];
+    topics::ensure(&config.kafka, &produced, &[topics::WORKSPACE_SETTINGS]).await?;
+    let producer = Producer::new(&config.kafka)?;
+    let relay_handle = relay::RelayHandle::default();
+    let channel = Channel::from_shared(config.mapping.endpoint.clone())?
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(5))
+        .connect_lazy();
+    let mapping = MappingServiceClient::with_interceptor(
+        channel,
+        attrsync_telemetry::grpc::inject_interceptor as Interceptor,
+    );
+
+    let state = Arc::new(http::AppState {
+        pool: pool.clone(),
+        kafka: config.kafka.clone(),
+        limiter: http::AppState::limiter(
+            config.rate_limit.per_workspace_per_second,
+            config.rate_limit.burst,
+        ),
+        mapping,
+        relay: relay_handle.clone(),
+        max_body_bytes: config.http.max_body_bytes,
+        duplicates: Default::default(),
+    });
+
+    let mut tasks = JoinSet::new();
+    let http_listener = std::net::TcpListener::bind(config.http.addr()?)?;
+    let http_addr = http_listener.local_addr()?;
+    let app_state = actix_web::web::Data::new(state.clone());
+    let server = actix_web::HttpServer::new(move || {
+        actix_web::App::new()
+            .app_data(app_state.clone())
+            .configure(http::routes)
+    })
+    .workers(2)
+    .disable_signals()
+    .shutdown_timeout(10)
+    .listen(http_listener)?
+    .run();
+    let server_handle = server.handle();
+    tasks.spawn(async move {
+        if let Err(e) = server.await {
+            tracing::error!(error = %e, "HTTP server stopped");
+        }
+    });
+    let http_shutdown = shutdown.clone();
+    tasks.spawn(async move {
+        http_shutdown.cancelled().await;
+        server_handle.stop(true).await;
+    });
+
+    let routes = GrpcRoutes::new()?;
+    routes
+        .health
+        .set_serving::<IngestServiceServer<grpc::IngestApi>>()
+        .await;
+    let routes = routes.add(IngestServiceServer::new(grpc::IngestApi {
+        state: state.clone(),
+    }));
+    let grpc_listener = TcpListener::bind(config.grpc.addr()?).await?;
+    let grpc_addr = grpc_listener.local_addr()?;
+    let grpc_shutdown = shutdown.clone();
+    tasks.spawn(async move {
+        if let Err(e) = routes.serve(grpc_listener, grpc_shutdown).await {
+            tracing::error!(error = %e, "gRPC server stopped");
+        }
+    });
+
+    let projection = Arc::new(ProjectionHandler::new(pool.clone()));
+    let kafka = config.kafka.clone();
+    let spec = ConsumerSpec {
+        topics: vec![topics::WORKSPACE_SETTINGS],
+        group_suffix: Some("workspaces"),
+    };
+    let (dlq, stop) = (producer.clone(), shutdown.clone());
+    tasks.spawn(async move {
+        if let Err(e) = consumer::run(&kafka, spec, projection, dlq, Arc::default(), stop).await {
+            tracing::error!(error = %e, "workspace projection consumer stopped");
+        }
+    });
+    tasks.spawn(relay::run(
+        pool,
+        producer,
+        config.database.schema.clone(),
+        relay_handle,
+        Duration::from_millis(500),
+        shutdown.clone(),
+    ));
+    tracing::info!(%http_addr, %grpc_addr, "ingest started");
+    Ok(Running {
+        http_addr,
+        grpc_addr,
+        shutdown,
+        tasks,
+    })
+}

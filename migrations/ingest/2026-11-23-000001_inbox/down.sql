@@ -1,0 +1,3 @@
+DROP TABLE outbox;
+DROP TABLE workspace_projection;
+DROP TABLE inbox;

@@ -1,0 +1,94 @@
+//! ingest's configuration (see `config/defaults.toml` for every key and its default).
+
+use attrsync_config::{
+    ConfigError, DatabaseConfig, GrpcConfig, HttpConfig, KafkaConfig, Sources, TelemetryConfig,
+    Validate,
+};
+use serde::Deserialize;
+
+pub const DEFAULTS: &str = include_str!("../config/defaults.toml");
+pub const ENV_PREFIX: &str = "INGEST";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub http: HttpConfig,
+    pub grpc: GrpcConfig,
+    pub rate_limit: RateLimitConfig,
+    pub mapping: MappingClientConfig,
+    pub database: DatabaseConfig,
+    pub kafka: KafkaConfig,
+    pub telemetry: TelemetryConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    pub per_workspace_per_second: u32,
+    pub burst: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MappingClientConfig {
+    pub endpoint: String,
+}
+
+impl Validate for Config {
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.http.validate("http")?;
+        self.grpc.validate("grpc")?;
+        self.database.validate("database")?;
+        self.kafka.validate("kafka")?;
+        self.telemetry.validate("telemetry")?;
+        if self.rate_limit.per_workspace_per_second == 0 {
+            return Err(ConfigError::invalid(
+                "rate_limit.per_workspace_per_second",
+                "must be at least 1",
+            ));
+        }
+        if self.rate_limit.burst < self.rate_limit.per_workspace_per_second {
+            return Err(ConfigError::invalid(
+                "rate_limit.burst",
+                "must be at least per_workspace_per_second",
+            ));
+        }
+        if !(self.mapping.endpoint.starts_with("http://")
+            || self.mapping.endpoint.starts_with("https://"))
+        {
+            return Err(ConfigError::invalid(
+                "mapping.endpoint",
+                "must be an http(s):// URL",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    pub fn load(args: impl IntoIterator<Item = String>) -> Result<Self, ConfigError> {
+        attrsync_config::load(Sources::new(DEFAULTS, ENV_PREFIX).with_args(args))
+    }
+
+    pub fn from_env_pairs(pairs: Vec<(String, String)>) -> Result<Self, ConfigError> {
+        attrsync_config::load(Sources::new(DEFAULTS, ENV_PREFIX).with_env(pairs))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_defaults_are_valid() {
+        let config = Config::from_env_pairs(vec![]).expect("defaults are valid");
+        assert_eq!(config.database.schema, "ingest");
+    }
+
+    #[test]
+    fn a_burst_below_the_rate_is_refused_by_name() {
+        let err = Config::from_env_pairs(vec![("INGEST__RATE_LIMIT__BURST".into(), "1".into())])
+            .expect_err("invalid");
+        assert!(err.to_string().contains("rate_limit.burst"), "{err}");
+    }
+}

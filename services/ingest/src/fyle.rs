@@ -1,0 +1,304 @@
+//! Fyle webhooks: what ingest accepts, and every way it refuses — pure rules, no I/O.
+//!
+//! A body is accepted when it is a JSON object with a string `action`, an optional string
+//! `resource`, and a `data` object carrying the `org_id` of the workspace named in the URL
+//! (Fyle signs nothing, so the org check is the authenticity check, as in production). Each
+//! refusal is a [`Rejection`] with one status and one JSON body, defined here and nowhere else.
+
+use attrsync_core::{
+    FyleAttributeType,
+    webhook::{FyleResource, FyleWebhookAction, Route},
+};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// Why a webhook was refused. Nothing is stored or published for a refused webhook.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error("request body is larger than {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    #[error("request body is not valid JSON: {0}")]
+    MalformedJson(String),
+    #[error("{0}")]
+    InvalidBody(String),
+    #[error("workspace `{0}` does not exist")]
+    UnknownWorkspace(String),
+    /// The org belongs to another workspace (the incumbent's "Workspace mismatch").
+    #[error("Workspace mismatch")]
+    WorkspaceMismatch,
+    /// The org belongs to no workspace (the incumbent's "Workspace not found").
+    #[error("Workspace not found")]
+    OrgNotFound,
+    #[error("too many webhooks for this workspace; retry after {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("temporarily unavailable; retry later")]
+    Unavailable,
+}
+
+impl Rejection {
+    /// The HTTP status of this refusal.
+    pub fn status(&self) -> u16 {
+        match self {
+            Rejection::BodyTooLarge { .. } => 413,
+            Rejection::MalformedJson(_) | Rejection::InvalidBody(_) => 400,
+            Rejection::WorkspaceMismatch | Rejection::OrgNotFound => 400,
+            Rejection::UnknownWorkspace(_) => 404,
+            Rejection::RateLimited { .. } => 429,
+            Rejection::Unavailable => 503,
+        }
+    }
+
+    /// A stable machine-readable code for the JSON body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Rejection::BodyTooLarge { .. } => "body_too_large",
+            Rejection::MalformedJson(_) => "malformed_json",
+            Rejection::InvalidBody(_) => "invalid_body",
+            Rejection::UnknownWorkspace(_) => "unknown_workspace",
+            Rejection::WorkspaceMismatch => "workspace_mismatch",
+            Rejection::OrgNotFound => "org_not_found",
+            Rejection::RateLimited { .. } => "rate_limited",
+            Rejection::Unavailable => "unavailable",
+        }
+    }
+
+    /// Seconds a client should wait before retrying, when retrying can help.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Rejection::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+            Rejection::Unavailable => Some(5),
+            _ => None,
+        }
+    }
+
+    /// `{"error": code, "message": text}`.
+    pub fn body(&self) -> Value {
+        serde_json::json!({ "error": self.code(), "message": self.to_string() })
+    }
+}
+
+/// A webhook body that passed validation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FyleWebhook {
+    pub action: FyleWebhookAction,
+    pub resource: Option<FyleResource>,
+    pub org_id: String,
+    pub data: Value,
+    pub reason: Option<String>,
+    /// The whole body, as parsed (stored in the inbox).
+    pub body: Value,
+}
+
+impl FyleWebhook {
+    pub fn route(&self) -> Route {
+        attrsync_core::webhook::route(&self.action, self.resource.as_ref())
+    }
+
+    /// The attribute type whose rollout flag governs this webhook.
+    pub fn attribute_type(&self) -> Option<String> {
+        let resource = self.resource.as_ref()?;
+        let t = match resource {
+            FyleResource::Category => FyleAttributeType::Category,
+            FyleResource::Project => FyleAttributeType::Project,
+            FyleResource::CostCenter => FyleAttributeType::CostCenter,
+            FyleResource::Employee => FyleAttributeType::Employee,
+            FyleResource::CorporateCard => FyleAttributeType::CorporateCard,
+            FyleResource::TaxGroup => FyleAttributeType::TaxGroup,
+            FyleResource::ExpenseField | FyleResource::DependentField => {
+                match self.data.get("field_name").and_then(Value::as_str) {
+                    Some(name) => FyleAttributeType::custom(name),
+                    None => return Some(resource.as_str().to_owned()),
+                }
+            }
+            _ => return None,
+        };
+        Some(t.as_str().to_owned())
+    }
+}
+
+/// Parses and validates a body.
+pub fn parse(body: &[u8]) -> Result<FyleWebhook, Rejection> {
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| Rejection::MalformedJson(e.to_string()))?;
+    let object = value
+        .as_object()
+        .ok_or_else(|| Rejection::InvalidBody("body must be a JSON object".into()))?;
+    let action = match object.get("action") {
+        Some(Value::String(a)) if !a.is_empty() => FyleWebhookAction::from(a.clone()),
+        _ => {
+            return Err(Rejection::InvalidBody(
+                "`action` must be a non-empty string".into(),
+            ));
+        }
+    };
+    let resource = match object.get("resource") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(r)) => Some(FyleResource::from(r.clone())),
+        Some(_) => return Err(Rejection::InvalidBody("`resource` must be a string".into())),
+    };
+    let data = match object.get("data") {
+        Some(d @ Value::Object(_)) => d.clone(),
+        _ => return Err(Rejection::InvalidBody("`data` must be an object".into())),
+    };
+    let org_id = match data.get("org_id") {
+        Some(Value::String(o)) if !o.is_empty() => o.clone(),
+        _ => {
+            return Err(Rejection::InvalidBody(
+                "`data.org_id` must be a non-empty string".into(),
+            ));
+        }
+    };
+    let reason = object
+        .get("reason")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    Ok(FyleWebhook {
+        action,
+        resource,
+        org_id,
+        data,
+        reason,
+        body: value,
+    })
+}
+
+/// Identifies a delivery: the same body for the same workspace is the same fact (Fyle
+/// retries resend it byte for byte, and every object carries its `updated_at`).
+pub fn dedupe_key(workspace_id: i64, body: &[u8]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(b"fyle:");
+    hasher.update(workspace_id.to_string().as_bytes());
+    hasher.update(b":");
+    hasher.update(body);
+    hex::encode(hasher.finalize())
+}
+
+/// What ingest does with an accepted webhook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Relayed to Kafka.
+    Published,
+    /// Recorded, not relayed: webhook sync is off for this attribute type.
+    Skipped,
+    /// Recorded, not relayed: nobody consumes it.
+    Ignored,
+}
+
+impl Disposition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Disposition::Published => "PUBLISHED",
+            Disposition::Skipped => "SKIPPED",
+            Disposition::Ignored => "IGNORED",
+        }
+    }
+}
+
+/// The disposition of a webhook taking the route, given whether webhook sync is on for it.
+pub fn disposition(route: Route, attribute_sync_enabled: bool) -> Disposition {
+    match route {
+        Route::Attribute if attribute_sync_enabled => Disposition::Published,
+        Route::Attribute => Disposition::Skipped,
+        Route::Expense | Route::OrgSetting => Disposition::Published,
+        Route::Ignored => Disposition::Ignored,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn body(v: Value) -> Vec<u8> {
+        serde_json::to_vec(&v).expect("serialise")
+    }
+
+    #[test]
+    fn a_category_webhook_is_accepted_and_routed_to_fyle_sync() {
+        let hook = parse(&body(json!({"action": "CREATED", "resource": "CATEGORY",
+            "data": {"id": 1, "org_id": "orX", "name": "Travel"}})))
+        .expect("valid");
+        assert_eq!(hook.org_id, "orX");
+        assert_eq!(hook.route(), Route::Attribute);
+        assert_eq!(hook.attribute_type().as_deref(), Some("CATEGORY"));
+    }
+
+    #[test]
+    fn expense_field_flags_use_the_custom_type() {
+        let hook = parse(&body(
+            json!({"action": "UPDATED", "resource": "EXPENSE_FIELD",
+            "data": {"id": 1, "org_id": "orX", "field_name": "Cost Code", "type": "SELECT"}}),
+        ))
+        .expect("valid");
+        assert_eq!(hook.attribute_type().as_deref(), Some("COST_CODE"));
+    }
+
+    #[test]
+    fn malformed_and_invalid_bodies_are_refused_with_400() {
+        let bad = parse(b"{not json").expect_err("malformed");
+        assert_eq!((bad.status(), bad.code()), (400, "malformed_json"));
+        for (v, why) in [
+            (json!([1, 2]), "body must be a JSON object"),
+            (
+                json!({"resource": "CATEGORY", "data": {"org_id": "o"}}),
+                "`action` must be a non-empty string",
+            ),
+            (
+                json!({"action": "CREATED", "data": "x"}),
+                "`data` must be an object",
+            ),
+            (
+                json!({"action": "CREATED", "data": {"id": 1}}),
+                "`data.org_id` must be a non-empty string",
+            ),
+            (
+                json!({"action": "CREATED", "resource": 5, "data": {"org_id": "o"}}),
+                "`resource` must be a string",
+            ),
+        ] {
+            let e = parse(&body(v)).expect_err(why);
+            assert_eq!(e, Rejection::InvalidBody(why.into()));
+            assert_eq!(e.body(), json!({"error": "invalid_body", "message": why}));
+        }
+    }
+
+    #[test]
+    fn dedupe_keys_depend_on_workspace_and_bytes() {
+        assert_eq!(dedupe_key(1, b"{}"), dedupe_key(1, b"{}"));
+        assert_ne!(dedupe_key(1, b"{}"), dedupe_key(2, b"{}"));
+        assert_ne!(dedupe_key(1, b"{}"), dedupe_key(1, b"{ }"));
+    }
+
+    #[test]
+    fn dispositions_follow_routes_and_flags() {
+        assert_eq!(disposition(Route::Attribute, true), Disposition::Published);
+        assert_eq!(disposition(Route::Attribute, false), Disposition::Skipped);
+        assert_eq!(disposition(Route::Expense, false), Disposition::Published);
+        assert_eq!(disposition(Route::OrgSetting, true), Disposition::Published);
+        assert_eq!(disposition(Route::Ignored, true), Disposition::Ignored);
+    }
+
+    #[test]
+    fn every_rejection_has_a_status_and_retry_hint_where_retrying_helps() {
+        assert_eq!(Rejection::BodyTooLarge { limit: 10 }.status(), 413);
+        assert_eq!(Rejection::UnknownWorkspace("9".into()).status(), 404);
+        assert_eq!(
+            Rejection::WorkspaceMismatch.body()["message"],
+            "Workspace mismatch"
+        );
+        assert_eq!(
+            Rejection::OrgNotFound.body()["message"],
+            "Workspace not found"
+        );
+        assert_eq!(
+            Rejection::RateLimited {
+                retry_after_secs: 1
+            }
+            .retry_after(),
+            Some(1)
+        );
+        assert_eq!(Rejection::Unavailable.status(), 503);
+        assert_eq!(Rejection::MalformedJson("x".into()).retry_after(), None);
+    }
+}

@@ -1,0 +1,310 @@
+//! The public HTTP edge (actix-web).
+//!
+//! `POST /workspaces/{id}/fyle/exports/` (also under `/api/`, with or without the trailing
+//! slash: the URLs existing Fyle subscriptions already call). A webhook is answered only after
+//! it is durably stored; the order of checks is cheapest first:
+//!
+//! 1. the workspace id must be an integer (404 otherwise);
+//! 2. per-workspace rate limit (429 with `Retry-After`);
+//! 3. body size, counted while reading (413), then JSON shape (400);
+//! 4. the workspace must exist — ingest's projection, else mapping over gRPC (404); its Fyle
+//!    org must be `data.org_id` (400 "Workspace mismatch" / "Workspace not found");
+//! 5. stored in the inbox (+ outbox when relayed) in one transaction (503 if the database is
+//!    down: nothing was stored, the sender should retry).
+//!
+//! `GET /healthz` (process alive) and `GET /readyz` (database reachable) serve probes.
+
+use std::{num::NonZeroU32, sync::Arc};
+
+use actix_web::{HttpRequest, HttpResponse, http::header, web};
+use attrsync_core::webhook::Route;
+use attrsync_kafka::{envelope, topics, workspaces::ProjectedWorkspace};
+use attrsync_proto::{
+    Payload, time,
+    v1::{FyleAttributeWebhook, FyleExpenseWebhook, FyleOrgSettingWebhook, GetWorkspaceRequest},
+};
+use futures::StreamExt;
+use governor::{DefaultKeyedRateLimiter, Quota, clock::Clock};
+use prost::Message;
+use tracing::Instrument;
+
+use crate::{
+    MappingClient,
+    fyle::{self, Disposition, Rejection},
+    store::{self, NewDelivery, Stored},
+};
+
+/// Everything the handlers share.
+pub struct AppState {
+    pub(crate) pool: attrsync_db::Pool,
+    pub(crate) kafka: attrsync_config::KafkaConfig,
+    pub(crate) limiter: DefaultKeyedRateLimiter<i64>,
+    pub(crate) mapping: MappingClient,
+    pub(crate) relay: attrsync_kafka::relay::RelayHandle,
+    pub(crate) max_body_bytes: usize,
+    pub(crate) duplicates: std::sync::atomic::AtomicU64,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("max_body_bytes", &self.max_body_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    pub(crate) fn limiter(per_second: u32, burst: u32) -> DefaultKeyedRateLimiter<i64> {
+        let per_second = NonZeroU32::new(per_second).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(burst).unwrap_or(per_second);
+        governor::RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst))
+    }
+}
+
+pub fn routes(config: &mut web::ServiceConfig) {
+    for prefix in ["", "/api"] {
+        for suffix in ["/", ""] {
+            config.route(
+                &format!("{prefix}/workspaces/{{workspace_id}}/fyle/exports{suffix}"),
+                web::post().to(fyle_webhook),
+            );
+        }
+    }
+    config
+        .route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz));
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+async fn readyz(state: web::Data<Arc<AppState>>) -> HttpResponse {
+    match attrsync_db::ping(&state.pool).await {
+        Ok(()) => HttpResponse::Ok().json(serde_json::json!({"status": "ready"})),
+        Err(e) => HttpResponse::ServiceUnavailable()
+            .json(serde_json::json!({"status": "unavailable", "database": e.to_string()})),
+    }
+}
+
+fn reject(rejection: &Rejection) -> HttpResponse {
+    let status = actix_web::http::StatusCode::from_u16(rejection.status())
+        .unwrap_or(actix_web::http::StatusCode::BAD_REQUEST);
+    let mut response = HttpResponse::build(status);
+    if let Some(seconds) = rejection.retry_after() {
+        response.insert_header((header::RETRY_AFTER, seconds.to_string()));
+    }
+    response.json(rejection.body())
+}
+
+async fn fyle_webhook(
+    request: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<Arc<AppState>>,
+) -> HttpResponse {
+    let span = tracing::info_span!("fyle_webhook", workspace_id = %path.as_str());
+    let headers: Vec<(&str, &str)> = request
+        .headers()
+        .iter()
+        .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str(), v)))
+        .collect();
+    attrsync_telemetry::set_parent(&span, headers);
+    let outcome = receive(path.as_str(), &request, payload, &state)
+        .instrument(span.clone())
+        .await;
+    let _entered = span.enter();
+    match outcome {
+        Ok(Stored::New { delivery_id }) => {
+            tracing::info!(%delivery_id, "webhook accepted");
+            HttpResponse::Ok()
+                .json(serde_json::json!({"status": "accepted", "delivery_id": delivery_id}))
+        }
+        Ok(Stored::Duplicate { delivery_id }) => {
+            state
+                .duplicates
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::info!(%delivery_id, "duplicate webhook acknowledged");
+            HttpResponse::Ok()
+                .json(serde_json::json!({"status": "duplicate", "delivery_id": delivery_id}))
+        }
+        Err(rejection) => {
+            tracing::warn!(status = rejection.status(), reason = %rejection, "webhook refused");
+            reject(&rejection)
+        }
+    }
+}
+
+async fn receive(
+    workspace: &str,
+    request: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<Stored, Rejection> {
+    let workspace_id: i64 = workspace
+        .parse()
+        .map_err(|_| Rejection::UnknownWorkspace(workspace.to_owned()))?;
+    if let Err(not_until) = state.limiter.check_key(&workspace_id) {
+        let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+        return Err(Rejection::RateLimited {
+            retry_after_secs: wait.as_secs() + 1,
+        });
+    }
+    let body = read_body(request, payload, state.max_body_bytes).await?;
+    let hook = fyle::parse(&body)?;
+    let projected = workspace_route(state, workspace_id).await?;
+    if projected.fyle_org_id != hook.org_id {
+        let other_owner = store::org_is_known(&state.pool, &hook.org_id)
+            .await
+            .map_err(unavailable)?;
+        return Err(if other_owner {
+            Rejection::WorkspaceMismatch
+        } else {
+            Rejection::OrgNotFound
+        });
+    }
+
+    let route = hook.route();
+    let enabled = hook
+        .attribute_type()
+        .is_none_or(|t| projected.fyle_webhooks_enabled_for(&t));
+    let disposition = fyle::disposition(route, enabled);
+    let delivery_id = ulid::Ulid::new().to_string();
+    let publish = (disposition == Disposition::Published).then(|| {
+        let (topic, payload) = relay_payload(&hook, route, &delivery_id);
+        let envelope = envelope::new(workspace_id, "ingest", time::now(), payload);
+        (state.kafka.topic(topic), envelope.encode_to_vec())
+    });
+    let dedupe_key = fyle::dedupe_key(workspace_id, &body);
+    let stored = store::accept(
+        &state.pool,
+        &NewDelivery {
+            delivery_id: &delivery_id,
+            dedupe_key: &dedupe_key,
+            workspace_id,
+            action: hook.action.as_str(),
+            resource: hook.resource.as_ref().map(|r| r.as_str()),
+            disposition,
+            publish,
+            body: &hook.body,
+        },
+    )
+    .await
+    .map_err(unavailable)?;
+    if matches!(stored, Stored::New { .. }) && disposition == Disposition::Published {
+        state.relay.wake();
+    }
+    Ok(stored)
+}
+
+fn unavailable(e: attrsync_db::DbError) -> Rejection {
+    tracing::error!(error = %e, "database unavailable");
+    Rejection::Unavailable
+}
+
+/// Reads the body, refusing it as soon as it exceeds `limit` (or says it will).
+async fn read_body(
+    request: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<Vec<u8>, Rejection> {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(Rejection::BodyTooLarge { limit });
+    }
+    let mut body = Vec::with_capacity(declared.unwrap_or(1024).min(limit));
+    while let Some(chunk) = payload.next().await {
+        let chunk =
+            chunk.map_err(|e| Rejection::InvalidBody(format!("could not read the body: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(Rejection::BodyTooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// The workspace from ingest's projection; if it is not there yet, from mapping (and then
+/// remembered), so a webhook racing a brand-new workspace's snapshot is not refused.
+async fn workspace_route(
+    state: &AppState,
+    workspace_id: i64,
+) -> Result<ProjectedWorkspace, Rejection> {
+    if let Some(found) = store::find_workspace(&state.pool, workspace_id)
+        .await
+        .map_err(unavailable)?
+    {
+        return Ok(found);
+    }
+    let mut client = state.mapping.clone();
+    match client
+        .get_workspace(GetWorkspaceRequest { workspace_id })
+        .await
+    {
+        Ok(response) => {
+            let row = ProjectedWorkspace::from_snapshot(response.get_ref())
+                .ok_or_else(|| Rejection::UnknownWorkspace(workspace_id.to_string()))?;
+            store::remember_workspace(&state.pool, &row)
+                .await
+                .map_err(unavailable)?;
+            Ok(row)
+        }
+        Err(status) if status.code() == tonic::Code::NotFound => {
+            Err(Rejection::UnknownWorkspace(workspace_id.to_string()))
+        }
+        Err(status) => {
+            tracing::error!(%status, "mapping unavailable for a workspace lookup");
+            Err(Rejection::Unavailable)
+        }
+    }
+}
+
+/// The topic and payload a relayed webhook travels with.
+fn relay_payload(
+    hook: &fyle::FyleWebhook,
+    route: Route,
+    delivery_id: &str,
+) -> (&'static str, Payload) {
+    let received_at = Some(time::now());
+    let data_json = hook.data.to_string();
+    let resource = hook
+        .resource
+        .as_ref()
+        .map(|r| r.as_str().to_owned())
+        .unwrap_or_default();
+    match route {
+        Route::OrgSetting => (
+            topics::FYLE_ORG_SETTINGS,
+            Payload::FyleOrgSettingWebhook(FyleOrgSettingWebhook {
+                data_json,
+                delivery_id: delivery_id.to_owned(),
+                received_at,
+            }),
+        ),
+        Route::Expense => (
+            topics::FYLE_EXPENSE_WEBHOOKS,
+            Payload::FyleExpenseWebhook(FyleExpenseWebhook {
+                action: hook.action.as_str().to_owned(),
+                resource,
+                data_json,
+                reason: hook.reason.clone().unwrap_or_default(),
+                delivery_id: delivery_id.to_owned(),
+                received_at,
+            }),
+        ),
+        Route::Attribute | Route::Ignored => (
+            topics::FYLE_ATTRIBUTE_WEBHOOKS,
+            Payload::FyleAttributeWebhook(FyleAttributeWebhook {
+                action: hook.action.as_str().to_owned(),
+                resource,
+                data_json,
+                delivery_id: delivery_id.to_owned(),
+                received_at,
+            }),
+        ),
+    }
+}
