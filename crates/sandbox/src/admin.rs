@@ -205,6 +205,18 @@ impl FyleControl {
         }
     }
 
+    /// Adds `n` generated objects of a resource (see [`crate::seed`]); no webhooks fire.
+    pub fn generate(&self, org: &str, resource: &str, n: usize) -> Result<(), AdminError> {
+        let r = Self::resource(resource)?;
+        let mut st = self.shared.fyle_write();
+        let o = st
+            .orgs
+            .get_mut(org)
+            .ok_or_else(|| AdminError::UnknownTenant(org.to_owned()))?;
+        crate::seed::generate_fyle(o, r, n);
+        Ok(())
+    }
+
     /// A one-time authorization code.
     pub fn issue_code(&self, org: &str) -> String {
         self.shared.fyle_write().auth.issue_code(org)
@@ -290,6 +302,19 @@ impl QboControl {
         self.write(realm, |r, now| r.create_as(et, id, &input, now))
     }
 
+    /// Stores a fully formed entity as fixture data: no checks, no webhook.
+    pub fn load(&self, realm: &str, entity: &str, data: Value) -> Result<(), AdminError> {
+        let et = Self::entity(entity)?;
+        let json = object(data)?;
+        let mut st = self.shared.qbo_write();
+        let r = st
+            .realms
+            .get_mut(realm)
+            .ok_or_else(|| AdminError::UnknownTenant(realm.to_owned()))?;
+        r.load(et, json);
+        Ok(())
+    }
+
     /// Applies a patch (no `SyncToken` needed); returns the entity.
     pub fn update(
         &self,
@@ -346,6 +371,18 @@ impl QboControl {
             .table(et)
             .get(id.parse().ok()?)
             .map(|e| Value::Object(e.json.clone()))
+    }
+
+    /// Adds `n` generated entities of a type (see [`crate::seed`]); no webhooks fire.
+    pub fn generate(&self, realm: &str, entity: &str, n: usize) -> Result<(), AdminError> {
+        let et = Self::entity(entity)?;
+        let mut st = self.shared.qbo_write();
+        let r = st
+            .realms
+            .get_mut(realm)
+            .ok_or_else(|| AdminError::UnknownTenant(realm.to_owned()))?;
+        crate::seed::generate_qbo(r, et, n);
+        Ok(())
     }
 
     /// A one-time authorization code.

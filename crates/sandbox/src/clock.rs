@@ -3,7 +3,8 @@
 //! Every time-dependent rule (token expiry, `updated_at` stamps, the QBO throttle window, the CDC
 //! 30-day look-back) reads this clock instead of the system clock, so tests can move time forward
 //! (`advance`) and observe expiry or a new throttle window at once instead of sleeping.
-//! The clock is wall time plus an offset that only grows: it never runs backwards.
+//! The clock is wall time plus an offset. `advance` only moves it forward; `set_now` (for tests
+//! that need an exact instant, e.g. to reproduce a signed webhook byte for byte) may move it back.
 
 use std::{
     sync::{
@@ -36,6 +37,12 @@ impl Clock {
     pub fn advance(&self, by: Duration) {
         let ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX / 2);
         self.offset_ms.fetch_add(ms, Ordering::Relaxed);
+    }
+
+    /// Makes `now()` read `at` (time keeps flowing from there).
+    pub fn set_now(&self, at: DateTime<Utc>) {
+        let offset = (at - Utc::now()).num_milliseconds();
+        self.offset_ms.store(offset, Ordering::Relaxed);
     }
 
     /// How far simulated time is ahead of wall time.

@@ -1,0 +1,14 @@
+//! Contract tests of the sandboxes over real HTTP: each test starts its own sandbox in process on
+//! port 0 and talks to it with reqwest, as the services under test will.
+#![allow(clippy::unwrap_used, unreachable_pub)]
+
+mod common;
+mod faults_and_stats;
+mod fyle_api;
+mod fyle_pagination;
+mod qbo_auth;
+mod qbo_cdc;
+mod qbo_query;
+mod qbo_writes;
+mod throttle;
+mod webhooks;
