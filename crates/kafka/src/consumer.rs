@@ -137,11 +137,16 @@ impl ConsumerContext for CommitOnRevoke {
         if let Rebalance::Revoke(partitions) = rebalance
             && partitions.count() > 0
             && let Err(e) = consumer.commit_consumer_state(CommitMode::Sync)
+            && !is_nothing_to_commit(&e)
         {
-            // Nothing stored yet is the common harmless case.
             warn!(error = %e, "committing offsets on revoke failed");
         }
     }
+}
+
+/// "No offset stored": nothing was consumed since the last commit, which is not a failure.
+fn is_nothing_to_commit(error: &rdkafka::error::KafkaError) -> bool {
+    error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::NoOffset)
 }
 
 /// A consumer group member bound to some topics and one handler.
@@ -212,7 +217,9 @@ pub async fn run<H: Handler>(
         }
     }
     progress.running.store(false, Ordering::Relaxed);
-    if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+    if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync)
+        && !is_nothing_to_commit(&e)
+    {
         warn!(error = %e, "final offset commit failed; uncommitted messages will be redelivered");
     }
     info!(group, "consumer stopped");

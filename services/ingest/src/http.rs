@@ -21,7 +21,10 @@ use attrsync_core::webhook::Route;
 use attrsync_kafka::{envelope, topics, workspaces::ProjectedWorkspace};
 use attrsync_proto::{
     Payload, time,
-    v1::{FyleAttributeWebhook, FyleExpenseWebhook, FyleOrgSettingWebhook, GetWorkspaceRequest},
+    v1::{
+        FyleAttributeWebhook, FyleExpenseWebhook, FyleOrgSettingWebhook, GetWorkspaceRequest,
+        ListWorkspacesRequest,
+    },
 };
 use futures::StreamExt;
 use governor::{DefaultKeyedRateLimiter, Quota, clock::Clock};
@@ -154,10 +157,7 @@ async fn receive(
     let hook = fyle::parse(&body)?;
     let projected = workspace_route(state, workspace_id).await?;
     if projected.fyle_org_id != hook.org_id {
-        let other_owner = store::org_is_known(&state.pool, &hook.org_id)
-            .await
-            .map_err(unavailable)?;
-        return Err(if other_owner {
+        return Err(if org_has_a_workspace(state, &hook.org_id).await? {
             Rejection::WorkspaceMismatch
         } else {
             Rejection::OrgNotFound
@@ -259,6 +259,30 @@ async fn workspace_route(
         Err(status) => {
             tracing::error!(%status, "mapping unavailable for a workspace lookup");
             Err(Rejection::Unavailable)
+        }
+    }
+}
+
+/// Whether any workspace owns `org_id`: the projection first, then mapping (the projection
+/// may not have a brand-new workspace yet). Either answer refuses the webhook with a 400; the
+/// two only differ in the message, so a mapping outage falls back to "not found".
+async fn org_has_a_workspace(state: &AppState, org_id: &str) -> Result<bool, Rejection> {
+    if store::org_is_known(&state.pool, org_id)
+        .await
+        .map_err(unavailable)?
+    {
+        return Ok(true);
+    }
+    let request = ListWorkspacesRequest {
+        fyle_org_id: Some(org_id.to_owned()),
+        page_size: 1,
+        ..Default::default()
+    };
+    match state.mapping.clone().list_workspaces(request).await {
+        Ok(response) => Ok(!response.get_ref().workspaces.is_empty()),
+        Err(status) => {
+            tracing::warn!(%status, "mapping unavailable for an org lookup");
+            Ok(false)
         }
     }
 }

@@ -1,0 +1,234 @@
+//! The walking skeleton: a Fyle webhook enters ingest, crosses Kafka and lands in fyle-sync.
+
+use std::time::Duration;
+
+use attrsync_e2e::{TestStack, eventually};
+use attrsync_kafka::{Producer, envelope, topics};
+use attrsync_proto::{
+    Payload,
+    v1::{ExpenseAttribute, GetFyleSyncStatusRequest, ListExpenseAttributesRequest},
+};
+use serde_json::{Value, json};
+
+use crate::kafka_reader::read_until;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn category(org: &str, id: i64, name: &str, sub: &str, updated_at: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "action": "CREATED", "resource": "CATEGORY",
+        "data": {"id": id, "org_id": org, "name": name, "sub_category": sub,
+                 "display_name": format!("{name} / {sub}"), "code": null, "is_enabled": true,
+                 "system_category": null, "restricted_project_ids": null, "restricted_spender_user_ids": null,
+                 "created_at": "2024-05-02T10:00:00.000000+00:00", "updated_at": updated_at}
+    }))
+    .unwrap()
+}
+
+async fn categories(stack: &TestStack, workspace_id: i64) -> anyhow::Result<Vec<ExpenseAttribute>> {
+    let response = stack
+        .fyle_sync
+        .clone()
+        .list_expense_attributes(ListExpenseAttributesRequest {
+            workspace_id,
+            attribute_type: Some("CATEGORY".into()),
+            ..Default::default()
+        })
+        .await?;
+    Ok(response.into_inner().attributes)
+}
+
+async fn applied_count(stack: &TestStack, workspace_id: i64) -> anyhow::Result<u64> {
+    let status = stack
+        .fyle_sync
+        .clone()
+        .get_sync_status(GetFyleSyncStatusRequest { workspace_id })
+        .await?;
+    Ok(status.into_inner().webhook_events_applied)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_category_webhook_travels_from_ingest_through_kafka_into_fyle_sync() {
+    let stack = TestStack::start().await.unwrap();
+    let (workspace_id, org) = stack.create_workspace().await.unwrap();
+
+    let response = stack
+        .post_fyle_webhook(
+            workspace_id,
+            &category(
+                &org,
+                22330099,
+                "Travel",
+                "Flight",
+                "2024-05-02T10:00:00.000000+00:00",
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "accepted");
+
+    let stored = eventually(WAIT, "the category in fyle-sync", || async {
+        Ok(categories(&stack, workspace_id).await?.into_iter().next())
+    })
+    .await
+    .unwrap();
+    assert_eq!(stored.value, "Travel / Flight");
+    assert_eq!(stored.source_id, "22330099");
+    assert_eq!(stored.display_name, "Category");
+    assert!(stored.active);
+    assert_eq!(applied_count(&stack, workspace_id).await.unwrap(), 1);
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivered_kafka_message_is_applied_once() {
+    let stack = TestStack::start().await.unwrap();
+    let (workspace_id, org) = stack.create_workspace().await.unwrap();
+    let first = category(
+        &org,
+        501,
+        "Travel",
+        "Flight",
+        "2024-05-02T10:00:00.000000+00:00",
+    );
+    assert_eq!(
+        stack
+            .post_fyle_webhook(workspace_id, &first)
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    eventually(WAIT, "the first category", || async {
+        Ok((applied_count(&stack, workspace_id).await? == 1).then_some(()))
+    })
+    .await
+    .unwrap();
+
+    // Redeliver the very message ingest published, byte for byte (same event id).
+    let topic = stack.topic(topics::FYLE_ATTRIBUTE_WEBHOOKS);
+    let published = read_until(&topic, WAIT, |seen| !seen.is_empty())
+        .await
+        .unwrap();
+    assert_eq!(published.len(), 1, "ingest published exactly one message");
+    let original = envelope::decode(&published[0].payload).unwrap();
+    assert!(matches!(
+        original.payload,
+        Some(Payload::FyleAttributeWebhook(_))
+    ));
+    let producer = Producer::new(
+        &mapping::Config::from_env_pairs(vec![(
+            "KAFKA_BOOTSTRAP".into(),
+            attrsync_e2e::kafka_bootstrap(),
+        )])
+        .unwrap()
+        .kafka,
+    )
+    .unwrap();
+    let key = published[0]
+        .key
+        .as_deref()
+        .map(|k| String::from_utf8_lossy(k).into_owned());
+    producer
+        .send_raw(&topic, key.as_deref(), &published[0].payload, &[])
+        .await
+        .unwrap();
+
+    // A second, different webhook behind the redelivery on the same partition: once it is
+    // applied, the redelivery before it has been handled too.
+    let second = category(
+        &org,
+        502,
+        "Meals",
+        "Lunch",
+        "2024-05-02T11:00:00.000000+00:00",
+    );
+    assert_eq!(
+        stack
+            .post_fyle_webhook(workspace_id, &second)
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let rows = eventually(WAIT, "the second category", || async {
+        let rows = categories(&stack, workspace_id).await?;
+        Ok(rows.iter().any(|r| r.source_id == "502").then_some(rows))
+    })
+    .await
+    .unwrap();
+
+    assert_eq!(
+        read_until(&topic, WAIT, |seen| seen.len() >= 3)
+            .await
+            .unwrap()
+            .len(),
+        3,
+        "the redelivery is on the topic"
+    );
+    assert_eq!(
+        applied_count(&stack, workspace_id).await.unwrap(),
+        2,
+        "the redelivered event was not applied again"
+    );
+    assert_eq!(rows.iter().filter(|r| r.source_id == "501").count(), 1);
+    assert_eq!(rows.len(), 2);
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_for_an_org_without_a_workspace_is_refused_and_nothing_is_published() {
+    let stack = TestStack::start().await.unwrap();
+    let (workspace_id, org) = stack.create_workspace().await.unwrap();
+
+    let stranger = category(
+        "orNobodyAtAll",
+        9,
+        "Travel",
+        "Flight",
+        "2024-05-02T10:00:00.000000+00:00",
+    );
+    let response = stack
+        .post_fyle_webhook(workspace_id, &stranger)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({"error": "org_not_found", "message": "Workspace not found"})
+    );
+
+    // A valid webhook afterwards is the only message on the topic.
+    let valid = category(
+        &org,
+        10,
+        "Travel",
+        "Train",
+        "2024-05-02T10:00:00.000000+00:00",
+    );
+    assert_eq!(
+        stack
+            .post_fyle_webhook(workspace_id, &valid)
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let topic = stack.topic(topics::FYLE_ATTRIBUTE_WEBHOOKS);
+    let messages = read_until(&topic, Duration::from_secs(20), |seen| seen.len() >= 2)
+        .await
+        .unwrap();
+    assert_eq!(messages.len(), 1, "only the valid webhook was published");
+    let Some(Payload::FyleAttributeWebhook(hook)) =
+        envelope::decode(&messages[0].payload).unwrap().payload
+    else {
+        panic!("not an attribute webhook");
+    };
+    let data: Value = serde_json::from_str(&hook.data_json).unwrap();
+    assert_eq!(data["org_id"], org.as_str());
+    stack.stop().await;
+}

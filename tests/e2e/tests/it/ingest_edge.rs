@@ -1,0 +1,235 @@
+//! Bad input and outages at the webhook edge: each gets a defined answer and loses nothing.
+
+use std::collections::HashMap;
+
+use attrsync_e2e::TestStack;
+use attrsync_proto::v1::{GetWebhookStatsRequest, UpdateWebhookFlagsRequest};
+use serde_json::{Value, json};
+
+fn cost_center(org: &str, id: i64, name: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({"action": "UPDATED", "resource": "COST_CENTER",
+        "data": {"id": id, "org_id": org, "name": name, "is_enabled": true,
+                 "updated_at": "2024-05-02T10:00:00.000000+00:00"}}))
+    .unwrap()
+}
+
+async fn json_of(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+async fn stats(stack: &TestStack, workspace_id: i64) -> (u64, u64, u64) {
+    let s = stack
+        .ingest
+        .clone()
+        .get_webhook_stats(GetWebhookStatsRequest { workspace_id })
+        .await
+        .unwrap()
+        .into_inner();
+    (s.accepted, s.duplicates, s.relayed + s.pending_relay)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_oversized_and_misaddressed_bodies_get_clear_errors() {
+    let stack = TestStack::start().await.unwrap();
+    let (workspace_id, org) = stack.create_workspace().await.unwrap();
+    let (_, other_org) = stack.create_workspace().await.unwrap();
+
+    let (status, body) = json_of(
+        stack
+            .post_fyle_webhook(workspace_id, b"{\"action\": ")
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("malformed_json"))
+    );
+
+    let (status, body) = json_of(
+        stack
+            .post_fyle_webhook(workspace_id, b"{\"action\": \"CREATED\"}")
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["message"].as_str()),
+        (400, Some("`data` must be an object"))
+    );
+
+    let huge = serde_json::to_vec(&json!({"action": "UPDATED", "resource": "COST_CENTER",
+        "data": {"id": 1, "org_id": org, "name": "x".repeat(70_000)}}))
+    .unwrap();
+    let (status, body) = json_of(stack.post_fyle_webhook(workspace_id, &huge).await.unwrap()).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (413, Some("body_too_large"))
+    );
+
+    let (status, body) = json_of(
+        stack
+            .post_fyle_webhook(987_654_321, &cost_center(&org, 1, "A"))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (404, Some("unknown_workspace"))
+    );
+    let (status, _) = json_of(
+        stack
+            .post_fyle_webhook("not-a-number", &cost_center(&org, 1, "A"))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    let (status, body) = json_of(
+        stack
+            .post_fyle_webhook(workspace_id, &cost_center(&other_org, 1, "A"))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        body,
+        json!({"error": "workspace_mismatch", "message": "Workspace mismatch"})
+    );
+    assert_eq!(status, 400);
+
+    assert_eq!(
+        stats(&stack, workspace_id).await,
+        (0, 0, 0),
+        "nothing refused was stored or relayed"
+    );
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_delivery_is_acknowledged_and_relayed_once() {
+    let stack = TestStack::start().await.unwrap();
+    let (workspace_id, org) = stack.create_workspace().await.unwrap();
+    let body = cost_center(&org, 9587, "01: San Francisco");
+    let (status, first) =
+        json_of(stack.post_fyle_webhook(workspace_id, &body).await.unwrap()).await;
+    assert_eq!((status, first["status"].as_str()), (200, Some("accepted")));
+    let (status, again) =
+        json_of(stack.post_fyle_webhook(workspace_id, &body).await.unwrap()).await;
+    assert_eq!((status, again["status"].as_str()), (200, Some("duplicate")));
+    assert_eq!(again["delivery_id"], first["delivery_id"]);
+    assert_eq!(stats(&stack, workspace_id).await, (1, 1, 1));
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attribute_webhooks_are_recorded_but_not_relayed_when_webhook_sync_is_off_for_the_type() {
+    let stack = TestStack::start().await.unwrap();
+    let (workspace_id, org) = stack.create_workspace().await.unwrap();
+    stack
+        .mapping
+        .clone()
+        .update_webhook_flags(UpdateWebhookFlagsRequest {
+            workspace_id,
+            set_fyle_by_attribute_type: HashMap::from([("COST_CENTER".to_owned(), false)]),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // The flag reaches ingest through settings.workspaces.v1; wait until a webhook is skipped.
+    let mut n = 0;
+    let skipped = attrsync_e2e::eventually(
+        std::time::Duration::from_secs(60),
+        "ingest to see the flag",
+        || {
+            n += 1;
+            let body = cost_center(&org, n, &format!("CC {n}"));
+            let stack = &stack;
+            async move {
+                let (status, _) =
+                    json_of(stack.post_fyle_webhook(workspace_id, &body).await?).await;
+                assert_eq!(status, 200);
+                let (accepted, _, relayed) = stats(stack, workspace_id).await;
+                Ok((accepted > relayed).then_some((accepted, relayed)))
+            }
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        skipped.0,
+        skipped.1 + 1,
+        "exactly the webhook after the flag change was skipped"
+    );
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rate_limit_answers_429_with_retry_after() {
+    let stack = TestStack::start_with_ingest_env(vec![
+        (
+            "INGEST__RATE_LIMIT__PER_WORKSPACE_PER_SECOND".into(),
+            "1".into(),
+        ),
+        ("INGEST__RATE_LIMIT__BURST".into(), "2".into()),
+    ])
+    .await
+    .unwrap();
+    let (workspace_id, org) = stack.create_workspace().await.unwrap();
+    let mut statuses = Vec::new();
+    for n in 0..4 {
+        let response = stack
+            .post_fyle_webhook(workspace_id, &cost_center(&org, n, "CC"))
+            .await
+            .unwrap();
+        if response.status() == 429 {
+            assert!(response.headers().contains_key("retry-after"));
+        }
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(&statuses[..2], &[200, 200]);
+    assert!(statuses[2..].contains(&429), "{statuses:?}");
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_database_gone_ingest_answers_503_and_stores_nothing() {
+    let stack = TestStack::start().await.unwrap();
+    let (workspace_id, org) = stack.create_workspace().await.unwrap();
+    assert_eq!(
+        stack
+            .post_fyle_webhook(workspace_id, &cost_center(&org, 1, "A"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    let mut admin = attrsync_db::diesel_async::AsyncPgConnection::establish(
+        &attrsync_e2e::admin_database_url(),
+    )
+    .await
+    .unwrap();
+    use attrsync_db::diesel_async::{AsyncConnection as _, RunQueryDsl as _};
+    diesel_drop(&mut admin, stack.database.name()).await;
+
+    let response = stack
+        .post_fyle_webhook(workspace_id, &cost_center(&org, 2, "B"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "5");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "unavailable");
+    stack.stop().await;
+
+    async fn diesel_drop(conn: &mut attrsync_db::diesel_async::AsyncPgConnection, name: &str) {
+        diesel::sql_query(format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
+            .execute(conn)
+            .await
+            .unwrap();
+    }
+}

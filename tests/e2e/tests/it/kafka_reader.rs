@@ -1,0 +1,49 @@
+//! Reads a test topic from the beginning, outside any service's consumer group.
+
+use std::time::Duration;
+
+use rdkafka::{
+    ClientConfig, Message, Offset, TopicPartitionList,
+    consumer::{Consumer, StreamConsumer},
+};
+
+/// One raw message.
+#[derive(Debug, Clone)]
+pub(crate) struct Raw {
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+}
+
+/// Every message of partition 0 of `topic` (tests use one partition) until `stop` says the
+/// last one read is the last wanted, or `timeout` passes.
+pub(crate) async fn read_until(
+    topic: &str,
+    timeout: Duration,
+    stop: impl Fn(&[Raw]) -> bool,
+) -> anyhow::Result<Vec<Raw>> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", attrsync_e2e::kafka_bootstrap())
+        .set("group.id", format!("reader-{}", ulid::Ulid::new()))
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let mut assignment = TopicPartitionList::new();
+    assignment.add_partition_offset(topic, 0, Offset::Beginning)?;
+    consumer.assign(&assignment)?;
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !stop(&seen) {
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if remaining.is_zero() {
+            break;
+        }
+        match tokio::time::timeout(remaining, consumer.recv()).await {
+            Ok(Ok(m)) => seen.push(Raw {
+                key: m.key().map(<[u8]>::to_vec),
+                payload: m.payload().unwrap_or_default().to_vec(),
+            }),
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_) => break,
+        }
+    }
+    Ok(seen)
+}

@@ -1,0 +1,7 @@
+//! End-to-end tests against the real local stack (run `make stack-up` or `make test`).
+
+#![allow(clippy::unwrap_used)]
+
+mod fyle_webhooks;
+mod ingest_edge;
+mod kafka_reader;
