@@ -25,6 +25,7 @@
 //! leave through per-side queues served by tasks on the runtime that called [`Sandbox::start`].
 
 pub mod admin;
+pub mod cli;
 pub mod clock;
 pub mod config;
 mod delivery;
