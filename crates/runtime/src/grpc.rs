@@ -40,7 +40,7 @@ impl GrpcRoutes {
     }
 
     /// Adds a service's API.
-    pub fn add<S>(mut self, service: S) -> Self
+    pub fn with_service<S>(mut self, service: S) -> Self
     where
         S: tonic::codegen::Service<
                 tonic::codegen::http::Request<tonic::body::Body>,

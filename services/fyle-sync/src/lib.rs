@@ -73,7 +73,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         .health
         .set_serving::<FyleSyncServiceServer<grpc::FyleSyncApi>>()
         .await;
-    let routes = routes.add(FyleSyncServiceServer::new(grpc::FyleSyncApi {
+    let routes = routes.with_service(FyleSyncServiceServer::new(grpc::FyleSyncApi {
         pool: pool.clone(),
     }));
     let listener = TcpListener::bind(config.grpc.addr()?).await?;

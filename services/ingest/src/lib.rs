@@ -126,7 +126,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         .health
         .set_serving::<IngestServiceServer<grpc::IngestApi>>()
         .await;
-    let routes = routes.add(IngestServiceServer::new(grpc::IngestApi {
+    let routes = routes.with_service(IngestServiceServer::new(grpc::IngestApi {
         state: state.clone(),
     }));
     let grpc_listener = TcpListener::bind(config.grpc.addr()?).await?;

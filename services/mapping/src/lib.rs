@@ -66,7 +66,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         .health
         .set_serving::<MappingServiceServer<grpc::MappingApi>>()
         .await;
-    let routes = routes.add(MappingServiceServer::new(api));
+    let routes = routes.with_service(MappingServiceServer::new(api));
     let listener = TcpListener::bind(config.grpc.addr()?).await?;
     let grpc_addr = listener.local_addr()?;
 
