@@ -49,8 +49,14 @@ impl Running {
 }
 
 /// Migrates, creates topics, and starts the gRPC server and the outbox relay.
-pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Running> {
+/// Applies pending migrations to the service's schema (also what `--migrate-only` does).
+pub async fn migrate(config: &Config) -> anyhow::Result<()> {
     attrsync_db::migrate(&config.database.url, &config.database.schema, &MIGRATIONS).await?;
+    Ok(())
+}
+
+pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Running> {
+    migrate(&config).await?;
     let pool = attrsync_db::connect(&config.database).await?;
     topics::ensure(&config.kafka, &[topics::WORKSPACE_SETTINGS], &[]).await?;
     let producer = Producer::new(&config.kafka)?;
