@@ -15,7 +15,7 @@ use crate::{
     config::{SandboxConfig, Seed},
     fyle::{
         FyleState,
-        list_query::format_micros,
+        list_filter::format_micros,
         org::FyleOrg,
         resources::{Mode, Resource, build},
     },

@@ -6,7 +6,9 @@
 //! messages from the org's subscriptions and hand them to the delivery queue after unlocking.
 
 pub mod auth;
+mod defaults;
 pub mod handlers;
+pub mod list_filter;
 pub mod list_query;
 pub mod org;
 pub mod resources;

@@ -9,7 +9,8 @@
 use serde_json::{Map, Value, json};
 
 use super::{
-    list_query::{ListQuery, format_micros, parse_list_query},
+    list_filter::{format_micros, parse_instant},
+    list_query::{ListQuery, parse_list_query},
     resources::{FieldErrors, Mode, Resource, build},
     store::{Collection, Row, RowId},
 };
@@ -178,7 +179,7 @@ impl FyleOrg {
         let updated_us = json
             .get("updated_at")
             .and_then(Value::as_str)
-            .and_then(super::list_query::parse_instant)
+            .and_then(parse_instant)
             .unwrap_or(0);
         if let RowId::Int(i) = id {
             self.next_int_id = self.next_int_id.max(i + 1);

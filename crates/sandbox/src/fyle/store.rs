@@ -11,7 +11,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::{Map, Value};
 
-use super::list_query::{Cell, Column, ListQuery, RowView, cmp_rows, lookup, matches_all};
+use super::{
+    list_filter::{Cell, RowView, cmp_rows, lookup, matches_all},
+    list_query::{Column, ListQuery},
+};
 
 /// A row id: integer for most resources, short string (`ou…`, `ba…`, `tg…`) for others.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -1,5 +1,7 @@
 //! The QBO entities the sandbox serves (reference §3.4) and their per-type rules.
 
+use serde_json::{Map, Value, json};
+
 /// A QBO entity type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum EntityType {
@@ -244,6 +246,52 @@ impl EntityType {
             .into_iter()
             .chain(self.fields().iter().copied())
             .find(|f| f.eq_ignore_ascii_case(name))
+    }
+    /// Properties of a new entity before the client's are applied.
+    pub fn defaults(self) -> Map<String, Value> {
+        let usd = json!({"value": "USD", "name": "United States Dollar"});
+        let v = match self {
+            EntityType::Account => {
+                json!({"SubAccount": false, "Active": true, "Classification": "Expense",
+                "AccountType": "Expense", "CurrentBalance": 0, "CurrentBalanceWithSubAccounts": 0, "CurrencyRef": usd})
+            }
+            EntityType::Item => {
+                json!({"Active": true, "Type": "Service", "Taxable": false, "UnitPrice": 0,
+                "PurchaseCost": 0, "TrackQtyOnHand": false})
+            }
+            EntityType::Class => json!({"SubClass": false, "Active": true}),
+            EntityType::Department => json!({"SubDepartment": false, "Active": true}),
+            EntityType::Customer => {
+                json!({"Job": false, "BillWithParent": false, "Balance": 0, "Active": true, "CurrencyRef": usd})
+            }
+            EntityType::Vendor => {
+                json!({"Vendor1099": false, "Balance": 0, "Active": true, "CurrencyRef": usd})
+            }
+            EntityType::Employee => json!({"BillableTime": false, "Active": true}),
+            EntityType::TaxCode => json!({"Active": true, "Taxable": true, "TaxGroup": false}),
+            EntityType::TaxRate => {
+                json!({"Active": true, "RateValue": 0, "SpecialTaxType": "NONE", "DisplayType": "ReadOnly"})
+            }
+        };
+        let mut m = v.as_object().cloned().unwrap_or_default();
+        m.insert("domain".into(), json!("QBO"));
+        m.insert("sparse".into(), json!(false));
+        m
+    }
+}
+
+/// The `Classification` QBO derives from an `AccountType`.
+pub fn account_classification(account_type: &str) -> &'static str {
+    match account_type {
+        "Bank" | "Other Current Asset" | "Fixed Asset" | "Other Asset" | "Accounts Receivable" => {
+            "Asset"
+        }
+        "Credit Card" | "Accounts Payable" | "Other Current Liability" | "Long Term Liability" => {
+            "Liability"
+        }
+        "Equity" => "Equity",
+        "Income" | "Other Income" => "Revenue",
+        _ => "Expense",
     }
 }
 

@@ -11,7 +11,8 @@ use super::{
     cdc::{self, CdcError},
     entity::EntityType,
     errors,
-    query_parser::{parse, validate},
+    query_parser::parse,
+    query_validate::validate,
     realm::{Realm, WriteError},
     store::QueryOutcome,
 };

@@ -214,7 +214,7 @@ impl Realm {
                 et.name()
             )));
         }
-        let mut json = Self::defaults(et);
+        let mut json = et.defaults();
         for (k, v) in input {
             if !READ_ONLY.contains(&k.as_str()) {
                 json.insert(k.clone(), v.clone());
@@ -255,7 +255,7 @@ impl Realm {
         let mut json = if sparse {
             current.json.clone()
         } else {
-            let mut base = Self::defaults(et);
+            let mut base = et.defaults();
             for k in READ_ONLY {
                 if let Some(v) = current.json.get(k) {
                     base.insert(k.to_owned(), v.clone());
@@ -338,54 +338,6 @@ impl Realm {
         })
     }
 
-    fn defaults(et: EntityType) -> Map<String, Value> {
-        let usd = json!({"value": "USD", "name": "United States Dollar"});
-        let v = match et {
-            EntityType::Account => {
-                json!({"SubAccount": false, "Active": true, "Classification": "Expense",
-                "AccountType": "Expense", "CurrentBalance": 0, "CurrentBalanceWithSubAccounts": 0, "CurrencyRef": usd})
-            }
-            EntityType::Item => {
-                json!({"Active": true, "Type": "Service", "Taxable": false, "UnitPrice": 0,
-                "PurchaseCost": 0, "TrackQtyOnHand": false})
-            }
-            EntityType::Class => json!({"SubClass": false, "Active": true}),
-            EntityType::Department => json!({"SubDepartment": false, "Active": true}),
-            EntityType::Customer => {
-                json!({"Job": false, "BillWithParent": false, "Balance": 0, "Active": true, "CurrencyRef": usd})
-            }
-            EntityType::Vendor => {
-                json!({"Vendor1099": false, "Balance": 0, "Active": true, "CurrencyRef": usd})
-            }
-            EntityType::Employee => json!({"BillableTime": false, "Active": true}),
-            EntityType::TaxCode => json!({"Active": true, "Taxable": true, "TaxGroup": false}),
-            EntityType::TaxRate => {
-                json!({"Active": true, "RateValue": 0, "SpecialTaxType": "NONE", "DisplayType": "ReadOnly"})
-            }
-        };
-        let mut m = v.as_object().cloned().unwrap_or_default();
-        m.insert("domain".into(), json!("QBO"));
-        m.insert("sparse".into(), json!(false));
-        m
-    }
-
-    fn classification(account_type: &str) -> &'static str {
-        match account_type {
-            "Bank"
-            | "Other Current Asset"
-            | "Fixed Asset"
-            | "Other Asset"
-            | "Accounts Receivable" => "Asset",
-            "Credit Card"
-            | "Accounts Payable"
-            | "Other Current Liability"
-            | "Long Term Liability" => "Liability",
-            "Equity" => "Equity",
-            "Income" | "Other Income" => "Revenue",
-            _ => "Expense",
-        }
-    }
-
     /// Derives names and flags, checks uniqueness, stamps and stores.
     fn commit(
         &mut self,
@@ -420,7 +372,9 @@ impl Realm {
         };
         json.insert(name_field.into(), Value::from(name.clone()));
         if et == EntityType::Account && !json.contains_key("Classification") {
-            let c = Self::classification(text(&json, "AccountType").unwrap_or("Expense"));
+            let c = super::entity::account_classification(
+                text(&json, "AccountType").unwrap_or("Expense"),
+            );
             json.insert("Classification".into(), Value::from(c));
         }
         if matches!(et.namespace(), Namespace::Party) && !json.contains_key("PrintOnCheckName") {

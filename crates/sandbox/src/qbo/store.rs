@@ -18,7 +18,10 @@ use std::{
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, Offset, TimeZone, Utc};
 use serde_json::{Map, Value};
 
-use super::query_parser::{CmpOp, FieldRef, Literal, Validated};
+use super::{
+    query_parser::{CmpOp, Literal},
+    query_validate::{FieldRef, Validated},
+};
 
 /// One stored entity.
 #[derive(Debug, Clone)]
@@ -372,7 +375,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::qbo::query_parser::{parse, validate};
+    use crate::qbo::{query_parser::parse, query_validate::validate};
 
     fn table() -> Table {
         let mut t = Table::default();
