@@ -158,6 +158,23 @@ impl TestStack {
         Ok((id, org))
     }
 
+    /// The gRPC addresses of the running services.
+    pub fn grpc_addrs(&self) -> GrpcAddrs {
+        let (m, i, f) = self
+            .running
+            .as_ref()
+            .map(|(m, i, f)| (m.grpc_addr, i.grpc_addr, f.grpc_addr))
+            .unwrap_or_else(|| {
+                let none = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+                (none, none, none)
+            });
+        GrpcAddrs {
+            mapping: m,
+            ingest: i,
+            fyle_sync: f,
+        }
+    }
+
     /// The full name of a topic of this stack.
     pub fn topic(&self, name: &str) -> String {
         format!("{}{}", self.topic_prefix, name)
@@ -189,6 +206,14 @@ impl TestStack {
             m.stop().await;
         }
     }
+}
+
+/// Where each service's gRPC API listens.
+#[derive(Debug, Clone, Copy)]
+pub struct GrpcAddrs {
+    pub mapping: std::net::SocketAddr,
+    pub ingest: std::net::SocketAddr,
+    pub fyle_sync: std::net::SocketAddr,
 }
 
 /// Polls `check` until it returns `Some`, or fails after `timeout`.

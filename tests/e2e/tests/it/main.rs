@@ -6,3 +6,5 @@ mod fyle_webhooks;
 mod ingest_edge;
 mod kafka_consumer;
 mod kafka_reader;
+mod operability;
+mod registry;

@@ -1,0 +1,151 @@
+//! What operators and standard tools rely on: gRPC health and reflection on every service,
+//! and trace context carried from the HTTP request into Kafka.
+
+use std::time::Duration;
+
+use attrsync_e2e::TestStack;
+use attrsync_kafka::{envelope, topics};
+use serde_json::json;
+use tokio_stream::StreamExt;
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+use tonic_reflection::pb::v1::{
+    ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+    server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+};
+
+use crate::kafka_reader::read_until;
+
+async fn channel(addr: std::net::SocketAddr) -> tonic::transport::Channel {
+    tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+async fn serving(addr: std::net::SocketAddr, service: &str) -> ServingStatus {
+    let mut client = HealthClient::new(channel(addr).await);
+    let response = client
+        .check(HealthCheckRequest {
+            service: service.into(),
+        })
+        .await
+        .unwrap();
+    response.into_inner().status()
+}
+
+async fn reflected_services(addr: std::net::SocketAddr) -> Vec<String> {
+    let mut client = ServerReflectionClient::new(channel(addr).await);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = client
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    match stream.next().await.unwrap().unwrap().message_response {
+        Some(MessageResponse::ListServicesResponse(list)) => {
+            list.service.into_iter().map(|s| s.name).collect()
+        }
+        other => panic!("unexpected reflection answer {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_service_serves_grpc_health_and_reflection() {
+    let stack = TestStack::start().await.unwrap();
+    let addrs = stack.grpc_addrs();
+    for (addr, service) in [
+        (addrs.mapping, "attrsync.v1.MappingService"),
+        (addrs.ingest, "attrsync.v1.IngestService"),
+        (addrs.fyle_sync, "attrsync.v1.FyleSyncService"),
+    ] {
+        assert_eq!(serving(addr, "").await, ServingStatus::Serving);
+        assert_eq!(
+            serving(addr, service).await,
+            ServingStatus::Serving,
+            "{service}"
+        );
+        let services = reflected_services(addr).await;
+        assert!(
+            services.contains(&service.to_owned()),
+            "{service} not in {services:?}"
+        );
+        assert!(services.contains(&"grpc.health.v1.Health".to_owned()));
+    }
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let env = vec![(
+        "QBO_SYNC__GRPC__LISTEN".to_owned(),
+        "127.0.0.1:0".to_owned(),
+    )];
+    let (qbo, _) = qbo_sync::start(
+        qbo_sync::Config::from_env_pairs(env).unwrap(),
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
+    let env = vec![(
+        "IMPORT_TO_FYLE__GRPC__LISTEN".to_owned(),
+        "127.0.0.1:0".to_owned(),
+    )];
+    let (import, _) = import_to_fyle::start(
+        import_to_fyle::Config::from_env_pairs(env).unwrap(),
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(serving(qbo, "").await, ServingStatus::Serving);
+    assert_eq!(serving(import, "").await, ServingStatus::Serving);
+    assert!(
+        reflected_services(qbo)
+            .await
+            .contains(&"grpc.reflection.v1.ServerReflection".to_owned())
+    );
+    shutdown.cancel();
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_callers_trace_continues_into_the_kafka_message() {
+    let stack = TestStack::start().await.unwrap();
+    let (workspace_id, org) = stack.create_workspace().await.unwrap();
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let body = serde_json::to_vec(
+        &json!({"action": "DELETED", "resource": "PROJECT", "data": {"id": 1, "org_id": org}}),
+    )
+    .unwrap();
+    let response = stack
+        .http
+        .post(format!(
+            "{}/workspaces/{workspace_id}/fyle/exports/",
+            stack.ingest_url
+        ))
+        .header("content-type", "application/json")
+        .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let messages = read_until(
+        &stack.topic(topics::FYLE_ATTRIBUTE_WEBHOOKS),
+        Duration::from_secs(60),
+        |s| !s.is_empty(),
+    )
+    .await
+    .unwrap();
+    let envelope = envelope::decode(&messages[0].payload).unwrap();
+    let traceparent = envelope
+        .trace_context
+        .get("traceparent")
+        .expect("trace context in the envelope");
+    assert!(
+        traceparent.starts_with(&format!("00-{trace_id}-")),
+        "{traceparent}"
+    );
+    stack.stop().await;
+}
