@@ -5,7 +5,7 @@
 //! Changes made here go through the same rules as API writes — `updated_at` / `LastUpdatedTime` /
 //! `SyncToken` move and webhooks fire — so a test can play "someone changed it in Fyle/QBO".
 //!
-//! The HTTP routes are listed in [`http`].
+//! The HTTP routes are listed in the docs of `admin/http.rs`.
 
 mod http;
 

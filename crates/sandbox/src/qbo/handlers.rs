@@ -273,16 +273,15 @@ async fn read(
     }
 }
 
-/// Maps a refused write to its Fault.
-pub(crate) fn write_error_response(e: &WriteError, entity: &str, time: &str) -> HttpResponse {
-    let body = match e {
+/// The Fault body of a refused write (sent with HTTP 400).
+fn write_error_body(e: &WriteError, entity: &str, time: &str) -> Value {
+    match e {
         WriteError::Stale => errors::stale_object(time),
         WriteError::Duplicate(name) => errors::duplicate_name(name, time),
         WriteError::NotFound(id) => errors::not_found(entity, id, time),
         WriteError::Required(field) => errors::required_missing(field, time),
         WriteError::Invalid(detail) => errors::business_validation(detail, time),
-    };
-    json_response(400, &body)
+    }
 }
 
 async fn write(
@@ -313,6 +312,15 @@ async fn write(
             return json_response(400, &fault);
         }
     };
+    // `requestid` makes a retried write idempotent: the first answer is replayed.
+    let request_id = url::form_urlencoded::parse(req.query_string().as_bytes())
+        .find(|(k, _)| k == "requestid")
+        .map(|(_, v)| (realm_id.clone(), v.into_owned()));
+    if let Some(key) = &request_id
+        && let Some((status, body)) = shared.qbo_read().replay(key)
+    {
+        return json_response(status, &body);
+    }
     let now = shared.clock.now().timestamp();
     let result = shared.qbo_apply(|st| {
         let realm = st
@@ -326,13 +334,17 @@ async fn write(
         };
         Ok((out, vec![event]))
     });
-    match result {
+    let (status, body) = match result {
         Ok(out) => {
             let mut body = Map::new();
             body.insert(et.name().to_owned(), out);
             body.insert("time".to_owned(), Value::from(time));
-            HttpResponse::Ok().json(Value::Object(body))
+            (200, Value::Object(body))
         }
-        Err(e) => write_error_response(&e, et.name(), &time),
+        Err(e) => (400, write_error_body(&e, et.name(), &time)),
+    };
+    if let Some(key) = request_id {
+        shared.qbo_write().remember(key, status, body.clone());
     }
+    json_response(status, &body)
 }

@@ -18,7 +18,12 @@ pub mod store;
 pub mod throttle;
 pub mod webhooks;
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap, VecDeque},
+    time::Duration,
+};
+
+use serde_json::Value;
 
 use self::{auth::QboAuth, realm::Realm};
 
@@ -30,7 +35,13 @@ pub struct QboState {
     /// OAuth state.
     pub auth: QboAuth,
     tz_offset_minutes: i32,
+    /// Answers to writes that carried a `requestid`, per realm, oldest first for eviction.
+    replies: HashMap<(String, String), (u16, Value)>,
+    reply_order: VecDeque<(String, String)>,
 }
+
+/// Remembered `requestid` answers (older ones are forgotten).
+pub const REQUEST_ID_MEMORY: usize = 10_000;
 
 impl QboState {
     /// Empty state.
@@ -39,6 +50,25 @@ impl QboState {
             realms: BTreeMap::new(),
             auth: QboAuth::new(access_ttl, refresh_grace),
             tz_offset_minutes,
+            replies: HashMap::new(),
+            reply_order: VecDeque::new(),
+        }
+    }
+
+    /// The answer given earlier to a write with this `(realm, requestid)`.
+    pub fn replay(&self, key: &(String, String)) -> Option<(u16, Value)> {
+        self.replies.get(key).cloned()
+    }
+
+    /// Remembers the answer to a write with a `requestid`.
+    pub fn remember(&mut self, key: (String, String), status: u16, body: Value) {
+        if self.replies.insert(key.clone(), (status, body)).is_none() {
+            self.reply_order.push_back(key);
+        }
+        while self.reply_order.len() > REQUEST_ID_MEMORY {
+            if let Some(old) = self.reply_order.pop_front() {
+                self.replies.remove(&old);
+            }
         }
     }
 

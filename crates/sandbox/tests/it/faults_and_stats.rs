@@ -205,3 +205,39 @@ async fn stats_count_calls_per_endpoint_and_log_them() {
     assert_eq!(sb.stats().total, 0);
     sb.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn optional_fyle_rate_limit_refuses_the_11th_request_in_a_second() {
+    let sb = crate::common::start_with(attrsync_sandbox::SandboxConfig {
+        seed: attrsync_sandbox::Seed::Demo,
+        fyle_rate_limit_per_second: Some(10),
+        ..crate::common::config()
+    })
+    .await;
+    let fyle = std::sync::Arc::new(Fyle::connect(&sb).await); // 1st request (token)
+    let mut calls = Vec::new();
+    for _ in 0..9 {
+        let fyle = std::sync::Arc::clone(&fyle);
+        calls.push(tokio::spawn(async move {
+            fyle.get("/admin/tax_groups", &[("order", "id.asc")])
+                .await
+                .0
+        }));
+    }
+    for c in calls {
+        assert_eq!(c.await.expect("task"), 200);
+    }
+    let (status, body) = fyle.get("/admin/tax_groups", &[("order", "id.asc")]).await;
+    assert_eq!(
+        (status, body),
+        (429, json!({"message": "Too many requests"}))
+    );
+    sb.clock().advance(Duration::from_secs(1));
+    assert_eq!(
+        fyle.get("/admin/tax_groups", &[("order", "id.asc")])
+            .await
+            .0,
+        200
+    );
+    sb.stop().await;
+}

@@ -101,3 +101,25 @@ async fn child_accounts_are_fully_qualified() {
     );
     sb.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requestid_replays_the_first_answer_of_a_retried_write() {
+    let sb = start().await;
+    let qbo = Qbo::new(&sb);
+    let body = json!({"DisplayName": "Retry Supplies"});
+    let (s1, first) = qbo.post("/vendor?requestid=6f0c2a9e-retry", &body).await;
+    let (s2, second) = qbo.post("/vendor?requestid=6f0c2a9e-retry", &body).await;
+    assert_eq!(
+        (s1, s2),
+        (200, 200),
+        "the retry is not a duplicate-name error"
+    );
+    assert_eq!(first, second, "same answer, same Id");
+    let (_, count) = qbo
+        .query("select count(*) from Vendor where DisplayName = 'Retry Supplies'")
+        .await;
+    assert_eq!(count["QueryResponse"]["totalCount"], 1, "created once");
+    let (status, _) = qbo.post("/vendor?requestid=another", &body).await;
+    assert_eq!(status, 400, "a new requestid is a new write");
+    sb.stop().await;
+}

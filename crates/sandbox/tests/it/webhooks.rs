@@ -324,3 +324,104 @@ async fn webhook_reorder_sends_the_held_message_after_the_next() {
     rx.stop().await;
     sb.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_delay_lets_later_messages_overtake() {
+    let sb = start().await;
+    let rx = Receiver::start().await;
+    let fyle = Fyle::connect(&sb).await;
+    subscribe(&fyle, &rx.url).await;
+    sb.faults().add_webhook(WebhookFaultRule {
+        side: None,
+        action: WebhookFaultAction::Delay { ms: 400 },
+        skip: 0,
+        times: Some(1),
+    });
+    sb.fyle()
+        .rename(ORG, "categories", "160956", "First")
+        .expect("rename");
+    sb.fyle()
+        .rename(ORG, "categories", "160956", "Second")
+        .expect("rename");
+    let got = rx.wait_for(2).await;
+    let names: Vec<Value> = got
+        .iter()
+        .map(|w| w.json()["data"]["name"].clone())
+        .collect();
+    assert_eq!(names, vec![json!("Second"), json!("First")]);
+    rx.stop().await;
+    sb.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_http_creates_and_deletes_fire_created_and_deleted_on_both_sides() {
+    let sb = start().await;
+    let rx = Receiver::start().await;
+    let fyle = Fyle::connect(&sb).await;
+    subscribe(&fyle, &rx.url).await;
+    sb.set_qbo_webhook(qbo_config(
+        &rx.url,
+        WebhookFormat::Legacy,
+        DeactivationOp::Delete,
+    ));
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!(
+            "{}/_sandbox/fyle/orgs/{ORG}/projects",
+            sb.fyle_url()
+        ))
+        .json(&json!({"name": "Harbor Refit", "code": "99"}))
+        .send()
+        .await
+        .expect("admin create");
+    assert_eq!(r.status(), 200);
+    let created: Value = r.json().await.expect("JSON");
+    let got = rx.wait_for(1).await;
+    assert_eq!(got[0].json()["action"], "CREATED");
+    assert_eq!(got[0].json()["data"], created);
+
+    let r = http
+        .post(format!(
+            "{}/_sandbox/qbo/realms/{REALM}/Customer",
+            sb.qbo_url()
+        ))
+        .json(&json!({"DisplayName": "Harbor Refit"}))
+        .send()
+        .await
+        .expect("admin create");
+    assert_eq!(r.status(), 200);
+    let customer: Value = r.json().await.expect("JSON");
+    let got = rx.wait_for(2).await;
+    let e = &got[1].json()["eventNotifications"][0]["dataChangeEvent"]["entities"][0];
+    assert_eq!(
+        (e["operation"].as_str(), e["id"].as_str()),
+        (Some("Create"), customer["Id"].as_str())
+    );
+
+    let id = customer["Id"].as_str().expect("Id");
+    let r = http
+        .delete(format!(
+            "{}/_sandbox/qbo/realms/{REALM}/Customer/{id}",
+            sb.qbo_url()
+        ))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(r.status(), 200);
+    let got = rx.wait_for(3).await;
+    assert_eq!(
+        got[2].json()["eventNotifications"][0]["dataChangeEvent"]["entities"][0]["operation"],
+        "Delete"
+    );
+    let r = http
+        .delete(format!(
+            "{}/_sandbox/qbo/realms/{REALM}/Customer/{id}",
+            sb.qbo_url()
+        ))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(r.status(), 404, "already gone");
+    rx.stop().await;
+    sb.stop().await;
+}
