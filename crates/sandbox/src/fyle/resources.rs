@@ -415,13 +415,16 @@ fn normalise(resource: Resource, out: &mut Map<String, Value>, errors: &mut Fiel
                 );
             }
             let dn = compose(
-                &out["name"],
+                out.get("name").unwrap_or(&Value::Null),
                 out.get("sub_category").unwrap_or(&Value::Null),
             );
             out.insert("display_name".into(), dn);
         }
         Resource::Projects => {
-            let dn = compose(&out["name"], out.get("sub_project").unwrap_or(&Value::Null));
+            let dn = compose(
+                out.get("name").unwrap_or(&Value::Null),
+                out.get("sub_project").unwrap_or(&Value::Null),
+            );
             out.insert("display_name".into(), dn);
             out.remove("approver_emails");
         }

@@ -423,7 +423,7 @@ impl Realm {
         } else {
             name.clone()
         };
-        if et.hierarchical() || matches!(et.namespace(), Namespace::Party) {
+        if et.hierarchical() {
             json.insert("FullyQualifiedName".into(), Value::from(fqn));
         }
         if active {
