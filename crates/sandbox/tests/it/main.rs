@@ -2,6 +2,7 @@
 //! port 0 and talks to it with reqwest, as the services under test will.
 #![allow(clippy::unwrap_used, unreachable_pub)]
 
+mod binary;
 mod common;
 mod faults_and_stats;
 mod fyle_api;
