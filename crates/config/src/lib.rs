@@ -110,11 +110,20 @@ pub fn load<T: DeserializeOwned + Validate>(sources: Sources<'_>) -> Result<T, C
         );
     }
 
+    // The shared variables apply only to services that have those sections at all.
+    let defaults = config::Config::builder()
+        .add_source(config::File::from_str(
+            sources.defaults,
+            config::FileFormat::Toml,
+        ))
+        .build()?;
     let mut shared = config::Map::new();
-    if let Some(url) = lookup("DATABASE_URL") {
+    if let Some(url) = lookup("DATABASE_URL").filter(|_| defaults.get_table("database").is_ok()) {
         shared.insert("DATABASE__URL".to_owned(), url);
     }
-    if let Some(bootstrap) = lookup("KAFKA_BOOTSTRAP") {
+    if let Some(bootstrap) =
+        lookup("KAFKA_BOOTSTRAP").filter(|_| defaults.get_table("kafka").is_ok())
+    {
         shared.insert("KAFKA__BOOTSTRAP".to_owned(), bootstrap);
     }
     builder = builder.add_source(
@@ -236,6 +245,27 @@ mod tests {
         )
         .expect_err("must fail");
         assert!(err.to_string().contains("batch_size"), "{err}");
+    }
+
+    #[test]
+    fn shared_variables_are_ignored_by_services_without_those_sections() {
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct GrpcOnly {
+            http: HttpConfig,
+        }
+        impl Validate for GrpcOnly {
+            fn validate(&self) -> Result<(), ConfigError> {
+                Ok(())
+            }
+        }
+        let defaults = "[http]\nlisten = \"127.0.0.1:1\"\nmax_body_bytes = 2048\n";
+        let loaded: GrpcOnly = load(Sources::new(defaults, "G").with_env(env(&[
+            ("DATABASE_URL", "postgres://x@y/z"),
+            ("KAFKA_BOOTSTRAP", "k:1"),
+        ])))
+        .expect("shared variables do not break a service that has no database");
+        assert_eq!(loaded.http.listen, "127.0.0.1:1");
     }
 
     #[test]

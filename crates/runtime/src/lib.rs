@@ -11,6 +11,18 @@ pub mod grpc;
 
 use tokio_util::sync::CancellationToken;
 
+/// Ends a service binary: a start-up error (bad configuration, unreachable database…) is
+/// printed as one readable line, with its causes, and the process exits with status 1.
+pub fn exit_code(service: &str, outcome: anyhow::Result<()>) -> std::process::ExitCode {
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("{service}: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// A token cancelled when the process receives SIGINT (Ctrl-C) or SIGTERM.
 pub fn shutdown_on_signal() -> CancellationToken {
     let token = CancellationToken::new();

@@ -1,9 +1,13 @@
-//! The fyle_sync service binary.
+//! The fyle-sync service binary.
 
 use fyle_sync::Config;
 
+fn main() -> std::process::ExitCode {
+    attrsync_runtime::exit_code("fyle-sync", run())
+}
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn run() -> anyhow::Result<()> {
     let config = Config::load(std::env::args())?;
     let _telemetry = attrsync_telemetry::init("fyle-sync", &config.telemetry)?;
     if std::env::args().any(|arg| arg == "--migrate-only") {

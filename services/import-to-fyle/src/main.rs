@@ -2,8 +2,12 @@
 
 use import_to_fyle::Config;
 
+fn main() -> std::process::ExitCode {
+    attrsync_runtime::exit_code("import-to-fyle", run())
+}
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn run() -> anyhow::Result<()> {
     let config = Config::load(std::env::args())?;
     let _telemetry = attrsync_telemetry::init("import-to-fyle", &config.telemetry)?;
     let shutdown = attrsync_runtime::shutdown_on_signal();

@@ -2,8 +2,12 @@
 
 use ingest::Config;
 
+fn main() -> std::process::ExitCode {
+    attrsync_runtime::exit_code("ingest", run())
+}
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn run() -> anyhow::Result<()> {
     let config = Config::load(std::env::args())?;
     let _telemetry = attrsync_telemetry::init("ingest", &config.telemetry)?;
     if std::env::args().any(|arg| arg == "--migrate-only") {
