@@ -64,6 +64,7 @@ wait_grpc() {
 
 say "starting services"
 start sandbox "$BIN/sandbox" --seed demo
+for _ in $(seq 1 100); do [ -s "$LOGS/sandbox.log" ] && break; sleep 0.1; done
 start mapping "$BIN/mapping"
 wait_grpc mapping 127.0.0.1:50051
 start ingest "$BIN/ingest"
@@ -101,6 +102,10 @@ echo "$OUT"
 say "demo: and in PostgreSQL"
 psql "$DATABASE_URL" -c "SELECT workspace_id, attribute_type, value, source_id, active FROM fyle_sync.expense_attributes WHERE workspace_id = $WORKSPACE"
 
+SANDBOX_LINE=$(head -n 1 "$LOGS/sandbox.log")
+FYLE_URL=$(sed -n 's/.*"fyle_url":"\([^"]*\)".*/\1/p' <<<"$SANDBOX_LINE")
+QBO_URL=$(sed -n 's/.*"qbo_url":"\([^"]*\)".*/\1/p' <<<"$SANDBOX_LINE")
+
 cat >&2 <<EOT
 
 Running. Endpoints:
@@ -108,7 +113,8 @@ Running. Endpoints:
   ingest gRPC    127.0.0.1:50055
   mapping        127.0.0.1:50051         fyle-sync 127.0.0.1:50052
   qbo-sync       127.0.0.1:50053         import-to-fyle 127.0.0.1:50054
-  sandboxes      see .stack/logs/sandbox.log (Fyle http://127.0.0.1:58081, QBO http://127.0.0.1:58082)
+  Fyle sandbox   $FYLE_URL   (org orNoatdUnm1w; credentials: first line of .stack/logs/sandbox.log)
+  QBO sandbox    $QBO_URL   (realm 9130357766900456; try $QBO_URL/_sandbox/stats)
   PostgreSQL     $DATABASE_URL
   Kafka          $KAFKA_BOOTSTRAP
   grpcurl        $GRPCURL
