@@ -64,6 +64,9 @@ pub enum SkipReason {
     InviteNotAccepted,
     /// An expense field that is not a SELECT (incumbent item 20).
     NotASelectField,
+    /// A system (non-custom) SELECT field other than Merchant, e.g. the Project field: its
+    /// values are the id-keyed attributes of its own resource, not options.
+    SystemField,
     /// A resource that carries no attribute (EXPENSE, REPORT, ORG_SETTING, unknown).
     NotAnAttribute,
 }
@@ -201,6 +204,10 @@ fn employee_detail(data: &Value) -> Value {
 fn select_field(obj: &Obj<'_>, is_dependent: bool) -> Result<Derived> {
     if obj.opt_str("type")? != Some("SELECT") {
         return Ok(Derived::Skipped(SkipReason::NotASelectField));
+    }
+    let is_merchant = obj.opt_str("column_name")? == Some("merchant");
+    if obj.get("is_custom") == Value::Bool(false) && !is_merchant {
+        return Ok(Derived::Skipped(SkipReason::SystemField));
     }
     let field_name = obj.req_str("field_name")?;
     let raw_options: Vec<&str> = match obj.0.get("options") {
@@ -488,6 +495,23 @@ mod tests {
             &json!({"id": 1, "field_name": "Notes", "type": "TEXT"}),
         );
         assert_eq!(d, Ok(Derived::Skipped(SkipReason::NotASelectField)));
+    }
+
+    #[test]
+    fn system_select_fields_other_than_merchant_are_skipped() {
+        let project = json!({"id": 1, "field_name": "Project", "column_name": "project_id", "type": "SELECT",
+                             "is_custom": false, "options": ["A"]});
+        assert_eq!(
+            derive(&FyleResource::ExpenseField, &project),
+            Ok(Derived::Skipped(SkipReason::SystemField))
+        );
+        let merchant = json!({"id": 225221, "field_name": "Merchant", "column_name": "merchant", "type": "SELECT",
+                              "is_custom": false, "options": ["ADP", "Goner"]});
+        let Ok(Derived::SelectField(f)) = derive(&FyleResource::ExpenseField, &merchant) else {
+            panic!("merchant options")
+        };
+        assert_eq!(f.attribute_type, FyleAttributeType::Merchant);
+        assert_eq!(f.options, vec!["ADP", "Goner"]);
     }
 
     #[test]

@@ -55,6 +55,11 @@ fn write_canonical(value: &Value, out: &mut Sha256) {
             }
             out.update(b"]");
         }
+        // 18 and 18.0 are the same number; hash them alike so formatting is not a change.
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if f.is_finite() => out.update(format!("{f:?}").as_bytes()),
+            _ => out.update(n.to_string().as_bytes()),
+        },
         scalar => out.update(scalar.to_string().as_bytes()),
     }
 }
@@ -81,6 +86,20 @@ mod tests {
         assert_ne!(
             base,
             content_hash("Travel", true, Some(&json!({"tax_rate": 0.2})))
+        );
+    }
+
+    #[test]
+    fn content_hash_ignores_number_formatting() {
+        let int = json!({"tax_rate": 18});
+        let float = json!({"tax_rate": 18.0});
+        assert_eq!(
+            content_hash("GST", true, Some(&int)),
+            content_hash("GST", true, Some(&float))
+        );
+        assert_ne!(
+            content_hash("GST", true, Some(&int)),
+            content_hash("GST", true, Some(&json!({"tax_rate": 18.5})))
         );
     }
 

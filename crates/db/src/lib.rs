@@ -44,6 +44,46 @@ pub enum DbError {
     Migration(String),
 }
 
+impl DbError {
+    /// Whether the database could not be reached (retrying later may succeed), as opposed to
+    /// the database refusing this particular statement (bad data, a constraint), which a retry
+    /// of the same statement will not fix.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            DbError::Connect(_) | DbError::Pool(_) => true,
+            DbError::Query(e) => query_error_is_unavailable(e),
+            DbError::Url(_) | DbError::Migration(_) => false,
+        }
+    }
+}
+
+/// See [`DbError::is_unavailable`].
+pub fn query_error_is_unavailable(error: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match error {
+        Error::DatabaseError(
+            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+            _,
+        ) => true,
+        Error::DatabaseError(_, info) => {
+            // Connection exceptions, shutdowns and resource exhaustion (SQLSTATE classes 08,
+            // 57P, 53) arrive as "unknown" kinds; recognise them by their message.
+            let message = info.message().to_ascii_lowercase();
+            [
+                "terminating connection",
+                "connection",
+                "shutting down",
+                "too many clients",
+                "out of memory",
+            ]
+            .iter()
+            .any(|m| message.contains(m))
+        }
+        Error::BrokenTransactionManager => true,
+        _ => false,
+    }
+}
+
 impl From<deadpool::PoolError> for DbError {
     fn from(e: deadpool::PoolError) -> Self {
         DbError::Pool(e.to_string())
@@ -57,16 +97,44 @@ pub fn url_with_schema(url: &str, schema: &str) -> Result<String> {
     let mut parsed = url::Url::parse(url).map_err(|e| DbError::Url(e.to_string()))?;
     // tokio-postgres percent-decodes parameters but does not read `+` as a space, so the
     // query is written by hand rather than form-encoded.
-    let mut query: Vec<String> = parsed
+    // Keep any `options` the operator set (e.g. `-c statement_timeout=…`), adding ours.
+    let mut options = String::new();
+    let mut query: Vec<String> = Vec::new();
+    for pair in parsed
         .query()
         .unwrap_or("")
         .split('&')
-        .filter(|pair| !pair.is_empty() && !pair.starts_with("options="))
-        .map(str::to_owned)
-        .collect();
-    query.push(format!("options=-c%20search_path%3D{schema}"));
+        .filter(|p| !p.is_empty())
+    {
+        match pair.strip_prefix("options=") {
+            Some(existing) => options = without_search_path(existing),
+            None => query.push(pair.to_owned()),
+        }
+    }
+    query.push(format!("options={options}-c%20search_path%3D{schema}"));
     parsed.set_query(Some(&query.join("&")));
     Ok(parsed.into())
+}
+
+/// The (percent-encoded) `options` value without any `-c search_path=…`, ready for more.
+fn without_search_path(options: &str) -> String {
+    let tokens: Vec<&str> = options.split("%20").filter(|t| !t.is_empty()).collect();
+    let mut kept = String::new();
+    let mut i = 0;
+    while i < tokens.len() {
+        if tokens[i] == "-c"
+            && tokens
+                .get(i + 1)
+                .is_some_and(|t| t.starts_with("search_path%3D"))
+        {
+            i += 2;
+            continue;
+        }
+        kept.push_str(tokens[i]);
+        kept.push_str("%20");
+        i += 1;
+    }
+    kept
 }
 
 /// `url` pointing at another database on the same server.
@@ -90,10 +158,15 @@ pub async fn connect(config: &DatabaseConfig) -> Result<Pool> {
 async fn ensure_schema(url: &str, schema: &str) -> Result<()> {
     let mut conn = AsyncPgConnection::establish(url).await?;
     // The schema name was validated as a plain identifier by the configuration.
-    sql_query(format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
-        .execute(&mut conn)
-        .await?;
-    Ok(())
+    let create = format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"");
+    match sql_query(&create).execute(&mut conn).await {
+        // Two replicas creating it at the same moment: one wins, the other sees a duplicate.
+        Err(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _,
+        )) => Ok(()),
+        other => other.map(drop).map_err(DbError::from),
+    }
 }
 
 /// Runs the pending `migrations` into `schema`. Replicas starting together take turns.
@@ -176,6 +249,15 @@ mod tests {
         assert!(
             again.ends_with("sslmode=disable&options=-c%20search_path%3Dmapping"),
             "{again}"
+        );
+        let with_timeout = url_with_schema(
+            "postgres://p@h/app?options=-c%20statement_timeout%3D5000",
+            "mapping",
+        )
+        .expect("url");
+        assert_eq!(
+            with_timeout,
+            "postgres://p@h/app?options=-c%20statement_timeout%3D5000%20-c%20search_path%3Dmapping"
         );
     }
 

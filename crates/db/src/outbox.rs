@@ -6,9 +6,17 @@
 //! (rows wait), and nothing is published for a change that rolled back.
 //!
 //! Delivery is at-least-once: the relay deletes rows only after Kafka acknowledged them, so a
-//! crash between the two republishes them; consumers deduplicate on the envelope's event id.
-//! Order: one relay at a time per schema (a transaction-scoped advisory lock), rows in id
-//! order, so per-key order matches commit order.
+//! crash between the two, or a pass that fails half-way, republishes them; consumers
+//! deduplicate on the envelope's event id (and guard against older data by version or
+//! `updated_at`, so a republished older message cannot undo a newer one).
+//! Order: one relay at a time per schema (a transaction-scoped advisory lock) publishing rows
+//! in id order, so per-key order is insert order; writers that need a strict per-key order
+//! serialise themselves (mapping locks the workspace row).
+//!
+//! Failure policy: a pass where Kafka could not take a message for a reason that may pass
+//! (broker down, timeout) rolls back and is retried whole. A message Kafka can *never* take
+//! (too large, invalid topic) is moved to `outbox_rejected` with the error, so one bad row
+//! cannot wedge the outbox; operators replay or discard it from there.
 //!
 //! Every service's migrations create the table with this shape:
 //! ```sql
@@ -18,6 +26,15 @@
 //!     message_key TEXT,
 //!     payload     BYTEA NOT NULL,
 //!     created_at  TIMESTAMPTZ NOT NULL DEFAULT now()
+//! );
+//! CREATE TABLE outbox_rejected (
+//!     id          BIGINT PRIMARY KEY,
+//!     topic       TEXT NOT NULL,
+//!     message_key TEXT,
+//!     payload     BYTEA NOT NULL,
+//!     error       TEXT NOT NULL,
+//!     created_at  TIMESTAMPTZ NOT NULL,
+//!     rejected_at TIMESTAMPTZ NOT NULL DEFAULT now()
 //! );
 //! ```
 
@@ -36,6 +53,18 @@ diesel::table! {
         message_key -> Nullable<Text>,
         payload -> Bytea,
         created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    outbox_rejected (id) {
+        id -> BigInt,
+        topic -> Text,
+        message_key -> Nullable<Text>,
+        payload -> Bytea,
+        error -> Text,
+        created_at -> Timestamptz,
+        rejected_at -> Timestamptz,
     }
 }
 
@@ -74,21 +103,37 @@ pub async fn enqueue(
         .map(drop)
 }
 
-/// Publishes a batch of outbox messages; returns only when every one was acknowledged.
+/// What became of one message handed to the publisher.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Published {
+    /// Acknowledged by Kafka.
+    Acknowledged,
+    /// Not taken, for a reason that may pass (broker down, timeout): retry later.
+    Retry(String),
+    /// Can never be taken (too large, invalid topic).
+    Rejected(String),
+}
+
+/// Publishes a batch of outbox messages; returns one outcome per message, in order, once every
+/// message was acknowledged or failed.
 pub trait OutboxPublisher: Send + Sync {
-    fn publish(
-        &self,
-        messages: &[OutboxMessage],
-    ) -> impl Future<Output = Result<(), String>> + Send;
+    fn publish(&self, messages: &[OutboxMessage]) -> impl Future<Output = Vec<Published>> + Send;
 }
 
 /// What one relay pass did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RelayPass {
-    /// This many messages were published and removed.
-    Relayed(usize),
+    /// Messages published and removed, and messages moved to `outbox_rejected`.
+    Relayed { published: usize, rejected: usize },
     /// Another relay holds the lock for this schema.
     Busy,
+}
+
+impl RelayPass {
+    /// Whether the pass moved anything (so another pass may find more).
+    pub fn moved_any(self) -> bool {
+        matches!(self, RelayPass::Relayed { published, rejected } if published + rejected > 0)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -106,7 +151,8 @@ impl From<diesel::result::Error> for RelayError {
 }
 
 /// Publishes up to `batch` of the oldest messages and deletes them, in one transaction.
-/// On a publish failure the transaction rolls back and the messages stay for the next pass.
+/// If any message must be retried, the transaction rolls back and every message stays for the
+/// next pass; messages Kafka rejects for good move to `outbox_rejected`.
 pub async fn relay_once<P: OutboxPublisher>(
     pool: &Pool,
     lock_key: i64,
@@ -130,18 +176,44 @@ pub async fn relay_once<P: OutboxPublisher>(
             .await
             .map_err(DbError::from)?;
         if messages.is_empty() {
-            return Ok(RelayPass::Relayed(0));
+            return Ok(RelayPass::Relayed { published: 0, rejected: 0 });
         }
-        publisher
-            .publish(&messages)
-            .await
-            .map_err(RelayError::Publish)?;
+        let outcomes = publisher.publish(&messages).await;
+        if let Some(reason) = outcomes.iter().find_map(|o| match o {
+            Published::Retry(reason) => Some(reason.clone()),
+            _ => None,
+        }) {
+            return Err(RelayError::Publish(reason));
+        }
+        let rejected: Vec<(&OutboxMessage, &String)> = messages
+            .iter()
+            .zip(&outcomes)
+            .filter_map(|(m, o)| match o {
+                Published::Rejected(error) => Some((m, error)),
+                _ => None,
+            })
+            .collect();
+        for (message, error) in &rejected {
+            tracing::error!(id = message.id, topic = %message.topic, %error, "outbox message rejected by Kafka for good");
+            diesel::insert_into(outbox_rejected::table)
+                .values((
+                    outbox_rejected::id.eq(message.id),
+                    outbox_rejected::topic.eq(&message.topic),
+                    outbox_rejected::message_key.eq(&message.message_key),
+                    outbox_rejected::payload.eq(&message.payload),
+                    outbox_rejected::error.eq(*error),
+                    outbox_rejected::created_at.eq(message.created_at),
+                ))
+                .execute(conn)
+                .await
+                .map_err(DbError::from)?;
+        }
         let ids: Vec<i64> = messages.iter().map(|m| m.id).collect();
         diesel::delete(outbox::table.filter(outbox::id.eq_any(&ids)))
             .execute(conn)
             .await
             .map_err(DbError::from)?;
-        Ok(RelayPass::Relayed(messages.len()))
+        Ok(RelayPass::Relayed { published: messages.len() - rejected.len(), rejected: rejected.len() })
     })
     .await
 }

@@ -79,10 +79,10 @@ impl TestDatabase {
             .bind::<BigInt, _>(key)
             .execute(&mut admin)
             .await?;
-        let created = sql_query(format!(
-            "CREATE DATABASE \"{name}\" TEMPLATE \"{template_db}\""
-        ))
-        .execute(&mut admin)
+        let created = retry_while_in_use(
+            &mut admin,
+            &format!("CREATE DATABASE \"{name}\" TEMPLATE \"{template_db}\""),
+        )
         .await;
         sql_query("SELECT pg_advisory_unlock($1)")
             .bind::<BigInt, _>(key)
@@ -192,10 +192,30 @@ async fn build_template(
             .await
             .map_err(|e| DbError::Migration(format!("{schema}: {e}")))?;
     }
-    sql_query(format!(
-        "ALTER DATABASE \"{building}\" RENAME TO \"{template_db}\""
-    ))
-    .execute(admin)
+    retry_while_in_use(
+        admin,
+        &format!("ALTER DATABASE \"{building}\" RENAME TO \"{template_db}\""),
+    )
     .await?;
     Ok(())
+}
+
+/// Runs a statement that needs a database without sessions, retrying briefly while sessions
+/// that were just closed on our side are still ending on the server's.
+async fn retry_while_in_use(
+    admin: &mut AsyncPgConnection,
+    statement: &str,
+) -> Result<(), diesel::result::Error> {
+    let mut attempts = 0;
+    loop {
+        match sql_query(statement).execute(admin).await {
+            Err(e)
+                if attempts < 50 && e.to_string().contains("is being accessed by other users") =>
+            {
+                attempts += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            other => return other.map(drop),
+        }
+    }
 }

@@ -7,11 +7,13 @@
 //! offsets advance in order within each partition and one workspace's events (one key, one
 //! partition) are applied in the order they were produced. Stored offsets are committed every
 //! second, synchronously when partitions are revoked in a rebalance, and at shutdown; what a
-//! crash loses is at most re-applied, never skipped.
+//! crash loses is at most re-applied, never skipped. One consumer handles one message at a
+//! time, so while a message is retried every partition of that consumer waits; scale out with
+//! partitions and replicas.
 //!
 //! Failure policy, by [`HandlerError`] kind:
 //! - `Unavailable` (database or broker down): retried with capped exponential backoff until it
-//!   succeeds; the partition waits, because every message behind it would fail the same way
+//!   succeeds; the consumer waits, because every message behind it would fail the same way
 //!   and dead-lettering them would turn an outage into a replay job.
 //! - `Failed` (this message failed, maybe transiently): retried up to `kafka.max_attempts`
 //!   times, then written to `<topic>.dlq` with the error, and the partition moves on.
@@ -245,6 +247,11 @@ struct Worker<'a, H> {
 impl<H: Handler> Worker<'_, H> {
     async fn process(&self, message: &BorrowedMessage<'_>) -> Outcome {
         let payload = message.payload().unwrap_or_default();
+        if payload.is_empty() {
+            return self
+                .dead_letter(message, "empty message (no envelope)", 1)
+                .await;
+        }
         let envelope = match envelope::decode(payload) {
             Ok(envelope) => envelope,
             Err(e) => {
@@ -363,6 +370,9 @@ impl<H: Handler> Worker<'_, H> {
                 .await
             {
                 Ok(_) => {
+                    self.progress
+                        .waiting_on_dependency
+                        .store(false, Ordering::Relaxed);
                     error!(
                         topic = message.topic(),
                         offset = message.offset(),

@@ -43,6 +43,9 @@ impl Producer {
             .set("compression.type", "lz4")
             .set("linger.ms", "5")
             .set("message.timeout.ms", "30000")
+            // Kafka's default broker and topic limit; larger messages are refused locally and
+            // the outbox relay sets them aside (see `relay::is_permanent`).
+            .set("message.max.bytes", "1000000")
             .create()?;
         Ok(Self {
             inner,

@@ -9,8 +9,9 @@ use std::{sync::Arc, time::Duration};
 
 use attrsync_db::{
     Pool,
-    outbox::{self, OutboxMessage, OutboxPublisher, RelayPass},
+    outbox::{self, OutboxMessage, OutboxPublisher, Published},
 };
+use rdkafka::{error::KafkaError, types::RDKafkaErrorCode};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
@@ -36,7 +37,7 @@ pub struct KafkaOutboxPublisher {
 }
 
 impl OutboxPublisher for KafkaOutboxPublisher {
-    async fn publish(&self, messages: &[OutboxMessage]) -> Result<(), String> {
+    async fn publish(&self, messages: &[OutboxMessage]) -> Vec<Published> {
         let sends = messages.iter().map(|m| async move {
             let headers = envelope::decode(&m.payload)
                 .map(|e| crate::producer::trace_headers(&e))
@@ -45,16 +46,35 @@ impl OutboxPublisher for KafkaOutboxPublisher {
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.as_str()))
                 .collect();
-            self.producer
+            match self
+                .producer
                 .send_raw(&m.topic, m.message_key.as_deref(), &m.payload, &headers)
                 .await
+            {
+                Ok(_) => Published::Acknowledged,
+                Err(crate::KafkaError::Client(e)) if is_permanent(&e) => {
+                    Published::Rejected(e.to_string())
+                }
+                Err(e) => Published::Retry(e.to_string()),
+            }
         });
-        // The idempotent producer keeps per-partition order for concurrent sends.
-        for result in futures::future::join_all(sends).await {
-            result.map_err(|e| e.to_string())?;
-        }
-        Ok(())
+        // Sent concurrently: the idempotent producer keeps per-partition order.
+        futures::future::join_all(sends).await
     }
+}
+
+/// Errors no retry can fix: the message is too large or malformed, or the topic name invalid.
+pub fn is_permanent(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::InvalidMessageSize
+                | RDKafkaErrorCode::InvalidMessage
+                | RDKafkaErrorCode::InvalidRecord
+                | RDKafkaErrorCode::InvalidTopic
+        )
+    )
 }
 
 /// Runs the relay until `shutdown`; drains what it can before returning.
@@ -71,7 +91,7 @@ pub async fn run(
     let mut failures = 0;
     loop {
         match outbox::relay_once(&pool, lock_key, 500, &publisher).await {
-            Ok(RelayPass::Relayed(n)) if n > 0 => {
+            Ok(pass) if pass.moved_any() => {
                 failures = 0;
                 continue;
             }
@@ -96,4 +116,14 @@ pub async fn run(
             () = tokio::time::sleep(wait) => {}
         }
     }
+    // Publish what was committed just before shutdown, briefly; anything left waits for the
+    // next start (or another replica).
+    let drain = async {
+        while let Ok(pass) = outbox::relay_once(&pool, lock_key, 500, &publisher).await {
+            if !pass.moved_any() {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), drain).await;
 }

@@ -24,7 +24,7 @@
 //!     updated_at                TIMESTAMPTZ NOT NULL DEFAULT now()
 //! );
 //! CREATE INDEX workspace_projection_org ON workspace_projection (fyle_org_id);
-//! CREATE INDEX workspace_projection_realm ON workspace_projection (qbo_realm_id);
+//! CREATE INDEX workspace_projection_realm ON workspace_projection (qbo_realm_id) WHERE qbo_realm_id IS NOT NULL;
 //! ```
 
 use std::collections::HashMap;
@@ -158,6 +158,20 @@ pub async fn find(
         .optional()
 }
 
+/// The projected workspace with this id, deleted or not.
+pub async fn find_any(
+    conn: &mut AsyncPgConnection,
+    workspace_id: i64,
+) -> QueryResult<Option<ProjectedWorkspace>> {
+    use workspace_projection::dsl as p;
+    p::workspace_projection
+        .find(workspace_id)
+        .select(ProjectedWorkspace::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
 /// The consumer of `settings.workspaces.v1` that keeps the projection.
 #[derive(Clone)]
 pub struct ProjectionHandler {
@@ -190,9 +204,13 @@ impl Handler for ProjectionHandler {
             .get()
             .await
             .map_err(|e| HandlerError::Unavailable(DbError::from(e).to_string()))?;
-        apply(&mut conn, &row)
-            .await
-            .map_err(|e| HandlerError::Unavailable(e.to_string()))?;
+        apply(&mut conn, &row).await.map_err(|e| {
+            if attrsync_db::query_error_is_unavailable(&e) {
+                HandlerError::Unavailable(e.to_string())
+            } else {
+                HandlerError::Failed(e.to_string())
+            }
+        })?;
         Ok(())
     }
 }

@@ -27,7 +27,7 @@ use attrsync_proto::{
     v1::{ChangeKind, ExpenseAttributeChange, ExpenseAttributesChanged},
 };
 use chrono::{DateTime, Utc};
-use diesel::{prelude::*, result::DatabaseErrorKind};
+use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use prost::Message;
 use serde_json::Value;
@@ -79,15 +79,10 @@ impl From<diesel::result::Error> for ApplyError {
 /// A database error that is about this message (retry a few times, then dead-letter) rather
 /// than about the database being unreachable (wait for it).
 fn classify(e: &diesel::result::Error) -> HandlerError {
-    match e {
-        diesel::result::Error::DatabaseError(
-            DatabaseErrorKind::UniqueViolation
-            | DatabaseErrorKind::CheckViolation
-            | DatabaseErrorKind::NotNullViolation
-            | DatabaseErrorKind::SerializationFailure,
-            _,
-        ) => HandlerError::Failed(e.to_string()),
-        _ => HandlerError::Unavailable(e.to_string()),
+    if attrsync_db::query_error_is_unavailable(e) {
+        HandlerError::Unavailable(e.to_string())
+    } else {
+        HandlerError::Failed(e.to_string())
     }
 }
 
@@ -162,14 +157,20 @@ async fn apply_event(
     if first_time == 0 {
         return Ok(EventOutcome::Duplicate);
     }
-    let workspace = workspaces::find(conn, event.workspace_id)
+    // ingest accepted this webhook only for a workspace mapping knows, and mapping's snapshot
+    // of it is durably on its way here: wait for it rather than dead-letter the event.
+    let workspace = workspaces::find_any(conn, event.workspace_id)
         .await?
         .ok_or_else(|| {
-            ApplyError::Handler(HandlerError::Failed(format!(
-                "workspace {} is not known to fyle-sync yet",
+            ApplyError::Handler(HandlerError::Unavailable(format!(
+                "workspace {} is not in fyle-sync's projection yet",
                 event.workspace_id
             )))
         })?;
+    if workspace.deleted {
+        count(conn, event.workspace_id, false).await?;
+        return Ok(EventOutcome::Ignored("the workspace was deleted"));
+    }
     let outcome = if event.data.get("org_id").and_then(Value::as_str)
         != Some(workspace.fyle_org_id.as_str())
     {
@@ -208,6 +209,9 @@ async fn apply_action(
                 Derived::Skipped(reason) => Ok(EventOutcome::Ignored(match reason {
                     derive::SkipReason::InviteNotAccepted => "employee has not accepted the invite",
                     derive::SkipReason::NotASelectField => "expense field is not a SELECT",
+                    derive::SkipReason::SystemField => {
+                        "system expense field (its values are a resource of their own)"
+                    }
                     derive::SkipReason::NotAnAttribute => "resource carries no attribute",
                 })),
             }
@@ -331,7 +335,18 @@ async fn upsert(
             let old_value = (kind == ChangeKind::Renamed).then_some(row.value);
             Ok(EventOutcome::Applied(vec![change(kind, old_value)]))
         }
-        (UpsertPlan::Unchanged, _) => Ok(EventOutcome::Applied(Vec::new())),
+        (UpsertPlan::Unchanged, Some(row)) => {
+            // Nothing visible changed, but the stored version must advance, or an older event
+            // arriving later would not be recognised as stale.
+            if attribute.source_updated_at > row.source_updated_at {
+                diesel::update(ea::table.find(row.id))
+                    .set(ea::source_updated_at.eq(attribute.source_updated_at))
+                    .execute(conn)
+                    .await?;
+            }
+            Ok(EventOutcome::Applied(Vec::new()))
+        }
+        (UpsertPlan::Unchanged, None) => Ok(EventOutcome::Applied(Vec::new())),
         (UpsertPlan::Stale, _) | (UpsertPlan::Update(_), None) => {
             Ok(EventOutcome::Ignored("stale: a newer version is stored"))
         }
@@ -473,7 +488,7 @@ async fn deactivate_deleted(
         // An expense field's options carry source ids "<field id>:<option>".
         None if matches!(event.resource, FyleResource::ExpenseField) => {
             active_rows
-                .filter(ea::source_id.like(format!("{id}:%")))
+                .filter(ea::source_id.like(format!("{}:%", escape_like(&id))))
                 .select(StoredRow::as_select())
                 .for_update()
                 .load(conn)
@@ -496,6 +511,7 @@ async fn deactivate_deleted(
             .set((
                 ea::active.eq(false),
                 ea::content_hash.eq(&hash),
+                ea::source_updated_at.eq(incoming_updated.max(row.source_updated_at)),
                 ea::updated_at.eq(diesel::dsl::now),
             ))
             .execute(conn)
@@ -513,6 +529,14 @@ async fn deactivate_deleted(
         });
     }
     Ok(EventOutcome::Applied(changes))
+}
+
+/// `value` as a literal inside a LIKE pattern.
+pub(crate) fn escape_like(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
 }
 
 /// The attribute type a DELETED of `resource` refers to (expense fields are handled apart).

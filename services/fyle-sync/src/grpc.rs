@@ -137,10 +137,7 @@ impl FyleSyncService for FyleSyncApi {
             query = query.filter(ea::source_id.eq(source_id));
         }
         if let Some(fragment) = r.value_contains {
-            let escaped = fragment
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_");
+            let escaped = crate::apply::escape_like(&fragment);
             query = query.filter(ea::value.ilike(format!("%{escaped}%")));
         }
         let mut conn = self.pool.get().await.map_err(unavailable)?;

@@ -8,6 +8,9 @@ use serde::Deserialize;
 
 pub const DEFAULTS: &str = include_str!("../config/defaults.toml");
 pub const ENV_PREFIX: &str = "INGEST";
+/// The largest body ingest accepts: an accepted webhook must fit, with its envelope, in one
+/// Kafka message (1,000,000 bytes by default).
+pub const MAX_RELAYABLE_BODY: usize = 900_000;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,6 +44,14 @@ impl Validate for Config {
         self.database.validate("database")?;
         self.kafka.validate("kafka")?;
         self.telemetry.validate("telemetry")?;
+        if self.http.max_body_bytes > MAX_RELAYABLE_BODY {
+            return Err(ConfigError::invalid(
+                "http.max_body_bytes",
+                format!(
+                    "must be at most {MAX_RELAYABLE_BODY}: a relayed webhook must fit Kafka's 1 MB message limit"
+                ),
+            ));
+        }
         if self.rate_limit.per_workspace_per_second == 0 {
             return Err(ConfigError::invalid(
                 "rate_limit.per_workspace_per_second",

@@ -94,6 +94,14 @@ impl FyleWebhook {
         attrsync_core::webhook::route(&self.action, self.resource.as_ref())
     }
 
+    /// Whether the object carries its version (`data.updated_at`).
+    pub fn is_versioned(&self) -> bool {
+        self.data
+            .get("updated_at")
+            .and_then(Value::as_str)
+            .is_some_and(|s| !s.is_empty())
+    }
+
     /// The attribute type whose rollout flag governs this webhook.
     pub fn attribute_type(&self) -> Option<String> {
         let resource = self.resource.as_ref()?;
@@ -162,13 +170,31 @@ pub fn parse(body: &[u8]) -> Result<FyleWebhook, Rejection> {
     })
 }
 
-/// Identifies a delivery: the same body for the same workspace is the same fact (Fyle
-/// retries resend it byte for byte, and every object carries its `updated_at`).
-pub fn dedupe_key(workspace_id: i64, body: &[u8]) -> String {
+/// Identifies a delivery. Fyle sends no delivery id and resends a failed webhook byte for
+/// byte, so the same body for the same workspace is the same delivery — when the body carries
+/// a version (`data.updated_at`). A body without one (a report exported again, an expense
+/// ejected twice) can legitimately repeat later, so it is deduplicated only within the clock
+/// hour it arrived in: quick retries collapse, a later repeat is a new fact.
+pub fn dedupe_key(
+    workspace_id: i64,
+    body: &[u8],
+    versioned: bool,
+    received_at: chrono::DateTime<chrono::Utc>,
+) -> String {
     let mut hasher = Sha256::new();
     hasher.update(b"fyle:");
     hasher.update(workspace_id.to_string().as_bytes());
     hasher.update(b":");
+    if !versioned {
+        hasher.update(
+            received_at
+                .timestamp()
+                .div_euclid(3600)
+                .to_string()
+                .as_bytes(),
+        );
+        hasher.update(b":");
+    }
     hasher.update(body);
     hex::encode(hasher.finalize())
 }
@@ -265,9 +291,48 @@ mod tests {
 
     #[test]
     fn dedupe_keys_depend_on_workspace_and_bytes() {
-        assert_eq!(dedupe_key(1, b"{}"), dedupe_key(1, b"{}"));
-        assert_ne!(dedupe_key(1, b"{}"), dedupe_key(2, b"{}"));
-        assert_ne!(dedupe_key(1, b"{}"), dedupe_key(1, b"{ }"));
+        let now = chrono::Utc::now();
+        assert_eq!(
+            dedupe_key(1, b"{}", true, now),
+            dedupe_key(1, b"{}", true, now)
+        );
+        assert_ne!(
+            dedupe_key(1, b"{}", true, now),
+            dedupe_key(2, b"{}", true, now)
+        );
+        assert_ne!(
+            dedupe_key(1, b"{}", true, now),
+            dedupe_key(1, b"{ }", true, now)
+        );
+    }
+
+    #[test]
+    fn unversioned_bodies_repeat_as_new_facts_in_a_later_hour() {
+        use chrono::TimeZone;
+        let at = |h, m| {
+            chrono::Utc
+                .with_ymd_and_hms(2026, 11, 23, h, m, 0)
+                .single()
+                .expect("time")
+        };
+        let body =
+            br#"{"action":"ACCOUNTING_EXPORT_INITIATED","data":{"id":"rp1","org_id":"or1"}}"#;
+        assert_eq!(
+            dedupe_key(1, body, false, at(10, 1)),
+            dedupe_key(1, body, false, at(10, 59))
+        );
+        assert_ne!(
+            dedupe_key(1, body, false, at(10, 1)),
+            dedupe_key(1, body, false, at(11, 1))
+        );
+        assert_eq!(
+            dedupe_key(1, body, true, at(10, 1)),
+            dedupe_key(1, body, true, at(18, 1)),
+            "versioned bodies never expire"
+        );
+        let hook = parse(br#"{"action":"UPDATED","resource":"CATEGORY","data":{"org_id":"o","updated_at":"2024-01-01T00:00:00Z"}}"#).expect("valid");
+        assert!(hook.is_versioned());
+        assert!(!parse(body).expect("valid").is_versioned());
     }
 
     #[test]

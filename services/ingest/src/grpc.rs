@@ -3,7 +3,7 @@
 //! Webhook secrets (HMAC-signed Fyle webhooks) belong to a later part of the design and answer
 //! `UNIMPLEMENTED`; production Fyle signs nothing, and the org check stays the baseline.
 
-use std::sync::{Arc, atomic::Ordering};
+use std::sync::Arc;
 
 use attrsync_db::outbox::outbox;
 use attrsync_proto::{
@@ -49,13 +49,13 @@ impl IngestService for IngestApi {
         ))
     }
 
-    /// Inbox totals for a workspace; `duplicates` counts this process's acknowledged repeats.
+    /// Inbox totals for a workspace.
     async fn get_webhook_stats(
         &self,
         request: Request<GetWebhookStatsRequest>,
     ) -> Result<Response<WebhookStats>, Status> {
         let workspace_id = request.get_ref().workspace_id;
-        let (accepted, relayed, last) = store::stats(&self.state.pool, workspace_id)
+        let stats = store::stats(&self.state.pool, workspace_id)
             .await
             .map_err(unavailable)?;
         let mut conn = self.state.pool.get().await.map_err(unavailable)?;
@@ -67,14 +67,11 @@ impl IngestService for IngestApi {
             .map_err(unavailable)?;
         Ok(Response::new(WebhookStats {
             workspace_id,
-            accepted: u64::try_from(accepted).unwrap_or(0),
-            duplicates: std::sync::atomic::AtomicU64::load(
-                &self.state.duplicates,
-                Ordering::Relaxed,
-            ),
-            relayed: u64::try_from(relayed - pending).unwrap_or(0),
+            accepted: u64::try_from(stats.accepted).unwrap_or(0),
+            duplicates: u64::try_from(stats.duplicates).unwrap_or(0),
+            relayed: u64::try_from(stats.published - pending).unwrap_or(0),
             pending_relay: u64::try_from(pending).unwrap_or(0),
-            last_received_at: last.map(time::to_proto),
+            last_received_at: stats.last_received_at.map(time::to_proto),
         }))
     }
 }

@@ -45,7 +45,6 @@ pub struct AppState {
     pub(crate) mapping: MappingClient,
     pub(crate) relay: attrsync_kafka::relay::RelayHandle,
     pub(crate) max_body_bytes: usize,
-    pub(crate) duplicates: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for AppState {
@@ -124,9 +123,6 @@ async fn fyle_webhook(
                 .json(serde_json::json!({"status": "accepted", "delivery_id": delivery_id}))
         }
         Ok(Stored::Duplicate { delivery_id }) => {
-            state
-                .duplicates
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::info!(%delivery_id, "duplicate webhook acknowledged");
             HttpResponse::Ok()
                 .json(serde_json::json!({"status": "duplicate", "delivery_id": delivery_id}))
@@ -147,6 +143,8 @@ async fn receive(
     let workspace_id: i64 = workspace
         .parse()
         .map_err(|_| Rejection::UnknownWorkspace(workspace.to_owned()))?;
+    // Only existing workspaces get a rate-limit bucket, so made-up ids cannot grow the map.
+    let projected = workspace_route(state, workspace_id).await?;
     if let Err(not_until) = state.limiter.check_key(&workspace_id) {
         let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
         return Err(Rejection::RateLimited {
@@ -155,7 +153,6 @@ async fn receive(
     }
     let body = read_body(request, payload, state.max_body_bytes).await?;
     let hook = fyle::parse(&body)?;
-    let projected = workspace_route(state, workspace_id).await?;
     if projected.fyle_org_id != hook.org_id {
         return Err(if org_has_a_workspace(state, &hook.org_id).await? {
             Rejection::WorkspaceMismatch
@@ -175,7 +172,7 @@ async fn receive(
         let envelope = envelope::new(workspace_id, "ingest", time::now(), payload);
         (state.kafka.topic(topic), envelope.encode_to_vec())
     });
-    let dedupe_key = fyle::dedupe_key(workspace_id, &body);
+    let dedupe_key = fyle::dedupe_key(workspace_id, &body, hook.is_versioned(), chrono::Utc::now());
     let stored = store::accept(
         &state.pool,
         &NewDelivery {
@@ -190,7 +187,15 @@ async fn receive(
         },
     )
     .await
-    .map_err(unavailable)?;
+    .map_err(|e| {
+        if e.is_unavailable() {
+            unavailable(e)
+        } else {
+            // PostgreSQL refused this body (e.g. a NUL character in a string): retrying the
+            // same bytes cannot succeed.
+            Rejection::InvalidBody(format!("the body could not be stored: {e}"))
+        }
+    })?;
     if matches!(stored, Stored::New { .. }) && disposition == Disposition::Published {
         state.relay.wake();
     }
@@ -247,6 +252,7 @@ async fn workspace_route(
     {
         Ok(response) => {
             let row = ProjectedWorkspace::from_snapshot(response.get_ref())
+                .filter(|row| !row.deleted)
                 .ok_or_else(|| Rejection::UnknownWorkspace(workspace_id.to_string()))?;
             store::remember_workspace(&state.pool, &row)
                 .await

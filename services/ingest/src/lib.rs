@@ -88,6 +88,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         attrsync_telemetry::grpc::inject_interceptor as Interceptor,
     );
 
+    let mut tasks_before_servers = JoinSet::new();
     let state = Arc::new(http::AppState {
         pool: pool.clone(),
         kafka: config.kafka.clone(),
@@ -98,10 +99,20 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         mapping,
         relay: relay_handle.clone(),
         max_body_bytes: config.http.max_body_bytes,
-        duplicates: Default::default(),
+    });
+    // Forget the buckets of workspaces that went quiet, so the limiter's memory stays small.
+    let limiter_state = state.clone();
+    let limiter_shutdown = shutdown.clone();
+    tasks_before_servers.spawn(async move {
+        loop {
+            tokio::select! {
+                () = limiter_shutdown.cancelled() => break,
+                () = tokio::time::sleep(Duration::from_secs(60)) => limiter_state.limiter.retain_recent(),
+            }
+        }
     });
 
-    let mut tasks = JoinSet::new();
+    let mut tasks = tasks_before_servers;
     let http_listener = std::net::TcpListener::bind(config.http.addr()?)?;
     let http_addr = http_listener.local_addr()?;
     let app_state = actix_web::web::Data::new(state.clone());

@@ -29,6 +29,7 @@ diesel::table! {
         topic -> Nullable<Text>,
         body -> Jsonb,
         received_at -> Timestamptz,
+        duplicates -> Integer,
     }
 }
 
@@ -62,7 +63,9 @@ pub async fn accept(pool: &Pool, delivery: &NewDelivery<'_>) -> Result<Stored, D
     let mut conn = pool.get().await?;
     let stored = conn
         .transaction::<_, diesel::result::Error, _>(async |conn| {
-            let inserted: Option<String> = diesel::insert_into(inbox::table)
+            // A repeat increments the first row's counter; `duplicates == 0` means this
+            // delivery is the first.
+            let (delivery_id, duplicates): (String, i32) = diesel::insert_into(inbox::table)
                 .values((
                     inbox::delivery_id.eq(delivery.delivery_id),
                     inbox::dedupe_key.eq(delivery.dedupe_key),
@@ -75,19 +78,14 @@ pub async fn accept(pool: &Pool, delivery: &NewDelivery<'_>) -> Result<Stored, D
                     inbox::body.eq(delivery.body),
                 ))
                 .on_conflict(inbox::dedupe_key)
-                .do_nothing()
-                .returning(inbox::delivery_id)
+                .do_update()
+                .set(inbox::duplicates.eq(inbox::duplicates + 1))
+                .returning((inbox::delivery_id, inbox::duplicates))
                 .get_result(conn)
-                .await
-                .optional()?;
-            let Some(delivery_id) = inserted else {
-                let first: String = inbox::table
-                    .filter(inbox::dedupe_key.eq(delivery.dedupe_key))
-                    .select(inbox::delivery_id)
-                    .first(conn)
-                    .await?;
-                return Ok(Stored::Duplicate { delivery_id: first });
-            };
+                .await?;
+            if duplicates > 0 {
+                return Ok(Stored::Duplicate { delivery_id });
+            }
             if let Some((topic, payload)) = &delivery.publish {
                 let message = NewOutboxMessage {
                     topic: topic.clone(),
@@ -130,16 +128,33 @@ pub async fn org_is_known(pool: &Pool, org_id: &str) -> Result<bool, DbError> {
     Ok(count > 0)
 }
 
-/// Inbox counts of one workspace: (all deliveries, published, skipped + ignored, last received).
-pub async fn stats(
-    pool: &Pool,
-    workspace_id: i64,
-) -> Result<(i64, i64, Option<chrono::DateTime<chrono::Utc>>), DbError> {
+/// Inbox totals of one workspace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct InboxStats {
+    /// Distinct deliveries accepted.
+    pub accepted: i64,
+    /// Repeats of accepted deliveries (acknowledged, not relayed again).
+    pub duplicates: i64,
+    /// Deliveries handed to the outbox for relay.
+    pub published: i64,
+    pub last_received_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+pub async fn stats(pool: &Pool, workspace_id: i64) -> Result<InboxStats, DbError> {
+    use diesel::dsl::{count_star, max, sum};
     let mut conn = pool.get().await?;
-    let total: i64 = inbox::table
+    let (accepted, duplicates, last_received_at): (
+        i64,
+        Option<i64>,
+        Option<chrono::DateTime<chrono::Utc>>,
+    ) = inbox::table
         .filter(inbox::workspace_id.eq(workspace_id))
-        .count()
-        .get_result(&mut conn)
+        .select((
+            count_star(),
+            sum(inbox::duplicates),
+            max(inbox::received_at),
+        ))
+        .first(&mut conn)
         .await?;
     let published: i64 = inbox::table
         .filter(inbox::workspace_id.eq(workspace_id))
@@ -147,10 +162,10 @@ pub async fn stats(
         .count()
         .get_result(&mut conn)
         .await?;
-    let last: Option<chrono::DateTime<chrono::Utc>> = inbox::table
-        .filter(inbox::workspace_id.eq(workspace_id))
-        .select(diesel::dsl::max(inbox::received_at))
-        .first(&mut conn)
-        .await?;
-    Ok((total, published, last))
+    Ok(InboxStats {
+        accepted,
+        duplicates: duplicates.unwrap_or(0),
+        published,
+        last_received_at,
+    })
 }

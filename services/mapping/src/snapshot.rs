@@ -91,7 +91,9 @@ impl Default for SettingsRow {
 }
 
 impl SettingsRow {
-    /// Settings given by a caller; parts left out keep the defaults.
+    /// Settings given by a caller. `import_settings` and `webhook_flags` are each taken whole
+    /// when present (proto3 cannot tell an omitted boolean from `false`); an absent one keeps
+    /// the defaults. Enum values left unspecified take the incumbent's default.
     pub(crate) fn from_proto(settings: Option<&WorkspaceSettings>) -> Self {
         let mut row = Self::default();
         let Some(settings) = settings else { return row };

@@ -4,6 +4,7 @@
 //! new full snapshot in the outbox, so the published snapshots are exactly the committed states,
 //! in commit order (see `attrsync_db::outbox`).
 
+use attrsync_core::attribute::custom_type_name;
 use attrsync_db::{
     DbError, Pool,
     outbox::{self, NewOutboxMessage},
@@ -206,15 +207,17 @@ pub(crate) fn apply_flag_changes(settings: &mut SettingsRow, request: &UpdateWeb
     if let Some(on) = request.qbo_webhook_sync_enabled {
         settings.qbo_webhook_sync_enabled = on;
     }
+    // Fyle types are upper snake case (`Cost Code` → `COST_CODE`), as every service compares
+    // them; QBO entities compare case-insensitively and are kept as QBO spells them.
     let mut fyle = json_to_bool_map(&settings.fyle_webhook_by_type);
     fyle.extend(
         request
             .set_fyle_by_attribute_type
             .iter()
-            .map(|(k, v)| (k.clone(), *v)),
+            .map(|(k, v)| (custom_type_name(k.trim()), *v)),
     );
     for cleared in &request.clear_fyle_by_attribute_type {
-        fyle.remove(cleared);
+        fyle.remove(&custom_type_name(cleared.trim()));
     }
     settings.fyle_webhook_by_type = bool_map_to_json(&fyle);
     let mut qbo = json_to_bool_map(&settings.qbo_webhook_by_entity);
@@ -222,10 +225,10 @@ pub(crate) fn apply_flag_changes(settings: &mut SettingsRow, request: &UpdateWeb
         request
             .set_qbo_by_entity
             .iter()
-            .map(|(k, v)| (k.clone(), *v)),
+            .map(|(k, v)| (k.trim().to_owned(), *v)),
     );
     for cleared in &request.clear_qbo_by_entity {
-        qbo.remove(cleared);
+        qbo.remove(cleared.trim());
     }
     settings.qbo_webhook_by_entity = bool_map_to_json(&qbo);
 }

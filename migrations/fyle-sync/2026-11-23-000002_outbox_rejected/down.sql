@@ -1,0 +1,2 @@
+DROP INDEX workspace_projection_realm;
+DROP TABLE outbox_rejected;
