@@ -232,3 +232,197 @@ async fn a_body_for_an_org_without_a_workspace_is_refused_and_nothing_is_publish
     assert_eq!(data["org_id"], org.as_str());
     stack.stop().await;
 }
+
+fn event(action: &str, org: &str, id: i64, name: &str, sub: &str, updated_at: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "action": action, "resource": "CATEGORY",
+        "data": {"id": id, "org_id": org, "name": name, "sub_category": sub, "is_enabled": true,
+                 "updated_at": updated_at}
+    }))
+    .unwrap()
+}
+
+async fn ignored_count(stack: &TestStack, workspace_id: i64) -> anyhow::Result<u64> {
+    let status = stack
+        .fyle_sync
+        .clone()
+        .get_sync_status(GetFyleSyncStatusRequest { workspace_id })
+        .await?;
+    Ok(status.into_inner().webhook_events_ignored)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rename_updates_the_row_and_a_delayed_older_webhook_cannot_undo_it() {
+    let stack = TestStack::start().await.unwrap();
+    let (workspace_id, org) = stack.create_workspace().await.unwrap();
+    for body in [
+        event(
+            "CREATED",
+            &org,
+            7,
+            "Travel",
+            "Flight",
+            "2024-05-02T10:00:00+00:00",
+        ),
+        event(
+            "UPDATED",
+            &org,
+            7,
+            "Travel",
+            "Train",
+            "2024-05-02T11:00:00+00:00",
+        ),
+        // Same content again, later: nothing visible changes, but the version advances …
+        event(
+            "UPDATED",
+            &org,
+            7,
+            "Travel",
+            "Train",
+            "2024-05-02T12:00:00+00:00",
+        ),
+        // … so this delayed delivery from 11:30 is recognised as stale.
+        event(
+            "UPDATED",
+            &org,
+            7,
+            "Travel",
+            "Bus",
+            "2024-05-02T11:30:00+00:00",
+        ),
+    ] {
+        assert_eq!(
+            stack
+                .post_fyle_webhook(workspace_id, &body)
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+    }
+    eventually(WAIT, "all four events handled", || async {
+        let seen = applied_count(&stack, workspace_id).await?
+            + ignored_count(&stack, workspace_id).await?;
+        Ok((seen == 4).then_some(()))
+    })
+    .await
+    .unwrap();
+    let rows = categories(&stack, workspace_id).await.unwrap();
+    assert_eq!(
+        rows.len(),
+        1,
+        "a rename updates the row (the incumbent adds one)"
+    );
+    assert_eq!(rows[0].value, "Travel / Train");
+    assert_eq!(
+        ignored_count(&stack, workspace_id).await.unwrap(),
+        1,
+        "the stale event is counted as ignored"
+    );
+
+    let deleted = serde_json::to_vec(&json!({"action": "DELETED", "resource": "CATEGORY",
+        "data": {"id": 7, "org_id": org, "updated_at": "2024-05-02T13:00:00+00:00"}}))
+    .unwrap();
+    assert_eq!(
+        stack
+            .post_fyle_webhook(workspace_id, &deleted)
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let late = event(
+        "UPDATED",
+        &org,
+        7,
+        "Travel",
+        "Ship",
+        "2024-05-02T12:30:00+00:00",
+    );
+    assert_eq!(
+        stack
+            .post_fyle_webhook(workspace_id, &late)
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    eventually(WAIT, "the delete and the late update handled", || async {
+        let seen = applied_count(&stack, workspace_id).await?
+            + ignored_count(&stack, workspace_id).await?;
+        Ok((seen == 6).then_some(()))
+    })
+    .await
+    .unwrap();
+    let rows = categories(&stack, workspace_id).await.unwrap();
+    assert_eq!(
+        (rows[0].value.as_str(), rows[0].active),
+        ("Travel / Train", false),
+        "a late update does not revive a deleted value"
+    );
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_kafka_can_never_take_is_set_aside_and_the_outbox_keeps_flowing() {
+    use attrsync_db::diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl as _};
+    use diesel::{QueryableByName, sql_types::BigInt};
+
+    let stack = TestStack::start().await.unwrap();
+    let (workspace_id, org) = stack.create_workspace().await.unwrap();
+    let url = attrsync_db::url_with_schema(&stack.database.url, "fyle_sync").unwrap();
+    let mut conn = AsyncPgConnection::establish(&url).await.unwrap();
+    // An outbox row larger than Kafka's 1 MB message limit, ahead of everything else.
+    diesel::sql_query("INSERT INTO outbox (topic, message_key, payload) VALUES ($1, '1', decode(repeat('ab', 1200000), 'hex'))")
+        .bind::<diesel::sql_types::Text, _>(stack.topic(topics::EXPENSE_ATTRIBUTES_CHANGED))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+
+    let body = category(&org, 42, "Office", "Supplies", "2024-05-02T10:00:00+00:00");
+    assert_eq!(
+        stack
+            .post_fyle_webhook(workspace_id, &body)
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let changes = read_until(
+        &stack.topic(topics::EXPENSE_ATTRIBUTES_CHANGED),
+        WAIT,
+        |seen| !seen.is_empty(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        changes.len(),
+        1,
+        "the change event behind the oversized row was published"
+    );
+    let Some(Payload::ExpenseAttributesChanged(changed)) =
+        envelope::decode(&changes[0].payload).unwrap().payload
+    else {
+        panic!("not a change event");
+    };
+    assert_eq!(changed.changes[0].value, "Office / Supplies");
+
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let rejected: Count = diesel::sql_query(
+        "SELECT count(*) AS n FROM outbox_rejected WHERE error ILIKE '%too large%'",
+    )
+    .get_result(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(rejected.n, 1);
+    let waiting: Count = diesel::sql_query("SELECT count(*) AS n FROM outbox")
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(waiting.n, 0);
+    stack.stop().await;
+}
