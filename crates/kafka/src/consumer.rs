@@ -41,6 +41,7 @@ use rdkafka::{
     ClientContext, Message,
     consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer},
     message::BorrowedMessage,
+    message::Headers as _,
 };
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, warn};
@@ -268,13 +269,30 @@ impl<H: Handler> Worker<'_, H> {
             event_id = %envelope.event_id,
             workspace_id = envelope.workspace_id,
         );
-        attrsync_telemetry::set_parent(
-            &span,
-            envelope
-                .trace_context
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str())),
-        );
+        // Kafka headers first (what any producer or tool can set), else the envelope's copy.
+        let headers: Vec<(&str, &str)> = message
+            .headers()
+            .map(|headers| {
+                headers
+                    .iter()
+                    .filter_map(|h| Some((h.key, std::str::from_utf8(h.value?).ok()?)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("traceparent"))
+        {
+            attrsync_telemetry::set_parent(&span, headers);
+        } else {
+            attrsync_telemetry::set_parent(
+                &span,
+                envelope
+                    .trace_context
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
+            );
+        }
         self.apply_with_retries(message, envelope)
             .instrument(span)
             .await

@@ -51,6 +51,8 @@ struct Scripted {
     attempts: Mutex<HashMap<String, u32>>,
     applied: Mutex<Vec<i64>>,
     dependency_down: AtomicBool,
+    /// The trace id each handled message ran under.
+    traces: Mutex<Vec<Option<String>>>,
 }
 
 impl Handler for Scripted {
@@ -76,6 +78,8 @@ impl Handler for Scripted {
                 .lock()
                 .unwrap()
                 .push(message.envelope.workspace_id);
+            let trace = attrsync_telemetry::trace_id(&tracing::Span::current());
+            self.traces.lock().unwrap().push(trace);
         }
         result
     }
@@ -245,4 +249,42 @@ async fn a_message_waiting_for_a_dependency_is_not_committed_and_is_redelivered_
     task.await.unwrap();
     assert_eq!(*handler.applied.lock().unwrap(), vec![1, 9]);
     assert_eq!(committed_offset(&config), Some(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_handler_runs_in_the_trace_named_by_the_kafka_headers() {
+    attrsync_telemetry::init_for_tests();
+    let config = config();
+    topics::ensure(&config, &[TOPIC], &[TOPIC]).await.unwrap();
+    let producer = Producer::new(&config).unwrap();
+    let trace_id = "0af7651916cd43dd8448eb211c80319c";
+    let payload = Payload::FyleOrgSettingWebhook(FyleOrgSettingWebhook {
+        data_json: "{}".into(),
+        ..Default::default()
+    });
+    let envelope = envelope::new(1, "test", time::now(), payload);
+    let traceparent = format!("00-{trace_id}-b7ad6b7169203331-01");
+    producer
+        .send_raw(
+            &config.topic(TOPIC),
+            Some("k"),
+            &envelope.encode_to_vec(),
+            &[("traceparent", traceparent.as_str())],
+        )
+        .await
+        .unwrap();
+    let handler = Arc::new(Scripted::default());
+    let (progress, shutdown, task) = start(&config, handler.clone(), &producer);
+    attrsync_e2e::eventually(Duration::from_secs(60), "the message handled", || async {
+        Ok((progress.handled() == 1).then_some(()))
+    })
+    .await
+    .unwrap();
+    shutdown.cancel();
+    task.await.unwrap();
+    assert_eq!(progress.dead_lettered(), 0);
+    assert_eq!(
+        *handler.traces.lock().unwrap(),
+        vec![Some(trace_id.to_owned())]
+    );
 }

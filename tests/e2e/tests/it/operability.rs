@@ -149,3 +149,43 @@ async fn the_callers_trace_continues_into_the_kafka_message() {
     );
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grpc_callers_trace_continues_into_the_snapshot_it_causes() {
+    let stack = TestStack::start().await.unwrap();
+    let trace_id = "5b8efff798038103d269b633813fc60c";
+    let mut request = tonic::Request::new(attrsync_proto::v1::CreateWorkspaceRequest {
+        name: "Traced".into(),
+        fyle_org_id: "orTraced1".into(),
+        ..Default::default()
+    });
+    request.metadata_mut().insert(
+        "traceparent",
+        format!("00-{trace_id}-eee19b7ec3c1b174-01")
+            .parse()
+            .unwrap(),
+    );
+    stack
+        .mapping
+        .clone()
+        .create_workspace(request)
+        .await
+        .unwrap();
+    let messages = read_until(
+        &stack.topic(topics::WORKSPACE_SETTINGS),
+        Duration::from_secs(60),
+        |s| !s.is_empty(),
+    )
+    .await
+    .unwrap();
+    let envelope = envelope::decode(&messages[0].payload).unwrap();
+    let traceparent = envelope
+        .trace_context
+        .get("traceparent")
+        .expect("trace context in the envelope");
+    assert!(
+        traceparent.starts_with(&format!("00-{trace_id}-")),
+        "{traceparent}"
+    );
+    stack.stop().await;
+}
