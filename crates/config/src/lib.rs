@@ -44,6 +44,26 @@ pub trait Validate {
     fn validate(&self) -> Result<(), ConfigError>;
 }
 
+/// A service's configuration type: its embedded defaults and its environment prefix give it
+/// [`load`](ServiceConfig::load) (for `main`) and [`from_env_pairs`](ServiceConfig::from_env_pairs)
+/// (for tests, which must not read the process environment).
+pub trait ServiceConfig: DeserializeOwned + Validate + Sized {
+    /// The embedded, commented `defaults.toml`.
+    const DEFAULTS: &'static str;
+    /// E.g. `INGEST`; variables look like `INGEST__HTTP__LISTEN`.
+    const ENV_PREFIX: &'static str;
+
+    /// Defaults, then the optional file (`--config` in `args`), then the environment.
+    fn load(args: impl IntoIterator<Item = String>) -> Result<Self, ConfigError> {
+        load(Sources::new(Self::DEFAULTS, Self::ENV_PREFIX).with_args(args))
+    }
+
+    /// Defaults with explicit overrides, ignoring the process environment.
+    fn from_env_pairs(pairs: Vec<(String, String)>) -> Result<Self, ConfigError> {
+        load(Sources::new(Self::DEFAULTS, Self::ENV_PREFIX).with_env(pairs))
+    }
+}
+
 /// Where a service's configuration comes from.
 #[derive(Debug, Clone)]
 pub struct Sources<'a> {

@@ -161,6 +161,24 @@ pub struct ConsumerSpec {
     pub group_suffix: Option<&'static str>,
 }
 
+/// Runs [`run`] on a task of `tasks`, logging the error it may stop with.
+pub fn spawn<H: Handler>(
+    tasks: &mut tokio::task::JoinSet<()>,
+    config: &KafkaConfig,
+    spec: ConsumerSpec,
+    handler: Arc<H>,
+    dlq_producer: Producer,
+    progress: Arc<ConsumerProgress>,
+    shutdown: CancellationToken,
+) {
+    let config = config.clone();
+    tasks.spawn(async move {
+        if let Err(e) = run(&config, spec, handler, dlq_producer, progress, shutdown).await {
+            tracing::error!(error = %e, "consumer stopped with an error");
+        }
+    });
+}
+
 /// Runs the consume loop until `shutdown` is cancelled; commits stored offsets before returning.
 pub async fn run<H: Handler>(
     config: &KafkaConfig,

@@ -57,6 +57,24 @@ impl GrpcRoutes {
         self
     }
 
+    /// Binds `addr` and serves on a task of `tasks` until `shutdown`; returns the bound address
+    /// (useful with port 0).
+    pub async fn spawn(
+        self,
+        addr: std::net::SocketAddr,
+        tasks: &mut tokio::task::JoinSet<()>,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<std::net::SocketAddr> {
+        let listener = TcpListener::bind(addr).await?;
+        let bound = listener.local_addr()?;
+        tasks.spawn(async move {
+            if let Err(e) = self.serve(listener, shutdown).await {
+                tracing::error!(error = %e, "gRPC server stopped");
+            }
+        });
+        Ok(bound)
+    }
+
     /// Serves until `shutdown` is cancelled, then finishes in-flight calls.
     pub async fn serve(
         self,

@@ -24,7 +24,7 @@ use attrsync_kafka::{
 use attrsync_proto::v1::fyle_sync_service_server::FyleSyncServiceServer;
 use attrsync_runtime::grpc::GrpcRoutes;
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
-use tokio::{net::TcpListener, task::JoinSet};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use crate::config::Config;
@@ -74,24 +74,18 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     let producer = Producer::new(&config.kafka)?;
     let relay_handle = relay::RelayHandle::default();
 
+    let mut tasks = JoinSet::new();
     let routes = GrpcRoutes::new()?;
     routes
         .health
         .set_serving::<FyleSyncServiceServer<grpc::FyleSyncApi>>()
         .await;
-    let routes = routes.with_service(FyleSyncServiceServer::new(grpc::FyleSyncApi {
-        pool: pool.clone(),
-    }));
-    let listener = TcpListener::bind(config.grpc.addr()?).await?;
-    let grpc_addr = listener.local_addr()?;
-
-    let mut tasks = JoinSet::new();
-    let grpc_shutdown = shutdown.clone();
-    tasks.spawn(async move {
-        if let Err(e) = routes.serve(listener, grpc_shutdown).await {
-            tracing::error!(error = %e, "gRPC server stopped");
-        }
-    });
+    let grpc_addr = routes
+        .with_service(FyleSyncServiceServer::new(grpc::FyleSyncApi {
+            pool: pool.clone(),
+        }))
+        .spawn(config.grpc.addr()?, &mut tasks, shutdown.clone())
+        .await?;
 
     let webhooks = Arc::new(ConsumerProgress::default());
     let handler = Arc::new(apply::AttributeWebhookHandler {
@@ -99,31 +93,32 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         changes_topic: config.kafka.topic(topics::EXPENSE_ATTRIBUTES_CHANGED),
         relay: relay_handle.clone(),
     });
-    spawn_consumer(
+    let spec = ConsumerSpec {
+        topics: vec![topics::FYLE_ATTRIBUTE_WEBHOOKS],
+        group_suffix: None,
+    };
+    consumer::spawn(
         &mut tasks,
-        &config,
-        ConsumerSpec {
-            topics: vec![topics::FYLE_ATTRIBUTE_WEBHOOKS],
-            group_suffix: None,
-        },
+        &config.kafka,
+        spec,
         handler,
-        &producer,
+        producer.clone(),
         webhooks.clone(),
-        &shutdown,
+        shutdown.clone(),
     );
     let projection = Arc::new(ProjectionHandler::new(pool.clone()));
     let spec = ConsumerSpec {
         topics: vec![topics::WORKSPACE_SETTINGS],
         group_suffix: Some("workspaces"),
     };
-    spawn_consumer(
+    consumer::spawn(
         &mut tasks,
-        &config,
+        &config.kafka,
         spec,
         projection,
-        &producer,
+        producer.clone(),
         Arc::default(),
-        &shutdown,
+        shutdown.clone(),
     );
 
     tasks.spawn(relay::run(
@@ -141,23 +136,4 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         shutdown,
         tasks,
     })
-}
-
-fn spawn_consumer<H: attrsync_kafka::Handler>(
-    tasks: &mut JoinSet<()>,
-    config: &Config,
-    spec: ConsumerSpec,
-    handler: Arc<H>,
-    producer: &Producer,
-    progress: Arc<ConsumerProgress>,
-    shutdown: &CancellationToken,
-) {
-    let kafka = config.kafka.clone();
-    let producer = producer.clone();
-    let shutdown = shutdown.clone();
-    tasks.spawn(async move {
-        if let Err(e) = consumer::run(&kafka, spec, handler, producer, progress, shutdown).await {
-            tracing::error!(error = %e, "consumer stopped with an error");
-        }
-    });
 }

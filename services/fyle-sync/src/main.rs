@@ -1,5 +1,6 @@
 //! The fyle-sync service binary.
 
+use attrsync_config::ServiceConfig as _;
 use fyle_sync::Config;
 
 fn main() -> std::process::ExitCode {

@@ -1,10 +1,7 @@
 //! import-to-fyle's configuration (see `config/defaults.toml`).
 
-use attrsync_config::{ConfigError, GrpcConfig, Sources, TelemetryConfig, Validate};
+use attrsync_config::{ConfigError, GrpcConfig, ServiceConfig, TelemetryConfig, Validate};
 use serde::Deserialize;
-
-pub const DEFAULTS: &str = include_str!("../config/defaults.toml");
-pub const ENV_PREFIX: &str = "IMPORT_TO_FYLE";
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -20,12 +17,7 @@ impl Validate for Config {
     }
 }
 
-impl Config {
-    pub fn load(args: impl IntoIterator<Item = String>) -> Result<Self, ConfigError> {
-        attrsync_config::load(Sources::new(DEFAULTS, ENV_PREFIX).with_args(args))
-    }
-
-    pub fn from_env_pairs(pairs: Vec<(String, String)>) -> Result<Self, ConfigError> {
-        attrsync_config::load(Sources::new(DEFAULTS, ENV_PREFIX).with_env(pairs))
-    }
+impl ServiceConfig for Config {
+    const DEFAULTS: &'static str = include_str!("../config/defaults.toml");
+    const ENV_PREFIX: &'static str = "IMPORT_TO_FYLE";
 }

@@ -9,24 +9,20 @@ pub mod config;
 use std::net::SocketAddr;
 
 use attrsync_runtime::grpc::GrpcRoutes;
-use tokio::net::TcpListener;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use crate::config::Config;
 
-/// Serves health and reflection until `shutdown`; returns the bound address and the server task.
+/// Serves health and reflection until `shutdown`; returns the bound address and the tasks.
 pub async fn start(
     config: Config,
     shutdown: CancellationToken,
-) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let listener = TcpListener::bind(config.grpc.addr()?).await?;
-    let addr = listener.local_addr()?;
-    let routes = GrpcRoutes::new()?;
-    let task = tokio::spawn(async move {
-        if let Err(e) = routes.serve(listener, shutdown).await {
-            tracing::error!(error = %e, "gRPC server stopped");
-        }
-    });
+) -> anyhow::Result<(SocketAddr, JoinSet<()>)> {
+    let mut tasks = JoinSet::new();
+    let addr = GrpcRoutes::new()?
+        .spawn(config.grpc.addr()?, &mut tasks, shutdown)
+        .await?;
     tracing::info!(grpc_addr = %addr, "import-to-fyle started (health only)");
-    Ok((addr, task))
+    Ok((addr, tasks))
 }

@@ -1,13 +1,11 @@
 //! ingest's configuration (see `config/defaults.toml` for every key and its default).
 
 use attrsync_config::{
-    ConfigError, DatabaseConfig, GrpcConfig, HttpConfig, KafkaConfig, Sources, TelemetryConfig,
-    Validate,
+    ConfigError, DatabaseConfig, GrpcConfig, HttpConfig, KafkaConfig, ServiceConfig,
+    TelemetryConfig, Validate,
 };
 use serde::Deserialize;
 
-pub const DEFAULTS: &str = include_str!("../config/defaults.toml");
-pub const ENV_PREFIX: &str = "INGEST";
 /// The largest body ingest accepts: an accepted webhook must fit, with its envelope, in one
 /// Kafka message (1,000,000 bytes by default).
 pub const MAX_RELAYABLE_BODY: usize = 900_000;
@@ -76,14 +74,9 @@ impl Validate for Config {
     }
 }
 
-impl Config {
-    pub fn load(args: impl IntoIterator<Item = String>) -> Result<Self, ConfigError> {
-        attrsync_config::load(Sources::new(DEFAULTS, ENV_PREFIX).with_args(args))
-    }
-
-    pub fn from_env_pairs(pairs: Vec<(String, String)>) -> Result<Self, ConfigError> {
-        attrsync_config::load(Sources::new(DEFAULTS, ENV_PREFIX).with_env(pairs))
-    }
+impl ServiceConfig for Config {
+    const DEFAULTS: &'static str = include_str!("../config/defaults.toml");
+    const ENV_PREFIX: &'static str = "INGEST";
 }
 
 #[cfg(test)]

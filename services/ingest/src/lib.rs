@@ -30,7 +30,7 @@ use attrsync_proto::v1::{
 };
 use attrsync_runtime::grpc::GrpcRoutes;
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
-use tokio::{net::TcpListener, task::JoinSet};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tonic::{service::interceptor::InterceptedService, transport::Channel};
 
@@ -143,30 +143,27 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         .health
         .set_serving::<IngestServiceServer<grpc::IngestApi>>()
         .await;
-    let routes = routes.with_service(IngestServiceServer::new(grpc::IngestApi {
-        state: state.clone(),
-    }));
-    let grpc_listener = TcpListener::bind(config.grpc.addr()?).await?;
-    let grpc_addr = grpc_listener.local_addr()?;
-    let grpc_shutdown = shutdown.clone();
-    tasks.spawn(async move {
-        if let Err(e) = routes.serve(grpc_listener, grpc_shutdown).await {
-            tracing::error!(error = %e, "gRPC server stopped");
-        }
-    });
+    let grpc_addr = routes
+        .with_service(IngestServiceServer::new(grpc::IngestApi {
+            state: state.clone(),
+        }))
+        .spawn(config.grpc.addr()?, &mut tasks, shutdown.clone())
+        .await?;
 
     let projection = Arc::new(ProjectionHandler::new(pool.clone()));
-    let kafka = config.kafka.clone();
     let spec = ConsumerSpec {
         topics: vec![topics::WORKSPACE_SETTINGS],
         group_suffix: Some("workspaces"),
     };
-    let (dlq, stop) = (producer.clone(), shutdown.clone());
-    tasks.spawn(async move {
-        if let Err(e) = consumer::run(&kafka, spec, projection, dlq, Arc::default(), stop).await {
-            tracing::error!(error = %e, "workspace projection consumer stopped");
-        }
-    });
+    consumer::spawn(
+        &mut tasks,
+        &config.kafka,
+        spec,
+        projection,
+        producer.clone(),
+        Arc::default(),
+        shutdown.clone(),
+    );
     tasks.spawn(relay::run(
         pool,
         producer,

@@ -1,5 +1,6 @@
 //! The ingest service binary.
 
+use attrsync_config::ServiceConfig as _;
 use ingest::Config;
 
 fn main() -> std::process::ExitCode {

@@ -1,12 +1,9 @@
 //! mapping's configuration (see `config/defaults.toml` for every key and its default).
 
 use attrsync_config::{
-    ConfigError, DatabaseConfig, GrpcConfig, KafkaConfig, Sources, TelemetryConfig, Validate,
+    ConfigError, DatabaseConfig, GrpcConfig, KafkaConfig, ServiceConfig, TelemetryConfig, Validate,
 };
 use serde::Deserialize;
-
-pub const DEFAULTS: &str = include_str!("../config/defaults.toml");
-pub const ENV_PREFIX: &str = "MAPPING";
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,16 +23,9 @@ impl Validate for Config {
     }
 }
 
-impl Config {
-    /// Defaults, then the optional file, then the environment.
-    pub fn load(args: impl IntoIterator<Item = String>) -> Result<Self, ConfigError> {
-        attrsync_config::load(Sources::new(DEFAULTS, ENV_PREFIX).with_args(args))
-    }
-
-    /// Defaults with explicit overrides, ignoring the process environment (for tests).
-    pub fn from_env_pairs(pairs: Vec<(String, String)>) -> Result<Self, ConfigError> {
-        attrsync_config::load(Sources::new(DEFAULTS, ENV_PREFIX).with_env(pairs))
-    }
+impl ServiceConfig for Config {
+    const DEFAULTS: &'static str = include_str!("../config/defaults.toml");
+    const ENV_PREFIX: &'static str = "MAPPING";
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use attrsync_kafka::{Producer, relay, topics};
 use attrsync_proto::v1::mapping_service_server::MappingServiceServer;
 use attrsync_runtime::grpc::GrpcRoutes;
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
-use tokio::{net::TcpListener, task::JoinSet};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use crate::config::Config;
@@ -67,22 +67,16 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         store,
         relay: relay_handle.clone(),
     };
+    let mut tasks = JoinSet::new();
     let routes = GrpcRoutes::new()?;
     routes
         .health
         .set_serving::<MappingServiceServer<grpc::MappingApi>>()
         .await;
-    let routes = routes.with_service(MappingServiceServer::new(api));
-    let listener = TcpListener::bind(config.grpc.addr()?).await?;
-    let grpc_addr = listener.local_addr()?;
-
-    let mut tasks = JoinSet::new();
-    let grpc_shutdown = shutdown.clone();
-    tasks.spawn(async move {
-        if let Err(e) = routes.serve(listener, grpc_shutdown).await {
-            tracing::error!(error = %e, "gRPC server stopped");
-        }
-    });
+    let grpc_addr = routes
+        .with_service(MappingServiceServer::new(api))
+        .spawn(config.grpc.addr()?, &mut tasks, shutdown.clone())
+        .await?;
     tasks.spawn(relay::run(
         pool,
         producer,

@@ -1,5 +1,6 @@
 //! The mapping service binary.
 
+use attrsync_config::ServiceConfig as _;
 use mapping::Config;
 
 fn main() -> std::process::ExitCode {

@@ -5,6 +5,7 @@
 //! topic prefix and consumer groups, its own ports. Tests therefore run in parallel and leave
 //! nothing behind that another test could see.
 
+use attrsync_config::ServiceConfig as _;
 use std::time::Duration;
 
 use attrsync_db::testing::{Template, TestDatabase};

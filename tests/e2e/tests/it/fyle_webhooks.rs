@@ -1,5 +1,6 @@
 //! The walking skeleton: a Fyle webhook enters ingest, crosses Kafka and lands in fyle-sync.
 
+use attrsync_config::ServiceConfig as _;
 use std::time::Duration;
 
 use attrsync_e2e::{TestStack, eventually};

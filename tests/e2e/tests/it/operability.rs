@@ -1,6 +1,7 @@
 //! What operators and standard tools rely on: gRPC health and reflection on every service,
 //! and trace context carried from the HTTP request into Kafka.
 
+use attrsync_config::ServiceConfig as _;
 use std::time::Duration;
 
 use attrsync_e2e::TestStack;
@@ -82,7 +83,7 @@ async fn every_service_serves_grpc_health_and_reflection() {
         "QBO_SYNC__GRPC__LISTEN".to_owned(),
         "127.0.0.1:0".to_owned(),
     )];
-    let (qbo, _) = qbo_sync::start(
+    let (qbo, _qbo_tasks) = qbo_sync::start(
         qbo_sync::Config::from_env_pairs(env).unwrap(),
         shutdown.clone(),
     )
@@ -92,7 +93,7 @@ async fn every_service_serves_grpc_health_and_reflection() {
         "IMPORT_TO_FYLE__GRPC__LISTEN".to_owned(),
         "127.0.0.1:0".to_owned(),
     )];
-    let (import, _) = import_to_fyle::start(
+    let (import, _import_tasks) = import_to_fyle::start(
         import_to_fyle::Config::from_env_pairs(env).unwrap(),
         shutdown.clone(),
     )
