@@ -127,3 +127,33 @@ pub async fn run(
     };
     let _ = tokio::time::timeout(Duration::from_secs(5), drain).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_errors_no_retry_can_fix_are_permanent() {
+        for code in [
+            RDKafkaErrorCode::MessageSizeTooLarge,
+            RDKafkaErrorCode::InvalidTopic,
+            RDKafkaErrorCode::InvalidRecord,
+        ] {
+            assert!(
+                is_permanent(&KafkaError::MessageProduction(code)),
+                "{code:?}"
+            );
+        }
+        for code in [
+            RDKafkaErrorCode::BrokerTransportFailure,
+            RDKafkaErrorCode::MessageTimedOut,
+            RDKafkaErrorCode::AllBrokersDown,
+            RDKafkaErrorCode::NotLeaderForPartition,
+        ] {
+            assert!(
+                !is_permanent(&KafkaError::MessageProduction(code)),
+                "{code:?}"
+            );
+        }
+    }
+}

@@ -7,4 +7,5 @@ mod ingest_edge;
 mod kafka_consumer;
 mod kafka_reader;
 mod operability;
+mod outbox;
 mod registry;
