@@ -189,7 +189,15 @@ pg_up() {
         pg_wait_ready
         return 0
     fi
-    port_open "$PG_PORT" && die "port $PG_PORT is in use by another process (not this stack's PostgreSQL); stop it or set DATABASE_URL"
+    if port_open "$PG_PORT"; then
+        # Another checkout's stack (or a leftover of an earlier run) may hold the port: a
+        # server that accepts the same trust login is as good as ours for tests.
+        if PGCONNECT_TIMEOUT=3 psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -Atqc 'select 1' >/dev/null 2>&1; then
+            log "reusing the PostgreSQL already answering on 127.0.0.1:$PG_PORT (not started by this checkout; 'down' leaves it)"
+            return 0
+        fi
+        die "port $PG_PORT is in use by another process (not a usable PostgreSQL); stop it or set DATABASE_URL"
+    fi
     local sock="$PG_RUN/.s.PGSQL.$PG_PORT"
     [ "${#sock}" -lt 100 ] || die "socket path $sock is too long for a unix socket; move the checkout to a shorter path"
     pg_init
@@ -351,8 +359,12 @@ kafka_up() {
         return 0
     fi
     local port
+    if port_open "$KAFKA_PORT" && kafka_api_versions_ok; then
+        log "reusing the Kafka already answering on $KAFKA_URL (not started by this checkout; 'down' leaves it)"
+        return 0
+    fi
     for port in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"; do
-        port_open "$port" && die "port $port is in use by another process (not this stack's Kafka); stop it or set KAFKA_BOOTSTRAP"
+        port_open "$port" && die "port $port is in use by another process (not a usable Kafka); stop it or set KAFKA_BOOTSTRAP"
     done
     java_check
     kafka_fetch_jars
