@@ -86,9 +86,11 @@ fi
 echo "workspace id: $WORKSPACE"
 
 say "demo: Fyle creates the category Travel / Flight (curl → ingest)"
+# Stamped now, so every run is a new event (the same body twice is acknowledged as a duplicate).
+NOW=$(date -u +%Y-%m-%dT%H:%M:%S+00:00)
 curl -sS -X POST "http://127.0.0.1:8080/workspaces/$WORKSPACE/fyle/exports/" \
   -H 'content-type: application/json' \
-  -d '{"action":"CREATED","resource":"CATEGORY","data":{"id":22330099,"org_id":"orNoatdUnm1w","name":"Travel","sub_category":"Flight","is_enabled":true,"updated_at":"2024-05-02T10:00:00.000000+00:00"}}'
+  -d '{"action":"CREATED","resource":"CATEGORY","data":{"id":22330099,"org_id":"orNoatdUnm1w","name":"Travel","sub_category":"Flight","is_enabled":true,"updated_at":"'"$NOW"'"}}'
 echo
 
 say "demo: fyle-sync has it (grpcurl → fyle-sync)"
