@@ -77,6 +77,25 @@ pub fn is_permanent(error: &KafkaError) -> bool {
     )
 }
 
+/// Runs [`run`] on a task of `tasks`, polling every 500 ms when not woken.
+pub fn spawn(
+    tasks: &mut tokio::task::JoinSet<()>,
+    pool: Pool,
+    producer: Producer,
+    schema: &str,
+    handle: RelayHandle,
+    shutdown: CancellationToken,
+) {
+    tasks.spawn(run(
+        pool,
+        producer,
+        schema.to_owned(),
+        handle,
+        Duration::from_millis(500),
+        shutdown,
+    ));
+}
+
 /// Runs the relay until `shutdown`; drains what it can before returning.
 pub async fn run(
     pool: Pool,

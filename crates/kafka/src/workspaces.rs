@@ -172,6 +172,30 @@ pub async fn find_any(
         .optional()
 }
 
+/// Starts the consumer that keeps this service's projection (group `<group_id>.workspaces`).
+pub fn spawn_projection(
+    tasks: &mut tokio::task::JoinSet<()>,
+    config: &attrsync_config::KafkaConfig,
+    pool: Pool,
+    dlq_producer: crate::Producer,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let spec = crate::consumer::ConsumerSpec {
+        topics: vec![crate::topics::WORKSPACE_SETTINGS],
+        group_suffix: Some("workspaces"),
+    };
+    let handler = std::sync::Arc::new(ProjectionHandler::new(pool));
+    crate::consumer::spawn(
+        tasks,
+        config,
+        spec,
+        handler,
+        dlq_producer,
+        Default::default(),
+        shutdown,
+    );
+}
+
 /// The consumer of `settings.workspaces.v1` that keeps the projection.
 #[derive(Clone)]
 pub struct ProjectionHandler {

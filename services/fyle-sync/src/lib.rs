@@ -13,13 +13,12 @@ mod grpc;
 pub mod plan;
 mod schema;
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::Arc};
 
 use attrsync_kafka::{
     ConsumerProgress, Producer,
     consumer::{self, ConsumerSpec},
-    relay, topics,
-    workspaces::ProjectionHandler,
+    relay, topics, workspaces,
 };
 use attrsync_proto::v1::fyle_sync_service_server::FyleSyncServiceServer;
 use attrsync_runtime::grpc::GrpcRoutes;
@@ -106,29 +105,22 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         webhooks.clone(),
         shutdown.clone(),
     );
-    let projection = Arc::new(ProjectionHandler::new(pool.clone()));
-    let spec = ConsumerSpec {
-        topics: vec![topics::WORKSPACE_SETTINGS],
-        group_suffix: Some("workspaces"),
-    };
-    consumer::spawn(
+    workspaces::spawn_projection(
         &mut tasks,
         &config.kafka,
-        spec,
-        projection,
+        pool.clone(),
         producer.clone(),
-        Arc::default(),
         shutdown.clone(),
     );
 
-    tasks.spawn(relay::run(
+    relay::spawn(
+        &mut tasks,
         pool,
         producer,
-        config.database.schema.clone(),
+        &config.database.schema,
         relay_handle,
-        Duration::from_millis(500),
         shutdown.clone(),
-    ));
+    );
     tracing::info!(%grpc_addr, "fyle-sync started");
     Ok(Running {
         grpc_addr,

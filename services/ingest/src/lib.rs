@@ -19,12 +19,7 @@ pub mod store;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use attrsync_kafka::{
-    Producer,
-    consumer::{self, ConsumerSpec},
-    relay, topics,
-    workspaces::ProjectionHandler,
-};
+use attrsync_kafka::{Producer, relay, topics, workspaces};
 use attrsync_proto::v1::{
     ingest_service_server::IngestServiceServer, mapping_service_client::MappingServiceClient,
 };
@@ -150,28 +145,21 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         .spawn(config.grpc.addr()?, &mut tasks, shutdown.clone())
         .await?;
 
-    let projection = Arc::new(ProjectionHandler::new(pool.clone()));
-    let spec = ConsumerSpec {
-        topics: vec![topics::WORKSPACE_SETTINGS],
-        group_suffix: Some("workspaces"),
-    };
-    consumer::spawn(
+    workspaces::spawn_projection(
         &mut tasks,
         &config.kafka,
-        spec,
-        projection,
+        pool.clone(),
         producer.clone(),
-        Arc::default(),
         shutdown.clone(),
     );
-    tasks.spawn(relay::run(
+    relay::spawn(
+        &mut tasks,
         pool,
         producer,
-        config.database.schema.clone(),
+        &config.database.schema,
         relay_handle,
-        Duration::from_millis(500),
         shutdown.clone(),
-    ));
+    );
     tracing::info!(%http_addr, %grpc_addr, "ingest started");
     Ok(Running {
         http_addr,

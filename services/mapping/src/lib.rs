@@ -16,7 +16,7 @@ mod schema;
 mod snapshot;
 pub mod store;
 
-use std::{net::SocketAddr, time::Duration};
+use std::net::SocketAddr;
 
 use attrsync_kafka::{Producer, relay, topics};
 use attrsync_proto::v1::mapping_service_server::MappingServiceServer;
@@ -77,14 +77,14 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         .with_service(MappingServiceServer::new(api))
         .spawn(config.grpc.addr()?, &mut tasks, shutdown.clone())
         .await?;
-    tasks.spawn(relay::run(
+    relay::spawn(
+        &mut tasks,
         pool,
         producer,
-        config.database.schema.clone(),
+        &config.database.schema,
         relay_handle,
-        Duration::from_millis(500),
         shutdown.clone(),
-    ));
+    );
     tracing::info!(%grpc_addr, "mapping started");
     Ok(Running {
         grpc_addr,
