@@ -179,19 +179,25 @@ async fn the_rate_limit_answers_429_with_retry_after() {
     .await
     .unwrap();
     let (workspace_id, org) = stack.create_workspace().await.unwrap();
-    let mut statuses = Vec::new();
-    for n in 0..4 {
-        let response = stack
-            .post_fyle_webhook(workspace_id, &cost_center(&org, n, "CC"))
-            .await
-            .unwrap();
-        if response.status() == 429 {
-            assert!(response.headers().contains_key("retry-after"));
-        }
-        statuses.push(response.status().as_u16());
-    }
-    assert_eq!(&statuses[..2], &[200, 200]);
-    assert!(statuses[2..].contains(&429), "{statuses:?}");
+    // Ten at once: with a burst of 2 and 1 per second, most must be refused unless ten
+    // requests took over eight seconds.
+    let requests = (0..10).map(|n| {
+        let body = cost_center(&org, n, "CC");
+        let stack = &stack;
+        async move { stack.post_fyle_webhook(workspace_id, &body).await.unwrap() }
+    });
+    let responses = futures::future::join_all(requests).await;
+    let accepted = responses.iter().filter(|r| r.status() == 200).count();
+    let limited: Vec<_> = responses.iter().filter(|r| r.status() == 429).collect();
+    assert!((2..=4).contains(&accepted), "{accepted} accepted");
+    assert_eq!(accepted + limited.len(), 10, "every answer is 200 or 429");
+    assert!(
+        limited
+            .iter()
+            .all(|r| r.headers().contains_key("retry-after"))
+    );
+    let (stored, _, _) = stats(&stack, workspace_id).await;
+    assert_eq!(stored as usize, accepted, "refused webhooks are not stored");
     stack.stop().await;
 }
 
