@@ -96,6 +96,21 @@ wire_enum!(
 );
 
 impl FyleResource {
+    /// The attribute type of a resource whose objects are attributes of one fixed type.
+    /// Expense and dependent fields carry many types (one per field) and give `None`.
+    pub fn fixed_attribute_type(&self) -> Option<crate::FyleAttributeType> {
+        use crate::FyleAttributeType as T;
+        Some(match self {
+            Self::Category => T::Category,
+            Self::Project => T::Project,
+            Self::CostCenter => T::CostCenter,
+            Self::Employee => T::Employee,
+            Self::CorporateCard => T::CorporateCard,
+            Self::TaxGroup => T::TaxGroup,
+            _ => return None,
+        })
+    }
+
     /// Resources whose CREATED/UPDATED/DELETED change an attribute.
     pub fn is_attribute(&self) -> bool {
         matches!(
@@ -204,6 +219,16 @@ mod tests {
         assert_eq!(r("MARK_PAID", "REPORT"), Route::Ignored);
         assert_eq!(r("SOMETHING_NEW", "CATEGORY"), Route::Ignored);
         assert_eq!(route(&FyleWebhookAction::Created, None), Route::Ignored);
+    }
+
+    #[test]
+    fn fixed_attribute_types() {
+        assert_eq!(
+            FyleResource::CostCenter.fixed_attribute_type(),
+            Some(crate::FyleAttributeType::CostCenter)
+        );
+        assert_eq!(FyleResource::ExpenseField.fixed_attribute_type(), None);
+        assert_eq!(FyleResource::Report.fixed_attribute_type(), None);
     }
 
     #[test]

@@ -9,7 +9,27 @@
 
 pub mod grpc;
 
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+
+/// The tasks of a started service and the token that stops them.
+#[derive(Debug)]
+pub struct ServiceTasks {
+    shutdown: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+impl ServiceTasks {
+    pub fn new(shutdown: CancellationToken, tasks: JoinSet<()>) -> Self {
+        Self { shutdown, tasks }
+    }
+
+    /// Cancels the token and waits for every task (consumers commit, relays drain).
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
 
 /// Ends a service binary: a start-up error (bad configuration, unreachable database…) is
 /// printed as one readable line, with its causes, and the process exits with status 1.

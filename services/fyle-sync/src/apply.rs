@@ -12,7 +12,6 @@
 //! as ignored and change nothing.
 
 use attrsync_core::{
-    FyleAttributeType,
     derive::{self, Derived, DerivedAttribute, SelectField},
     normalise::content_hash,
     webhook::{FyleResource, FyleWebhookAction},
@@ -475,7 +474,7 @@ async fn deactivate_deleted(
     let active_rows = ea::table
         .filter(ea::workspace_id.eq(event.workspace_id))
         .filter(ea::active.eq(true));
-    let rows: Vec<StoredRow> = match deleted_type(&event.resource) {
+    let rows: Vec<StoredRow> = match event.resource.fixed_attribute_type() {
         Some(attribute_type) => {
             active_rows
                 .filter(ea::attribute_type.eq(attribute_type.as_str().to_owned()))
@@ -537,19 +536,6 @@ pub(crate) fn escape_like(value: &str) -> String {
         .replace('\\', "\\\\")
         .replace('%', "\\%")
         .replace('_', "\\_")
-}
-
-/// The attribute type a DELETED of `resource` refers to (expense fields are handled apart).
-fn deleted_type(resource: &FyleResource) -> Option<FyleAttributeType> {
-    match resource {
-        FyleResource::Category => Some(FyleAttributeType::Category),
-        FyleResource::Project => Some(FyleAttributeType::Project),
-        FyleResource::CostCenter => Some(FyleAttributeType::CostCenter),
-        FyleResource::Employee => Some(FyleAttributeType::Employee),
-        FyleResource::CorporateCard => Some(FyleAttributeType::CorporateCard),
-        FyleResource::TaxGroup => Some(FyleAttributeType::TaxGroup),
-        _ => None,
-    }
 }
 
 async fn count(

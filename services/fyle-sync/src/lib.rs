@@ -21,7 +21,7 @@ use attrsync_kafka::{
     relay, topics, workspaces,
 };
 use attrsync_proto::v1::fyle_sync_service_server::FyleSyncServiceServer;
-use attrsync_runtime::grpc::GrpcRoutes;
+use attrsync_runtime::{ServiceTasks, grpc::GrpcRoutes};
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -39,14 +39,13 @@ pub struct Running {
     pub grpc_addr: SocketAddr,
     /// Progress of the attribute-webhook consumer.
     pub webhooks: Arc<ConsumerProgress>,
-    shutdown: CancellationToken,
-    tasks: JoinSet<()>,
+    tasks: ServiceTasks,
 }
 
 impl Running {
-    pub async fn stop(mut self) {
-        self.shutdown.cancel();
-        while self.tasks.join_next().await.is_some() {}
+    /// Stops every task and waits for them.
+    pub async fn stop(self) {
+        self.tasks.stop().await;
     }
 }
 
@@ -125,7 +124,6 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     Ok(Running {
         grpc_addr,
         webhooks,
-        shutdown,
-        tasks,
+        tasks: ServiceTasks::new(shutdown, tasks),
     })
 }

@@ -105,22 +105,18 @@ impl FyleWebhook {
     /// The attribute type whose rollout flag governs this webhook.
     pub fn attribute_type(&self) -> Option<String> {
         let resource = self.resource.as_ref()?;
-        let t = match resource {
-            FyleResource::Category => FyleAttributeType::Category,
-            FyleResource::Project => FyleAttributeType::Project,
-            FyleResource::CostCenter => FyleAttributeType::CostCenter,
-            FyleResource::Employee => FyleAttributeType::Employee,
-            FyleResource::CorporateCard => FyleAttributeType::CorporateCard,
-            FyleResource::TaxGroup => FyleAttributeType::TaxGroup,
+        if let Some(fixed) = resource.fixed_attribute_type() {
+            return Some(fixed.as_str().to_owned());
+        }
+        match resource {
             FyleResource::ExpenseField | FyleResource::DependentField => {
-                match self.data.get("field_name").and_then(Value::as_str) {
-                    Some(name) => FyleAttributeType::custom(name),
-                    None => return Some(resource.as_str().to_owned()),
-                }
+                Some(match self.data.get("field_name").and_then(Value::as_str) {
+                    Some(name) => FyleAttributeType::custom(name).as_str().to_owned(),
+                    None => resource.as_str().to_owned(),
+                })
             }
-            _ => return None,
-        };
-        Some(t.as_str().to_owned())
+            _ => None,
+        }
     }
 }
 

@@ -23,7 +23,7 @@ use attrsync_kafka::{Producer, relay, topics, workspaces};
 use attrsync_proto::v1::{
     ingest_service_server::IngestServiceServer, mapping_service_client::MappingServiceClient,
 };
-use attrsync_runtime::grpc::GrpcRoutes;
+use attrsync_runtime::{ServiceTasks, grpc::GrpcRoutes};
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -45,14 +45,13 @@ pub(crate) type MappingClient = MappingServiceClient<InterceptedService<Channel,
 pub struct Running {
     pub http_addr: SocketAddr,
     pub grpc_addr: SocketAddr,
-    shutdown: CancellationToken,
-    tasks: JoinSet<()>,
+    tasks: ServiceTasks,
 }
 
 impl Running {
-    pub async fn stop(mut self) {
-        self.shutdown.cancel();
-        while self.tasks.join_next().await.is_some() {}
+    /// Stops every task and waits for them.
+    pub async fn stop(self) {
+        self.tasks.stop().await;
     }
 }
 
@@ -83,7 +82,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         attrsync_telemetry::grpc::inject_interceptor as Interceptor,
     );
 
-    let mut tasks_before_servers = JoinSet::new();
+    let mut tasks = JoinSet::new();
     let state = Arc::new(http::AppState {
         pool: pool.clone(),
         kafka: config.kafka.clone(),
@@ -98,7 +97,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     // Forget the buckets of workspaces that went quiet, so the limiter's memory stays small.
     let limiter_state = state.clone();
     let limiter_shutdown = shutdown.clone();
-    tasks_before_servers.spawn(async move {
+    tasks.spawn(async move {
         loop {
             tokio::select! {
                 () = limiter_shutdown.cancelled() => break,
@@ -107,7 +106,6 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         }
     });
 
-    let mut tasks = tasks_before_servers;
     let http_listener = std::net::TcpListener::bind(config.http.addr()?)?;
     let http_addr = http_listener.local_addr()?;
     let app_state = actix_web::web::Data::new(state.clone());
@@ -164,7 +162,6 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     Ok(Running {
         http_addr,
         grpc_addr,
-        shutdown,
-        tasks,
+        tasks: ServiceTasks::new(shutdown, tasks),
     })
 }

@@ -20,7 +20,7 @@ use std::net::SocketAddr;
 
 use attrsync_kafka::{Producer, relay, topics};
 use attrsync_proto::v1::mapping_service_server::MappingServiceServer;
-use attrsync_runtime::grpc::GrpcRoutes;
+use attrsync_runtime::{ServiceTasks, grpc::GrpcRoutes};
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -36,19 +36,16 @@ pub const SCHEMA: &str = "mapping";
 #[derive(Debug)]
 pub struct Running {
     pub grpc_addr: SocketAddr,
-    shutdown: CancellationToken,
-    tasks: JoinSet<()>,
+    tasks: ServiceTasks,
 }
 
 impl Running {
-    /// Stops every task and waits for them (the relay drains first).
-    pub async fn stop(mut self) {
-        self.shutdown.cancel();
-        while self.tasks.join_next().await.is_some() {}
+    /// Stops every task and waits for them.
+    pub async fn stop(self) {
+        self.tasks.stop().await;
     }
 }
 
-/// Migrates, creates topics, and starts the gRPC server and the outbox relay.
 /// Applies pending migrations to the service's schema (also what `--migrate-only` does).
 pub async fn migrate(config: &Config) -> anyhow::Result<()> {
     attrsync_db::migrate(&config.database.url, &config.database.schema, &MIGRATIONS).await?;
@@ -88,7 +85,6 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     tracing::info!(%grpc_addr, "mapping started");
     Ok(Running {
         grpc_addr,
-        shutdown,
-        tasks,
+        tasks: ServiceTasks::new(shutdown, tasks),
     })
 }
