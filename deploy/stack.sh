@@ -3,17 +3,44 @@
 #
 #   deploy/stack.sh up       start PostgreSQL and Kafka (no-op for what already runs)
 #   deploy/stack.sh down     stop both (no-op when nothing runs)
-#   deploy/stack.sh status   report each; exit 0 only when everything needed runs
+#   deploy/stack.sh status   report each (and PostgreSQL's live profile); exit 0 only when
+#                            everything needed runs
 #   deploy/stack.sh env      print `export DATABASE_URL=...` / `export KAFKA_BOOTSTRAP=...`
+#   deploy/stack.sh profile [durable|fast]
+#                            print the running PostgreSQL's profile, or switch it (reload)
 #
 #   eval "$(deploy/stack.sh up)"     # progress goes to stderr, the exports to stdout
+#                                    # (check the exit status: see deploy/run.sh)
+#
+# PostgreSQL profiles (STACK_PG_PROFILE, default durable)
+# - durable: PostgreSQL's defaults, fsync=on, synchronous_commit=on, full_page_writes=on. A
+#   commit that was acknowledged survives a crash of PostgreSQL or of the machine, which is
+#   what ingest promises for an acknowledged webhook. `make run`, `make bench`, `make
+#   stack-up` and a bare `deploy/stack.sh up` use it.
+# - fast: fsync=off, synchronous_commit=off, full_page_writes=off. NOT DURABLE: a crash can
+#   lose acknowledged commits or corrupt the cluster. Only for the test suite, chosen
+#   explicitly: `STACK_PG_PROFILE=fast deploy/stack.sh up` (what `make test` does).
+# The profile belongs to the running cluster, not to a file: it is applied with
+# `ALTER SYSTEM SET ...` + `SELECT pg_reload_conf()` (all three settings are reloadable, no
+# restart), so `up` switches a cluster that runs the other profile, and says so; the last
+# `up` wins. `up`, `status` and `profile` print the profile read live from the server
+# (`SHOW fsync` etc.). A cluster started by an older stack.sh has the fast settings on its
+# command line, which a reload cannot override: `up` then fails and says to restart it.
+#
+# Ports and places (environment; the defaults are what the services' defaults.toml expect)
+#   STACK_DIR                    state directory, default <repo>/.stack
+#   STACK_PG_PORT                PostgreSQL, default 54329
+#   STACK_KAFKA_PORT             Kafka, default 59092
+#   STACK_KAFKA_CONTROLLER_PORT  KRaft controller, default STACK_KAFKA_PORT + 1
+# A second stack on other ports (e.g. to test this script beside a running one):
+#   STACK_DIR=/tmp/s2 STACK_PG_PORT=55329 STACK_KAFKA_PORT=60092 deploy/stack.sh up
 #
 # Design
-# - Everything lives in <repo>/.stack/ (git-ignored); nothing system-wide is configured
-#   or started. `rm -rf .stack` after `down` is a full reset.
+# - Everything lives in $STACK_DIR (<repo>/.stack, git-ignored); nothing system-wide is
+#   configured or started. `rm -rf .stack` after `down` is a full reset.
 # - PostgreSQL: a throwaway cluster from the Debian server binaries
-#   (/usr/lib/postgresql/<newest>/bin), trust auth, on 127.0.0.1:54329, tuned for tests
-#   (fsync off etc.). initdb refuses to run as root, so as root the cluster is owned and
+#   (/usr/lib/postgresql/<newest>/bin), trust auth, on 127.0.0.1:54329, in the profile
+#   above. initdb refuses to run as root, so as root the cluster is owned and
 #   run by the `postgres` user (runuser); as a normal user it runs as that user. If
 #   `postgres` cannot traverse the checkout's parents (e.g. under /root), the cluster is
 #   put in /tmp/stack-pg.XXXXXX and .stack/pg is a symlink to it.
@@ -28,29 +55,34 @@
 #   JVM heap: KAFKA_HEAP_OPTS (default -Xmx512m -Xms256m).
 # - DATABASE_URL / KAFKA_BOOTSTRAP already set in the environment (to anything but this
 #   stack's own address) mean "use mine": that service is then neither started nor
-#   checked, and `env` echoes the user's value back.
+#   checked (nor its profile changed), and `env` echoes the user's value back.
+# - A PostgreSQL / Kafka that already answers on the ports but was not started from this
+#   STACK_DIR (another checkout's stack) is reused; `down` leaves it alone. Its PostgreSQL
+#   profile is still switched to the one asked for.
 #
 # Failure policy
 # - Fail fast and loudly: every error names the cause and, for a server that did not come
 #   up, prints the tail of its log. Exit status is non-zero on any failure.
-# - Never touch what is not ours: a fixed port already used by another process is an
-#   error (we do not pick another port silently, the URLs are fixed); `down` only stops
-#   the processes recorded in .stack/.
+# - Never touch what is not ours: a port already used by another process is an error (we
+#   do not pick another port silently; set STACK_*_PORT to choose others); `down` only
+#   stops the processes recorded in $STACK_DIR.
 # - Readiness has deadlines (PG_START_TIMEOUT, KAFKA_START_TIMEOUT, KAFKA_STOP_TIMEOUT
 #   seconds, overridable from the environment); stale pid files are detected and removed.
-# - Concurrent invocations are serialized with flock on .stack/.lock.
+# - Concurrent invocations are serialized with flock on $STACK_DIR/.lock.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 DEPLOY="$ROOT/deploy"
-STACK="$ROOT/.stack"
+STACK="${STACK_DIR:-$ROOT/.stack}"
+case "$STACK" in /*) ;; *) STACK="$PWD/$STACK" ;; esac
 
-PG_PORT=54329
+PG_PORT="${STACK_PG_PORT:-54329}"
+PG_PROFILE="${STACK_PG_PROFILE:-durable}"
 PG_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
 PG_START_TIMEOUT="${PG_START_TIMEOUT:-30}"
 
-KAFKA_PORT=59092
-KAFKA_CONTROLLER_PORT=59093
+KAFKA_PORT="${STACK_KAFKA_PORT:-59092}"
+KAFKA_CONTROLLER_PORT="${STACK_KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 1))}"
 KAFKA_URL="127.0.0.1:$KAFKA_PORT"
 KAFKA_CLUSTER_ID="q1Sh-9_ISia_zwGINzRvyQ"   # fixed: the data dir is throwaway anyway
 KAFKA_START_TIMEOUT="${KAFKA_START_TIMEOUT:-90}"
@@ -187,13 +219,15 @@ pg_up() {
     if pg_running; then
         log "PostgreSQL already running on 127.0.0.1:$PG_PORT ($PG_DATA)"
         pg_wait_ready
+        pg_apply_profile
         return 0
     fi
     if port_open "$PG_PORT"; then
         # Another checkout's stack (or a leftover of an earlier run) may hold the port: a
         # server that accepts the same trust login is as good as ours for tests.
-        if PGCONNECT_TIMEOUT=3 psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -Atqc 'select 1' >/dev/null 2>&1; then
+        if pg_psql -c 'select 1' >/dev/null 2>&1; then
             log "reusing the PostgreSQL already answering on 127.0.0.1:$PG_PORT (not started by this checkout; 'down' leaves it)"
+            pg_apply_profile
             return 0
         fi
         die "port $PG_PORT is in use by another process (not a usable PostgreSQL); stop it or set DATABASE_URL"
@@ -205,11 +239,103 @@ pg_up() {
     mkdir -p "$PG_RUN"
     is_root && chown postgres: "$PG_RUN"
     log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
-    local opts="-c listen_addresses=127.0.0.1 -p $PG_PORT -k $PG_RUN"
-    opts+=" -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
+    # The profile's settings are deliberately not on the command line (a reload could not
+    # change them there): the cluster starts in the profile it last ran (postgresql.auto.conf)
+    # and pg_apply_profile switches it if needed.
+    local opts="-c listen_addresses=127.0.0.1 -p $PG_PORT -k $PG_RUN -c max_connections=300"
     as_pg "$PG_BIN/pg_ctl" start -D "$PG_DATA" -l "$PG_LOG" -w -t "$PG_START_TIMEOUT" -o "$opts" \
         >/dev/null 2>&1 9>&- || { show_log_tail "$PG_LOG"; die "PostgreSQL did not start"; }
     pg_wait_ready
+    pg_apply_profile
+}
+
+# pg_psql ARGS...: psql as the superuser against the stack's PostgreSQL (TCP, trust).
+pg_psql() {
+    PGCONNECT_TIMEOUT=5 psql -X -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres \
+        -v ON_ERROR_STOP=1 -Atq "$@"
+}
+
+PG_PROFILE_SETTINGS="fsync synchronous_commit full_page_writes"
+
+# pg_live_settings: the live values of the profile's settings, read from the server
+# (SHOW, in a new session), as "fsync=on synchronous_commit=on full_page_writes=on".
+pg_live_settings() {
+    local name value out=""
+    for name in $PG_PROFILE_SETTINGS; do
+        value="$(pg_psql -c "SHOW $name")" || return 1
+        out+="${out:+ }$name=$value"
+    done
+    printf '%s\n' "$out"
+}
+
+# pg_profile_of "fsync=.. synchronous_commit=.. full_page_writes=..": durable, fast or mixed.
+# durable: fsync and full_page_writes on, synchronous_commit anything but off (on, local,
+# remote_write, remote_apply all wait for the local WAL flush); fast: all three off.
+pg_profile_of() {
+    local kv fsync="" sc="" fpw=""
+    for kv in $1; do
+        case "$kv" in
+            fsync=*) fsync="${kv#*=}" ;;
+            synchronous_commit=*) sc="${kv#*=}" ;;
+            full_page_writes=*) fpw="${kv#*=}" ;;
+        esac
+    done
+    if [ "$fsync" = on ] && [ "$fpw" = on ] && [ -n "$sc" ] && [ "$sc" != off ]; then
+        echo durable
+    elif [ "$fsync" = off ] && [ "$sc" = off ] && [ "$fpw" = off ]; then
+        echo fast
+    else
+        echo mixed
+    fi
+}
+
+# pg_report_profile SETTINGS: the one line saying which profile PostgreSQL runs.
+pg_report_profile() {
+    local profile
+    profile="$(pg_profile_of "$1")"
+    case "$profile" in
+        durable) log "PostgreSQL profile: durable ($1)" ;;
+        fast) log "PostgreSQL profile: FAST, NOT DURABLE ($1): a crash can lose acknowledged commits; for the test suite only" ;;
+        *) log "PostgreSQL profile: MIXED, not durable ($1)" ;;
+    esac
+}
+
+# pg_apply_profile: make the running PostgreSQL run $PG_PROFILE (ALTER SYSTEM + reload, no
+# restart), then print the profile it runs, read back from the server.
+pg_apply_profile() {
+    local want="$PG_PROFILE" value live have
+    live="$(pg_live_settings)" || die "cannot read the settings of the PostgreSQL on 127.0.0.1:$PG_PORT"
+    have="$(pg_profile_of "$live")"
+    if [ "$have" != "$want" ]; then
+        # A setting given on the server's command line (as an older stack.sh did), or per
+        # database/role, outranks postgresql.auto.conf: a reload cannot change it.
+        local pinned
+        pinned="$(pg_psql -F= -c "SELECT name, source FROM pg_settings WHERE name IN ('fsync', 'synchronous_commit', 'full_page_writes') AND source NOT IN ('default', 'configuration file')" | paste -sd' ')" \
+            || die "cannot read pg_settings of the PostgreSQL on 127.0.0.1:$PG_PORT"
+        if [ -n "$pinned" ]; then
+            pg_report_profile "$live"
+            die "PostgreSQL on 127.0.0.1:$PG_PORT runs the $have profile and cannot be switched to $want by a reload: $pinned (a cluster started by an older deploy/stack.sh has the fast settings on its command line). Restart it: 'deploy/stack.sh down && STACK_PG_PROFILE=$want deploy/stack.sh up' (this stops whatever uses it)"
+        fi
+        log "PostgreSQL on 127.0.0.1:$PG_PORT runs the $have profile ($live): switching it to $want (ALTER SYSTEM + pg_reload_conf(), no restart)"
+        value=on
+        [ "$want" = fast ] && value=off
+        local name args=()
+        for name in $PG_PROFILE_SETTINGS; do
+            args+=(-c "ALTER SYSTEM SET $name = $value")
+        done
+        pg_psql "${args[@]}" -c 'SELECT pg_reload_conf()' >/dev/null \
+            || die "could not switch the PostgreSQL on 127.0.0.1:$PG_PORT to the $want profile"
+        # The postmaster applies the reload asynchronously; new sessions see it once it has.
+        local deadline=$((SECONDS + 10))
+        while live="$(pg_live_settings)" && [ "$(pg_profile_of "$live")" != "$want" ]; do
+            if [ "$SECONDS" -ge "$deadline" ]; then
+                die "PostgreSQL on 127.0.0.1:$PG_PORT still runs $live 10s after the reload (see $PG_LOG)"
+            fi
+            sleep 0.2
+        done
+        log "PostgreSQL switched to the $want profile"
+    fi
+    pg_report_profile "$live"
 }
 
 pg_wait_ready() {
@@ -238,15 +364,26 @@ pg_down() {
 }
 
 pg_status() {
+    local live
     if external DATABASE_URL "$PG_URL"; then
         log "PostgreSQL: external (DATABASE_URL is set), not managed here"
         return 0
     fi
-    [ -e "$STACK/pg" ] || { log "PostgreSQL: not set up"; return 1; }
+    if [ ! -e "$STACK/pg" ]; then
+        if port_open "$PG_PORT" && live="$(pg_live_settings 2>/dev/null)"; then
+            log "PostgreSQL: not set up in $STACK, but one answers on 127.0.0.1:$PG_PORT ('up' reuses it)"
+            pg_report_profile "$live"
+            return 0
+        fi
+        log "PostgreSQL: not set up"
+        return 1
+    fi
     pg_find_bin
     pg_resolve_dir
     if pg_running; then
         log "PostgreSQL: running on 127.0.0.1:$PG_PORT (data $PG_DATA)"
+        live="$(pg_live_settings)" || { log "PostgreSQL: cannot read its settings"; return 1; }
+        pg_report_profile "$live"
     else
         log "PostgreSQL: stopped"
         return 1
@@ -285,7 +422,9 @@ kafka_fetch_jars() {
 }
 
 kafka_render_config() {
-    sed "s|@KAFKA_DATA_DIR@|$KAFKA_DATA|g" "$DEPLOY/kafka/server.properties.template" >"$KAFKA_PROPS"
+    sed -e "s|@KAFKA_DATA_DIR@|$KAFKA_DATA|g" -e "s|@KAFKA_PORT@|$KAFKA_PORT|g" \
+        -e "s|@KAFKA_CONTROLLER_PORT@|$KAFKA_CONTROLLER_PORT|g" \
+        "$DEPLOY/kafka/server.properties.template" >"$KAFKA_PROPS"
 }
 
 kafka_format() {
@@ -419,6 +558,8 @@ kafka_status() {
             log "Kafka: process $pid runs but does not answer on $KAFKA_URL (starting? see $KAFKA_LOG)"
             return 1
         fi
+    elif port_open "$KAFKA_PORT" && kafka_api_versions_ok; then
+        log "Kafka: not started from $STACK, but one answers on $KAFKA_URL ('up' reuses it)"
     else
         log "Kafka: stopped"
         return 1
@@ -438,7 +579,7 @@ cmd_env() {
 cmd_up() {
     lock_stack
     if external DATABASE_URL "$PG_URL"; then
-        log "DATABASE_URL is set: using it, not starting PostgreSQL"
+        log "DATABASE_URL is set: using it, not starting PostgreSQL (nor setting its profile)"
     else
         pg_up
     fi
@@ -457,6 +598,32 @@ cmd_down() {
     pg_down
 }
 
+# cmd_profile [durable|fast]: print the live profile of the stack's PostgreSQL, or switch it.
+cmd_profile() {
+    if external DATABASE_URL "$PG_URL"; then
+        die "DATABASE_URL is set: that PostgreSQL is not managed here"
+    fi
+    pg_psql -c 'select 1' >/dev/null 2>&1 || die "no PostgreSQL answers on 127.0.0.1:$PG_PORT ('$0 up' starts it)"
+    if [ -n "${1:-}" ]; then
+        PG_PROFILE="$1"
+        check_profile
+        lock_stack
+        pg_apply_profile
+    else
+        local live
+        live="$(pg_live_settings)" || die "cannot read the settings of the PostgreSQL on 127.0.0.1:$PG_PORT"
+        pg_report_profile "$live"
+        pg_profile_of "$live"
+    fi
+}
+
+check_profile() {
+    case "$PG_PROFILE" in
+        durable | fast) ;;
+        *) die "STACK_PG_PROFILE must be 'durable' or 'fast' (got '$PG_PROFILE')" ;;
+    esac
+}
+
 cmd_status() {
     local rc=0
     pg_status || rc=1
@@ -465,15 +632,16 @@ cmd_status() {
 }
 
 usage() {
-    sed -n '2,10s/^# \{0,1\}//p' "$0"
+    sed -n '2,13s/^# \{0,1\}//p' "$0"
 }
 
 main() {
     case "${1:-}" in
-        up) cmd_up ;;
+        up) check_profile; cmd_up ;;
         down) cmd_down ;;
         status) cmd_status ;;
         env) cmd_env ;;
+        profile) cmd_profile "${2:-}" ;;
         -h | --help | help) usage ;;
         *) usage >&2; exit 2 ;;
     esac
