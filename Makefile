@@ -1,4 +1,9 @@
 # The two commands: `make run` (everything, working, until Ctrl-C) and `make test`.
+#
+# PostgreSQL profiles (deploy/stack.sh): every target runs the local PostgreSQL in the DURABLE
+# profile (fsync, synchronous_commit, full_page_writes on), except `make test`, which opts into
+# the FAST, NON-DURABLE one for the test suite and says so. The profile is the running cluster's:
+# the last `stack.sh up` sets it.
 SHELL := /bin/bash
 STACK := bash deploy/stack.sh
 
@@ -11,16 +16,19 @@ build:
 	cargo build --workspace --all-targets
 
 # Formatting, lints and every test, against the local PostgreSQL and Kafka.
-test: stack-up
+test:
+	@echo "make test: PostgreSQL in the FAST, NON-DURABLE profile (test suite only; make run/bench/stack-up use the durable one)" >&2
+	@STACK_PG_PROFILE=fast $(STACK) up >/dev/null
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	eval "$$($(STACK) env)" && cargo test --workspace
 
-bench: stack-up
+# deploy/bench.sh starts the stack itself, in the durable profile.
+bench:
 	bash deploy/bench.sh
 
 stack-up:
-	@$(STACK) up >/dev/null
+	@STACK_PG_PROFILE=durable $(STACK) up >/dev/null
 
 stack-down:
 	@$(STACK) down

@@ -1,37 +1,89 @@
 #!/usr/bin/env bash
 # `make run`: the whole system on this machine, working, until Ctrl-C.
 #
-# 1. the local stack (PostgreSQL + Kafka, deploy/stack.sh) and grpcurl (for the demo);
-# 2. builds every binary, starts the five services and the Fyle/QBO sandbox, waits for health;
+# 1. the local stack (PostgreSQL + Kafka, deploy/stack.sh) in the DURABLE profile, and grpcurl
+#    (for the demo); if the stack does not start, stop here with its error;
+# 2. builds every binary, starts the services listed in helm/attrsync/services.json (in their
+#    start order, each on its gRPC and HTTP ops ports from that list) and the Fyle/QBO sandbox,
+#    waits for gRPC health;
 # 3. shows the walking skeleton: creates the demo workspace through mapping's gRPC, posts a
 #    Fyle CATEGORY webhook to ingest with curl, and reads the attribute back from fyle-sync
 #    over gRPC and from PostgreSQL;
 # 4. prints the endpoints and waits; Ctrl-C stops the services and the stack.
 #
-# Logs: .stack/logs/<service>.log. Ports: see README.md.
+# Logs: .stack/logs/<service>.log (the stack's start: .stack/logs/stack.log). Ports: see
+# helm/attrsync/services.json. STACK_DIR / STACK_PG_PORT / STACK_KAFKA_PORT are passed on to
+# deploy/stack.sh (see its header); KEEP_STACK=1 leaves the stack running on exit.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-STACK="$ROOT/.stack"
+STACK="${STACK_DIR:-$ROOT/.stack}"
 LOGS="$STACK/logs"
 BIN="$ROOT/target/debug"
+SERVICES_JSON="$ROOT/helm/attrsync/services.json"
 GRPCURL_VERSION=v1.9.4
 mkdir -p "$LOGS" "$STACK/bin"
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
+# services_table: one line per service, in start order: name binary env_prefix grpc_port http_port.
+services_table() {
+  python3 - "$SERVICES_JSON" <<'EOF'
+import json, sys
+services = json.load(open(sys.argv[1]))["services"]
+for s in sorted(services, key=lambda s: s["start_order"]):
+    print(s["name"], s["binary"], s["env_prefix"], s["schema"], s["grpc_port"], s["http_port"])
+EOF
+}
+
+# stack_up: start the stack (durable profile) and export DATABASE_URL / KAFKA_BOOTSTRAP; on
+# failure print the stack's own error and return non-zero. (`eval "$(stack.sh up)"` would
+# swallow the failure: eval of an empty string succeeds.)
+stack_up() {
+  local rc
+  # stderr (progress, errors) to the terminal and .stack/logs/stack.log; stdout (the exports)
+  # to a file.
+  set +e
+  STACK_PG_PROFILE=durable bash "$ROOT/deploy/stack.sh" up 2>&1 >"$STACK/stack.env" \
+    | tee "$LOGS/stack.log" >&2
+  rc=${PIPESTATUS[0]}
+  set -e
+  if [ "$rc" -ne 0 ]; then
+    say "make run: the local stack did not start (deploy/stack.sh up exited $rc):"
+    grep 'ERROR' "$LOGS/stack.log" >&2 || tail -n 5 "$LOGS/stack.log" >&2
+    return 1
+  fi
+  # shellcheck disable=SC1091 # written just above
+  source "$STACK/stack.env"
+}
+
 PIDS=()
 stop_all() {
-  say "stopping services"
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  if [ "${#PIDS[@]}" -gt 0 ]; then
+    say "stopping services"
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  fi
   wait 2>/dev/null || true
   if [ "${KEEP_STACK:-0}" != 1 ]; then bash "$ROOT/deploy/stack.sh" down || true; fi
 }
+
+TABLE=$(services_table) || { say "cannot read $SERVICES_JSON"; exit 1; }
+declare -A GRPC_PORT HTTP_PORT
+ORDER=()
+while read -r name _ prefix schema grpc http; do
+  ORDER+=("$name")
+  GRPC_PORT[$name]=$grpc
+  HTTP_PORT[$name]=$http
+  # The listeners and schema come from the list, not from each binary's defaults.toml.
+  export "${prefix}__GRPC__LISTEN=127.0.0.1:$grpc" "${prefix}__HTTP__LISTEN=127.0.0.1:$http" \
+    "${prefix}__DATABASE__SCHEMA=$schema" "${prefix}__TELEMETRY__LOG_FORMAT=pretty"
+done <<<"$TABLE"
+
 trap stop_all EXIT
 trap 'exit 130' INT TERM
 
-say "starting PostgreSQL and Kafka"
-eval "$(bash "$ROOT/deploy/stack.sh" up)"
+say "starting PostgreSQL and Kafka (durable profile)"
+stack_up || exit 1
 
 GRPCURL="$STACK/bin/grpcurl"
 if [ ! -x "$GRPCURL" ]; then
@@ -41,10 +93,6 @@ fi
 
 say "building"
 (cd "$ROOT" && cargo build --bins >&2)
-
-export MAPPING__TELEMETRY__LOG_FORMAT=pretty FYLE_SYNC__TELEMETRY__LOG_FORMAT=pretty \
-  INGEST__TELEMETRY__LOG_FORMAT=pretty QBO_SYNC__TELEMETRY__LOG_FORMAT=pretty \
-  IMPORT_TO_FYLE__TELEMETRY__LOG_FORMAT=pretty
 
 start() {
   local name=$1; shift
@@ -65,30 +113,31 @@ wait_grpc() {
 say "starting services"
 start sandbox "$BIN/sandbox" --seed demo
 for _ in $(seq 1 100); do [ -s "$LOGS/sandbox.log" ] && break; sleep 0.1; done
-start mapping "$BIN/mapping"
-wait_grpc mapping 127.0.0.1:50051
-start ingest "$BIN/ingest"
-start fyle-sync "$BIN/fyle-sync"
-start qbo-sync "$BIN/qbo-sync"
-start import-to-fyle "$BIN/import-to-fyle"
-wait_grpc ingest 127.0.0.1:50055
-wait_grpc fyle-sync 127.0.0.1:50052
-wait_grpc qbo-sync 127.0.0.1:50053
-wait_grpc import-to-fyle 127.0.0.1:50054
+# The first in start order (mapping: the others call it) is healthy before the rest start.
+FIRST=1
+while read -r name binary _; do
+  start "$name" "$BIN/$binary"
+  if [ "$FIRST" = 1 ]; then wait_grpc "$name" "127.0.0.1:${GRPC_PORT[$name]}"; FIRST=0; fi
+done <<<"$TABLE"
+for name in "${ORDER[@]:1}"; do wait_grpc "$name" "127.0.0.1:${GRPC_PORT[$name]}"; done
+
+MAPPING_GRPC=127.0.0.1:${GRPC_PORT[mapping]}
+FYLE_SYNC_GRPC=127.0.0.1:${GRPC_PORT[fyle-sync]}
+INGEST_HTTP=http://127.0.0.1:${HTTP_PORT[ingest]}
 
 say "demo: the workspace of Fyle org orNoatdUnm1w (created once, found afterwards)"
-WORKSPACE=$("$GRPCURL" -plaintext -d '{"fyle_org_id": "orNoatdUnm1w"}' 127.0.0.1:50051 \
+WORKSPACE=$("$GRPCURL" -plaintext -d '{"fyle_org_id": "orNoatdUnm1w"}' "$MAPPING_GRPC" \
   attrsync.v1.MappingService/ListWorkspaces | sed -n 's/.*"id": "\{0,1\}\([0-9]*\)"\{0,1\},$/\1/p' | head -n 1)
 if [ -z "$WORKSPACE" ]; then
   WORKSPACE=$("$GRPCURL" -plaintext -d '{"name": "Demo", "fyle_org_id": "orNoatdUnm1w", "qbo_realm_id": "9130357766900456"}' \
-    127.0.0.1:50051 attrsync.v1.MappingService/CreateWorkspace | sed -n 's/.*"id": "\{0,1\}\([0-9]*\)"\{0,1\},$/\1/p' | head -n 1)
+    "$MAPPING_GRPC" attrsync.v1.MappingService/CreateWorkspace | sed -n 's/.*"id": "\{0,1\}\([0-9]*\)"\{0,1\},$/\1/p' | head -n 1)
 fi
 echo "workspace id: $WORKSPACE"
 
 say "demo: Fyle creates the category Travel / Flight (curl → ingest)"
 # Stamped now, so every run is a new event (the same body twice is acknowledged as a duplicate).
 NOW=$(date -u +%Y-%m-%dT%H:%M:%S+00:00)
-curl -sS -X POST "http://127.0.0.1:8080/workspaces/$WORKSPACE/fyle/exports/" \
+curl -sS -X POST "$INGEST_HTTP/workspaces/$WORKSPACE/fyle/exports/" \
   -H 'content-type: application/json' \
   -d '{"action":"CREATED","resource":"CATEGORY","data":{"id":22330099,"org_id":"orNoatdUnm1w","name":"Travel","sub_category":"Flight","is_enabled":true,"updated_at":"'"$NOW"'"}}'
 echo
@@ -96,7 +145,7 @@ echo
 say "demo: fyle-sync has it (grpcurl → fyle-sync)"
 for _ in $(seq 1 50); do
   OUT=$("$GRPCURL" -plaintext -d "{\"workspace_id\": $WORKSPACE, \"attribute_type\": \"CATEGORY\"}" \
-    127.0.0.1:50052 attrsync.v1.FyleSyncService/ListExpenseAttributes)
+    "$FYLE_SYNC_GRPC" attrsync.v1.FyleSyncService/ListExpenseAttributes)
   if grep -q 'Travel / Flight' <<<"$OUT"; then break; fi
   sleep 0.2
 done
@@ -108,18 +157,21 @@ SANDBOX_LINE=$(head -n 1 "$LOGS/sandbox.log")
 FYLE_URL=$(sed -n 's/.*"fyle_url":"\([^"]*\)".*/\1/p' <<<"$SANDBOX_LINE")
 QBO_URL=$(sed -n 's/.*"qbo_url":"\([^"]*\)".*/\1/p' <<<"$SANDBOX_LINE")
 
-cat >&2 <<EOT
-
-Running. Endpoints:
-  ingest         http://127.0.0.1:8080   (POST /workspaces/{id}/fyle/exports/, /healthz, /readyz)
-  ingest gRPC    127.0.0.1:50055
-  mapping        127.0.0.1:50051         fyle-sync 127.0.0.1:50052
-  qbo-sync       127.0.0.1:50053         import-to-fyle 127.0.0.1:50054
+{
+  echo
+  echo "Running. Endpoints (helm/attrsync/services.json):"
+  printf '  %-15s %-17s %s\n' service gRPC "HTTP (/healthz, /readyz, /metrics)"
+  for name in "${ORDER[@]}"; do
+    printf '  %-15s %-17s %s\n' "$name" "127.0.0.1:${GRPC_PORT[$name]}" "http://127.0.0.1:${HTTP_PORT[$name]}"
+  done
+  cat <<EOT
+  Fyle webhooks  POST $INGEST_HTTP/workspaces/{id}/fyle/exports/
   Fyle sandbox   $FYLE_URL   (org orNoatdUnm1w; credentials: first line of .stack/logs/sandbox.log)
   QBO sandbox    $QBO_URL   (realm 9130357766900456; try $QBO_URL/_sandbox/stats)
-  PostgreSQL     $DATABASE_URL
+  PostgreSQL     $DATABASE_URL   (durable profile)
   Kafka          $KAFKA_BOOTSTRAP
   grpcurl        $GRPCURL
-Logs in .stack/logs/. Ctrl-C stops everything.
+Logs in $LOGS/. Ctrl-C stops everything.
 EOT
+} >&2
 wait

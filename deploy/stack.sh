@@ -230,7 +230,7 @@ pg_up() {
             pg_apply_profile
             return 0
         fi
-        die "port $PG_PORT is in use by another process (not a usable PostgreSQL); stop it or set DATABASE_URL"
+        die "port $PG_PORT is in use by another process (not a usable PostgreSQL); stop it, or choose another port (STACK_PG_PORT) or server (DATABASE_URL)"
     fi
     local sock="$PG_RUN/.s.PGSQL.$PG_PORT"
     [ "${#sock}" -lt 100 ] || die "socket path $sock is too long for a unix socket; move the checkout to a shorter path"
@@ -503,7 +503,7 @@ kafka_up() {
         return 0
     fi
     for port in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"; do
-        port_open "$port" && die "port $port is in use by another process (not a usable Kafka); stop it or set KAFKA_BOOTSTRAP"
+        port_open "$port" && die "port $port is in use by another process (not a usable Kafka); stop it, or choose other ports (STACK_KAFKA_PORT, STACK_KAFKA_CONTROLLER_PORT) or brokers (KAFKA_BOOTSTRAP)"
     done
     java_check
     kafka_fetch_jars
