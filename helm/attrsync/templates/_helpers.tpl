@@ -1,54 +1,53 @@
 {{/*
-Facts about the binaries that are not settings: each service's environment prefix, which shared
-configuration sections it has (the config structs deny unknown keys, so DATABASE_URL or
-KAFKA_BOOTSTRAP given to a service without that section stops it at start-up), whether it has
-tables to migrate, and whether it serves HTTP.
+Facts about the binaries that are not settings, from services.json (the one list of services,
+also read by deploy/run.sh and the e2e tests): each service's binary, environment prefix, schema,
+gRPC port, HTTP ops port (/healthz, /readyz, /metrics; ingest's webhooks too), whether it reads
+DATABASE_URL / KAFKA_BOOTSTRAP, and its start order. Rendered as YAML: name -> facts.
 */}}
 {{- define "attrsync.facts" -}}
-ingest:
-  envPrefix: INGEST
-  database: true
-  kafka: true
-  migrations: true
-  http: true
-fyle-sync:
-  envPrefix: FYLE_SYNC
-  database: true
-  kafka: true
-  migrations: true
-  http: false
-qbo-sync:
-  envPrefix: QBO_SYNC
-  database: false
-  kafka: false
-  migrations: false
-  http: false
-import-to-fyle:
-  envPrefix: IMPORT_TO_FYLE
-  database: false
-  kafka: false
-  migrations: false
-  http: false
-mapping:
-  envPrefix: MAPPING
-  database: true
-  kafka: true
-  migrations: true
-  http: false
+{{- $doc := .Files.Get "services.json" | fromJson -}}
+{{- if not (kindIs "slice" (get $doc "services")) -}}
+{{- fail (printf "services.json: missing or not a JSON object with a \"services\" list (%s)" (get $doc "Error" | default "no services")) -}}
+{{- end -}}
+{{- $facts := dict -}}
+{{- range $doc.services -}}
+{{- $_ := set $facts (required "services.json: every service needs a name" .name) . -}}
+{{- end -}}
+{{- toYaml $facts -}}
 {{- end }}
 
-{{/* The order in which the migration Job runs `--migrate-only`. */}}
-{{- define "attrsync.migrationOrder" -}}
-- mapping
-- ingest
-- fyle-sync
+{{/*
+The services of services.json in start order (start_order ascending), as a YAML list of names:
+the order of the rendered resources and of the migration Job. Fails when values.yaml's
+`services` and services.json do not name the same services: values.yaml holds only what is
+deployment-specific (image, replicas, resources...) of the services the list declares.
+*/}}
+{{- define "attrsync.serviceOrder" -}}
+{{- $all := include "attrsync.facts" . | fromYaml -}}
+{{- $keyed := list -}}
+{{- range $name, $f := $all -}}
+{{- $keyed = append $keyed (printf "%06d %s" (int (required (printf "services.json: %s needs a start_order" $name) $f.start_order)) $name) -}}
+{{- if not (hasKey $.Values.services $name) -}}
+{{- fail (printf "services.%s is missing from the values (services.json declares it; set services.%s.enabled=false to leave it out)" $name $name) -}}
+{{- end -}}
+{{- end -}}
+{{- range $name, $_ := .Values.services -}}
+{{- if not (hasKey $all $name) -}}
+{{- fail (printf "services.%s: unknown service (services.json declares: %s)" $name (keys $all | sortAlpha | join ", ")) -}}
+{{- end -}}
+{{- end -}}
+{{- $names := list -}}
+{{- range sortAlpha $keyed -}}
+{{- $names = append $names (regexReplaceAll "^[0-9]+ " . "") -}}
+{{- end -}}
+{{- toYaml $names -}}
 {{- end }}
 
 {{/* Facts of one service; fails on a name the chart does not know. Call with (dict "root" $ "name" $name). */}}
 {{- define "attrsync.serviceFacts" -}}
 {{- $all := include "attrsync.facts" .root | fromYaml -}}
 {{- if not (hasKey $all .name) -}}
-{{- fail (printf "services.%s: unknown service (known: %s)" .name (keys $all | sortAlpha | join ", ")) -}}
+{{- fail (printf "services.%s: unknown service (services.json declares: %s)" .name (keys $all | sortAlpha | join ", ")) -}}
 {{- end -}}
 {{- get $all .name | toYaml -}}
 {{- end }}
@@ -148,7 +147,8 @@ app.kubernetes.io/component: {{ .name }}
 {{- if $ingest.mappingEndpoint -}}
 {{- $ingest.mappingEndpoint -}}
 {{- else if $mapping.enabled -}}
-{{- printf "http://%s:%d" (include "attrsync.componentName" (dict "root" . "name" "mapping")) (int $mapping.grpcPort) -}}
+{{- $facts := include "attrsync.serviceFacts" (dict "root" . "name" "mapping") | fromYaml -}}
+{{- printf "http://%s:%d" (include "attrsync.componentName" (dict "root" . "name" "mapping")) (int $facts.grpc_port) -}}
 {{- else -}}
 {{- fail "services.ingest.mappingEndpoint is required when services.mapping.enabled is false" -}}
 {{- end -}}
@@ -180,12 +180,14 @@ sets again (so no name appears twice), then extraEnv. Call with
 {{- $root := .root -}}
 {{- $svc := .svc -}}
 {{- $facts := .facts -}}
-{{- $p := $facts.envPrefix -}}
+{{- $p := $facts.env_prefix -}}
 - name: {{ $p }}__GRPC__LISTEN
-  value: {{ printf "0.0.0.0:%d" (int $svc.grpcPort) | quote }}
-{{- if $facts.http }}
+  value: {{ printf "0.0.0.0:%d" (int $facts.grpc_port) | quote }}
 - name: {{ $p }}__HTTP__LISTEN
-  value: {{ printf "0.0.0.0:%d" (int $svc.httpPort) | quote }}
+  value: {{ printf "0.0.0.0:%d" (int $facts.http_port) | quote }}
+{{- if $facts.database }}
+- name: {{ $p }}__DATABASE__SCHEMA
+  value: {{ $facts.schema | quote }}
 {{- end }}
 {{- if eq .name "ingest" }}
 - name: INGEST__MAPPING__ENDPOINT
