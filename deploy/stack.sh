@@ -225,7 +225,7 @@ pg_up() {
     if port_open "$PG_PORT"; then
         # Another checkout's stack (or a leftover of an earlier run) may hold the port: a
         # server that accepts the same trust login is as good as ours for tests.
-        if pg_psql -c 'select 1' >/dev/null 2>&1; then
+        if PGCONNECT_TIMEOUT=3 pg_psql -c 'select 1' >/dev/null 2>&1; then
             log "reusing the PostgreSQL already answering on 127.0.0.1:$PG_PORT (not started by this checkout; 'down' leaves it)"
             pg_apply_profile
             return 0
@@ -251,7 +251,7 @@ pg_up() {
 
 # pg_psql ARGS...: psql as the superuser against the stack's PostgreSQL (TCP, trust).
 pg_psql() {
-    PGCONNECT_TIMEOUT=5 psql -X -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres \
+    PGCONNECT_TIMEOUT="${PGCONNECT_TIMEOUT:-5}" psql -X -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres \
         -v ON_ERROR_STOP=1 -Atq "$@"
 }
 
