@@ -22,7 +22,8 @@
 #   explicitly: `STACK_PG_PROFILE=fast deploy/stack.sh up` (what `make test` does).
 # The profile belongs to the running cluster, not to a file: it is applied with
 # `ALTER SYSTEM SET ...` + `SELECT pg_reload_conf()` (all three settings are reloadable, no
-# restart), so `up` switches a cluster that runs the other profile, and says so; the last
+# restart), so `up` switches a cluster that runs the other profile, and says so (to durable:
+# then CHECKPOINT + sync, so what was written with fsync off reaches the disk); the last
 # `up` wins. `up`, `status` and `profile` print the profile read live from the server
 # (`SHOW fsync` etc.). A cluster started by an older stack.sh has the fast settings on its
 # command line, which a reload cannot override: `up` then fails and says to restart it.
@@ -334,6 +335,17 @@ pg_apply_profile() {
             sleep 0.2
         done
         log "PostgreSQL switched to the $want profile"
+        if [ "$want" = durable ]; then
+            # What was written while fsync was off may still be only in the kernel's page cache;
+            # the PostgreSQL docs (fsync) ask for it to be flushed once when fsync is turned
+            # back on: a checkpoint (shared buffers to the files), then sync(1) of the data's
+            # file system.
+            local datadir
+            pg_psql -c CHECKPOINT >/dev/null || die "CHECKPOINT failed on 127.0.0.1:$PG_PORT"
+            datadir="$(pg_psql -c 'SHOW data_directory')" || datadir=""
+            if [ -n "$datadir" ] && [ -e "$datadir" ]; then sync -f "$datadir"; else sync; fi
+            log "flushed what was written while fsync was off (CHECKPOINT + sync)"
+        fi
     fi
     pg_report_profile "$live"
 }
