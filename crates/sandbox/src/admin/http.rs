@@ -12,7 +12,8 @@
 //!   `POST …/{id}/rename {"name"}`, `POST …/{id}/disable`, `POST …/{id}/enable`, `DELETE …/{id}`
 //! - `POST /_sandbox/qbo/realms {"realm_id"}`, `POST /_sandbox/qbo/realms/{realm}/auth_code`
 //! - `POST /_sandbox/qbo/realms/{realm}/{Entity}` create (an `Id` may be given); `PATCH …/{id}`;
-//!   `POST …/{id}/rename`, `…/disable`, `…/enable`; `DELETE …/{id}` (hard delete → CDC `Deleted`)
+//!   `POST …/{id}/rename`, `…/disable`, `…/enable`, `…/merge {"into": id}` (`{id}` is merged away);
+//!   `DELETE …/{id}` (hard delete → CDC `Deleted`)
 
 use std::time::Duration;
 
@@ -212,6 +213,13 @@ async fn qbo_op(
         }),
         "disable" => ctl.set_active(&realm, &entity, &id, false),
         "enable" => ctl.set_active(&realm, &entity, &id, true),
+        "merge" => body(&b).and_then(|v| {
+            let into = v
+                .get("into")
+                .and_then(Value::as_str)
+                .ok_or_else(|| AdminError::BadRequest("into required".into()))?;
+            ctl.merge(&realm, &entity, &id, into)
+        }),
         other => Err(AdminError::BadRequest(format!("unknown operation {other}"))),
     })
 }

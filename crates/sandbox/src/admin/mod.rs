@@ -341,6 +341,19 @@ impl QboControl {
         self.update(realm, entity, id, json!({"Active": active}))
     }
 
+    /// Merges entity `from` into `into` (a `Merge` webhook with `deletedId`); returns the survivor.
+    pub fn merge(
+        &self,
+        realm: &str,
+        entity: &str,
+        from: &str,
+        into: &str,
+    ) -> Result<Value, AdminError> {
+        let et = Self::entity(entity)?;
+        let (from, into) = (Self::id(from)?, Self::id(into)?);
+        self.write(realm, |r, now| r.merge(et, from, into, now))
+    }
+
     /// Hard-deletes an entity.
     pub fn delete(&self, realm: &str, entity: &str, id: &str) -> Result<(), AdminError> {
         let et = Self::entity(entity)?;

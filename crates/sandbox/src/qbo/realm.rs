@@ -36,6 +36,8 @@ pub enum EventKind {
     Deactivate,
     /// Hard-deleted.
     Delete,
+    /// Another entity was merged into this one (the other one is `QboEvent::deleted_id`).
+    Merge,
 }
 
 /// A change to report through webhooks.
@@ -51,6 +53,10 @@ pub struct QboEvent {
     pub kind: EventKind,
     /// When, epoch seconds.
     pub at: i64,
+    /// The company time zone (webhooks render `lastUpdated` in it).
+    pub tz: FixedOffset,
+    /// For [`EventKind::Merge`]: the id merged away.
+    pub deleted_id: Option<u64>,
 }
 
 /// A refused write (maps to a Fault).
@@ -124,6 +130,19 @@ impl Realm {
             tables: EntityType::ALL.iter().map(|_| Table::default()).collect(),
             names: HashMap::new(),
             tombstones: Vec::new(),
+        }
+    }
+
+    /// An event of this realm.
+    pub fn event(&self, entity: EntityType, id: u64, kind: EventKind, at: i64) -> QboEvent {
+        QboEvent {
+            realm: self.id.clone(),
+            entity,
+            id,
+            kind,
+            at,
+            tz: self.tz,
+            deleted_id: None,
         }
     }
 
@@ -314,6 +333,49 @@ impl Realm {
         self.commit(et, id, json, previous, now)
     }
 
+    /// Merges `from` into `into` (sandbox admin: "someone merged two vendors in QBO"): `from`
+    /// becomes inactive (`" (deleted)"`), both get a new `SyncToken` and `LastUpdatedTime`, and one
+    /// `Merge` event names `into` with `deletedId = from`. QBO merges only name-list entities of
+    /// the same type (Customer, Vendor, Account, Item, Employee — reference §3.8).
+    pub fn merge(
+        &mut self,
+        et: EntityType,
+        from: u64,
+        into: u64,
+        now: i64,
+    ) -> Result<(Value, QboEvent), WriteError> {
+        if !matches!(
+            et,
+            EntityType::Customer
+                | EntityType::Vendor
+                | EntityType::Account
+                | EntityType::Item
+                | EntityType::Employee
+        ) {
+            return Err(WriteError::Invalid(format!(
+                "{} objects cannot be merged",
+                et.name()
+            )));
+        }
+        if from == into {
+            return Err(WriteError::Invalid(
+                "an object cannot be merged into itself".into(),
+            ));
+        }
+        for id in [from, into] {
+            if !self.table(et).get(id).is_some_and(|e| e.active) {
+                return Err(WriteError::NotFound(id.to_string()));
+            }
+        }
+        let mut inactive = Map::new();
+        inactive.insert("Active".into(), Value::Bool(false));
+        self.patch(et, from, &inactive, now)?;
+        let (out, _) = self.patch(et, into, &Map::new(), now)?;
+        let mut event = self.event(et, into, EventKind::Merge, now);
+        event.deleted_id = Some(from);
+        Ok((out, event))
+    }
+
     /// Hard-deletes an entity (sandbox admin only).
     pub fn delete(&mut self, et: EntityType, id: u64, now: i64) -> Result<QboEvent, WriteError> {
         let old = self
@@ -329,13 +391,7 @@ impl Realm {
             id,
             at: now,
         });
-        Ok(QboEvent {
-            realm: self.id.clone(),
-            entity: et,
-            id,
-            kind: EventKind::Delete,
-            at: now,
-        })
+        Ok(self.event(et, id, EventKind::Delete, now))
     }
 
     /// Derives names and flags, checks uniqueness, stamps and stores.
@@ -459,16 +515,7 @@ impl Realm {
             Some((true, _)) if !active => EventKind::Deactivate,
             Some(_) => EventKind::Update,
         };
-        Ok((
-            data,
-            QboEvent {
-                realm: self.id.clone(),
-                entity: et,
-                id,
-                kind,
-                at: now,
-            },
-        ))
+        Ok((data, self.event(et, id, kind, now)))
     }
 
     /// Recomputes `FullyQualifiedName` of the descendants of `parent`.

@@ -7,13 +7,21 @@
 //! with the verifier token. Deactivation is reported as `Delete` or `Update` (configurable;
 //! reference §3.8 marks `Delete` as inferred). TaxCode and TaxRate produce no events. Events that
 //! happen while no URL is configured are discarded, as Intuit does for an app without webhooks.
+//!
+//! `lastUpdated` is rendered as in Intuit's sample, `2015-10-05T14:42:19-0700`: the company's
+//! local time with a colon-less offset and no fraction — not RFC 3339, so a receiver that parses it
+//! strictly as RFC 3339 fails here as it would in production. A merge (sandbox admin `merge`) is
+//! one `Merge` entity naming the survivor in `id` and the merged-away entity in `deletedId`
+//! (reference §3.8, third-party schema, **(inferred)**); in CloudEvents form it is
+//! `qbo.<entity>.merged.v1` with `data: {"deletedId": …}` **(inferred)**. CloudEvents `time` stays
+//! RFC 3339 UTC as in Intuit's CloudEvents sample.
 
 use std::{
     sync::{Arc, Mutex},
     time::Duration,
 };
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, FixedOffset, SecondsFormat, Utc};
 use serde_json::json;
 use tokio::sync::mpsc;
 
@@ -31,7 +39,17 @@ pub fn operation(kind: EventKind, deactivation: DeactivationOp) -> &'static str 
         (EventKind::Create, _) => "Create",
         (EventKind::Update, _) | (EventKind::Deactivate, DeactivationOp::Update) => "Update",
         (EventKind::Delete, _) | (EventKind::Deactivate, DeactivationOp::Delete) => "Delete",
+        (EventKind::Merge, _) => "Merge",
     }
+}
+
+/// `lastUpdated` as in Intuit's legacy sample: local time, `-0700` offset, whole seconds.
+pub fn last_updated(secs: i64, tz: FixedOffset) -> String {
+    DateTime::<Utc>::from_timestamp(secs, 0)
+        .unwrap_or_default()
+        .with_timezone(&tz)
+        .format("%Y-%m-%dT%H:%M:%S%z")
+        .to_string()
 }
 
 fn utc_millis(secs: i64) -> String {
@@ -59,12 +77,16 @@ pub fn legacy_body(events: &[QboEvent], deactivation: DeactivationOp) -> Vec<u8>
                 .iter()
                 .filter(|e| e.realm == *realm)
                 .map(|e| {
+                    let deleted = e
+                        .deleted_id
+                        .map(|d| format!(r#","deletedId":{}"#, quoted(&d.to_string())))
+                        .unwrap_or_default();
                     format!(
-                        r#"{{"name":{},"id":{},"operation":{},"lastUpdated":{}}}"#,
+                        r#"{{"name":{},"id":{},"operation":{},"lastUpdated":{}{deleted}}}"#,
                         quoted(e.entity.name()),
                         quoted(&e.id.to_string()),
                         quoted(operation(e.kind, deactivation)),
-                        quoted(&utc_millis(e.at)),
+                        quoted(&last_updated(e.at, e.tz)),
                     )
                 })
                 .collect();
@@ -86,7 +108,12 @@ pub fn cloudevents_body(events: &[QboEvent], deactivation: DeactivationOp) -> Ve
             let past = match operation(e.kind, deactivation) {
                 "Create" => "created",
                 "Update" => "updated",
+                "Merge" => "merged",
                 _ => "deleted",
+            };
+            let data = match e.deleted_id {
+                Some(d) => json!({"deletedId": d.to_string()}),
+                None => json!({}),
             };
             json!({
                 "specversion": "1.0",
@@ -97,7 +124,7 @@ pub fn cloudevents_body(events: &[QboEvent], deactivation: DeactivationOp) -> Ve
                 "time": utc_millis(e.at),
                 "intuitentityid": e.id.to_string(),
                 "intuitaccountid": e.realm,
-                "data": {},
+                "data": data,
             })
         })
         .collect();
@@ -177,18 +204,40 @@ mod tests {
             id: 58,
             kind,
             at: 1_714_644_930,
+            tz: FixedOffset::west_opt(7 * 3600).expect("valid offset"),
+            deleted_id: None,
         }
     }
 
+    /// The body and signature are fixed external vectors: the body is the reference §3.8 vector
+    /// with `lastUpdated` in the `-0700` form of Intuit's sample, and the signature was computed
+    /// with Python (`base64(hmac.new(b"simulator-verifier-token", body, sha256).digest())`).
     #[test]
-    fn legacy_body_reproduces_the_reference_vector() {
+    fn legacy_body_uses_the_offset_form_of_intuits_sample() {
         let body = legacy_body(&[event(EventKind::Update)], DeactivationOp::Delete);
-        let expected = r#"{"eventNotifications":[{"realmId":"9130357766900456","dataChangeEvent":{"entities":[{"name":"Customer","id":"58","operation":"Update","lastUpdated":"2024-05-02T10:15:30.000Z"}]}}]}"#;
+        let expected = r#"{"eventNotifications":[{"realmId":"9130357766900456","dataChangeEvent":{"entities":[{"name":"Customer","id":"58","operation":"Update","lastUpdated":"2024-05-02T03:15:30-0700"}]}}]}"#;
         assert_eq!(String::from_utf8_lossy(&body), expected);
         assert_eq!(
             signing::intuit_signature("simulator-verifier-token", &body),
-            "eM57Bbdh4NDu5agmb3xuLyRdjiadJH2YwPhhCXoOc5A="
+            "KnF3ICVKSdWg63WBpCFgQYEvRhuf6i40vsUBX//LXDs="
         );
+    }
+
+    #[test]
+    fn merge_names_the_survivor_and_the_deleted_id() {
+        let mut e = event(EventKind::Merge);
+        e.entity = EntityType::Vendor;
+        e.id = 30;
+        e.deleted_id = Some(31);
+        let body = legacy_body(&[e.clone()], DeactivationOp::Delete);
+        assert_eq!(
+            String::from_utf8_lossy(&body),
+            r#"{"eventNotifications":[{"realmId":"9130357766900456","dataChangeEvent":{"entities":[{"name":"Vendor","id":"30","operation":"Merge","lastUpdated":"2024-05-02T03:15:30-0700","deletedId":"31"}]}}]}"#
+        );
+        let ce: serde_json::Value =
+            serde_json::from_slice(&cloudevents_body(&[e], DeactivationOp::Delete)).expect("json");
+        assert_eq!(ce[0]["type"], "qbo.vendor.merged.v1");
+        assert_eq!(ce[0]["data"]["deletedId"], "31");
     }
 
     #[test]

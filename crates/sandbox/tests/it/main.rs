@@ -10,6 +10,7 @@ mod fyle_pagination;
 mod qbo_auth;
 mod qbo_cdc;
 mod qbo_query;
+mod qbo_webhooks;
 mod qbo_writes;
 mod throttle;
 mod webhooks;

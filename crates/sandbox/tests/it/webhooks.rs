@@ -177,7 +177,7 @@ async fn qbo_rename_through_admin_api_sends_a_signed_legacy_notification() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn qbo_signature_reproduces_the_reference_test_vector_over_http() {
+async fn qbo_webhook_body_and_signature_match_a_fixed_external_vector_over_http() {
     let sb = start().await;
     let rx = Receiver::start().await;
     sb.qbo()
@@ -204,11 +204,13 @@ async fn qbo_signature_reproduces_the_reference_test_vector_over_http() {
     let got = rx.wait_for(1).await;
     assert_eq!(
         String::from_utf8_lossy(&got[0].body),
-        r#"{"eventNotifications":[{"realmId":"9130357766900456","dataChangeEvent":{"entities":[{"name":"Customer","id":"58","operation":"Update","lastUpdated":"2024-05-02T10:15:30.000Z"}]}}]}"#
+        r#"{"eventNotifications":[{"realmId":"9130357766900456","dataChangeEvent":{"entities":[{"name":"Customer","id":"58","operation":"Update","lastUpdated":"2024-05-02T03:15:30-0700"}]}}]}"#,
+        "lastUpdated in the company's -0700 form of Intuit's sample"
     );
+    // Computed with Python: base64(hmac.new(b"simulator-verifier-token", body, sha256).digest()).
     assert_eq!(
         got[0].header("intuit-signature"),
-        Some("eM57Bbdh4NDu5agmb3xuLyRdjiadJH2YwPhhCXoOc5A=")
+        Some("KnF3ICVKSdWg63WBpCFgQYEvRhuf6i40vsUBX//LXDs=")
     );
     rx.stop().await;
     sb.stop().await;
