@@ -62,8 +62,10 @@ async fn run() {
         per_window: u32::MAX,
         ..ThrottleConfig::qbo()
     };
+    // The Fyle rate limit (10 requests/s, on by default) is off for the same reason.
     let sb = Sandbox::start(SandboxConfig {
         qbo_throttle,
+        fyle_rate_limit_per_second: None,
         ..SandboxConfig::default()
     })
     .await

@@ -24,9 +24,11 @@ pub const USAGE: &str = "usage: sandbox [--host H] [--fyle-port P] [--qbo-port P
 [--workers N] [--fyle-webhook-secret S] [--qbo-webhook-url URL] [--qbo-verifier-token T] \
 [--qbo-webhook-format legacy|cloudevents] [--qbo-deactivation delete|update] [--qbo-batch-window-ms N]";
 
-const FLAGS: [(&str, &str); 12] = [
+const FLAGS: [(&str, &str); 14] = [
     ("--host", "SANDBOX_HOST"),
     ("--fyle-port", "SANDBOX_FYLE_PORT"),
+    ("--fyle-accounts-port", "SANDBOX_FYLE_ACCOUNTS_PORT"),
+    ("--fyle-rate-limit", "SANDBOX_FYLE_RATE_LIMIT"),
     ("--qbo-port", "SANDBOX_QBO_PORT"),
     ("--seed", "SANDBOX_SEED"),
     ("--generate", "SANDBOX_GENERATE"),
@@ -79,6 +81,7 @@ pub fn parse(
     }
     let mut c = SandboxConfig {
         fyle_port: 58081,
+        fyle_accounts_port: 58083,
         qbo_port: 58082,
         ..SandboxConfig::default()
     };
@@ -86,6 +89,13 @@ pub fn parse(
         match flag {
             "--host" => c.host = v,
             "--fyle-port" => c.fyle_port = number(flag, &v)?,
+            "--fyle-accounts-port" => c.fyle_accounts_port = number(flag, &v)?,
+            "--fyle-rate-limit" => {
+                c.fyle_rate_limit_per_second = match v.as_str() {
+                    "off" | "0" => None,
+                    n => Some(number(flag, n)?),
+                }
+            }
             "--qbo-port" => c.qbo_port = number(flag, &v)?,
             "--seed" => {
                 c.seed = match v.as_str() {

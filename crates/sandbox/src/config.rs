@@ -73,8 +73,10 @@ impl Default for QboWebhookConfig {
 pub struct SandboxConfig {
     /// Address to bind (both servers).
     pub host: String,
-    /// Fyle port; 0 = any free port.
+    /// Fyle cluster data host port (`/platform/v1`); 0 = any free port.
     pub fyle_port: u16,
+    /// Fyle accounts host port (`/oauth/token`, `/oauth/cluster`); 0 = any free port.
+    pub fyle_accounts_port: u16,
     /// QBO port; 0 = any free port.
     pub qbo_port: u16,
     /// Worker threads per server.
@@ -91,7 +93,8 @@ pub struct SandboxConfig {
     pub fyle_access_ttl: Duration,
     /// Optional Fyle webhook signing secret (production Fyle signs nothing).
     pub fyle_webhook_secret: Option<String>,
-    /// Optional Fyle rate limit in requests/second per client IP (documented: 10; off by default).
+    /// Fyle rate limit on the data host, in requests/second per client IP (documented: 10, the
+    /// default); `None` turns it off (benchmarks that measure our own cost).
     pub fyle_rate_limit_per_second: Option<u32>,
     /// QBO access-token lifetime (3600 s).
     pub qbo_access_ttl: Duration,
@@ -114,6 +117,7 @@ impl Default for SandboxConfig {
         Self {
             host: "127.0.0.1".to_owned(),
             fyle_port: 0,
+            fyle_accounts_port: 0,
             qbo_port: 0,
             workers: 2,
             seed: Seed::Empty,
@@ -122,7 +126,7 @@ impl Default for SandboxConfig {
             realm_id: DEMO_REALM_ID.to_owned(),
             fyle_access_ttl: Duration::from_secs(3600),
             fyle_webhook_secret: None,
-            fyle_rate_limit_per_second: None,
+            fyle_rate_limit_per_second: Some(10),
             qbo_access_ttl: Duration::from_secs(3600),
             qbo_refresh_grace: Duration::ZERO,
             qbo_throttle: ThrottleConfig::qbo(),

@@ -5,8 +5,11 @@
 //!    final status and duration — including requests refused by the throttle or a fault, because a
 //!    real client pays for those calls too.
 //! 2. QBO requests under `/v3/company/{realm}` take a throttle permit for the realm (500/min, 10 in
-//!    flight); refusal → `429` with the 3001 gateway body. The permit is held until the response is
-//!    produced, including any injected latency. Fyle requests are optionally rate-limited per IP.
+//!    flight); refusal → `429` with the 3001 body. The permit is held until the response is
+//!    produced, including any injected latency. Fyle data-API requests (`/platform/…`) are
+//!    rate-limited per client IP (10/s, on by default; the accounts host is not limited —
+//!    **(inferred)**: the documented limit is in the data-API guide); refusal →
+//!    `429 {"message": "Too many requests"}` without `Retry-After` (**(inferred)**, undocumented).
 //! 3. The first matching fault rule acts: latency, throttle, server error, arbitrary status,
 //!    token expiry, or a BulkError marker for the bulk handler.
 
@@ -19,7 +22,7 @@ use std::{
 
 use actix_web::{
     Error, HttpMessage, HttpResponse,
-    body::{BoxBody, MessageBody},
+    body::{BodySize, BoxBody, MessageBody},
     dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready},
     http::StatusCode,
     web,
@@ -42,6 +45,11 @@ pub(crate) struct InjectedBulkError {
     /// Message.
     pub(crate) message: String,
 }
+
+/// The tenant (Fyle org) of a request, put in request extensions by the handler that read the
+/// bearer token, so the gate can count the request per org.
+#[derive(Debug, Clone)]
+pub(crate) struct Tenant(pub(crate) String);
 
 /// The middleware factory for one side.
 #[derive(Debug, Clone, Copy)]
@@ -154,11 +162,18 @@ where
         let path = req.path().to_owned();
         let query = req.query_string().to_owned();
         let key = endpoint_key(&method, &path);
+        let bytes_in = req
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
 
         let mut short: Option<HttpResponse> = None;
         let mut latency = None;
         let permit = match side {
             Side::Qbo => realm_of(&path).map(|realm| shared.qbo_throttle.acquire(realm)),
+            Side::Fyle if !path.starts_with("/platform/") => None,
             Side::Fyle => shared.fyle_limiter.as_ref().map(|l| {
                 let ip = req
                     .peer_addr()
@@ -206,6 +221,22 @@ where
                 Ok(r) => r.status().as_u16(),
                 Err(e) => e.as_response_error().status_code().as_u16(),
             };
+            let bytes_out = match &res {
+                Ok(r) => match r.response().body().size() {
+                    BodySize::Sized(n) => n,
+                    _ => 0,
+                },
+                Err(_) => 0,
+            };
+            let tenant = match side {
+                Side::Qbo => realm_of(&path).map(str::to_owned),
+                Side::Fyle => res.as_ref().ok().and_then(|r| {
+                    r.request()
+                        .extensions()
+                        .get::<Tenant>()
+                        .map(|t| t.0.clone())
+                }),
+            };
             shared.stats.record(Finished {
                 side,
                 method: &method,
@@ -215,6 +246,9 @@ where
                 status,
                 ms: started.elapsed().as_secs_f64() * 1000.0,
                 at: shared.clock.now(),
+                tenant: tenant.as_deref(),
+                bytes_in,
+                bytes_out,
             });
             res
         })

@@ -1,7 +1,8 @@
 //! Faithful HTTP simulators of the Fyle Platform API and the QuickBooks Online Accounting API.
 //!
 //! They stand in for the two SaaS systems in integration tests, benchmarks and the `make run` demo:
-//! real HTTP servers (actix-web), one per API, on their own ports, sharing one in-memory state and
+//! real HTTP servers (actix-web) on their own ports — Fyle's accounts host (OAuth token and cluster
+//! lookup), Fyle's cluster data host (`/platform/v1`) and QBO — sharing one in-memory state and
 //! one admin API. Behaviour follows `shared/reference/external-apis.md` ("the reference"); where
 //! the reference marks something **(inferred)** the module doing it says so.
 //!
@@ -99,6 +100,7 @@ pub(crate) struct Shared {
     pub(crate) qbo_throttle: Arc<Throttle>,
     pub(crate) fyle_limiter: Option<Arc<Throttle>>,
     fyle_url: OnceLock<String>,
+    fyle_accounts_url: OnceLock<String>,
     qbo_url: OnceLock<String>,
 }
 
@@ -166,6 +168,10 @@ impl Shared {
         self.fyle_url.get().map_or("", String::as_str)
     }
 
+    pub(crate) fn fyle_accounts_url(&self) -> &str {
+        self.fyle_accounts_url.get().map_or("", String::as_str)
+    }
+
     pub(crate) fn qbo_url(&self) -> &str {
         self.qbo_url.get().map_or("", String::as_str)
     }
@@ -183,6 +189,7 @@ impl Shared {
             .collect();
         Credentials {
             fyle_url: self.fyle_url().to_owned(),
+            fyle_accounts_url: self.fyle_accounts_url().to_owned(),
             qbo_url: self.qbo_url().to_owned(),
             fyle,
             qbo_app: q.auth.app.clone(),
@@ -206,8 +213,10 @@ pub struct QboRealmCredentials {
 /// Everything a client needs to connect (printed by the binary at start).
 #[derive(Debug, Clone, Serialize)]
 pub struct Credentials {
-    /// Fyle base URL (also the `cluster_domain`).
+    /// Fyle cluster data host (the `cluster_domain`; data API under `/platform/v1`).
     pub fyle_url: String,
+    /// Fyle accounts host (`POST /oauth/token`, `POST /oauth/cluster`).
+    pub fyle_accounts_url: String,
     /// QBO base URL.
     pub qbo_url: String,
     /// Fyle OAuth clients, one per org.
@@ -276,25 +285,57 @@ impl Sandbox {
             qbo_events,
             qbo_webhook,
             fyle_url: OnceLock::new(),
+            fyle_accounts_url: OnceLock::new(),
             qbo_url: OnceLock::new(),
         });
 
-        let (fyle_server, fyle_addr) = serve(&shared, Side::Fyle, shared.config.fyle_port)?;
-        let (qbo_server, qbo_addr) = serve(&shared, Side::Qbo, shared.config.qbo_port)?;
-        let _ = shared.fyle_url.set(format!("http://{fyle_addr}"));
-        let _ = shared.qbo_url.set(format!("http://{qbo_addr}"));
-        let servers = vec![fyle_server.handle(), qbo_server.handle()];
-        tokio::spawn(fyle_server);
-        tokio::spawn(qbo_server);
-        Ok(SandboxHandle { shared, servers })
+        let mut servers = Vec::new();
+        for host in [Host::FyleAccounts, Host::FyleData, Host::Qbo] {
+            let port = match host {
+                Host::FyleAccounts => shared.config.fyle_accounts_port,
+                Host::FyleData => shared.config.fyle_port,
+                Host::Qbo => shared.config.qbo_port,
+            };
+            let (server, addr) = serve(&shared, host, port)?;
+            let url = match host {
+                Host::FyleAccounts => &shared.fyle_accounts_url,
+                Host::FyleData => &shared.fyle_url,
+                Host::Qbo => &shared.qbo_url,
+            };
+            let _ = url.set(format!("http://{addr}"));
+            servers.push(server);
+        }
+        let handles = servers.iter().map(actix_web::dev::Server::handle).collect();
+        for server in servers {
+            tokio::spawn(server);
+        }
+        Ok(SandboxHandle {
+            shared,
+            servers: handles,
+        })
     }
+}
+
+/// The three HTTP servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Host {
+    /// Fyle's accounts host: OAuth token and cluster lookup.
+    FyleAccounts,
+    /// Fyle's cluster data host: `/platform/v1`.
+    FyleData,
+    /// QBO: OAuth and the data API.
+    Qbo,
 }
 
 fn serve(
     shared: &Arc<Shared>,
-    side: Side,
+    host_kind: Host,
     port: u16,
 ) -> Result<(actix_web::dev::Server, SocketAddr)> {
+    let side = match host_kind {
+        Host::FyleAccounts | Host::FyleData => Side::Fyle,
+        Host::Qbo => Side::Qbo,
+    };
     let data = web::Data::from(Arc::clone(shared));
     let host = shared.config.host.clone();
     let addr = format!("{host}:{port}");
@@ -304,9 +345,10 @@ fn serve(
             .app_data(web::PayloadConfig::new(64 * 1024 * 1024))
             .wrap(gate::Gate::new(side))
             .configure(admin::configure);
-        match side {
-            Side::Fyle => app.configure(fyle::handlers::configure),
-            Side::Qbo => app.configure(qbo::handlers::configure),
+        match host_kind {
+            Host::FyleAccounts => app.configure(fyle::handlers::configure_accounts),
+            Host::FyleData => app.configure(fyle::handlers::configure_data),
+            Host::Qbo => app.configure(qbo::handlers::configure),
         }
     })
     .workers(shared.config.workers.max(1))
@@ -325,9 +367,15 @@ fn serve(
 }
 
 impl SandboxHandle {
-    /// Fyle base URL (the `cluster_domain`; data API under `/platform/v1`, OAuth under `/oauth`).
+    /// Fyle cluster data host (the `cluster_domain`; data API under `/platform/v1`).
     pub fn fyle_url(&self) -> &str {
         self.shared.fyle_url()
+    }
+
+    /// Fyle accounts host (`POST /oauth/token`, `POST /oauth/cluster`), apart from the data host
+    /// as in production (`accounts.fylehq.com` vs `us1.fylehq.com`).
+    pub fn fyle_accounts_url(&self) -> &str {
+        self.shared.fyle_accounts_url()
     }
 
     /// QBO base URL (data API under `/v3/company/{realm}`, token at `/oauth2/v1/tokens/bearer`).
@@ -385,7 +433,7 @@ impl SandboxHandle {
         self.shared.fyle_write().webhook_secret = secret;
     }
 
-    /// Stops both servers.
+    /// Stops every server.
     pub async fn stop(self) {
         for s in &self.servers {
             s.stop(true).await;

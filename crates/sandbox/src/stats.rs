@@ -1,8 +1,13 @@
-//! Request counters and a bounded request log, per endpoint, so benchmarks can count the API calls
-//! a sync makes (`GET /_sandbox/stats`).
+//! Request counters and a bounded request log, so benchmarks can count the API calls a sync makes
+//! and what they cost (`GET /_sandbox/stats`, zeroed by `POST /_sandbox/stats/reset`).
 //!
-//! Endpoints are named by [`endpoint_key`]: the method plus the path with variable segments
-//! replaced (`GET /v3/company/{realm}/query`, `GET /v3/company/{realm}/customer/{id}`). Calls to the
+//! Requests are counted per endpoint and per tenant (Fyle org or QBO realm), with the statuses
+//! served, the 429s among them (`throttled`) and the bytes received (request `Content-Length`) and
+//! sent (response body). Endpoints are named by [`endpoint_key`]: the method plus the path with
+//! variable segments replaced (`GET /v3/company/{realm}/query`,
+//! `GET /v3/company/{realm}/customer/{id}`). The tenant of a QBO call is the realm in its path; of
+//! a Fyle call, the org of its bearer token (calls refused before the token is read — a bad token,
+//! the rate limit, an injected fault — and token-endpoint calls have no tenant). Calls to the
 //! `/_sandbox` admin API are not counted. The log keeps the most recent [`LOG_CAPACITY`] entries.
 
 use std::{
@@ -52,6 +57,27 @@ pub struct EndpointStats {
     pub by_status: BTreeMap<u16, u64>,
     /// Sum of handling time in milliseconds.
     pub total_ms: f64,
+    /// Request body bytes received.
+    pub bytes_in: u64,
+    /// Response body bytes sent.
+    pub bytes_out: u64,
+}
+
+/// Counters of one tenant (a Fyle org or a QBO realm).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TenantStats {
+    /// Requests received.
+    pub count: u64,
+    /// Requests per response status.
+    pub by_status: BTreeMap<u16, u64>,
+    /// 429 answers served.
+    pub throttled: u64,
+    /// Request body bytes received.
+    pub bytes_in: u64,
+    /// Response body bytes sent.
+    pub bytes_out: u64,
+    /// Requests per endpoint key.
+    pub endpoints: BTreeMap<String, u64>,
 }
 
 /// One request in the log.
@@ -75,6 +101,10 @@ pub struct LogEntry {
     pub status: u16,
     /// Handling time.
     pub ms: f64,
+    /// Org or realm, when known.
+    pub tenant: Option<String>,
+    /// Response body bytes.
+    pub bytes_out: u64,
 }
 
 /// Outgoing webhook counters of one side.
@@ -112,8 +142,16 @@ pub struct WebhookLogEntry {
 pub struct StatsSnapshot {
     /// Requests counted in total (both sides).
     pub total: u64,
+    /// 429 answers served (both sides).
+    pub throttled: u64,
+    /// Request body bytes received (both sides).
+    pub bytes_in: u64,
+    /// Response body bytes sent (both sides).
+    pub bytes_out: u64,
     /// Per endpoint key, prefixed by side (`fyle GET /platform/v1/admin/categories`).
     pub endpoints: BTreeMap<String, EndpointStats>,
+    /// Per tenant, prefixed by side (`fyle orNoatdUnm1w`, `qbo 9130357766900456`).
+    pub tenants: BTreeMap<String, TenantStats>,
     /// Outgoing webhook counters per side.
     pub webhooks: BTreeMap<Side, WebhookStats>,
     /// Recent requests (oldest first).
@@ -129,13 +167,22 @@ impl StatsSnapshot {
             .get(&format!("{} {endpoint}", side.as_str()))
             .map_or(0, |e| e.count)
     }
+
+    /// Counters of one org (Fyle) or realm (QBO).
+    pub fn tenant(&self, side: Side, id: &str) -> Option<&TenantStats> {
+        self.tenants.get(&format!("{} {id}", side.as_str()))
+    }
 }
 
 #[derive(Debug, Default)]
 struct Inner {
     seq: u64,
     total: u64,
+    throttled: u64,
+    bytes_in: u64,
+    bytes_out: u64,
     endpoints: BTreeMap<String, EndpointStats>,
+    tenants: BTreeMap<String, TenantStats>,
     log: VecDeque<LogEntry>,
     webhooks: BTreeMap<Side, WebhookStats>,
     webhook_log: VecDeque<WebhookLogEntry>,
@@ -166,14 +213,24 @@ pub struct Finished<'a> {
     pub ms: f64,
     /// When.
     pub at: DateTime<Utc>,
+    /// Org or realm, when known.
+    pub tenant: Option<&'a str>,
+    /// Request body bytes.
+    pub bytes_in: u64,
+    /// Response body bytes.
+    pub bytes_out: u64,
 }
 
 impl Stats {
     /// Records one finished request.
     pub fn record(&self, f: Finished<'_>) {
         let mut inner = lock(&self.inner);
+        let throttled = u64::from(f.status == 429);
         inner.seq += 1;
         inner.total += 1;
+        inner.throttled += throttled;
+        inner.bytes_in += f.bytes_in;
+        inner.bytes_out += f.bytes_out;
         let seq = inner.seq;
         let e = inner
             .endpoints
@@ -182,6 +239,20 @@ impl Stats {
         e.count += 1;
         *e.by_status.entry(f.status).or_default() += 1;
         e.total_ms += f.ms;
+        e.bytes_in += f.bytes_in;
+        e.bytes_out += f.bytes_out;
+        if let Some(tenant) = f.tenant {
+            let t = inner
+                .tenants
+                .entry(format!("{} {tenant}", f.side.as_str()))
+                .or_default();
+            t.count += 1;
+            *t.by_status.entry(f.status).or_default() += 1;
+            t.throttled += throttled;
+            t.bytes_in += f.bytes_in;
+            t.bytes_out += f.bytes_out;
+            *t.endpoints.entry(f.endpoint.to_owned()).or_default() += 1;
+        }
         if inner.log.len() >= LOG_CAPACITY {
             inner.log.pop_front();
         }
@@ -195,6 +266,8 @@ impl Stats {
             endpoint: f.endpoint.to_owned(),
             status: f.status,
             ms: f.ms,
+            tenant: f.tenant.map(str::to_owned),
+            bytes_out: f.bytes_out,
         });
     }
 
@@ -217,7 +290,11 @@ impl Stats {
         let inner = lock(&self.inner);
         StatsSnapshot {
             total: inner.total,
+            throttled: inner.throttled,
+            bytes_in: inner.bytes_in,
+            bytes_out: inner.bytes_out,
             endpoints: inner.endpoints.clone(),
+            tenants: inner.tenants.clone(),
             webhooks: inner.webhooks.clone(),
             log: if with_log {
                 inner
@@ -285,13 +362,22 @@ mod tests {
                 status,
                 ms: 1.0,
                 at: Utc::now(),
+                tenant: Some("1"),
+                bytes_in: 0,
+                bytes_out: 100,
             });
         }
         let snap = stats.snapshot(true, 1);
         assert_eq!(snap.count(Side::Qbo, "GET /v3/company/{realm}/query"), 3);
+        assert_eq!((snap.throttled, snap.bytes_out), (1, 300));
+        let realm = snap.tenant(Side::Qbo, "1").expect("realm 1 counted");
+        assert_eq!((realm.count, realm.throttled), (3, 1));
+        assert!(snap.tenant(Side::Fyle, "1").is_none());
         assert_eq!(snap.count(Side::Fyle, "GET /v3/company/{realm}/query"), 0);
         assert_eq!(snap.log.len(), 2, "since=1 skips the first entry");
         stats.reset();
-        assert_eq!(stats.snapshot(false, 0).total, 0);
+        let after = stats.snapshot(false, 0);
+        assert_eq!((after.total, after.throttled, after.bytes_out), (0, 0, 0));
+        assert!(after.tenants.is_empty());
     }
 }

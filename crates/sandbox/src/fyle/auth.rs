@@ -1,6 +1,7 @@
 //! Fyle OAuth (reference §1.1, endpoint F1) and bearer-token checks.
 //!
-//! Each org has one client (`client_id`, `client_secret`) and a long-lived refresh token; the
+//! Served on the accounts host only (reference §1.1: `accounts.fylehq.com`), not on the cluster
+//! data host. Each org has one client (`client_id`, `client_secret`) and a long-lived refresh token; the
 //! sandbox admin API can mint one-time authorization codes. Token-endpoint outcomes follow the
 //! SDK's mapping: unknown client → 404, wrong secret / refresh token / code → 401; bodies are
 //! **(inferred)**. Access tokens live `access_ttl` (3600 s by default) on the sandbox clock; an
@@ -52,8 +53,10 @@ struct Grant {
     expires_at: DateTime<Utc>,
 }
 
-/// Token-endpoint request body (JSON).
+/// Token-endpoint request body (JSON). The OpenAPI schema says `additionalProperties: false`, so
+/// an unknown key is refused with 400 (the sandbox's message text is **(inferred)**).
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TokenRequest {
     /// `refresh_token` or `authorization_code`.
     pub grant_type: Option<String>,

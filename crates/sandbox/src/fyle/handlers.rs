@@ -1,4 +1,6 @@
-//! HTTP handlers of the Fyle simulator (endpoints F1–F8).
+//! HTTP handlers of the Fyle simulator (endpoints F1–F8): the accounts host serves F1–F2 (token,
+//! cluster lookup), the cluster data host F3–F8. Neither serves the other's routes (404), as the
+//! real `accounts.fylehq.com` and `us1.fylehq.com` do not.
 
 // Guard helpers return the ready-made error response as `Err`; its size does not matter here.
 #![allow(clippy::result_large_err)]
@@ -12,14 +14,21 @@ use super::{
     resources::{Mode, Resource},
     store::RowId,
 };
-use crate::{Shared, gate::InjectedBulkError};
+use crate::{
+    Shared,
+    gate::{InjectedBulkError, Tenant},
+};
 
-/// Registers the Fyle routes.
-pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
+/// Registers the routes of the accounts host.
+pub(crate) fn configure_accounts(cfg: &mut web::ServiceConfig) {
     cfg.route("/oauth/token", web::post().to(token))
         .route("/oauth/cluster", web::post().to(cluster))
-        .route("/oauth/cluster/", web::post().to(cluster))
-        .route("/platform/v1/spender/my_profile", web::get().to(my_profile))
+        .route("/oauth/cluster/", web::post().to(cluster));
+}
+
+/// Registers the routes of the cluster data host.
+pub(crate) fn configure_data(cfg: &mut web::ServiceConfig) {
+    cfg.route("/platform/v1/spender/my_profile", web::get().to(my_profile))
         .route("/platform/v1/admin/{resource}", web::get().to(list))
         .route("/platform/v1/admin/{resource}", web::post().to(post_one))
         .route(
@@ -71,12 +80,14 @@ fn authorize(shared: &Shared, req: &HttpRequest) -> Result<String, HttpResponse>
         .headers()
         .get("authorization")
         .and_then(|v| v.to_str().ok());
-    shared
+    let org = shared
         .fyle_read()
         .auth
         .check(header, shared.clock.now())
         .map(str::to_owned)
-        .ok_or_else(|| message(401, "invalid token"))
+        .ok_or_else(|| message(401, "invalid token"))?;
+    req.extensions_mut().insert(Tenant(org.clone()));
+    Ok(org)
 }
 
 fn resource(name: &str) -> Result<Resource, HttpResponse> {

@@ -16,6 +16,8 @@ async fn binary_prints_credentials_and_serves_the_demo_seed() {
             "demo",
             "--fyle-port",
             "0",
+            "--fyle-accounts-port",
+            "0",
             "--qbo-port",
             "0",
             "--workers",
@@ -35,13 +37,16 @@ async fn binary_prints_credentials_and_serves_the_demo_seed() {
     .expect("one line");
     let info: Value = serde_json::from_str(&line).expect("the first line is JSON");
     let fyle_url = info["fyle_url"].as_str().expect("fyle_url");
+    let accounts_url = info["fyle_accounts_url"]
+        .as_str()
+        .expect("fyle_accounts_url");
     let client = &info["fyle"][0];
     assert_eq!(client["org_id"], "orNoatdUnm1w");
     assert_eq!(info["qbo_realms"][0]["realm_id"], "9130357766900456");
 
     let http = reqwest::Client::new();
     let token: Value = http
-        .post(format!("{fyle_url}/oauth/token"))
+        .post(format!("{accounts_url}/oauth/token"))
         .json(
             &json!({"grant_type": "refresh_token", "refresh_token": client["refresh_token"],
             "client_id": client["client_id"], "client_secret": client["client_secret"]}),

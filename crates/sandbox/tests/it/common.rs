@@ -24,6 +24,17 @@ pub async fn start() -> SandboxHandle {
     .await
 }
 
+/// A demo-seeded sandbox without the Fyle rate limit, for tests that make hundreds of Fyle calls
+/// to check something else (the limit itself is on by default and tested on its own).
+pub async fn start_unthrottled() -> SandboxHandle {
+    start_with(SandboxConfig {
+        seed: Seed::Demo,
+        fyle_rate_limit_per_second: None,
+        ..config()
+    })
+    .await
+}
+
 pub fn config() -> SandboxConfig {
     SandboxConfig {
         workers: 1,
@@ -54,7 +65,7 @@ impl Fyle {
             .find(|c| c.org_id == ORG)
             .expect("demo org has a client");
         let resp: Value = http
-            .post(format!("{}/oauth/token", sb.fyle_url()))
+            .post(format!("{}/oauth/token", sb.fyle_accounts_url()))
             .json(
                 &json!({"grant_type": "refresh_token", "refresh_token": c.refresh_token,
                 "client_id": c.client_id, "client_secret": c.client_secret}),

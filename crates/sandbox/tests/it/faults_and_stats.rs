@@ -197,26 +197,45 @@ async fn stats_count_calls_per_endpoint_and_log_them() {
     let log = body["log"].as_array().expect("log");
     assert_eq!(log.len(), 6);
     assert_eq!(log[5]["path"], "/v3/company/9130357766900456/taxrate/6");
+    assert_eq!(log[5]["tenant"], crate::common::REALM);
+
+    // per org / realm, with bytes
+    let org = &body["tenants"][format!("fyle {}", crate::common::ORG)];
+    assert_eq!(org["count"], 3, "the token call has no org");
+    assert_eq!(org["endpoints"]["GET /platform/v1/admin/categories"], 3);
+    let realm = &body["tenants"][format!("qbo {}", crate::common::REALM)];
+    assert_eq!(realm["count"], 2);
+    assert_eq!(
+        realm["endpoints"]["GET /v3/company/{realm}/taxrate/{id}"],
+        1
+    );
+    let cats = &body["endpoints"]["fyle GET /platform/v1/admin/categories"];
+    let page_bytes = cats["bytes_out"].as_u64().expect("bytes_out");
+    assert!(
+        page_bytes > 3 * 1000,
+        "three pages of three categories: {page_bytes} bytes"
+    );
+    assert_eq!(org["bytes_out"].as_u64(), Some(page_bytes));
+    assert!(body["endpoints"]["fyle POST /oauth/token"]["bytes_in"].as_u64() > Some(50));
+    assert_eq!(body["throttled"], 0);
     reqwest::Client::new()
         .post(format!("{}/_sandbox/stats/reset", sb.fyle_url()))
         .send()
         .await
         .expect("reset");
-    assert_eq!(sb.stats().total, 0);
+    let after = sb.stats();
+    assert_eq!((after.total, after.bytes_out), (0, 0));
+    assert!(after.tenants.is_empty() && after.endpoints.is_empty());
     sb.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn optional_fyle_rate_limit_refuses_the_11th_request_in_a_second() {
-    let sb = crate::common::start_with(attrsync_sandbox::SandboxConfig {
-        seed: attrsync_sandbox::Seed::Demo,
-        fyle_rate_limit_per_second: Some(10),
-        ..crate::common::config()
-    })
-    .await;
-    let fyle = std::sync::Arc::new(Fyle::connect(&sb).await); // 1st request (token)
+async fn fyle_rate_limit_is_on_by_default_and_refuses_the_11th_request_in_a_second() {
+    let sb = start().await;
+    // The token call goes to the accounts host, which the data-API limit does not cover.
+    let fyle = std::sync::Arc::new(Fyle::connect(&sb).await);
     let mut calls = Vec::new();
-    for _ in 0..9 {
+    for _ in 0..10 {
         let fyle = std::sync::Arc::clone(&fyle);
         calls.push(tokio::spawn(async move {
             fyle.get("/admin/tax_groups", &[("order", "id.asc")])
@@ -239,5 +258,25 @@ async fn optional_fyle_rate_limit_refuses_the_11th_request_in_a_second() {
             .0,
         200
     );
+    let stats = sb.stats();
+    assert_eq!(stats.throttled, 1, "the 429 is counted as throttled");
+    assert_eq!(
+        stats
+            .tenant(Side::Fyle, crate::common::ORG)
+            .map(|t| t.count),
+        Some(11),
+        "requests with a valid token are counted for the org, the refused one is not"
+    );
+    sb.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fyle_rate_limit_can_be_turned_off() {
+    let sb = crate::common::start_unthrottled().await;
+    let fyle = Fyle::connect(&sb).await;
+    for i in 0..30 {
+        let (status, _) = fyle.get("/admin/tax_groups", &[("order", "id.asc")]).await;
+        assert_eq!(status, 200, "request {i}");
+    }
     sb.stop().await;
 }

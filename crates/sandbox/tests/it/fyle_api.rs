@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::common::{Fyle, ORG, start};
+use crate::common::{Fyle, ORG, start, start_unthrottled};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oauth_token_cluster_and_profile() {
@@ -12,7 +12,12 @@ async fn oauth_token_cluster_and_profile() {
     let http = reqwest::Client::new();
     let creds = sb.credentials();
     let c = &creds.fyle[0];
-    let token_url = format!("{}/oauth/token", sb.fyle_url());
+    assert_ne!(
+        sb.fyle_accounts_url(),
+        sb.fyle_url(),
+        "accounts and data hosts are apart"
+    );
+    let token_url = format!("{}/oauth/token", sb.fyle_accounts_url());
     let call = |body: Value| {
         let http = http.clone();
         let url = token_url.clone();
@@ -62,7 +67,7 @@ async fn oauth_token_cluster_and_profile() {
 
     for path in ["/oauth/cluster", "/oauth/cluster/"] {
         let r = http
-            .post(format!("{}{path}", sb.fyle_url()))
+            .post(format!("{}{path}", sb.fyle_accounts_url()))
             .bearer_auth(&token)
             .json(&json!({}))
             .send()
@@ -89,6 +94,62 @@ async fn oauth_token_cluster_and_profile() {
     };
     let (status, body) = bad.get("/admin/categories", &[("order", "id")]).await;
     assert_eq!((status, body), (401, json!({"message": "invalid token"})));
+    sb.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_endpoint_lives_on_the_accounts_host_and_refuses_unknown_keys() {
+    let sb = start().await;
+    let http = reqwest::Client::new();
+    let c = sb.credentials().fyle[0].clone();
+    let good = json!({"grant_type": "refresh_token", "refresh_token": c.refresh_token,
+        "client_id": c.client_id, "client_secret": c.client_secret});
+    let on_data_host = http
+        .post(format!("{}/oauth/token", sb.fyle_url()))
+        .json(&good)
+        .send()
+        .await
+        .expect("token call on the data host");
+    assert_eq!(
+        on_data_host.status(),
+        404,
+        "the cluster host has no token endpoint"
+    );
+    let on_accounts = http
+        .post(format!(
+            "{}/platform/v1/admin/categories",
+            sb.fyle_accounts_url()
+        ))
+        .send()
+        .await
+        .expect("data call on the accounts host");
+    assert_eq!(
+        on_accounts.status(),
+        404,
+        "the accounts host has no data API"
+    );
+
+    let mut extra = good.clone();
+    extra["scope"] = json!("admin");
+    let r = http
+        .post(format!("{}/oauth/token", sb.fyle_accounts_url()))
+        .json(&extra)
+        .send()
+        .await
+        .expect("token call");
+    assert_eq!(r.status(), 400, "additionalProperties: false");
+    let body: Value = r.json().await.expect("JSON");
+    assert!(
+        body["message"].as_str().expect("message").contains("scope"),
+        "{body}"
+    );
+    let r = http
+        .post(format!("{}/oauth/token", sb.fyle_accounts_url()))
+        .json(&good)
+        .send()
+        .await
+        .expect("token call");
+    assert_eq!(r.status(), 200);
     sb.stop().await;
 }
 
@@ -128,7 +189,7 @@ async fn ids(fyle: &Fyle, path: &str, filters: &[(&str, &str)]) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_filter_operator() {
-    let sb = start().await;
+    let sb = start_unthrottled().await;
     let fyle = Fyle::connect(&sb).await;
     let c = "/admin/categories";
     assert_eq!(

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use serde_json::Value;
 
-use crate::common::{Fyle, ORG, start};
+use crate::common::{Fyle, ORG, start, start_unthrottled};
 
 fn ids(rows: &[Value]) -> Vec<i64> {
     rows.iter()
@@ -15,7 +15,7 @@ fn ids(rows: &[Value]) -> Vec<i64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_all_returns_exactly_count_rows_at_every_page_size() {
-    let sb = start().await;
+    let sb = start_unthrottled().await;
     sb.fyle()
         .generate(ORG, "categories", 10_000)
         .expect("generate");
@@ -51,7 +51,7 @@ async fn list_all_returns_exactly_count_rows_at_every_page_size() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn filtered_list_all_counts_only_matches() {
-    let sb = start().await;
+    let sb = start_unthrottled().await;
     sb.fyle()
         .generate(ORG, "projects", 10_000)
         .expect("generate");
