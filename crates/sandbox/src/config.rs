@@ -41,6 +41,41 @@ pub enum DeactivationOp {
     Update,
 }
 
+/// Precision of Fyle `updated_at` stamps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TimestampResolution {
+    /// Microseconds, as Fyle renders them (`…55.201598+00:00`).
+    Micros,
+    /// Whole seconds (`….000000+00:00`), so unrelated writes in the same second tie.
+    Seconds,
+}
+
+/// How messy the Fyle simulator's timestamps and list order are. The default is what production
+/// does (as far as it is known); the contract suite also rounds stamps to seconds, so ties that are
+/// rare in production happen in every test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FyleMess {
+    /// Every row of one bulk post gets the same `updated_at` (one transaction, one `now()`;
+    /// **(inferred)**). Off: each row its own, strictly increasing by 1 µs.
+    pub bulk_shared_updated_at: bool,
+    /// Precision of `updated_at` (default microseconds).
+    pub updated_at_resolution: TimestampResolution,
+    /// Break ties in list order by `id` even when the request does not order by `id` (default
+    /// off: ties come in write order, see `fyle/store.rs`).
+    pub implicit_id_tiebreak: bool,
+}
+
+impl Default for FyleMess {
+    fn default() -> Self {
+        Self {
+            bulk_shared_updated_at: true,
+            updated_at_resolution: TimestampResolution::Micros,
+            implicit_id_tiebreak: false,
+        }
+    }
+}
+
 /// Outgoing QBO webhook settings (per app, so one for the whole sandbox).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QboWebhookConfig {
@@ -96,6 +131,8 @@ pub struct SandboxConfig {
     /// Fyle rate limit on the data host, in requests/second per client IP (documented: 10, the
     /// default); `None` turns it off (benchmarks that measure our own cost).
     pub fyle_rate_limit_per_second: Option<u32>,
+    /// Fyle `updated_at` and list-order mess.
+    pub fyle_mess: FyleMess,
     /// QBO access-token lifetime (3600 s).
     pub qbo_access_ttl: Duration,
     /// How long a rotated-away QBO refresh token keeps working (0 = stale at once).
@@ -127,6 +164,7 @@ impl Default for SandboxConfig {
             fyle_access_ttl: Duration::from_secs(3600),
             fyle_webhook_secret: None,
             fyle_rate_limit_per_second: Some(10),
+            fyle_mess: FyleMess::default(),
             qbo_access_ttl: Duration::from_secs(3600),
             qbo_refresh_grace: Duration::ZERO,
             qbo_throttle: ThrottleConfig::qbo(),

@@ -50,8 +50,8 @@ pub use crate::{
     admin::{FyleControl, QboControl},
     clock::Clock,
     config::{
-        DEMO_ORG_ID, DEMO_REALM_ID, DeactivationOp, QboWebhookConfig, SandboxConfig, Seed,
-        WebhookFormat,
+        DEMO_ORG_ID, DEMO_REALM_ID, DeactivationOp, FyleMess, QboWebhookConfig, SandboxConfig,
+        Seed, TimestampResolution, WebhookFormat,
     },
     faults::{FaultAction, FaultRule, Faults, Side, WebhookFaultAction, WebhookFaultRule},
     stats::StatsSnapshot,
@@ -263,6 +263,7 @@ impl Sandbox {
 
         let mut fyle_state =
             FyleState::new(config.fyle_access_ttl, config.fyle_webhook_secret.clone());
+        fyle_state.mess = config.fyle_mess;
         let mut qbo_state = QboState::new(
             config.qbo_access_ttl,
             config.qbo_refresh_grace,

@@ -7,9 +7,10 @@
 //! JSON text (how `roles=like.%ADMIN%` behaves). A malformed operand (e.g. `is_enabled=eq.maybe`) is
 //! a 400, as PostgreSQL would refuse the cast.
 //!
-//! Ordering: NULLS LAST for ascending and NULLS FIRST for descending (PostgreSQL defaults); ties are
-//! broken by `id` ascending so that offset pagination is stable (an **(inferred)** choice; the docs
-//! leave ties unspecified).
+//! Ordering: NULLS LAST for ascending and NULLS FIRST for descending (PostgreSQL defaults).
+//! [`cmp_rows`] adds no tie-break of its own: rows equal on every requested key compare equal, and
+//! the store decides their order (see `store.rs`: write order unless `id` is requested or the
+//! sandbox is configured with an implicit id tie-break).
 
 use std::cmp::Ordering;
 
@@ -264,10 +265,7 @@ pub fn cmp_rows<R: RowView>(order: &[OrderKey], a: &R, b: &R) -> Ordering {
             return o;
         }
     }
-    let id = Column {
-        path: vec!["id".to_owned()],
-    };
-    cmp_cells(a.cell(&id), b.cell(&id))
+    Ordering::Equal
 }
 
 #[cfg(test)]
@@ -363,7 +361,7 @@ mod tests {
     }
 
     #[test]
-    fn rows_sort_with_nulls_and_id_tiebreak() {
+    fn rows_sort_with_nulls_last_ascending_and_first_descending() {
         let rows = [
             row(json!({"id": 2, "code": "b"})),
             row(json!({"id": 1, "code": null})),
@@ -373,7 +371,7 @@ mod tests {
         let order = parse_order("code").expect("order");
         let mut idx: Vec<usize> = (0..rows.len()).collect();
         idx.sort_by(|a, b| cmp_rows(&order, &rows[*a], &rows[*b]));
-        assert_eq!(idx, vec![3, 0, 2, 1], "a, b(id 2), b(id 3), null last");
+        assert_eq!(idx, vec![3, 0, 2, 1], "a, b, b (stable), null last");
         let order = parse_order("code.desc").expect("order");
         idx.sort_by(|a, b| cmp_rows(&order, &rows[*a], &rows[*b]));
         assert_eq!(idx, vec![1, 0, 2, 3], "null first when descending");

@@ -129,6 +129,9 @@ pub struct ListQuery {
     pub order: Vec<OrderKey>,
     /// Filters, all of which must hold.
     pub filters: Vec<Filter>,
+    /// Break ties on the requested order by `id` ascending (the sandbox option; real Fyle leaves
+    /// ties unspecified). Set by the org, not by the request.
+    pub implicit_id_tiebreak: bool,
 }
 
 /// Parses query-string pairs. `default_limit` applies when `limit` is absent.
@@ -141,6 +144,7 @@ pub fn parse_list_query(
         limit: default_limit,
         order: Vec::new(),
         filters: Vec::new(),
+        implicit_id_tiebreak: false,
     };
     for (key, value) in pairs {
         match key.as_str() {

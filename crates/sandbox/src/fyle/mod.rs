@@ -23,7 +23,7 @@ use self::{
     auth::{FyleAuth, FyleClient},
     org::{Change, FyleOrg, OrgProfile},
 };
-use crate::delivery::OutgoingWebhook;
+use crate::{config::FyleMess, delivery::OutgoingWebhook};
 
 /// Everything the Fyle simulator stores.
 #[derive(Debug)]
@@ -34,6 +34,8 @@ pub struct FyleState {
     pub auth: FyleAuth,
     /// Optional webhook signing secret.
     pub webhook_secret: Option<String>,
+    /// Timestamp and list-order mess, copied into every org added later.
+    pub mess: FyleMess,
 }
 
 impl FyleState {
@@ -43,15 +45,19 @@ impl FyleState {
             orgs: BTreeMap::new(),
             auth: FyleAuth::new(access_ttl),
             webhook_secret,
+            mess: FyleMess::default(),
         }
     }
 
     /// Adds an org (or returns the client of an existing one).
     pub fn add_org(&mut self, profile: OrgProfile) -> FyleClient {
         let id = profile.org_id.clone();
-        self.orgs
-            .entry(id.clone())
-            .or_insert_with(|| FyleOrg::new(profile));
+        let mess = self.mess;
+        self.orgs.entry(id.clone()).or_insert_with(|| {
+            let mut org = FyleOrg::new(profile);
+            org.mess = mess;
+            org
+        });
         match self.auth.clients().into_iter().find(|c| c.org_id == id) {
             Some(c) => c,
             None => self.auth.register(&id),

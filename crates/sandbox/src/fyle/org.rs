@@ -1,14 +1,19 @@
 //! One simulated Fyle org: its collections and the write rules (create/update by `id`, bulk with
 //! all-or-nothing semantics, deletes), each returning the [`Change`]s that drive webhooks.
 //!
-//! Every write stamps `updated_at` with a per-org strictly increasing time (never earlier than the
-//! clock, never equal to the previous stamp), so `updated_at=gte.<last seen>` always returns a row
-//! that changed after it was last read. Bulk writes are atomic: any row error rolls back the rows
-//! already applied and reports a `BulkError` (or the first `IntegrityError`), and no webhook fires.
+//! Every write stamps `updated_at` with the clock, rounded to the configured resolution
+//! ([`FyleMess`]) and never earlier than the org's previous stamp, so `updated_at=gte.<last seen>`
+//! always returns a row that changed after it was last read — but stamps may **tie**: every row of
+//! one bulk post shares one stamp (one transaction, one `now()`; configurable), and with
+//! whole-second resolution unrelated writes in the same second tie too. Watermarks must therefore
+//! be inclusive (`gte`) and pages ordered by `updated_at,id`. Bulk writes are atomic: any row
+//! error rolls back the rows already applied and reports a `BulkError` (or the first
+//! `IntegrityError`), and no webhook fires.
 
 use serde_json::{Map, Value, json};
 
 use super::{
+    super::config::{FyleMess, TimestampResolution},
     list_filter::{format_micros, parse_instant},
     list_query::{ListQuery, parse_list_query},
     resources::{FieldErrors, Mode, Resource, build},
@@ -99,6 +104,8 @@ pub struct FyleOrg {
     next_str_id: u64,
     next_text_column: u32,
     last_stamp_us: i64,
+    /// Timestamp and list-order mess.
+    pub mess: FyleMess,
 }
 
 fn key_of(resource: Resource, item: &Value) -> Value {
@@ -133,6 +140,7 @@ impl FyleOrg {
             next_str_id: 1,
             next_text_column: 1,
             last_stamp_us: 0,
+            mess: FyleMess::default(),
         }
     }
 
@@ -150,10 +158,22 @@ impl FyleOrg {
         &mut self.collections[r.index()]
     }
 
-    /// A strictly increasing `updated_at` no earlier than `now_us`.
+    /// An `updated_at` for a write at `now_us`: rounded down to the configured resolution and
+    /// never earlier than the previous stamp (equal is possible).
     pub fn stamp(&mut self, now_us: i64) -> i64 {
-        self.last_stamp_us = now_us.max(self.last_stamp_us + 1);
+        let now = match self.mess.updated_at_resolution {
+            TimestampResolution::Micros => now_us,
+            TimestampResolution::Seconds => now_us - now_us.rem_euclid(1_000_000),
+        };
+        self.last_stamp_us = now.max(self.last_stamp_us);
         self.last_stamp_us
+    }
+
+    /// A stamp strictly after the previous one (bulk rows without a shared stamp).
+    fn stamp_after(&mut self, now_us: i64) -> i64 {
+        let s = self.stamp(now_us).max(self.last_stamp_us + 1);
+        self.last_stamp_us = s;
+        s
     }
 
     fn new_id(&mut self, r: Resource) -> RowId {
@@ -196,6 +216,7 @@ impl FyleOrg {
         self.last_stamp_us = self.last_stamp_us.max(updated_us);
         self.collection_mut(r).put(Row {
             id,
+            seq: 0,
             updated_us,
             json,
         });
@@ -204,6 +225,7 @@ impl FyleOrg {
     /// Serves a list page as the response body bytes.
     pub fn list(&self, r: Resource, pairs: &[(String, String)]) -> Result<Vec<u8>, String> {
         let mut q = parse_list_query(pairs, r.default_limit())?;
+        q.implicit_id_tiebreak = self.mess.implicit_id_tiebreak;
         if r == Resource::DependentValues {
             for required in ["expense_field_id", "parent_expense_field_id"] {
                 if !q.filters.iter().any(|f| f.column.is(required)) {
@@ -239,7 +261,8 @@ impl FyleOrg {
 
     /// The read-only merchants view (`GET /admin/merchants`), derived from the merchant field.
     pub fn list_merchants(&self, pairs: &[(String, String)]) -> Result<Vec<u8>, String> {
-        let q = parse_list_query(pairs, 50)?;
+        let mut q = parse_list_query(pairs, 50)?;
+        q.implicit_id_tiebreak = self.mess.implicit_id_tiebreak;
         let mut coll = Collection::new(None);
         if let Some(field) = self.merchant_field() {
             let updated = field.json.get("updated_at").cloned().unwrap_or(Value::Null);
@@ -255,6 +278,7 @@ impl FyleOrg {
                 let json = json!({"id": id, "display_name": name, "created_at": created, "updated_at": updated});
                 coll.put(Row {
                     id: RowId::Int(id),
+                    seq: 0,
                     updated_us: field.updated_us,
                     json: json.as_object().cloned().unwrap_or_default(),
                 });
@@ -278,7 +302,7 @@ impl FyleOrg {
         now_us: i64,
         mode: Mode,
     ) -> Result<(Value, Change), WriteError> {
-        let (_, change) = self.upsert_inner(r, input, now_us, mode)?;
+        let (_, change) = self.upsert_inner(r, input, Stamp::Now(now_us), mode)?;
         Ok((change.data.clone(), change))
     }
 
@@ -287,7 +311,7 @@ impl FyleOrg {
         &mut self,
         r: Resource,
         input: &Map<String, Value>,
-        now_us: i64,
+        stamp: Stamp,
         mode: Mode,
     ) -> Result<(Option<Row>, Change), WriteError> {
         let id = match input.get("id") {
@@ -308,7 +332,11 @@ impl FyleOrg {
                 r.integrity_values(&out, &self.profile.org_id),
             ));
         }
-        let stamp = self.stamp(now_us);
+        let stamp = match stamp {
+            Stamp::Now(now_us) => self.stamp(now_us),
+            Stamp::After(now_us) => self.stamp_after(now_us),
+            Stamp::Fixed(us) => us,
+        };
         let created = id.is_none();
         let id = match id {
             Some(id) => id,
@@ -330,6 +358,7 @@ impl FyleOrg {
         let data = Value::Object(out.clone());
         let old = self.collection_mut(r).put(Row {
             id,
+            seq: 0,
             updated_us: stamp,
             json: out,
         });
@@ -368,6 +397,7 @@ impl FyleOrg {
         let mut changes = Vec::new();
         let mut errors = Vec::new();
         let mut integrity = None;
+        let shared = self.mess.bulk_shared_updated_at.then(|| self.stamp(now_us));
         for (row, item) in items.iter().enumerate() {
             let Some(obj) = item.as_object() else {
                 errors.push(BulkRowError {
@@ -377,7 +407,8 @@ impl FyleOrg {
                 });
                 continue;
             };
-            match self.upsert_inner(r, obj, now_us, mode) {
+            let stamp = shared.map_or(Stamp::After(now_us), Stamp::Fixed);
+            match self.upsert_inner(r, obj, stamp, mode) {
                 Ok((old, change)) => {
                     if let Some(id) = change.data.get("id").and_then(RowId::of) {
                         undo.push((id, old));
@@ -432,6 +463,17 @@ impl FyleOrg {
             data: Value::Object(row.json),
         })
     }
+}
+
+/// How a write picks its `updated_at`.
+#[derive(Debug, Clone, Copy)]
+enum Stamp {
+    /// The clock (rounded, non-decreasing).
+    Now(i64),
+    /// Strictly after the previous stamp.
+    After(i64),
+    /// Given (the shared stamp of a bulk post).
+    Fixed(i64),
 }
 
 #[derive(serde::Serialize)]
@@ -521,12 +563,34 @@ mod tests {
     }
 
     #[test]
-    fn stamps_strictly_increase_even_when_the_clock_does_not() {
+    fn stamps_never_go_back_and_may_tie() {
         let mut o = org();
-        let s1 = o.stamp(100);
-        let s2 = o.stamp(100);
-        let s3 = o.stamp(50);
-        assert!(s1 < s2 && s2 < s3);
+        assert_eq!(o.stamp(100), 100);
+        assert_eq!(o.stamp(100), 100, "same instant, same stamp");
+        assert_eq!(
+            o.stamp(50),
+            100,
+            "a clock behind the last stamp does not move it back"
+        );
+        o.mess.updated_at_resolution = TimestampResolution::Seconds;
+        assert_eq!(o.stamp(3_700_001), 3_000_000);
+        assert_eq!(o.stamp(3_999_999), 3_000_000, "same second ties");
+    }
+
+    #[test]
+    fn a_bulk_post_shares_one_stamp_unless_configured_otherwise() {
+        let mut o = org();
+        let items = vec![json!({"name": "A"}), json!({"name": "B"})];
+        let changes = o
+            .bulk(Resource::Categories, &items, 7, Mode::Api, None)
+            .expect("bulk");
+        assert_eq!(changes[0].data["updated_at"], changes[1].data["updated_at"]);
+        o.mess.bulk_shared_updated_at = false;
+        let items = vec![json!({"name": "C"}), json!({"name": "D"})];
+        let changes = o
+            .bulk(Resource::Categories, &items, 7, Mode::Api, None)
+            .expect("bulk");
+        assert!(changes[0].data["updated_at"].as_str() < changes[1].data["updated_at"].as_str());
     }
 
     #[test]

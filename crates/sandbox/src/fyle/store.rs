@@ -1,11 +1,20 @@
 //! In-memory storage of one Fyle resource collection, shaped for fast paging.
 //!
-//! Rows live in a slab (`slots`) with two ordered indexes: by id and by `(updated_at, id)`. The
-//! common list orders (`updated_at.desc`, `updated_at.desc,id`, `id.asc`, `id.desc`, ...) walk an
-//! index directly, filter as they go and stop collecting after `offset + limit` rows, so serving a
-//! 200-row page never clones or sorts the collection; only `count` needs a full pass, and only when
-//! filters are present. Any other order sorts the filtered rows (references, not copies).
-//! A uniqueness index (resource-specific key, see `resources.rs`) makes IntegrityError checks O(1).
+//! Rows live in a slab (`slots`) with two ordered indexes: by id and by `(updated_at, write
+//! sequence)`. The common list orders (`updated_at.desc`, `updated_at.desc,id`, `id.asc`,
+//! `id.desc`, ...) walk an index directly, filter as they go and stop collecting after
+//! `offset + limit` rows, so serving a 200-row page never clones or sorts the collection; only
+//! `count` needs a full pass, and only when filters are present. Any other order sorts the filtered
+//! rows (references, not copies). A uniqueness index (resource-specific key, see `resources.rs`)
+//! makes IntegrityError checks O(1).
+//!
+//! Ties: rows equal on every requested order key come out in **write order** (the order in which
+//! they were last written; reversed for a descending first key), as a PostgreSQL index scan returns
+//! them in physical order — there is no hidden `id` tie-break unless the request orders by `id`
+//! too (`updated_at.desc,id`) or the sandbox runs with `implicit_id_tiebreak`. So a row rewritten
+//! without changing its (second-rounded) `updated_at` moves within its tie, and a client paging by
+//! `offset` over `order=updated_at.desc` alone can repeat one row and miss another, as it can in
+//! production **(inferred: Fyle documents no tie order)**. Without an order, rows come by id.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -52,6 +61,8 @@ impl RowId {
 pub struct Row {
     /// Primary key.
     pub id: RowId,
+    /// Write sequence within the collection (set by [`Collection::put`]); orders ties.
+    pub seq: u64,
     /// `updated_at` in microseconds, mirrored from the JSON for fast compare.
     pub updated_us: i64,
     /// The full list-item object as served.
@@ -77,14 +88,21 @@ pub struct Collection {
     slots: Vec<Option<Row>>,
     free: Vec<usize>,
     by_id: BTreeMap<RowId, usize>,
-    by_updated: BTreeSet<(i64, RowId, usize)>,
+    by_updated: BTreeSet<(i64, u64, usize)>,
     unique: HashMap<String, RowId>,
     unique_key: Option<UniqueKeyFn>,
+    next_seq: u64,
 }
 
 enum Fast {
-    Id { desc: bool },
-    Updated { desc: bool, id_desc: bool },
+    Id {
+        desc: bool,
+    },
+    /// By `updated_at`; ties by id (`Some(desc)`) or in write order (`None`).
+    Updated {
+        desc: bool,
+        ties_by_id: Option<bool>,
+    },
 }
 
 fn fast_order(q: &ListQuery) -> Option<Fast> {
@@ -94,11 +112,11 @@ fn fast_order(q: &ListQuery) -> Option<Fast> {
         1 if k[0].column.is("id") => Some(Fast::Id { desc: k[0].desc }),
         1 if k[0].column.is("updated_at") => Some(Fast::Updated {
             desc: k[0].desc,
-            id_desc: false,
+            ties_by_id: q.implicit_id_tiebreak.then_some(false),
         }),
         2 if k[0].column.is("updated_at") && k[1].column.is("id") => Some(Fast::Updated {
             desc: k[0].desc,
-            id_desc: k[1].desc,
+            ties_by_id: Some(k[1].desc),
         }),
         _ => None,
     }
@@ -114,6 +132,7 @@ impl Collection {
             by_updated: BTreeSet::new(),
             unique: HashMap::new(),
             unique_key,
+            next_seq: 0,
         }
     }
 
@@ -147,9 +166,11 @@ impl Collection {
         self.unique_key.and_then(|f| f(json))
     }
 
-    /// Inserts or replaces a row; returns the previous version.
-    pub fn put(&mut self, row: Row) -> Option<Row> {
+    /// Inserts or replaces a row (it becomes the last written); returns the previous version.
+    pub fn put(&mut self, mut row: Row) -> Option<Row> {
         let old = self.remove(&row.id);
+        self.next_seq += 1;
+        row.seq = self.next_seq;
         if let Some(key) = self.unique_key_of(&row.json) {
             self.unique.insert(key, row.id.clone());
         }
@@ -161,8 +182,7 @@ impl Collection {
             }
         };
         self.by_id.insert(row.id.clone(), slot);
-        self.by_updated
-            .insert((row.updated_us, row.id.clone(), slot));
+        self.by_updated.insert((row.updated_us, row.seq, slot));
         self.slots[slot] = Some(row);
         old
     }
@@ -171,8 +191,7 @@ impl Collection {
     pub fn remove(&mut self, id: &RowId) -> Option<Row> {
         let slot = self.by_id.remove(id)?;
         let row = self.slots[slot].take()?;
-        self.by_updated
-            .remove(&(row.updated_us, row.id.clone(), slot));
+        self.by_updated.remove(&(row.updated_us, row.seq, slot));
         if let Some(key) = self.unique_key_of(&row.json)
             && self.unique.get(&key) == Some(&row.id)
         {
@@ -197,14 +216,16 @@ impl Collection {
                     self.scan(it, q)
                 }
             }
-            Some(Fast::Updated { desc, id_desc }) => {
-                // Within equal timestamps the index yields ids ascending (forward) or descending
-                // (reverse); flip those runs when the requested id direction differs.
-                let flip = desc != id_desc;
+            Some(Fast::Updated { desc, ties_by_id }) => {
+                // The index yields ties in write order (reversed when descending); sort each run
+                // of equal timestamps by id only when asked to.
                 if desc {
-                    self.scan(TieFlip::new(self.by_updated.iter().rev(), flip), q)
+                    self.scan(
+                        TieSort::new(self, self.by_updated.iter().rev(), ties_by_id),
+                        q,
+                    )
                 } else {
-                    self.scan(TieFlip::new(self.by_updated.iter(), flip), q)
+                    self.scan(TieSort::new(self, self.by_updated.iter(), ties_by_id), q)
                 }
             }
             None => {
@@ -214,7 +235,18 @@ impl Collection {
                         rows.push(row);
                     }
                 }
-                rows.sort_by(|a, b| cmp_rows(&q.order, *a, *b));
+                let first_desc = q.order.first().is_some_and(|k| k.desc);
+                rows.sort_by(|a, b| {
+                    cmp_rows(&q.order, *a, *b).then_with(|| {
+                        if q.implicit_id_tiebreak {
+                            a.id.cmp(&b.id)
+                        } else if first_desc {
+                            b.seq.cmp(&a.seq)
+                        } else {
+                            a.seq.cmp(&b.seq)
+                        }
+                    })
+                });
                 let count = rows.len();
                 Ok((
                     count,
@@ -251,44 +283,55 @@ impl Collection {
     }
 }
 
-/// Yields index slots, reversing each run of equal timestamps when `flip` is set.
-struct TieFlip<'a, I: Iterator<Item = &'a (i64, RowId, usize)>> {
+/// Yields index slots; when `ties_by_id` is set, each run of equal timestamps is sorted by id
+/// (descending for `Some(true)`), otherwise runs keep the index's write order.
+struct TieSort<'a, I: Iterator<Item = &'a (i64, u64, usize)>> {
+    coll: &'a Collection,
     inner: std::iter::Peekable<I>,
-    flip: bool,
-    run: Vec<usize>,
+    ties_by_id: Option<bool>,
+    run: std::vec::IntoIter<usize>,
 }
 
-impl<'a, I: Iterator<Item = &'a (i64, RowId, usize)>> TieFlip<'a, I> {
-    fn new(inner: I, flip: bool) -> Self {
+impl<'a, I: Iterator<Item = &'a (i64, u64, usize)>> TieSort<'a, I> {
+    fn new(coll: &'a Collection, inner: I, ties_by_id: Option<bool>) -> Self {
         Self {
+            coll,
             inner: inner.peekable(),
-            flip,
-            run: Vec::new(),
+            ties_by_id,
+            run: Vec::new().into_iter(),
         }
     }
 }
 
-impl<'a, I: Iterator<Item = &'a (i64, RowId, usize)>> Iterator for TieFlip<'a, I> {
+impl<'a, I: Iterator<Item = &'a (i64, u64, usize)>> Iterator for TieSort<'a, I> {
     type Item = usize;
 
     fn next(&mut self) -> Option<usize> {
-        if let Some(s) = self.run.pop() {
+        if let Some(s) = self.run.next() {
             return Some(s);
         }
         let (ts, _, slot) = self.inner.next()?;
-        if !self.flip || self.inner.peek().is_none_or(|(t, _, _)| t != ts) {
+        let Some(desc) = self.ties_by_id else {
+            return Some(*slot);
+        };
+        if self.inner.peek().is_none_or(|(t, _, _)| t != ts) {
             return Some(*slot);
         }
-        // Collect the run; popping from the end yields it reversed.
-        self.run.push(*slot);
+        let mut run = vec![*slot];
         while let Some((t, _, s)) = self.inner.peek() {
             if t != ts {
                 break;
             }
-            self.run.push(*s);
+            run.push(*s);
             self.inner.next();
         }
-        self.run.pop()
+        let id = |s: &usize| self.coll.row_at(*s).map(|r| &r.id);
+        run.sort_by(|a, b| {
+            let o = id(a).cmp(&id(b));
+            if desc { o.reverse() } else { o }
+        });
+        self.run = run.into_iter();
+        self.run.next()
     }
 }
 
@@ -303,6 +346,7 @@ mod tests {
         let json = json!({"id": id, "name": name, "updated_at": updated_us});
         Row {
             id: RowId::Int(id),
+            seq: 0,
             updated_us,
             json: json.as_object().cloned().unwrap_or_default(),
         }
@@ -326,36 +370,46 @@ mod tests {
     }
 
     #[test]
-    fn fast_orders_match_generic_sort() {
+    fn ties_come_in_write_order_unless_id_is_requested() {
         let mut c = Collection::new(None);
         for (id, ts) in [(1, 10), (2, 30), (3, 30), (4, 20), (5, 30)] {
             c.put(row(id, ts, &format!("n{id}")));
         }
-        assert_eq!(
-            page(&c, &[("order", "updated_at.desc")]).1,
-            vec![2, 3, 5, 4, 1]
-        );
-        assert_eq!(
-            page(&c, &[("order", "updated_at.desc,id.desc")]).1,
-            vec![5, 3, 2, 4, 1]
-        );
-        assert_eq!(
-            page(&c, &[("order", "updated_at.asc")]).1,
-            vec![1, 4, 2, 3, 5]
-        );
-        assert_eq!(
-            page(&c, &[("order", "updated_at,id.desc")]).1,
-            vec![1, 4, 5, 3, 2]
-        );
+        c.put(row(2, 30, "n2")); // rewritten, same timestamp: now the last written of its tie
+        let order = |o: &str| page(&c, &[("order", o)]).1;
+        assert_eq!(order("updated_at.desc"), vec![2, 5, 3, 4, 1]);
+        assert_eq!(order("updated_at.asc"), vec![1, 4, 3, 5, 2]);
+        assert_eq!(order("updated_at.desc,id"), vec![2, 3, 5, 4, 1]);
+        assert_eq!(order("updated_at.desc,id.desc"), vec![5, 3, 2, 4, 1]);
+        assert_eq!(order("updated_at,id.desc"), vec![1, 4, 5, 3, 2]);
         assert_eq!(
             page(&c, &[("order", "id.desc"), ("limit", "2"), ("offset", "1")]).1,
             vec![4, 3]
         );
-        // generic path agrees
-        assert_eq!(
-            page(&c, &[("order", "updated_at.desc,name")]).1,
-            vec![2, 3, 5, 4, 1]
-        );
+        // the generic sort path agrees with the index path
+        assert_eq!(order("updated_at.desc,org_id"), vec![2, 5, 3, 4, 1]);
+        assert_eq!(order("updated_at.desc,name"), vec![2, 3, 5, 4, 1]);
+    }
+
+    #[test]
+    fn implicit_id_tiebreak_restores_a_total_order() {
+        let mut c = Collection::new(None);
+        for (id, ts) in [(3, 30), (1, 30), (2, 30)] {
+            c.put(row(id, ts, "x"));
+        }
+        let owned = vec![("order".to_owned(), "updated_at.desc".to_owned())];
+        let mut q = parse_list_query(&owned, 50).expect("query parses");
+        let ids = |q: &ListQuery| -> Vec<RowId> {
+            c.list(q)
+                .expect("list")
+                .1
+                .iter()
+                .map(|r| r.id.clone())
+                .collect()
+        };
+        assert_eq!(ids(&q), vec![RowId::Int(2), RowId::Int(1), RowId::Int(3)]);
+        q.implicit_id_tiebreak = true;
+        assert_eq!(ids(&q), vec![RowId::Int(1), RowId::Int(2), RowId::Int(3)]);
     }
 
     #[test]

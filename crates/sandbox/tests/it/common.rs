@@ -8,7 +8,10 @@ use std::{
 };
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
-use attrsync_sandbox::{DEMO_ORG_ID, DEMO_REALM_ID, Sandbox, SandboxConfig, SandboxHandle, Seed};
+use attrsync_sandbox::{
+    DEMO_ORG_ID, DEMO_REALM_ID, FyleMess, Sandbox, SandboxConfig, SandboxHandle, Seed,
+    TimestampResolution,
+};
 use base64::{Engine, engine::general_purpose::STANDARD};
 use serde_json::{Value, json};
 
@@ -35,9 +38,16 @@ pub async fn start_unthrottled() -> SandboxHandle {
     .await
 }
 
+/// The contract suite's configuration: one worker per server and the mess turned up — Fyle
+/// `updated_at` rounded to whole seconds, so unrelated writes tie (bulk posts share one stamp and
+/// ties have no hidden id order by default anyway).
 pub fn config() -> SandboxConfig {
     SandboxConfig {
         workers: 1,
+        fyle_mess: FyleMess {
+            updated_at_resolution: TimestampResolution::Seconds,
+            ..FyleMess::default()
+        },
         ..SandboxConfig::default()
     }
 }

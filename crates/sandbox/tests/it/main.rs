@@ -7,6 +7,7 @@ mod common;
 mod faults_and_stats;
 mod fyle_api;
 mod fyle_pagination;
+mod fyle_races;
 mod qbo_auth;
 mod qbo_cdc;
 mod qbo_query;
