@@ -17,7 +17,8 @@ mod sections;
 use std::path::PathBuf;
 
 pub use sections::{
-    DatabaseConfig, GrpcConfig, HttpConfig, KafkaConfig, LogFormat, TelemetryConfig,
+    DatabaseConfig, GrpcConfig, HealthConfig, HttpConfig, KafkaConfig, LogFormat,
+    MappingClientConfig, Platform, RetentionConfig, TelemetryConfig,
 };
 use serde::de::DeserializeOwned;
 
@@ -62,6 +63,34 @@ pub trait ServiceConfig: DeserializeOwned + Validate + Sized {
     fn from_env_pairs(pairs: Vec<(String, String)>) -> Result<Self, ConfigError> {
         load(Sources::new(Self::DEFAULTS, Self::ENV_PREFIX).with_env(pairs))
     }
+
+    /// The sections every service shares; write it with [`platform_sections!`].
+    fn platform(&self) -> Platform<'_>;
+}
+
+/// The [`Platform`] of a configuration struct whose shared sections are the fields `grpc`,
+/// `http`, `database`, `kafka`, `telemetry`, `health` and `retention` (and `mapping`, when
+/// named: every service but mapping itself).
+#[macro_export]
+macro_rules! platform_sections {
+    ($config:expr) => {
+        $crate::platform_sections!(@build $config, None)
+    };
+    ($config:expr, mapping) => {
+        $crate::platform_sections!(@build $config, Some(&$config.mapping))
+    };
+    (@build $config:expr, $mapping:expr) => {
+        $crate::Platform {
+            grpc: &$config.grpc,
+            http: &$config.http,
+            database: &$config.database,
+            kafka: &$config.kafka,
+            telemetry: &$config.telemetry,
+            health: &$config.health,
+            retention: &$config.retention,
+            mapping: $mapping,
+        }
+    };
 }
 
 /// Where a service's configuration comes from.

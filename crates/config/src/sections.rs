@@ -6,13 +6,19 @@ use serde::Deserialize;
 
 use crate::ConfigError;
 
-/// An HTTP listener (ingest's webhook edge).
+/// The service's HTTP listener: `/healthz`, `/readyz` and `/metrics` on every service, and
+/// ingest's webhook edge.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     pub listen: String,
     /// Requests with a larger body are refused with 413 before they are read.
+    #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
+}
+
+fn default_max_body() -> usize {
+    65_536
 }
 
 impl HttpConfig {
@@ -57,6 +63,27 @@ pub struct DatabaseConfig {
     /// The service's own schema; its migrations and tables live there and nowhere else.
     pub schema: String,
     pub pool_size: usize,
+    /// How long opening a connection may take before the caller gets "unavailable".
+    #[serde(default = "default_connect_timeout", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// How long a caller waits for a free pooled connection.
+    #[serde(default = "default_checkout_timeout", with = "humantime_serde")]
+    pub checkout_timeout: Duration,
+    /// How long one statement or transaction may take; enforced by the server
+    /// (`statement_timeout`) and by the caller, so a database that stops answering cannot hang
+    /// a request or a consumer.
+    #[serde(default = "default_query_timeout", with = "humantime_serde")]
+    pub query_timeout: Duration,
+}
+
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_checkout_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_query_timeout() -> Duration {
+    Duration::from_secs(15)
 }
 
 impl DatabaseConfig {
@@ -84,6 +111,18 @@ impl DatabaseConfig {
                 format!("{key}.pool_size"),
                 "must be at least 1",
             ));
+        }
+        for (name, value) in [
+            ("connect_timeout", self.connect_timeout),
+            ("checkout_timeout", self.checkout_timeout),
+            ("query_timeout", self.query_timeout),
+        ] {
+            if value < Duration::from_millis(10) {
+                return Err(ConfigError::invalid(
+                    format!("{key}.{name}"),
+                    "must be at least 10ms",
+                ));
+            }
         }
         Ok(())
     }
@@ -195,6 +234,131 @@ impl TelemetryConfig {
             ));
         }
         Ok(())
+    }
+}
+
+/// When a service reports itself NOT_SERVING (gRPC health, `/readyz`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthConfig {
+    /// A consumer holding work (a message in hand or a paused partition) that has finished
+    /// nothing for this long is stalled.
+    #[serde(default = "default_stall_after", with = "humantime_serde")]
+    pub consumer_stalled_after: Duration,
+    /// An outbox relay failing for this long is unhealthy.
+    #[serde(default = "default_stall_after", with = "humantime_serde")]
+    pub relay_failing_after: Duration,
+}
+
+fn default_stall_after() -> Duration {
+    Duration::from_secs(30)
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            consumer_stalled_after: default_stall_after(),
+            relay_failing_after: default_stall_after(),
+        }
+    }
+}
+
+/// Pruning of the tables every service shares (and ingest's inbox).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// How often the retention job runs.
+    #[serde(default = "default_retention_interval", with = "humantime_serde")]
+    pub interval: Duration,
+    /// `processed_events` rows older than this are deleted. Keep it at least the retention of
+    /// the topics the service consumes (Kafka's default: 7 days), or a redelivery older than
+    /// the row would be applied again.
+    #[serde(default = "default_processed_events", with = "humantime_serde")]
+    pub processed_events: Duration,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_retention_interval() -> Duration {
+    Duration::from_secs(600)
+}
+fn default_processed_events() -> Duration {
+    Duration::from_secs(8 * 24 * 3600)
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval: default_retention_interval(),
+            processed_events: default_processed_events(),
+        }
+    }
+}
+
+impl RetentionConfig {
+    pub fn validate(&self, key: &str) -> Result<(), ConfigError> {
+        if self.interval < Duration::from_millis(100) {
+            return Err(ConfigError::invalid(
+                format!("{key}.interval"),
+                "must be at least 100ms",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Where mapping's gRPC API is (every service but mapping asks it about workspaces its
+/// projection does not have yet).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MappingClientConfig {
+    pub endpoint: String,
+}
+
+impl MappingClientConfig {
+    pub fn validate(&self, key: &str) -> Result<(), ConfigError> {
+        if !(self.endpoint.starts_with("http://") || self.endpoint.starts_with("https://")) {
+            return Err(ConfigError::invalid(
+                format!("{key}.endpoint"),
+                "must be an http(s):// URL",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The sections every service has, borrowed from its configuration, for the shared start-up
+/// path (`attrsync_runtime`).
+#[derive(Debug, Clone, Copy)]
+pub struct Platform<'a> {
+    pub grpc: &'a GrpcConfig,
+    pub http: &'a HttpConfig,
+    pub database: &'a DatabaseConfig,
+    pub kafka: &'a KafkaConfig,
+    pub telemetry: &'a TelemetryConfig,
+    pub health: &'a HealthConfig,
+    pub retention: &'a RetentionConfig,
+    /// `None` for mapping itself.
+    pub mapping: Option<&'a MappingClientConfig>,
+}
+
+impl Platform<'_> {
+    /// Validates every shared section, naming keys by their section.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.grpc.validate("grpc")?;
+        self.http.validate("http")?;
+        self.database.validate("database")?;
+        self.kafka.validate("kafka")?;
+        self.telemetry.validate("telemetry")?;
+        self.retention.validate("retention")?;
+        match self.mapping {
+            Some(mapping) => mapping.validate("mapping"),
+            None => Ok(()),
+        }
     }
 }
 

@@ -10,9 +10,11 @@ use crate::WorkspaceId;
 
 /// The type of a Fyle-side attribute (an `ExpenseAttribute.attribute_type`).
 ///
-/// Custom SELECT expense fields become types of their own, named after the field
-/// (`"Cost Code"` → `COST_CODE`), exactly as the incumbent names them, so existing mapping
-/// settings keep referring to the same strings.
+/// Custom SELECT expense fields become types of their own, named after the field with the
+/// prefix `CUSTOM:` (`"Cost Code"` → `CUSTOM:COST_CODE`). The incumbent uses the bare upper-snake
+/// name, so a custom field called "Cost Center" or "Project" shares — and can deactivate — the
+/// system type's values; the prefix holds a character upper-snake built-in names never
+/// contain, so no custom field can ever name a system type.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum FyleAttributeType {
     Category,
@@ -38,14 +40,9 @@ impl FyleAttributeType {
         FyleAttributeType::Merchant,
     ];
 
-    /// The type a custom field named `field_name` gets: upper case, spaces → `_`.
+    /// The type a custom field named `field_name` gets: `CUSTOM:` + upper case, spaces → `_`.
     pub fn custom(field_name: &str) -> Self {
-        // Same string as the incumbent writes; a field named like a built-in type therefore
-        // shares that type, as it does today.
-        match custom_type_name(field_name).parse() {
-            Ok(t) => t,
-            Err(never) => match never {},
-        }
+        Self::Custom(format!("{CUSTOM_PREFIX}{}", custom_type_name(field_name)))
     }
 
     /// The upper-snake name stored in `attribute_type` columns and carried in events.
@@ -77,9 +74,26 @@ impl FyleAttributeType {
     }
 }
 
+/// What every custom field type starts with.
+pub const CUSTOM_PREFIX: &str = "CUSTOM:";
+
 /// `field_name.upper().replace(' ', '_')`, as the incumbent derives custom attribute types.
 pub fn custom_type_name(field_name: &str) -> String {
     field_name.to_uppercase().replace(' ', "_")
+}
+
+/// A type name as an operator may type it (`category`, `CUSTOM:Cost Code`) in the stored form
+/// (`CATEGORY`, `CUSTOM:COST_CODE`).
+pub fn normalise_type_name(name: &str) -> String {
+    let name = name.trim();
+    match name.get(..CUSTOM_PREFIX.len()) {
+        Some(prefix) if prefix.eq_ignore_ascii_case(CUSTOM_PREFIX) => {
+            FyleAttributeType::custom(name[CUSTOM_PREFIX.len()..].trim())
+                .as_str()
+                .to_owned()
+        }
+        _ => custom_type_name(name),
+    }
 }
 
 impl fmt::Display for FyleAttributeType {
@@ -308,8 +322,30 @@ mod tests {
 
     #[test]
     fn custom_field_types_are_upper_snake_field_names() {
-        assert_eq!(FyleAttributeType::custom("Cost Code").as_str(), "COST_CODE");
-        assert_eq!(FyleAttributeType::custom("Luke").as_str(), "LUKE");
+        assert_eq!(
+            FyleAttributeType::custom("Cost Code").as_str(),
+            "CUSTOM:COST_CODE"
+        );
+        assert_eq!(FyleAttributeType::custom("Luke").as_str(), "CUSTOM:LUKE");
+    }
+
+    #[test]
+    fn a_custom_field_named_like_a_system_type_gets_a_type_of_its_own() {
+        for (field, system) in [
+            ("Cost Center", FyleAttributeType::CostCenter),
+            ("Project", FyleAttributeType::Project),
+            ("Category", FyleAttributeType::Category),
+        ] {
+            let custom = FyleAttributeType::custom(field);
+            assert_ne!(custom, system, "{field}");
+            assert_ne!(custom.as_str(), system.as_str(), "{field}");
+            assert_eq!(
+                custom.as_str().parse::<FyleAttributeType>().ok(),
+                Some(custom)
+            );
+        }
+        assert_eq!(normalise_type_name(" category "), "CATEGORY");
+        assert_eq!(normalise_type_name("custom:Cost Code"), "CUSTOM:COST_CODE");
     }
 
     #[test]

@@ -222,7 +222,12 @@ fn select_field(obj: &Obj<'_>, is_dependent: bool) -> Result<Derived> {
     };
     let field_id = obj.id()?;
     Ok(Derived::SelectField(SelectField {
-        attribute_type: FyleAttributeType::custom(field_name),
+        // The merchant field is the system MERCHANT type; every other field is a custom type.
+        attribute_type: if is_merchant {
+            FyleAttributeType::Merchant
+        } else {
+            FyleAttributeType::custom(field_name)
+        },
         display_name: field_name.to_owned(),
         detail: json!({
             "custom_field_id": obj.get("id"),
@@ -478,7 +483,7 @@ mod tests {
         let Ok(Derived::SelectField(f)) = d else {
             panic!("expected a select field, got {d:?}")
         };
-        assert_eq!(f.attribute_type.as_str(), "COST_CODE");
+        assert_eq!(f.attribute_type.as_str(), "CUSTOM:COST_CODE");
         assert_eq!(f.display_name, "Cost Code");
         assert_eq!(f.options, vec!["North", "A,B"]);
         assert_eq!(f.option_source_id("North"), "229506:North");

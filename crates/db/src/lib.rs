@@ -15,21 +15,30 @@
 pub mod outbox;
 pub mod testing;
 
+use std::time::Duration;
+
 use attrsync_config::DatabaseConfig;
 use diesel::{migration::MigrationSource, pg::Pg, sql_query, sql_types::BigInt};
 use diesel_async::{
     AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, RunQueryDsl,
     pooled_connection::{AsyncDieselConnectionManager, deadpool},
 };
-use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 pub use diesel_async;
+
+/// The tables every service has in its own schema (outbox, outbox_rejected,
+/// processed_events, workspace_projection), applied by [`migrate`] before the service's own.
+pub static PLATFORM_MIGRATIONS: EmbeddedMigrations =
+    embed_migrations!("../../migrations/_platform");
 
 /// A pool of connections bound to one service's schema.
 pub type Pool = deadpool::Pool<AsyncPgConnection>;
 /// One pooled connection.
 pub type PooledConnection = deadpool::Object<AsyncPgConnection>;
 
+/// A database operation that failed. The `Display` text may contain the server's words: log
+/// it, never send it to a client (callers answer with [`DbError::class`] instead).
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     #[error("database URL is invalid: {0}")]
@@ -40,47 +49,77 @@ pub enum DbError {
     Query(#[from] diesel::result::Error),
     #[error("connection pool: {0}")]
     Pool(String),
+    #[error("the database did not answer within {0:?}")]
+    Timeout(Duration),
     #[error("migrations failed: {0}")]
     Migration(String),
 }
 
+/// What a caller does about a failed database operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The database could not do it now (down, restarting, overloaded, a timeout, a
+    /// serialization conflict): the same statement may succeed later. Edges answer 503 with
+    /// `Retry-After`; consumers wait and retry without limit.
+    Retryable,
+    /// The database refused this statement for what it contains (SQLSTATE class 23, integrity
+    /// violation): repeating it cannot succeed.
+    Permanent,
+}
+
 impl DbError {
-    /// Whether the database could not be reached (retrying later may succeed), as opposed to
-    /// the database refusing this particular statement (bad data, a constraint), which a retry
-    /// of the same statement will not fix.
-    pub fn is_unavailable(&self) -> bool {
+    pub fn class(&self) -> Failure {
         match self {
-            DbError::Connect(_) | DbError::Pool(_) => true,
-            DbError::Query(e) => query_error_is_unavailable(e),
-            DbError::Url(_) | DbError::Migration(_) => false,
+            DbError::Connect(_) | DbError::Pool(_) | DbError::Timeout(_) => Failure::Retryable,
+            DbError::Query(e) => classify(e),
+            DbError::Url(_) | DbError::Migration(_) => Failure::Permanent,
         }
+    }
+
+    pub fn is_retryable(&self) -> bool {
+        self.class() == Failure::Retryable
     }
 }
 
-/// See [`DbError::is_unavailable`].
-pub fn query_error_is_unavailable(error: &diesel::result::Error) -> bool {
-    use diesel::result::{DatabaseErrorKind, Error};
+/// Classifies a query error by the SQLSTATE the driver reports, never by message text.
+///
+/// diesel-async 0.9 hands over the SQLSTATE only as a [`DatabaseErrorKind`] for the class-23
+/// (integrity) codes it knows and for 40001/25006; every other server error arrives as
+/// `Unknown` with the code dropped. So class 23 is permanent and everything else — connection
+/// exceptions (08), shutdowns (57P), resources (53), conflicts (40), read-only (25006),
+/// timeouts and any unknown code — is retryable: an error we cannot name is treated as an
+/// outage, never as a reason to drop a message. Data exceptions (class 22) cannot be told
+/// apart here, so inputs are validated before they reach SQL (e.g. ingest refuses NUL
+/// characters), and a class-22 error that slips through is retried — visible as a stalled
+/// partition in health — rather than lost.
+///
+/// [`DatabaseErrorKind`]: diesel::result::DatabaseErrorKind
+pub fn classify(error: &diesel::result::Error) -> Failure {
+    use diesel::result::{DatabaseErrorKind as Kind, Error};
     match error {
         Error::DatabaseError(
-            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+            Kind::UniqueViolation
+            | Kind::ForeignKeyViolation
+            | Kind::NotNullViolation
+            | Kind::CheckViolation
+            | Kind::RestrictViolation
+            | Kind::ExclusionViolation,
             _,
-        ) => true,
-        Error::DatabaseError(_, info) => {
-            // Connection exceptions, shutdowns and resource exhaustion (SQLSTATE classes 08,
-            // 57P, 53) arrive as "unknown" kinds; recognise them by their message.
-            let message = info.message().to_ascii_lowercase();
-            [
-                "terminating connection",
-                "connection",
-                "shutting down",
-                "too many clients",
-                "out of memory",
-            ]
-            .iter()
-            .any(|m| message.contains(m))
-        }
-        Error::BrokenTransactionManager => true,
-        _ => false,
+        ) => Failure::Permanent,
+        Error::DatabaseError(_, _)
+        | Error::BrokenTransactionManager
+        | Error::RollbackErrorOnCommit { .. } => Failure::Retryable,
+        // Our own statements or rows that cannot be built or read: a bug or bad data, which a
+        // retry of the same message will not fix.
+        Error::QueryBuilderError(_)
+        | Error::DeserializationError(_)
+        | Error::SerializationError(_)
+        | Error::InvalidCString(_)
+        | Error::NotFound
+        | Error::RollbackTransaction
+        | Error::AlreadyInTransaction
+        | Error::NotInTransaction => Failure::Permanent,
+        _ => Failure::Retryable,
     }
 }
 
@@ -91,6 +130,22 @@ impl From<deadpool::PoolError> for DbError {
 }
 
 pub type Result<T, E = DbError> = std::result::Result<T, E>;
+
+/// Runs `operation` with the configured deadline; a database that stops answering becomes
+/// [`DbError::Timeout`] (retryable) instead of a hung caller. A connection abandoned mid-
+/// transaction this way is discarded by the pool, never reused.
+pub async fn with_deadline<T, E>(
+    deadline: Duration,
+    operation: impl Future<Output = std::result::Result<T, E>>,
+) -> Result<T>
+where
+    DbError: From<E>,
+{
+    match tokio::time::timeout(deadline, operation).await {
+        Ok(outcome) => outcome.map_err(DbError::from),
+        Err(_) => Err(DbError::Timeout(deadline)),
+    }
+}
 
 /// `url` with the connection's `search_path` set to `schema`.
 pub fn url_with_schema(url: &str, schema: &str) -> Result<String> {
@@ -144,13 +199,33 @@ pub fn url_with_database(url: &str, database: &str) -> Result<String> {
     Ok(parsed.into())
 }
 
-/// Creates the service's schema if it does not exist and returns a pool bound to it.
+/// The URL pooled connections use: the service's schema as `search_path` and the query
+/// timeout as the server-side `statement_timeout`.
+pub fn pool_url(config: &DatabaseConfig) -> Result<String> {
+    let with_schema = url_with_schema(&config.url, &config.schema)?;
+    let millis = config.query_timeout.as_millis();
+    Ok(with_schema.replacen(
+        "options=",
+        &format!("options=-c%20statement_timeout%3D{millis}%20"),
+        1,
+    ))
+}
+
+/// Creates the service's schema if it does not exist and returns a pool bound to it, with the
+/// configured connect and checkout timeouts (a caller never waits longer for a connection).
 pub async fn connect(config: &DatabaseConfig) -> Result<Pool> {
-    ensure_schema(&config.url, &config.schema).await?;
-    let url = url_with_schema(&config.url, &config.schema)?;
-    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+    with_deadline(
+        config.connect_timeout,
+        ensure_schema(&config.url, &config.schema),
+    )
+    .await?;
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(pool_url(config)?);
     deadpool::Pool::builder(manager)
         .max_size(config.pool_size)
+        .runtime(::deadpool::Runtime::Tokio1)
+        .create_timeout(Some(config.connect_timeout))
+        .wait_timeout(Some(config.checkout_timeout))
+        .recycle_timeout(Some(config.connect_timeout))
         .build()
         .map_err(|e| DbError::Pool(e.to_string()))
 }
@@ -169,7 +244,8 @@ async fn ensure_schema(url: &str, schema: &str) -> Result<()> {
     }
 }
 
-/// Runs the pending `migrations` into `schema`. Replicas starting together take turns.
+/// Runs the pending [`PLATFORM_MIGRATIONS`], then the service's own `migrations`, into
+/// `schema`. Replicas starting together take turns.
 pub async fn migrate(
     url: &str,
     schema: &str,
@@ -184,10 +260,16 @@ pub async fn migrate(
         .await?;
     let outcome = tokio::task::spawn_blocking(move || {
         let mut harness = AsyncMigrationHarness::new(conn);
-        let applied = harness
-            .run_pending_migrations(StaticMigrations(migrations))
-            .map(|versions| versions.iter().map(ToString::to_string).collect::<Vec<_>>())
-            .map_err(|e| DbError::Migration(e.to_string()));
+        let mut run = |source: &'static EmbeddedMigrations| {
+            harness
+                .run_pending_migrations(StaticMigrations(source))
+                .map(|versions| versions.iter().map(ToString::to_string).collect::<Vec<_>>())
+                .map_err(|e| DbError::Migration(e.to_string()))
+        };
+        let applied = run(&PLATFORM_MIGRATIONS).and_then(|mut platform| {
+            platform.extend(run(migrations)?);
+            Ok(platform)
+        });
         (harness.into_inner(), applied)
     })
     .await
@@ -269,8 +351,52 @@ mod tests {
     }
 
     #[test]
-    fn advisory_keys_are_stable_and_distinct() {
-        assert_eq!(advisory_key("mapping"), advisory_key("mapping"));
-        assert_ne!(advisory_key("mapping"), advisory_key("ingest"));
+    fn advisory_keys_are_the_published_fnv1a_64_values() {
+        // FNV-1a 64 reference values (computed independently: offset basis 0xcbf29ce484222325,
+        // prime 0x100000001b3), so a change of hash would show here and not only in locks.
+        assert_eq!(advisory_key("") as u64, 0xcbf2_9ce4_8422_2325);
+        assert_eq!(advisory_key("a") as u64, 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(advisory_key("foobar") as u64, 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
+    fn only_integrity_violations_are_permanent() {
+        use diesel::result::{DatabaseErrorKind as Kind, Error};
+        let db = |kind| Error::DatabaseError(kind, Box::new(String::from("server text")));
+        for kind in [
+            Kind::UniqueViolation,
+            Kind::ForeignKeyViolation,
+            Kind::NotNullViolation,
+            Kind::CheckViolation,
+        ] {
+            assert_eq!(classify(&db(kind)), Failure::Permanent);
+        }
+        for kind in [
+            Kind::Unknown,
+            Kind::ClosedConnection,
+            Kind::UnableToSendCommand,
+            Kind::SerializationFailure,
+            Kind::ReadOnlyTransaction,
+        ] {
+            assert_eq!(classify(&db(kind)), Failure::Retryable);
+        }
+        assert!(DbError::Timeout(Duration::from_secs(1)).is_retryable());
+        assert!(DbError::Pool("timed out".into()).is_retryable());
+    }
+
+    #[test]
+    fn pooled_connections_carry_the_statement_timeout() {
+        let config = DatabaseConfig {
+            url: "postgres://p@h/app".into(),
+            schema: "ingest".into(),
+            pool_size: 1,
+            connect_timeout: Duration::from_secs(1),
+            checkout_timeout: Duration::from_secs(1),
+            query_timeout: Duration::from_millis(2500),
+        };
+        assert_eq!(
+            pool_url(&config).expect("url"),
+            "postgres://p@h/app?options=-c%20statement_timeout%3D2500%20-c%20search_path%3Dingest"
+        );
     }
 }

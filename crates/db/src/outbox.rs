@@ -3,46 +3,42 @@
 //! A service that must publish because of a database change writes the message into its own
 //! `outbox` table in the same transaction as the change, and a relay publishes it afterwards.
 //! So a message exists if and only if the change committed: nothing is lost when Kafka is down
-//! (rows wait), and nothing is published for a change that rolled back.
+//! (rows wait), and nothing is published for a change that rolled back. The table is one of
+//! the platform tables ([`crate::PLATFORM_MIGRATIONS`]); each row carries its Kafka headers
+//! (trace context, event id) so the relay never decodes a payload.
 //!
 //! Delivery is at-least-once: the relay deletes rows only after Kafka acknowledged them, so a
-//! crash between the two, or a pass that fails half-way, republishes them; consumers
-//! deduplicate on the envelope's event id (and guard against older data by version or
-//! `updated_at`, so a republished older message cannot undo a newer one).
+//! crash between the two republishes them; consumers deduplicate on the envelope's event id
+//! (and guard against older data by version, so a republished older message cannot undo a
+//! newer one).
+//!
 //! Order: one relay at a time per schema (a transaction-scoped advisory lock) publishing rows
 //! in id order, so per-key order is insert order; writers that need a strict per-key order
 //! serialise themselves (mapping locks the workspace row).
 //!
-//! Failure policy: a pass where Kafka could not take a message for a reason that may pass
-//! (broker down, timeout) rolls back and is retried whole. A message Kafka can *never* take
-//! (too large, invalid topic) is moved to `outbox_rejected` with the error, so one bad row
-//! cannot wedge the outbox; operators replay or discard it from there.
+//! A pass takes the oldest rows up to a count *and* a byte budget (at least one row), so one
+//! pass never holds more than a bounded amount of payload in memory.
 //!
-//! Every service's migrations create the table with this shape:
-//! ```sql
-//! CREATE TABLE outbox (
-//!     id          BIGSERIAL PRIMARY KEY,
-//!     topic       TEXT NOT NULL,
-//!     message_key TEXT,
-//!     payload     BYTEA NOT NULL,
-//!     created_at  TIMESTAMPTZ NOT NULL DEFAULT now()
-//! );
-//! CREATE TABLE outbox_rejected (
-//!     id          BIGINT PRIMARY KEY,
-//!     topic       TEXT NOT NULL,
-//!     message_key TEXT,
-//!     payload     BYTEA NOT NULL,
-//!     error       TEXT NOT NULL,
-//!     created_at  TIMESTAMPTZ NOT NULL,
-//!     rejected_at TIMESTAMPTZ NOT NULL DEFAULT now()
-//! );
-//! ```
+//! Failure policy, per message of a pass:
+//! - acknowledged: deleted;
+//! - refused for good by Kafka (too large, invalid topic): moved to `outbox_rejected` with the
+//!   error, counted in `outbox_rejected_total` and logged at ERROR with its id, so one bad row
+//!   cannot wedge the outbox; operators replay or discard it from there;
+//! - not taken for a reason that may pass (broker down, timeout): kept. Per message key, only
+//!   the prefix before the first kept message is removed — later messages of that key are
+//!   kept too and resent after it, so a key's messages never overtake each other for good —
+//!   while every other key's acknowledged messages are removed. The pass reports the failure
+//!   and the relay backs off.
 
-use std::future::Future;
+use std::{collections::HashSet, future::Future};
 
 use chrono::{DateTime, Utc};
-use diesel::{prelude::*, sql_types::BigInt};
+use diesel::{
+    prelude::*,
+    sql_types::{BigInt, Bytea, Jsonb, Nullable, Text, Timestamptz},
+};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use serde_json::Value;
 
 use crate::{DbError, Pool};
 
@@ -53,6 +49,7 @@ diesel::table! {
         message_key -> Nullable<Text>,
         payload -> Bytea,
         created_at -> Timestamptz,
+        headers -> Jsonb,
     }
 }
 
@@ -72,20 +69,43 @@ diesel::table! {
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = outbox)]
 pub struct NewOutboxMessage {
+    /// The full (prefixed) topic name.
     pub topic: String,
     pub message_key: Option<String>,
     pub payload: Vec<u8>,
+    /// Kafka headers, a JSON object of strings.
+    pub headers: Value,
 }
 
 /// A message waiting in the outbox.
-#[derive(Debug, Clone, Queryable, Selectable)]
-#[diesel(table_name = outbox)]
+#[derive(Debug, Clone, QueryableByName)]
 pub struct OutboxMessage {
+    #[diesel(sql_type = BigInt)]
     pub id: i64,
+    #[diesel(sql_type = Text)]
     pub topic: String,
+    #[diesel(sql_type = Nullable<Text>)]
     pub message_key: Option<String>,
+    #[diesel(sql_type = Bytea)]
     pub payload: Vec<u8>,
+    #[diesel(sql_type = Timestamptz)]
     pub created_at: DateTime<Utc>,
+    #[diesel(sql_type = Jsonb)]
+    pub headers: Value,
+}
+
+impl OutboxMessage {
+    /// The stored headers as key/value pairs (non-string values are skipped).
+    pub fn header_pairs(&self) -> Vec<(&str, &str)> {
+        self.headers
+            .as_object()
+            .map(|map| {
+                map.iter()
+                    .filter_map(|(k, v)| Some((k.as_str(), v.as_str()?)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
 }
 
 /// Adds messages to the outbox; call inside the transaction that makes the change.
@@ -120,102 +140,177 @@ pub trait OutboxPublisher: Send + Sync {
     fn publish(&self, messages: &[OutboxMessage]) -> impl Future<Output = Vec<Published>> + Send;
 }
 
-/// What one relay pass did.
+/// How much one relay pass may take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PassLimits {
+    pub max_messages: i64,
+    /// Payload bytes; the first message is taken whatever its size.
+    pub max_bytes: i64,
+}
+
+impl Default for PassLimits {
+    fn default() -> Self {
+        Self {
+            max_messages: 500,
+            max_bytes: 8 * 1024 * 1024,
+        }
+    }
+}
+
+/// What one relay pass did.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RelayPass {
-    /// Messages published and removed, and messages moved to `outbox_rejected`.
-    Relayed { published: usize, rejected: usize },
+    /// Messages published and removed, moved to `outbox_rejected`, and kept for a retry (with
+    /// the first reason).
+    Relayed {
+        published: usize,
+        rejected: usize,
+        kept: usize,
+        retry_reason: Option<String>,
+    },
     /// Another relay holds the lock for this schema.
     Busy,
 }
 
 impl RelayPass {
     /// Whether the pass moved anything (so another pass may find more).
-    pub fn moved_any(self) -> bool {
-        matches!(self, RelayPass::Relayed { published, rejected } if published + rejected > 0)
+    pub fn moved_any(&self) -> bool {
+        matches!(self, RelayPass::Relayed { published, rejected, .. } if published + rejected > 0)
+    }
+
+    /// Whether some messages could not be published and wait for the next pass.
+    pub fn failed(&self) -> Option<&str> {
+        match self {
+            RelayPass::Relayed {
+                retry_reason: Some(reason),
+                ..
+            } => Some(reason),
+            _ => None,
+        }
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum RelayError {
-    #[error(transparent)]
-    Db(#[from] DbError),
-    #[error("publishing failed; messages stay in the outbox: {0}")]
-    Publish(String),
+/// The decision for each message of a pass, from the publisher's outcomes (pure; see the
+/// module's failure policy): `None` keeps the message, `Some(outcome)` removes it.
+pub fn settle<'a>(
+    messages: &[OutboxMessage],
+    outcomes: &'a [Published],
+) -> Vec<Option<&'a Published>> {
+    let mut blocked_keys: HashSet<&str> = HashSet::new();
+    messages
+        .iter()
+        .zip(outcomes)
+        .map(|(message, outcome)| {
+            let key = message.message_key.as_deref();
+            if key.is_some_and(|k| blocked_keys.contains(k)) {
+                return None;
+            }
+            match outcome {
+                Published::Retry(_) => {
+                    if let Some(k) = key {
+                        blocked_keys.insert(k);
+                    }
+                    None
+                }
+                done => Some(done),
+            }
+        })
+        .collect()
 }
 
-impl From<diesel::result::Error> for RelayError {
-    fn from(e: diesel::result::Error) -> Self {
-        RelayError::Db(DbError::Query(e))
-    }
-}
-
-/// Publishes up to `batch` of the oldest messages and deletes them, in one transaction.
-/// If any message must be retried, the transaction rolls back and every message stays for the
-/// next pass; messages Kafka rejects for good move to `outbox_rejected`.
+/// Publishes the oldest messages within `limits` and settles them, in one transaction.
 pub async fn relay_once<P: OutboxPublisher>(
     pool: &Pool,
     lock_key: i64,
-    batch: i64,
+    limits: PassLimits,
     publisher: &P,
-) -> Result<RelayPass, RelayError> {
-    let mut conn = pool.get().await.map_err(DbError::from)?;
-    conn.transaction::<RelayPass, RelayError, _>(async |conn| {
+) -> Result<RelayPass, DbError> {
+    let mut conn = pool.get().await?;
+    conn.transaction::<RelayPass, DbError, _>(async |conn| {
         let locked: bool = diesel::select(pg_try_advisory_xact_lock(lock_key))
             .get_result(conn)
-            .await
-            .map_err(DbError::from)?;
+            .await?;
         if !locked {
             return Ok(RelayPass::Busy);
         }
-        let messages: Vec<OutboxMessage> = outbox::table
-            .order(outbox::id)
-            .limit(batch)
-            .select(OutboxMessage::as_select())
-            .load(conn)
-            .await
-            .map_err(DbError::from)?;
+        let messages: Vec<OutboxMessage> = diesel::sql_query(
+            "SELECT id, topic, message_key, payload, created_at, headers FROM ( \
+                 SELECT *, sum(octet_length(payload)) OVER (ORDER BY id) AS running \
+                 FROM (SELECT * FROM outbox ORDER BY id LIMIT $1) oldest \
+             ) sized WHERE running - octet_length(payload) < $2 ORDER BY id",
+        )
+        .bind::<BigInt, _>(limits.max_messages)
+        .bind::<BigInt, _>(limits.max_bytes)
+        .load(conn)
+        .await?;
         if messages.is_empty() {
-            return Ok(RelayPass::Relayed { published: 0, rejected: 0 });
+            return Ok(RelayPass::Relayed {
+                published: 0,
+                rejected: 0,
+                kept: 0,
+                retry_reason: None,
+            });
         }
         let outcomes = publisher.publish(&messages).await;
-        if let Some(reason) = outcomes.iter().find_map(|o| match o {
+        let decisions = settle(&messages, &outcomes);
+        let mut removed = Vec::new();
+        let (mut published, mut rejected, mut kept) = (0, 0, 0);
+        for (message, decision) in messages.iter().zip(&decisions) {
+            match decision {
+                None => kept += 1,
+                Some(Published::Rejected(error)) => {
+                    set_aside(conn, message, error).await?;
+                    rejected += 1;
+                    removed.push(message.id);
+                }
+                Some(_) => {
+                    published += 1;
+                    removed.push(message.id);
+                }
+            }
+        }
+        diesel::delete(outbox::table.filter(outbox::id.eq_any(&removed)))
+            .execute(conn)
+            .await?;
+        let retry_reason = outcomes.iter().find_map(|o| match o {
             Published::Retry(reason) => Some(reason.clone()),
             _ => None,
-        }) {
-            return Err(RelayError::Publish(reason));
-        }
-        let rejected: Vec<(&OutboxMessage, &String)> = messages
-            .iter()
-            .zip(&outcomes)
-            .filter_map(|(m, o)| match o {
-                Published::Rejected(error) => Some((m, error)),
-                _ => None,
-            })
-            .collect();
-        for (message, error) in &rejected {
-            tracing::error!(id = message.id, topic = %message.topic, %error, "outbox message rejected by Kafka for good");
-            diesel::insert_into(outbox_rejected::table)
-                .values((
-                    outbox_rejected::id.eq(message.id),
-                    outbox_rejected::topic.eq(&message.topic),
-                    outbox_rejected::message_key.eq(&message.message_key),
-                    outbox_rejected::payload.eq(&message.payload),
-                    outbox_rejected::error.eq(*error),
-                    outbox_rejected::created_at.eq(message.created_at),
-                ))
-                .execute(conn)
-                .await
-                .map_err(DbError::from)?;
-        }
-        let ids: Vec<i64> = messages.iter().map(|m| m.id).collect();
-        diesel::delete(outbox::table.filter(outbox::id.eq_any(&ids)))
-            .execute(conn)
-            .await
-            .map_err(DbError::from)?;
-        Ok(RelayPass::Relayed { published: messages.len() - rejected.len(), rejected: rejected.len() })
+        });
+        Ok(RelayPass::Relayed {
+            published,
+            rejected,
+            kept,
+            retry_reason,
+        })
     })
     .await
+}
+
+async fn set_aside(
+    conn: &mut AsyncPgConnection,
+    message: &OutboxMessage,
+    error: &str,
+) -> Result<(), DbError> {
+    tracing::error!(
+        outbox_id = message.id,
+        topic = %message.topic,
+        bytes = message.payload.len(),
+        %error,
+        "outbox message refused by Kafka for good; moved to outbox_rejected"
+    );
+    metrics::counter!("outbox_rejected_total", "topic" => message.topic.clone()).increment(1);
+    diesel::insert_into(outbox_rejected::table)
+        .values((
+            outbox_rejected::id.eq(message.id),
+            outbox_rejected::topic.eq(&message.topic),
+            outbox_rejected::message_key.eq(&message.message_key),
+            outbox_rejected::payload.eq(&message.payload),
+            outbox_rejected::error.eq(error),
+            outbox_rejected::created_at.eq(message.created_at),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// Messages waiting in the outbox (for health and stats).
@@ -224,6 +319,56 @@ pub async fn pending(pool: &Pool) -> Result<i64, DbError> {
     Ok(outbox::table.count().get_result(&mut conn).await?)
 }
 
+/// Messages set aside in `outbox_rejected` (reported by the retention job).
+pub async fn rejected(pool: &Pool) -> Result<i64, DbError> {
+    let mut conn = pool.get().await?;
+    Ok(outbox_rejected::table.count().get_result(&mut conn).await?)
+}
+
 diesel::define_sql_function! {
     fn pg_try_advisory_xact_lock(key: BigInt) -> Bool;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(id: i64, key: Option<&str>) -> OutboxMessage {
+        OutboxMessage {
+            id,
+            topic: "t".into(),
+            message_key: key.map(str::to_owned),
+            payload: vec![],
+            created_at: Utc::now(),
+            headers: Value::Null,
+        }
+    }
+
+    #[test]
+    fn a_failed_message_keeps_only_its_keys_remainder() {
+        let messages = [
+            message(1, Some("a")),
+            message(2, Some("b")),
+            message(3, Some("a")),
+            message(4, Some("a")),
+            message(5, Some("b")),
+            message(6, None),
+        ];
+        let outcomes = [
+            Published::Acknowledged,
+            Published::Acknowledged,
+            Published::Retry("timeout".into()),
+            Published::Acknowledged,
+            Published::Rejected("too large".into()),
+            Published::Acknowledged,
+        ];
+        let removed: Vec<i64> = settle(&messages, &outcomes)
+            .iter()
+            .zip(&messages)
+            .filter_map(|(d, m)| d.map(|_| m.id))
+            .collect();
+        // a: 1 acknowledged before the failure of 3; 3 and the acknowledged 4 stay, so 4 is
+        // resent after 3. b: acknowledged 2 and rejected 5 both leave. 6 has no key.
+        assert_eq!(removed, vec![1, 2, 5, 6]);
+    }
 }

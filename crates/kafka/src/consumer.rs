@@ -3,18 +3,23 @@
 //! Delivery guarantee: **at-least-once transport, idempotent effects.** A message's offset is
 //! stored (and later committed) only after its handler returned `Ok`, which for every handler
 //! in this system means its database transaction committed, including the row in
-//! `processed_events` that makes a redelivery a no-op. Messages are handled one at a time, so
-//! offsets advance in order within each partition and one workspace's events (one key, one
+//! `processed_events` that makes a redelivery a no-op (see [`crate::handler`]). Within a
+//! partition messages are handled strictly in order, so one workspace's events (one key, one
 //! partition) are applied in the order they were produced. Stored offsets are committed every
 //! second, synchronously when partitions are revoked in a rebalance, and at shutdown; what a
-//! crash loses is at most re-applied, never skipped. One consumer handles one message at a
-//! time, so while a message is retried every partition of that consumer waits; scale out with
-//! partitions and replicas.
+//! crash loses is at most re-applied, never skipped.
+//!
+//! **A message that must wait holds only its partition.** When a handler asks for a retry, the
+//! message's partition is paused (`rd_kafka_pause_partitions`) and the message is held, with
+//! anything of that partition that was already fetched queued behind it; the loop keeps
+//! polling, so other partitions go on being applied, rebalances proceed and the consumer never
+//! exceeds `max.poll.interval.ms`. When the held message succeeds (or is dead-lettered), its
+//! queue is drained in order and the partition resumed. A partition revoked while held is
+//! dropped: its new owner starts from the last committed offset.
 //!
 //! Failure policy, by [`HandlerError`] kind:
-//! - `Unavailable` (database or broker down): retried with capped exponential backoff until it
-//!   succeeds; the consumer waits, because every message behind it would fail the same way
-//!   and dead-lettering them would turn an outage into a replay job.
+//! - `Unavailable` (database, broker or a service down): retried with capped exponential
+//!   backoff until it succeeds — dead-lettering would turn an outage into a replay job.
 //! - `Failed` (this message failed, maybe transiently): retried up to `kafka.max_attempts`
 //!   times, then written to `<topic>.dlq` with the error, and the partition moves on.
 //! - `Poison` (can never succeed, e.g. undecodable bytes): dead-lettered at once.
@@ -23,10 +28,11 @@
 //! until the dead letter is safely in Kafka.
 
 use std::{
+    collections::{HashMap, VecDeque},
     future::Future,
     sync::{
-        Arc,
-        atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering},
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -38,11 +44,11 @@ use attrsync_proto::{
 };
 use prost::Message as _;
 use rdkafka::{
-    ClientContext, Message,
+    ClientContext, Message, Offset, TopicPartitionList,
     consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer},
-    message::BorrowedMessage,
-    message::Headers as _,
+    message::{Headers as _, OwnedMessage},
 };
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, warn};
 
@@ -80,14 +86,19 @@ pub trait Handler: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), HandlerError>> + Send;
 }
 
-/// What a running consumer has done; read by health endpoints and tests.
+/// What a running consumer has done; read by the service's health checks and by tests.
 #[derive(Debug, Default)]
 pub struct ConsumerProgress {
     handled: AtomicU64,
     dead_lettered: AtomicU64,
     last_progress_ms: AtomicI64,
+    /// Unix ms since which the consumer has held unfinished work without finishing any; 0
+    /// when it has none.
+    busy_since_ms: AtomicI64,
+    held_partitions: AtomicUsize,
     waiting_on_dependency: AtomicBool,
     running: AtomicBool,
+    exited: AtomicBool,
 }
 
 impl ConsumerProgress {
@@ -104,22 +115,47 @@ impl ConsumerProgress {
         self.last_progress_ms.load(Ordering::Relaxed)
     }
 
-    /// True while a message waits for an unavailable dependency (the consumer is stalled).
+    /// True while some message waits for an unavailable dependency.
     pub fn is_stalled(&self) -> bool {
         self.waiting_on_dependency.load(Ordering::Relaxed)
+    }
+
+    /// Partitions paused behind a message that waits or retries.
+    pub fn held_partitions(&self) -> usize {
+        self.held_partitions.load(Ordering::Relaxed)
     }
 
     pub fn is_running(&self) -> bool {
         self.running.load(Ordering::Relaxed)
     }
 
-    fn finished(&self, dead_lettered: bool) {
+    /// True once the consume loop has returned (for whatever reason).
+    pub fn has_exited(&self) -> bool {
+        self.exited.load(Ordering::Relaxed)
+    }
+
+    /// How long the consumer has held work without finishing anything, if it holds any.
+    pub fn stuck_for(&self, now_ms: i64) -> Option<Duration> {
+        let since = self.busy_since_ms.load(Ordering::Relaxed);
+        (since > 0).then(|| Duration::from_millis(u64::try_from(now_ms - since).unwrap_or(0)))
+    }
+
+    fn started_work(&self) {
+        let now = chrono::Utc::now().timestamp_millis();
+        let _ = self
+            .busy_since_ms
+            .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    fn finished(&self, dead_lettered: bool, more_work: bool) {
         self.handled.fetch_add(1, Ordering::Relaxed);
         if dead_lettered {
             self.dead_lettered.fetch_add(1, Ordering::Relaxed);
         }
-        self.last_progress_ms
-            .store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
+        let now = chrono::Utc::now().timestamp_millis();
+        self.last_progress_ms.store(now, Ordering::Relaxed);
+        self.busy_since_ms
+            .store(if more_work { now } else { 0 }, Ordering::Relaxed);
     }
 }
 
@@ -129,20 +165,46 @@ pub fn retry_delay(base: Duration, attempt: u32, max: Duration) -> Duration {
     base.saturating_mul(factor).min(max)
 }
 
+type PartitionKey = (String, i32);
+
 /// Commits stored offsets synchronously before partitions are taken away, so the next owner
-/// starts exactly after what this one applied.
-struct CommitOnRevoke;
+/// starts exactly after what this one applied; tells the loop what was revoked and assigned.
+#[derive(Default)]
+struct RebalanceContext {
+    revoked: Mutex<Vec<PartitionKey>>,
+    assigned: Mutex<Vec<PartitionKey>>,
+}
 
-impl ClientContext for CommitOnRevoke {}
+fn partitions_of(list: &TopicPartitionList) -> Vec<PartitionKey> {
+    list.elements()
+        .iter()
+        .map(|e| (e.topic().to_owned(), e.partition()))
+        .collect()
+}
 
-impl ConsumerContext for CommitOnRevoke {
+impl ClientContext for RebalanceContext {}
+
+impl ConsumerContext for RebalanceContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(partitions) = rebalance
             && partitions.count() > 0
-            && let Err(e) = consumer.commit_consumer_state(CommitMode::Sync)
-            && !is_nothing_to_commit(&e)
         {
-            warn!(error = %e, "committing offsets on revoke failed");
+            if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync)
+                && !is_nothing_to_commit(&e)
+            {
+                warn!(error = %e, "committing offsets on revoke failed");
+            }
+            if let Ok(mut revoked) = self.revoked.lock() {
+                revoked.extend(partitions_of(partitions));
+            }
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(partitions) = rebalance
+            && let Ok(mut assigned) = self.assigned.lock()
+        {
+            assigned.extend(partitions_of(partitions));
         }
     }
 }
@@ -161,22 +223,26 @@ pub struct ConsumerSpec {
     pub group_suffix: Option<&'static str>,
 }
 
-/// Runs [`run`] on a task of `tasks`, logging the error it may stop with.
-pub fn spawn<H: Handler>(
-    tasks: &mut tokio::task::JoinSet<()>,
-    config: &KafkaConfig,
-    spec: ConsumerSpec,
-    handler: Arc<H>,
-    dlq_producer: Producer,
-    progress: Arc<ConsumerProgress>,
-    shutdown: CancellationToken,
-) {
-    let config = config.clone();
-    tasks.spawn(async move {
-        if let Err(e) = run(&config, spec, handler, dlq_producer, progress, shutdown).await {
-            tracing::error!(error = %e, "consumer stopped with an error");
-        }
-    });
+/// A message that waits, with what of its partition was fetched behind it.
+struct Held {
+    queue: VecDeque<OwnedMessage>,
+    /// The try the head message is on (1-based), for `Failed` retries.
+    attempt: u32,
+    /// Consecutive `Unavailable` answers, for the backoff.
+    unavailable: u32,
+    due: Instant,
+}
+
+/// What one try of a message came to.
+enum Step {
+    /// Applied or dead-lettered: store the offset.
+    Done { dead_lettered: bool },
+    /// Try again after `delay`.
+    Retry {
+        delay: Duration,
+        attempt: u32,
+        unavailable: u32,
+    },
 }
 
 /// Runs the consume loop until `shutdown` is cancelled; commits stored offsets before returning.
@@ -188,20 +254,34 @@ pub async fn run<H: Handler>(
     progress: Arc<ConsumerProgress>,
     shutdown: CancellationToken,
 ) -> Result<()> {
+    let outcome = consume(config, spec, handler, dlq_producer, &progress, shutdown).await;
+    progress.running.store(false, Ordering::Relaxed);
+    progress.exited.store(true, Ordering::Relaxed);
+    outcome
+}
+
+async fn consume<H: Handler>(
+    config: &KafkaConfig,
+    spec: ConsumerSpec,
+    handler: Arc<H>,
+    dlq_producer: Producer,
+    progress: &Arc<ConsumerProgress>,
+    shutdown: CancellationToken,
+) -> Result<()> {
     let group = match spec.group_suffix {
         Some(suffix) => format!("{}.{}", config.group_id, suffix),
         None => config.group_id.clone(),
     };
-    let consumer: StreamConsumer<CommitOnRevoke> = crate::base_client_config(config)
+    let consumer: StreamConsumer<RebalanceContext> = crate::base_client_config(config)
         .set("group.id", &group)
         .set("enable.auto.commit", "true")
         .set("auto.commit.interval.ms", "1000")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", "10000")
-        .set("max.poll.interval.ms", "600000")
+        .set("max.poll.interval.ms", "300000")
         .set("enable.partition.eof", "false")
-        .create_with_context(CommitOnRevoke)?;
+        .create_with_context(RebalanceContext::default())?;
     let full_topics: Vec<String> = spec.topics.iter().map(|t| config.topic(t)).collect();
     let names: Vec<&str> = full_topics.iter().map(String::as_str).collect();
     consumer.subscribe(&names)?;
@@ -212,32 +292,79 @@ pub async fn run<H: Handler>(
         config,
         handler,
         dlq_producer,
-        progress: progress.clone(),
         group: &group,
         shutdown: &shutdown,
     };
-    loop {
+    let mut held: HashMap<PartitionKey, Held> = HashMap::new();
+    'consume: loop {
+        forget_revoked(&consumer, &mut held, progress);
+
+        let now = Instant::now();
+        let due: Vec<PartitionKey> = held
+            .iter()
+            .filter(|(_, h)| h.due <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in due {
+            if !worker.drain(&consumer, &mut held, key, progress).await {
+                break 'consume;
+            }
+        }
+
+        let next_due = held
+            .values()
+            .map(|h| h.due)
+            .min()
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
         let received = tokio::select! {
             () = shutdown.cancelled() => break,
+            () = tokio::time::sleep_until(next_due) => continue,
             received = consumer.recv() => received,
         };
         let message = match received {
-            Ok(message) => message,
+            Ok(message) => message.detach(),
             Err(e) => {
                 warn!(error = %e, "consumer error; continuing");
                 continue;
             }
         };
-        match worker.process(&message).await {
-            Outcome::Done => {
-                if let Err(e) = consumer.store_offset_from_message(&message) {
-                    warn!(error = %e, "storing offset failed (partition revoked?); it will be redelivered");
-                }
+        let key = (message.topic().to_owned(), message.partition());
+        if let Some(waiting) = held.get_mut(&key) {
+            // Fetched before the pause took effect: it waits behind the held message.
+            waiting.queue.push_back(message);
+            continue;
+        }
+        progress.started_work();
+        match worker.try_once(&message, 1, 0).await {
+            None => break,
+            Some(Step::Done { dead_lettered }) => {
+                store_offset(&consumer, &message);
+                progress.finished(dead_lettered, !held.is_empty());
             }
-            Outcome::ShuttingDown => break,
+            Some(Step::Retry {
+                delay,
+                attempt,
+                unavailable,
+            }) => {
+                pause(&consumer, &key, true);
+                progress
+                    .waiting_on_dependency
+                    .store(unavailable > 0, Ordering::Relaxed);
+                held.insert(
+                    key,
+                    Held {
+                        queue: VecDeque::from([message]),
+                        attempt,
+                        unavailable,
+                        due: Instant::now() + delay,
+                    },
+                );
+                progress
+                    .held_partitions
+                    .store(held.len(), Ordering::Relaxed);
+            }
         }
     }
-    progress.running.store(false, Ordering::Relaxed);
     if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync)
         && !is_nothing_to_commit(&e)
     {
@@ -247,35 +374,140 @@ pub async fn run<H: Handler>(
     Ok(())
 }
 
-enum Outcome {
-    /// Applied or dead-lettered: store the offset.
-    Done,
-    /// Stopped before finishing: do not store the offset.
-    ShuttingDown,
+/// Drops held partitions that a rebalance took away, and makes sure newly assigned
+/// partitions are not left paused from an earlier assignment.
+fn forget_revoked(
+    consumer: &StreamConsumer<RebalanceContext>,
+    held: &mut HashMap<PartitionKey, Held>,
+    progress: &ConsumerProgress,
+) {
+    let context = consumer.context();
+    let revoked = context
+        .revoked
+        .lock()
+        .map(|mut r| std::mem::take(&mut *r))
+        .unwrap_or_default();
+    for key in revoked {
+        if held.remove(&key).is_some() {
+            info!(topic = %key.0, partition = key.1, "held partition revoked; its new owner resumes from the committed offset");
+        }
+    }
+    let assigned = context
+        .assigned
+        .lock()
+        .map(|mut a| std::mem::take(&mut *a))
+        .unwrap_or_default();
+    for key in assigned.iter().filter(|k| !held.contains_key(*k)) {
+        pause(consumer, key, false);
+    }
+    progress
+        .held_partitions
+        .store(held.len(), Ordering::Relaxed);
+}
+
+fn pause(consumer: &StreamConsumer<RebalanceContext>, key: &PartitionKey, paused: bool) {
+    let mut list = TopicPartitionList::new();
+    if list
+        .add_partition_offset(&key.0, key.1, Offset::Invalid)
+        .is_err()
+    {
+        return;
+    }
+    let outcome = if paused {
+        consumer.pause(&list)
+    } else {
+        consumer.resume(&list)
+    };
+    if let Err(e) = outcome {
+        warn!(error = %e, topic = %key.0, partition = key.1, paused, "pausing/resuming a partition failed");
+    }
+}
+
+fn store_offset(consumer: &StreamConsumer<RebalanceContext>, message: &OwnedMessage) {
+    // librdkafka stores `offset + 1`, the next message to read.
+    if let Err(e) = consumer.store_offset(message.topic(), message.partition(), message.offset()) {
+        warn!(error = %e, "storing offset failed (partition revoked?); it will be redelivered");
+    }
 }
 
 struct Worker<'a, H> {
     config: &'a KafkaConfig,
     handler: Arc<H>,
     dlq_producer: Producer,
-    progress: Arc<ConsumerProgress>,
     group: &'a str,
     shutdown: &'a CancellationToken,
 }
 
 impl<H: Handler> Worker<'_, H> {
-    async fn process(&self, message: &BorrowedMessage<'_>) -> Outcome {
+    /// Retries the held head of `key` and drains its queue while messages succeed; resumes the
+    /// partition when the queue is empty. Returns false when shutdown was requested.
+    async fn drain(
+        &self,
+        consumer: &StreamConsumer<RebalanceContext>,
+        held: &mut HashMap<PartitionKey, Held>,
+        key: PartitionKey,
+        progress: &ConsumerProgress,
+    ) -> bool {
+        loop {
+            let Some(state) = held.get_mut(&key) else {
+                return true;
+            };
+            let Some(head) = state.queue.front() else {
+                held.remove(&key);
+                pause(consumer, &key, false);
+                progress
+                    .waiting_on_dependency
+                    .store(held.values().any(|h| h.unavailable > 0), Ordering::Relaxed);
+                progress
+                    .held_partitions
+                    .store(held.len(), Ordering::Relaxed);
+                return true;
+            };
+            match self.try_once(head, state.attempt, state.unavailable).await {
+                None => return false,
+                Some(Step::Done { dead_lettered }) => {
+                    store_offset(consumer, head);
+                    state.queue.pop_front();
+                    state.attempt = 1;
+                    state.unavailable = 0;
+                    progress.finished(dead_lettered, true);
+                }
+                Some(Step::Retry {
+                    delay,
+                    attempt,
+                    unavailable,
+                }) => {
+                    state.attempt = attempt;
+                    state.unavailable = unavailable;
+                    state.due = Instant::now() + delay;
+                    progress
+                        .waiting_on_dependency
+                        .store(unavailable > 0, Ordering::Relaxed);
+                    return true;
+                }
+            }
+        }
+    }
+
+    /// One try of `message`: decode, handle, dead-letter when the policy says so. `None` when
+    /// shutdown interrupted it.
+    async fn try_once(
+        &self,
+        message: &OwnedMessage,
+        attempt: u32,
+        unavailable: u32,
+    ) -> Option<Step> {
         let payload = message.payload().unwrap_or_default();
         if payload.is_empty() {
             return self
-                .dead_letter(message, "empty message (no envelope)", 1)
+                .dead_letter(message, "empty message (no envelope)", attempt)
                 .await;
         }
         let envelope = match envelope::decode(payload) {
             Ok(envelope) => envelope,
             Err(e) => {
                 return self
-                    .dead_letter(message, &format!("undecodable envelope: {e}"), 1)
+                    .dead_letter(message, &format!("undecodable envelope: {e}"), attempt)
                     .await;
             }
         };
@@ -286,103 +518,58 @@ impl<H: Handler> Worker<'_, H> {
             offset = message.offset(),
             event_id = %envelope.event_id,
             workspace_id = envelope.workspace_id,
+            attempt,
         );
-        // Kafka headers first (what any producer or tool can set), else the envelope's copy.
-        let headers: Vec<(&str, &str)> = message
-            .headers()
-            .map(|headers| {
-                headers
-                    .iter()
-                    .filter_map(|h| Some((h.key, std::str::from_utf8(h.value?).ok()?)))
-                    .collect()
-            })
-            .unwrap_or_default();
-        if headers
-            .iter()
-            .any(|(k, _)| k.eq_ignore_ascii_case("traceparent"))
-        {
-            attrsync_telemetry::set_parent(&span, headers);
-        } else {
-            attrsync_telemetry::set_parent(
-                &span,
-                envelope
-                    .trace_context
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), v.as_str())),
-            );
-        }
-        self.apply_with_retries(message, envelope)
-            .instrument(span)
-            .await
-    }
-
-    async fn apply_with_retries(
-        &self,
-        message: &BorrowedMessage<'_>,
-        envelope: Envelope,
-    ) -> Outcome {
-        let mut incoming = Incoming {
+        continue_trace(&span, message, &envelope);
+        let incoming = Incoming {
             topic: message.topic(),
             partition: message.partition(),
             offset: message.offset(),
             key: message.key().and_then(|k| std::str::from_utf8(k).ok()),
             envelope,
-            attempt: 1,
+            attempt,
         };
-        let mut unavailable_attempt = 0;
-        loop {
-            let result = self.handler.handle(&incoming).await;
-            let error = match result {
-                Ok(()) => {
-                    self.progress
-                        .waiting_on_dependency
-                        .store(false, Ordering::Relaxed);
-                    self.progress.finished(false);
-                    return Outcome::Done;
-                }
-                Err(error) => error,
-            };
-            let delay = match &error {
-                HandlerError::Poison(reason) => {
-                    return self.dead_letter(message, reason, incoming.attempt).await;
-                }
-                HandlerError::Failed(reason) if incoming.attempt >= self.config.max_attempts => {
-                    return self.dead_letter(message, reason, incoming.attempt).await;
-                }
-                HandlerError::Failed(_) => {
-                    incoming.attempt += 1;
-                    retry_delay(
-                        self.config.retry_backoff,
-                        incoming.attempt - 1,
-                        Duration::from_secs(30),
-                    )
-                }
-                HandlerError::Unavailable(_) => {
-                    self.progress
-                        .waiting_on_dependency
-                        .store(true, Ordering::Relaxed);
-                    unavailable_attempt += 1;
-                    retry_delay(
-                        self.config.retry_backoff,
-                        unavailable_attempt,
-                        Duration::from_secs(30),
-                    )
-                }
-            };
-            warn!(%error, attempt = incoming.attempt, ?delay, "handler failed; retrying");
-            if self.sleep_or_shutdown(delay).await {
-                return Outcome::ShuttingDown;
+        let result = self.handler.handle(&incoming).instrument(span).await;
+        let backoff = self.config.retry_backoff;
+        let cap = Duration::from_secs(30);
+        match result {
+            Ok(()) => Some(Step::Done {
+                dead_lettered: false,
+            }),
+            Err(HandlerError::Poison(reason)) => self.dead_letter(message, &reason, attempt).await,
+            Err(HandlerError::Failed(reason)) if attempt >= self.config.max_attempts => {
+                self.dead_letter(message, &reason, attempt).await
+            }
+            Err(error @ HandlerError::Failed(_)) => {
+                warn!(%error, attempt, "handler failed; its partition waits for the retry");
+                Some(Step::Retry {
+                    delay: retry_delay(backoff, attempt, cap),
+                    attempt: attempt + 1,
+                    unavailable: 0,
+                })
+            }
+            Err(error @ HandlerError::Unavailable(_)) => {
+                warn!(%error, waits = unavailable + 1, "dependency unavailable; its partition waits");
+                Some(Step::Retry {
+                    delay: retry_delay(backoff, unavailable + 1, cap),
+                    attempt,
+                    unavailable: unavailable + 1,
+                })
             }
         }
     }
 
-    /// Writes the original message and the error to `<topic>.dlq`; retries until it can.
+    /// Writes the original message and the error to `<topic>.dlq`. If that fails, the message
+    /// is retried as unavailable: its offset is not stored until the dead letter is in Kafka.
     async fn dead_letter(
         &self,
-        message: &BorrowedMessage<'_>,
+        message: &OwnedMessage,
         error: &str,
         attempts: u32,
-    ) -> Outcome {
+    ) -> Option<Step> {
+        if self.shutdown.is_cancelled() {
+            return None;
+        }
         let dead = DeadLetter {
             topic: message.topic().to_owned(),
             partition: message.partition(),
@@ -397,46 +584,61 @@ impl<H: Handler> Worker<'_, H> {
             consumer_group: self.group.to_owned(),
         };
         let dlq_topic = topics::dlq(message.topic());
-        let bytes = dead.encode_to_vec();
-        let mut attempt = 0;
-        loop {
-            match self
-                .dlq_producer
-                .send_raw(&dlq_topic, dead.key.as_deref(), &bytes, &[])
-                .await
-            {
-                Ok(_) => {
-                    self.progress
-                        .waiting_on_dependency
-                        .store(false, Ordering::Relaxed);
-                    error!(
-                        topic = message.topic(),
-                        offset = message.offset(),
-                        error,
-                        "message dead-lettered"
-                    );
-                    self.progress.finished(true);
-                    return Outcome::Done;
-                }
-                Err(e) => {
-                    attempt += 1;
-                    warn!(error = %e, "dead-lettering failed; retrying");
-                    let delay =
-                        retry_delay(self.config.retry_backoff, attempt, Duration::from_secs(30));
-                    if self.sleep_or_shutdown(delay).await {
-                        return Outcome::ShuttingDown;
-                    }
-                }
+        match self
+            .dlq_producer
+            .send_raw(&dlq_topic, dead.key.as_deref(), &dead.encode_to_vec(), &[])
+            .await
+        {
+            Ok(_) => {
+                error!(
+                    topic = message.topic(),
+                    offset = message.offset(),
+                    error,
+                    "message dead-lettered"
+                );
+                metrics::counter!("consumer_dead_letters_total", "topic" => message.topic().to_owned())
+                    .increment(1);
+                Some(Step::Done {
+                    dead_lettered: true,
+                })
+            }
+            Err(e) => {
+                warn!(error = %e, "dead-lettering failed; the message waits");
+                Some(Step::Retry {
+                    delay: self.config.retry_backoff.max(Duration::from_millis(500)),
+                    attempt: attempts,
+                    unavailable: 1,
+                })
             }
         }
     }
+}
 
-    /// Sleeps; returns true if shutdown was requested meanwhile.
-    async fn sleep_or_shutdown(&self, delay: Duration) -> bool {
-        tokio::select! {
-            () = self.shutdown.cancelled() => true,
-            () = tokio::time::sleep(delay) => false,
-        }
+/// Continues the trace named in the Kafka headers (what any producer or tool can set), else
+/// the envelope's copy.
+fn continue_trace(span: &tracing::Span, message: &OwnedMessage, envelope: &Envelope) {
+    let headers: Vec<(&str, &str)> = message
+        .headers()
+        .map(|headers| {
+            headers
+                .iter()
+                .filter_map(|h| Some((h.key, std::str::from_utf8(h.value?).ok()?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    if headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("traceparent"))
+    {
+        attrsync_telemetry::set_parent(span, headers);
+    } else {
+        attrsync_telemetry::set_parent(
+            span,
+            envelope
+                .trace_context
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        );
     }
 }
 
@@ -453,5 +655,15 @@ mod tests {
             .collect();
         assert_eq!(delays, vec![100, 200, 400, 800, 1600, 2000, 2000]);
         assert_eq!(retry_delay(base, 500, max), max);
+    }
+
+    #[test]
+    fn a_consumer_holding_work_reports_how_long_it_is_stuck() {
+        let progress = ConsumerProgress::default();
+        assert_eq!(progress.stuck_for(1_000), None);
+        progress.busy_since_ms.store(400, Ordering::Relaxed);
+        assert_eq!(progress.stuck_for(1_000), Some(Duration::from_millis(600)));
+        progress.finished(false, false);
+        assert_eq!(progress.stuck_for(i64::MAX), None);
     }
 }

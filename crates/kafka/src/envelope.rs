@@ -29,3 +29,21 @@ pub fn new(
 pub fn decode(bytes: &[u8]) -> Result<Envelope, prost::DecodeError> {
     Envelope::decode(bytes)
 }
+
+/// The outbox row that publishes `envelope` to `full_topic`, keyed by its workspace, with its
+/// trace context and identity as Kafka headers.
+pub fn outbox_row(
+    full_topic: String,
+    envelope: &Envelope,
+) -> attrsync_db::outbox::NewOutboxMessage {
+    let headers = crate::producer::trace_headers(envelope)
+        .into_iter()
+        .map(|(k, v)| (k, serde_json::Value::String(v)))
+        .collect();
+    attrsync_db::outbox::NewOutboxMessage {
+        topic: full_topic,
+        message_key: Some(envelope.workspace_id.to_string()),
+        payload: envelope.encode_to_vec(),
+        headers: serde_json::Value::Object(headers),
+    }
+}

@@ -1,18 +1,22 @@
 //! Kafka for the services.
 //!
-//! - [`topics`]: every topic name and how it is created (partitions, compaction, DLQs).
+//! - [`topics`]: every topic, typed by the payload it carries, and how it is created.
 //! - [`envelope`]: building the protobuf envelope every message carries.
 //! - [`producer`]: an idempotent producer (`acks=all`) that returns only after the broker
 //!   acknowledged a message.
 //! - [`consumer`]: the at-least-once consumer loop: offsets are stored only after the handler
 //!   (and its database transaction) succeeded, in order per partition, committed on revoke and
 //!   on shutdown; failures are retried with backoff, then dead-lettered to `<topic>.dlq`.
+//! - [`handler`]: idempotent handlers — a service writes only its effect; payload extraction,
+//!   workspace lookup, the transaction with `processed_events`, error classification and the
+//!   relay wake-up are written once.
 //! - [`relay`]: the outbox relay, which publishes what services committed to their outbox.
 //! - [`workspaces`]: a service's own projection of the workspace registry, fed by the
 //!   compacted `settings.workspaces.v1`.
 
 pub mod consumer;
 pub mod envelope;
+pub mod handler;
 pub mod producer;
 pub mod relay;
 pub mod topics;

@@ -2,31 +2,61 @@
 //!
 //! It wakes when the service says it enqueued something ([`RelayHandle::wake`]) and otherwise
 //! polls every `idle_poll`, so messages left by a crashed process or another replica are
-//! published too. A failed pass (Kafka or the database down) leaves the rows in place and is
-//! retried with backoff; see [`attrsync_db::outbox`] for ordering and delivery guarantees.
+//! published too. A pass that could not publish everything (Kafka or the database down) keeps
+//! what was not acknowledged and is retried with backoff; see [`attrsync_db::outbox`] for
+//! ordering, the per-key rule and the delivery guarantee. How long the relay has been failing
+//! is visible in [`RelayHandle::failing_for`], which the service's health reads.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicI64, Ordering},
+    },
+    time::Duration,
+};
 
 use attrsync_db::{
     Pool,
-    outbox::{self, OutboxMessage, OutboxPublisher, Published},
+    outbox::{self, OutboxMessage, OutboxPublisher, PassLimits, Published},
 };
 use rdkafka::{error::KafkaError, types::RDKafkaErrorCode};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use crate::{Producer, consumer::retry_delay, envelope};
+use crate::{Producer, consumer::retry_delay};
 
-/// Wakes the relay after a commit that enqueued messages.
+/// Wakes the relay after a commit that enqueued messages; reports whether it is failing.
 #[derive(Debug, Clone, Default)]
 pub struct RelayHandle {
     notify: Arc<Notify>,
+    /// Unix ms of the first failed pass of the current failing streak; 0 when passing.
+    failing_since_ms: Arc<AtomicI64>,
 }
 
 impl RelayHandle {
     pub fn wake(&self) {
         self.notify.notify_one();
+    }
+
+    /// How long the relay has been failing at `now_ms`, if it is.
+    pub fn failing_for(&self, now_ms: i64) -> Option<Duration> {
+        let since = self.failing_since_ms.load(Ordering::Relaxed);
+        (since > 0).then(|| Duration::from_millis(u64::try_from(now_ms - since).unwrap_or(0)))
+    }
+
+    fn record(&self, failed: bool) {
+        if failed {
+            let now = chrono::Utc::now().timestamp_millis();
+            let _ = self.failing_since_ms.compare_exchange(
+                0,
+                now,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        } else {
+            self.failing_since_ms.store(0, Ordering::Relaxed);
+        }
     }
 }
 
@@ -39,13 +69,7 @@ pub struct KafkaOutboxPublisher {
 impl OutboxPublisher for KafkaOutboxPublisher {
     async fn publish(&self, messages: &[OutboxMessage]) -> Vec<Published> {
         let sends = messages.iter().map(|m| async move {
-            let headers = envelope::decode(&m.payload)
-                .map(|e| crate::producer::trace_headers(&e))
-                .unwrap_or_default();
-            let headers: Vec<(&str, &str)> = headers
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect();
+            let headers = m.header_pairs();
             match self
                 .producer
                 .send_raw(&m.topic, m.message_key.as_deref(), &m.payload, &headers)
@@ -63,37 +87,18 @@ impl OutboxPublisher for KafkaOutboxPublisher {
     }
 }
 
-/// Errors no retry can fix: the message is too large or malformed, or the topic name invalid.
+/// Errors no retry can fix: the message is too large, the record malformed, or the topic name
+/// invalid. (`InvalidMessage` is a CRC failure on the wire, which a resend fixes.)
 pub fn is_permanent(error: &KafkaError) -> bool {
     matches!(
         error.rdkafka_error_code(),
         Some(
             RDKafkaErrorCode::MessageSizeTooLarge
                 | RDKafkaErrorCode::InvalidMessageSize
-                | RDKafkaErrorCode::InvalidMessage
                 | RDKafkaErrorCode::InvalidRecord
                 | RDKafkaErrorCode::InvalidTopic
         )
     )
-}
-
-/// Runs [`run`] on a task of `tasks`, polling every 500 ms when not woken.
-pub fn spawn(
-    tasks: &mut tokio::task::JoinSet<()>,
-    pool: Pool,
-    producer: Producer,
-    schema: &str,
-    handle: RelayHandle,
-    shutdown: CancellationToken,
-) {
-    tasks.spawn(run(
-        pool,
-        producer,
-        schema.to_owned(),
-        handle,
-        Duration::from_millis(500),
-        shutdown,
-    ));
 }
 
 /// Runs the relay until `shutdown`; drains what it can before returning.
@@ -107,17 +112,32 @@ pub async fn run(
 ) {
     let publisher = KafkaOutboxPublisher { producer };
     let lock_key = attrsync_db::advisory_key(&format!("outbox:{lock_name}"));
+    let limits = PassLimits::default();
     let mut failures = 0;
     loop {
-        match outbox::relay_once(&pool, lock_key, 500, &publisher).await {
-            Ok(pass) if pass.moved_any() => {
-                failures = 0;
-                continue;
+        let pass = outbox::relay_once(&pool, lock_key, limits, &publisher).await;
+        let (moved, failed) = match &pass {
+            Ok(pass) => {
+                if let Some(reason) = pass.failed() {
+                    warn!(
+                        reason,
+                        "outbox relay: some messages were not taken; they stay queued"
+                    );
+                }
+                (pass.moved_any(), pass.failed().is_some())
             }
-            Ok(_) => failures = 0,
             Err(e) => {
-                failures += 1;
-                warn!(error = %e, failures, "outbox relay pass failed; messages stay queued");
+                warn!(error = %e, "outbox relay pass failed; messages stay queued");
+                (false, true)
+            }
+        };
+        handle.record(failed);
+        if failed {
+            failures += 1;
+        } else {
+            failures = 0;
+            if moved {
+                continue;
             }
         }
         let wait = if failures > 0 {
@@ -138,8 +158,8 @@ pub async fn run(
     // Publish what was committed just before shutdown, briefly; anything left waits for the
     // next start (or another replica).
     let drain = async {
-        while let Ok(pass) = outbox::relay_once(&pool, lock_key, 500, &publisher).await {
-            if !pass.moved_any() {
+        while let Ok(pass) = outbox::relay_once(&pool, lock_key, limits, &publisher).await {
+            if !pass.moved_any() || pass.failed().is_some() {
                 break;
             }
         }
@@ -164,6 +184,7 @@ mod tests {
             );
         }
         for code in [
+            RDKafkaErrorCode::InvalidMessage,
             RDKafkaErrorCode::BrokerTransportFailure,
             RDKafkaErrorCode::MessageTimedOut,
             RDKafkaErrorCode::AllBrokersDown,

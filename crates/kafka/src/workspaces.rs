@@ -8,7 +8,9 @@
 //! Applying a snapshot is idempotent and order-proof: a row is replaced only by a snapshot with
 //! a higher `version`, so redeliveries and a replay of the compacted topic change nothing.
 //!
-//! Each consuming service's migrations create:
+//! When a message names a workspace the projection lacks, [`WorkspaceDirectory`] asks mapping
+//! and remembers the answer. The table is one of the platform tables
+//! ([`attrsync_db::PLATFORM_MIGRATIONS`]):
 //! ```sql
 //! CREATE TABLE workspace_projection (
 //!     workspace_id              BIGINT PRIMARY KEY,
@@ -27,14 +29,18 @@
 //! CREATE INDEX workspace_projection_realm ON workspace_projection (qbo_realm_id) WHERE qbo_realm_id IS NOT NULL;
 //! ```
 
-use std::collections::HashMap;
+use std::{collections::HashMap, time::Duration};
 
-use attrsync_db::{DbError, Pool};
-use attrsync_proto::{Payload, v1::WorkspaceSnapshot};
+use attrsync_db::{DbError, Failure, Pool};
+use attrsync_proto::{
+    Payload,
+    v1::{GetWorkspaceRequest, WorkspaceSnapshot, mapping_service_client::MappingServiceClient},
+};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use prost::Message;
 use serde_json::Value;
+use tonic::{service::interceptor::InterceptedService, transport::Channel};
 
 use crate::{Handler, HandlerError, Incoming};
 
@@ -172,28 +178,95 @@ pub async fn find_any(
         .optional()
 }
 
-/// Starts the consumer that keeps this service's projection (group `<group_id>.workspaces`).
-pub fn spawn_projection(
-    tasks: &mut tokio::task::JoinSet<()>,
-    config: &attrsync_config::KafkaConfig,
+/// What a service knows of a workspace a message names.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Lookup {
+    /// In the projection, or fetched from mapping (and then remembered). May be deleted.
+    Found(ProjectedWorkspace),
+    /// mapping does not know it.
+    Unknown,
+    /// Neither the projection nor mapping could answer now.
+    Unavailable(String),
+}
+
+type Interceptor = fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>;
+/// A mapping client that carries the caller's trace context.
+pub type MappingClient = MappingServiceClient<InterceptedService<Channel, Interceptor>>;
+
+/// A mapping client for `endpoint` that connects lazily (so a service starts while mapping is
+/// down) and gives up on a call after a few seconds.
+pub fn mapping_client(
+    endpoint: &str,
+) -> Result<MappingClient, tonic::codegen::http::uri::InvalidUri> {
+    let channel = Channel::from_shared(endpoint.to_owned())?
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(5))
+        .connect_lazy();
+    Ok(MappingServiceClient::with_interceptor(
+        channel,
+        attrsync_telemetry::grpc::inject_interceptor as Interceptor,
+    ))
+}
+
+/// Workspace facts for a service: its projection first, then mapping, so a message racing a
+/// brand-new workspace's snapshot is neither refused nor stuck. Cheap to clone.
+#[derive(Clone)]
+pub struct WorkspaceDirectory {
     pool: Pool,
-    dlq_producer: crate::Producer,
-    shutdown: tokio_util::sync::CancellationToken,
-) {
-    let spec = crate::consumer::ConsumerSpec {
-        topics: vec![crate::topics::WORKSPACE_SETTINGS],
-        group_suffix: Some("workspaces"),
-    };
-    let handler = std::sync::Arc::new(ProjectionHandler::new(pool));
-    crate::consumer::spawn(
-        tasks,
-        config,
-        spec,
-        handler,
-        dlq_producer,
-        Default::default(),
-        shutdown,
-    );
+    /// `None` in mapping itself, whose registry is the projection's source.
+    mapping: Option<MappingClient>,
+}
+
+impl std::fmt::Debug for WorkspaceDirectory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkspaceDirectory")
+            .field("asks_mapping", &self.mapping.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl WorkspaceDirectory {
+    pub fn new(pool: Pool, mapping: Option<MappingClient>) -> Self {
+        Self { pool, mapping }
+    }
+
+    pub async fn lookup(&self, workspace_id: i64) -> Lookup {
+        let found = async {
+            let mut conn = self.pool.get().await.map_err(DbError::from)?;
+            find_any(&mut conn, workspace_id)
+                .await
+                .map_err(DbError::from)
+        };
+        match found.await {
+            Ok(Some(row)) => return Lookup::Found(row),
+            Ok(None) => {}
+            Err(e) => return Lookup::Unavailable(format!("projection: {e}")),
+        }
+        let Some(mapping) = &self.mapping else {
+            return Lookup::Unknown;
+        };
+        match mapping
+            .clone()
+            .get_workspace(GetWorkspaceRequest { workspace_id })
+            .await
+        {
+            Ok(response) => {
+                let Some(row) = ProjectedWorkspace::from_snapshot(response.get_ref()) else {
+                    return Lookup::Unknown;
+                };
+                let remembered = async {
+                    let mut conn = self.pool.get().await.map_err(DbError::from)?;
+                    apply(&mut conn, &row).await.map_err(DbError::from)
+                };
+                if let Err(e) = remembered.await {
+                    tracing::warn!(error = %e, "could not remember a workspace fetched from mapping");
+                }
+                Lookup::Found(row)
+            }
+            Err(status) if status.code() == tonic::Code::NotFound => Lookup::Unknown,
+            Err(status) => Lookup::Unavailable(format!("mapping: {}", status.code())),
+        }
+    }
 }
 
 /// The consumer of `settings.workspaces.v1` that keeps the projection.
@@ -228,13 +301,12 @@ impl Handler for ProjectionHandler {
             .get()
             .await
             .map_err(|e| HandlerError::Unavailable(DbError::from(e).to_string()))?;
-        apply(&mut conn, &row).await.map_err(|e| {
-            if attrsync_db::query_error_is_unavailable(&e) {
-                HandlerError::Unavailable(e.to_string())
-            } else {
-                HandlerError::Failed(e.to_string())
-            }
-        })?;
+        apply(&mut conn, &row)
+            .await
+            .map_err(|e| match attrsync_db::classify(&e) {
+                Failure::Retryable => HandlerError::Unavailable(e.to_string()),
+                Failure::Permanent => HandlerError::Failed(e.to_string()),
+            })?;
         Ok(())
     }
 }

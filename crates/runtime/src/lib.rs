@@ -1,27 +1,85 @@
 //! What every service binary shares.
 //!
-//! - [`shutdown_on_signal`]: a cancellation token cancelled by SIGINT or SIGTERM; every task of
-//!   a service watches it and stops cleanly (consumers commit, relays drain, servers finish
-//!   in-flight requests).
+//! - [`service`]: the service skeleton — a service declares itself once and [`service::start`]
+//!   brings it up in the same order as every other; [`service::main`] is a binary's `main`.
+//! - [`health`]: readiness that tells the truth (consumers, relay, tasks, database).
+//! - [`http`]: `/healthz`, `/readyz`, `/metrics` and a service's own routes.
+//! - [`retention`]: pruning the tables every service shares.
 //! - [`grpc`]: serving a service's gRPC API together with the standard health service
 //!   (`grpc.health.v1`, for Kubernetes probes and `grpc_health_probe`) and server reflection
 //!   (so `grpcurl` works without .proto files), continuing callers' traces.
+//! - [`shutdown_on_signal`]: a cancellation token cancelled by SIGINT or SIGTERM; every task of
+//!   a service watches it and stops cleanly (consumers commit, relays drain, servers finish
+//!   in-flight requests).
 
 pub mod grpc;
+pub mod health;
+pub mod http;
+pub mod retention;
+pub mod service;
 
+use std::{
+    future::Future,
+    panic::AssertUnwindSafe,
+    sync::{Arc, Mutex},
+};
+
+use futures::FutureExt as _;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-/// The tasks of a started service and the token that stops them.
+pub use service::{Context, Declaration, Running, Service};
+
+/// The tasks of a started service and the token that stops them. A task that ends (or
+/// panics) before shutdown is logged at ERROR and recorded, and the service's health turns
+/// NOT_SERVING.
 #[derive(Debug)]
 pub struct ServiceTasks {
     shutdown: CancellationToken,
     tasks: JoinSet<()>,
+    died: Arc<Mutex<Vec<&'static str>>>,
 }
 
 impl ServiceTasks {
-    pub fn new(shutdown: CancellationToken, tasks: JoinSet<()>) -> Self {
-        Self { shutdown, tasks }
+    pub fn new(shutdown: CancellationToken) -> Self {
+        Self {
+            shutdown,
+            tasks: JoinSet::new(),
+            died: Arc::default(),
+        }
+    }
+
+    /// Runs `task`, watching that it lives as long as the service.
+    pub fn spawn(&mut self, name: &'static str, task: impl Future<Output = ()> + Send + 'static) {
+        let shutdown = self.shutdown.clone();
+        let died = self.died.clone();
+        self.tasks.spawn(async move {
+            let panicked = AssertUnwindSafe(task).catch_unwind().await.is_err();
+            if !shutdown.is_cancelled() {
+                tracing::error!(
+                    task = name,
+                    panicked,
+                    "a service task ended before shutdown"
+                );
+                if let Ok(mut died) = died.lock() {
+                    died.push(name);
+                }
+            }
+        });
+    }
+
+    /// Runs a helper task whose end means nothing (e.g. one that waits for shutdown).
+    pub fn spawn_quiet(&mut self, task: impl Future<Output = ()> + Send + 'static) {
+        self.tasks.spawn(task);
+    }
+
+    /// The names of tasks that ended before shutdown.
+    pub fn died(&self) -> Arc<Mutex<Vec<&'static str>>> {
+        self.died.clone()
+    }
+
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
     }
 
     /// Cancels the token and waits for every task (consumers commit, relays drain).

@@ -42,34 +42,15 @@ CREATE TABLE webhook_event_counts (
     last_event_at TIMESTAMPTZ
 );
 
--- Envelope ids of applied Kafka messages: a redelivery finds its id here and changes nothing.
-CREATE TABLE processed_events (
-    event_id     TEXT PRIMARY KEY,
-    processed_at TIMESTAMPTZ NOT NULL DEFAULT now()
-);
-CREATE INDEX processed_events_age ON processed_events (processed_at);
-
--- Projection of the workspace registry (see attrsync_kafka::workspaces).
-CREATE TABLE workspace_projection (
-    workspace_id              BIGINT PRIMARY KEY,
-    fyle_org_id               TEXT NOT NULL,
-    qbo_realm_id              TEXT,
-    fyle_webhook_sync_enabled BOOLEAN NOT NULL,
-    fyle_webhook_by_type      JSONB NOT NULL,
-    qbo_webhook_sync_enabled  BOOLEAN NOT NULL,
-    qbo_webhook_by_entity     JSONB NOT NULL,
-    deleted                   BOOLEAN NOT NULL DEFAULT false,
-    version                   BIGINT NOT NULL,
-    snapshot                  BYTEA NOT NULL,
-    updated_at                TIMESTAMPTZ NOT NULL DEFAULT now()
-);
-CREATE INDEX workspace_projection_org ON workspace_projection (fyle_org_id);
-
--- Transactional outbox (see attrsync_db::outbox).
-CREATE TABLE outbox (
-    id          BIGSERIAL PRIMARY KEY,
-    topic       TEXT NOT NULL,
-    message_key TEXT,
-    payload     BYTEA NOT NULL,
-    created_at  TIMESTAMPTZ NOT NULL DEFAULT now()
+-- The newest version seen of every Fyle object, deleted or not: its `updated_at` (capped at
+-- receive time + the allowed clock skew) and whether it was deleted. An event is applied only
+-- if its version is newer (a delete wins a tie), so a late, repeated or reordered event —
+-- including one for an object that was deleted before it was ever created here — changes
+-- nothing. `object_key` is `<RESOURCE>:<id>` (a custom field's options share their field's).
+CREATE TABLE source_versions (
+    workspace_id BIGINT NOT NULL,
+    object_key   TEXT NOT NULL,
+    version      TIMESTAMPTZ NOT NULL,
+    deleted      BOOLEAN NOT NULL,
+    PRIMARY KEY (workspace_id, object_key)
 );

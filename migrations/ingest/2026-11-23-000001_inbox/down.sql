@@ -1,3 +1,1 @@
-DROP TABLE outbox;
-DROP TABLE workspace_projection;
 DROP TABLE inbox;

@@ -1,3 +1,2 @@
-DROP TABLE outbox;
 DROP TABLE workspace_settings;
 DROP TABLE workspaces;

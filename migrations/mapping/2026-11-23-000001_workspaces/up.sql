@@ -45,12 +45,3 @@ CREATE TABLE workspace_settings (
     qbo_webhook_by_entity                 JSONB NOT NULL DEFAULT '{}',
     updated_at                            TIMESTAMPTZ NOT NULL DEFAULT now()
 );
-
--- Transactional outbox (see attrsync_db::outbox).
-CREATE TABLE outbox (
-    id          BIGSERIAL PRIMARY KEY,
-    topic       TEXT NOT NULL,
-    message_key TEXT,
-    payload     BYTEA NOT NULL,
-    created_at  TIMESTAMPTZ NOT NULL DEFAULT now()
-);

@@ -1,221 +1,238 @@
 //! Applying Fyle attribute webhooks (`fyle.attribute-webhooks.v1`) to `expense_attributes`.
 //!
-//! Delivery guarantee: at-least-once from Kafka, exactly-once in effect. Each message is
-//! applied in one transaction that first records its envelope id in `processed_events`; a
-//! redelivered message finds its id there and changes nothing (not even the counters). The
-//! consumer stores the offset only after this transaction commits.
+//! Runs inside the platform's idempotent handler ([`attrsync_kafka::handler`]): the message is
+//! applied at most once per envelope id, in one transaction, only for a known, live workspace.
+//! This module writes only the effect.
 //!
-//! Failure policy: a message whose `data` cannot be understood is poison (dead-lettered, with
-//! the error); a workspace fyle-sync has not yet heard of is retried a bounded number of times
-//! (its snapshot is normally already here); a lost database connection waits for the database.
-//! Events for another org's data, stale events and objects that carry no attribute are counted
-//! as ignored and change nothing.
+//! **Versions.** Every Fyle object's newest version is kept in `source_versions`, deleted or
+//! not: an event is applied only if its version supersedes the stored one, so a late, repeated
+//! or reordered event changes nothing — including an UPDATED that arrives after a DELETED (a
+//! tombstone is kept even when there was no row), a DELETED of a row that is already inactive,
+//! and an event that changed nothing (a no-op SELECT field still records its version). A
+//! version is Fyle's `updated_at` — or, for a DELETED without one, when ingest received it —
+//! capped at receive time + `versions.max_clock_skew`, so a forged or skewed far-future stamp
+//! cannot freeze a value; with equal times a delete wins, in either arrival order.
+//!
+//! Failure policy: a message whose `data` cannot be understood is poison (dead-lettered with
+//! the error); events for another org's data, stale events and objects that carry no
+//! attribute are counted as ignored and change nothing. Change events larger than
+//! [`MAX_CHANGE_EVENT_BYTES`] are split, so a field with thousands of options is published, not
+//! refused by Kafka.
+
+use std::time::Duration;
 
 use attrsync_core::{
     derive::{self, Derived, DerivedAttribute, SelectField},
     normalise::content_hash,
     webhook::{FyleResource, FyleWebhookAction},
 };
-use attrsync_db::{
-    Pool,
-    outbox::{self, NewOutboxMessage},
+use attrsync_kafka::{
+    HandlerError,
+    handler::{EffectError, EffectHandler, Event, Tx},
+    topics,
 };
-use attrsync_kafka::{Handler, HandlerError, Incoming, envelope, relay::RelayHandle, workspaces};
-use attrsync_proto::{
-    Payload, time,
-    v1::{ChangeKind, ExpenseAttributeChange, ExpenseAttributesChanged},
+use attrsync_proto::v1::{
+    ChangeKind, ExpenseAttributeChange, ExpenseAttributesChanged, FyleAttributeWebhook,
 };
 use chrono::{DateTime, Utc};
-use diesel::prelude::*;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use prost::Message;
+use diesel::{
+    prelude::*,
+    sql_types::{BigInt, Bool, Text, Timestamptz},
+};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde_json::Value;
 
 use crate::{
-    plan::{OptionStep, Stored, UpsertPlan, change_kind, is_stale, plan_select_field, plan_upsert},
-    schema::{expense_attributes as ea, processed_events, webhook_event_counts as counts},
+    plan::{
+        OptionStep, Stored, UpsertPlan, change_kind, chunk_changes, effective_version,
+        plan_select_field, plan_upsert,
+    },
+    schema::{expense_attributes as ea, webhook_event_counts as counts},
 };
 
-/// The consumer of `fyle.attribute-webhooks.v1`.
-#[derive(Clone)]
-pub struct AttributeWebhookHandler {
-    pub(crate) pool: Pool,
-    /// The (prefixed) topic change events are published to.
-    pub(crate) changes_topic: String,
-    pub(crate) relay: RelayHandle,
-}
+/// The largest change event published in one message (well under Kafka's 1 MB).
+pub const MAX_CHANGE_EVENT_BYTES: usize = 256 * 1024;
 
-impl std::fmt::Debug for AttributeWebhookHandler {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AttributeWebhookHandler")
-            .field("changes_topic", &self.changes_topic)
-            .finish_non_exhaustive()
-    }
+/// The effect of `fyle.attribute-webhooks.v1`.
+#[derive(Debug, Clone)]
+pub struct AttributeWebhooks {
+    /// How far past its receive time an event's `updated_at` may count.
+    pub max_clock_skew: Duration,
 }
 
 /// What one event amounted to.
 #[derive(Debug, Clone, PartialEq)]
 pub enum EventOutcome {
-    /// Seen before (same envelope id): nothing done.
-    Duplicate,
     /// Processed; these changes were made (possibly none, when the content was identical).
     Applied(Vec<ExpenseAttributeChange>),
     /// Counted, nothing changed, for this reason.
     Ignored(&'static str),
 }
 
-enum ApplyError {
-    Db(diesel::result::Error),
-    Handler(HandlerError),
+type ApplyError = EffectError;
+
+fn poison(reason: impl Into<String>) -> EffectError {
+    EffectError::Handler(HandlerError::Poison(reason.into()))
 }
 
-impl From<diesel::result::Error> for ApplyError {
-    fn from(e: diesel::result::Error) -> Self {
-        ApplyError::Db(e)
-    }
-}
+impl EffectHandler for AttributeWebhooks {
+    type Payload = FyleAttributeWebhook;
 
-/// A database error that is about this message (retry a few times, then dead-letter) rather
-/// than about the database being unreachable (wait for it).
-fn classify(e: &diesel::result::Error) -> HandlerError {
-    if attrsync_db::query_error_is_unavailable(e) {
-        HandlerError::Unavailable(e.to_string())
-    } else {
-        HandlerError::Failed(e.to_string())
-    }
-}
-
-impl Handler for AttributeWebhookHandler {
-    async fn handle(&self, message: &Incoming<'_>) -> Result<(), HandlerError> {
-        let Some(Payload::FyleAttributeWebhook(hook)) = &message.envelope.payload else {
-            return Err(HandlerError::Poison(
-                "expected a FyleAttributeWebhook payload".into(),
-            ));
-        };
+    async fn apply(
+        &self,
+        tx: &mut Tx<'_>,
+        event: &Event<'_, FyleAttributeWebhook>,
+    ) -> Result<(), EffectError> {
+        let hook = &event.payload;
         let data: Value = serde_json::from_str(&hook.data_json)
-            .map_err(|e| HandlerError::Poison(format!("`data` is not JSON: {e}")))?;
-        let event = Event {
-            workspace_id: message.envelope.workspace_id,
-            event_id: &message.envelope.event_id,
+            .map_err(|e| poison(format!("`data` is not JSON: {e}")))?;
+        let workspace_id = event.workspace.workspace_id;
+        let received_at = event.occurred_at.unwrap_or_else(Utc::now);
+        let webhook = Webhook {
+            workspace_id,
             action: FyleWebhookAction::from(hook.action.clone()),
             resource: FyleResource::from(hook.resource.clone()),
             data: &data,
+            received_at,
+            max_clock_skew: self.max_clock_skew,
         };
-        let mut conn = self
-            .pool
-            .get()
-            .await
-            .map_err(|e| HandlerError::Unavailable(e.to_string()))?;
-        let topic = &self.changes_topic;
-        let outcome = conn
-            .transaction::<_, ApplyError, _>(async |conn| apply_event(conn, &event, topic).await)
-            .await;
+        let outcome = if data.get("org_id").and_then(Value::as_str)
+            != Some(event.workspace.fyle_org_id.as_str())
+        {
+            EventOutcome::Ignored("data.org_id does not belong to the workspace")
+        } else {
+            apply_action(tx.conn, &webhook).await?
+        };
+        count(
+            tx.conn,
+            workspace_id,
+            matches!(outcome, EventOutcome::Applied(_)),
+        )
+        .await?;
         match outcome {
-            Ok(EventOutcome::Applied(changes)) => {
-                tracing::info!(changes = changes.len(), action = %event.action, resource = %event.resource, "webhook applied");
-                if !changes.is_empty() {
-                    self.relay.wake();
+            EventOutcome::Applied(changes) => {
+                tracing::info!(changes = changes.len(), action = %webhook.action, resource = %webhook.resource, "webhook applied");
+                for chunk in chunk_changes(changes, MAX_CHANGE_EVENT_BYTES) {
+                    let payload = ExpenseAttributesChanged {
+                        changes: chunk,
+                        origin: "webhook".into(),
+                    };
+                    tx.publish(topics::EXPENSE_ATTRIBUTES_CHANGED, workspace_id, payload)
+                        .await?;
                 }
-                Ok(())
             }
-            Ok(EventOutcome::Duplicate) => {
-                tracing::info!("duplicate delivery ignored");
-                Ok(())
-            }
-            Ok(EventOutcome::Ignored(reason)) => {
-                tracing::info!(reason, "webhook ignored");
-                Ok(())
-            }
-            Err(ApplyError::Db(e)) => Err(classify(&e)),
-            Err(ApplyError::Handler(e)) => Err(e),
+            EventOutcome::Ignored(reason) => tracing::info!(reason, "webhook ignored"),
         }
+        Ok(())
     }
 }
 
 /// One attribute webhook, decoded.
 #[derive(Debug)]
-pub struct Event<'a> {
+pub struct Webhook<'a> {
     pub workspace_id: i64,
-    pub event_id: &'a str,
     pub action: FyleWebhookAction,
     pub resource: FyleResource,
     pub data: &'a Value,
+    pub received_at: DateTime<Utc>,
+    pub max_clock_skew: Duration,
 }
 
-/// Applies one event inside the caller's transaction.
-async fn apply_event(
+impl Webhook<'_> {
+    /// The Fyle object's id (`data.id`, a string or an integer).
+    fn object_id(&self) -> Result<String, EffectError> {
+        match self.data.get("id") {
+            Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+            Some(Value::Number(n)) => Ok(n.to_string()),
+            _ => Err(poison("`data.id` is missing")),
+        }
+    }
+
+    fn updated_at(&self) -> Option<DateTime<Utc>> {
+        self.data
+            .get("updated_at")
+            .and_then(Value::as_str)
+            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+            .map(|t| t.with_timezone(&Utc))
+    }
+
+    /// This event's version: see the module doc.
+    fn version(&self) -> DateTime<Utc> {
+        effective_version(self.updated_at(), self.received_at, self.max_clock_skew)
+    }
+}
+
+/// Records `version` for the object unless a version that supersedes it is stored; returns
+/// whether this event may be applied. Newer wins; with equal times a delete wins, and an
+/// update repeats harmlessly over an update.
+async fn claim_version(
     conn: &mut AsyncPgConnection,
-    event: &Event<'_>,
-    changes_topic: &str,
-) -> Result<EventOutcome, ApplyError> {
-    let first_time = diesel::insert_into(processed_events::table)
-        .values(processed_events::event_id.eq(event.event_id))
-        .on_conflict_do_nothing()
-        .execute(conn)
-        .await?;
-    if first_time == 0 {
-        return Ok(EventOutcome::Duplicate);
-    }
-    // ingest accepted this webhook only for a workspace mapping knows, and mapping's snapshot
-    // of it is durably on its way here: wait for it rather than dead-letter the event.
-    let workspace = workspaces::find_any(conn, event.workspace_id)
-        .await?
-        .ok_or_else(|| {
-            ApplyError::Handler(HandlerError::Unavailable(format!(
-                "workspace {} is not in fyle-sync's projection yet",
-                event.workspace_id
-            )))
-        })?;
-    if workspace.deleted {
-        count(conn, event.workspace_id, false).await?;
-        return Ok(EventOutcome::Ignored("the workspace was deleted"));
-    }
-    let outcome = if event.data.get("org_id").and_then(Value::as_str)
-        != Some(workspace.fyle_org_id.as_str())
-    {
-        EventOutcome::Ignored("data.org_id does not belong to the workspace")
-    } else {
-        apply_action(conn, event).await?
-    };
-    count(
-        conn,
-        event.workspace_id,
-        matches!(outcome, EventOutcome::Applied(_)),
+    workspace_id: i64,
+    object_key: &str,
+    version: DateTime<Utc>,
+    deleted: bool,
+) -> QueryResult<bool> {
+    let claimed = diesel::sql_query(
+        "INSERT INTO source_versions AS v (workspace_id, object_key, version, deleted) \
+         VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (workspace_id, object_key) DO UPDATE \
+             SET version = excluded.version, deleted = excluded.deleted \
+         WHERE (excluded.version, excluded.deleted) > (v.version, v.deleted) \
+            OR (excluded.version = v.version AND NOT excluded.deleted AND NOT v.deleted)",
     )
+    .bind::<BigInt, _>(workspace_id)
+    .bind::<Text, _>(object_key)
+    .bind::<Timestamptz, _>(version)
+    .bind::<Bool, _>(deleted)
+    .execute(conn)
     .await?;
-    if let EventOutcome::Applied(changes) = &outcome
-        && !changes.is_empty()
-    {
-        enqueue_changes(conn, event.workspace_id, changes_topic, changes.clone()).await?;
-    }
-    Ok(outcome)
+    Ok(claimed > 0)
 }
 
 async fn apply_action(
     conn: &mut AsyncPgConnection,
-    event: &Event<'_>,
+    event: &Webhook<'_>,
 ) -> Result<EventOutcome, ApplyError> {
-    match event.action {
-        FyleWebhookAction::Deleted => deactivate_deleted(conn, event).await,
-        FyleWebhookAction::Created | FyleWebhookAction::Updated => {
-            let derived = derive::derive(&event.resource, event.data)
-                .map_err(|e| ApplyError::Handler(HandlerError::Poison(e.to_string())))?;
-            match derived {
-                Derived::Attribute(attribute) => upsert(conn, event.workspace_id, &attribute).await,
-                Derived::SelectField(field) => {
-                    apply_select_field(conn, event.workspace_id, &field).await
-                }
-                Derived::Skipped(reason) => Ok(EventOutcome::Ignored(match reason {
-                    derive::SkipReason::InviteNotAccepted => "employee has not accepted the invite",
-                    derive::SkipReason::NotASelectField => "expense field is not a SELECT",
-                    derive::SkipReason::SystemField => {
-                        "system expense field (its values are a resource of their own)"
-                    }
-                    derive::SkipReason::NotAnAttribute => "resource carries no attribute",
-                })),
-            }
+    let deleted = match event.action {
+        FyleWebhookAction::Deleted => true,
+        FyleWebhookAction::Created | FyleWebhookAction::Updated => false,
+        _ => return Ok(EventOutcome::Ignored("action does not change attributes")),
+    };
+    let carries_attributes = event.resource.fixed_attribute_type().is_some()
+        || matches!(
+            event.resource,
+            FyleResource::ExpenseField | FyleResource::DependentField
+        );
+    if !carries_attributes {
+        return Ok(EventOutcome::Ignored("resource carries no attribute"));
+    }
+    let id = event.object_id()?;
+    let object_key = format!("{}:{id}", event.resource.as_str());
+    let version = event.version();
+    if !claim_version(conn, event.workspace_id, &object_key, version, deleted).await? {
+        return Ok(EventOutcome::Ignored("stale: a newer version is stored"));
+    }
+    if deleted {
+        return deactivate_deleted(conn, event, &id, version).await;
+    }
+    let derived = derive::derive(&event.resource, event.data).map_err(|e| poison(e.to_string()))?;
+    match derived {
+        Derived::Attribute(mut attribute) => {
+            attribute.source_updated_at = Some(version);
+            upsert(conn, event.workspace_id, &attribute).await
         }
-        _ => Ok(EventOutcome::Ignored("action does not change attributes")),
+        Derived::SelectField(mut field) => {
+            field.source_updated_at = Some(version);
+            apply_select_field(conn, event.workspace_id, &field).await
+        }
+        Derived::Skipped(reason) => Ok(EventOutcome::Ignored(match reason {
+            derive::SkipReason::InviteNotAccepted => "employee has not accepted the invite",
+            derive::SkipReason::NotASelectField => "expense field is not a SELECT",
+            derive::SkipReason::SystemField => {
+                "system expense field (its values are a resource of their own)"
+            }
+            derive::SkipReason::NotAnAttribute => "resource carries no attribute",
+        })),
     }
 }
 
@@ -334,21 +351,8 @@ async fn upsert(
             let old_value = (kind == ChangeKind::Renamed).then_some(row.value);
             Ok(EventOutcome::Applied(vec![change(kind, old_value)]))
         }
-        (UpsertPlan::Unchanged, Some(row)) => {
-            // Nothing visible changed, but the stored version must advance, or an older event
-            // arriving later would not be recognised as stale.
-            if attribute.source_updated_at > row.source_updated_at {
-                diesel::update(ea::table.find(row.id))
-                    .set(ea::source_updated_at.eq(attribute.source_updated_at))
-                    .execute(conn)
-                    .await?;
-            }
-            Ok(EventOutcome::Applied(Vec::new()))
-        }
-        (UpsertPlan::Unchanged, None) => Ok(EventOutcome::Applied(Vec::new())),
-        (UpsertPlan::Stale, _) | (UpsertPlan::Update(_), None) => {
-            Ok(EventOutcome::Ignored("stale: a newer version is stored"))
-        }
+        // Nothing visible changed (the version was recorded in `source_versions`).
+        (UpsertPlan::Unchanged | UpsertPlan::Update(_), _) => Ok(EventOutcome::Applied(Vec::new())),
     }
 }
 
@@ -365,12 +369,6 @@ async fn apply_select_field(
         .for_update()
         .load(conn)
         .await?;
-    let newest = existing.iter().filter_map(|r| r.source_updated_at).max();
-    if is_stale(newest, field.source_updated_at) {
-        return Ok(EventOutcome::Ignored(
-            "stale: a newer version of the field is stored",
-        ));
-    }
     let facts: Vec<Stored> = existing.iter().map(StoredRow::facts).collect();
     let mut changes = Vec::new();
     for step in plan_select_field(&facts, field) {
@@ -454,28 +452,16 @@ fn option_change(
 /// DELETED: the attribute (or, for an expense field, every option of it) becomes inactive.
 async fn deactivate_deleted(
     conn: &mut AsyncPgConnection,
-    event: &Event<'_>,
+    event: &Webhook<'_>,
+    id: &str,
+    version: DateTime<Utc>,
 ) -> Result<EventOutcome, ApplyError> {
-    let id = match event.data.get("id") {
-        Some(Value::String(s)) if !s.is_empty() => s.clone(),
-        Some(Value::Number(n)) => n.to_string(),
-        _ => {
-            return Err(ApplyError::Handler(HandlerError::Poison(
-                "`data.id` is missing".into(),
-            )));
-        }
-    };
-    let incoming_updated = event
-        .data
-        .get("updated_at")
-        .and_then(Value::as_str)
-        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-        .map(|t| t.with_timezone(&Utc));
+    // Rows already inactive need nothing: the delete's version is recorded either way.
     let active_rows = ea::table
         .filter(ea::workspace_id.eq(event.workspace_id))
         .filter(ea::active.eq(true));
-    let rows: Vec<StoredRow> = match event.resource.fixed_attribute_type() {
-        Some(attribute_type) => {
+    let rows: Vec<StoredRow> = match (&event.resource, event.resource.fixed_attribute_type()) {
+        (_, Some(attribute_type)) => {
             active_rows
                 .filter(ea::attribute_type.eq(attribute_type.as_str().to_owned()))
                 .filter(ea::source_id.eq(id))
@@ -485,21 +471,31 @@ async fn deactivate_deleted(
                 .await?
         }
         // An expense field's options carry source ids "<field id>:<option>".
-        None if matches!(event.resource, FyleResource::ExpenseField) => {
+        (FyleResource::ExpenseField, None) => {
             active_rows
-                .filter(ea::source_id.like(format!("{}:%", escape_like(&id))))
+                .filter(ea::source_id.like(format!("{}:%", escape_like(id))))
                 .select(StoredRow::as_select())
                 .for_update()
                 .load(conn)
                 .await?
         }
-        None => return Ok(EventOutcome::Ignored("resource carries no attribute")),
+        // A dependent value is a custom-type attribute keyed by its own id.
+        (FyleResource::DependentField, None) => {
+            active_rows
+                .filter(ea::attribute_type.like(format!(
+                    "{}%",
+                    escape_like(attrsync_core::attribute::CUSTOM_PREFIX)
+                )))
+                .filter(ea::source_id.eq(id))
+                .select(StoredRow::as_select())
+                .for_update()
+                .load(conn)
+                .await?
+        }
+        _ => return Ok(EventOutcome::Ignored("resource carries no attribute")),
     };
     let mut changes = Vec::new();
-    for row in rows
-        .iter()
-        .filter(|r| !is_stale(r.source_updated_at, incoming_updated))
-    {
+    for row in &rows {
         let detail: Option<Value> = ea::table
             .find(row.id)
             .select(ea::detail)
@@ -510,7 +506,7 @@ async fn deactivate_deleted(
             .set((
                 ea::active.eq(false),
                 ea::content_hash.eq(&hash),
-                ea::source_updated_at.eq(incoming_updated.max(row.source_updated_at)),
+                ea::source_updated_at.eq(Some(version)),
                 ea::updated_at.eq(diesel::dsl::now),
             ))
             .execute(conn)
@@ -560,28 +556,5 @@ async fn count(
         ))
         .execute(conn)
         .await?;
-    Ok(())
-}
-
-async fn enqueue_changes(
-    conn: &mut AsyncPgConnection,
-    workspace_id: i64,
-    topic: &str,
-    changes: Vec<ExpenseAttributeChange>,
-) -> Result<(), ApplyError> {
-    let payload = Payload::ExpenseAttributesChanged(ExpenseAttributesChanged {
-        changes,
-        origin: "webhook".into(),
-    });
-    let envelope = envelope::new(workspace_id, "fyle-sync", time::now(), payload);
-    outbox::enqueue(
-        conn,
-        &[NewOutboxMessage {
-            topic: topic.to_owned(),
-            message_key: Some(workspace_id.to_string()),
-            payload: envelope.encode_to_vec(),
-        }],
-    )
-    .await?;
     Ok(())
 }

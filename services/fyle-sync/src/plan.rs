@@ -1,8 +1,8 @@
 //! What applying a Fyle object to the stored attributes should do — pure rules, no I/O.
 //!
 //! - An attribute is found by `(workspace, type, source_id)`; a new one is inserted.
-//! - An event older than what is stored (Fyle's `updated_at`) is *stale* and changes nothing,
-//!   so a delayed or reordered webhook cannot overwrite newer data.
+//! - Whether an event may be applied at all is decided by its version (see
+//!   [`effective_version`] and `apply`'s `source_versions`), before any of these rules run.
 //! - A write happens only when the content hash differs; its kind (renamed, deactivated,
 //!   reactivated, updated) is what the change event reports.
 //! - Custom SELECT fields follow the incumbent: options are identified by value within their
@@ -10,7 +10,7 @@
 //!   inactive options that reappear stay inactive (incumbent checklist 21–22).
 
 use attrsync_core::derive::{DerivedAttribute, SelectField};
-use attrsync_proto::v1::ChangeKind;
+use attrsync_proto::v1::{ChangeKind, ExpenseAttributeChange};
 use chrono::{DateTime, Utc};
 
 /// The stored facts a plan needs about one attribute.
@@ -28,12 +28,45 @@ pub enum UpsertPlan {
     Insert,
     Update(ChangeKind),
     Unchanged,
-    Stale,
 }
 
-/// Whether an event stamped `incoming` is older than what is stored.
-pub fn is_stale(stored: Option<DateTime<Utc>>, incoming: Option<DateTime<Utc>>) -> bool {
-    matches!((stored, incoming), (Some(stored), Some(incoming)) if incoming < stored)
+/// An event's version: Fyle's `updated_at` when it has one, else when it was received — but
+/// never later than `received_at + max_skew`, so a forged or skewed far-future stamp cannot
+/// make every later real update look stale.
+pub fn effective_version(
+    updated_at: Option<DateTime<Utc>>,
+    received_at: DateTime<Utc>,
+    max_skew: std::time::Duration,
+) -> DateTime<Utc> {
+    let ceiling = received_at
+        + chrono::Duration::from_std(max_skew).unwrap_or_else(|_| chrono::Duration::zero());
+    updated_at.unwrap_or(received_at).min(ceiling)
+}
+
+/// Splits changes into groups whose encoded event stays under `max_bytes` (a single change
+/// larger than that travels alone). Order is kept.
+pub fn chunk_changes(
+    changes: Vec<ExpenseAttributeChange>,
+    max_bytes: usize,
+) -> Vec<Vec<ExpenseAttributeChange>> {
+    use prost::Message as _;
+    let mut chunks: Vec<Vec<ExpenseAttributeChange>> = Vec::new();
+    let mut size = 0;
+    for change in changes {
+        // Field tag and length prefix of a repeated message: at most 1 + 10 bytes.
+        let len = change.encoded_len() + 11;
+        match chunks.last_mut() {
+            Some(chunk) if size + len <= max_bytes => {
+                chunk.push(change);
+                size += len;
+            }
+            _ => {
+                chunks.push(vec![change]);
+                size = len;
+            }
+        }
+    }
+    chunks
 }
 
 pub fn plan_upsert(
@@ -44,9 +77,6 @@ pub fn plan_upsert(
     let Some(stored) = existing else {
         return UpsertPlan::Insert;
     };
-    if is_stale(stored.source_updated_at, incoming.source_updated_at) {
-        return UpsertPlan::Stale;
-    }
     if stored.content_hash == incoming_hash {
         return UpsertPlan::Unchanged;
     }
@@ -140,26 +170,54 @@ mod tests {
     }
 
     #[test]
-    fn older_events_are_stale_and_equal_times_apply() {
-        let s = stored("Travel / Train", true, "new", at(11));
+    fn a_far_future_updated_at_counts_only_up_to_the_allowed_skew() {
+        let received = at(10).expect("time");
+        let skew = std::time::Duration::from_secs(300);
+        let forged = Utc.with_ymd_and_hms(9999, 1, 1, 0, 0, 0).single();
         assert_eq!(
-            plan_upsert(Some(&s), &incoming("Travel / Flight", true, at(10)), "old"),
-            UpsertPlan::Stale
+            effective_version(forged, received, skew),
+            received + chrono::Duration::seconds(300)
         );
+        assert_eq!(
+            effective_version(at(9), received, skew),
+            at(9).expect("time")
+        );
+        assert_eq!(effective_version(None, received, skew), received);
+    }
+
+    #[test]
+    fn a_select_field_with_5000_options_is_split_under_the_byte_cap() {
+        use prost::Message as _;
+        let changes: Vec<ExpenseAttributeChange> = (0..5000)
+            .map(|i| ExpenseAttributeChange {
+                attribute_type: "CUSTOM:COST_CODE".into(),
+                source_id: format!("229506:Option number {i}"),
+                value: format!("Option number {i}"),
+                detail_json: r#"{"custom_field_id":229506,"placeholder":"Select a cost code"}"#
+                    .into(),
+                ..Default::default()
+            })
+            .collect();
+        let cap = 64 * 1024;
+        let chunks = chunk_changes(changes.clone(), cap);
+        assert!(chunks.len() > 1);
+        for chunk in &chunks {
+            let event = attrsync_proto::v1::ExpenseAttributesChanged {
+                changes: chunk.clone(),
+                origin: "webhook".into(),
+            };
+            assert!(event.encoded_len() <= cap + 16, "{}", event.encoded_len());
+        }
+        assert_eq!(chunks.concat(), changes, "nothing lost, order kept");
+    }
+
+    #[test]
+    fn changed_content_is_an_update_and_identical_content_is_unchanged() {
+        let s = stored("Travel / Train", true, "new", at(11));
         assert_eq!(
             plan_upsert(Some(&s), &incoming("Travel / Bus", true, at(11)), "bus"),
             UpsertPlan::Update(ChangeKind::Renamed)
         );
-        // Without timestamps on either side there is nothing to compare: apply.
-        let untimed = stored("A", true, "a", None);
-        assert_eq!(
-            plan_upsert(Some(&untimed), &incoming("B", true, at(1)), "b"),
-            UpsertPlan::Update(ChangeKind::Renamed)
-        );
-    }
-
-    #[test]
-    fn identical_content_is_unchanged() {
         let s = stored("Travel", true, "same", at(10));
         assert_eq!(
             plan_upsert(Some(&s), &incoming("Travel", true, at(12)), "same"),

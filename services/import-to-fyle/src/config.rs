@@ -1,23 +1,49 @@
 //! import-to-fyle's configuration (see `config/defaults.toml`).
 
-use attrsync_config::{ConfigError, GrpcConfig, ServiceConfig, TelemetryConfig, Validate};
+use attrsync_config::{
+    ConfigError, DatabaseConfig, GrpcConfig, HealthConfig, HttpConfig, KafkaConfig,
+    MappingClientConfig, Platform, RetentionConfig, ServiceConfig, TelemetryConfig, Validate,
+    platform_sections,
+};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub grpc: GrpcConfig,
+    pub http: HttpConfig,
+    pub database: DatabaseConfig,
+    pub kafka: KafkaConfig,
+    pub mapping: MappingClientConfig,
     pub telemetry: TelemetryConfig,
+    #[serde(default)]
+    pub health: HealthConfig,
+    #[serde(default)]
+    pub retention: RetentionConfig,
 }
 
 impl Validate for Config {
     fn validate(&self) -> Result<(), ConfigError> {
-        self.grpc.validate("grpc")?;
-        self.telemetry.validate("telemetry")
+        self.platform().validate()
     }
 }
 
 impl ServiceConfig for Config {
     const DEFAULTS: &'static str = include_str!("../config/defaults.toml");
     const ENV_PREFIX: &'static str = "IMPORT_TO_FYLE";
+
+    fn platform(&self) -> Platform<'_> {
+        platform_sections!(self, mapping)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_defaults_are_valid() {
+        let config = Config::from_env_pairs(vec![]).expect("defaults are valid");
+        assert_eq!(config.database.schema, "import_to_fyle");
+    }
 }

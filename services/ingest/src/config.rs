@@ -1,8 +1,11 @@
 //! ingest's configuration (see `config/defaults.toml` for every key and its default).
 
+use std::time::Duration;
+
 use attrsync_config::{
-    ConfigError, DatabaseConfig, GrpcConfig, HttpConfig, KafkaConfig, ServiceConfig,
-    TelemetryConfig, Validate,
+    ConfigError, DatabaseConfig, GrpcConfig, HealthConfig, HttpConfig, KafkaConfig,
+    MappingClientConfig, Platform, RetentionConfig, ServiceConfig, TelemetryConfig, Validate,
+    platform_sections,
 };
 use serde::Deserialize;
 
@@ -20,6 +23,19 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub kafka: KafkaConfig,
     pub telemetry: TelemetryConfig,
+    #[serde(default)]
+    pub health: HealthConfig,
+    #[serde(default)]
+    pub retention: RetentionConfig,
+    pub inbox: InboxConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InboxConfig {
+    /// Inbox rows (bodies and dedupe keys) older than this are deleted by the retention job.
+    #[serde(with = "humantime_serde")]
+    pub keep_for: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -29,19 +45,15 @@ pub struct RateLimitConfig {
     pub burst: u32,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MappingClientConfig {
-    pub endpoint: String,
-}
-
 impl Validate for Config {
     fn validate(&self) -> Result<(), ConfigError> {
-        self.http.validate("http")?;
-        self.grpc.validate("grpc")?;
-        self.database.validate("database")?;
-        self.kafka.validate("kafka")?;
-        self.telemetry.validate("telemetry")?;
+        self.platform().validate()?;
+        if self.inbox.keep_for < Duration::from_secs(3600) {
+            return Err(ConfigError::invalid(
+                "inbox.keep_for",
+                "must be at least 1h (the dedupe window of unversioned bodies)",
+            ));
+        }
         if self.http.max_body_bytes > MAX_RELAYABLE_BODY {
             return Err(ConfigError::invalid(
                 "http.max_body_bytes",
@@ -62,14 +74,6 @@ impl Validate for Config {
                 "must be at least per_workspace_per_second",
             ));
         }
-        if !(self.mapping.endpoint.starts_with("http://")
-            || self.mapping.endpoint.starts_with("https://"))
-        {
-            return Err(ConfigError::invalid(
-                "mapping.endpoint",
-                "must be an http(s):// URL",
-            ));
-        }
         Ok(())
     }
 }
@@ -77,6 +81,10 @@ impl Validate for Config {
 impl ServiceConfig for Config {
     const DEFAULTS: &'static str = include_str!("../config/defaults.toml");
     const ENV_PREFIX: &'static str = "INGEST";
+
+    fn platform(&self) -> Platform<'_> {
+        platform_sections!(self, mapping)
+    }
 }
 
 #[cfg(test)]

@@ -33,6 +33,8 @@ pub enum Rejection {
     RateLimited { retry_after_secs: u64 },
     #[error("temporarily unavailable; retry later")]
     Unavailable,
+    #[error("the webhook could not be stored")]
+    Internal,
 }
 
 impl Rejection {
@@ -45,6 +47,7 @@ impl Rejection {
             Rejection::UnknownWorkspace(_) => 404,
             Rejection::RateLimited { .. } => 429,
             Rejection::Unavailable => 503,
+            Rejection::Internal => 500,
         }
     }
 
@@ -59,6 +62,7 @@ impl Rejection {
             Rejection::OrgNotFound => "org_not_found",
             Rejection::RateLimited { .. } => "rate_limited",
             Rejection::Unavailable => "unavailable",
+            Rejection::Internal => "internal",
         }
     }
 
@@ -124,6 +128,11 @@ impl FyleWebhook {
 pub fn parse(body: &[u8]) -> Result<FyleWebhook, Rejection> {
     let value: Value =
         serde_json::from_slice(body).map_err(|e| Rejection::MalformedJson(e.to_string()))?;
+    if contains_nul(&value) {
+        return Err(Rejection::InvalidBody(
+            "the body contains a NUL character (\\u0000), which cannot be stored".into(),
+        ));
+    }
     let object = value
         .as_object()
         .ok_or_else(|| Rejection::InvalidBody("body must be a JSON object".into()))?;
@@ -166,33 +175,70 @@ pub fn parse(body: &[u8]) -> Result<FyleWebhook, Rejection> {
     })
 }
 
+/// How long a body without a version is recognised as a repeat.
+pub const UNVERSIONED_DEDUPE_WINDOW_SECS: i64 = 3600;
+
 /// Identifies a delivery. Fyle sends no delivery id and resends a failed webhook byte for
 /// byte, so the same body for the same workspace is the same delivery — when the body carries
 /// a version (`data.updated_at`). A body without one (a report exported again, an expense
-/// ejected twice) can legitimately repeat later, so it is deduplicated only within the clock
-/// hour it arrived in: quick retries collapse, a later repeat is a new fact.
+/// ejected twice) can legitimately repeat later, so it is a repeat only within
+/// [`UNVERSIONED_DEDUPE_WINDOW_SECS`] of the first: the key names the window-sized bucket it
+/// arrived in, and the store also looks in the previous bucket, so a retry that crosses a
+/// bucket boundary is still recognised.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DedupeKey {
+    /// A versioned body: the same bytes are the same delivery for as long as the inbox keeps it.
+    Always(String),
+    /// An unversioned body: `{body}:{bucket}`, a repeat of the same body in this bucket or
+    /// the previous one, within the window.
+    Windowed { body: String, bucket: i64 },
+}
+
+impl DedupeKey {
+    /// The key stored with the delivery.
+    pub fn stored(&self) -> String {
+        match self {
+            DedupeKey::Always(key) => key.clone(),
+            DedupeKey::Windowed { body, bucket } => format!("{body}:{bucket}"),
+        }
+    }
+}
+
 pub fn dedupe_key(
     workspace_id: i64,
     body: &[u8],
     versioned: bool,
     received_at: chrono::DateTime<chrono::Utc>,
-) -> String {
+) -> DedupeKey {
     let mut hasher = Sha256::new();
     hasher.update(b"fyle:");
     hasher.update(workspace_id.to_string().as_bytes());
     hasher.update(b":");
-    if !versioned {
-        hasher.update(
-            received_at
-                .timestamp()
-                .div_euclid(3600)
-                .to_string()
-                .as_bytes(),
-        );
-        hasher.update(b":");
-    }
     hasher.update(body);
-    hex::encode(hasher.finalize())
+    let hash = hex::encode(hasher.finalize());
+    if versioned {
+        DedupeKey::Always(hash)
+    } else {
+        DedupeKey::Windowed {
+            body: hash,
+            bucket: received_at
+                .timestamp()
+                .div_euclid(UNVERSIONED_DEDUPE_WINDOW_SECS),
+        }
+    }
+}
+
+/// Whether a JSON value holds a NUL character in any string or key. PostgreSQL's `jsonb`
+/// cannot store one (JSON text may escape it as `\u0000`), so such a body is refused before
+/// anything is written, and a database error at the edge is always an outage, never the
+/// sender's fault.
+pub fn contains_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(contains_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || contains_nul(v)),
+        _ => false,
+    }
 }
 
 /// What ingest does with an accepted webhook.
@@ -253,7 +299,7 @@ mod tests {
             "data": {"id": 1, "org_id": "orX", "field_name": "Cost Code", "type": "SELECT"}}),
         ))
         .expect("valid");
-        assert_eq!(hook.attribute_type().as_deref(), Some("COST_CODE"));
+        assert_eq!(hook.attribute_type().as_deref(), Some("CUSTOM:COST_CODE"));
     }
 
     #[test]
@@ -286,11 +332,14 @@ mod tests {
     }
 
     #[test]
-    fn dedupe_keys_depend_on_workspace_and_bytes() {
+    fn dedupe_keys_are_the_sha256_of_workspace_and_bytes() {
         let now = chrono::Utc::now();
+        // sha256("fyle:1:{}"), computed independently with `printf 'fyle:1:{}' | sha256sum`.
         assert_eq!(
             dedupe_key(1, b"{}", true, now),
-            dedupe_key(1, b"{}", true, now)
+            DedupeKey::Always(
+                "8231e7b2bacc531bebd3ed9f2a544bb921baad1a2b9db166ff254bf69866db1b".into()
+            )
         );
         assert_ne!(
             dedupe_key(1, b"{}", true, now),
@@ -303,7 +352,7 @@ mod tests {
     }
 
     #[test]
-    fn unversioned_bodies_repeat_as_new_facts_in_a_later_hour() {
+    fn unversioned_bodies_are_keyed_by_the_hour_bucket_they_arrive_in() {
         use chrono::TimeZone;
         let at = |h, m| {
             chrono::Utc
@@ -313,14 +362,14 @@ mod tests {
         };
         let body =
             br#"{"action":"ACCOUNTING_EXPORT_INITIATED","data":{"id":"rp1","org_id":"or1"}}"#;
-        assert_eq!(
-            dedupe_key(1, body, false, at(10, 1)),
-            dedupe_key(1, body, false, at(10, 59))
-        );
-        assert_ne!(
-            dedupe_key(1, body, false, at(10, 1)),
-            dedupe_key(1, body, false, at(11, 1))
-        );
+        let ten = dedupe_key(1, body, false, at(10, 1));
+        assert_eq!(ten, dedupe_key(1, body, false, at(10, 59)));
+        let DedupeKey::Windowed { bucket, .. } = &ten else {
+            panic!("unversioned bodies are windowed");
+        };
+        assert_eq!(*bucket, at(10, 0).timestamp() / 3600);
+        assert!(ten.stored().ends_with(&format!(":{bucket}")));
+        assert_ne!(ten, dedupe_key(1, body, false, at(11, 1)));
         assert_eq!(
             dedupe_key(1, body, true, at(10, 1)),
             dedupe_key(1, body, true, at(18, 1)),
@@ -329,6 +378,15 @@ mod tests {
         let hook = parse(br#"{"action":"UPDATED","resource":"CATEGORY","data":{"org_id":"o","updated_at":"2024-01-01T00:00:00Z"}}"#).expect("valid");
         assert!(hook.is_versioned());
         assert!(!parse(body).expect("valid").is_versioned());
+    }
+
+    #[test]
+    fn a_nul_character_is_refused_before_it_reaches_the_database() {
+        let bad = br#"{"action":"CREATED","data":{"org_id":"o","name":"a\u0000b"}}"#;
+        assert_eq!(parse(bad).expect_err("refused").code(), "invalid_body");
+        // An escaped backslash followed by "u0000" is plain text, and storable.
+        let fine = br#"{"action":"CREATED","data":{"org_id":"o","name":"a\\u0000b"}}"#;
+        assert!(parse(fine).is_ok());
     }
 
     #[test]

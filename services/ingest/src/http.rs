@@ -5,34 +5,38 @@
 //! it is durably stored; the order of checks is cheapest first:
 //!
 //! 1. the workspace id must be an integer (404 otherwise);
-//! 2. per-workspace rate limit (429 with `Retry-After`);
-//! 3. body size, counted while reading (413), then JSON shape (400);
-//! 4. the workspace must exist — ingest's projection, else mapping over gRPC (404); its Fyle
-//!    org must be `data.org_id` (400 "Workspace mismatch" / "Workspace not found");
-//! 5. stored in the inbox (+ outbox when relayed) in one transaction (503 if the database is
-//!    down: nothing was stored, the sender should retry).
+//! 2. the workspace must exist — ingest's projection, else mapping over gRPC (404; 503 when
+//!    neither can answer). Only then does it get a rate-limit bucket, so made-up ids cannot
+//!    grow the limiter;
+//! 3. per-workspace rate limit (429 with `Retry-After`);
+//! 4. body size, counted while reading (413), then JSON shape (400, also for a NUL character
+//!    `jsonb` cannot hold); its Fyle org must be `data.org_id` (400 "Workspace mismatch" /
+//!    "Workspace not found");
+//! 5. stored in the inbox (+ outbox when relayed) in one transaction, within
+//!    `database.query_timeout` (503 with `Retry-After` when the database is down, silent or
+//!    overloaded: nothing was stored, the sender should retry).
 //!
-//! `GET /healthz` (process alive) and `GET /readyz` (database reachable) serve probes.
+//! No answer ever carries a database error's text. `/healthz`, `/readyz` and `/metrics` come
+//! from the platform (`attrsync_runtime::http`).
 
 use std::{num::NonZeroU32, sync::Arc};
 
 use actix_web::{HttpRequest, HttpResponse, http::header, web};
 use attrsync_core::webhook::Route;
-use attrsync_kafka::{envelope, topics, workspaces::ProjectedWorkspace};
+use attrsync_db::Failure;
+use attrsync_kafka::{
+    envelope, topics,
+    workspaces::{Lookup, MappingClient, WorkspaceDirectory},
+};
 use attrsync_proto::{
     Payload, time,
-    v1::{
-        FyleAttributeWebhook, FyleExpenseWebhook, FyleOrgSettingWebhook, GetWorkspaceRequest,
-        ListWorkspacesRequest,
-    },
+    v1::{FyleAttributeWebhook, FyleExpenseWebhook, FyleOrgSettingWebhook, ListWorkspacesRequest},
 };
 use futures::StreamExt;
 use governor::{DefaultKeyedRateLimiter, Quota, clock::Clock};
-use prost::Message;
 use tracing::Instrument;
 
 use crate::{
-    MappingClient,
     fyle::{self, Disposition, Rejection},
     store::{self, NewDelivery, Stored},
 };
@@ -42,9 +46,11 @@ pub struct AppState {
     pub(crate) pool: attrsync_db::Pool,
     pub(crate) kafka: attrsync_config::KafkaConfig,
     pub(crate) limiter: DefaultKeyedRateLimiter<i64>,
+    pub(crate) directory: WorkspaceDirectory,
     pub(crate) mapping: MappingClient,
     pub(crate) relay: attrsync_kafka::relay::RelayHandle,
     pub(crate) max_body_bytes: usize,
+    pub(crate) query_timeout: std::time::Duration,
 }
 
 impl std::fmt::Debug for AppState {
@@ -71,21 +77,6 @@ pub fn routes(config: &mut web::ServiceConfig) {
                 web::post().to(fyle_webhook),
             );
         }
-    }
-    config
-        .route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz));
-}
-
-async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
-}
-
-async fn readyz(state: web::Data<Arc<AppState>>) -> HttpResponse {
-    match attrsync_db::ping(&state.pool).await {
-        Ok(()) => HttpResponse::Ok().json(serde_json::json!({"status": "ready"})),
-        Err(e) => HttpResponse::ServiceUnavailable()
-            .json(serde_json::json!({"status": "unavailable", "database": e.to_string()})),
     }
 }
 
@@ -144,7 +135,16 @@ async fn receive(
         .parse()
         .map_err(|_| Rejection::UnknownWorkspace(workspace.to_owned()))?;
     // Only existing workspaces get a rate-limit bucket, so made-up ids cannot grow the map.
-    let projected = workspace_route(state, workspace_id).await?;
+    let projected = match state.directory.lookup(workspace_id).await {
+        Lookup::Found(row) if !row.deleted => row,
+        Lookup::Found(_) | Lookup::Unknown => {
+            return Err(Rejection::UnknownWorkspace(workspace_id.to_string()));
+        }
+        Lookup::Unavailable(reason) => {
+            tracing::error!(reason, "workspace lookup unavailable");
+            return Err(Rejection::Unavailable);
+        }
+    };
     if let Err(not_until) = state.limiter.check_key(&workspace_id) {
         let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
         return Err(Rejection::RateLimited {
@@ -170,7 +170,7 @@ async fn receive(
     let publish = (disposition == Disposition::Published).then(|| {
         let (topic, payload) = relay_payload(&hook, route, &delivery_id);
         let envelope = envelope::new(workspace_id, "ingest", time::now(), payload);
-        (state.kafka.topic(topic), envelope.encode_to_vec())
+        envelope::outbox_row(state.kafka.topic(topic), &envelope)
     });
     let dedupe_key = fyle::dedupe_key(workspace_id, &body, hook.is_versioned(), chrono::Utc::now());
     let stored = store::accept(
@@ -185,15 +185,16 @@ async fn receive(
             publish,
             body: &hook.body,
         },
+        state.query_timeout,
     )
     .await
     .map_err(|e| {
-        if e.is_unavailable() {
-            unavailable(e)
-        } else {
-            // PostgreSQL refused this body (e.g. a NUL character in a string): retrying the
-            // same bytes cannot succeed.
-            Rejection::InvalidBody(format!("the body could not be stored: {e}"))
+        // The text goes to the log only. Inputs PostgreSQL could refuse were refused above,
+        // so what remains is an outage (503) or a fault of ours (500).
+        tracing::error!(error = %e, "storing a webhook failed");
+        match e.class() {
+            Failure::Retryable => Rejection::Unavailable,
+            Failure::Permanent => Rejection::Internal,
         }
     })?;
     if matches!(stored, Stored::New { .. }) && disposition == Disposition::Published {
@@ -231,42 +232,6 @@ async fn read_body(
         body.extend_from_slice(&chunk);
     }
     Ok(body)
-}
-
-/// The workspace from ingest's projection; if it is not there yet, from mapping (and then
-/// remembered), so a webhook racing a brand-new workspace's snapshot is not refused.
-async fn workspace_route(
-    state: &AppState,
-    workspace_id: i64,
-) -> Result<ProjectedWorkspace, Rejection> {
-    if let Some(found) = store::find_workspace(&state.pool, workspace_id)
-        .await
-        .map_err(unavailable)?
-    {
-        return Ok(found);
-    }
-    let mut client = state.mapping.clone();
-    match client
-        .get_workspace(GetWorkspaceRequest { workspace_id })
-        .await
-    {
-        Ok(response) => {
-            let row = ProjectedWorkspace::from_snapshot(response.get_ref())
-                .filter(|row| !row.deleted)
-                .ok_or_else(|| Rejection::UnknownWorkspace(workspace_id.to_string()))?;
-            store::remember_workspace(&state.pool, &row)
-                .await
-                .map_err(unavailable)?;
-            Ok(row)
-        }
-        Err(status) if status.code() == tonic::Code::NotFound => {
-            Err(Rejection::UnknownWorkspace(workspace_id.to_string()))
-        }
-        Err(status) => {
-            tracing::error!(%status, "mapping unavailable for a workspace lookup");
-            Err(Rejection::Unavailable)
-        }
-    }
 }
 
 /// Whether any workspace owns `org_id`: the projection first, then mapping (the projection
@@ -308,7 +273,7 @@ fn relay_payload(
         .unwrap_or_default();
     match route {
         Route::OrgSetting => (
-            topics::FYLE_ORG_SETTINGS,
+            topics::FYLE_ORG_SETTINGS.name(),
             Payload::FyleOrgSettingWebhook(FyleOrgSettingWebhook {
                 data_json,
                 delivery_id: delivery_id.to_owned(),
@@ -316,7 +281,7 @@ fn relay_payload(
             }),
         ),
         Route::Expense => (
-            topics::FYLE_EXPENSE_WEBHOOKS,
+            topics::FYLE_EXPENSE_WEBHOOKS.name(),
             Payload::FyleExpenseWebhook(FyleExpenseWebhook {
                 action: hook.action.as_str().to_owned(),
                 resource,
@@ -327,7 +292,7 @@ fn relay_payload(
             }),
         ),
         Route::Attribute | Route::Ignored => (
-            topics::FYLE_ATTRIBUTE_WEBHOOKS,
+            topics::FYLE_ATTRIBUTE_WEBHOOKS.name(),
             Payload::FyleAttributeWebhook(FyleAttributeWebhook {
                 action: hook.action.as_str().to_owned(),
                 resource,

@@ -1,20 +1,29 @@
-//! ingest's tables: the inbox, the outbox and the workspace projection.
+//! ingest's tables: the inbox (and, through the platform, the outbox and the projection).
 //!
 //! A webhook is accepted by one transaction that inserts it into `inbox` (its dedupe key is
 //! unique) and, when it is to be relayed, its envelope into `outbox`. The HTTP answer is sent
 //! only after that commit, so an answered webhook is never lost: with Kafka down it waits in
-//! the outbox; answered twice (a retry) it is recognised by its key and relayed once.
+//! the outbox; answered twice (a retry) it is recognised by its key and relayed once. An
+//! unversioned body's key is windowed (see [`crate::fyle::DedupeKey`]): under a transaction
+//! lock on the body's hash, a row of the same body in this or the previous bucket, received
+//! within the window, makes the delivery a repeat — so concurrent repeats cannot both win and
+//! a retry across a bucket boundary is still recognised.
+//!
+//! The inbox is pruned after `inbox.keep_for` by [`prune`]; a versioned body redelivered after
+//! that is accepted again and changes nothing downstream (fyle-sync's versions).
+
+use std::time::Duration;
 
 use attrsync_db::{
     DbError, Pool,
     outbox::{self, NewOutboxMessage},
 };
-use attrsync_kafka::workspaces::{self, ProjectedWorkspace, workspace_projection};
-use diesel::prelude::*;
+use attrsync_kafka::workspaces::workspace_projection;
+use diesel::{prelude::*, sql_types::BigInt};
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use serde_json::Value;
 
-use crate::fyle::Disposition;
+use crate::fyle::{DedupeKey, Disposition, UNVERSIONED_DEDUPE_WINDOW_SECS};
 
 diesel::table! {
     inbox (id) {
@@ -37,13 +46,13 @@ diesel::table! {
 #[derive(Debug)]
 pub struct NewDelivery<'a> {
     pub delivery_id: &'a str,
-    pub dedupe_key: &'a str,
+    pub dedupe_key: &'a DedupeKey,
     pub workspace_id: i64,
     pub action: &'a str,
     pub resource: Option<&'a str>,
     pub disposition: Disposition,
-    /// The (prefixed) topic and encoded envelope, when relayed.
-    pub publish: Option<(String, Vec<u8>)>,
+    /// The outbox row, when relayed.
+    pub publish: Option<NewOutboxMessage>,
     pub body: &'a Value,
 }
 
@@ -59,22 +68,32 @@ pub enum Stored {
     },
 }
 
-pub async fn accept(pool: &Pool, delivery: &NewDelivery<'_>) -> Result<Stored, DbError> {
-    let mut conn = pool.get().await?;
-    let stored = conn
-        .transaction::<_, diesel::result::Error, _>(async |conn| {
+/// Stores a delivery (and its outbox row) within `deadline`.
+pub async fn accept(
+    pool: &Pool,
+    delivery: &NewDelivery<'_>,
+    deadline: Duration,
+) -> Result<Stored, DbError> {
+    let store = async {
+        let mut conn = pool.get().await?;
+        conn.transaction::<_, DbError, _>(async |conn| {
+            if let DedupeKey::Windowed { body, bucket } = delivery.dedupe_key
+                && let Some(delivery_id) = recent_repeat(conn, body, *bucket).await?
+            {
+                return Ok(Stored::Duplicate { delivery_id });
+            }
             // A repeat increments the first row's counter; `duplicates == 0` means this
             // delivery is the first.
             let (delivery_id, duplicates): (String, i32) = diesel::insert_into(inbox::table)
                 .values((
                     inbox::delivery_id.eq(delivery.delivery_id),
-                    inbox::dedupe_key.eq(delivery.dedupe_key),
+                    inbox::dedupe_key.eq(delivery.dedupe_key.stored()),
                     inbox::source.eq("fyle"),
                     inbox::workspace_id.eq(delivery.workspace_id),
                     inbox::action.eq(delivery.action),
                     inbox::resource.eq(delivery.resource),
                     inbox::disposition.eq(delivery.disposition.as_str()),
-                    inbox::topic.eq(delivery.publish.as_ref().map(|(t, _)| t.as_str())),
+                    inbox::topic.eq(delivery.publish.as_ref().map(|m| m.topic.as_str())),
                     inbox::body.eq(delivery.body),
                 ))
                 .on_conflict(inbox::dedupe_key)
@@ -86,33 +105,43 @@ pub async fn accept(pool: &Pool, delivery: &NewDelivery<'_>) -> Result<Stored, D
             if duplicates > 0 {
                 return Ok(Stored::Duplicate { delivery_id });
             }
-            if let Some((topic, payload)) = &delivery.publish {
-                let message = NewOutboxMessage {
-                    topic: topic.clone(),
-                    message_key: Some(delivery.workspace_id.to_string()),
-                    payload: payload.clone(),
-                };
-                outbox::enqueue(conn, &[message]).await?;
+            if let Some(message) = &delivery.publish {
+                outbox::enqueue(conn, std::slice::from_ref(message)).await?;
             }
             Ok(Stored::New { delivery_id })
         })
+        .await
+    };
+    attrsync_db::with_deadline(deadline, store).await
+}
+
+/// The first delivery of the same unversioned body in bucket `bucket` or the one before,
+/// received within the window (counting this repeat on it), under a transaction lock on the
+/// body's hash.
+async fn recent_repeat(
+    conn: &mut diesel_async::AsyncPgConnection,
+    body: &str,
+    bucket: i64,
+) -> Result<Option<String>, DbError> {
+    diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
+        .bind::<BigInt, _>(attrsync_db::advisory_key(body))
+        .execute(conn)
         .await?;
-    Ok(stored)
-}
-
-pub async fn find_workspace(
-    pool: &Pool,
-    workspace_id: i64,
-) -> Result<Option<ProjectedWorkspace>, DbError> {
-    let mut conn = pool.get().await?;
-    Ok(workspaces::find(&mut conn, workspace_id).await?)
-}
-
-/// Stores a snapshot fetched from mapping into the projection.
-pub async fn remember_workspace(pool: &Pool, row: &ProjectedWorkspace) -> Result<(), DbError> {
-    let mut conn = pool.get().await?;
-    workspaces::apply(&mut conn, row).await?;
-    Ok(())
+    let keys = [format!("{body}:{bucket}"), format!("{body}:{}", bucket - 1)];
+    let within_window = diesel::dsl::sql::<diesel::sql_types::Bool>(&format!(
+        "received_at > now() - interval '{UNVERSIONED_DEDUPE_WINDOW_SECS} seconds'"
+    ));
+    let repeat: Option<String> = diesel::update(
+        inbox::table
+            .filter(inbox::dedupe_key.eq_any(&keys))
+            .filter(within_window),
+    )
+    .set(inbox::duplicates.eq(inbox::duplicates + 1))
+    .returning(inbox::delivery_id)
+    .get_result(conn)
+    .await
+    .optional()?;
+    Ok(repeat)
 }
 
 /// Whether some (other) workspace owns `org_id`.
@@ -138,6 +167,18 @@ pub struct InboxStats {
     /// Deliveries handed to the outbox for relay.
     pub published: i64,
     pub last_received_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Deletes inbox rows older than `keep_for` (see the module doc).
+pub async fn prune(pool: &Pool, keep_for: Duration) -> Result<u64, DbError> {
+    attrsync_runtime::retention::prune(
+        pool,
+        "ingest.inbox",
+        "DELETE FROM inbox WHERE id IN ( \
+             SELECT id FROM inbox WHERE received_at < now() - $1 ORDER BY received_at LIMIT $2)",
+        keep_for,
+    )
+    .await
 }
 
 pub async fn stats(pool: &Pool, workspace_id: i64) -> Result<InboxStats, DbError> {

@@ -1,7 +1,8 @@
 //! mapping's configuration (see `config/defaults.toml` for every key and its default).
 
 use attrsync_config::{
-    ConfigError, DatabaseConfig, GrpcConfig, KafkaConfig, ServiceConfig, TelemetryConfig, Validate,
+    ConfigError, DatabaseConfig, GrpcConfig, HealthConfig, HttpConfig, KafkaConfig, Platform,
+    RetentionConfig, ServiceConfig, TelemetryConfig, Validate, platform_sections,
 };
 use serde::Deserialize;
 
@@ -9,23 +10,29 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub grpc: GrpcConfig,
+    pub http: HttpConfig,
     pub database: DatabaseConfig,
     pub kafka: KafkaConfig,
     pub telemetry: TelemetryConfig,
+    #[serde(default)]
+    pub health: HealthConfig,
+    #[serde(default)]
+    pub retention: RetentionConfig,
 }
 
 impl Validate for Config {
     fn validate(&self) -> Result<(), ConfigError> {
-        self.grpc.validate("grpc")?;
-        self.database.validate("database")?;
-        self.kafka.validate("kafka")?;
-        self.telemetry.validate("telemetry")
+        self.platform().validate()
     }
 }
 
 impl ServiceConfig for Config {
     const DEFAULTS: &'static str = include_str!("../config/defaults.toml");
     const ENV_PREFIX: &'static str = "MAPPING";
+
+    fn platform(&self) -> Platform<'_> {
+        platform_sections!(self)
+    }
 }
 
 #[cfg(test)]

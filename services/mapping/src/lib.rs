@@ -16,75 +16,48 @@ mod schema;
 mod snapshot;
 pub mod store;
 
-use std::net::SocketAddr;
-
-use attrsync_kafka::{Producer, relay, topics};
+use attrsync_kafka::topics;
 use attrsync_proto::v1::mapping_service_server::MappingServiceServer;
-use attrsync_runtime::{ServiceTasks, grpc::GrpcRoutes};
+use attrsync_runtime::{Context, Declaration, Running, Service};
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use crate::config::Config;
 
-/// mapping's migrations, applied into its own schema.
+/// mapping's own migrations (the platform tables are applied before them).
 pub static MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/mapping");
 /// mapping's default schema name.
 pub const SCHEMA: &str = "mapping";
 
-/// A started mapping service.
+/// The mapping service, as the platform starts it. It owns the registry, so it keeps no
+/// projection of it.
 #[derive(Debug)]
-pub struct Running {
-    pub grpc_addr: SocketAddr,
-    tasks: ServiceTasks,
-}
+pub struct Mapping;
 
-impl Running {
-    /// Stops every task and waits for them.
-    pub async fn stop(self) {
-        self.tasks.stop().await;
+impl Service for Mapping {
+    const NAME: &'static str = "mapping";
+    type Config = Config;
+
+    fn migrations() -> &'static EmbeddedMigrations {
+        &MIGRATIONS
+    }
+
+    async fn declare(context: &Context<Config>) -> anyhow::Result<Declaration> {
+        let store = store::Store::new(
+            context.pool.clone(),
+            context.topic(topics::WORKSPACE_SETTINGS),
+        );
+        let api = grpc::MappingApi {
+            store,
+            relay: context.relay.clone(),
+        };
+        Ok(Declaration::new(context)?
+            .produces(topics::WORKSPACE_SETTINGS)
+            .grpc(MappingServiceServer::new(api)))
     }
 }
 
-/// Applies pending migrations to the service's schema (also what `--migrate-only` does).
-pub async fn migrate(config: &Config) -> anyhow::Result<()> {
-    attrsync_db::migrate(&config.database.url, &config.database.schema, &MIGRATIONS).await?;
-    Ok(())
-}
-
+/// Starts mapping (what the binary and the tests run).
 pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Running> {
-    migrate(&config).await?;
-    let pool = attrsync_db::connect(&config.database).await?;
-    topics::ensure(&config.kafka, &[topics::WORKSPACE_SETTINGS], &[]).await?;
-    let producer = Producer::new(&config.kafka)?;
-    let relay_handle = relay::RelayHandle::default();
-
-    let store = store::Store::new(pool.clone(), config.kafka.topic(topics::WORKSPACE_SETTINGS));
-    let api = grpc::MappingApi {
-        store,
-        relay: relay_handle.clone(),
-    };
-    let mut tasks = JoinSet::new();
-    let routes = GrpcRoutes::new()?;
-    routes
-        .health
-        .set_serving::<MappingServiceServer<grpc::MappingApi>>()
-        .await;
-    let grpc_addr = routes
-        .with_service(MappingServiceServer::new(api))
-        .spawn(config.grpc.addr()?, &mut tasks, shutdown.clone())
-        .await?;
-    relay::spawn(
-        &mut tasks,
-        pool,
-        producer,
-        &config.database.schema,
-        relay_handle,
-        shutdown.clone(),
-    );
-    tracing::info!(%grpc_addr, "mapping started");
-    Ok(Running {
-        grpc_addr,
-        tasks: ServiceTasks::new(shutdown, tasks),
-    })
+    attrsync_runtime::service::start::<Mapping>(config, shutdown).await
 }

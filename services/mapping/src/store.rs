@@ -4,11 +4,8 @@
 //! new full snapshot in the outbox, so the published snapshots are exactly the committed states,
 //! in commit order (see `attrsync_db::outbox`).
 
-use attrsync_core::attribute::custom_type_name;
-use attrsync_db::{
-    DbError, Pool,
-    outbox::{self, NewOutboxMessage},
-};
+use attrsync_core::attribute::normalise_type_name;
+use attrsync_db::{DbError, Pool, outbox};
 use attrsync_kafka::envelope;
 use attrsync_proto::{
     Payload, time,
@@ -18,7 +15,6 @@ use attrsync_proto::{
 };
 use diesel::{prelude::*, result::DatabaseErrorKind};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use prost::Message;
 
 use crate::{
     schema::{workspace_settings, workspaces},
@@ -207,17 +203,17 @@ pub(crate) fn apply_flag_changes(settings: &mut SettingsRow, request: &UpdateWeb
     if let Some(on) = request.qbo_webhook_sync_enabled {
         settings.qbo_webhook_sync_enabled = on;
     }
-    // Fyle types are upper snake case (`Cost Code` → `COST_CODE`), as every service compares
-    // them; QBO entities compare case-insensitively and are kept as QBO spells them.
+    // Fyle types are stored upper snake case (`category` → `CATEGORY`, `CUSTOM:Cost Code` →
+    // `CUSTOM:COST_CODE`), as every service compares them; QBO entities compare case-insensitively and are kept as QBO spells them.
     let mut fyle = json_to_bool_map(&settings.fyle_webhook_by_type);
     fyle.extend(
         request
             .set_fyle_by_attribute_type
             .iter()
-            .map(|(k, v)| (custom_type_name(k.trim()), *v)),
+            .map(|(k, v)| (normalise_type_name(k), *v)),
     );
     for cleared in &request.clear_fyle_by_attribute_type {
-        fyle.remove(&custom_type_name(cleared.trim()));
+        fyle.remove(&normalise_type_name(cleared));
     }
     settings.fyle_webhook_by_type = bool_map_to_json(&fyle);
     let mut qbo = json_to_bool_map(&settings.qbo_webhook_by_entity);
@@ -269,12 +265,7 @@ async fn publish(
         time::now(),
         Payload::WorkspaceSnapshot(snap.clone()),
     );
-    let message = NewOutboxMessage {
-        topic: topic.to_owned(),
-        message_key: Some(workspace_id.to_string()),
-        payload: envelope.encode_to_vec(),
-    };
-    outbox::enqueue(conn, &[message]).await?;
+    outbox::enqueue(conn, &[envelope::outbox_row(topic.to_owned(), &envelope)]).await?;
     Ok(())
 }
 

@@ -1,28 +1,39 @@
-//! **qbo-sync**: QBO → local attributes (design: `docs/architecture.md`).
+//! **qbo-sync** (design: `docs/architecture.md`).
 //!
-//! Not built yet: this binary starts, serves gRPC health (`SERVING`) and reflection, so the
-//! local stack, probes and tooling treat it like every other service. Its API
-//! (`attrsync.v1.QboSyncService`), tables and consumers arrive with the QBO sync issue.
+//! Not built yet beyond the platform: it starts through the skeleton like every other service
+//! — its schema with the platform tables, its workspace projection, health, readiness,
+//! metrics and retention — so the local stack, probes and tooling treat it like the others.
+//! Its API (`attrsync.v1.QboSyncService`), tables and consumers arrive with the QBO sync issue.
 
 pub mod config;
 
-use std::net::SocketAddr;
-
-use attrsync_runtime::grpc::GrpcRoutes;
-use tokio::task::JoinSet;
+use attrsync_runtime::{Context, Declaration, Running, Service};
+use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use tokio_util::sync::CancellationToken;
 
 pub use crate::config::Config;
 
-/// Serves health and reflection until `shutdown`; returns the bound address and the tasks.
-pub async fn start(
-    config: Config,
-    shutdown: CancellationToken,
-) -> anyhow::Result<(SocketAddr, JoinSet<()>)> {
-    let mut tasks = JoinSet::new();
-    let addr = GrpcRoutes::new()?
-        .spawn(config.grpc.addr()?, &mut tasks, shutdown)
-        .await?;
-    tracing::info!(grpc_addr = %addr, "qbo-sync started (health only)");
-    Ok((addr, tasks))
+/// qbo-sync's own migrations (none yet; the platform tables are applied to its schema).
+pub static MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/qbo-sync");
+
+/// The qbo-sync service, as the platform starts it.
+#[derive(Debug)]
+pub struct QboSync;
+
+impl Service for QboSync {
+    const NAME: &'static str = "qbo-sync";
+    type Config = Config;
+
+    fn migrations() -> &'static EmbeddedMigrations {
+        &MIGRATIONS
+    }
+
+    async fn declare(context: &Context<Config>) -> anyhow::Result<Declaration> {
+        Declaration::new(context)
+    }
+}
+
+/// Starts qbo-sync (what the binary and the tests run).
+pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Running> {
+    attrsync_runtime::service::start::<QboSync>(config, shutdown).await
 }

@@ -13,6 +13,7 @@ use attrsync_proto::v1::{
     CreateWorkspaceRequest, WorkspaceSnapshot, fyle_sync_service_client::FyleSyncServiceClient,
     ingest_service_client::IngestServiceClient, mapping_service_client::MappingServiceClient,
 };
+use attrsync_runtime::Running;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
@@ -34,8 +35,35 @@ pub const TEMPLATE: Template = Template {
         ("mapping", &mapping::MIGRATIONS),
         ("ingest", &ingest::MIGRATIONS),
         ("fyle_sync", &fyle_sync::MIGRATIONS),
+        ("qbo_sync", &qbo_sync::MIGRATIONS),
+        ("import_to_fyle", &import_to_fyle::MIGRATIONS),
     ],
 };
+
+/// One service of `helm/attrsync/services.json`, the one list of services (also read by
+/// `deploy/run.sh` and the Helm chart).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct ServiceEntry {
+    pub name: String,
+    pub env_prefix: String,
+    pub schema: String,
+}
+
+#[derive(serde::Deserialize)]
+struct ServiceList {
+    services: Vec<ServiceEntry>,
+}
+
+/// The entry of the service called `name` in `helm/attrsync/services.json`.
+pub fn service_entry(name: &str) -> ServiceEntry {
+    let list: ServiceList =
+        serde_json::from_str(include_str!("../../../helm/attrsync/services.json"))
+            .expect("helm/attrsync/services.json is valid");
+    list.services
+        .into_iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("{name} is not in helm/attrsync/services.json"))
+}
 
 /// mapping, ingest and fyle-sync, running in this process.
 #[derive(Debug)]
@@ -48,20 +76,26 @@ pub struct TestStack {
     pub fyle_sync: FyleSyncServiceClient<Channel>,
     pub ingest: IngestServiceClient<Channel>,
     pub http: reqwest::Client,
-    running: Option<(mapping::Running, ingest::Running, fyle_sync::Running)>,
+    running: Option<(Running, Running, Running)>,
     shutdown: CancellationToken,
 }
 
-fn service_env(
-    prefix: &str,
+/// The settings that isolate one service of one test: its schema in the test's database, the
+/// test's topic prefix and consumer groups, free ports, quick retries, and mapping's address.
+pub fn service_env(
+    service: &str,
     database_url: &str,
     topic_prefix: &str,
-    service: &str,
+    mapping_addr: Option<std::net::SocketAddr>,
 ) -> Vec<(String, String)> {
-    vec![
+    let entry = service_entry(service);
+    let prefix = entry.env_prefix.as_str();
+    let mut env = vec![
         ("DATABASE_URL".into(), database_url.into()),
         ("KAFKA_BOOTSTRAP".into(), kafka_bootstrap()),
+        (format!("{prefix}__DATABASE__SCHEMA"), entry.schema.clone()),
         (format!("{prefix}__GRPC__LISTEN"), "127.0.0.1:0".into()),
+        (format!("{prefix}__HTTP__LISTEN"), "127.0.0.1:0".into()),
         (
             format!("{prefix}__KAFKA__TOPIC_PREFIX"),
             topic_prefix.into(),
@@ -73,35 +107,46 @@ fn service_env(
         (format!("{prefix}__KAFKA__PARTITIONS"), "1".into()),
         (format!("{prefix}__KAFKA__RETRY_BACKOFF"), "50ms".into()),
         (format!("{prefix}__DATABASE__POOL_SIZE"), "4".into()),
-    ]
+    ];
+    if let Some(addr) = mapping_addr {
+        env.push((
+            format!("{prefix}__MAPPING__ENDPOINT"),
+            format!("http://{addr}"),
+        ));
+    }
+    env
 }
 
 impl TestStack {
     pub async fn start() -> anyhow::Result<Self> {
-        Self::start_with_ingest_env(Vec::new()).await
+        Self::start_with_env(Vec::new(), Vec::new()).await
     }
 
     /// Starts the stack with extra `INGEST__…` settings (e.g. a tight rate limit).
     pub async fn start_with_ingest_env(extra: Vec<(String, String)>) -> anyhow::Result<Self> {
+        Self::start_with_env(extra, Vec::new()).await
+    }
+
+    /// Starts the stack with extra `INGEST__…` and `FYLE_SYNC__…` settings.
+    pub async fn start_with_env(
+        extra: Vec<(String, String)>,
+        fyle_sync_extra: Vec<(String, String)>,
+    ) -> anyhow::Result<Self> {
         attrsync_telemetry::init_for_tests();
         let database = TestDatabase::create(&admin_database_url(), &TEMPLATE).await?;
         let topic_prefix = format!("t{}.", ulid::Ulid::new().to_string().to_lowercase());
         let shutdown = CancellationToken::new();
 
         let mapping_config = mapping::Config::from_env_pairs(service_env(
-            "MAPPING",
+            "mapping",
             &database.url,
             &topic_prefix,
-            "mapping",
+            None,
         ))?;
         let mapping_running = mapping::start(mapping_config, shutdown.clone()).await?;
+        let mapping_addr = Some(mapping_running.grpc_addr);
 
-        let mut ingest_env = service_env("INGEST", &database.url, &topic_prefix, "ingest");
-        ingest_env.push(("INGEST__HTTP__LISTEN".into(), "127.0.0.1:0".into()));
-        ingest_env.push((
-            "INGEST__MAPPING__ENDPOINT".into(),
-            format!("http://{}", mapping_running.grpc_addr),
-        ));
+        let mut ingest_env = service_env("ingest", &database.url, &topic_prefix, mapping_addr);
         ingest_env.push(("INGEST__HTTP__MAX_BODY_BYTES".into(), "65536".into()));
         ingest_env.extend(extra);
         let ingest_running = ingest::start(
@@ -110,12 +155,9 @@ impl TestStack {
         )
         .await?;
 
-        let fyle_config = fyle_sync::Config::from_env_pairs(service_env(
-            "FYLE_SYNC",
-            &database.url,
-            &topic_prefix,
-            "fyle-sync",
-        ))?;
+        let mut fyle_env = service_env("fyle-sync", &database.url, &topic_prefix, mapping_addr);
+        fyle_env.extend(fyle_sync_extra);
+        let fyle_config = fyle_sync::Config::from_env_pairs(fyle_env)?;
         let fyle_running = fyle_sync::start(fyle_config, shutdown.clone()).await?;
 
         let mapping =
@@ -177,8 +219,18 @@ impl TestStack {
     }
 
     /// The full name of a topic of this stack.
-    pub fn topic(&self, name: &str) -> String {
-        format!("{}{}", self.topic_prefix, name)
+    pub fn topic<P>(&self, topic: attrsync_kafka::topics::Topic<P>) -> String {
+        format!("{}{}", self.topic_prefix, topic.name())
+    }
+
+    /// The running fyle-sync (its consumers' progress, its health).
+    pub fn fyle_sync_running(&self) -> &Running {
+        &self.running.as_ref().expect("stack running").2
+    }
+
+    /// The running ingest.
+    pub fn ingest_running(&self) -> &Running {
+        &self.running.as_ref().expect("stack running").1
     }
 
     /// POSTs a Fyle webhook body to ingest.

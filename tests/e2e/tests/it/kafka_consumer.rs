@@ -29,7 +29,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::kafka_reader::read_until;
 
-const TOPIC: &str = topics::FYLE_ORG_SETTINGS;
+const TOPIC: &str = topics::FYLE_ORG_SETTINGS.name();
+const SPEC: topics::TopicSpec = topics::FYLE_ORG_SETTINGS.spec();
 
 fn config() -> KafkaConfig {
     let prefix = format!("t{}.", ulid::Ulid::new().to_string().to_lowercase());
@@ -151,7 +152,7 @@ fn committed_offset(config: &KafkaConfig) -> Option<i64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_messages_are_retried_a_bounded_number_of_times_then_dead_lettered() {
     let config = config();
-    topics::ensure(&config, &[TOPIC], &[TOPIC]).await.unwrap();
+    topics::ensure(&config, &[SPEC], &[SPEC]).await.unwrap();
     let producer = Producer::new(&config).unwrap();
     producer
         .send_raw(&config.topic(TOPIC), Some("k"), b"not protobuf at all", &[])
@@ -212,7 +213,7 @@ async fn failing_messages_are_retried_a_bounded_number_of_times_then_dead_letter
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_waiting_for_a_dependency_is_not_committed_and_is_redelivered_after_restart() {
     let config = config();
-    topics::ensure(&config, &[TOPIC], &[TOPIC]).await.unwrap();
+    topics::ensure(&config, &[SPEC], &[SPEC]).await.unwrap();
     let producer = Producer::new(&config).unwrap();
     produce(&producer, &config, 1).await;
     produce(&producer, &config, 9).await;
@@ -255,7 +256,7 @@ async fn a_message_waiting_for_a_dependency_is_not_committed_and_is_redelivered_
 async fn the_handler_runs_in_the_trace_named_by_the_kafka_headers() {
     attrsync_telemetry::init_for_tests();
     let config = config();
-    topics::ensure(&config, &[TOPIC], &[TOPIC]).await.unwrap();
+    topics::ensure(&config, &[SPEC], &[SPEC]).await.unwrap();
     let producer = Producer::new(&config).unwrap();
     let trace_id = "0af7651916cd43dd8448eb211c80319c";
     let payload = Payload::FyleOrgSettingWebhook(FyleOrgSettingWebhook {

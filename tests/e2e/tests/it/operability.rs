@@ -78,35 +78,45 @@ async fn every_service_serves_grpc_health_and_reflection() {
         );
         assert!(services.contains(&"grpc.health.v1.Health".to_owned()));
     }
+    // qbo-sync and import-to-fyle start through the same skeleton.
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let env = vec![(
-        "QBO_SYNC__GRPC__LISTEN".to_owned(),
-        "127.0.0.1:0".to_owned(),
-    )];
-    let (qbo, _qbo_tasks) = qbo_sync::start(
-        qbo_sync::Config::from_env_pairs(env).unwrap(),
+    let env = |service| {
+        attrsync_e2e::service_env(
+            service,
+            &stack.database.url,
+            &stack.topic_prefix,
+            Some(addrs.mapping),
+        )
+    };
+    let qbo = qbo_sync::start(
+        qbo_sync::Config::from_env_pairs(env("qbo-sync")).unwrap(),
         shutdown.clone(),
     )
     .await
     .unwrap();
-    let env = vec![(
-        "IMPORT_TO_FYLE__GRPC__LISTEN".to_owned(),
-        "127.0.0.1:0".to_owned(),
-    )];
-    let (import, _import_tasks) = import_to_fyle::start(
-        import_to_fyle::Config::from_env_pairs(env).unwrap(),
+    let import = import_to_fyle::start(
+        import_to_fyle::Config::from_env_pairs(env("import-to-fyle")).unwrap(),
         shutdown.clone(),
     )
     .await
     .unwrap();
-    assert_eq!(serving(qbo, "").await, ServingStatus::Serving);
-    assert_eq!(serving(import, "").await, ServingStatus::Serving);
+    for running in [&qbo, &import] {
+        assert_eq!(serving(running.grpc_addr, "").await, ServingStatus::Serving);
+        let readyz = stack
+            .http
+            .get(format!("http://{}/readyz", running.http_addr))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(readyz.status(), 200);
+    }
     assert!(
-        reflected_services(qbo)
+        reflected_services(qbo.grpc_addr)
             .await
             .contains(&"grpc.reflection.v1.ServerReflection".to_owned())
     );
-    shutdown.cancel();
+    qbo.stop().await;
+    import.stop().await;
     stack.stop().await;
 }
 

@@ -5,9 +5,133 @@ use std::sync::Mutex;
 
 use attrsync_db::{
     diesel_async::{AsyncConnection as _, AsyncPgConnection},
-    outbox::{self, NewOutboxMessage, OutboxMessage, OutboxPublisher, Published, RelayPass},
+    outbox::{
+        self, NewOutboxMessage, OutboxMessage, OutboxPublisher, PassLimits, Published, RelayPass,
+    },
     testing::TestDatabase,
 };
+
+async fn pool(database: &TestDatabase) -> attrsync_db::Pool {
+    let env = attrsync_e2e::service_env("ingest", &database.url, "t.", None);
+    let config = <ingest::Config as attrsync_config::ServiceConfig>::from_env_pairs(env).unwrap();
+    attrsync_db::connect(&config.database).await.unwrap()
+}
+
+fn message(key: &str, byte: u8, size: usize) -> NewOutboxMessage {
+    NewOutboxMessage {
+        topic: "t".into(),
+        message_key: Some(key.into()),
+        payload: vec![byte; size],
+        headers: serde_json::json!({"event-id": format!("e{byte}")}),
+    }
+}
+
+/// Kafka that refuses the messages whose first byte is in `refuse` (for a reason that may
+/// pass) and takes the rest, recording what it took with its headers.
+struct Picky {
+    refuse: Vec<u8>,
+    taken: Mutex<Vec<(u8, String)>>,
+}
+
+impl OutboxPublisher for Picky {
+    async fn publish(&self, messages: &[OutboxMessage]) -> Vec<Published> {
+        messages
+            .iter()
+            .map(|m| {
+                if self.refuse.contains(&m.payload[0]) {
+                    return Published::Retry("timed out".into());
+                }
+                let event = m.header_pairs().first().map(|(_, v)| (*v).to_owned());
+                self.taken
+                    .lock()
+                    .unwrap()
+                    .push((m.payload[0], event.unwrap_or_default()));
+                Published::Acknowledged
+            })
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_failed_message_keeps_only_its_keys_remainder_and_the_rest_is_not_resent() {
+    let database =
+        TestDatabase::create(&attrsync_e2e::admin_database_url(), &attrsync_e2e::TEMPLATE)
+            .await
+            .unwrap();
+    let pool = pool(&database).await;
+    let mut conn = pool.get().await.unwrap();
+    // Workspace a: 1, 2 (fails), 3; workspace b: 4, 5.
+    let rows = [
+        message("a", 1, 10),
+        message("b", 4, 10),
+        message("a", 2, 10),
+        message("a", 3, 10),
+        message("b", 5, 10),
+    ];
+    outbox::enqueue(&mut conn, &rows).await.unwrap();
+    let picky = Picky {
+        refuse: vec![2],
+        taken: Mutex::default(),
+    };
+    let pass = outbox::relay_once(&pool, 1, PassLimits::default(), &picky)
+        .await
+        .unwrap();
+    assert_eq!(
+        pass,
+        RelayPass::Relayed {
+            published: 3,
+            rejected: 0,
+            kept: 2,
+            retry_reason: Some("timed out".into()),
+        }
+    );
+    assert_eq!(outbox::pending(&pool).await.unwrap(), 2, "2 and 3 wait");
+    let ok = Picky {
+        refuse: vec![],
+        taken: Mutex::default(),
+    };
+    outbox::relay_once(&pool, 1, PassLimits::default(), &ok)
+        .await
+        .unwrap();
+    assert_eq!(
+        *ok.taken.lock().unwrap(),
+        vec![(2, "e2".to_owned()), (3, "e3".to_owned())],
+        "only the failed key's remainder is resent, in order, with its stored headers"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_pass_is_capped_by_bytes_as_well_as_by_count() {
+    let database =
+        TestDatabase::create(&attrsync_e2e::admin_database_url(), &attrsync_e2e::TEMPLATE)
+            .await
+            .unwrap();
+    let pool = pool(&database).await;
+    let mut conn = pool.get().await.unwrap();
+    let rows: Vec<NewOutboxMessage> = (1..=5).map(|n| message("a", n, 400_000)).collect();
+    outbox::enqueue(&mut conn, &rows).await.unwrap();
+    let broker = Picky {
+        refuse: vec![],
+        taken: Mutex::default(),
+    };
+    let limits = PassLimits {
+        max_messages: 500,
+        max_bytes: 1_000_000,
+    };
+    let pass = outbox::relay_once(&pool, 1, limits, &broker).await.unwrap();
+    // 400 kB each: the third would pass 1 MB, so a pass takes three (the budget is checked
+    // before each row), never all five.
+    assert_eq!(
+        pass,
+        RelayPass::Relayed {
+            published: 3,
+            rejected: 0,
+            kept: 0,
+            retry_reason: None,
+        }
+    );
+    assert_eq!(outbox::pending(&pool).await.unwrap(), 2);
+}
 
 /// A stand-in for Kafka that is down (answers `Retry`) until switched on, then records.
 #[derive(Default)]
@@ -45,23 +169,17 @@ async fn with_kafka_down_messages_wait_in_the_outbox_and_go_out_in_order_when_it
             topic: "t".into(),
             message_key: Some("1".into()),
             payload: vec![n],
+            headers: serde_json::json!({}),
         })
         .collect();
     outbox::enqueue(&mut conn, &messages).await.unwrap();
 
-    let pool = attrsync_db::connect(&attrsync_config::DatabaseConfig {
-        url: database.url.clone(),
-        schema: "ingest".into(),
-        pool_size: 2,
-    })
-    .await
-    .unwrap();
+    let pool = pool(&database).await;
     let broker = Broker::default();
-    let failed = outbox::relay_once(&pool, 1, 500, &broker).await;
-    assert!(
-        matches!(failed, Err(outbox::RelayError::Publish(_))),
-        "{failed:?}"
-    );
+    let failed = outbox::relay_once(&pool, 1, PassLimits::default(), &broker)
+        .await
+        .unwrap();
+    assert!(failed.failed().is_some(), "{failed:?}");
     assert_eq!(
         outbox::pending(&pool).await.unwrap(),
         3,
@@ -69,12 +187,16 @@ async fn with_kafka_down_messages_wait_in_the_outbox_and_go_out_in_order_when_it
     );
 
     *broker.up.lock().unwrap() = true;
-    let pass = outbox::relay_once(&pool, 1, 500, &broker).await.unwrap();
+    let pass = outbox::relay_once(&pool, 1, PassLimits::default(), &broker)
+        .await
+        .unwrap();
     assert_eq!(
         pass,
         RelayPass::Relayed {
             published: 3,
-            rejected: 0
+            rejected: 0,
+            kept: 0,
+            retry_reason: None,
         }
     );
     assert_eq!(

@@ -1,0 +1,279 @@
+//! Idempotent handlers: a service writes only its effect.
+//!
+//! A service's consumer implements [`EffectHandler`] for the payload of one typed topic;
+//! [`Idempotent`] turns it into the consumer's [`Handler`]. For each message it:
+//!
+//! 1. takes the topic's payload variant out of the envelope (another variant is poison);
+//! 2. finds the message's workspace — the service's projection, else mapping over gRPC (see
+//!    [`WorkspaceDirectory`]). A workspace mapping does not know, or one that was deleted, is
+//!    counted (`consumer_messages_skipped_total`) and skipped; mapping unreachable → wait;
+//! 3. opens one transaction (bounded by `database.query_timeout`) that records the envelope
+//!    id in `processed_events` — a redelivery finds it and changes nothing — and runs the
+//!    effect, which may publish through the outbox ([`Tx::publish`]) in the same transaction;
+//! 4. after the commit, wakes the relay if anything was published.
+//!
+//! Delivery guarantee: at-least-once transport, exactly-once effect per envelope id. Ids are
+//! kept for `retention.processed_events`, which must exceed the consumed topics' retention.
+//!
+//! Failure policy: database errors are classified by [`attrsync_db::classify`]: retryable
+//! ones (outages, timeouts, anything unknown) make the consumer wait without limit with only
+//! this message's partition paused; permanent ones (integrity violations) are `Failed`, retried
+//! a few times (a race may clear) and then dead-lettered. An effect that finds the message
+//! itself unusable returns [`HandlerError::Poison`].
+
+use std::future::Future;
+
+use attrsync_config::KafkaConfig;
+use attrsync_db::{Failure, Pool, outbox};
+use attrsync_proto::time;
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+
+use crate::{
+    Handler, HandlerError, Incoming, envelope,
+    relay::RelayHandle,
+    topics::{Topic, TopicPayload},
+    workspaces::{Lookup, ProjectedWorkspace, WorkspaceDirectory},
+};
+
+diesel::table! {
+    processed_events (event_id) {
+        event_id -> Text,
+        processed_at -> Timestamptz,
+    }
+}
+
+/// One message of a typed topic, with its workspace.
+#[derive(Debug)]
+pub struct Event<'a, P> {
+    pub event_id: &'a str,
+    pub workspace: &'a ProjectedWorkspace,
+    /// When the producer says the fact happened (e.g. when ingest received the webhook).
+    pub occurred_at: Option<DateTime<Utc>>,
+    pub payload: P,
+}
+
+/// Why an effect did not apply.
+#[derive(Debug)]
+pub enum EffectError {
+    /// A database error, classified by the wrapper.
+    Db(diesel::result::Error),
+    /// The effect's own verdict.
+    Handler(HandlerError),
+}
+
+impl From<diesel::result::Error> for EffectError {
+    fn from(e: diesel::result::Error) -> Self {
+        EffectError::Db(e)
+    }
+}
+
+impl From<HandlerError> for EffectError {
+    fn from(e: HandlerError) -> Self {
+        EffectError::Handler(e)
+    }
+}
+
+/// The open transaction an effect runs in, and the outbox it may publish through.
+pub struct Tx<'c> {
+    pub conn: &'c mut AsyncPgConnection,
+    kafka: &'c KafkaConfig,
+    producer: &'static str,
+    published: usize,
+}
+
+impl std::fmt::Debug for Tx<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tx")
+            .field("producer", &self.producer)
+            .field("published", &self.published)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'c> Tx<'c> {
+    /// Publishes `payload` on `topic` for `workspace_id` if, and only if, this transaction
+    /// commits (a row in the outbox).
+    pub async fn publish<P: TopicPayload>(
+        &mut self,
+        topic: Topic<P>,
+        workspace_id: i64,
+        payload: P,
+    ) -> QueryResult<()> {
+        let envelope = envelope::new(
+            workspace_id,
+            self.producer,
+            time::now(),
+            payload.into_payload(),
+        );
+        let row = envelope::outbox_row(self.kafka.topic(topic.name()), &envelope);
+        outbox::enqueue(self.conn, &[row]).await?;
+        self.published += 1;
+        Ok(())
+    }
+}
+
+/// A service's effect for the messages of one typed topic.
+pub trait EffectHandler: Send + Sync + 'static {
+    type Payload: TopicPayload;
+
+    /// Applies one message inside the wrapper's transaction. Must be deterministic in what it
+    /// writes for a given message and stored state; it runs at most once per envelope id.
+    fn apply(
+        &self,
+        tx: &mut Tx<'_>,
+        event: &Event<'_, Self::Payload>,
+    ) -> impl Future<Output = Result<(), EffectError>> + Send;
+}
+
+/// The consumer-facing [`Handler`] of an [`EffectHandler`]: payload, workspace, transaction,
+/// `processed_events`, error classification and relay wake-up, written once.
+pub struct Idempotent<H> {
+    effect: H,
+    pool: Pool,
+    directory: WorkspaceDirectory,
+    kafka: KafkaConfig,
+    relay: RelayHandle,
+    producer: &'static str,
+    query_timeout: std::time::Duration,
+}
+
+impl<H> std::fmt::Debug for Idempotent<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Idempotent")
+            .field("producer", &self.producer)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`Idempotent`] needs from the service around it.
+#[derive(Clone)]
+pub struct Services {
+    pub pool: Pool,
+    pub directory: WorkspaceDirectory,
+    pub kafka: KafkaConfig,
+    pub relay: RelayHandle,
+    /// The producing service's name, stamped on published envelopes.
+    pub producer: &'static str,
+    pub query_timeout: std::time::Duration,
+}
+
+impl std::fmt::Debug for Services {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Services")
+            .field("producer", &self.producer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<H: EffectHandler> Idempotent<H> {
+    pub fn new(effect: H, services: Services) -> Self {
+        Self {
+            effect,
+            pool: services.pool,
+            directory: services.directory,
+            kafka: services.kafka,
+            relay: services.relay,
+            producer: services.producer,
+            query_timeout: services.query_timeout,
+        }
+    }
+}
+
+fn db_failure(e: &diesel::result::Error) -> HandlerError {
+    // The server's text goes to logs through the consumer's warning, never anywhere else.
+    match attrsync_db::classify(e) {
+        Failure::Retryable => HandlerError::Unavailable(format!("database: {e}")),
+        Failure::Permanent => HandlerError::Failed(format!("database refused the effect: {e}")),
+    }
+}
+
+impl<H: EffectHandler> Handler for Idempotent<H> {
+    async fn handle(&self, message: &Incoming<'_>) -> Result<(), HandlerError> {
+        let payload = message
+            .envelope
+            .payload
+            .clone()
+            .and_then(H::Payload::from_payload)
+            .ok_or_else(|| {
+                HandlerError::Poison(format!("expected a {} payload", H::Payload::VARIANT))
+            })?;
+        let workspace_id = message.envelope.workspace_id;
+        let workspace = match self.directory.lookup(workspace_id).await {
+            Lookup::Found(workspace) if !workspace.deleted => workspace,
+            Lookup::Found(_) => {
+                skipped(message, "deleted workspace");
+                return Ok(());
+            }
+            Lookup::Unknown => {
+                skipped(message, "unknown workspace");
+                return Ok(());
+            }
+            Lookup::Unavailable(reason) => return Err(HandlerError::Unavailable(reason)),
+        };
+        let event = Event {
+            event_id: &message.envelope.event_id,
+            workspace: &workspace,
+            occurred_at: message
+                .envelope
+                .occurred_at
+                .as_ref()
+                .and_then(time::from_proto),
+            payload,
+        };
+        let mut conn = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| HandlerError::Unavailable(format!("database pool: {e}")))?;
+        let transaction = conn.transaction::<usize, EffectError, _>(async |conn| {
+            let first_time = diesel::insert_into(processed_events::table)
+                .values(processed_events::event_id.eq(event.event_id))
+                .on_conflict_do_nothing()
+                .execute(conn)
+                .await?;
+            if first_time == 0 {
+                tracing::info!("duplicate delivery: already applied");
+                return Ok(0);
+            }
+            let mut tx = Tx {
+                conn,
+                kafka: &self.kafka,
+                producer: self.producer,
+                published: 0,
+            };
+            self.effect.apply(&mut tx, &event).await?;
+            Ok(tx.published)
+        });
+        let published = match tokio::time::timeout(self.query_timeout, transaction).await {
+            Err(_) => {
+                return Err(HandlerError::Unavailable(format!(
+                    "database did not answer within {:?}",
+                    self.query_timeout
+                )));
+            }
+            Ok(Err(EffectError::Db(e))) => return Err(db_failure(&e)),
+            Ok(Err(EffectError::Handler(e))) => return Err(e),
+            Ok(Ok(published)) => published,
+        };
+        if published > 0 {
+            self.relay.wake();
+        }
+        Ok(())
+    }
+}
+
+fn skipped(message: &Incoming<'_>, reason: &'static str) {
+    tracing::warn!(
+        workspace_id = message.envelope.workspace_id,
+        reason,
+        "message skipped"
+    );
+    metrics::counter!(
+        "consumer_messages_skipped_total",
+        "topic" => message.topic.to_owned(),
+        "reason" => reason
+    )
+    .increment(1);
+}

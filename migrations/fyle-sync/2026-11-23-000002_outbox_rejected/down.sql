@@ -1,2 +1,0 @@
-DROP INDEX workspace_projection_realm;
-DROP TABLE outbox_rejected;
