@@ -147,6 +147,13 @@ impl Shared {
         Ok(out)
     }
 
+    /// Queues Fyle webhook POSTs built outside a write (admin-emitted events).
+    pub(crate) fn fyle_send(&self, messages: Vec<delivery::OutgoingWebhook>) {
+        for m in messages {
+            self.fyle_out.send(m);
+        }
+    }
+
     /// Runs a QBO write and queues the webhook events of its changes (after unlocking).
     pub(crate) fn qbo_apply<T, E>(
         &self,

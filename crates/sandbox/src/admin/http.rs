@@ -8,6 +8,8 @@
 //! - `PUT  /_sandbox/qbo/throttle`, `PUT /_sandbox/qbo/webhook`, `PUT /_sandbox/fyle/webhook_secret`
 //! - `POST /_sandbox/{fyle,qbo}/expire_tokens`
 //! - `POST /_sandbox/fyle/orgs {"org_id"}`, `POST /_sandbox/fyle/orgs/{org}/auth_code`
+//! - `POST /_sandbox/fyle/orgs/{org}/events {"resource": "REPORT"|"EXPENSE"|"ORG_SETTING",
+//!   "action", "data"?, "reason"?}` — a non-attribute webhook (see `fyle/events.rs`)
 //! - `POST /_sandbox/fyle/orgs/{org}/{resource}` create; `PATCH …/{id}` update;
 //!   `POST …/{id}/rename {"name"}`, `POST …/{id}/disable`, `POST …/{id}/enable`, `DELETE …/{id}`
 //! - `POST /_sandbox/qbo/realms {"realm_id"}`, `POST /_sandbox/qbo/realms/{realm}/auth_code`
@@ -132,6 +134,15 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
             }))
             .route("/fyle/orgs/{org}/auth_code", web::post().to(|d: Data, p: web::Path<String>| async move {
                 HttpResponse::Ok().json(json!({"code": fyle_ctl(&d).issue_code(&p)}))
+            }))
+            .route("/fyle/orgs/{org}/events", web::post().to(|d: Data, p: web::Path<String>, b: web::Bytes| async move {
+                reply(body(&b).and_then(|v| {
+                    let text = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
+                    let (resource, action) = text("resource").zip(text("action"))
+                        .ok_or_else(|| AdminError::BadRequest("resource and action required".into()))?;
+                    let data = v.get("data").cloned().unwrap_or_else(|| json!({}));
+                    fyle_ctl(&d).emit(&p, &resource, &action, data, text("reason").as_deref())
+                }))
             }))
             .route("/fyle/orgs/{org}/{resource}", web::post().to(|d: Data, p: web::Path<(String, String)>, b: web::Bytes| async move {
                 reply(body(&b).and_then(|v| fyle_ctl(&d).create(&p.0, &p.1, v)))

@@ -206,6 +206,35 @@ impl FyleControl {
         Ok(())
     }
 
+    /// Sends a REPORT, EXPENSE or ORG_SETTING webhook to the org's subscriptions (see
+    /// [`crate::fyle::events`]); returns the body sent.
+    pub fn emit(
+        &self,
+        org: &str,
+        resource: &str,
+        action: &str,
+        data: Value,
+        reason: Option<&str>,
+    ) -> Result<Value, AdminError> {
+        let data = object(data)?;
+        let now = self.shared.clock.now();
+        let (body, messages) = {
+            let st = self.shared.fyle_read();
+            let o = st
+                .orgs
+                .get(org)
+                .ok_or_else(|| AdminError::UnknownTenant(org.to_owned()))?;
+            let body = fyle::events::event_body(&o.profile, resource, action, &data, reason, now)
+                .map_err(AdminError::BadRequest)?;
+            let bytes = serde_json::to_vec(&body).unwrap_or_default();
+            let messages =
+                fyle::webhooks::deliveries(o, resource, &bytes, st.webhook_secret.as_deref(), now);
+            (body, messages)
+        };
+        self.shared.fyle_send(messages);
+        Ok(body)
+    }
+
     /// A one-time authorization code.
     pub fn issue_code(&self, org: &str) -> String {
         self.shared.fyle_write().auth.issue_code(org)

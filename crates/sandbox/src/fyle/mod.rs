@@ -7,6 +7,7 @@
 
 pub mod auth;
 mod defaults;
+pub mod events;
 pub mod handlers;
 pub mod list_filter;
 pub mod list_query;

@@ -51,7 +51,7 @@ pub struct Change {
     pub resource: Resource,
     /// What happened.
     pub action: Action,
-    /// The full list-item object (last version for deletes).
+    /// The full list-item object (`{id, org_id, name}` for deletes).
     pub data: Value,
 }
 
@@ -460,7 +460,7 @@ impl FyleOrg {
             org_id: self.profile.org_id.clone(),
             resource: r,
             action: Action::Deleted,
-            data: Value::Object(row.json),
+            data: super::webhooks::deleted_data(r, &row.json),
         })
     }
 }

@@ -2,14 +2,18 @@
 //!
 //! For every change to a resource with a webhook name, each enabled subscription of the org whose
 //! `subscribed_resources` lists that name gets `POST <webhook_url>` with
-//! `{"action", "resource", "data"}`, `data` being the full list-item object (for `DELETED`, the last
-//! version — **(inferred)**). Production Fyle signs nothing, so by default neither does the sandbox.
+//! `{"action", "resource", "data"}`, `data` being the full list-item object — except `DELETED`,
+//! whose `data` carries only `id`, `org_id` and `name`, as the reference's example does (§2.6;
+//! for resources without a `name` the sandbox sends their naming field there — `field_name`,
+//! the employee's `user.full_name`, a card's nickname or number — **(inferred)**). REPORT, EXPENSE
+//! and ORG_SETTING events (see [`super::events`]) go through the same subscriptions.
+//! Production Fyle signs nothing, so by default neither does the sandbox.
 //! With a secret configured it adds `X-Fyle-Signature` (hex HMAC-SHA256 of the body) and the
 //! Standard Webhooks headers `webhook-id`, `webhook-timestamp`, `webhook-signature`; the id and
 //! timestamp are fixed when the change happens, so retries and duplicates carry the same id.
 
 use chrono::{DateTime, Utc};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::{org::Change, org::FyleOrg, resources::Resource};
 use crate::{delivery::OutgoingWebhook, signing};
@@ -75,33 +79,73 @@ pub(crate) fn messages(
     let Some(name) = change.resource.webhook_name() else {
         return Vec::new();
     };
-    let urls = subscribers(org, name);
-    if urls.is_empty() {
-        return Vec::new();
-    }
-    let body = body(change, name);
-    urls.into_iter()
+    deliveries(org, name, &body(change, name), secret, now)
+}
+
+/// The POSTs of one body to every subscription of `org` that lists `resource_name`.
+pub(crate) fn deliveries(
+    org: &FyleOrg,
+    resource_name: &str,
+    body: &[u8],
+    secret: Option<&str>,
+    now: DateTime<Utc>,
+) -> Vec<OutgoingWebhook> {
+    subscribers(org, resource_name)
+        .into_iter()
         .map(|url| {
             let headers = match secret {
                 Some(secret) => {
                     let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
-                    signature_headers(secret, &id, now.timestamp(), &body)
+                    signature_headers(secret, &id, now.timestamp(), body)
                 }
                 None => Vec::new(),
             };
             OutgoingWebhook {
                 url,
                 headers,
-                body: body.clone(),
+                body: body.to_vec(),
             }
         })
         .collect()
+}
+
+/// The `data` of a `DELETED` webhook: `id`, `org_id` and `name` only.
+pub fn deleted_data(resource: Resource, row: &Map<String, Value>) -> Value {
+    let text = |k: &str| row.get(k).filter(|v| !v.is_null()).cloned();
+    let name = match resource {
+        Resource::Employees => row
+            .get("user")
+            .and_then(|u| u.get("full_name").or_else(|| u.get("email")))
+            .cloned(),
+        Resource::CorporateCards => text("nickname").or_else(|| text("card_number")),
+        r => text("name").or_else(|| text(r.name_key())),
+    };
+    json!({
+        "id": row.get("id").cloned().unwrap_or(Value::Null),
+        "org_id": row.get("org_id").cloned().unwrap_or(Value::Null),
+        "name": name.unwrap_or(Value::Null),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::fyle::org::Action;
+
+    #[test]
+    fn deleted_data_keeps_only_id_org_and_name() {
+        let row = json!({"id": 9587, "org_id": "or79Cob97KSh", "name": "01: San Francisco",
+            "code": "500", "is_enabled": true, "updated_at": "2024-05-02T10:00:00.000000+00:00"});
+        assert_eq!(
+            deleted_data(Resource::CostCenters, row.as_object().expect("object")),
+            json!({"id": 9587, "org_id": "or79Cob97KSh", "name": "01: San Francisco"})
+        );
+        let field = json!({"id": 1, "org_id": "orA", "field_name": "Region", "options": ["N"]});
+        assert_eq!(
+            deleted_data(Resource::ExpenseFields, field.as_object().expect("object"))["name"],
+            "Region"
+        );
+    }
 
     #[test]
     fn body_has_action_resource_and_full_data() {

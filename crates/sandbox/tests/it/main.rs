@@ -6,6 +6,7 @@ mod binary;
 mod common;
 mod faults_and_stats;
 mod fyle_api;
+mod fyle_events;
 mod fyle_pagination;
 mod fyle_races;
 mod qbo_auth;

@@ -17,10 +17,11 @@ fn hmac(key: &[u8], msg: &[u8]) -> Vec<u8> {
     m.finalize().into_bytes().to_vec()
 }
 
-async fn subscribe(fyle: &Fyle, url: &str) {
+pub async fn subscribe(fyle: &Fyle, url: &str) {
     let (status, _) = fyle
         .post("/admin/subscriptions", &json!({"data": {"is_enabled": true, "webhook_url": url,
-            "subscribed_resources": ["CATEGORY", "PROJECT", "COST_CENTER", "EXPENSE_FIELD", "CORPORATE_CARD", "EMPLOYEE", "TAX_GROUP"]}}))
+            "subscribed_resources": ["EXPENSE", "REPORT", "CATEGORY", "PROJECT", "COST_CENTER", "EXPENSE_FIELD",
+                "CORPORATE_CARD", "EMPLOYEE", "TAX_GROUP", "ORG_SETTING"]}}))
         .await;
     assert_eq!(status, 200);
 }
@@ -76,7 +77,11 @@ async fn fyle_rename_through_admin_api_sends_updated_with_the_full_object() {
         (body["action"].as_str(), body["resource"].as_str()),
         (Some("DELETED"), Some("COST_CENTER"))
     );
-    assert_eq!(body["data"]["id"], 9587);
+    assert_eq!(
+        body["data"],
+        json!({"id": 9587, "org_id": ORG, "name": "01: San Francisco"}),
+        "DELETED carries only id, org_id and name (reference §2.6)"
+    );
     rx.stop().await;
     sb.stop().await;
 }
