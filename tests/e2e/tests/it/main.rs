@@ -9,3 +9,4 @@ mod kafka_reader;
 mod operability;
 mod outbox;
 mod registry;
+mod regressions;
