@@ -289,3 +289,103 @@ async fn the_handler_runs_in_the_trace_named_by_the_kafka_headers() {
         vec![Some(trace_id.to_owned())]
     );
 }
+
+/// Applies every message except workspace 9's while `hold` is set (its dependency is down).
+#[derive(Default)]
+struct HoldsNine {
+    hold: AtomicBool,
+    applied: Mutex<Vec<i64>>,
+}
+
+impl Handler for HoldsNine {
+    async fn handle(&self, message: &Incoming<'_>) -> Result<(), HandlerError> {
+        if message.envelope.workspace_id == 9 && self.hold.load(Ordering::SeqCst) {
+            return Err(HandlerError::Unavailable("database down".into()));
+        }
+        self.applied
+            .lock()
+            .unwrap()
+            .push(message.envelope.workspace_id);
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_that_waits_holds_only_its_partition_and_other_workspaces_go_on() {
+    let config = KafkaConfig {
+        partitions: 2,
+        ..config()
+    };
+    topics::ensure(&config, &[SPEC], &[SPEC]).await.unwrap();
+    let producer = Producer::new(&config).unwrap();
+    let send = |workspace_id: i64, key: String| {
+        let producer = producer.clone();
+        let topic = config.topic(TOPIC);
+        async move {
+            let payload = Payload::FyleOrgSettingWebhook(FyleOrgSettingWebhook::default());
+            let envelope = envelope::new(workspace_id, "test", time::now(), payload);
+            producer
+                .send_raw(&topic, Some(&key), &envelope.encode_to_vec(), &[])
+                .await
+                .unwrap()
+                .0
+        }
+    };
+    // Workspace 9 on one partition; find a key that lands on the other for workspace 1.
+    let held_partition = send(9, "held".into()).await;
+    let mut other_key = None;
+    for n in 0..64 {
+        let key = format!("other-{n}");
+        if send(1, key.clone()).await != held_partition {
+            other_key = Some(key);
+            break;
+        }
+    }
+    let other_key = other_key.expect("a key on the other partition");
+    let handler = Arc::new(HoldsNine::default());
+    handler.hold.store(true, Ordering::SeqCst);
+    let progress = Arc::new(ConsumerProgress::default());
+    let shutdown = CancellationToken::new();
+    let task = {
+        let (config, producer, handler, progress, shutdown) = (
+            config.clone(),
+            producer.clone(),
+            handler.clone(),
+            progress.clone(),
+            shutdown.clone(),
+        );
+        tokio::spawn(async move {
+            let spec = ConsumerSpec {
+                topics: vec![TOPIC],
+                group_suffix: None,
+            };
+            consumer::run(&config, spec, handler, producer, progress, shutdown)
+                .await
+                .unwrap();
+        })
+    };
+    attrsync_e2e::eventually(Duration::from_secs(60), "the held partition", || async {
+        Ok((progress.held_partitions() == 1).then_some(()))
+    })
+    .await
+    .unwrap();
+    // While workspace 9 waits, a new message of workspace 2 on the other partition is applied.
+    send(2, other_key).await;
+    attrsync_e2e::eventually(Duration::from_secs(30), "workspace 2 applied", || async {
+        Ok(handler.applied.lock().unwrap().contains(&2).then_some(()))
+    })
+    .await
+    .unwrap();
+    assert!(!handler.applied.lock().unwrap().contains(&9));
+    assert_eq!(progress.held_partitions(), 1, "9 still waits");
+    handler.hold.store(false, Ordering::SeqCst);
+    attrsync_e2e::eventually(Duration::from_secs(30), "workspace 9 applied", || async {
+        Ok(handler.applied.lock().unwrap().contains(&9).then_some(()))
+    })
+    .await
+    .unwrap();
+    assert_eq!(progress.held_partitions(), 0);
+    assert_eq!(progress.dead_lettered(), 0, "waiting is not failing");
+    shutdown.cancel();
+    task.await.unwrap();
+}
