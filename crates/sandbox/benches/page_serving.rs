@@ -129,6 +129,7 @@ async fn run() {
                 let r = http
                     .get(url)
                     .bearer_auth(token)
+                    .header("Accept", "application/json")
                     .query(&[("query", q.as_str()), ("minorversion", "75")])
                     .send()
                     .await

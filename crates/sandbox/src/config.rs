@@ -76,6 +76,34 @@ impl Default for FyleMess {
     }
 }
 
+/// The company settings of a QBO realm (`CompanyInfo`, `Preferences`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct QboCompany {
+    /// Company name.
+    pub company_name: String,
+    /// `Country` (ISO code; `US` by default).
+    pub country: String,
+    /// Home currency (`USD`).
+    pub home_currency: String,
+    /// `MultiCurrencyEnabled` (off).
+    pub multi_currency: bool,
+    /// Sales tax / partner tax enabled (on).
+    pub tax_enabled: bool,
+}
+
+impl Default for QboCompany {
+    fn default() -> Self {
+        Self {
+            company_name: "Sandbox Company".to_owned(),
+            country: "US".to_owned(),
+            home_currency: "USD".to_owned(),
+            multi_currency: false,
+            tax_enabled: true,
+        }
+    }
+}
+
 /// Outgoing QBO webhook settings (per app, so one for the whole sandbox).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QboWebhookConfig {
@@ -141,6 +169,11 @@ pub struct SandboxConfig {
     pub qbo_throttle: ThrottleConfig,
     /// QBO webhooks.
     pub qbo_webhook: QboWebhookConfig,
+    /// Company settings of the realm created at start.
+    pub qbo_company: QboCompany,
+    /// Answer JSON to every QBO request, whatever its `Accept` (lenient, for ad-hoc use; off by
+    /// default and in tests: Intuit answers XML unless `Accept: application/json`).
+    pub qbo_json_only: bool,
     /// Company time-zone offset of the realm, in minutes east of UTC (-420 = `-07:00`).
     pub qbo_tz_offset_minutes: i32,
     /// Attempts per outgoing webhook.
@@ -169,6 +202,8 @@ impl Default for SandboxConfig {
             qbo_refresh_grace: Duration::ZERO,
             qbo_throttle: ThrottleConfig::qbo(),
             qbo_webhook: QboWebhookConfig::default(),
+            qbo_company: QboCompany::default(),
+            qbo_json_only: false,
             qbo_tz_offset_minutes: -420,
             webhook_attempts: 3,
             webhook_timeout: Duration::from_secs(5),

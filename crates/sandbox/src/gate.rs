@@ -33,7 +33,7 @@ use serde_json::json;
 use crate::{
     Shared,
     faults::{FaultAction, Side},
-    qbo::errors,
+    qbo::{errors, handlers, xml},
     stats::{Finished, endpoint_key},
 };
 
@@ -97,7 +97,12 @@ pub(crate) fn realm_of(path: &str) -> Option<&str> {
     (!realm.is_empty()).then_some(realm)
 }
 
-fn fault_response(side: Side, shared: &Shared, action: &FaultAction) -> Option<HttpResponse> {
+fn fault_response(
+    side: Side,
+    shared: &Shared,
+    action: &FaultAction,
+    accepts_json: bool,
+) -> Option<HttpResponse> {
     let now = shared.clock.now();
     let time = errors::qbo_time(now, shared.config.qbo_tz_offset_minutes);
     let with_retry = |mut b: actix_web::HttpResponseBuilder, retry: Option<u64>| {
@@ -107,20 +112,39 @@ fn fault_response(side: Side, shared: &Shared, action: &FaultAction) -> Option<H
         b
     };
     Some(match action {
-        FaultAction::Throttle { retry_after } => {
-            let body = match side {
-                Side::Fyle => json!({"message": "Too many requests"}),
-                Side::Qbo => errors::throttled(now),
-            };
-            with_retry(HttpResponse::TooManyRequests(), *retry_after).json(body)
-        }
+        FaultAction::Throttle { retry_after } => match side {
+            Side::Fyle => with_retry(HttpResponse::TooManyRequests(), *retry_after)
+                .json(json!({"message": "Too many requests"})),
+            // Intuit's 429 body is XML whatever the request accepts (reference §3.6 sample).
+            Side::Qbo => {
+                let mut resp = handlers::gateway_reply(
+                    shared,
+                    shared.config.qbo_json_only,
+                    429,
+                    &errors::THROTTLED,
+                );
+                if let Some(secs) = retry_after
+                    && let Ok(v) = actix_web::http::header::HeaderValue::from_str(&secs.to_string())
+                {
+                    resp.headers_mut()
+                        .insert(actix_web::http::header::RETRY_AFTER, v);
+                }
+                resp
+            }
+        },
         FaultAction::ServerError { status } => {
             let code = StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let body = match side {
-                Side::Fyle => json!({"message": "Internal server error"}),
-                Side::Qbo => errors::system_fault(&time),
-            };
-            HttpResponse::build(code).json(body)
+            match side {
+                Side::Fyle => {
+                    HttpResponse::build(code).json(json!({"message": "Internal server error"}))
+                }
+                Side::Qbo if accepts_json => {
+                    HttpResponse::build(code).json(errors::system_fault(&time))
+                }
+                Side::Qbo => HttpResponse::build(code)
+                    .content_type("application/xml")
+                    .body(xml::render(&errors::system_fault(&time))),
+            }
         }
         FaultAction::Status {
             status,
@@ -162,6 +186,7 @@ where
         let path = req.path().to_owned();
         let query = req.query_string().to_owned();
         let key = endpoint_key(&method, &path);
+        let accepts_json = side == Side::Qbo && handlers::wants_json(&shared, req.request());
         let bytes_in = req
             .headers()
             .get("content-length")
@@ -184,7 +209,12 @@ where
         };
         let permit = match permit {
             Some(Err(_)) => {
-                short = fault_response(side, &shared, &FaultAction::Throttle { retry_after: None });
+                short = fault_response(
+                    side,
+                    &shared,
+                    &FaultAction::Throttle { retry_after: None },
+                    accepts_json,
+                );
                 None
             }
             Some(Ok(p)) => Some(p),
@@ -200,7 +230,7 @@ where
                         message: message.unwrap_or_else(|| "Simulated failure".to_owned()),
                     });
                 }
-                Some(action) => short = fault_response(side, &shared, &action),
+                Some(action) => short = fault_response(side, &shared, &action, accepts_json),
                 None => {}
             }
         }

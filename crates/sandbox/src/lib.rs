@@ -50,8 +50,8 @@ pub use crate::{
     admin::{FyleControl, QboControl},
     clock::Clock,
     config::{
-        DEMO_ORG_ID, DEMO_REALM_ID, DeactivationOp, FyleMess, QboWebhookConfig, SandboxConfig,
-        Seed, TimestampResolution, WebhookFormat,
+        DEMO_ORG_ID, DEMO_REALM_ID, DeactivationOp, FyleMess, QboCompany, QboWebhookConfig,
+        SandboxConfig, Seed, TimestampResolution, WebhookFormat,
     },
     faults::{FaultAction, FaultRule, Faults, Side, WebhookFaultAction, WebhookFaultRule},
     stats::StatsSnapshot,
@@ -167,7 +167,10 @@ impl Shared {
     pub(crate) fn expire_tokens(&self, side: Side) {
         match side {
             Side::Fyle => self.fyle_write().auth.expire_all(),
-            Side::Qbo => self.qbo_write().auth.expire_all(),
+            Side::Qbo => {
+                let now = self.clock.now();
+                self.qbo_write().auth.expire_all(now);
+            }
         }
     }
 

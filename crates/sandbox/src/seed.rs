@@ -32,6 +32,9 @@ pub const GENERATED_EPOCH: i64 = 1_704_067_200;
 pub fn apply(config: &SandboxConfig, fyle: &mut FyleState, qbo: &mut QboState) {
     fyle.add_org(crate::fyle::profile(&config.org_id));
     qbo.add_realm(&config.realm_id);
+    if let Some(realm) = qbo.realms.get_mut(&config.realm_id) {
+        realm.company = config.qbo_company.clone();
+    }
     if config.seed == Seed::Demo {
         if let Some(org) = fyle.orgs.get_mut(&config.org_id) {
             load_demo_fyle(org);

@@ -6,7 +6,8 @@
 //! is unspecified, so a client that fails to persist the new token is caught at once); a superseded,
 //! unknown or revoked token gets `400 {"error": "invalid_grant"}`. Bad client credentials get
 //! `401 {"error": "invalid_client"}`. Access tokens live `access_ttl` on the sandbox clock; a data
-//! call with an expired or unknown token gets 401 with the 3200 gateway body, one with another
+//! call with an expired token gets 401 with the 3200 gateway body, one without a usable token
+//! (none, or never issued) 401 with the XML `General Authentication Error`, one with another
 //! realm's token 403 (3100). Failure policy: closed.
 
 use std::{collections::HashMap, time::Duration};
@@ -58,11 +59,17 @@ pub struct TokenForm {
 /// Outcome of a bearer check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Denied {
-    /// 401 / 3200.
-    Unauthenticated,
-    /// 403 / 3100.
+    /// No usable token: none, not `Bearer`, or one never issued (or forgotten a day after it
+    /// expired) — 401 with the XML `General Authentication Error` (code 100).
+    NoToken,
+    /// A token that expired — 401 / 3200.
+    Expired,
+    /// Another realm's token — 403 / 3100.
     Forbidden,
 }
+
+/// How long an expired access token is still recognised as "expired" (3200) rather than unknown.
+const EXPIRED_MEMORY: TimeDelta = TimeDelta::days(1);
 
 /// OAuth state.
 #[derive(Debug)]
@@ -139,7 +146,8 @@ impl QboAuth {
     pub fn issue_access(&mut self, realm: &str, now: DateTime<Utc>) -> String {
         let token = jwt_like();
         let ttl = TimeDelta::from_std(self.access_ttl).unwrap_or(TimeDelta::hours(1));
-        self.access.retain(|_, g| g.expires_at > now);
+        self.access
+            .retain(|_, g| g.expires_at + EXPIRED_MEMORY > now);
         self.access.insert(
             token.clone(),
             AccessGrant {
@@ -150,9 +158,11 @@ impl QboAuth {
         token
     }
 
-    /// Expires every access token.
-    pub fn expire_all(&mut self) {
-        self.access.clear();
+    /// Expires every access token now (they are then answered 3200, not as unknown).
+    pub fn expire_all(&mut self, now: DateTime<Utc>) {
+        for g in self.access.values_mut() {
+            g.expires_at = g.expires_at.min(now);
+        }
     }
 
     fn rotate(&mut self, realm: &str, now: DateTime<Utc>) -> String {
@@ -238,13 +248,10 @@ impl QboAuth {
                 h.strip_prefix("Bearer ")
                     .or_else(|| h.strip_prefix("bearer "))
             })
-            .ok_or(Denied::Unauthenticated)?;
-        let grant = self
-            .access
-            .get(token.trim())
-            .ok_or(Denied::Unauthenticated)?;
+            .ok_or(Denied::NoToken)?;
+        let grant = self.access.get(token.trim()).ok_or(Denied::NoToken)?;
         if grant.expires_at <= now {
-            return Err(Denied::Unauthenticated);
+            return Err(Denied::Expired);
         }
         if grant.realm != realm {
             return Err(Denied::Forbidden);
@@ -327,8 +334,12 @@ mod tests {
         assert_eq!(auth.check(Some(&h), "r2", now), Err(Denied::Forbidden));
         assert_eq!(
             auth.check(Some(&h), "r1", now + TimeDelta::seconds(3600)),
-            Err(Denied::Unauthenticated)
+            Err(Denied::Expired)
         );
-        assert_eq!(auth.check(None, "r1", now), Err(Denied::Unauthenticated));
+        assert_eq!(auth.check(None, "r1", now), Err(Denied::NoToken));
+        assert_eq!(
+            auth.check(Some("Bearer never-issued"), "r1", now),
+            Err(Denied::NoToken)
+        );
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! Two shapes exist: the data-service `Fault` (capitalised keys, `code` as a string, HTTP 400 for
 //! validation) and the gateway envelope (lowercase keys) used for 401 (3200), 403 (3100) and 429
-//! (3001; the JSON form of the documented XML body is **(inferred)**).
+//! (3001; the JSON form of the documented XML body is **(inferred)**). Every body also has an XML
+//! form ([`super::xml`]); which one is sent is decided by the handler (see `handlers.rs`).
 
 use chrono::{DateTime, FixedOffset, Offset, Utc};
 use serde_json::{Value, json};
@@ -133,6 +134,64 @@ pub fn system_fault(time: &str) -> Value {
     )
 }
 
+/// A gateway error (401/403/429) in either form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GatewayError {
+    /// `fault.type` (`AUTHENTICATION`, `SERVICE`, `AuthenticationFault`).
+    pub kind: &'static str,
+    /// Error code.
+    pub code: &'static str,
+    /// Message.
+    pub message: &'static str,
+    /// Detail.
+    pub detail: &'static str,
+}
+
+impl GatewayError {
+    /// The lowercase JSON envelope.
+    pub fn json(&self, now: DateTime<Utc>) -> Value {
+        gateway(self.code, self.message, self.detail, self.kind, now)
+    }
+
+    /// The XML `Fault`.
+    pub fn xml(&self, time: &str) -> String {
+        super::xml::gateway_fault(self.kind, self.code, self.message, self.detail, time)
+    }
+}
+
+/// 401 for an expired access token (code 3200).
+pub const TOKEN_EXPIRED: GatewayError = GatewayError {
+    kind: "AUTHENTICATION",
+    code: "3200",
+    message: "message=AuthenticationFailed; errorCode=003200; statusCode=401",
+    detail: "Token expired: 0 or invalid token",
+};
+
+/// 401 for a request without a usable token (none, not `Bearer`, or never issued): the XML
+/// `General Authentication Error` of reference §3.6 (its detail text is **(inferred)**).
+pub const GENERAL_AUTHENTICATION: GatewayError = GatewayError {
+    kind: "AuthenticationFault",
+    code: "100",
+    message: "General Authentication Error",
+    detail: "AuthenticationErrorGeneral: SRV-110-Authentication Failure , statusCode: 401",
+};
+
+/// 403 for a token of another realm (code 3100).
+pub const FORBIDDEN: GatewayError = GatewayError {
+    kind: "SERVICE",
+    code: "3100",
+    message: "message=AuthorizationFailed; errorCode=003100; statusCode=403",
+    detail: "The access token is not authorized for this realm",
+};
+
+/// 429 throttle (code 3001).
+pub const THROTTLED: GatewayError = GatewayError {
+    kind: "SERVICE",
+    code: "3001",
+    message: "message=ThrottleExceeded; errorCode=003001; statusCode=429",
+    detail: "The request limit was reached.",
+};
+
 /// The gateway envelope (401/403/429), `time` in epoch milliseconds.
 pub fn gateway(code: &str, message: &str, detail: &str, kind: &str, now: DateTime<Utc>) -> Value {
     json!({
@@ -144,37 +203,19 @@ pub fn gateway(code: &str, message: &str, detail: &str, kind: &str, now: DateTim
     })
 }
 
-/// 401 for an expired or unknown access token (code 3200).
+/// 401 for an expired access token (code 3200), JSON form.
 pub fn token_expired(now: DateTime<Utc>) -> Value {
-    gateway(
-        "3200",
-        "message=AuthenticationFailed; errorCode=003200; statusCode=401",
-        "Token expired: 0 or invalid token",
-        "AUTHENTICATION",
-        now,
-    )
+    TOKEN_EXPIRED.json(now)
 }
 
-/// 403 for a token of another realm (code 3100).
+/// 403 for a token of another realm (code 3100), JSON form.
 pub fn forbidden(now: DateTime<Utc>) -> Value {
-    gateway(
-        "3100",
-        "message=AuthorizationFailed; errorCode=003100; statusCode=403",
-        "The access token is not authorized for this realm",
-        "SERVICE",
-        now,
-    )
+    FORBIDDEN.json(now)
 }
 
-/// 429 throttle (code 3001).
+/// 429 throttle (code 3001), JSON form.
 pub fn throttled(now: DateTime<Utc>) -> Value {
-    gateway(
-        "3001",
-        "message=ThrottleExceeded; errorCode=003001; statusCode=429",
-        "The request limit was reached.",
-        "SERVICE",
-        now,
-    )
+    THROTTLED.json(now)
 }
 
 #[cfg(test)]

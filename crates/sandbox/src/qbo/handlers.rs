@@ -1,4 +1,12 @@
 //! HTTP handlers of the QBO simulator.
+//!
+//! Content negotiation: the data API answers JSON only when the request's `Accept` names
+//! `application/json`; otherwise (no `Accept`, `*/*`, `application/xml`) it answers XML, as Intuit
+//! does. A request without a usable token gets the XML `General Authentication Error` (401, code
+//! 100) whatever it accepts, and the 429 throttle body (gate) is XML too — the reference's samples
+//! of both are XML, so a client must not assume every error body is JSON **(inferred where
+//! Intuit's gateway behaviour is not documented)**. The token endpoint is always JSON. The
+//! `qbo_json_only` option answers JSON to everything (ad-hoc use; off in tests).
 
 // Guard helpers return the ready-made error response as `Err`; its size does not matter here.
 #![allow(clippy::result_large_err)]
@@ -9,12 +17,14 @@ use serde_json::{Map, Value, json};
 use super::{
     auth::{Denied, TokenForm},
     cdc::{self, CdcError},
+    company,
     entity::EntityType,
     errors,
     query_parser::parse,
     query_validate::validate,
-    realm::{Realm, WriteError},
+    realm::WriteError,
     store::QueryOutcome,
+    xml,
 };
 use crate::Shared;
 
@@ -34,6 +44,45 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
 
 fn json_response(status: u16, body: &Value) -> HttpResponse {
     HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST)).json(body)
+}
+
+fn status_code(status: u16) -> StatusCode {
+    StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST)
+}
+
+/// Does the request accept JSON (or is the sandbox JSON-only)?
+pub(crate) fn wants_json(shared: &Shared, req: &HttpRequest) -> bool {
+    shared.config.qbo_json_only
+        || header(req, "accept")
+            .is_some_and(|a| a.to_ascii_lowercase().contains("application/json"))
+}
+
+/// A body in the negotiated format.
+fn reply(json: bool, status: u16, body: &Value) -> HttpResponse {
+    if json {
+        json_response(status, body)
+    } else {
+        HttpResponse::build(status_code(status))
+            .content_type("application/xml")
+            .body(xml::render(body))
+    }
+}
+
+/// A gateway error in JSON or XML.
+pub(crate) fn gateway_reply(
+    shared: &Shared,
+    json: bool,
+    status: u16,
+    err: &errors::GatewayError,
+) -> HttpResponse {
+    let now = shared.clock.now();
+    if json {
+        json_response(status, &err.json(now))
+    } else {
+        HttpResponse::build(status_code(status))
+            .content_type("application/xml")
+            .body(err.xml(&errors::qbo_time(now, shared.config.qbo_tz_offset_minutes)))
+    }
 }
 
 fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
@@ -77,42 +126,64 @@ async fn token(shared: web::Data<Shared>, req: HttpRequest, body: web::Bytes) ->
     }
 }
 
-/// Checks the bearer token and that the realm exists.
-fn authorize(shared: &Shared, req: &HttpRequest, realm: &str) -> Result<(), HttpResponse> {
+/// Checks the bearer token and that the realm exists; returns whether to answer JSON.
+fn authorize(shared: &Shared, req: &HttpRequest, realm: &str) -> Result<bool, HttpResponse> {
     let now = shared.clock.now();
+    let json = wants_json(shared, req);
     let st = shared.qbo_read();
-    match st.auth.check(header(req, "authorization"), realm, now) {
-        Ok(()) if st.realms.contains_key(realm) => Ok(()),
-        Ok(()) | Err(Denied::Forbidden) => Err(json_response(403, &errors::forbidden(now))),
-        Err(Denied::Unauthenticated) => Err(json_response(401, &errors::token_expired(now))),
-    }
+    let denied = match st.auth.check(header(req, "authorization"), realm, now) {
+        Ok(()) if st.realms.contains_key(realm) => return Ok(json),
+        Ok(()) | Err(Denied::Forbidden) => (403, errors::FORBIDDEN, json),
+        Err(Denied::Expired) => (401, errors::TOKEN_EXPIRED, json),
+        Err(Denied::NoToken) => (
+            401,
+            errors::GENERAL_AUTHENTICATION,
+            shared.config.qbo_json_only,
+        ),
+    };
+    drop(st);
+    Err(gateway_reply(shared, denied.2, denied.0, &denied.1))
 }
 
 fn time(shared: &Shared) -> String {
     errors::qbo_time(shared.clock.now(), shared.config.qbo_tz_offset_minutes)
 }
 
-fn run_query(shared: &Shared, realm_id: &str, statement: &str) -> HttpResponse {
+fn run_query(shared: &Shared, realm_id: &str, statement: &str, json: bool) -> HttpResponse {
     let time = time(shared);
     let parsed = match parse(statement.trim()) {
         Ok(q) => q,
-        Err(e) => return json_response(400, &errors::query_parse_fault(&e.to_string(), &time)),
+        Err(e) => return reply(json, 400, &errors::query_parse_fault(&e.to_string(), &time)),
     };
     let v = match validate(&parsed) {
         Ok(v) => v,
-        Err(e) => return json_response(400, &errors::query_validation_fault(&e, &time)),
+        Err(e) => return reply(json, 400, &errors::query_validation_fault(&e, &time)),
     };
     let st = shared.qbo_read();
     let Some(realm) = st.realms.get(realm_id) else {
-        return json_response(403, &errors::forbidden(shared.clock.now()));
+        return gateway_reply(shared, json, 403, &errors::FORBIDDEN);
     };
     match realm.table(v.entity).query(&v, realm.tz) {
-        Err(e) => json_response(400, &errors::query_validation_fault(&e, &time)),
-        Ok(QueryOutcome::Count(n)) => {
-            HttpResponse::Ok().json(json!({"QueryResponse": {"totalCount": n}, "time": time}))
-        }
+        Err(e) => reply(json, 400, &errors::query_validation_fault(&e, &time)),
+        Ok(QueryOutcome::Count(n)) => reply(
+            json,
+            200,
+            &json!({"QueryResponse": {"totalCount": n}, "time": time}),
+        ),
         Ok(QueryOutcome::Page(rows)) if rows.is_empty() => {
-            HttpResponse::Ok().json(json!({"QueryResponse": {}, "time": time}))
+            reply(json, 200, &json!({"QueryResponse": {}, "time": time}))
+        }
+        Ok(QueryOutcome::Page(rows)) if !json => {
+            let items: Vec<Value> = rows.iter().map(|e| Value::Object(e.json.clone())).collect();
+            let mut page = Map::new();
+            page.insert(v.entity.name().to_owned(), Value::Array(items));
+            page.insert("startPosition".into(), Value::from(v.start_position));
+            page.insert("maxResults".into(), Value::from(rows.len()));
+            reply(
+                false,
+                200,
+                &json!({"QueryResponse": Value::Object(page), "time": time}),
+            )
         }
         Ok(QueryOutcome::Page(rows)) => {
             let mut out = Vec::with_capacity(rows.len() * 600 + 128);
@@ -146,14 +217,15 @@ async fn query_get(
     req: HttpRequest,
     realm: web::Path<String>,
 ) -> HttpResponse {
-    if let Err(resp) = authorize(&shared, &req, &realm) {
-        return resp;
-    }
+    let json = match authorize(&shared, &req, &realm) {
+        Ok(json) => json,
+        Err(resp) => return resp,
+    };
     let statement = url::form_urlencoded::parse(req.query_string().as_bytes())
         .find(|(k, _)| k == "query")
         .map(|(_, v)| v.into_owned())
         .unwrap_or_default();
-    run_query(&shared, &realm, &statement)
+    run_query(&shared, &realm, &statement, json)
 }
 
 async fn query_post(
@@ -162,10 +234,11 @@ async fn query_post(
     realm: web::Path<String>,
     body: web::Bytes,
 ) -> HttpResponse {
-    if let Err(resp) = authorize(&shared, &req, &realm) {
-        return resp;
-    }
-    run_query(&shared, &realm, &String::from_utf8_lossy(&body))
+    let json = match authorize(&shared, &req, &realm) {
+        Ok(json) => json,
+        Err(resp) => return resp,
+    };
+    run_query(&shared, &realm, &String::from_utf8_lossy(&body), json)
 }
 
 async fn cdc_get(
@@ -173,9 +246,10 @@ async fn cdc_get(
     req: HttpRequest,
     realm_id: web::Path<String>,
 ) -> HttpResponse {
-    if let Err(resp) = authorize(&shared, &req, &realm_id) {
-        return resp;
-    }
+    let json = match authorize(&shared, &req, &realm_id) {
+        Ok(json) => json,
+        Err(resp) => return resp,
+    };
     let params: Vec<(String, String)> = url::form_urlencoded::parse(req.query_string().as_bytes())
         .into_owned()
         .collect();
@@ -189,15 +263,13 @@ async fn cdc_get(
     let now = shared.clock.now().timestamp();
     let st = shared.qbo_read();
     let Some(realm) = st.realms.get(realm_id.as_str()) else {
-        return json_response(403, &errors::forbidden(shared.clock.now()));
+        return gateway_reply(&shared, json, 403, &errors::FORBIDDEN);
     };
     match cdc::parse_request(realm, get("entities"), get("changedSince"), now) {
-        Ok(r) => HttpResponse::Ok().json(cdc::respond(realm, &r, &time)),
-        Err(CdcError::Missing(field)) => {
-            json_response(400, &errors::required_missing(field, &time))
-        }
+        Ok(r) => reply(json, 200, &cdc::respond(realm, &r, &time)),
+        Err(CdcError::Missing(field)) => reply(json, 400, &errors::required_missing(field, &time)),
         Err(CdcError::Invalid(detail)) => {
-            json_response(400, &errors::business_validation(&detail, &time))
+            reply(json, 400, &errors::business_validation(&detail, &time))
         }
     }
 }
@@ -205,24 +277,24 @@ async fn cdc_get(
 async fn preferences(
     shared: web::Data<Shared>,
     req: HttpRequest,
-    realm: web::Path<String>,
+    realm_id: web::Path<String>,
 ) -> HttpResponse {
-    if let Err(resp) = authorize(&shared, &req, &realm) {
-        return resp;
-    }
-    HttpResponse::Ok().json(json!({
-        "Preferences": {
-            "AccountingInfoPrefs": {"TrackDepartments": true, "ClassTrackingPerTxn": true},
-            "CurrencyPrefs": {"MultiCurrencyEnabled": false, "HomeCurrency": {"value": "USD"}},
-            "TaxPrefs": {"UsingSalesTax": true},
-            "domain": "QBO", "sparse": false, "Id": "1", "SyncToken": "0"
-        },
-        "time": time(&shared),
-    }))
+    let json = match authorize(&shared, &req, &realm_id) {
+        Ok(json) => json,
+        Err(resp) => return resp,
+    };
+    let st = shared.qbo_read();
+    let Some(realm) = st.realms.get(realm_id.as_str()) else {
+        return gateway_reply(&shared, json, 403, &errors::FORBIDDEN);
+    };
+    let mut body = company::preferences(&realm.company);
+    body["time"] = Value::from(time(&shared));
+    reply(json, 200, &body)
 }
 
-fn unsupported(entity: &str, time: &str) -> HttpResponse {
-    json_response(
+fn unsupported(entity: &str, time: &str, json: bool) -> HttpResponse {
+    reply(
+        json,
         400,
         &errors::fault(
             "ValidationFault",
@@ -235,41 +307,37 @@ fn unsupported(entity: &str, time: &str) -> HttpResponse {
     )
 }
 
-fn company_info(realm: &Realm) -> Value {
-    json!({"CompanyInfo": {"CompanyName": realm.company_name, "LegalName": realm.company_name, "Country": "US",
-        "domain": "QBO", "sparse": false, "Id": "1", "SyncToken": "0"}})
-}
-
 async fn read(
     shared: web::Data<Shared>,
     req: HttpRequest,
     path: web::Path<(String, String, String)>,
 ) -> HttpResponse {
     let (realm_id, entity, id) = path.into_inner();
-    if let Err(resp) = authorize(&shared, &req, &realm_id) {
-        return resp;
-    }
+    let json = match authorize(&shared, &req, &realm_id) {
+        Ok(json) => json,
+        Err(resp) => return resp,
+    };
     let time = time(&shared);
     let st = shared.qbo_read();
     let Some(realm) = st.realms.get(&realm_id) else {
-        return json_response(403, &errors::forbidden(shared.clock.now()));
+        return gateway_reply(&shared, json, 403, &errors::FORBIDDEN);
     };
     if entity.eq_ignore_ascii_case("companyinfo") {
-        let mut body = company_info(realm);
+        let mut body = company::company_info(&realm.company);
         body["time"] = Value::from(time);
-        return HttpResponse::Ok().json(body);
+        return reply(json, 200, &body);
     }
     let Some(et) = EntityType::from_path(&entity) else {
-        return unsupported(&entity, &time);
+        return unsupported(&entity, &time, json);
     };
     match id.parse::<u64>().ok().and_then(|n| realm.table(et).get(n)) {
         Some(e) => {
             let mut body = Map::new();
             body.insert(et.name().to_owned(), Value::Object(e.json.clone()));
             body.insert("time".to_owned(), Value::from(time));
-            HttpResponse::Ok().json(Value::Object(body))
+            reply(json, 200, &Value::Object(body))
         }
-        None => json_response(400, &errors::not_found(et.name(), &id, &time)),
+        None => reply(json, 400, &errors::not_found(et.name(), &id, &time)),
     }
 }
 
@@ -291,12 +359,13 @@ async fn write(
     body: web::Bytes,
 ) -> HttpResponse {
     let (realm_id, entity) = path.into_inner();
-    if let Err(resp) = authorize(&shared, &req, &realm_id) {
-        return resp;
-    }
+    let json = match authorize(&shared, &req, &realm_id) {
+        Ok(json) => json,
+        Err(resp) => return resp,
+    };
     let time = time(&shared);
     let Some(et) = EntityType::from_path(&entity).filter(|e| e.writable()) else {
-        return unsupported(&entity, &time);
+        return unsupported(&entity, &time, json);
     };
     let input: Map<String, Value> = match serde_json::from_slice(&body) {
         Ok(Value::Object(m)) => m,
@@ -309,7 +378,7 @@ async fn write(
                 "",
                 &time,
             );
-            return json_response(400, &fault);
+            return reply(json, 400, &fault);
         }
     };
     // `requestid` makes a retried write idempotent: the first answer is replayed.
@@ -319,7 +388,7 @@ async fn write(
     if let Some(key) = &request_id
         && let Some((status, body)) = shared.qbo_read().replay(key)
     {
-        return json_response(status, &body);
+        return reply(json, status, &body);
     }
     let now = shared.clock.now().timestamp();
     let result = shared.qbo_apply(|st| {
@@ -346,5 +415,5 @@ async fn write(
     if let Some(key) = request_id {
         shared.qbo_write().remember(key, status, body.clone());
     }
-    json_response(status, &body)
+    reply(json, status, &body)
 }

@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod cdc;
+pub mod company;
 pub mod entity;
 pub mod errors;
 pub(crate) mod handlers;
@@ -17,6 +18,7 @@ pub mod realm;
 pub mod store;
 pub mod throttle;
 pub mod webhooks;
+pub mod xml;
 
 use std::{
     collections::{BTreeMap, HashMap, VecDeque},

@@ -15,6 +15,8 @@
 use std::collections::HashMap;
 
 use chrono::FixedOffset;
+
+use crate::config::QboCompany;
 use serde_json::{Map, Value, json};
 
 use super::{
@@ -90,8 +92,8 @@ pub struct Tombstone {
 pub struct Realm {
     /// Realm id.
     pub id: String,
-    /// Company name.
-    pub company_name: String,
+    /// Company settings (`CompanyInfo`, `Preferences`).
+    pub company: QboCompany,
     /// Company time zone.
     pub tz: FixedOffset,
     tables: Vec<Table>,
@@ -125,7 +127,7 @@ impl Realm {
     pub fn new(id: &str, tz_offset_minutes: i32) -> Self {
         Self {
             id: id.to_owned(),
-            company_name: "Sandbox Company".to_owned(),
+            company: QboCompany::default(),
             tz: tz(tz_offset_minutes),
             tables: EntityType::ALL.iter().map(|_| Table::default()).collect(),
             names: HashMap::new(),

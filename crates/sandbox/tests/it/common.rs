@@ -115,6 +115,7 @@ impl Fyle {
             .http
             .post(format!("{}{path}", self.base))
             .bearer_auth(&self.token)
+            .header("Accept", "application/json")
             .json(body)
             .send()
             .await
@@ -173,7 +174,8 @@ impl Fyle {
     }
 }
 
-/// A QBO client with an access token for the demo realm.
+/// A QBO client with an access token for the demo realm; it asks for JSON (`Accept:
+/// application/json`) as qbo-sdk does — without it QBO answers XML.
 pub struct Qbo {
     pub http: reqwest::Client,
     pub base: String,
@@ -208,6 +210,7 @@ impl Qbo {
             .http
             .get(format!("{}{path}", self.base))
             .bearer_auth(&self.token)
+            .header("Accept", "application/json")
             .send()
             .await
             .expect("GET");
@@ -220,6 +223,7 @@ impl Qbo {
             .http
             .post(format!("{}{path}", self.base))
             .bearer_auth(&self.token)
+            .header("Accept", "application/json")
             .json(body)
             .send()
             .await

@@ -11,6 +11,7 @@ mod fyle_pagination;
 mod fyle_races;
 mod qbo_auth;
 mod qbo_cdc;
+mod qbo_formats;
 mod qbo_query;
 mod qbo_webhooks;
 mod qbo_writes;

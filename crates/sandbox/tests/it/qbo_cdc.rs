@@ -26,6 +26,7 @@ async fn cdc_returns_changed_and_deleted_objects_grouped_by_entity() {
         .http
         .get(format!("{}/cdc", qbo.base))
         .bearer_auth(&qbo.token)
+        .header("Accept", "application/json")
         .query(&[
             ("entities", "Customer,Vendor,Account,Class"),
             ("changedSince", from.as_str()),
@@ -74,6 +75,7 @@ async fn cdc_refuses_a_window_older_than_30_days_and_tax_entities() {
                 .http
                 .get(format!("{}/cdc", qbo.base))
                 .bearer_auth(&qbo.token)
+                .header("Accept", "application/json")
                 .query(&[("entities", entities), ("changedSince", changed.as_str())])
                 .send()
                 .await
@@ -110,6 +112,7 @@ async fn cdc_caps_the_response_at_1000_objects() {
         .http
         .get(format!("{}/cdc", qbo.base))
         .bearer_auth(&qbo.token)
+        .header("Accept", "application/json")
         .query(&[("entities", "Class"), ("changedSince", from.as_str())])
         .send()
         .await

@@ -143,6 +143,7 @@ async fn post_with_text_body_is_the_same_query() {
         .http
         .post(format!("{}/query?minorversion=75", qbo.base))
         .bearer_auth(&qbo.token)
+        .header("Accept", "application/json")
         .header("Content-Type", "application/text")
         .body("select * from Vendor")
         .send()
