@@ -3,6 +3,8 @@
 use std::collections::HashMap;
 
 use attrsync_e2e::TestStack;
+
+use crate::kafka_reader::{read_until, webhook_data_id};
 use attrsync_proto::v1::{GetWebhookStatsRequest, UpdateWebhookFlagsRequest};
 use serde_json::{Value, json};
 
@@ -164,6 +166,34 @@ async fn attribute_webhooks_are_recorded_but_not_relayed_when_webhook_sync_is_of
         skipped.1 + 1,
         "exactly the webhook after the flag change was skipped"
     );
+    // The skipped body never reaches a topic: a CATEGORY webhook (sync on) posted after it is
+    // the barrier; everything the topic holds before it is the cost centers relayed earlier.
+    let skipped_id = n;
+    let barrier = serde_json::to_vec(&json!({"action": "CREATED", "resource": "CATEGORY",
+        "data": {"id": 777_777, "org_id": org, "name": "Barrier", "is_enabled": true,
+                 "updated_at": "2024-05-02T10:00:00+00:00"}}))
+    .unwrap();
+    let (status, _) = json_of(
+        stack
+            .post_fyle_webhook(workspace_id, &barrier)
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let topic = stack.topic(attrsync_kafka::topics::FYLE_ATTRIBUTE_WEBHOOKS);
+    let messages = read_until(&topic, std::time::Duration::from_secs(60), |seen| {
+        seen.iter().any(|m| webhook_data_id(m) == Some(777_777))
+    })
+    .await
+    .unwrap();
+    let relayed: Vec<i64> = messages.iter().filter_map(webhook_data_id).collect();
+    assert!(relayed.contains(&777_777), "{relayed:?}");
+    assert!(
+        !relayed.contains(&skipped_id),
+        "the skipped webhook was relayed: {relayed:?}"
+    );
+    assert_eq!(relayed.len(), usize::try_from(skipped.1).unwrap() + 1);
     stack.stop().await;
 }
 

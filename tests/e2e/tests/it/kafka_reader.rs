@@ -47,3 +47,13 @@ pub(crate) async fn read_until(
     }
     Ok(seen)
 }
+
+/// The `data.id` of an attribute webhook message (a barrier tests read up to).
+pub(crate) fn webhook_data_id(raw: &Raw) -> Option<i64> {
+    let envelope = attrsync_kafka::envelope::decode(&raw.payload).ok()?;
+    let Some(attrsync_proto::Payload::FyleAttributeWebhook(hook)) = envelope.payload else {
+        return None;
+    };
+    let data: serde_json::Value = serde_json::from_str(&hook.data_json).ok()?;
+    data.get("id")?.as_i64()
+}
