@@ -252,11 +252,11 @@ impl EntityType {
         let usd = json!({"value": "USD", "name": "United States Dollar"});
         let v = match self {
             EntityType::Account => {
-                json!({"SubAccount": false, "Active": true, "Classification": "Expense",
-                "AccountType": "Expense", "CurrentBalance": 0, "CurrentBalanceWithSubAccounts": 0, "CurrencyRef": usd})
+                json!({"SubAccount": false, "Active": true, "CurrentBalance": 0,
+                "CurrentBalanceWithSubAccounts": 0, "CurrencyRef": usd})
             }
             EntityType::Item => {
-                json!({"Active": true, "Type": "Service", "Taxable": false, "UnitPrice": 0,
+                json!({"Active": true, "Taxable": false, "UnitPrice": 0,
                 "PurchaseCost": 0, "TrackQtyOnHand": false})
             }
             EntityType::Class => json!({"SubClass": false, "Active": true}),

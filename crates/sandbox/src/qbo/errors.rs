@@ -70,16 +70,36 @@ pub fn stale_object(time: &str) -> Value {
     )
 }
 
-/// 400 Duplicate Name Exists Error (code 6240).
-pub fn duplicate_name(name: &str, time: &str) -> Value {
+/// 400 Duplicate Name Exists Error (code 6240). `party`: the name list shared by customers,
+/// vendors and employees (the reference's text); other types name themselves **(inferred)**.
+pub fn duplicate_name(entity: &str, party: bool, name: &str, time: &str) -> Value {
+    let who = if party {
+        "Another customer, vendor or employee".to_owned()
+    } else {
+        format!("Another {}", entity.to_lowercase())
+    };
     fault(
         "ValidationFault",
         "6240",
         "Duplicate Name Exists Error",
         &format!(
-            "The name supplied already exists. : Another customer, vendor or employee is already using this name ({name}). Please use a different name."
+            "The name supplied already exists. : {who} is already using this name ({name}). Please use a different name."
         ),
         "",
+        time,
+    )
+}
+
+/// 400 for a property the entity does not have (code 2010; detail text **(inferred)**).
+pub fn unsupported_property(entity: &str, property: &str, time: &str) -> Value {
+    fault(
+        "ValidationFault",
+        "2010",
+        "Request has invalid or unsupported property",
+        &format!(
+            "Property Name:Unrecognized field \"{property}\" (class com.intuit.schema.finance.v3.{entity}), not marked as ignorable specified is unsupported or invalid"
+        ),
+        property,
         time,
     )
 }

@@ -18,13 +18,13 @@ use super::{
     auth::{Denied, TokenForm},
     cdc::{self, CdcError},
     company,
-    entity::EntityType,
+    entity::{EntityType, Namespace},
     errors,
     query_parser::parse,
     query_validate::validate,
     realm::WriteError,
     store::QueryOutcome,
-    xml,
+    write_rules, xml,
 };
 use crate::Shared;
 
@@ -345,7 +345,13 @@ async fn read(
 fn write_error_body(e: &WriteError, entity: &str, time: &str) -> Value {
     match e {
         WriteError::Stale => errors::stale_object(time),
-        WriteError::Duplicate(name) => errors::duplicate_name(name, time),
+        WriteError::Duplicate(et, name) => errors::duplicate_name(
+            et.name(),
+            matches!(et.namespace(), Namespace::Party),
+            name,
+            time,
+        ),
+        WriteError::Unsupported(property) => errors::unsupported_property(entity, property, time),
         WriteError::NotFound(id) => errors::not_found(entity, id, time),
         WriteError::Required(field) => errors::required_missing(field, time),
         WriteError::Invalid(detail) => errors::business_validation(detail, time),
@@ -396,7 +402,9 @@ async fn write(
             .realms
             .get_mut(&realm_id)
             .ok_or_else(|| WriteError::NotFound(realm_id.clone()))?;
-        let (out, event) = if input.contains_key("Id") {
+        let updating = input.contains_key("Id");
+        write_rules::check(realm, et, &input, !updating)?;
+        let (out, event) = if updating {
             realm.update(et, &input, now)?
         } else {
             realm.create(et, &input, now)?

@@ -18,6 +18,7 @@ pub mod realm;
 pub mod store;
 pub mod throttle;
 pub mod webhooks;
+pub mod write_rules;
 pub mod xml;
 
 use std::{

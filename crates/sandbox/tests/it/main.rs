@@ -13,6 +13,7 @@ mod qbo_auth;
 mod qbo_cdc;
 mod qbo_formats;
 mod qbo_query;
+mod qbo_strict;
 mod qbo_webhooks;
 mod qbo_writes;
 mod throttle;
