@@ -165,6 +165,8 @@ pub struct SandboxConfig {
     pub qbo_access_ttl: Duration,
     /// How long a rotated-away QBO refresh token keeps working (0 = stale at once).
     pub qbo_refresh_grace: Duration,
+    /// QBO refresh-token lifetime from issue (100 days; set it to seconds to test expiry).
+    pub qbo_refresh_ttl: Duration,
     /// QBO limits (500/minute, 10 concurrent per realm).
     pub qbo_throttle: ThrottleConfig,
     /// QBO webhooks.
@@ -200,6 +202,7 @@ impl Default for SandboxConfig {
             fyle_mess: FyleMess::default(),
             qbo_access_ttl: Duration::from_secs(3600),
             qbo_refresh_grace: Duration::ZERO,
+            qbo_refresh_ttl: crate::qbo::auth::REFRESH_TOKEN_LIFETIME,
             qbo_throttle: ThrottleConfig::qbo(),
             qbo_webhook: QboWebhookConfig::default(),
             qbo_company: QboCompany::default(),

@@ -279,6 +279,7 @@ impl Sandbox {
             config.qbo_refresh_grace,
             config.qbo_tz_offset_minutes,
         );
+        qbo_state.auth.refresh_ttl = config.qbo_refresh_ttl;
         seed::apply(&config, &mut fyle_state, &mut qbo_state);
 
         let shared = Arc::new(Shared {

@@ -31,7 +31,7 @@ pub const GENERATED_EPOCH: i64 = 1_704_067_200;
 /// Seeds the configured org and realm.
 pub fn apply(config: &SandboxConfig, fyle: &mut FyleState, qbo: &mut QboState) {
     fyle.add_org(crate::fyle::profile(&config.org_id));
-    qbo.add_realm(&config.realm_id);
+    qbo.add_realm(&config.realm_id, chrono::Utc::now());
     if let Some(realm) = qbo.realms.get_mut(&config.realm_id) {
         realm.company = config.qbo_company.clone();
     }
@@ -284,7 +284,7 @@ mod tests {
     #[test]
     fn generator_is_stable_and_fast_enough() {
         let mut state = QboState::new(Duration::from_secs(1), Duration::ZERO, -420);
-        state.add_realm("r");
+        state.add_realm("r", chrono::Utc::now());
         let realm = state.realms.get_mut("r").expect("realm");
         generate_qbo(realm, EntityType::Customer, 2000);
         let first = realm

@@ -300,7 +300,8 @@ impl QboControl {
 
     /// Adds a realm; returns its current refresh token.
     pub fn add_realm(&self, realm: &str) -> String {
-        self.shared.qbo_write().add_realm(realm)
+        let now = self.shared.clock.now();
+        self.shared.qbo_write().add_realm(realm, now)
     }
 
     /// Creates an entity (an `Id` in `data` is honoured); returns it.

@@ -3,8 +3,10 @@
 //! One app (client id/secret, HTTP Basic on the token endpoint). Each realm connection has a
 //! current refresh token. **Refresh tokens rotate on every refresh**: the old one is superseded and
 //! keeps working only for `refresh_grace` (0 by default — stricter than Intuit, whose grace period
-//! is unspecified, so a client that fails to persist the new token is caught at once); a superseded,
-//! unknown or revoked token gets `400 {"error": "invalid_grant"}`. Bad client credentials get
+//! is unspecified, so a client that fails to persist the new token is caught at once). **Refresh
+//! tokens expire** `refresh_ttl` after they were issued (100 days by default; each rotation issues
+//! a fresh one with a full lifetime **(inferred)**; `x_refresh_token_expires_in` reports it). A
+//! superseded, expired, unknown or revoked token gets `400 {"error": "invalid_grant"}`. Bad client credentials get
 //! `401 {"error": "invalid_client"}`. Access tokens live `access_ttl` on the sandbox clock; a data
 //! call with an expired token gets 401 with the 3200 gateway body, one without a usable token
 //! (none, or never issued) 401 with the XML `General Authentication Error`, one with another
@@ -19,8 +21,9 @@ use serde_json::{Value, json};
 
 use crate::fyle::auth::{jwt_like, random_token};
 
-/// `x_refresh_token_expires_in` (≈101 days).
-pub const REFRESH_TOKEN_LIFETIME_SECS: u64 = 8_726_400;
+/// Default refresh-token lifetime: 100 days (`x_refresh_token_expires_in` 8,640,000; values of
+/// 8,640,000 and 8,726,400 are seen in the wild).
+pub const REFRESH_TOKEN_LIFETIME: Duration = Duration::from_secs(8_640_000);
 
 /// The app's credentials.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -34,6 +37,7 @@ pub struct QboApp {
 #[derive(Debug, Clone)]
 struct RefreshGrant {
     realm: String,
+    expires_at: DateTime<Utc>,
     superseded_at: Option<DateTime<Utc>>,
 }
 
@@ -84,6 +88,8 @@ pub struct QboAuth {
     pub access_ttl: Duration,
     /// Grace of a superseded refresh token.
     pub refresh_grace: Duration,
+    /// Lifetime of a refresh token from its issue.
+    pub refresh_ttl: Duration,
 }
 
 /// Decodes `Basic base64(id:secret)`.
@@ -110,19 +116,27 @@ impl QboAuth {
             access: HashMap::new(),
             access_ttl,
             refresh_grace,
+            refresh_ttl: REFRESH_TOKEN_LIFETIME,
         }
     }
 
-    /// Connects a realm with a deterministic first refresh token; returns the current token.
-    pub fn connect(&mut self, realm: &str) -> String {
+    fn refresh_expiry(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        now + TimeDelta::from_std(self.refresh_ttl).unwrap_or(TimeDelta::days(100))
+    }
+
+    /// Connects a realm with a deterministic first refresh token issued `now`; returns the
+    /// current token.
+    pub fn connect(&mut self, realm: &str, now: DateTime<Utc>) -> String {
         if let Some(t) = self.current.get(realm) {
             return t.clone();
         }
         let token = format!("AB11-refresh-{realm}");
+        let expires_at = self.refresh_expiry(now);
         self.refresh.insert(
             token.clone(),
             RefreshGrant {
                 realm: realm.to_owned(),
+                expires_at,
                 superseded_at: None,
             },
         );
@@ -172,10 +186,12 @@ impl QboAuth {
             g.superseded_at = Some(now);
         }
         let token = format!("AB11{}", random_token(40));
+        let expires_at = self.refresh_expiry(now);
         self.refresh.insert(
             token.clone(),
             RefreshGrant {
                 realm: realm.to_owned(),
+                expires_at,
                 superseded_at: None,
             },
         );
@@ -206,7 +222,9 @@ impl QboAuth {
                     .ok_or_else(|| invalid_grant.clone())?;
                 let grant = self.refresh.get(rt).ok_or_else(|| invalid_grant.clone())?;
                 let grace = TimeDelta::from_std(self.refresh_grace).unwrap_or_default();
-                if grant.superseded_at.is_some_and(|at| now >= at + grace) {
+                if grant.superseded_at.is_some_and(|at| now >= at + grace)
+                    || now >= grant.expires_at
+                {
                     return Err(invalid_grant);
                 }
                 grant.realm.clone()
@@ -232,7 +250,7 @@ impl QboAuth {
             "access_token": self.issue_access(&realm, now),
             "expires_in": ttl,
             "refresh_token": refresh_token,
-            "x_refresh_token_expires_in": REFRESH_TOKEN_LIFETIME_SECS,
+            "x_refresh_token_expires_in": self.refresh_ttl.as_secs(),
         }))
     }
 
@@ -283,9 +301,9 @@ mod tests {
     #[test]
     fn refresh_tokens_rotate_and_the_old_one_is_invalid_grant() {
         let mut auth = QboAuth::new(Duration::from_secs(3600), Duration::ZERO);
-        let first = auth.connect("r1");
-        let b = basic(&auth.app);
         let now = Utc::now();
+        let first = auth.connect("r1", now);
+        let b = basic(&auth.app);
         let r1 = auth
             .token(Some(&b), &refresh(&first), now)
             .expect("first refresh");
@@ -303,9 +321,9 @@ mod tests {
     #[test]
     fn grace_keeps_a_superseded_token_briefly() {
         let mut auth = QboAuth::new(Duration::from_secs(3600), Duration::from_secs(60));
-        let first = auth.connect("r1");
-        let b = basic(&auth.app);
         let now = Utc::now();
+        let first = auth.connect("r1", now);
+        let b = basic(&auth.app);
         auth.token(Some(&b), &refresh(&first), now).expect("rotate");
         assert!(
             auth.token(Some(&b), &refresh(&first), now + TimeDelta::seconds(30))
@@ -318,9 +336,27 @@ mod tests {
     }
 
     #[test]
+    fn refresh_tokens_expire_after_their_lifetime() {
+        let mut auth = QboAuth::new(Duration::from_secs(3600), Duration::ZERO);
+        auth.refresh_ttl = Duration::from_secs(10);
+        let now = Utc::now();
+        let first = auth.connect("r1", now);
+        let b = basic(&auth.app);
+        let err = auth
+            .token(Some(&b), &refresh(&first), now + TimeDelta::seconds(10))
+            .expect_err("expired");
+        assert_eq!(err.1["error"], "invalid_grant");
+        let fresh = auth.connect("r2", now);
+        let ok = auth
+            .token(Some(&b), &refresh(&fresh), now + TimeDelta::seconds(9))
+            .expect("still valid");
+        assert_eq!(ok["x_refresh_token_expires_in"], 10);
+    }
+
+    #[test]
     fn bad_client_and_wrong_realm() {
         let mut auth = QboAuth::new(Duration::from_secs(3600), Duration::ZERO);
-        let rt = auth.connect("r1");
+        let rt = auth.connect("r1", Utc::now());
         assert_eq!(
             auth.token(Some("Basic eDp5"), &refresh(&rt), Utc::now())
                 .err()

@@ -75,12 +75,12 @@ impl QboState {
         }
     }
 
-    /// Adds a realm (idempotent) and connects it; returns its current refresh token.
-    pub fn add_realm(&mut self, realm_id: &str) -> String {
+    /// Adds a realm (idempotent) and connects it at `now`; returns its current refresh token.
+    pub fn add_realm(&mut self, realm_id: &str, now: chrono::DateTime<chrono::Utc>) -> String {
         let tz = self.tz_offset_minutes;
         self.realms
             .entry(realm_id.to_owned())
             .or_insert_with(|| Realm::new(realm_id, tz));
-        self.auth.connect(realm_id)
+        self.auth.connect(realm_id, now)
     }
 }

@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::common::{Qbo, REALM, qbo_basic, start};
+use attrsync_sandbox::{SandboxConfig, Seed};
+
+use crate::common::{Qbo, REALM, config, qbo_basic, start, start_with};
 
 async fn refresh(sb: &attrsync_sandbox::SandboxHandle, basic: &str, token: &str) -> (u16, Value) {
     let r = reqwest::Client::new()
@@ -31,7 +33,7 @@ async fn refresh_tokens_rotate_and_stale_ones_get_invalid_grant() {
     assert_eq!(status, 200);
     assert_eq!(body["token_type"], "bearer");
     assert_eq!(body["expires_in"], 3600);
-    assert_eq!(body["x_refresh_token_expires_in"], 8_726_400);
+    assert_eq!(body["x_refresh_token_expires_in"], 8_640_000, "100 days");
     let second = body["refresh_token"]
         .as_str()
         .expect("rotated token")
@@ -58,6 +60,42 @@ async fn refresh_tokens_rotate_and_stale_ones_get_invalid_grant() {
     assert_eq!(
         (status, body["error"].as_str()),
         (401, Some("invalid_client"))
+    );
+    sb.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_tokens_expire_and_the_previous_one_has_a_configurable_grace() {
+    let sb = start_with(SandboxConfig {
+        seed: Seed::Demo,
+        qbo_refresh_ttl: Duration::from_secs(30),
+        qbo_refresh_grace: Duration::from_secs(5),
+        ..config()
+    })
+    .await;
+    let basic = qbo_basic(&sb);
+    let first = sb.qbo().refresh_token(REALM).expect("connected realm");
+    let (status, body) = refresh(&sb, &basic, &first).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["x_refresh_token_expires_in"], 30);
+    let second = body["refresh_token"].as_str().expect("rotated").to_owned();
+    // within the grace the superseded token still works (and rotates again)
+    let (status, body) = refresh(&sb, &basic, &first).await;
+    assert_eq!(status, 200, "grace: {body}");
+    let third = body["refresh_token"].as_str().expect("rotated").to_owned();
+    sb.clock().advance(Duration::from_secs(6));
+    let (status, body) = refresh(&sb, &basic, &second).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "grace over"
+    );
+    sb.clock().advance(Duration::from_secs(25));
+    let (status, body) = refresh(&sb, &basic, &third).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "the current token expired 30 s after it was issued"
     );
     sb.stop().await;
 }
