@@ -2,7 +2,9 @@
 //!
 //! Seeds 100,000 Fyle categories and 100,000 QBO customers, then fetches pages at random offsets
 //! (fixed RNG seed): Fyle `GET /admin/categories?order=updated_at.desc&offset=…&limit=200` and QBO
-//! `select * from Customer STARTPOSITION … MAXRESULTS 200` (and 1000, the qbo-sdk page size).
+//! `select * from Customer STARTPOSITION … MAXRESULTS 200` (and 1000, the qbo-sdk page size; the
+//! start positions lie within the 90,000 active customers, every 10th generated one is inactive).
+//! The Fyle rate limit and the QBO throttle are off: this measures the sandbox, not the limits.
 //! Baseline, measured in the same run: a bare actix server returning the *same bytes* as a Fyle
 //! page, pre-rendered — so `ratio = fyle_p50 / baseline_p50` is what the simulator's filtering,
 //! paging and serialisation add on top of HTTP and transfer. Ends with one JSON line.
@@ -88,6 +90,12 @@ async fn run() {
     let offsets: Vec<usize> = (0..SAMPLES + 20)
         .map(|_| rng.random_range(0..ROWS - 200))
         .collect();
+    // Every 10th generated customer is inactive and not listed: QBO pages start within the
+    // 90,000 active ones, so every page is full.
+    let qbo_offsets: Vec<usize> = offsets
+        .iter()
+        .map(|o| (o * 9 / 10).min(ROWS * 9 / 10 - 1000))
+        .collect();
 
     let fyle_page = |i: usize| {
         let (http, url, token, offset) = (
@@ -117,7 +125,7 @@ async fn run() {
             http.clone(),
             qbo_url.clone(),
             qbo_token.clone(),
-            offsets.clone(),
+            qbo_offsets.clone(),
         );
         move |i: usize| {
             let (http, url, token) = (http.clone(), url.clone(), token.clone());

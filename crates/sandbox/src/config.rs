@@ -20,6 +20,9 @@ pub enum Seed {
     Empty,
     /// The reference fixtures (§4.2 and §4.4).
     Demo,
+    /// The reference fixtures plus the variety sync rules are tested on, and a second org (see
+    /// `seed.rs`).
+    Variety,
 }
 
 /// Body format of QBO webhooks.

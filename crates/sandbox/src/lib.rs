@@ -54,6 +54,7 @@ pub use crate::{
         SandboxConfig, Seed, TimestampResolution, WebhookFormat,
     },
     faults::{FaultAction, FaultRule, Faults, Side, WebhookFaultAction, WebhookFaultRule},
+    seed::OTHER_ORG_ID,
     stats::StatsSnapshot,
 };
 use crate::{

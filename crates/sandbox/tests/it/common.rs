@@ -67,13 +67,18 @@ pub struct Fyle {
 
 impl Fyle {
     pub async fn connect(sb: &SandboxHandle) -> Self {
+        Self::connect_org(sb, ORG).await
+    }
+
+    /// A client of another org of the sandbox.
+    pub async fn connect_org(sb: &SandboxHandle, org: &str) -> Self {
         let http = reqwest::Client::new();
         let creds = sb.credentials();
         let c = creds
             .fyle
             .iter()
-            .find(|c| c.org_id == ORG)
-            .expect("demo org has a client");
+            .find(|c| c.org_id == org)
+            .expect("the org has a client");
         let resp: Value = http
             .post(format!("{}/oauth/token", sb.fyle_accounts_url()))
             .json(

@@ -17,4 +17,5 @@ mod qbo_strict;
 mod qbo_webhooks;
 mod qbo_writes;
 mod throttle;
+mod variety;
 mod webhooks;
