@@ -12,7 +12,8 @@
 //!   "action", "data"?, "reason"?}` — a non-attribute webhook (see `fyle/events.rs`)
 //! - `POST /_sandbox/fyle/orgs/{org}/{resource}` create; `PATCH …/{id}` update;
 //!   `POST …/{id}/rename {"name"}`, `POST …/{id}/disable`, `POST …/{id}/enable`, `DELETE …/{id}`
-//! - `POST /_sandbox/qbo/realms {"realm_id"}`, `POST /_sandbox/qbo/realms/{realm}/auth_code`
+//! - `POST /_sandbox/qbo/realms {"realm_id"}`, `POST /_sandbox/qbo/realms/{realm}/auth_code`,
+//!   `PUT /_sandbox/qbo/realms/{realm}/company` (a `QboCompany`: country, currency, tax …)
 //! - `POST /_sandbox/qbo/realms/{realm}/{Entity}` create (an `Id` may be given); `PATCH …/{id}`;
 //!   `POST …/{id}/rename`, `…/disable`, `…/enable`, `…/merge {"into": id}` (`{id}` is merged away);
 //!   `DELETE …/{id}` (hard delete → CDC `Deleted`)
@@ -26,6 +27,7 @@ use serde_json::{Value, json};
 use super::{AdminError, FyleControl, QboControl};
 use crate::{
     QboWebhookConfig, Shared,
+    config::QboCompany,
     faults::{FaultRule, Side, WebhookFaultRule, lock},
     qbo::throttle::ThrottleConfig,
 };
@@ -158,6 +160,12 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
                 reply(body(&b).and_then(|v| {
                     let realm = v.get("realm_id").and_then(Value::as_str).ok_or_else(|| AdminError::BadRequest("realm_id required".into()))?;
                     Ok(json!({"realm_id": realm, "refresh_token": qbo_ctl(&d).add_realm(realm)}))
+                }))
+            }))
+            .route("/qbo/realms/{realm}/company", web::put().to(|d: Data, p: web::Path<String>, b: web::Bytes| async move {
+                reply(parsed::<QboCompany>(&b).and_then(|c| {
+                    qbo_ctl(&d).set_company(&p, c.clone())?;
+                    Ok(json!(c))
                 }))
             }))
             .route("/qbo/realms/{realm}/auth_code", web::post().to(|d: Data, p: web::Path<String>| async move {

@@ -16,6 +16,7 @@ use serde_json::{Map, Value, json};
 pub(crate) use self::http::configure;
 use crate::{
     Shared,
+    config::QboCompany,
     faults::Side,
     fyle::{
         self,
@@ -414,6 +415,17 @@ impl QboControl {
             .get_mut(realm)
             .ok_or_else(|| AdminError::UnknownTenant(realm.to_owned()))?;
         crate::seed::generate_qbo(r, et, n);
+        Ok(())
+    }
+
+    /// Replaces a realm's company settings (`CompanyInfo`, `Preferences`).
+    pub fn set_company(&self, realm: &str, company: QboCompany) -> Result<(), AdminError> {
+        let mut st = self.shared.qbo_write();
+        let r = st
+            .realms
+            .get_mut(realm)
+            .ok_or_else(|| AdminError::UnknownTenant(realm.to_owned()))?;
+        r.company = company;
         Ok(())
     }
 

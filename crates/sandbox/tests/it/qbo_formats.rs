@@ -234,6 +234,25 @@ async fn company_info_and_preferences_follow_the_configured_company() {
         false
     );
     assert_eq!(prefs["Preferences"]["TaxPrefs"]["UsingSalesTax"], true);
+    // … and the admin API changes it at run time
+    let r = reqwest::Client::new()
+        .put(format!(
+            "{}/_sandbox/qbo/realms/{REALM}/company",
+            us.qbo_url()
+        ))
+        .json(&serde_json::json!({"country": "CA", "home_currency": "CAD", "tax_enabled": false}))
+        .send()
+        .await
+        .expect("admin company");
+    assert_eq!(r.status(), 200);
+    let prefs = get(&us, "/preferences", Some(&token), json, &[])
+        .await
+        .json();
+    assert_eq!(
+        prefs["Preferences"]["CurrencyPrefs"]["HomeCurrency"]["value"],
+        "CAD"
+    );
+    assert_eq!(prefs["Preferences"]["TaxPrefs"]["PartnerTaxEnabled"], false);
     us.stop().await;
     sb.stop().await;
 }
