@@ -1,8 +1,8 @@
 //! The middleware in front of both simulated APIs: request counting, throttling and endpoint
 //! faults, in that order, before the request reaches a handler.
 //!
-//! 1. Every request outside `/_sandbox` is counted per endpoint key (see [`crate::stats`]) with its
-//!    final status and duration — including requests refused by the throttle or a fault, because a
+//! 1. Every request outside `/_sandbox` is counted per endpoint key and per org/realm (see
+//!    [`crate::stats`]) with its final status, duration and bytes — including requests refused by the throttle or a fault, because a
 //!    real client pays for those calls too.
 //! 2. QBO requests under `/v3/company/{realm}` take a throttle permit for the realm (500/min, 10 in
 //!    flight); refusal → `429` with the 3001 body. The permit is held until the response is

@@ -1,4 +1,4 @@
-//! The `/_sandbox` admin API over HTTP, served on both ports.
+//! The `/_sandbox` admin API over HTTP, served on every port (Fyle accounts, Fyle data, QBO).
 //!
 //! Routes (JSON bodies):
 //! - `GET  /_sandbox/health`, `GET /_sandbox/credentials`

@@ -1,5 +1,5 @@
 //! The sandbox's own control surface: in-process controls ([`FyleControl`], [`QboControl`]) and the
-//! same operations over HTTP under `/_sandbox/...` on both ports (no authentication; never counted
+//! same operations over HTTP under `/_sandbox/...` on every port (no authentication; never counted
 //! in stats; never subject to faults).
 //!
 //! Changes made here go through the same rules as API writes — `updated_at` / `LastUpdatedTime` /

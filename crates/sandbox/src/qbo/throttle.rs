@@ -2,8 +2,9 @@
 //!
 //! QBO enforces 500 requests per minute and 10 concurrent requests per realm (reference §3.7); the
 //! gate keys this throttle by the realm in the URL and answers 429 with the 3001 fault. The same
-//! type, keyed by client IP with a 1-second window and no concurrency cap, is the optional Fyle
-//! rate limit (10 requests/second per IP, off by default so tests are not slowed).
+//! type, keyed by client IP with a 1-second window and no concurrency cap, is the Fyle data-API
+//! rate limit (10 requests/second per IP, on by default; `fyle_rate_limit_per_second: None` turns
+//! it off for benchmarks).
 //! Rejected requests do not count towards the window. The window reads the sandbox clock, so a
 //! test can `advance` it by the window length instead of waiting.
 //! Failure policy: a poisoned lock is recovered (the counters are plain numbers).
