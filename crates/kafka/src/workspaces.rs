@@ -215,6 +215,8 @@ pub struct WorkspaceDirectory {
     pool: Pool,
     /// `None` in mapping itself, whose registry is the projection's source.
     mapping: Option<MappingClient>,
+    /// Bound on each projection read or write, so a silent database cannot hang a caller.
+    query_timeout: Duration,
 }
 
 impl std::fmt::Debug for WorkspaceDirectory {
@@ -226,8 +228,12 @@ impl std::fmt::Debug for WorkspaceDirectory {
 }
 
 impl WorkspaceDirectory {
-    pub fn new(pool: Pool, mapping: Option<MappingClient>) -> Self {
-        Self { pool, mapping }
+    pub fn new(pool: Pool, mapping: Option<MappingClient>, query_timeout: Duration) -> Self {
+        Self {
+            pool,
+            mapping,
+            query_timeout,
+        }
     }
 
     pub async fn lookup(&self, workspace_id: i64) -> Lookup {
@@ -258,7 +264,7 @@ impl WorkspaceDirectory {
                     let mut conn = self.pool.get().await.map_err(DbError::from)?;
                     apply(&mut conn, &row).await.map_err(DbError::from)
                 };
-                if let Err(e) = remembered.await {
+                if let Err(e) = attrsync_db::with_deadline(self.query_timeout, remembered).await {
                     tracing::warn!(error = %e, "could not remember a workspace fetched from mapping");
                 }
                 Lookup::Found(row)

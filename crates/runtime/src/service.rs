@@ -275,7 +275,7 @@ pub async fn start<S: Service>(
         ),
         None => None,
     };
-    let directory = WorkspaceDirectory::new(pool.clone(), mapping);
+    let directory = WorkspaceDirectory::new(pool.clone(), mapping, platform.database.query_timeout);
     let context = Context {
         config: config.clone(),
         pool: pool.clone(),

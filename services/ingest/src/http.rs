@@ -238,9 +238,12 @@ async fn read_body(
 /// may not have a brand-new workspace yet). Either answer refuses the webhook with a 400; the
 /// two only differ in the message, so a mapping outage falls back to "not found".
 async fn org_has_a_workspace(state: &AppState, org_id: &str) -> Result<bool, Rejection> {
-    if store::org_is_known(&state.pool, org_id)
-        .await
-        .map_err(unavailable)?
+    if attrsync_db::with_deadline(
+        state.query_timeout,
+        store::org_is_known(&state.pool, org_id),
+    )
+    .await
+    .map_err(unavailable)?
     {
         return Ok(true);
     }

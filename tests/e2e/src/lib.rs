@@ -5,6 +5,8 @@
 //! topic prefix and consumer groups, its own ports. Tests therefore run in parallel and leave
 //! nothing behind that another test could see.
 
+pub mod proxy;
+
 use attrsync_config::ServiceConfig as _;
 use std::time::Duration;
 
@@ -132,6 +134,23 @@ impl TestStack {
         extra: Vec<(String, String)>,
         fyle_sync_extra: Vec<(String, String)>,
     ) -> anyhow::Result<Self> {
+        Self::start_inner(extra, fyle_sync_extra, None).await
+    }
+
+    /// Starts the stack with ingest reaching PostgreSQL through `via` (e.g. a
+    /// [`proxy::SilentProxy`]) and extra `INGEST__…` settings.
+    pub async fn start_with_ingest_database_via(
+        via: std::net::SocketAddr,
+        extra: Vec<(String, String)>,
+    ) -> anyhow::Result<Self> {
+        Self::start_inner(extra, Vec::new(), Some(via)).await
+    }
+
+    async fn start_inner(
+        extra: Vec<(String, String)>,
+        fyle_sync_extra: Vec<(String, String)>,
+        ingest_database_via: Option<std::net::SocketAddr>,
+    ) -> anyhow::Result<Self> {
         attrsync_telemetry::init_for_tests();
         let database = TestDatabase::create(&admin_database_url(), &TEMPLATE).await?;
         let topic_prefix = format!("t{}.", ulid::Ulid::new().to_string().to_lowercase());
@@ -146,7 +165,18 @@ impl TestStack {
         let mapping_running = mapping::start(mapping_config, shutdown.clone()).await?;
         let mapping_addr = Some(mapping_running.grpc_addr);
 
-        let mut ingest_env = service_env("ingest", &database.url, &topic_prefix, mapping_addr);
+        let ingest_url = match ingest_database_via {
+            Some(via) => {
+                let mut url = url::Url::parse(&database.url)?;
+                url.set_ip_host(via.ip())
+                    .map_err(|()| anyhow::anyhow!("cannot set the proxy's host"))?;
+                url.set_port(Some(via.port()))
+                    .map_err(|()| anyhow::anyhow!("cannot set the proxy's port"))?;
+                url.to_string()
+            }
+            None => database.url.clone(),
+        };
+        let mut ingest_env = service_env("ingest", &ingest_url, &topic_prefix, mapping_addr);
         ingest_env.push(("INGEST__HTTP__MAX_BODY_BYTES".into(), "65536".into()));
         ingest_env.extend(extra);
         let ingest_running = ingest::start(

@@ -448,5 +448,24 @@ async fn a_message_kafka_can_never_take_is_set_aside_and_the_outbox_keeps_flowin
         .await
         .unwrap();
     assert_eq!(waiting.n, 0);
+    // Operators see it: a counter per topic on /metrics (the recorder is process-wide, and the
+    // topic carries this test's prefix).
+    let metrics = stack
+        .http
+        .get(format!(
+            "http://{}/metrics",
+            stack.fyle_sync_running().http_addr
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let series = format!(
+        "outbox_rejected_total{{topic=\"{}\"}} 1",
+        stack.topic(topics::EXPENSE_ATTRIBUTES_CHANGED)
+    );
+    assert!(metrics.contains(&series), "{series} not in /metrics");
     stack.stop().await;
 }

@@ -7,6 +7,7 @@ mod ingest_edge;
 mod kafka_consumer;
 mod kafka_reader;
 mod operability;
+mod operations;
 mod outbox;
 mod registry;
 mod regressions;
