@@ -3,17 +3,21 @@
 #
 # 1. the local stack (PostgreSQL + Kafka, deploy/stack.sh) in the DURABLE profile, and grpcurl
 #    (for the demo); if the stack does not start, stop here with its error;
-# 2. builds every binary, starts the services listed in helm/attrsync/services.json (in their
-#    start order, each on its gRPC and HTTP ops ports from that list) and the Fyle/QBO sandbox,
-#    waits for gRPC health;
+# 2. builds every binary, starts the Fyle/QBO sandbox (`--seed demo`: Fyle accounts host
+#    58083, Fyle data host 58081, QBO 58082; the Fyle 10 requests/s limit on, QBO answering XML
+#    unless `Accept: application/json`) and the services listed in helm/attrsync/services.json
+#    (in their start order, each on its gRPC and HTTP ops ports from that list, pointed at
+#    mapping's gRPC port from that list), waits for gRPC health;
 # 3. shows the walking skeleton: creates the demo workspace through mapping's gRPC, posts a
 #    Fyle CATEGORY webhook to ingest with curl, and reads the attribute back from fyle-sync
 #    over gRPC and from PostgreSQL;
 # 4. prints the endpoints and waits; Ctrl-C stops the services and the stack.
 #
-# Logs: .stack/logs/<service>.log (the stack's start: .stack/logs/stack.log). Ports: see
+# Logs: $STACK_DIR/logs/<service>.log, default .stack/logs/ (the stack's start: stack.log; the
+# sandbox's first line is its JSON line of URLs and credentials). Ports: see
 # helm/attrsync/services.json. STACK_DIR / STACK_PG_PORT / STACK_KAFKA_PORT are passed on to
-# deploy/stack.sh (see its header); KEEP_STACK=1 leaves the stack running on exit.
+# deploy/stack.sh (see its header; STACK_KAFKA_CONTROLLER_PORT too); KEEP_STACK=1 leaves the
+# stack running on exit.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -78,6 +82,12 @@ while read -r name _ prefix schema grpc http; do
   export "${prefix}__GRPC__LISTEN=127.0.0.1:$grpc" "${prefix}__HTTP__LISTEN=127.0.0.1:$http" \
     "${prefix}__DATABASE__SCHEMA=$schema" "${prefix}__TELEMETRY__LOG_FORMAT=pretty"
 done <<<"$TABLE"
+[ -n "${GRPC_PORT[mapping]:-}" ] || { say "$SERVICES_JSON lists no mapping service"; exit 1; }
+# Every service but mapping asks mapping's gRPC about workspaces (mapping.endpoint); mapping
+# itself has no such key.
+while read -r name _ prefix _; do
+  [ "$name" = mapping ] || export "${prefix}__MAPPING__ENDPOINT=http://127.0.0.1:${GRPC_PORT[mapping]}"
+done <<<"$TABLE"
 
 trap stop_all EXIT
 trap 'exit 130' INT TERM
@@ -110,9 +120,28 @@ wait_grpc() {
   done
 }
 
-say "starting services"
+# wait_sandbox: until the sandbox has printed its JSON line (URLs and credentials); stop with its
+# log if it exits or does not print it (e.g. one of its ports is taken).
+wait_sandbox() {
+  local pid=$1 deadline=$((SECONDS + 30))
+  until grep -q '^{' "$LOGS/sandbox.log" 2>/dev/null; do
+    if ! kill -0 "$pid" 2>/dev/null || [ $SECONDS -ge $deadline ]; then
+      say "the sandbox did not start; its log:"; tail -n 30 "$LOGS/sandbox.log" >&2; exit 1
+    fi
+    sleep 0.1
+  done
+}
+
+say "starting the Fyle/QBO sandbox"
 start sandbox "$BIN/sandbox" --seed demo
-for _ in $(seq 1 100); do [ -s "$LOGS/sandbox.log" ] && break; sleep 0.1; done
+wait_sandbox "${PIDS[-1]}"
+SANDBOX_LINE=$(grep -m 1 '^{' "$LOGS/sandbox.log")
+json_field() { sed -n 's/.*"'"$1"'":"\([^"]*\)".*/\1/p' <<<"$SANDBOX_LINE"; }
+FYLE_ACCOUNTS_URL=$(json_field fyle_accounts_url)
+FYLE_URL=$(json_field fyle_url)
+QBO_URL=$(json_field qbo_url)
+
+say "starting services"
 # The first in start order (mapping: the others call it) is healthy before the rest start.
 FIRST=1
 while read -r name binary _; do
@@ -153,10 +182,6 @@ echo "$OUT"
 say "demo: and in PostgreSQL"
 psql "$DATABASE_URL" -c "SELECT workspace_id, attribute_type, value, source_id, active FROM fyle_sync.expense_attributes WHERE workspace_id = $WORKSPACE"
 
-SANDBOX_LINE=$(head -n 1 "$LOGS/sandbox.log")
-FYLE_URL=$(sed -n 's/.*"fyle_url":"\([^"]*\)".*/\1/p' <<<"$SANDBOX_LINE")
-QBO_URL=$(sed -n 's/.*"qbo_url":"\([^"]*\)".*/\1/p' <<<"$SANDBOX_LINE")
-
 {
   echo
   echo "Running. Endpoints (helm/attrsync/services.json):"
@@ -166,8 +191,11 @@ QBO_URL=$(sed -n 's/.*"qbo_url":"\([^"]*\)".*/\1/p' <<<"$SANDBOX_LINE")
   done
   cat <<EOT
   Fyle webhooks  POST $INGEST_HTTP/workspaces/{id}/fyle/exports/
-  Fyle sandbox   $FYLE_URL   (org orNoatdUnm1w; credentials: first line of .stack/logs/sandbox.log)
-  QBO sandbox    $QBO_URL   (realm 9130357766900456; try $QBO_URL/_sandbox/stats)
+  Fyle accounts  $FYLE_ACCOUNTS_URL   (POST /oauth/token, /oauth/cluster: tokens for org orNoatdUnm1w)
+  Fyle data      $FYLE_URL   (/platform/v1/...; 10 requests/s per client)
+  QBO sandbox    $QBO_URL   (realm 9130357766900456; XML unless Accept: application/json)
+                 curl -H 'Accept: application/json' $QBO_URL/_sandbox/stats
+  Sandbox creds  first line of $LOGS/sandbox.log (Fyle clients, QBO app, realm refresh tokens)
   PostgreSQL     $DATABASE_URL   (durable profile)
   Kafka          $KAFKA_BOOTSTRAP
   grpcurl        $GRPCURL
