@@ -18,6 +18,7 @@ pub mod config;
 pub mod fyle;
 mod grpc;
 pub mod http;
+pub mod qbo;
 pub mod store;
 
 use std::{sync::Arc, time::Duration};
