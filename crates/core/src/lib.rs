@@ -10,12 +10,14 @@
 //! - [`derive`]: attribute derivation from Fyle objects (the incumbent's rules, keyed by source id).
 //! - [`options`]: cleaning of custom SELECT field options.
 //! - [`normalise`]: name normalisation and the content hash used for change detection.
+//! - [`sealed`]: secrets at rest (AES-256-GCM with named, rotatable keys).
 
 pub mod attribute;
 pub mod derive;
 pub mod ids;
 pub mod normalise;
 pub mod options;
+pub mod sealed;
 pub mod webhook;
 
 pub use attribute::{

@@ -1,6 +1,8 @@
 //! ingest's configuration (see `config/defaults.toml` for every key and its default).
 
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
+
+use attrsync_core::sealed::Keyring;
 
 use attrsync_config::{
     ConfigError, DatabaseConfig, GrpcConfig, HealthConfig, HttpConfig, KafkaConfig,
@@ -8,6 +10,8 @@ use attrsync_config::{
     platform_sections,
 };
 use serde::Deserialize;
+
+use crate::auth::AuthMode;
 
 /// The largest body ingest accepts: an accepted webhook must fit, with its envelope, in one
 /// Kafka message (1,000,000 bytes by default).
@@ -28,6 +32,60 @@ pub struct Config {
     #[serde(default)]
     pub retention: RetentionConfig,
     pub inbox: InboxConfig,
+    pub webhooks: WebhooksConfig,
+    pub secrets: SecretsConfig,
+}
+
+/// How Fyle webhooks are authenticated (see `ingest::auth`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// The base URL Fyle reaches ingest at; `GetWebhookEndpoint` builds the URL from it.
+    pub public_url: String,
+    /// The mode of a workspace that has none set yet: `url_token`, `hmac` or `org_check_only`.
+    pub default_mode: String,
+    /// How long a rotated-out token or secret stays valid.
+    #[serde(with = "humantime_serde")]
+    pub secret_overlap: Duration,
+    /// How far a Standard Webhooks `webhook-timestamp` may be from now.
+    #[serde(with = "humantime_serde")]
+    pub signature_tolerance: Duration,
+}
+
+impl WebhooksConfig {
+    pub fn default_mode(&self) -> Result<AuthMode, ConfigError> {
+        AuthMode::parse(&self.default_mode).ok_or_else(|| {
+            ConfigError::invalid(
+                "webhooks.default_mode",
+                "must be url_token, hmac or org_check_only",
+            )
+        })
+    }
+}
+
+/// Keys that seal secrets at rest (AES-256-GCM): `keys` maps a key id to 32 bytes of base64;
+/// new secrets are sealed with `active_key`, old ones open with the key they name.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsConfig {
+    pub active_key: String,
+    pub keys: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for SecretsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretsConfig")
+            .field("active_key", &self.active_key)
+            .field("keys", &self.keys.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl SecretsConfig {
+    pub fn keyring(&self) -> Result<Keyring, ConfigError> {
+        Keyring::new(&self.active_key, &self.keys)
+            .map_err(|e| ConfigError::invalid("secrets", e.to_string()))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -48,6 +106,16 @@ pub struct RateLimitConfig {
 impl Validate for Config {
     fn validate(&self) -> Result<(), ConfigError> {
         self.platform().validate()?;
+        self.secrets.keyring()?;
+        self.webhooks.default_mode()?;
+        if !(self.webhooks.public_url.starts_with("http://")
+            || self.webhooks.public_url.starts_with("https://"))
+        {
+            return Err(ConfigError::invalid(
+                "webhooks.public_url",
+                "must be an http(s):// URL",
+            ));
+        }
         if self.inbox.keep_for < Duration::from_secs(3600) {
             return Err(ConfigError::invalid(
                 "inbox.keep_for",

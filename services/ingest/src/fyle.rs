@@ -1,9 +1,9 @@
 //! Fyle webhooks: what ingest accepts, and every way it refuses — pure rules, no I/O.
 //!
 //! A body is accepted when it is a JSON object with a string `action`, an optional string
-//! `resource`, and a `data` object carrying the `org_id` of the workspace named in the URL
-//! (Fyle signs nothing, so the org check is the authenticity check, as in production). Each
-//! refusal is a [`Rejection`] with one status and one JSON body, defined here and nowhere else.
+//! `resource`, and a `data` object carrying the `org_id` of the workspace named in the URL —
+//! checked after the delivery authenticated ([`crate::auth`]). Each refusal is a [`Rejection`]
+//! with one status and one JSON body, defined here and nowhere else.
 
 use attrsync_core::{
     FyleAttributeType,
@@ -33,6 +33,12 @@ pub enum Rejection {
     RateLimited { retry_after_secs: u64 },
     #[error("temporarily unavailable; retry later")]
     Unavailable,
+    /// Missing or wrong credentials, or a workspace that does not exist: one answer for all.
+    #[error("missing or invalid webhook credentials")]
+    Unauthenticated,
+    /// An authenticated delivery whose `data.org_id` is not the workspace's org.
+    #[error("data.org_id is not this workspace's org")]
+    OrgNotOfWorkspace,
     #[error("the webhook could not be stored")]
     Internal,
 }
@@ -47,6 +53,8 @@ impl Rejection {
             Rejection::UnknownWorkspace(_) => 404,
             Rejection::RateLimited { .. } => 429,
             Rejection::Unavailable => 503,
+            Rejection::Unauthenticated => 401,
+            Rejection::OrgNotOfWorkspace => 400,
             Rejection::Internal => 500,
         }
     }
@@ -62,6 +70,8 @@ impl Rejection {
             Rejection::OrgNotFound => "org_not_found",
             Rejection::RateLimited { .. } => "rate_limited",
             Rejection::Unavailable => "unavailable",
+            Rejection::Unauthenticated => "unauthorized",
+            Rejection::OrgNotOfWorkspace => "org_mismatch",
             Rejection::Internal => "internal",
         }
     }

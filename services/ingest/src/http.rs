@@ -4,14 +4,16 @@
 //! slash: the URLs existing Fyle subscriptions already call). A webhook is answered only after
 //! it is durably stored; the order of checks is cheapest first:
 //!
-//! 1. the workspace id must be an integer (404 otherwise);
-//! 2. the workspace must exist — ingest's projection, else mapping over gRPC (404; 503 when
-//!    neither can answer). Only then does it get a rate-limit bucket, so made-up ids cannot
-//!    grow the limiter;
-//! 3. per-workspace rate limit (429 with `Retry-After`);
+//! 1. the workspace id must be an integer and the workspace must exist — ingest's projection,
+//!    else mapping over gRPC (503 when neither can answer);
+//! 2. authentication by the workspace's mode ([`crate::auth`]): a URL token is checked before
+//!    the body is read, a signature over the raw body after. Until this succeeds every refusal
+//!    is the same 401 — an unknown workspace looks like a bad token;
+//! 3. per-workspace rate limit, charged only now, so strangers cannot spend a workspace's
+//!    budget (429 with `Retry-After`);
 //! 4. body size, counted while reading (413), then JSON shape (400, also for a NUL character
-//!    `jsonb` cannot hold); its Fyle org must be `data.org_id` (400 "Workspace mismatch" /
-//!    "Workspace not found");
+//!    `jsonb` cannot hold); its Fyle org must be `data.org_id` (400; the incumbent's "Workspace
+//!    mismatch" / "Workspace not found" only in `org_check_only` mode);
 //! 5. stored in the inbox (+ outbox when relayed) in one transaction, within
 //!    `database.query_timeout` (503 with `Retry-After` when the database is down, silent or
 //!    overloaded: nothing was stored, the sender should retry).
@@ -37,6 +39,8 @@ use governor::{DefaultKeyedRateLimiter, Quota, clock::Clock};
 use tracing::Instrument;
 
 use crate::{
+    auth::{self, AuthMode},
+    credentials,
     fyle::{self, Disposition, Rejection},
     store::{self, NewDelivery, Stored},
 };
@@ -51,6 +55,11 @@ pub struct AppState {
     pub(crate) relay: attrsync_kafka::relay::RelayHandle,
     pub(crate) max_body_bytes: usize,
     pub(crate) query_timeout: std::time::Duration,
+    pub(crate) keyring: attrsync_core::sealed::Keyring,
+    pub(crate) default_mode: AuthMode,
+    pub(crate) signature_tolerance: std::time::Duration,
+    /// The public base URL Fyle posts to, e.g. `https://sync.example.com/api`.
+    pub(crate) public_url: String,
 }
 
 impl std::fmt::Debug for AppState {
@@ -131,30 +140,69 @@ async fn receive(
     payload: web::Payload,
     state: &AppState,
 ) -> Result<Stored, Rejection> {
+    // Until authentication succeeds every refusal is the same 401: a stranger cannot tell an
+    // unknown workspace from a wrong token.
     let workspace_id: i64 = workspace
         .parse()
-        .map_err(|_| Rejection::UnknownWorkspace(workspace.to_owned()))?;
-    // Only existing workspaces get a rate-limit bucket, so made-up ids cannot grow the map.
+        .map_err(|_| unauthenticated("not a workspace id"))?;
     let projected = match state.directory.lookup(workspace_id).await {
         Lookup::Found(row) if !row.deleted => row,
-        Lookup::Found(_) | Lookup::Unknown => {
-            return Err(Rejection::UnknownWorkspace(workspace_id.to_string()));
-        }
+        Lookup::Found(_) | Lookup::Unknown => return Err(unauthenticated("unknown workspace")),
         Lookup::Unavailable(reason) => {
             tracing::error!(reason, "workspace lookup unavailable");
             return Err(Rejection::Unavailable);
         }
     };
+    let credentials = attrsync_db::with_deadline(
+        state.query_timeout,
+        credentials::load(
+            &state.pool,
+            &state.keyring,
+            state.default_mode,
+            workspace_id,
+        ),
+    )
+    .await
+    .map_err(unavailable)?;
+    let query = url::form_urlencoded::parse(request.query_string().as_bytes())
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.into_owned());
+    let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
+    let presented = auth::Presented {
+        token: query.as_deref(),
+        webhook_id: header("webhook-id"),
+        webhook_timestamp: header("webhook-timestamp"),
+        webhook_signature: header("webhook-signature"),
+        fyle_signature: header("x-fyle-signature"),
+    };
+    // A token needs no body: strangers are turned away before one is read.
+    if credentials.mode == AuthMode::UrlToken {
+        auth::check_token(&credentials, &presented).map_err(|f| unauthenticated(f.as_str()))?;
+    }
+    let body = read_body(request, payload, state.max_body_bytes).await?;
+    let verified = auth::authenticate(
+        workspace_id,
+        &credentials,
+        &presented,
+        &body,
+        chrono::Utc::now(),
+        state.signature_tolerance,
+    )
+    .map_err(|f| unauthenticated(f.as_str()))?;
+    // Only an authenticated sender spends the workspace's budget.
     if let Err(not_until) = state.limiter.check_key(&workspace_id) {
         let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
         return Err(Rejection::RateLimited {
             retry_after_secs: wait.as_secs() + 1,
         });
     }
-    let body = read_body(request, payload, state.max_body_bytes).await?;
     let hook = fyle::parse(&body)?;
     if projected.fyle_org_id != hook.org_id {
-        return Err(if org_has_a_workspace(state, &hook.org_id).await? {
+        // The incumbent's messages (which tell whether an org has a workspace) only where the
+        // org check is the whole authentication, as in production.
+        return Err(if verified.mode() != AuthMode::OrgCheckOnly {
+            Rejection::OrgNotOfWorkspace
+        } else if org_has_a_workspace(state, &hook.org_id).await? {
             Rejection::WorkspaceMismatch
         } else {
             Rejection::OrgNotFound
@@ -175,6 +223,7 @@ async fn receive(
     let dedupe_key = fyle::dedupe_key(workspace_id, &body, hook.is_versioned(), chrono::Utc::now());
     let stored = store::accept(
         &state.pool,
+        &verified,
         &NewDelivery {
             delivery_id: &delivery_id,
             dedupe_key: &dedupe_key,
@@ -201,6 +250,13 @@ async fn receive(
         state.relay.wake();
     }
     Ok(stored)
+}
+
+fn unauthenticated(reason: &'static str) -> Rejection {
+    tracing::warn!(reason, "webhook not authenticated");
+    metrics::counter!("ingest_webhooks_refused_total", "source" => "fyle", "reason" => reason)
+        .increment(1);
+    Rejection::Unauthenticated
 }
 
 fn unavailable(e: attrsync_db::DbError) -> Rejection {

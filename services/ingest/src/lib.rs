@@ -14,7 +14,9 @@
 //! database down or silent → 503 with `Retry-After` and nothing stored; Kafka down → accepted,
 //! stored, relayed when Kafka returns.
 
+pub mod auth;
 pub mod config;
+pub mod credentials;
 pub mod fyle;
 mod grpc;
 pub mod http;
@@ -62,6 +64,10 @@ impl Service for Ingest {
             relay: context.relay.clone(),
             max_body_bytes: config.http.max_body_bytes,
             query_timeout: config.database.query_timeout,
+            keyring: config.secrets.keyring()?,
+            default_mode: config.webhooks.default_mode()?,
+            signature_tolerance: config.webhooks.signature_tolerance,
+            public_url: config.webhooks.public_url.trim_end_matches('/').to_owned(),
         });
         let routes_state = actix_web::web::Data::new(state.clone());
         Ok(Declaration::new(context)?
@@ -74,6 +80,7 @@ impl Service for Ingest {
             })
             .grpc(IngestServiceServer::new(grpc::IngestApi {
                 state: state.clone(),
+                secret_overlap: config.webhooks.secret_overlap,
             }))
             .task(
                 "rate-limit pruning",

@@ -23,7 +23,10 @@ use diesel::{prelude::*, sql_types::BigInt};
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use serde_json::Value;
 
-use crate::fyle::{DedupeKey, Disposition, UNVERSIONED_DEDUPE_WINDOW_SECS};
+use crate::{
+    auth::Verified,
+    fyle::{DedupeKey, Disposition, UNVERSIONED_DEDUPE_WINDOW_SECS},
+};
 
 diesel::table! {
     inbox (id) {
@@ -68,9 +71,11 @@ pub enum Stored {
     },
 }
 
-/// Stores a delivery (and its outbox row) within `deadline`.
+/// Stores a delivery (and its outbox row) within `deadline`. Only an authenticated delivery
+/// ([`Verified`]) can reach the inbox.
 pub async fn accept(
     pool: &Pool,
+    verified: &Verified,
     delivery: &NewDelivery<'_>,
     deadline: Duration,
 ) -> Result<Stored, DbError> {
@@ -89,7 +94,7 @@ pub async fn accept(
                     inbox::delivery_id.eq(delivery.delivery_id),
                     inbox::dedupe_key.eq(delivery.dedupe_key.stored()),
                     inbox::source.eq("fyle"),
-                    inbox::workspace_id.eq(delivery.workspace_id),
+                    inbox::workspace_id.eq(verified.workspace_id()),
                     inbox::action.eq(delivery.action),
                     inbox::resource.eq(delivery.resource),
                     inbox::disposition.eq(delivery.disposition.as_str()),

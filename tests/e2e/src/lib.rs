@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use attrsync_db::testing::{Template, TestDatabase};
 use attrsync_proto::v1::{
-    CreateWorkspaceRequest, WorkspaceSnapshot, fyle_sync_service_client::FyleSyncServiceClient,
-    ingest_service_client::IngestServiceClient, mapping_service_client::MappingServiceClient,
+    CreateWorkspaceRequest, GetWebhookEndpointRequest, WorkspaceSnapshot,
+    fyle_sync_service_client::FyleSyncServiceClient, ingest_service_client::IngestServiceClient,
+    mapping_service_client::MappingServiceClient,
 };
 use attrsync_runtime::Running;
 use tokio_util::sync::CancellationToken;
@@ -263,18 +264,38 @@ impl TestStack {
         &self.running.as_ref().expect("stack running").1
     }
 
-    /// POSTs a Fyle webhook body to ingest.
+    /// The URL ingest hands out for the workspace's Fyle webhooks (with its token), rebased on
+    /// this stack's ingest address.
+    pub async fn webhook_url(&self, workspace_id: i64) -> anyhow::Result<String> {
+        let endpoint = self
+            .ingest
+            .clone()
+            .get_webhook_endpoint(GetWebhookEndpointRequest { workspace_id })
+            .await?
+            .into_inner();
+        let path = endpoint
+            .url
+            .split_once("/workspaces/")
+            .map(|(_, rest)| rest)
+            .ok_or_else(|| anyhow::anyhow!("unexpected endpoint {}", endpoint.url))?;
+        Ok(format!("{}/workspaces/{path}", self.ingest_url))
+    }
+
+    /// POSTs a Fyle webhook body to the workspace's registered URL (token included).
     pub async fn post_fyle_webhook(
         &self,
-        workspace_id: impl std::fmt::Display,
+        workspace_id: i64,
         body: &[u8],
     ) -> anyhow::Result<reqwest::Response> {
+        let url = self.webhook_url(workspace_id).await?;
+        self.post_to(&url, body).await
+    }
+
+    /// POSTs a body to `url` as Fyle would, with no credentials but what the URL carries.
+    pub async fn post_to(&self, url: &str, body: &[u8]) -> anyhow::Result<reqwest::Response> {
         Ok(self
             .http
-            .post(format!(
-                "{}/workspaces/{workspace_id}/fyle/exports/",
-                self.ingest_url
-            ))
+            .post(url)
             .header("content-type", "application/json")
             .body(body.to_vec())
             .send()

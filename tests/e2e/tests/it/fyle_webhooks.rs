@@ -7,7 +7,10 @@ use attrsync_e2e::{TestStack, eventually};
 use attrsync_kafka::{Producer, envelope, topics};
 use attrsync_proto::{
     Payload,
-    v1::{ExpenseAttribute, GetFyleSyncStatusRequest, ListExpenseAttributesRequest},
+    v1::{
+        ExpenseAttribute, GetFyleSyncStatusRequest, ListExpenseAttributesRequest,
+        SetAuthModeRequest, WebhookAuthMode,
+    },
 };
 use serde_json::{Value, json};
 
@@ -199,9 +202,26 @@ async fn a_redelivered_kafka_message_is_applied_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_body_for_an_org_without_a_workspace_is_refused_and_nothing_is_published() {
+async fn in_org_check_only_mode_an_org_without_a_workspace_is_refused_as_in_production() {
     let stack = TestStack::start().await.unwrap();
     let (workspace_id, org) = stack.create_workspace().await.unwrap();
+    // A workspace migrated with a tokenless URL keeps production's check, and its messages.
+    stack
+        .ingest
+        .clone()
+        .set_auth_mode(SetAuthModeRequest {
+            workspace_id,
+            mode: WebhookAuthMode::OrgCheckOnly as i32,
+        })
+        .await
+        .unwrap();
+    assert!(
+        !stack
+            .webhook_url(workspace_id)
+            .await
+            .unwrap()
+            .contains("token")
+    );
 
     let stranger = category(
         "orNobodyAtAll",

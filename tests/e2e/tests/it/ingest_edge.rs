@@ -70,25 +70,48 @@ async fn malformed_oversized_and_misaddressed_bodies_get_clear_errors() {
         (413, Some("body_too_large"))
     );
 
-    let (status, body) = json_of(
-        stack
-            .post_fyle_webhook(987_654_321, &cost_center(&org, 1, "A"))
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (404, Some("unknown_workspace"))
-    );
-    let (status, _) = json_of(
-        stack
-            .post_fyle_webhook("not-a-number", &cost_center(&org, 1, "A"))
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(status, 404);
+    // A workspace that does not exist, or a path that is no workspace, looks exactly like a
+    // wrong token: a stranger cannot probe which workspaces exist.
+    let valid = stack.webhook_url(workspace_id).await.unwrap();
+    let token = valid.split_once("?token=").unwrap().1;
+    let mut answers = Vec::new();
+    for url in [
+        format!(
+            "{}/workspaces/987654321/fyle/exports/?token={token}",
+            stack.ingest_url
+        ),
+        format!(
+            "{}/workspaces/not-a-number/fyle/exports/?token={token}",
+            stack.ingest_url
+        ),
+        format!(
+            "{}/workspaces/{workspace_id}/fyle/exports/?token=wrong",
+            stack.ingest_url
+        ),
+        format!(
+            "{}/workspaces/{workspace_id}/fyle/exports/",
+            stack.ingest_url
+        ),
+    ] {
+        answers.push(
+            json_of(
+                stack
+                    .post_to(&url, &cost_center(&org, 1, "A"))
+                    .await
+                    .unwrap(),
+            )
+            .await,
+        );
+    }
+    for answer in &answers {
+        assert_eq!(
+            answer,
+            &(
+                401,
+                json!({"error": "unauthorized", "message": "missing or invalid webhook credentials"})
+            )
+        );
+    }
 
     let (status, body) = json_of(
         stack
@@ -99,7 +122,8 @@ async fn malformed_oversized_and_misaddressed_bodies_get_clear_errors() {
     .await;
     assert_eq!(
         body,
-        json!({"error": "workspace_mismatch", "message": "Workspace mismatch"})
+        json!({"error": "org_mismatch", "message": "data.org_id is not this workspace's org"}),
+        "authenticated, so the sender may learn the org is wrong — but not whose it is"
     );
     assert_eq!(status, 400);
 
@@ -250,10 +274,11 @@ async fn with_the_database_gone_ingest_answers_503_and_stores_nothing() {
     .await
     .unwrap();
     use attrsync_db::diesel_async::{AsyncConnection as _, RunQueryDsl as _};
+    let url = stack.webhook_url(workspace_id).await.unwrap();
     diesel_drop(&mut admin, stack.database.name()).await;
 
     let response = stack
-        .post_fyle_webhook(workspace_id, &cost_center(&org, 2, "B"))
+        .post_to(&url, &cost_center(&org, 2, "B"))
         .await
         .unwrap();
     assert_eq!(response.status(), 503);

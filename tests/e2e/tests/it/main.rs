@@ -11,3 +11,4 @@ mod operations;
 mod outbox;
 mod registry;
 mod regressions;
+mod webhook_auth;

@@ -131,10 +131,7 @@ async fn the_callers_trace_continues_into_the_kafka_message() {
     .unwrap();
     let response = stack
         .http
-        .post(format!(
-            "{}/workspaces/{workspace_id}/fyle/exports/",
-            stack.ingest_url
-        ))
+        .post(stack.webhook_url(workspace_id).await.unwrap())
         .header("content-type", "application/json")
         .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
         .body(body)

@@ -72,12 +72,10 @@ async fn a_silent_database_answers_503_within_the_timeout_and_readiness_says_so(
         .unwrap();
     assert_eq!(accepted.status(), 200);
 
+    let url = stack.webhook_url(workspace_id).await.unwrap();
     proxy.freeze();
     let started = Instant::now();
-    let refused = stack
-        .post_fyle_webhook(workspace_id, &category(&org, 2))
-        .await
-        .unwrap();
+    let refused = stack.post_to(&url, &category(&org, 2)).await.unwrap();
     let took = started.elapsed();
     assert_eq!(refused.status(), 503);
     assert!(refused.headers().contains_key("retry-after"));
@@ -94,9 +92,7 @@ async fn a_silent_database_answers_503_within_the_timeout_and_readiness_says_so(
 
     proxy.thaw();
     eventually(WAIT, "ingest to accept again", || async {
-        let response = stack
-            .post_fyle_webhook(workspace_id, &category(&org, 3))
-            .await?;
+        let response = stack.post_to(&url, &category(&org, 3)).await?;
         Ok((response.status() == 200).then_some(()))
     })
     .await

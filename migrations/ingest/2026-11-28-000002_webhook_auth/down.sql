@@ -1,0 +1,2 @@
+DROP TABLE webhook_secrets;
+DROP TABLE webhook_auth;

@@ -1,0 +1,272 @@
+//! ingest's webhook credentials: each workspace's authentication mode (`webhook_auth`) and its
+//! URL tokens and HMAC secrets (`webhook_secrets`, sealed with AES-256-GCM, see
+//! [`attrsync_core::sealed`]).
+//!
+//! A workspace without a row uses the configured default mode (`url_token`), which accepts
+//! nothing until a token exists: `GetWebhookEndpoint` or `SetAuthMode` creates it. A rotation
+//! gives the current secret a `valid_until` (now + overlap) and adds a new one; both are valid
+//! until then, only the new one after. A secret that no longer opens (its key was removed from
+//! the configuration) counts as absent: the check fails closed. Secrets never reach logs.
+
+use std::time::Duration;
+
+use attrsync_core::sealed::{Keyring, Sealed};
+use attrsync_db::{DbError, Pool};
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+
+use crate::auth::{self, AuthMode, Credentials};
+
+diesel::table! {
+    webhook_auth (workspace_id) {
+        workspace_id -> BigInt,
+        mode -> Text,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    webhook_secrets (id) {
+        id -> BigInt,
+        workspace_id -> BigInt,
+        kind -> Text,
+        key_id -> Text,
+        nonce -> Bytea,
+        ciphertext -> Bytea,
+        created_at -> Timestamptz,
+        valid_until -> Nullable<Timestamptz>,
+    }
+}
+
+/// The workspace's mode and currently valid secrets of that mode, opened.
+pub async fn load(
+    pool: &Pool,
+    keyring: &Keyring,
+    default_mode: AuthMode,
+    workspace_id: i64,
+) -> Result<Credentials, DbError> {
+    let mut conn = pool.get().await?;
+    let mode = current_mode(&mut conn, workspace_id)
+        .await?
+        .unwrap_or(default_mode);
+    let secrets = match mode.secret_kind() {
+        Some(kind) => valid_secrets(&mut conn, keyring, workspace_id, kind).await?,
+        None => Vec::new(),
+    };
+    Ok(Credentials { mode, secrets })
+}
+
+async fn current_mode(
+    conn: &mut AsyncPgConnection,
+    workspace_id: i64,
+) -> QueryResult<Option<AuthMode>> {
+    let mode: Option<String> = webhook_auth::table
+        .find(workspace_id)
+        .select(webhook_auth::mode)
+        .first(conn)
+        .await
+        .optional()?;
+    Ok(mode.as_deref().and_then(AuthMode::parse))
+}
+
+async fn valid_secrets(
+    conn: &mut AsyncPgConnection,
+    keyring: &Keyring,
+    workspace_id: i64,
+    kind: &str,
+) -> QueryResult<Vec<String>> {
+    let rows: Vec<(String, Vec<u8>, Vec<u8>)> = webhook_secrets::table
+        .filter(webhook_secrets::workspace_id.eq(workspace_id))
+        .filter(webhook_secrets::kind.eq(kind))
+        .filter(
+            webhook_secrets::valid_until
+                .is_null()
+                .or(webhook_secrets::valid_until.gt(diesel::dsl::now)),
+        )
+        .order(webhook_secrets::id.desc())
+        .select((
+            webhook_secrets::key_id,
+            webhook_secrets::nonce,
+            webhook_secrets::ciphertext,
+        ))
+        .load(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(key_id, nonce, ciphertext)| {
+            let opened = keyring.open(&Sealed {
+                key_id,
+                nonce,
+                ciphertext,
+            });
+            if let Err(e) = &opened {
+                tracing::error!(workspace_id, error = %e, "a webhook secret does not open; treated as absent");
+            }
+            String::from_utf8(opened.ok()?).ok()
+        })
+        .collect())
+}
+
+/// What a change of credentials produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Changed {
+    pub mode: AuthMode,
+    /// A newly created HMAC secret, shown once.
+    pub new_hmac_secret: Option<String>,
+    pub active_since: DateTime<Utc>,
+    pub previous_valid_until: Option<DateTime<Utc>>,
+}
+
+/// Sets the workspace's mode, creating the secret it needs if it has none.
+pub async fn set_mode(
+    pool: &Pool,
+    keyring: &Keyring,
+    workspace_id: i64,
+    mode: AuthMode,
+) -> Result<Changed, DbError> {
+    let mut conn = pool.get().await?;
+    conn.transaction::<_, DbError, _>(async |conn| {
+        write_mode(conn, workspace_id, mode).await?;
+        let mut new_hmac_secret = None;
+        if let Some(kind) = mode.secret_kind()
+            && valid_secrets(conn, keyring, workspace_id, kind)
+                .await?
+                .is_empty()
+        {
+            let secret = fresh_secret(mode);
+            insert_secret(conn, keyring, workspace_id, kind, &secret).await?;
+            new_hmac_secret = (mode == AuthMode::Hmac).then_some(secret);
+        }
+        Ok(Changed {
+            mode,
+            new_hmac_secret,
+            active_since: Utc::now(),
+            previous_valid_until: None,
+        })
+    })
+    .await
+}
+
+/// Replaces the current secret of the workspace's mode; the previous one stays valid for
+/// `overlap`. `None` when the mode has no secret (`org_check_only`).
+pub async fn rotate(
+    pool: &Pool,
+    keyring: &Keyring,
+    default_mode: AuthMode,
+    workspace_id: i64,
+    overlap: Duration,
+) -> Result<Option<Changed>, DbError> {
+    let mut conn = pool.get().await?;
+    conn.transaction::<_, DbError, _>(async |conn| {
+        let mode = current_mode(conn, workspace_id)
+            .await?
+            .unwrap_or(default_mode);
+        write_mode(conn, workspace_id, mode).await?;
+        let Some(kind) = mode.secret_kind() else {
+            return Ok(None);
+        };
+        let until = Utc::now()
+            + chrono::Duration::from_std(overlap).unwrap_or_else(|_| chrono::Duration::zero());
+        diesel::update(
+            webhook_secrets::table
+                .filter(webhook_secrets::workspace_id.eq(workspace_id))
+                .filter(webhook_secrets::kind.eq(kind))
+                .filter(webhook_secrets::valid_until.is_null()),
+        )
+        .set(webhook_secrets::valid_until.eq(until))
+        .execute(conn)
+        .await?;
+        let secret = fresh_secret(mode);
+        insert_secret(conn, keyring, workspace_id, kind, &secret).await?;
+        Ok(Some(Changed {
+            mode,
+            new_hmac_secret: (mode == AuthMode::Hmac).then_some(secret),
+            active_since: Utc::now(),
+            previous_valid_until: Some(until),
+        }))
+    })
+    .await
+}
+
+/// The workspace's mode and, in url_token mode, its current token (created if missing).
+pub async fn endpoint_token(
+    pool: &Pool,
+    keyring: &Keyring,
+    default_mode: AuthMode,
+    workspace_id: i64,
+) -> Result<(AuthMode, Option<String>), DbError> {
+    let mut conn = pool.get().await?;
+    conn.transaction::<_, DbError, _>(async |conn| {
+        let mode = match current_mode(conn, workspace_id).await? {
+            Some(mode) => mode,
+            None => {
+                write_mode(conn, workspace_id, default_mode).await?;
+                default_mode
+            }
+        };
+        if mode != AuthMode::UrlToken {
+            return Ok((mode, None));
+        }
+        let current = valid_secrets(conn, keyring, workspace_id, "url_token").await?;
+        let token = match current.into_iter().next() {
+            Some(token) => token,
+            None => {
+                let token = auth::new_url_token();
+                insert_secret(conn, keyring, workspace_id, "url_token", &token).await?;
+                token
+            }
+        };
+        Ok((mode, Some(token)))
+    })
+    .await
+}
+
+fn fresh_secret(mode: AuthMode) -> String {
+    match mode {
+        AuthMode::Hmac => auth::new_hmac_secret(),
+        _ => auth::new_url_token(),
+    }
+}
+
+async fn write_mode(
+    conn: &mut AsyncPgConnection,
+    workspace_id: i64,
+    mode: AuthMode,
+) -> QueryResult<()> {
+    diesel::insert_into(webhook_auth::table)
+        .values((
+            webhook_auth::workspace_id.eq(workspace_id),
+            webhook_auth::mode.eq(mode.as_str()),
+        ))
+        .on_conflict(webhook_auth::workspace_id)
+        .do_update()
+        .set((
+            webhook_auth::mode.eq(mode.as_str()),
+            webhook_auth::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+async fn insert_secret(
+    conn: &mut AsyncPgConnection,
+    keyring: &Keyring,
+    workspace_id: i64,
+    kind: &str,
+    secret: &str,
+) -> QueryResult<()> {
+    let sealed = keyring.seal(secret.as_bytes());
+    diesel::insert_into(webhook_secrets::table)
+        .values((
+            webhook_secrets::workspace_id.eq(workspace_id),
+            webhook_secrets::kind.eq(kind),
+            webhook_secrets::key_id.eq(&sealed.key_id),
+            webhook_secrets::nonce.eq(&sealed.nonce),
+            webhook_secrets::ciphertext.eq(&sealed.ciphertext),
+        ))
+        .execute(conn)
+        .await
+        .map(drop)
+}
