@@ -8,6 +8,10 @@
 #   deploy/stack.sh env      print `export DATABASE_URL=...` / `export KAFKA_BOOTSTRAP=...`
 #   deploy/stack.sh profile [durable|fast]
 #                            print the running PostgreSQL's profile, or switch it (reload)
+#   deploy/stack.sh pg-stop-immediate
+#                            stop PostgreSQL as if it crashed (`pg_ctl stop -m immediate`: no
+#                            shutdown checkpoint; the next `up` recovers from the WAL), for
+#                            fault tests; only a cluster started from this STACK_DIR
 #
 #   eval "$(deploy/stack.sh up)"     # progress goes to stderr, the exports to stdout
 #                                    # (check the exit status: see deploy/run.sh)
@@ -375,6 +379,18 @@ pg_down() {
         || { show_log_tail "$PG_LOG"; die "PostgreSQL did not stop"; }
 }
 
+# pg_stop_immediate: stop our PostgreSQL without a shutdown checkpoint, as if it crashed
+# (what is not in the WAL on disk is gone; the next start replays the WAL).
+pg_stop_immediate() {
+    [ -e "$STACK/pg" ] || die "no PostgreSQL set up in $STACK"
+    pg_find_bin
+    pg_resolve_dir
+    pg_running || die "PostgreSQL of $STACK is not running"
+    log "stopping PostgreSQL immediately (pg_ctl stop -m immediate)"
+    as_pg "$PG_BIN/pg_ctl" stop -D "$PG_DATA" -m immediate -w -t 60 >/dev/null \
+        || { show_log_tail "$PG_LOG"; die "PostgreSQL did not stop"; }
+}
+
 pg_status() {
     local live
     if external DATABASE_URL "$PG_URL"; then
@@ -644,7 +660,7 @@ cmd_status() {
 }
 
 usage() {
-    sed -n '2,13s/^# \{0,1\}//p' "$0"
+    sed -n '2,17s/^# \{0,1\}//p' "$0"
 }
 
 main() {
@@ -654,6 +670,7 @@ main() {
         status) cmd_status ;;
         env) cmd_env ;;
         profile) cmd_profile "${2:-}" ;;
+        pg-stop-immediate) lock_stack; pg_stop_immediate ;;
         -h | --help | help) usage ;;
         *) usage >&2; exit 2 ;;
     esac
