@@ -116,6 +116,36 @@ impl ProjectedWorkspace {
     }
 }
 
+impl ProjectedWorkspace {
+    /// Whether QBO webhooks for `entity` (QBO's spelling, any case) are applied in real time:
+    /// the per-entity override if there is one, else the global flag.
+    pub fn qbo_webhooks_enabled_for(&self, entity: &str) -> bool {
+        self.qbo_webhook_by_entity
+            .as_object()
+            .and_then(|map| {
+                map.iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(entity))
+                    .and_then(|(_, v)| v.as_bool())
+            })
+            .unwrap_or(self.qbo_webhook_sync_enabled)
+    }
+}
+
+/// The live workspaces connected to QBO company `realm_id`.
+pub async fn find_by_realm(
+    conn: &mut AsyncPgConnection,
+    realm_id: &str,
+) -> QueryResult<Vec<ProjectedWorkspace>> {
+    use workspace_projection::dsl as p;
+    p::workspace_projection
+        .filter(p::qbo_realm_id.eq(realm_id))
+        .filter(p::deleted.eq(false))
+        .order(p::workspace_id)
+        .select(ProjectedWorkspace::as_select())
+        .load(conn)
+        .await
+}
+
 /// Stores `row` unless the projection already holds the same or a newer version.
 /// Returns whether the row was written.
 pub async fn apply(conn: &mut AsyncPgConnection, row: &ProjectedWorkspace) -> QueryResult<bool> {

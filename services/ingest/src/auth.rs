@@ -102,20 +102,49 @@ pub struct Presented<'a> {
     pub fyle_signature: Option<&'a str>,
 }
 
-/// A delivery that passed its workspace's check. Only [`authenticate`] makes one.
+/// A delivery that passed its check: a Fyle delivery its workspace's check ([`authenticate`]),
+/// or a QBO delivery its `intuit-signature` ([`Verified::qbo`], which needs the
+/// [`crate::qbo::VerifiedQboBody`] only a valid signature yields). Nothing else makes one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified {
-    workspace_id: i64,
-    mode: AuthMode,
+    /// `None` for a QBO delivery whose realm belongs to no workspace (recorded, not relayed).
+    workspace_id: Option<i64>,
+    proof: Proof,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Proof {
+    Fyle(AuthMode),
+    QboSignature,
 }
 
 impl Verified {
-    pub fn workspace_id(&self) -> i64 {
+    /// A QBO delivery for `workspace_id` (or for no workspace): its body's signature verified.
+    pub fn qbo(_signed: &crate::qbo::VerifiedQboBody<'_>, workspace_id: Option<i64>) -> Self {
+        Self {
+            workspace_id,
+            proof: Proof::QboSignature,
+        }
+    }
+
+    pub fn workspace_id(&self) -> Option<i64> {
         self.workspace_id
     }
 
-    pub fn mode(&self) -> AuthMode {
-        self.mode
+    /// The Fyle authentication mode that admitted it (`None` for QBO).
+    pub fn mode(&self) -> Option<AuthMode> {
+        match self.proof {
+            Proof::Fyle(mode) => Some(mode),
+            Proof::QboSignature => None,
+        }
+    }
+
+    /// `fyle` or `qbo`, as the inbox records it.
+    pub fn source(&self) -> &'static str {
+        match self.proof {
+            Proof::Fyle(_) => "fyle",
+            Proof::QboSignature => "qbo",
+        }
     }
 }
 
@@ -154,8 +183,8 @@ pub fn authenticate(
     tolerance: Duration,
 ) -> Result<Verified, AuthFailure> {
     let verified = Verified {
-        workspace_id,
-        mode: credentials.mode,
+        workspace_id: Some(workspace_id),
+        proof: Proof::Fyle(credentials.mode),
     };
     match credentials.mode {
         AuthMode::OrgCheckOnly => Ok(verified),
@@ -328,7 +357,10 @@ mod tests {
             FIVE_MIN,
         )
         .expect("valid");
-        assert_eq!((ok.workspace_id(), ok.mode()), (7, AuthMode::Hmac));
+        assert_eq!(
+            (ok.workspace_id(), ok.mode()),
+            (Some(7), Some(AuthMode::Hmac))
+        );
         // The same signature in a list with a wrong one (rotation on the sender's side).
         let listed = format!("v1,AAAA {STANDARD_SIGNATURE}");
         assert!(

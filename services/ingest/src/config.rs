@@ -34,6 +34,23 @@ pub struct Config {
     pub inbox: InboxConfig,
     pub webhooks: WebhooksConfig,
     pub secrets: SecretsConfig,
+    pub qbo: QboWebhooksConfig,
+}
+
+/// QBO webhooks: the app's verifier tokens (Intuit's developer portal). Several may be listed
+/// while one is rotated out.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QboWebhooksConfig {
+    pub verifier_tokens: Vec<String>,
+}
+
+impl std::fmt::Debug for QboWebhooksConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QboWebhooksConfig")
+            .field("verifier_tokens", &self.verifier_tokens.len())
+            .finish()
+    }
 }
 
 /// How Fyle webhooks are authenticated (see `ingest::auth`).

@@ -60,6 +60,8 @@ pub struct AppState {
     pub(crate) signature_tolerance: std::time::Duration,
     /// The public base URL Fyle posts to, e.g. `https://sync.example.com/api`.
     pub(crate) public_url: String,
+    /// QBO webhook verifier tokens (several during a rotation).
+    pub(crate) qbo_verifier_tokens: Vec<String>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -200,7 +202,7 @@ async fn receive(
     if projected.fyle_org_id != hook.org_id {
         // The incumbent's messages (which tell whether an org has a workspace) only where the
         // org check is the whole authentication, as in production.
-        return Err(if verified.mode() != AuthMode::OrgCheckOnly {
+        return Err(if verified.mode() != Some(AuthMode::OrgCheckOnly) {
             Rejection::OrgNotOfWorkspace
         } else if org_has_a_workspace(state, &hook.org_id).await? {
             Rejection::WorkspaceMismatch
@@ -227,7 +229,6 @@ async fn receive(
         &NewDelivery {
             delivery_id: &delivery_id,
             dedupe_key: &dedupe_key,
-            workspace_id,
             action: hook.action.as_str(),
             resource: hook.resource.as_ref().map(|r| r.as_str()),
             disposition,
@@ -265,7 +266,7 @@ fn unavailable(e: attrsync_db::DbError) -> Rejection {
 }
 
 /// Reads the body, refusing it as soon as it exceeds `limit` (or says it will).
-async fn read_body(
+pub(crate) async fn read_body(
     request: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,

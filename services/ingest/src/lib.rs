@@ -5,7 +5,8 @@
 //! delivery durably and deduplicated in `inbox` together with its relay message in `outbox`
 //! ([`store`]), answers, and relays to Kafka: attribute webhooks to
 //! `fyle.attribute-webhooks.v1`, report/expense webhooks to `fyle.expense-webhooks.v1`,
-//! org-setting updates to `fyle.org-settings.v1`. QBO webhooks arrive with the QBO issue.
+//! org-setting updates to `fyle.org-settings.v1`. QBO webhooks ([`qbo_edge`], rules in
+//! [`qbo`]) go to `qbo.entity-changes.v1`, one message per entity per workspace of the realm.
 //! Start-up, the projection, health, metrics and the platform tables' retention come from the
 //! skeleton ([`attrsync_runtime::service`]); ingest adds its HTTP routes, its gRPC API and two
 //! tasks (the rate limiter's pruning and the inbox's retention).
@@ -21,6 +22,7 @@ pub mod fyle;
 mod grpc;
 pub mod http;
 pub mod qbo;
+pub mod qbo_edge;
 pub mod store;
 
 use std::{sync::Arc, time::Duration};
@@ -68,15 +70,18 @@ impl Service for Ingest {
             default_mode: config.webhooks.default_mode()?,
             signature_tolerance: config.webhooks.signature_tolerance,
             public_url: config.webhooks.public_url.trim_end_matches('/').to_owned(),
+            qbo_verifier_tokens: config.qbo.verifier_tokens.clone(),
         });
         let routes_state = actix_web::web::Data::new(state.clone());
         Ok(Declaration::new(context)?
             .produces(topics::FYLE_ATTRIBUTE_WEBHOOKS)
             .produces(topics::FYLE_EXPENSE_WEBHOOKS)
             .produces(topics::FYLE_ORG_SETTINGS)
+            .produces(topics::QBO_ENTITY_CHANGES)
             .http(move |routes| {
                 routes.app_data(routes_state.clone());
                 http::routes(routes);
+                qbo_edge::routes(routes);
             })
             .grpc(IngestServiceServer::new(grpc::IngestApi {
                 state: state.clone(),

@@ -50,7 +50,6 @@ diesel::table! {
 pub struct NewDelivery<'a> {
     pub delivery_id: &'a str,
     pub dedupe_key: &'a DedupeKey,
-    pub workspace_id: i64,
     pub action: &'a str,
     pub resource: Option<&'a str>,
     pub disposition: Disposition,
@@ -93,7 +92,7 @@ pub async fn accept(
                 .values((
                     inbox::delivery_id.eq(delivery.delivery_id),
                     inbox::dedupe_key.eq(delivery.dedupe_key.stored()),
-                    inbox::source.eq("fyle"),
+                    inbox::source.eq(verified.source()),
                     inbox::workspace_id.eq(verified.workspace_id()),
                     inbox::action.eq(delivery.action),
                     inbox::resource.eq(delivery.resource),

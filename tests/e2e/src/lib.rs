@@ -214,6 +214,14 @@ impl TestStack {
 
     /// A workspace for a fresh, unique Fyle org.
     pub async fn create_workspace(&self) -> anyhow::Result<(i64, String)> {
+        self.create_workspace_with_realm(None).await
+    }
+
+    /// A workspace for a fresh, unique Fyle org, connected to QBO company `realm`.
+    pub async fn create_workspace_with_realm(
+        &self,
+        realm: Option<&str>,
+    ) -> anyhow::Result<(i64, String)> {
         let org = format!("or{}", &ulid::Ulid::new().to_string()[14..]);
         let snapshot: WorkspaceSnapshot = self
             .mapping
@@ -221,6 +229,7 @@ impl TestStack {
             .create_workspace(CreateWorkspaceRequest {
                 name: format!("Workspace of {org}"),
                 fyle_org_id: org.clone(),
+                qbo_realm_id: realm.map(str::to_owned),
                 ..Default::default()
             })
             .await?

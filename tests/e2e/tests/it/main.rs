@@ -10,6 +10,7 @@ mod kafka_reader;
 mod operability;
 mod operations;
 mod outbox;
+mod qbo_webhooks;
 mod registry;
 mod regressions;
 mod webhook_auth;
