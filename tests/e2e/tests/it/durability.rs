@@ -19,7 +19,10 @@ use std::{
 use attrsync_config::ServiceConfig as _;
 use attrsync_db::diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl as _};
 use attrsync_e2e::{eventually, kafka_bootstrap, service_env};
-use attrsync_proto::v1::{CreateWorkspaceRequest, mapping_service_client::MappingServiceClient};
+use attrsync_proto::v1::{
+    CreateWorkspaceRequest, GetWebhookEndpointRequest, ingest_service_client::IngestServiceClient,
+    mapping_service_client::MappingServiceClient,
+};
 use diesel::{QueryableByName, sql_types::Text};
 use serde_json::{Value, json};
 use tokio::{sync::Semaphore, task::JoinSet, time::Instant};
@@ -269,10 +272,28 @@ async fn acknowledged_webhooks_survive_an_immediate_postgres_stop_and_restart_un
             .workspace
             .unwrap()
             .id;
-    let url = format!(
-        "http://{}/workspaces/{workspace_id}/fyle/exports/",
-        ingest_running.http_addr
-    );
+    // The URL ingest hands out for the workspace (its token included), on this ingest.
+    let ingest_api = IngestServiceClient::connect(format!("http://{}", ingest_running.grpc_addr))
+        .await
+        .unwrap();
+    let endpoint = eventually(
+        Duration::from_secs(20),
+        "ingest to hand out the workspace's webhook URL",
+        || {
+            let mut ingest_api = ingest_api.clone();
+            async move {
+                Ok(ingest_api
+                    .get_webhook_endpoint(GetWebhookEndpointRequest { workspace_id })
+                    .await
+                    .ok()
+                    .map(|r| r.into_inner().url))
+            }
+        },
+    )
+    .await
+    .unwrap();
+    let (_, path) = endpoint.split_once("/workspaces/").unwrap();
+    let url = format!("http://{}/workspaces/{path}", ingest_running.http_addr);
     let http = reqwest::Client::builder()
         .timeout(REQUEST_TIMEOUT)
         .build()
