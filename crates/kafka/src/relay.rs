@@ -75,7 +75,13 @@ impl OutboxPublisher for KafkaOutboxPublisher {
                 .send_raw(&m.topic, m.message_key.as_deref(), &m.payload, &headers)
                 .await
             {
-                Ok(_) => Published::Acknowledged,
+                Ok(_) => {
+                    // Commit to acknowledgement: how long a committed change waited for Kafka.
+                    let lag = chrono::Utc::now() - m.created_at;
+                    metrics::histogram!("outbox_relay_lag_seconds")
+                        .record(lag.num_microseconds().unwrap_or(0) as f64 / 1e6);
+                    Published::Acknowledged
+                }
                 Err(crate::KafkaError::Client(e)) if is_permanent(&e) => {
                     Published::Rejected(e.to_string())
                 }

@@ -17,7 +17,14 @@ pub type HttpRoutes = Arc<dyn Fn(&mut web::ServiceConfig) + Send + Sync>;
 pub fn metrics_handle() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
-        let recorder = PrometheusBuilder::new().build_recorder();
+        // Latency histograms (seconds) get buckets, not summaries, so they aggregate across pods.
+        let builder = PrometheusBuilder::new();
+        let builder = builder
+            .set_buckets(&[
+                0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ])
+            .unwrap_or_else(|_| PrometheusBuilder::new());
+        let recorder = builder.build_recorder();
         let handle = recorder.handle();
         // Another recorder may already be installed (a test harness): then ours only renders
         // what it was given, which is nothing; that is acceptable for tests.

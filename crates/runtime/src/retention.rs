@@ -3,7 +3,8 @@
 //! Every `retention.interval` (when `retention.enabled`, the default): delete
 //! `processed_events` rows older than `retention.processed_events`, in batches so no statement
 //! holds locks for long; count `outbox_rejected` rows into the `outbox_rejected_rows` gauge
-//! and log them at ERROR while any remain (they wait for an operator).
+//! and log them at ERROR while any remain (they wait for an operator); report the outbox's
+//! depth in `outbox_pending_rows`.
 //!
 //! Safe with several replicas: the job takes a session-free advisory *try*-lock per schema
 //! inside each batch's transaction, so replicas do not repeat each other's work, and a batch
@@ -109,6 +110,11 @@ pub(crate) async fn run(
             Ok(0) => {}
             Ok(n) => tracing::info!(rows = n, "pruned processed_events"),
             Err(e) => tracing::warn!(error = %e, "pruning processed_events failed; retried at the next interval"),
+        }
+        match attrsync_db::outbox::pending(&pool).await {
+            #[allow(clippy::cast_precision_loss)]
+            Ok(rows) => metrics::gauge!("outbox_pending_rows", "schema" => schema.clone()).set(rows as f64),
+            Err(e) => tracing::warn!(error = %e, "counting the outbox failed"),
         }
         match attrsync_db::outbox::rejected(&pool).await {
             Ok(rows) => {

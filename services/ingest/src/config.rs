@@ -35,6 +35,18 @@ pub struct Config {
     pub webhooks: WebhooksConfig,
     pub secrets: SecretsConfig,
     pub qbo: QboWebhooksConfig,
+    pub limits: LimitsConfig,
+}
+
+/// Abuse limits in front of the edge (see `ingest::guard`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub per_ip_per_second: u32,
+    pub per_ip_burst: u32,
+    pub max_in_flight: usize,
+    #[serde(with = "humantime_serde")]
+    pub unknown_workspace_ttl: Duration,
 }
 
 /// QBO webhooks: the app's verifier tokens (Intuit's developer portal). Several may be listed
@@ -124,6 +136,12 @@ impl Validate for Config {
     fn validate(&self) -> Result<(), ConfigError> {
         self.platform().validate()?;
         self.secrets.keyring()?;
+        if self.limits.per_ip_per_second == 0 || self.limits.max_in_flight == 0 {
+            return Err(ConfigError::invalid(
+                "limits",
+                "per_ip_per_second and max_in_flight must be at least 1",
+            ));
+        }
         self.webhooks.default_mode()?;
         if !(self.webhooks.public_url.starts_with("http://")
             || self.webhooks.public_url.starts_with("https://"))

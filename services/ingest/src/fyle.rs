@@ -41,6 +41,9 @@ pub enum Rejection {
     OrgNotOfWorkspace,
     #[error("the webhook could not be stored")]
     Internal,
+    /// Too many deliveries in flight at once.
+    #[error("busy; retry shortly")]
+    Busy,
 }
 
 impl Rejection {
@@ -56,6 +59,7 @@ impl Rejection {
             Rejection::Unauthenticated => 401,
             Rejection::OrgNotOfWorkspace => 400,
             Rejection::Internal => 500,
+            Rejection::Busy => 503,
         }
     }
 
@@ -73,6 +77,7 @@ impl Rejection {
             Rejection::Unauthenticated => "unauthorized",
             Rejection::OrgNotOfWorkspace => "org_mismatch",
             Rejection::Internal => "internal",
+            Rejection::Busy => "busy",
         }
     }
 
@@ -81,6 +86,7 @@ impl Rejection {
         match self {
             Rejection::RateLimited { retry_after_secs } => Some(*retry_after_secs),
             Rejection::Unavailable => Some(5),
+            Rejection::Busy => Some(1),
             _ => None,
         }
     }
@@ -188,6 +194,31 @@ pub fn parse(body: &[u8]) -> Result<FyleWebhook, Rejection> {
 /// How long a body without a version is recognised as a repeat.
 pub const UNVERSIONED_DEDUPE_WINDOW_SECS: i64 = 3600;
 
+/// Refuses an attribute webhook fyle-sync could never apply, naming the field, so the sender
+/// hears it now (400) instead of a 200 and a dead letter later. It runs the very derivation
+/// fyle-sync runs ([`attrsync_core::derive`]); a DELETED needs only `data.id`. Other routes
+/// (expense, org setting, ignored) carry nothing fyle-sync derives and pass.
+pub fn check_appliable(hook: &FyleWebhook) -> Result<(), Rejection> {
+    let Some(resource) = hook.resource.as_ref() else {
+        return Ok(());
+    };
+    if hook.route() != Route::Attribute {
+        return Ok(());
+    }
+    if hook.action == FyleWebhookAction::Deleted {
+        return match hook.data.get("id") {
+            Some(Value::String(id)) if !id.is_empty() => Ok(()),
+            Some(Value::Number(_)) => Ok(()),
+            _ => Err(Rejection::InvalidBody(
+                "`data.id` must be a non-empty string or an integer".into(),
+            )),
+        };
+    }
+    attrsync_core::derive::derive(resource, &hook.data)
+        .map(drop)
+        .map_err(|e| Rejection::InvalidBody(format!("fyle-sync cannot apply it: {e}")))
+}
+
 /// Identifies a delivery. Fyle sends no delivery id and resends a failed webhook byte for
 /// byte, so the same body for the same workspace is the same delivery — when the body carries
 /// a version (`data.updated_at`). A body without one (a report exported again, an expense
@@ -263,6 +294,15 @@ pub enum Disposition {
 }
 
 impl Disposition {
+    /// The `outcome` label of `ingest_webhooks_total`.
+    pub fn outcome(self) -> &'static str {
+        match self {
+            Disposition::Published => "accepted",
+            Disposition::Skipped => "skipped",
+            Disposition::Ignored => "ignored",
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Disposition::Published => "PUBLISHED",
@@ -397,6 +437,41 @@ mod tests {
         // An escaped backslash followed by "u0000" is plain text, and storable.
         let fine = br#"{"action":"CREATED","data":{"org_id":"o","name":"a\\u0000b"}}"#;
         assert!(parse(fine).is_ok());
+    }
+
+    #[test]
+    fn attribute_webhooks_fyle_sync_could_never_apply_are_refused_naming_the_field() {
+        let check = |v: Value| check_appliable(&parse(&body(v)).expect("parses"));
+        assert!(
+            check(json!({"action": "CREATED", "resource": "CATEGORY",
+            "data": {"id": 1, "org_id": "o", "name": "Travel", "is_enabled": true}}))
+            .is_ok()
+        );
+        let missing = check(json!({"action": "CREATED", "resource": "CATEGORY",
+            "data": {"id": 1, "org_id": "o", "is_enabled": true}}))
+        .expect_err("no name");
+        assert_eq!(missing.status(), 400);
+        assert!(missing.to_string().contains("name"), "{missing}");
+        let wrong_id = check(json!({"action": "DELETED", "resource": "PROJECT",
+            "data": {"id": [1], "org_id": "o"}}))
+        .expect_err("array id");
+        assert!(wrong_id.to_string().contains("data.id"), "{wrong_id}");
+        assert!(
+            check(json!({"action": "DELETED", "resource": "PROJECT",
+            "data": {"id": "p1", "org_id": "o"}}))
+            .is_ok()
+        );
+        // An action or resource nobody applies passes (recorded as ignored, not relayed).
+        assert!(
+            check(json!({"action": "ARCHIVED", "resource": "CATEGORY",
+            "data": {"org_id": "o"}}))
+            .is_ok()
+        );
+        assert!(
+            check(json!({"action": "CREATED", "resource": "SPACESHIP",
+            "data": {"org_id": "o"}}))
+            .is_ok()
+        );
     }
 
     #[test]

@@ -62,6 +62,7 @@ pub struct AppState {
     pub(crate) public_url: String,
     /// QBO webhook verifier tokens (several during a rotation).
     pub(crate) qbo_verifier_tokens: Vec<String>,
+    pub(crate) guard: crate::guard::Guard,
 }
 
 impl std::fmt::Debug for AppState {
@@ -114,26 +115,45 @@ async fn fyle_webhook(
         .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str(), v)))
         .collect();
     attrsync_telemetry::set_parent(&span, headers);
-    let outcome = receive(path.as_str(), &request, payload, &state)
-        .instrument(span.clone())
-        .await;
+    let started = std::time::Instant::now();
+    let outcome = async {
+        let _permit = state.guard.admit(&request)?;
+        receive(path.as_str(), &request, payload, &state).await
+    }
+    .instrument(span.clone())
+    .await;
     let _entered = span.enter();
-    match outcome {
-        Ok(Stored::New { delivery_id }) => {
-            tracing::info!(%delivery_id, "webhook accepted");
+    let answer = match outcome {
+        Ok((Stored::New { delivery_id }, disposition)) => {
+            tracing::info!(%delivery_id, disposition = disposition.as_str(), "webhook accepted");
+            count_outcome("fyle", disposition.outcome());
             HttpResponse::Ok()
                 .json(serde_json::json!({"status": "accepted", "delivery_id": delivery_id}))
         }
-        Ok(Stored::Duplicate { delivery_id }) => {
+        Ok((Stored::Duplicate { delivery_id }, _)) => {
             tracing::info!(%delivery_id, "duplicate webhook acknowledged");
+            count_outcome("fyle", "duplicate");
             HttpResponse::Ok()
                 .json(serde_json::json!({"status": "duplicate", "delivery_id": delivery_id}))
         }
         Err(rejection) => {
             tracing::warn!(status = rejection.status(), reason = %rejection, "webhook refused");
+            count_outcome("fyle", "refused");
+            metrics::counter!("ingest_webhooks_refused_total", "source" => "fyle", "reason" => rejection.code())
+                .increment(1);
             reject(&rejection)
         }
-    }
+    };
+    metrics::histogram!("ingest_accept_seconds", "source" => "fyle")
+        .record(started.elapsed().as_secs_f64());
+    answer
+}
+
+/// `ingest_webhooks_total{source, outcome}`: accepted (relayed), skipped, ignored, duplicate,
+/// refused.
+pub(crate) fn count_outcome(source: &'static str, outcome: &'static str) {
+    metrics::counter!("ingest_webhooks_total", "source" => source, "outcome" => outcome)
+        .increment(1);
 }
 
 async fn receive(
@@ -141,7 +161,7 @@ async fn receive(
     request: &HttpRequest,
     payload: web::Payload,
     state: &AppState,
-) -> Result<Stored, Rejection> {
+) -> Result<(Stored, Disposition), Rejection> {
     // Until authentication succeeds every refusal is the same 401: a stranger cannot tell an
     // unknown workspace from a wrong token.
     let workspace_id: i64 = workspace
@@ -211,6 +231,7 @@ async fn receive(
         });
     }
 
+    fyle::check_appliable(&hook)?;
     let route = hook.route();
     let enabled = hook
         .attribute_type()
@@ -250,12 +271,12 @@ async fn receive(
     if matches!(stored, Stored::New { .. }) && disposition == Disposition::Published {
         state.relay.wake();
     }
-    Ok(stored)
+    Ok((stored, disposition))
 }
 
 fn unauthenticated(reason: &'static str) -> Rejection {
     tracing::warn!(reason, "webhook not authenticated");
-    metrics::counter!("ingest_webhooks_refused_total", "source" => "fyle", "reason" => reason)
+    metrics::counter!("ingest_unauthenticated_total", "source" => "fyle", "reason" => reason)
         .increment(1);
     Rejection::Unauthenticated
 }

@@ -20,6 +20,7 @@ pub mod config;
 pub mod credentials;
 pub mod fyle;
 mod grpc;
+pub mod guard;
 pub mod http;
 pub mod qbo;
 pub mod qbo_edge;
@@ -71,6 +72,7 @@ impl Service for Ingest {
             signature_tolerance: config.webhooks.signature_tolerance,
             public_url: config.webhooks.public_url.trim_end_matches('/').to_owned(),
             qbo_verifier_tokens: config.qbo.verifier_tokens.clone(),
+            guard: guard::Guard::new(&config.limits),
         });
         let routes_state = actix_web::web::Data::new(state.clone());
         Ok(Declaration::new(context)?
@@ -102,12 +104,16 @@ impl Service for Ingest {
     }
 }
 
-/// Forgets the buckets of workspaces that went quiet, so the limiter's memory stays small.
+/// Forgets the buckets of workspaces and IPs that went quiet and expired unknown ids, so the
+/// limiters' memory stays small.
 async fn prune_limiter(state: Arc<http::AppState>, shutdown: CancellationToken) {
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
-            () = tokio::time::sleep(Duration::from_secs(60)) => state.limiter.retain_recent(),
+            () = tokio::time::sleep(Duration::from_secs(60)) => {
+                state.limiter.retain_recent();
+                state.guard.prune();
+            }
         }
     }
 }

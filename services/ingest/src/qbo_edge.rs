@@ -32,7 +32,7 @@ use attrsync_proto::{
 use crate::{
     auth::Verified,
     fyle::{DedupeKey, Disposition, Rejection},
-    http::{AppState, read_body},
+    http::{self, AppState, read_body},
     qbo::{self, QboEntityEvent, QboRejection, VerifiedQboBody},
     store::{self, NewDelivery, Stored},
 };
@@ -60,7 +60,15 @@ async fn qbo_webhook(
     payload: web::Payload,
     state: web::Data<Arc<AppState>>,
 ) -> HttpResponse {
-    match receive(&request, payload, &state).await {
+    let started = std::time::Instant::now();
+    let outcome = async {
+        let _permit = state.guard.admit(&request).map_err(Refusal::Edge)?;
+        receive(&request, payload, &state).await
+    }
+    .await;
+    metrics::histogram!("ingest_accept_seconds", "source" => "qbo")
+        .record(started.elapsed().as_secs_f64());
+    match outcome {
         Ok(received) => {
             tracing::info!(?received, "QBO webhook accepted");
             HttpResponse::Accepted().json(serde_json::json!({
@@ -71,6 +79,7 @@ async fn qbo_webhook(
             }))
         }
         Err(Refusal::Qbo(rejection)) => {
+            http::count_outcome("qbo", "refused");
             tracing::warn!(
                 status = rejection.status(),
                 code = rejection.code(),
@@ -83,6 +92,9 @@ async fn qbo_webhook(
             HttpResponse::build(status).json(rejection.body())
         }
         Err(Refusal::Edge(rejection)) => {
+            http::count_outcome("qbo", "refused");
+            metrics::counter!("ingest_webhooks_refused_total", "source" => "qbo", "reason" => rejection.code())
+                .increment(1);
             let status = actix_web::http::StatusCode::from_u16(rejection.status())
                 .unwrap_or(actix_web::http::StatusCode::BAD_REQUEST);
             let mut response = HttpResponse::build(status);
@@ -156,10 +168,16 @@ async fn receive(
     Ok(received)
 }
 
-fn count(received: &mut Received, stored: Stored) {
+fn count(received: &mut Received, (stored, disposition): (Stored, Disposition)) {
     match stored {
-        Stored::New { .. } => received.stored += 1,
-        Stored::Duplicate { .. } => received.duplicates += 1,
+        Stored::New { .. } => {
+            received.stored += 1;
+            http::count_outcome("qbo", disposition.outcome());
+        }
+        Stored::Duplicate { .. } => {
+            received.duplicates += 1;
+            http::count_outcome("qbo", "duplicate");
+        }
     }
 }
 
@@ -170,7 +188,7 @@ async fn store_event(
     key: &DedupeKey,
     disposition: Disposition,
     workspace: Option<&ProjectedWorkspace>,
-) -> Result<Stored, Rejection> {
+) -> Result<(Stored, Disposition), Rejection> {
     let delivery_id = ulid::Ulid::new().to_string();
     let body = serde_json::json!({
         "realmId": event.realm_id,
@@ -231,7 +249,7 @@ async fn store_event(
     if relayed && matches!(stored, Stored::New { .. }) {
         state.relay.wake();
     }
-    Ok(stored)
+    Ok((stored, disposition))
 }
 
 /// The live workspaces of `realm_id`: the projection, else mapping (remembered).

@@ -148,6 +148,27 @@ async fn a_repeated_delivery_is_acknowledged_and_relayed_once() {
     assert_eq!((status, again["status"].as_str()), (200, Some("duplicate")));
     assert_eq!(again["delivery_id"], first["delivery_id"]);
     assert_eq!(stats(&stack, workspace_id).await, (1, 1, 1));
+    // Operators see it on /metrics (process-wide counters: other tests add to them too).
+    let metrics = stack
+        .http
+        .get(format!(
+            "http://{}/metrics",
+            stack.ingest_running().http_addr
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for series in [
+        "ingest_webhooks_total{source=\"fyle\",outcome=\"accepted\"}",
+        "ingest_webhooks_total{source=\"fyle\",outcome=\"duplicate\"}",
+        "ingest_accept_seconds_bucket{source=\"fyle\",le=\"0.05\"}",
+        "outbox_relay_lag_seconds_bucket",
+    ] {
+        assert!(metrics.contains(series), "{series} missing from /metrics");
+    }
     stack.stop().await;
 }
 

@@ -1,0 +1,162 @@
+//! Abuse limits in front of both webhook edges, cheapest first.
+//!
+//! - **Per source IP** (`limits.per_ip_per_second`, `per_ip_burst`): before anything else, so a
+//!   single client cannot spend the edge's work on guesses. The key is the TCP peer: behind a
+//!   load balancer, set it to the balancer's rate or put the limit there.
+//! - **In flight** (`limits.max_in_flight`): at most this many deliveries are being read,
+//!   checked and stored at once; beyond, 503 with `Retry-After` — senders retry, the database
+//!   keeps its pool for the deliveries it can finish.
+//! - **Unknown workspaces** (`limits.unknown_workspace_ttl`): an id neither the projection nor
+//!   mapping knows is remembered as unknown briefly, so repeated guesses cost no lookup.
+//!
+//! The per-workspace token bucket lives in [`crate::http`] and is charged only after a
+//! delivery authenticated, so strangers cannot spend a workspace's budget.
+
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    num::NonZeroU32,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use actix_web::HttpRequest;
+use governor::{DefaultKeyedRateLimiter, Quota, clock::Clock};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::{config::LimitsConfig, fyle::Rejection};
+
+/// The limits shared by every request of the edge.
+pub struct Guard {
+    per_ip: DefaultKeyedRateLimiter<IpAddr>,
+    in_flight: Arc<Semaphore>,
+    unknown: Mutex<HashMap<i64, Instant>>,
+    unknown_ttl: Duration,
+}
+
+impl std::fmt::Debug for Guard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guard")
+            .field("in_flight_available", &self.in_flight.available_permits())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The most unknown ids remembered at once (older ones are forgotten first).
+const MAX_UNKNOWN: usize = 100_000;
+
+impl Guard {
+    pub fn new(limits: &LimitsConfig) -> Self {
+        let rate = NonZeroU32::new(limits.per_ip_per_second).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(limits.per_ip_burst).unwrap_or(rate);
+        Self {
+            per_ip: governor::RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)),
+            in_flight: Arc::new(Semaphore::new(limits.max_in_flight)),
+            unknown: Mutex::default(),
+            unknown_ttl: limits.unknown_workspace_ttl,
+        }
+    }
+
+    /// Admits a request: its IP's budget, then a place among those in flight (held by the
+    /// returned permit until the answer).
+    pub fn admit(&self, request: &HttpRequest) -> Result<OwnedSemaphorePermit, Rejection> {
+        if let Some(ip) = request.peer_addr().map(|a| a.ip())
+            && let Err(not_until) = self.per_ip.check_key(&ip)
+        {
+            let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+            return Err(Rejection::RateLimited {
+                retry_after_secs: wait.as_secs() + 1,
+            });
+        }
+        self.in_flight
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Rejection::Busy)
+    }
+
+    /// Whether `workspace_id` was found unknown within the TTL.
+    pub fn known_unknown(&self, workspace_id: i64) -> bool {
+        self.unknown
+            .lock()
+            .ok()
+            .and_then(|map| map.get(&workspace_id).copied())
+            .is_some_and(|at| at.elapsed() < self.unknown_ttl)
+    }
+
+    pub fn remember_unknown(&self, workspace_id: i64) {
+        if let Ok(mut map) = self.unknown.lock() {
+            if map.len() >= MAX_UNKNOWN {
+                let ttl = self.unknown_ttl;
+                map.retain(|_, at| at.elapsed() < ttl);
+                if map.len() >= MAX_UNKNOWN {
+                    map.clear();
+                }
+            }
+            map.insert(workspace_id, Instant::now());
+        }
+    }
+
+    /// Forgets what expired (run every minute).
+    pub fn prune(&self) {
+        self.per_ip.retain_recent();
+        let ttl = self.unknown_ttl;
+        if let Ok(mut map) = self.unknown.lock() {
+            map.retain(|_, at| at.elapsed() < ttl);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::test::TestRequest;
+
+    use super::*;
+
+    fn limits(per_ip: u32, in_flight: usize) -> LimitsConfig {
+        LimitsConfig {
+            per_ip_per_second: per_ip,
+            per_ip_burst: per_ip,
+            max_in_flight: in_flight,
+            unknown_workspace_ttl: Duration::from_secs(60),
+        }
+    }
+
+    #[test]
+    fn one_ip_past_its_budget_is_429_and_another_ip_is_not() {
+        let guard = Guard::new(&limits(2, 100));
+        let from = |ip: &str| {
+            TestRequest::default()
+                .peer_addr(format!("{ip}:5000").parse().expect("addr"))
+                .to_http_request()
+        };
+        let _a = guard.admit(&from("10.0.0.1")).expect("1st");
+        let _b = guard.admit(&from("10.0.0.1")).expect("2nd");
+        let refused = guard.admit(&from("10.0.0.1")).expect_err("3rd");
+        assert_eq!(refused.status(), 429);
+        assert!(guard.admit(&from("10.0.0.2")).is_ok());
+    }
+
+    #[test]
+    fn past_the_in_flight_limit_requests_are_503_until_one_finishes() {
+        let guard = Guard::new(&limits(1000, 2));
+        let request = TestRequest::default().to_http_request();
+        let first = guard.admit(&request).expect("1");
+        let _second = guard.admit(&request).expect("2");
+        let busy = guard.admit(&request).expect_err("3");
+        assert_eq!((busy.status(), busy.retry_after()), (503, Some(1)));
+        drop(first);
+        assert!(guard.admit(&request).is_ok());
+    }
+
+    #[test]
+    fn unknown_workspaces_are_remembered_for_the_ttl_only() {
+        let mut config = limits(10, 10);
+        config.unknown_workspace_ttl = Duration::from_millis(30);
+        let guard = Guard::new(&config);
+        assert!(!guard.known_unknown(9));
+        guard.remember_unknown(9);
+        assert!(guard.known_unknown(9));
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(!guard.known_unknown(9));
+    }
+}
