@@ -5,12 +5,17 @@
 #    (for the demo); if the stack does not start, stop here with its error;
 # 2. builds every binary, starts the Fyle/QBO sandbox (`--seed demo`: Fyle accounts host
 #    58083, Fyle data host 58081, QBO 58082; the Fyle 10 requests/s limit on, QBO answering XML
-#    unless `Accept: application/json`) and the services listed in helm/attrsync/services.json
-#    (in their start order, each on its gRPC and HTTP ops ports from that list, pointed at
-#    mapping's gRPC port from that list), waits for gRPC health;
-# 3. shows the walking skeleton: creates the demo workspace through mapping's gRPC, posts a
-#    Fyle CATEGORY webhook to ingest with curl, and reads the attribute back from fyle-sync
-#    over gRPC and from PostgreSQL;
+#    unless `Accept: application/json`; its QBO webhooks go to ingest's POST /webhooks/qbo,
+#    signed with its verifier token, the one ingest's defaults.toml `[qbo] verifier_tokens`
+#    trusts) and the services listed in helm/attrsync/services.json (in their start order, each
+#    on its gRPC and HTTP ops ports from that list, pointed at mapping's gRPC port from that
+#    list), waits for gRPC health;
+# 3. shows the walking skeleton: creates the demo workspace through mapping's gRPC, asks
+#    ingest's gRPC GetWebhookEndpoint for the URL to register with Fyle (url_token mode: it
+#    carries the workspace's token), posts a Fyle CATEGORY webhook to THAT URL with curl and
+#    the same post without the token (refused, 401), reads the attribute back from fyle-sync
+#    over gRPC and from PostgreSQL; then creates an Account in the QBO sandbox realm through
+#    the sandbox's admin API and shows ingest's inbox row for the signed QBO webhook it sent;
 # 4. prints the endpoints and waits; Ctrl-C stops the services and the stack.
 #
 # Logs: $STACK_DIR/logs/<service>.log, default .stack/logs/ (the stack's start: stack.log; the
@@ -29,6 +34,7 @@ GRPCURL_VERSION=v1.9.4
 mkdir -p "$LOGS" "$STACK/bin"
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+warn() { printf '\033[1;31m==> %s\033[0m\n' "$*" >&2; }
 
 # services_table: one line per service, in start order: name binary env_prefix grpc_port http_port.
 services_table() {
@@ -132,8 +138,17 @@ wait_sandbox() {
   done
 }
 
-say "starting the Fyle/QBO sandbox"
-start sandbox "$BIN/sandbox" --seed demo
+INGEST_HTTP=http://127.0.0.1:${HTTP_PORT[ingest]}
+# The QBO sandbox's webhooks (a change made through its admin API) are POSTed to ingest, signed
+# (intuit-signature) with the sandbox's default verifier token `simulator-verifier-token`, which
+# is also ingest's default `[qbo] verifier_tokens`. Changes are batched for 200 ms (production
+# aggregates over minutes), so the demo's change reaches ingest within a second; the sandbox
+# tries each delivery 3 times, so one made before ingest listens is lost, as with Intuit.
+QBO_WEBHOOK_URL="$INGEST_HTTP/webhooks/qbo"
+QBO_REALM=9130357766900456
+
+say "starting the Fyle/QBO sandbox (QBO webhooks → $QBO_WEBHOOK_URL)"
+start sandbox "$BIN/sandbox" --seed demo --qbo-webhook-url "$QBO_WEBHOOK_URL" --qbo-batch-window-ms 200
 wait_sandbox "${PIDS[-1]}"
 SANDBOX_LINE=$(grep -m 1 '^{' "$LOGS/sandbox.log")
 json_field() { sed -n 's/.*"'"$1"'":"\([^"]*\)".*/\1/p' <<<"$SANDBOX_LINE"; }
@@ -152,24 +167,52 @@ for name in "${ORDER[@]:1}"; do wait_grpc "$name" "127.0.0.1:${GRPC_PORT[$name]}
 
 MAPPING_GRPC=127.0.0.1:${GRPC_PORT[mapping]}
 FYLE_SYNC_GRPC=127.0.0.1:${GRPC_PORT[fyle-sync]}
-INGEST_HTTP=http://127.0.0.1:${HTTP_PORT[ingest]}
+INGEST_GRPC=127.0.0.1:${GRPC_PORT[ingest]}
 
 say "demo: the workspace of Fyle org orNoatdUnm1w (created once, found afterwards)"
 WORKSPACE=$("$GRPCURL" -plaintext -d '{"fyle_org_id": "orNoatdUnm1w"}' "$MAPPING_GRPC" \
   attrsync.v1.MappingService/ListWorkspaces | sed -n 's/.*"id": "\{0,1\}\([0-9]*\)"\{0,1\},$/\1/p' | head -n 1)
 if [ -z "$WORKSPACE" ]; then
-  WORKSPACE=$("$GRPCURL" -plaintext -d '{"name": "Demo", "fyle_org_id": "orNoatdUnm1w", "qbo_realm_id": "9130357766900456"}' \
+  WORKSPACE=$("$GRPCURL" -plaintext -d '{"name": "Demo", "fyle_org_id": "orNoatdUnm1w", "qbo_realm_id": "'"$QBO_REALM"'"}' \
     "$MAPPING_GRPC" attrsync.v1.MappingService/CreateWorkspace | sed -n 's/.*"id": "\{0,1\}\([0-9]*\)"\{0,1\},$/\1/p' | head -n 1)
 fi
 echo "workspace id: $WORKSPACE"
 
-say "demo: Fyle creates the category Travel / Flight (curl → ingest)"
+say "demo: the URL to register with Fyle (grpcurl → ingest GetWebhookEndpoint)"
+# New workspaces are in url_token mode: the URL carries the workspace's secret token, and a
+# post without it is refused. Printed masked (the token is a credential).
+ENDPOINT=$("$GRPCURL" -plaintext -d "{\"workspace_id\": $WORKSPACE}" "$INGEST_GRPC" \
+  attrsync.v1.IngestService/GetWebhookEndpoint)
+WEBHOOK_URL=$(sed -n 's/.*"url": "\([^"]*\)".*/\1/p' <<<"$ENDPOINT" | head -n 1)
+AUTH_MODE=$(sed -n 's/.*"mode": "\([^"]*\)".*/\1/p' <<<"$ENDPOINT" | head -n 1)
+TOKEN=$(sed -n 's/.*[?&]token=\([^&]*\).*/\1/p' <<<"$WEBHOOK_URL")
+TOKENLESS_URL=${WEBHOOK_URL%%\?*}
+if [ -n "$TOKEN" ]; then
+  echo "url:  $TOKENLESS_URL?token=${TOKEN:0:6}…   (mode ${AUTH_MODE:-?})"
+else
+  echo "url:  ${WEBHOOK_URL:-?}   (mode ${AUTH_MODE:-?}: no token in the URL)"
+  warn "GetWebhookEndpoint answered no url_token URL: $ENDPOINT"
+fi
+
+say "demo: Fyle creates the category Travel / Flight (curl → that URL)"
 # Stamped now, so every run is a new event (the same body twice is acknowledged as a duplicate).
 NOW=$(date -u +%Y-%m-%dT%H:%M:%S+00:00)
-curl -sS -X POST "$INGEST_HTTP/workspaces/$WORKSPACE/fyle/exports/" \
-  -H 'content-type: application/json' \
-  -d '{"action":"CREATED","resource":"CATEGORY","data":{"id":22330099,"org_id":"orNoatdUnm1w","name":"Travel","sub_category":"Flight","is_enabled":true,"updated_at":"'"$NOW"'"}}'
-echo
+CATEGORY_BODY='{"action":"CREATED","resource":"CATEGORY","data":{"id":22330099,"org_id":"orNoatdUnm1w","name":"Travel","sub_category":"Flight","is_enabled":true,"updated_at":"'"$NOW"'"}}'
+# post_webhook URL: POSTs the category body; prints the answer, then its HTTP status (last line).
+post_webhook() {
+  curl -sS -X POST "$1" -H 'content-type: application/json' -d "$CATEGORY_BODY" -w '\n%{http_code}' \
+    || printf '\n000'
+}
+ANSWER=$(post_webhook "${WEBHOOK_URL:-$INGEST_HTTP/workspaces/$WORKSPACE/fyle/exports/}")
+STATUS=$(tail -n 1 <<<"$ANSWER")
+echo "HTTP $STATUS $(sed '$d' <<<"$ANSWER")"
+[ "$STATUS" = 200 ] || warn "ingest did not accept the webhook (HTTP $STATUS); see $LOGS/ingest.log"
+
+say "demo: the same curl without the token is refused"
+ANSWER=$(post_webhook "$TOKENLESS_URL")
+STATUS=$(tail -n 1 <<<"$ANSWER")
+echo "HTTP $STATUS $(sed '$d' <<<"$ANSWER")"
+[ "$STATUS" = 401 ] || warn "expected 401 without the token, got HTTP $STATUS"
 
 say "demo: fyle-sync has it (grpcurl → fyle-sync)"
 for _ in $(seq 1 50); do
@@ -182,6 +225,27 @@ echo "$OUT"
 say "demo: and in PostgreSQL"
 psql "$DATABASE_URL" -c "SELECT workspace_id, attribute_type, value, source_id, active FROM fyle_sync.expense_attributes WHERE workspace_id = $WORKSPACE"
 
+say "demo: QBO gets an Account (sandbox admin API → signed QBO webhook → ingest POST /webhooks/qbo)"
+LAST_QBO=$(psql "$DATABASE_URL" -tAq -c "SELECT coalesce(max(id), 0) FROM ingest.inbox WHERE source = 'qbo'")
+# No ':' allowed in QBO names; the time keeps the name unique across runs.
+ACCOUNT_NAME="Demo Travel $(date -u +%H%M%S)"
+ACCOUNT=$(curl -sS -X POST "$QBO_URL/_sandbox/qbo/realms/$QBO_REALM/Account" \
+  -H 'content-type: application/json' -d '{"Name": "'"$ACCOUNT_NAME"'", "AccountType": "Expense"}' || true)
+ACCOUNT_ID=$(sed -n 's/.*"Id":"\([^"]*\)".*/\1/p' <<<"$ACCOUNT")
+if [ -n "$ACCOUNT_ID" ]; then
+  echo "created Account $ACCOUNT_ID \"$ACCOUNT_NAME\" in realm $QBO_REALM"
+else
+  warn "the sandbox did not create the Account: $ACCOUNT"
+fi
+ARRIVED=0
+for _ in $(seq 1 50); do
+  ARRIVED=$(psql "$DATABASE_URL" -tAq -c "SELECT count(*) FROM ingest.inbox WHERE source = 'qbo' AND id > $LAST_QBO")
+  [ "$ARRIVED" -gt 0 ] && break
+  sleep 0.2
+done
+[ "$ARRIVED" -gt 0 ] || warn "no QBO webhook reached ingest within 10 s; see $LOGS/ingest.log and $QBO_URL/_sandbox/stats"
+psql "$DATABASE_URL" -c "SELECT source, workspace_id, action, resource, body->>'id' AS entity_id, disposition, received_at FROM ingest.inbox WHERE source = 'qbo' ORDER BY id DESC LIMIT 3"
+
 {
   echo
   echo "Running. Endpoints (helm/attrsync/services.json):"
@@ -190,10 +254,12 @@ psql "$DATABASE_URL" -c "SELECT workspace_id, attribute_type, value, source_id, 
     printf '  %-15s %-17s %s\n' "$name" "127.0.0.1:${GRPC_PORT[$name]}" "http://127.0.0.1:${HTTP_PORT[$name]}"
   done
   cat <<EOT
-  Fyle webhooks  POST $INGEST_HTTP/workspaces/{id}/fyle/exports/
+  Fyle webhooks  POST $INGEST_HTTP/workspaces/{id}/fyle/exports/?token=…   (the URL from:
+                 $GRPCURL -plaintext -d '{"workspace_id": $WORKSPACE}' $INGEST_GRPC attrsync.v1.IngestService/GetWebhookEndpoint)
+  QBO webhooks   POST $QBO_WEBHOOK_URL   (also /api/workspaces/qbo/webhook_callback/; intuit-signature)
   Fyle accounts  $FYLE_ACCOUNTS_URL   (POST /oauth/token, /oauth/cluster: tokens for org orNoatdUnm1w)
   Fyle data      $FYLE_URL   (/platform/v1/...; 10 requests/s per client)
-  QBO sandbox    $QBO_URL   (realm 9130357766900456; XML unless Accept: application/json)
+  QBO sandbox    $QBO_URL   (realm $QBO_REALM; XML unless Accept: application/json; webhooks → ingest)
                  curl -H 'Accept: application/json' $QBO_URL/_sandbox/stats
   Sandbox creds  first line of $LOGS/sandbox.log (Fyle clients, QBO app, realm refresh tokens)
   PostgreSQL     $DATABASE_URL   (durable profile)
