@@ -34,7 +34,10 @@ use std::{collections::HashMap, time::Duration};
 use attrsync_db::{DbError, Failure, Pool};
 use attrsync_proto::{
     Payload,
-    v1::{GetWorkspaceRequest, WorkspaceSnapshot, mapping_service_client::MappingServiceClient},
+    v1::{
+        GetWorkspaceRequest, ListWorkspacesRequest, WorkspaceSnapshot,
+        mapping_service_client::MappingServiceClient,
+    },
 };
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -273,7 +276,7 @@ impl WorkspaceDirectory {
                 .await
                 .map_err(DbError::from)
         };
-        match found.await {
+        match attrsync_db::with_deadline(self.query_timeout, found).await {
             Ok(Some(row)) => return Lookup::Found(row),
             Ok(None) => {}
             Err(e) => return Lookup::Unavailable(format!("projection: {e}")),
@@ -290,17 +293,66 @@ impl WorkspaceDirectory {
                 let Some(row) = ProjectedWorkspace::from_snapshot(response.get_ref()) else {
                     return Lookup::Unknown;
                 };
-                let remembered = async {
-                    let mut conn = self.pool.get().await.map_err(DbError::from)?;
-                    apply(&mut conn, &row).await.map_err(DbError::from)
-                };
-                if let Err(e) = attrsync_db::with_deadline(self.query_timeout, remembered).await {
-                    tracing::warn!(error = %e, "could not remember a workspace fetched from mapping");
-                }
+                self.remember(&row).await;
                 Lookup::Found(row)
             }
             Err(status) if status.code() == tonic::Code::NotFound => Lookup::Unknown,
             Err(status) => Lookup::Unavailable(format!("mapping: {}", status.code())),
+        }
+    }
+}
+
+impl WorkspaceDirectory {
+    /// The live workspaces connected to QBO company `realm_id`: the projection, else mapping
+    /// (remembered). Several workspaces may share a realm.
+    pub async fn lookup_realm(&self, realm_id: &str) -> Result<Vec<ProjectedWorkspace>, String> {
+        let found = async {
+            let mut conn = self.pool.get().await.map_err(DbError::from)?;
+            find_by_realm(&mut conn, realm_id)
+                .await
+                .map_err(DbError::from)
+        };
+        let found = attrsync_db::with_deadline(self.query_timeout, found)
+            .await
+            .map_err(|e| format!("projection: {e}"))?;
+        if !found.is_empty() {
+            return Ok(found);
+        }
+        let Some(mapping) = &self.mapping else {
+            return Ok(Vec::new());
+        };
+        let request = ListWorkspacesRequest {
+            qbo_realm_id: Some(realm_id.to_owned()),
+            page_size: 1000,
+            ..Default::default()
+        };
+        let response = mapping
+            .clone()
+            .list_workspaces(request)
+            .await
+            .map_err(|status| format!("mapping: {}", status.code()))?;
+        let rows: Vec<ProjectedWorkspace> = response
+            .get_ref()
+            .workspaces
+            .iter()
+            .filter_map(ProjectedWorkspace::from_snapshot)
+            .filter(|row| !row.deleted)
+            .collect();
+        for row in &rows {
+            self.remember(row).await;
+        }
+        Ok(rows)
+    }
+
+    /// Stores a workspace fetched from mapping in the projection (best effort: the snapshot
+    /// arrives through Kafka anyway).
+    async fn remember(&self, row: &ProjectedWorkspace) {
+        let remembered = async {
+            let mut conn = self.pool.get().await.map_err(DbError::from)?;
+            apply(&mut conn, row).await.map_err(DbError::from)
+        };
+        if let Err(e) = attrsync_db::with_deadline(self.query_timeout, remembered).await {
+            tracing::warn!(error = %e, "could not remember a workspace fetched from mapping");
         }
     }
 }

@@ -20,14 +20,8 @@ use std::sync::Arc;
 
 use actix_web::{HttpRequest, HttpResponse, http::header, web};
 use attrsync_db::Failure;
-use attrsync_kafka::{
-    envelope, topics,
-    workspaces::{self, ProjectedWorkspace},
-};
-use attrsync_proto::{
-    Payload, time,
-    v1::{ListWorkspacesRequest, QboEntityChange},
-};
+use attrsync_kafka::{envelope, topics, workspaces::ProjectedWorkspace};
+use attrsync_proto::{Payload, time, v1::QboEntityChange};
 
 use crate::{
     auth::Verified,
@@ -137,7 +131,14 @@ async fn receive(
     let events = qbo::parse(&verified)?;
     let mut received = Received::default();
     for event in &events {
-        let owners = realm_workspaces(state, &event.realm_id).await?;
+        let owners = state
+            .directory
+            .lookup_realm(&event.realm_id)
+            .await
+            .map_err(|reason| {
+                tracing::error!(reason, "realm lookup unavailable");
+                Rejection::Unavailable
+            })?;
         if owners.is_empty() {
             received.unknown_realms += 1;
             let proof = Verified::qbo(&verified, None);
@@ -250,59 +251,4 @@ async fn store_event(
         state.relay.wake();
     }
     Ok((stored, disposition))
-}
-
-/// The live workspaces of `realm_id`: the projection, else mapping (remembered).
-async fn realm_workspaces(
-    state: &AppState,
-    realm_id: &str,
-) -> Result<Vec<ProjectedWorkspace>, Rejection> {
-    let found = attrsync_db::with_deadline(state.query_timeout, async {
-        let mut conn = state.pool.get().await?;
-        workspaces::find_by_realm(&mut conn, realm_id)
-            .await
-            .map_err(attrsync_db::DbError::from)
-    })
-    .await
-    .map_err(|e| {
-        tracing::error!(error = %e, "realm lookup failed");
-        Rejection::Unavailable
-    })?;
-    if !found.is_empty() {
-        return Ok(found);
-    }
-    let request = ListWorkspacesRequest {
-        qbo_realm_id: Some(realm_id.to_owned()),
-        page_size: 1000,
-        ..Default::default()
-    };
-    let response = state
-        .mapping
-        .clone()
-        .list_workspaces(request)
-        .await
-        .map_err(|status| {
-            tracing::error!(%status, "mapping unavailable for a realm lookup");
-            Rejection::Unavailable
-        })?;
-    let rows: Vec<ProjectedWorkspace> = response
-        .get_ref()
-        .workspaces
-        .iter()
-        .filter_map(ProjectedWorkspace::from_snapshot)
-        .filter(|row| !row.deleted)
-        .collect();
-    for row in &rows {
-        let remembered = attrsync_db::with_deadline(state.query_timeout, async {
-            let mut conn = state.pool.get().await?;
-            workspaces::apply(&mut conn, row)
-                .await
-                .map_err(attrsync_db::DbError::from)
-        })
-        .await;
-        if let Err(e) = remembered {
-            tracing::warn!(error = %e, "could not remember a workspace fetched from mapping");
-        }
-    }
-    Ok(rows)
 }

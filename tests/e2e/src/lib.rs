@@ -135,7 +135,16 @@ impl TestStack {
         extra: Vec<(String, String)>,
         fyle_sync_extra: Vec<(String, String)>,
     ) -> anyhow::Result<Self> {
-        Self::start_inner(extra, fyle_sync_extra, None).await
+        Self::start_inner(extra, fyle_sync_extra, None, None).await
+    }
+
+    /// Starts the stack against the Kafka at `bootstrap` (e.g. a broker of the test's own)
+    /// instead of the shared one, with extra `INGEST__…` settings.
+    pub async fn start_with_kafka(
+        bootstrap: &str,
+        extra: Vec<(String, String)>,
+    ) -> anyhow::Result<Self> {
+        Self::start_inner(extra, Vec::new(), None, Some(bootstrap)).await
     }
 
     /// Starts the stack with ingest reaching PostgreSQL through `via` (e.g. a
@@ -144,14 +153,23 @@ impl TestStack {
         via: std::net::SocketAddr,
         extra: Vec<(String, String)>,
     ) -> anyhow::Result<Self> {
-        Self::start_inner(extra, Vec::new(), Some(via)).await
+        Self::start_inner(extra, Vec::new(), Some(via), None).await
     }
 
     async fn start_inner(
         extra: Vec<(String, String)>,
         fyle_sync_extra: Vec<(String, String)>,
         ingest_database_via: Option<std::net::SocketAddr>,
+        kafka: Option<&str>,
     ) -> anyhow::Result<Self> {
+        let service_env = |service: &str, url: &str, prefix: &str, mapping| {
+            let mut env = service_env(service, url, prefix, mapping);
+            if let Some(bootstrap) = kafka {
+                env.retain(|(name, _)| name != "KAFKA_BOOTSTRAP");
+                env.push(("KAFKA_BOOTSTRAP".into(), bootstrap.into()));
+            }
+            env
+        };
         attrsync_telemetry::init_for_tests();
         let database = TestDatabase::create(&admin_database_url(), &TEMPLATE).await?;
         let topic_prefix = format!("t{}.", ulid::Ulid::new().to_string().to_lowercase());
@@ -261,6 +279,35 @@ impl TestStack {
     /// The full name of a topic of this stack.
     pub fn topic<P>(&self, topic: attrsync_kafka::topics::Topic<P>) -> String {
         format!("{}{}", self.topic_prefix, topic.name())
+    }
+
+    /// Writes a `payload` for `workspace_id` straight onto `topic` of this stack, keyed by the
+    /// workspace, as any producer could — bypassing ingest's checks.
+    pub async fn publish_directly<P: attrsync_kafka::topics::TopicPayload>(
+        &self,
+        topic: attrsync_kafka::topics::Topic<P>,
+        workspace_id: i64,
+        payload: P,
+    ) -> anyhow::Result<()> {
+        let config = attrsync_config::KafkaConfig {
+            bootstrap: kafka_bootstrap(),
+            topic_prefix: self.topic_prefix.clone(),
+            group_id: format!("{}writer", self.topic_prefix),
+            partitions: 1,
+            replication_factor: 1,
+            max_attempts: 3,
+            retry_backoff: Duration::from_millis(10),
+        };
+        let envelope = attrsync_kafka::envelope::new(
+            workspace_id,
+            "test",
+            attrsync_proto::time::now(),
+            payload.into_payload(),
+        );
+        attrsync_kafka::Producer::new(&config)?
+            .publish(topic.name(), &envelope)
+            .await?;
+        Ok(())
     }
 
     /// The running fyle-sync (its consumers' progress, its health).

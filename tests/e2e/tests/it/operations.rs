@@ -4,11 +4,10 @@
 use std::time::{Duration, Instant};
 
 use attrsync_e2e::{TestStack, eventually, proxy::SilentProxy};
-use attrsync_kafka::{Producer, envelope, topics};
-use attrsync_proto::{Payload, time, v1::FyleAttributeWebhook};
+use attrsync_kafka::topics;
+use attrsync_proto::v1::FyleAttributeWebhook;
 use diesel::{QueryableByName, sql_types::BigInt};
 use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl as _};
-use prost::Message as _;
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -121,33 +120,16 @@ async fn a_consumer_waiting_on_an_unreachable_mapping_turns_the_service_not_read
     .unwrap();
     let fyle_sync = stack.fyle_sync_running().http_addr;
     assert_eq!(readyz(&stack, fyle_sync).await.0, 200);
-    let config = attrsync_config::KafkaConfig {
-        bootstrap: attrsync_e2e::kafka_bootstrap(),
-        topic_prefix: stack.topic_prefix.clone(),
-        group_id: "writer".into(),
-        partitions: 1,
-        replication_factor: 1,
-        max_attempts: 3,
-        retry_backoff: Duration::from_millis(10),
-    };
-    let message = envelope::new(
-        424_242,
-        "test",
-        time::now(),
-        Payload::FyleAttributeWebhook(FyleAttributeWebhook {
-            action: "CREATED".into(),
-            resource: "CATEGORY".into(),
-            data_json: json!({"id": 1, "org_id": "orX", "name": "Travel"}).to_string(),
-            ..Default::default()
-        }),
-    );
-    Producer::new(&config)
-        .unwrap()
-        .send_raw(
-            &stack.topic(topics::FYLE_ATTRIBUTE_WEBHOOKS),
-            Some("424242"),
-            &message.encode_to_vec(),
-            &[],
+    stack
+        .publish_directly(
+            topics::FYLE_ATTRIBUTE_WEBHOOKS,
+            424_242,
+            FyleAttributeWebhook {
+                action: "CREATED".into(),
+                resource: "CATEGORY".into(),
+                data_json: json!({"id": 1, "org_id": "orX", "name": "Travel"}).to_string(),
+                ..Default::default()
+            },
         )
         .await
         .unwrap();

@@ -4,16 +4,11 @@
 use std::time::Duration;
 
 use attrsync_e2e::{TestStack, eventually};
-use attrsync_kafka::{Producer, envelope, topics};
-use attrsync_proto::{
-    Payload, time,
-    v1::{
-        ExpenseAttribute, FyleAttributeWebhook, GetFyleSyncStatusRequest,
-        ListExpenseAttributesRequest,
-    },
+use attrsync_kafka::topics;
+use attrsync_proto::v1::{
+    ExpenseAttribute, FyleAttributeWebhook, GetFyleSyncStatusRequest, ListExpenseAttributesRequest,
 };
 use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl as _};
-use prost::Message as _;
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -288,33 +283,16 @@ async fn a_message_for_a_workspace_mapping_does_not_know_is_skipped_and_the_next
     let stack = TestStack::start().await.unwrap();
     let (workspace_id, org) = stack.create_workspace().await.unwrap();
     // Written straight to the topic (ingest would refuse it): a workspace nobody knows.
-    let config = attrsync_config::KafkaConfig {
-        bootstrap: attrsync_e2e::kafka_bootstrap(),
-        topic_prefix: stack.topic_prefix.clone(),
-        group_id: "writer".into(),
-        partitions: 1,
-        replication_factor: 1,
-        max_attempts: 3,
-        retry_backoff: Duration::from_millis(10),
-    };
-    let producer = Producer::new(&config).unwrap();
-    let stranger = envelope::new(
-        987_654_321,
-        "test",
-        time::now(),
-        Payload::FyleAttributeWebhook(FyleAttributeWebhook {
-            action: "CREATED".into(),
-            resource: "CATEGORY".into(),
-            data_json: json!({"id": 1, "org_id": "orX", "name": "Ghost"}).to_string(),
-            ..Default::default()
-        }),
-    );
-    producer
-        .send_raw(
-            &stack.topic(topics::FYLE_ATTRIBUTE_WEBHOOKS),
-            Some("987654321"),
-            &stranger.encode_to_vec(),
-            &[],
+    stack
+        .publish_directly(
+            topics::FYLE_ATTRIBUTE_WEBHOOKS,
+            987_654_321,
+            FyleAttributeWebhook {
+                action: "CREATED".into(),
+                resource: "CATEGORY".into(),
+                data_json: json!({"id": 1, "org_id": "orX", "name": "Ghost"}).to_string(),
+                ..Default::default()
+            },
         )
         .await
         .unwrap();
