@@ -136,6 +136,9 @@ impl FyleSyncService for FyleSyncApi {
         if let Some(source_id) = r.source_id {
             query = query.filter(ea::source_id.eq(source_id));
         }
+        if let Some(since) = r.updated_since.as_ref().and_then(time::from_proto) {
+            query = query.filter(ea::updated_at.ge(since));
+        }
         if let Some(fragment) = r.value_contains {
             let escaped = crate::apply::escape_like(&fragment);
             query = query.filter(ea::value.ilike(format!("%{escaped}%")));

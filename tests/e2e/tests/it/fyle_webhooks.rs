@@ -83,6 +83,27 @@ async fn a_category_webhook_travels_from_ingest_through_kafka_into_fyle_sync() {
     assert_eq!(stored.display_name, "Category");
     assert!(stored.active);
     assert_eq!(applied_count(&stack, workspace_id).await.unwrap(), 1);
+    // Consumers catching up ask for what changed since a time.
+    let since = |at: chrono::DateTime<chrono::Utc>| {
+        let fyle_sync = stack.fyle_sync.clone();
+        async move {
+            fyle_sync
+                .clone()
+                .list_expense_attributes(ListExpenseAttributesRequest {
+                    workspace_id,
+                    updated_since: Some(attrsync_proto::time::to_proto(at)),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .attributes
+                .len()
+        }
+    };
+    let now = chrono::Utc::now();
+    assert_eq!(since(now - chrono::Duration::minutes(5)).await, 1);
+    assert_eq!(since(now + chrono::Duration::minutes(5)).await, 0);
     stack.stop().await;
 }
 

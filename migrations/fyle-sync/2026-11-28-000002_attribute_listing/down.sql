@@ -1,0 +1,2 @@
+DROP INDEX expense_attributes_changed;
+DROP INDEX expense_attributes_listing;
