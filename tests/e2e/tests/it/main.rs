@@ -6,6 +6,7 @@ mod durability;
 mod fyle_webhooks;
 mod ingest_edge;
 mod kafka_consumer;
+mod kafka_outage;
 mod kafka_reader;
 mod operability;
 mod operations;
