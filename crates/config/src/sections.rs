@@ -148,6 +148,14 @@ pub struct KafkaConfig {
     pub max_attempts: u32,
     #[serde(default = "default_backoff", with = "humantime_serde")]
     pub retry_backoff: Duration,
+    /// The most messages of one partition handed to a handler at once (one transaction for
+    /// the idempotent handlers).
+    #[serde(default = "default_max_batch")]
+    pub max_batch: usize,
+}
+
+fn default_max_batch() -> usize {
+    200
 }
 
 fn default_partitions() -> i32 {
@@ -186,6 +194,12 @@ impl KafkaConfig {
         if self.replication_factor < 1 {
             return Err(ConfigError::invalid(
                 format!("{key}.replication_factor"),
+                "must be at least 1",
+            ));
+        }
+        if self.max_batch == 0 {
+            return Err(ConfigError::invalid(
+                format!("{key}.max_batch"),
                 "must be at least 1",
             ));
         }

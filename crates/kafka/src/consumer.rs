@@ -84,6 +84,41 @@ pub trait Handler: Send + Sync + 'static {
         &self,
         message: &Incoming<'_>,
     ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+
+    /// Applies consecutive messages of one partition, in order — in one transaction where the
+    /// handler can. Returns how many of the first messages are done and, if it stopped early,
+    /// the error of the next one. The default handles them one by one.
+    fn handle_batch(&self, messages: &[Incoming<'_>]) -> impl Future<Output = BatchOutcome> + Send {
+        handle_each(self, messages)
+    }
+}
+
+/// What [`Handler::handle_batch`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchOutcome {
+    /// The first `applied` messages are done (their effects committed).
+    pub applied: usize,
+    /// Why message number `applied` was not, if the batch stopped early.
+    pub error: Option<HandlerError>,
+}
+
+/// Handles `messages` one at a time, stopping at the first error.
+pub async fn handle_each<H: Handler + ?Sized>(
+    handler: &H,
+    messages: &[Incoming<'_>],
+) -> BatchOutcome {
+    for (applied, message) in messages.iter().enumerate() {
+        if let Err(error) = handler.handle(message).await {
+            return BatchOutcome {
+                applied,
+                error: Some(error),
+            };
+        }
+    }
+    BatchOutcome {
+        applied: messages.len(),
+        error: None,
+    }
 }
 
 /// What a running consumer has done; read by the service's health checks and by tests.
@@ -328,40 +363,26 @@ async fn consume<H: Handler>(
                 continue;
             }
         };
-        let key = (message.topic().to_owned(), message.partition());
-        if let Some(waiting) = held.get_mut(&key) {
-            // Fetched before the pause took effect: it waits behind the held message.
-            waiting.queue.push_back(message);
-            continue;
-        }
-        progress.started_work();
-        match worker.try_once(&message, 1, 0).await {
-            None => break,
-            Some(Step::Done { dead_lettered }) => {
-                store_offset(&consumer, &message);
-                progress.finished(dead_lettered, !held.is_empty());
+        // Whatever else is already fetched joins it (no waiting), up to `kafka.max_batch`.
+        let mut fetched = vec![message];
+        while fetched.len() < config.max_batch {
+            match tokio::time::timeout(Duration::ZERO, consumer.recv()).await {
+                Ok(Ok(more)) => fetched.push(more.detach()),
+                _ => break,
             }
-            Some(Step::Retry {
-                delay,
-                attempt,
-                unavailable,
-            }) => {
-                pause(&consumer, &key, true);
-                progress
-                    .waiting_on_dependency
-                    .store(unavailable > 0, Ordering::Relaxed);
-                held.insert(
-                    key,
-                    Held {
-                        queue: VecDeque::from([message]),
-                        attempt,
-                        unavailable,
-                        due: Instant::now() + delay,
-                    },
-                );
-                progress
-                    .held_partitions
-                    .store(held.len(), Ordering::Relaxed);
+        }
+        for (key, batch) in by_partition(fetched) {
+            if let Some(waiting) = held.get_mut(&key) {
+                // Fetched before the pause took effect: it waits behind the held message.
+                waiting.queue.extend(batch);
+                continue;
+            }
+            progress.started_work();
+            if !worker
+                .run_batch(&consumer, key, batch, &mut held, progress)
+                .await
+            {
+                break 'consume;
             }
         }
     }
@@ -430,6 +451,20 @@ fn store_offset(consumer: &StreamConsumer<RebalanceContext>, message: &OwnedMess
     }
 }
 
+/// Messages grouped by partition, each group in fetch order, groups in order of first
+/// appearance.
+fn by_partition(messages: Vec<OwnedMessage>) -> Vec<(PartitionKey, Vec<OwnedMessage>)> {
+    let mut groups: Vec<(PartitionKey, Vec<OwnedMessage>)> = Vec::new();
+    for message in messages {
+        let key = (message.topic().to_owned(), message.partition());
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, group)) => group.push(message),
+            None => groups.push((key, vec![message])),
+        }
+    }
+    groups
+}
+
 struct Worker<'a, H> {
     config: &'a KafkaConfig,
     handler: Arc<H>,
@@ -439,6 +474,117 @@ struct Worker<'a, H> {
 }
 
 impl<H: Handler> Worker<'_, H> {
+    /// Applies one partition's fetched messages in batches; on a message that must wait, holds
+    /// the partition (paused) with the rest queued. Returns false when shutdown was requested.
+    async fn run_batch(
+        &self,
+        consumer: &StreamConsumer<RebalanceContext>,
+        key: PartitionKey,
+        batch: Vec<OwnedMessage>,
+        held: &mut HashMap<PartitionKey, Held>,
+        progress: &ConsumerProgress,
+    ) -> bool {
+        let mut rest = VecDeque::from(batch);
+        while !rest.is_empty() {
+            let Some((done, failed)) = self.try_batch(rest.make_contiguous()).await else {
+                return false;
+            };
+            for _ in 0..done {
+                if let Some(message) = rest.pop_front() {
+                    store_offset(consumer, &message);
+                    progress.finished(false, !rest.is_empty() || !held.is_empty());
+                }
+            }
+            match failed {
+                None => {}
+                Some(Step::Done { dead_lettered }) => {
+                    if let Some(message) = rest.pop_front() {
+                        store_offset(consumer, &message);
+                        progress.finished(dead_lettered, !rest.is_empty() || !held.is_empty());
+                    }
+                }
+                Some(Step::Retry {
+                    delay,
+                    attempt,
+                    unavailable,
+                }) => {
+                    pause(consumer, &key, true);
+                    progress
+                        .waiting_on_dependency
+                        .store(unavailable > 0, Ordering::Relaxed);
+                    held.insert(
+                        key,
+                        Held {
+                            queue: rest,
+                            attempt,
+                            unavailable,
+                            due: Instant::now() + delay,
+                        },
+                    );
+                    progress
+                        .held_partitions
+                        .store(held.len(), Ordering::Relaxed);
+                    return true;
+                }
+            }
+        }
+        true
+    }
+
+    /// First tries of consecutive messages of one partition: the decodable prefix goes to
+    /// [`Handler::handle_batch`]. Returns how many are done and what became of the next one
+    /// (dead-lettered, or to be retried); `None` when shutdown interrupted it.
+    async fn try_batch(&self, messages: &[OwnedMessage]) -> Option<(usize, Option<Step>)> {
+        let mut incoming = Vec::with_capacity(messages.len());
+        for message in messages {
+            match message
+                .payload()
+                .filter(|p| !p.is_empty())
+                .map(envelope::decode)
+            {
+                Some(Ok(envelope)) => incoming.push(Incoming {
+                    topic: message.topic(),
+                    partition: message.partition(),
+                    offset: message.offset(),
+                    key: message.key().and_then(|k| std::str::from_utf8(k).ok()),
+                    envelope,
+                    attempt: 1,
+                }),
+                _ => break,
+            }
+        }
+        if incoming.is_empty() {
+            // The first message does not decode: the single-message path dead-letters it.
+            return Some((0, Some(self.try_once(&messages[0], 1, 0).await?)));
+        }
+        if incoming.len() == 1 {
+            let step = self.try_once(&messages[0], 1, 0).await?;
+            return Some(match step {
+                Step::Done {
+                    dead_lettered: false,
+                } => (1, None),
+                other => (0, Some(other)),
+            });
+        }
+        let span = tracing::info_span!(
+            "consume_batch",
+            topic = messages[0].topic(),
+            partition = messages[0].partition(),
+            first_offset = messages[0].offset(),
+            messages = incoming.len(),
+        );
+        continue_trace(&span, &messages[0], &incoming[0].envelope);
+        let outcome = self.handler.handle_batch(&incoming).instrument(span).await;
+        let done = outcome.applied.min(incoming.len());
+        if outcome.error.is_none() && done == incoming.len() {
+            return Some((done, None));
+        }
+        // The message after the applied prefix takes the single-message path (its error
+        // policy, its dead letter), starting from its first try.
+        let next = &messages[done];
+        Some((done, Some(self.try_once(next, 1, 0).await?)))
+    }
+
     /// Retries the held head of `key` and drains its queue while messages succeed; resumes the
     /// partition when the queue is empty. Returns false when shutdown was requested.
     async fn drain(

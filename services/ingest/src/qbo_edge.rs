@@ -10,7 +10,9 @@
 //!    one `qbo.entity-changes.v1` message per entity per workspace, deduplicated per workspace
 //!    by the CloudEvents `id` or (realm, entity, id, operation, lastUpdated). Webhook sync off
 //!    for the entity: recorded `SKIPPED`. A realm no workspace owns: recorded once `IGNORED`,
-//!    nothing published (#68);
+//!    nothing published (#68). Mapping is asked only when the projection knows no workspace
+//!    of the realm, so a workspace joins a shared realm's fan-out once ingest's projection
+//!    has it (milliseconds after mapping commits it); its first full sync covers before that;
 //! 3. 202 once everything is stored. Rows are stored one by one: a database failure half-way
 //!    answers 503, Intuit resends the batch and what was stored is recognised as duplicate.
 //!

@@ -289,6 +289,18 @@ impl TestStack {
         workspace_id: i64,
         payload: P,
     ) -> anyhow::Result<()> {
+        self.publish_all_directly(topic, workspace_id, vec![payload])
+            .await
+    }
+
+    /// Like [`TestStack::publish_directly`] for many payloads, sent at once through one
+    /// producer (in order), so they reach the broker together.
+    pub async fn publish_all_directly<P: attrsync_kafka::topics::TopicPayload>(
+        &self,
+        topic: attrsync_kafka::topics::Topic<P>,
+        workspace_id: i64,
+        payloads: Vec<P>,
+    ) -> anyhow::Result<()> {
         let config = attrsync_config::KafkaConfig {
             bootstrap: kafka_bootstrap(),
             topic_prefix: self.topic_prefix.clone(),
@@ -297,16 +309,26 @@ impl TestStack {
             replication_factor: 1,
             max_attempts: 3,
             retry_backoff: Duration::from_millis(10),
+            max_batch: 200,
         };
-        let envelope = attrsync_kafka::envelope::new(
-            workspace_id,
-            "test",
-            attrsync_proto::time::now(),
-            payload.into_payload(),
-        );
-        attrsync_kafka::Producer::new(&config)?
-            .publish(topic.name(), &envelope)
-            .await?;
+        let producer = attrsync_kafka::Producer::new(&config)?;
+        let envelopes: Vec<_> = payloads
+            .into_iter()
+            .map(|payload| {
+                attrsync_kafka::envelope::new(
+                    workspace_id,
+                    "test",
+                    attrsync_proto::time::now(),
+                    payload.into_payload(),
+                )
+            })
+            .collect();
+        let sends = envelopes
+            .iter()
+            .map(|envelope| producer.publish(topic.name(), envelope));
+        for sent in futures::future::join_all(sends).await {
+            sent?;
+        }
         Ok(())
     }
 

@@ -510,3 +510,67 @@ async fn a_message_kafka_can_never_take_is_set_aside_and_the_outbox_keeps_flowin
     assert!(metrics.contains(&series), "{series} not in /metrics");
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consecutive_webhooks_share_one_transaction_and_a_poison_one_is_dead_lettered_alone() {
+    use attrsync_db::diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl as _};
+    use attrsync_proto::v1::FyleAttributeWebhook;
+    use diesel::{QueryableByName, sql_types::BigInt};
+
+    let stack = TestStack::start().await.unwrap();
+    let (workspace_id, org) = stack.create_workspace().await.unwrap();
+    // Written straight onto the topic all at once (the producer sends them together), so
+    // the consumer finds them fetched together; message 25 cannot be understood.
+    let payloads = (0..50)
+        .map(|n| FyleAttributeWebhook {
+            action: "CREATED".into(),
+            resource: "CATEGORY".into(),
+            data_json: if n == 25 {
+                "{ not json".to_owned()
+            } else {
+                json!({"id": 1000 + n, "org_id": org, "name": "Batch",
+                       "sub_category": format!("N{n}"), "is_enabled": true,
+                       "updated_at": "2024-05-02T10:00:00+00:00"})
+                .to_string()
+            },
+            ..Default::default()
+        })
+        .collect();
+    stack
+        .publish_all_directly(topics::FYLE_ATTRIBUTE_WEBHOOKS, workspace_id, payloads)
+        .await
+        .unwrap();
+    let rows = eventually(WAIT, "49 categories", || async {
+        let rows = categories(&stack, workspace_id).await?;
+        Ok((rows.len() == 49).then_some(rows))
+    })
+    .await
+    .unwrap();
+    assert!(rows.iter().all(|r| r.source_id != "1025"));
+    let progress = stack
+        .fyle_sync_running()
+        .consumer(topics::FYLE_ATTRIBUTE_WEBHOOKS)
+        .unwrap();
+    assert_eq!(progress.dead_lettered(), 1, "only the poison message");
+
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    // now() is fixed within a transaction: fewer distinct stamps than messages means they
+    // were committed together.
+    let url = attrsync_db::url_with_schema(&stack.database.url, "fyle_sync").unwrap();
+    let mut conn = AsyncPgConnection::establish(&url).await.unwrap();
+    let transactions: Count =
+        diesel::sql_query("SELECT count(DISTINCT processed_at) AS n FROM processed_events")
+            .get_result(&mut conn)
+            .await
+            .unwrap();
+    assert!(
+        transactions.n < 25,
+        "50 messages took {} transactions",
+        transactions.n
+    );
+    stack.stop().await;
+}

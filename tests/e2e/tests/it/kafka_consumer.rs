@@ -42,6 +42,7 @@ fn config() -> KafkaConfig {
         replication_factor: 1,
         max_attempts: 3,
         retry_backoff: Duration::from_millis(10),
+        max_batch: 200,
     }
 }
 
