@@ -9,6 +9,12 @@
 //! second, synchronously when partitions are revoked in a rebalance, and at shutdown; what a
 //! crash loses is at most re-applied, never skipped.
 //!
+//! **Batches.** What is already fetched when a message arrives (up to `kafka.max_batch`) is
+//! grouped by partition and handed to [`Handler::handle_batch`] in order; the idempotent
+//! handlers commit such a group in one transaction. Offsets are stored for exactly the
+//! messages the handler reports done; the first one it could not apply takes the
+//! single-message path below.
+//!
 //! **A message that must wait holds only its partition.** When a handler asks for a retry, the
 //! message's partition is paused (`rd_kafka_pause_partitions`) and the message is held, with
 //! anything of that partition that was already fetched queued behind it; the loop keeps
