@@ -10,9 +10,13 @@
 //! - [`migrate`]: runs a service's embedded migrations into its schema, serialised across
 //!   replicas by an advisory lock.
 //! - [`outbox`]: the transactional outbox every producing service uses.
+//! - [`lease`]: one holder at a time per name across replicas, expiring with a crashed holder.
+//! - [`shared_rate`]: a token bucket every replica obeys together (a partner API's limit).
 //! - [`testing`]: a database per test, cloned from a migrated template.
 
+pub mod lease;
 pub mod outbox;
+pub mod shared_rate;
 pub mod testing;
 
 use std::time::Duration;

@@ -36,7 +36,13 @@ impl std::fmt::Debug for Template {
 
 impl Template {
     fn database_name(&self) -> String {
-        let mut versions = String::new();
+        // The platform migrations run into every schema too, so they are part of the name.
+        let mut versions = String::from("platform:");
+        for m in MigrationSource::<diesel::pg::Pg>::migrations(&crate::PLATFORM_MIGRATIONS)
+            .unwrap_or_default()
+        {
+            versions.push_str(&m.name().to_string());
+        }
         for (schema, migrations) in self.schemas {
             versions.push_str(schema);
             let list: Vec<_> =

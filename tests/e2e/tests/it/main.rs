@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod coordination;
 mod durability;
 mod fyle_webhooks;
 mod ingest_edge;

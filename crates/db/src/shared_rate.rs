@@ -1,0 +1,65 @@
+//! A rate limit that every replica obeys together: a token bucket in PostgreSQL
+//! (`rate_buckets`, a platform table).
+//!
+//! [`reserve`] takes one token in a single statement: the bucket is refilled for the time since
+//! its last use (at `rate` per second, up to `burst`) and one token is taken — the balance may
+//! go negative, which reserves a later slot: the caller waits `-balance / rate` seconds before
+//! making its call. So N replicas calling at once are spaced exactly as one caller would be,
+//! with one round trip each and no lock held while waiting.
+//!
+//! Failure policy: with the database unreachable the caller gets the error and must not call
+//! (fail closed: exceeding a partner's limit gets the integration blocked).
+
+use std::time::Duration;
+
+use diesel::sql_types::{Double, Text};
+use diesel_async::RunQueryDsl;
+
+use crate::{DbError, Pool};
+
+#[derive(diesel::QueryableByName)]
+struct Balance {
+    #[diesel(sql_type = Double)]
+    tokens: f64,
+}
+
+/// Takes a token from the bucket `key` (`rate` per second, at most `burst` saved up) and
+/// returns how long to wait before using it.
+pub async fn reserve(pool: &Pool, key: &str, rate: f64, burst: f64) -> Result<Duration, DbError> {
+    let mut conn = pool.get().await?;
+    let balance: Balance = diesel::sql_query(
+        "INSERT INTO rate_buckets AS b (key, tokens, refreshed_at) VALUES ($1, $3 - 1, now()) \
+         ON CONFLICT (key) DO UPDATE SET \
+             tokens = LEAST($3, b.tokens + EXTRACT(EPOCH FROM now() - b.refreshed_at) * $2) - 1, \
+             refreshed_at = now() \
+         RETURNING tokens",
+    )
+    .bind::<Text, _>(key)
+    .bind::<Double, _>(rate)
+    .bind::<Double, _>(burst)
+    .get_result(&mut conn)
+    .await?;
+    Ok(wait_for(balance.tokens, rate))
+}
+
+/// How long a caller whose reservation left `balance` tokens waits (pure).
+pub fn wait_for(balance: f64, rate: f64) -> Duration {
+    if balance >= 0.0 || rate <= 0.0 {
+        Duration::ZERO
+    } else {
+        Duration::from_secs_f64(-balance / rate)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_negative_balance_is_the_wait_for_the_reserved_slot() {
+        assert_eq!(wait_for(3.0, 10.0), Duration::ZERO);
+        assert_eq!(wait_for(0.0, 10.0), Duration::ZERO);
+        assert_eq!(wait_for(-1.0, 10.0), Duration::from_millis(100));
+        assert_eq!(wait_for(-5.0, 10.0), Duration::from_millis(500));
+    }
+}

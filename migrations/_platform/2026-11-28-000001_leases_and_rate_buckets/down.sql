@@ -1,0 +1,2 @@
+DROP TABLE IF EXISTS rate_buckets;
+DROP TABLE IF EXISTS leases;
