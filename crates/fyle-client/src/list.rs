@@ -21,7 +21,9 @@
 //!      stamp), the tie is drained with `updated_at=eq.T&id=gt.i&order=id.asc`, then the pass
 //!      continues past it with `updated_at=gt.T`;
 //!    - the pass ends with the first page that is not full (or whose `count` shows nothing
-//!      beyond it).
+//!      beyond it) — that is, once it has caught up with the writers: rows written ahead of the
+//!      cursor are read too, so a collection written faster than the pass reads (about 2,000
+//!      rows/s at Fyle's 10 requests/second) would keep it going.
 //! 3. The result is deduplicated by id (the later read wins) and rows of another org dropped.
 //!    [`Listing::watermark`] is `H` (or the newest stamp of a one-page head); the next
 //!    incremental pass asks for `updated_at=gte.(watermark − overlap)`.
