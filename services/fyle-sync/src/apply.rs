@@ -165,7 +165,7 @@ impl Webhook<'_> {
 /// Records `version` for the object unless a version that supersedes it is stored; returns
 /// whether this event may be applied. Newer wins; with equal times a delete wins, and an
 /// update repeats harmlessly over an update.
-async fn claim_version(
+pub(crate) async fn claim_version(
     conn: &mut AsyncPgConnection,
     workspace_id: i64,
     object_key: &str,
@@ -207,23 +207,54 @@ async fn apply_action(
         return Ok(EventOutcome::Ignored("resource carries no attribute"));
     }
     let id = event.object_id()?;
-    let object_key = format!("{}:{id}", event.resource.as_str());
     let version = event.version();
-    if !claim_version(conn, event.workspace_id, &object_key, version, deleted).await? {
-        return Ok(EventOutcome::Ignored("stale: a newer version is stored"));
-    }
     if deleted {
-        return deactivate_deleted(conn, event, &id, version).await;
+        let object_key = object_key(&event.resource, &id);
+        if !claim_version(conn, event.workspace_id, &object_key, version, true).await? {
+            return Ok(EventOutcome::Ignored("stale: a newer version is stored"));
+        }
+        return deactivate_deleted(conn, event.workspace_id, &event.resource, &id, version).await;
     }
     let derived = derive::derive(&event.resource, event.data).map_err(|e| poison(e.to_string()))?;
+    apply_live(
+        conn,
+        event.workspace_id,
+        &event.resource,
+        &id,
+        derived,
+        version,
+    )
+    .await
+}
+
+/// `<RESOURCE>:<id>`, the key of a Fyle object in `source_versions`.
+pub(crate) fn object_key(resource: &FyleResource, id: &str) -> String {
+    format!("{}:{id}", resource.as_str())
+}
+
+/// Applies a live (not deleted) Fyle object at `version` — a webhook's `data` or a pulled row,
+/// already derived by [`derive::derive`]: the version is claimed first, so an object older than
+/// what is stored (a pull's copy of a row a webhook has since changed) changes nothing.
+pub(crate) async fn apply_live(
+    conn: &mut AsyncPgConnection,
+    workspace_id: i64,
+    resource: &FyleResource,
+    id: &str,
+    derived: Derived,
+    version: DateTime<Utc>,
+) -> Result<EventOutcome, ApplyError> {
+    let object_key = object_key(resource, id);
+    if !claim_version(conn, workspace_id, &object_key, version, false).await? {
+        return Ok(EventOutcome::Ignored("stale: a newer version is stored"));
+    }
     match derived {
         Derived::Attribute(mut attribute) => {
             attribute.source_updated_at = Some(version);
-            upsert(conn, event.workspace_id, &attribute).await
+            upsert(conn, workspace_id, &attribute).await
         }
         Derived::SelectField(mut field) => {
             field.source_updated_at = Some(version);
-            apply_select_field(conn, event.workspace_id, &field).await
+            apply_select_field(conn, workspace_id, &field).await
         }
         Derived::Skipped(reason) => Ok(EventOutcome::Ignored(match reason {
             derive::SkipReason::InviteNotAccepted => "employee has not accepted the invite",
@@ -450,17 +481,19 @@ fn option_change(
 }
 
 /// DELETED: the attribute (or, for an expense field, every option of it) becomes inactive.
-async fn deactivate_deleted(
+/// The caller has claimed the delete's version.
+pub(crate) async fn deactivate_deleted(
     conn: &mut AsyncPgConnection,
-    event: &Webhook<'_>,
+    workspace_id: i64,
+    resource: &FyleResource,
     id: &str,
     version: DateTime<Utc>,
 ) -> Result<EventOutcome, ApplyError> {
     // Rows already inactive need nothing: the delete's version is recorded either way.
     let active_rows = ea::table
-        .filter(ea::workspace_id.eq(event.workspace_id))
+        .filter(ea::workspace_id.eq(workspace_id))
         .filter(ea::active.eq(true));
-    let rows: Vec<StoredRow> = match (&event.resource, event.resource.fixed_attribute_type()) {
+    let rows: Vec<StoredRow> = match (resource, resource.fixed_attribute_type()) {
         (_, Some(attribute_type)) => {
             active_rows
                 .filter(ea::attribute_type.eq(attribute_type.as_str().to_owned()))

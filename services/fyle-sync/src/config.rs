@@ -1,6 +1,8 @@
 //! fyle-sync's configuration (see `config/defaults.toml` for every key and its default).
 
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
+
+use attrsync_core::sealed::Keyring;
 
 use attrsync_config::{
     ConfigError, DatabaseConfig, GrpcConfig, HealthConfig, HttpConfig, KafkaConfig,
@@ -23,6 +25,70 @@ pub struct Config {
     #[serde(default)]
     pub retention: RetentionConfig,
     pub versions: VersionsConfig,
+    pub fyle: FyleConfig,
+    pub pulls: PullsConfig,
+    pub secrets: SecretsConfig,
+}
+
+/// The Fyle app fyle-sync connects as (reference §1.1): its OAuth client on the accounts host.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FyleConfig {
+    /// Fyle's accounts host (`POST /oauth/token`, `POST /oauth/cluster`).
+    pub accounts_url: String,
+    pub client_id: String,
+    pub client_secret: String,
+    /// Data-host requests per second per org, shared by every replica (Fyle allows 10).
+    pub requests_per_second: f64,
+}
+
+impl std::fmt::Debug for FyleConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FyleConfig")
+            .field("accounts_url", &self.accounts_url)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .field("requests_per_second", &self.requests_per_second)
+            .finish()
+    }
+}
+
+/// Pulls (`SyncDimensions`): see `pull`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PullsConfig {
+    /// A resource pulled more recently than this is not pulled again unless forced (the
+    /// incumbent's 24-hour rule).
+    #[serde(with = "humantime_serde")]
+    pub min_interval: Duration,
+    /// How long a replica's lease on one workspace × resource lasts without renewal.
+    #[serde(with = "humantime_serde")]
+    pub lease_ttl: Duration,
+}
+
+/// Keys that seal refresh tokens at rest (AES-256-GCM): `keys` maps a key id to 32 bytes of
+/// base64; new tokens are sealed with `active_key`, old ones open with the key they name.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsConfig {
+    pub active_key: String,
+    pub keys: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for SecretsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretsConfig")
+            .field("active_key", &self.active_key)
+            .field("keys", &self.keys.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl SecretsConfig {
+    pub fn keyring(&self) -> Result<Keyring, ConfigError> {
+        Keyring::new(&self.active_key, &self.keys)
+            .map_err(|e| ConfigError::invalid("secrets", e.to_string()))
+    }
 }
 
 /// How event versions are read (see `apply`).
@@ -36,7 +102,23 @@ pub struct VersionsConfig {
 
 impl Validate for Config {
     fn validate(&self) -> Result<(), ConfigError> {
-        self.platform().validate()
+        self.platform().validate()?;
+        self.secrets.keyring()?;
+        url::Url::parse(&self.fyle.accounts_url)
+            .map_err(|e| ConfigError::invalid("fyle.accounts_url", e.to_string()))?;
+        if !(self.fyle.requests_per_second.is_finite() && self.fyle.requests_per_second > 0.0) {
+            return Err(ConfigError::invalid(
+                "fyle.requests_per_second",
+                "must be a positive number",
+            ));
+        }
+        if self.pulls.lease_ttl < Duration::from_secs(3) {
+            return Err(ConfigError::invalid(
+                "pulls.lease_ttl",
+                "must be at least 3s (it is renewed every third of it)",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -57,5 +139,7 @@ mod tests {
     fn embedded_defaults_are_valid() {
         let config = Config::from_env_pairs(vec![]).expect("defaults are valid");
         assert_eq!(config.database.schema, "fyle_sync");
+        assert_eq!(config.pulls.min_interval, Duration::from_secs(24 * 3600));
+        assert!(!format!("{:?}", config.fyle).contains(&config.fyle.client_secret));
     }
 }

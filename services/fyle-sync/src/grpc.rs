@@ -1,8 +1,10 @@
 //! The `FyleSyncService` gRPC API.
 //!
-//! Reads are served from fyle-sync's own tables. Pull-based methods (ConnectFyle,
-//! SyncDimensions, GetAccessToken) belong to the polling part of the design and answer
-//! `UNIMPLEMENTED` until it is built.
+//! Reads are served from fyle-sync's own tables; `ConnectFyle` and `GetAccessToken` are
+//! [`crate::connection`], `SyncDimensions` is [`crate::pull`]. Every failure maps to one status
+//! in [`status`]: bad input `INVALID_ARGUMENT`, unknown workspace `NOT_FOUND`, a connection that
+//! is missing, broken or of another org `FAILED_PRECONDITION`, Fyle or the database down
+//! `UNAVAILABLE`. No status carries a secret or database text.
 
 use attrsync_db::{DbError, Pool};
 use attrsync_proto::{
@@ -20,13 +22,33 @@ use diesel_async::RunQueryDsl;
 use serde_json::Value;
 use tonic::{Request, Response, Status};
 
-use crate::schema::{
-    expense_attributes as ea, fyle_sync_state as state, webhook_event_counts as counts,
+use crate::{
+    connection::{FyleAccess, FyleError},
+    pull::{self, Puller},
+    schema::{expense_attributes as ea, fyle_sync_state as state, webhook_event_counts as counts},
 };
 
 #[derive(Clone)]
 pub(crate) struct FyleSyncApi {
     pub(crate) pool: Pool,
+    pub(crate) fyle: FyleAccess,
+    pub(crate) puller: Puller,
+}
+
+/// The one place a [`FyleError`] becomes a gRPC status.
+fn status(e: FyleError) -> Status {
+    match e {
+        FyleError::UnknownWorkspace(_) => Status::not_found(e.to_string()),
+        FyleError::NotConnected(_) | FyleError::Broken(..) | FyleError::OrgMismatch { .. } => {
+            Status::failed_precondition(e.to_string())
+        }
+        FyleError::CredentialsRefused(_) | FyleError::InvalidArgument(_) => {
+            Status::invalid_argument(e.to_string())
+        }
+        FyleError::Unavailable(_) => Status::unavailable(e.to_string()),
+        FyleError::Rejected(_) => Status::internal(e.to_string()),
+        FyleError::Db(e) => unavailable(e),
+    }
 }
 
 impl std::fmt::Debug for FyleSyncApi {
@@ -39,12 +61,6 @@ fn unavailable(e: impl Into<DbError>) -> Status {
     let e = e.into();
     tracing::error!(error = %e, "database error");
     Status::unavailable("database unavailable; retry")
-}
-
-fn later(what: &str) -> Status {
-    Status::unimplemented(format!(
-        "{what} is not built yet (see the project's open issues)"
-    ))
 }
 
 #[derive(Queryable, Selectable)]
@@ -99,16 +115,42 @@ struct StateRow {
 impl FyleSyncService for FyleSyncApi {
     async fn connect_fyle(
         &self,
-        _request: Request<ConnectFyleRequest>,
+        request: Request<ConnectFyleRequest>,
     ) -> Result<Response<ConnectFyleResponse>, Status> {
-        Err(later("ConnectFyle"))
+        let r = request.into_inner();
+        if r.authorization_code.is_some() {
+            return Err(Status::unimplemented(
+                "ConnectFyle takes a refresh_token; authorization codes are not exchanged yet",
+            ));
+        }
+        let token = r.refresh_token.unwrap_or_default();
+        let (org_id, cluster_domain) = self
+            .fyle
+            .connect(r.workspace_id, &token)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(ConnectFyleResponse {
+            org_id,
+            cluster_domain,
+        }))
     }
 
     async fn sync_dimensions(
         &self,
-        _request: Request<SyncFyleDimensionsRequest>,
+        request: Request<SyncFyleDimensionsRequest>,
     ) -> Result<Response<SyncFyleDimensionsResponse>, Status> {
-        Err(later("SyncDimensions"))
+        let r = request.into_inner();
+        let resources = pull::requested(&r.attribute_types).map_err(Status::invalid_argument)?;
+        let report = self
+            .puller
+            .sync(r.workspace_id, r.force, &resources)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(SyncFyleDimensionsResponse {
+            pulled: report.resources.iter().any(|p| p.outcome == "PULLED"),
+            attributes_changed: report.resources.iter().map(|p| p.changed).sum(),
+            resources: report.resources,
+        }))
     }
 
     async fn list_expense_attributes(
@@ -178,6 +220,8 @@ impl FyleSyncService for FyleSyncApi {
             .load(&mut conn)
             .await
             .map_err(unavailable)?;
+        drop(conn);
+        let connection = self.fyle.stored(workspace_id).await.map_err(status)?;
         let (applied, ignored, last_event_at) = counted.unwrap_or((0, 0, None));
         Ok(Response::new(FyleSyncStatus {
             workspace_id,
@@ -197,13 +241,30 @@ impl FyleSyncService for FyleSyncApi {
                     missed_webhooks: u64::try_from(s.missed_webhooks).unwrap_or(0),
                 })
                 .collect(),
+            fyle_connection: connection
+                .as_ref()
+                .map_or_else(|| "NOT_CONNECTED".to_owned(), |c| c.status.clone()),
+            fyle_connection_reason: connection
+                .as_ref()
+                .and_then(|c| c.status_reason.clone())
+                .unwrap_or_default(),
+            fyle_connection_changed_at: connection.as_ref().map(|c| time::to_proto(c.status_at)),
         }))
     }
 
     async fn get_access_token(
         &self,
-        _request: Request<GetAccessTokenRequest>,
+        request: Request<GetAccessTokenRequest>,
     ) -> Result<Response<AccessToken>, Status> {
-        Err(later("GetAccessToken"))
+        let grant = self
+            .fyle
+            .access_token(request.get_ref().workspace_id)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(AccessToken {
+            access_token: grant.access_token,
+            cluster_domain: grant.cluster_domain,
+            expires_at: Some(time::to_proto(grant.expires_at)),
+        }))
     }
 }

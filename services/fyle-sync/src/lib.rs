@@ -5,13 +5,18 @@
 //! attribute webhooks relayed by ingest (`fyle.attribute-webhooks.v1`, see [`apply`]), serves
 //! the stored attributes over gRPC, and publishes what changed to `sync.expense-attributes.v1`
 //! through its outbox. Start-up, the workspace projection, idempotence, health and retention
-//! come from the platform skeleton ([`attrsync_runtime::service`]). Pulls, reconciliation and
-//! webhook-health tracking arrive with the polling issue; their tables are already here.
+//! come from the platform skeleton ([`attrsync_runtime::service`]). Its Fyle connection
+//! (`ConnectFyle`, `GetAccessToken`, sealed refresh tokens, the broken state) is [`connection`];
+//! full pulls (`SyncDimensions`), applied through the same derivation and version rule as
+//! webhooks, are [`pull`]. Incremental pulls, reconciliation and webhook-health tracking are
+//! still to come; their state columns are already here.
 
 pub mod apply;
 pub mod config;
+mod connection;
 mod grpc;
 pub mod plan;
+pub mod pull;
 mod schema;
 
 use attrsync_kafka::topics;
@@ -43,8 +48,23 @@ impl Service for FyleSync {
         let webhooks = apply::AttributeWebhooks {
             max_clock_skew: context.config.versions.max_clock_skew,
         };
+        let fyle = connection::FyleAccess::new(
+            context.pool.clone(),
+            context.config.secrets.keyring()?,
+            context.config.fyle.clone(),
+            context.directory.clone(),
+        )?;
+        let puller = pull::Puller::new(
+            fyle.clone(),
+            context.config.kafka.clone(),
+            context.relay.clone(),
+            context.config.pulls.clone(),
+            context.config.versions.max_clock_skew,
+        );
         let api = grpc::FyleSyncApi {
             pool: context.pool.clone(),
+            fyle,
+            puller,
         };
         Ok(Declaration::new(context)?
             .consume(topics::FYLE_ATTRIBUTE_WEBHOOKS, webhooks)

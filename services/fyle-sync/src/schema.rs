@@ -47,3 +47,18 @@ diesel::table! {
         processed_at -> Timestamptz,
     }
 }
+
+diesel::table! {
+    fyle_connections (workspace_id) {
+        workspace_id -> BigInt,
+        org_id -> Text,
+        cluster_domain -> Text,
+        key_id -> Text,
+        nonce -> Bytea,
+        ciphertext -> Bytea,
+        status -> Text,
+        status_reason -> Nullable<Text>,
+        connected_at -> Timestamptz,
+        status_at -> Timestamptz,
+    }
+}

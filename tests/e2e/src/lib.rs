@@ -235,6 +235,24 @@ impl TestStack {
         self.create_workspace_with_realm(None).await
     }
 
+    /// A workspace for the given Fyle org (e.g. a sandbox org, so the workspace can connect to it).
+    pub async fn create_workspace_for_org(&self, org: &str) -> anyhow::Result<i64> {
+        let snapshot: WorkspaceSnapshot = self
+            .mapping
+            .clone()
+            .create_workspace(CreateWorkspaceRequest {
+                name: format!("Workspace of {org}"),
+                fyle_org_id: org.to_owned(),
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        snapshot
+            .workspace
+            .map(|w| w.id)
+            .ok_or_else(|| anyhow::anyhow!("snapshot without workspace"))
+    }
+
     /// A workspace for a fresh, unique Fyle org, connected to QBO company `realm`.
     pub async fn create_workspace_with_realm(
         &self,

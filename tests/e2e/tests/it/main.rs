@@ -4,6 +4,8 @@
 
 mod coordination;
 mod durability;
+mod fyle_connection;
+mod fyle_pulls;
 mod fyle_webhooks;
 mod ingest_edge;
 mod kafka_consumer;

@@ -1,0 +1,1 @@
+DROP TABLE fyle_connections;
