@@ -64,6 +64,9 @@ pub struct PullsConfig {
     /// How long a replica's lease on one workspace × resource lasts without renewal.
     #[serde(with = "humantime_serde")]
     pub lease_ttl: Duration,
+    /// An incremental pull re-reads this far behind its watermark.
+    #[serde(with = "humantime_serde")]
+    pub incremental_overlap: Duration,
 }
 
 /// Keys that seal refresh tokens at rest (AES-256-GCM): `keys` maps a key id to 32 bytes of

@@ -143,11 +143,14 @@ impl FyleSyncService for FyleSyncApi {
         let resources = pull::requested(&r.attribute_types).map_err(Status::invalid_argument)?;
         let report = self
             .puller
-            .sync(r.workspace_id, r.force, &resources)
+            .sync(r.workspace_id, r.force, r.incremental, &resources)
             .await
             .map_err(status)?;
         Ok(Response::new(SyncFyleDimensionsResponse {
-            pulled: report.resources.iter().any(|p| p.outcome == "PULLED"),
+            pulled: report
+                .resources
+                .iter()
+                .any(|p| p.outcome.starts_with("PULLED")),
             attributes_changed: report.resources.iter().map(|p| p.changed).sum(),
             resources: report.resources,
         }))

@@ -27,6 +27,13 @@
 //!    deactivates nothing: a partial listing is never mistaken for a complete one.
 //! 6. `fyle_sync_state` records the watermark and `last_full_sync_at`.
 //!
+//! **Incremental pulls** (`incremental` in the request) list only rows changed since the stored
+//! watermark less `pulls.incremental_overlap` (`updated_at=gte.…`, issue #27: the overlap absorbs
+//! stamps committed out of order), apply them by the same rules and advance the watermark and
+//! `last_incremental_sync_at`. They detect no deletions (absence from a partial listing proves
+//! nothing) and are not subject to the 24-hour rule; a resource without a watermark gets a full
+//! pass instead.
+//!
 //! Failure policy: credentials Fyle refuses mark the connection broken (see
 //! [`crate::connection`]) and stop the pull; transient failures fail the call (`UNAVAILABLE`),
 //! leaving what earlier transactions applied — every write is an idempotent, versioned upsert,
@@ -172,6 +179,9 @@ impl std::fmt::Debug for Puller {
     }
 }
 
+/// A resource's state row: its name, last full pull and watermark.
+type LastSync = (String, Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
 /// What a whole `SyncDimensions` did.
 #[derive(Debug, Default)]
 pub(crate) struct SyncReport {
@@ -226,16 +236,23 @@ impl Puller {
         &self,
         workspace_id: i64,
         force: bool,
+        incremental: bool,
         resources: &[FyleResource],
     ) -> Result<SyncReport, FyleError> {
-        let last = self.last_full_syncs(workspace_id).await?;
+        let last = self.last_syncs(workspace_id).await?;
         let now = Utc::now();
         let mut report = SyncReport::default();
         let mut client: Option<FyleClient> = None;
         for resource in resources {
             let name = resource.as_str().to_owned();
-            let last_pull = last.iter().find(|(t, _)| *t == name).and_then(|(_, l)| *l);
-            if pulled_recently(last_pull, now, self.config.min_interval, force) {
+            let (last_pull, watermark) = last
+                .iter()
+                .find(|(t, ..)| *t == name)
+                .map_or((None, None), |(_, l, w)| (*l, *w));
+            // An incremental pull needs a watermark (a resource never pulled gets a full pass)
+            // and is not subject to the 24-hour rule: it costs one call when nothing changed.
+            let since = watermark.filter(|_| incremental);
+            if since.is_none() && pulled_recently(last_pull, now, self.config.min_interval, force) {
                 report.resources.push(ResourcePull {
                     resource: name,
                     outcome: "SKIPPED_RECENT".into(),
@@ -247,21 +264,23 @@ impl Puller {
                 Some(c) => c,
                 None => client.insert(self.fyle.client(workspace_id).await?),
             };
-            report
-                .resources
-                .push(self.pull_resource(client, workspace_id, resource).await?);
+            report.resources.push(
+                self.pull_resource(client, workspace_id, resource, since)
+                    .await?,
+            );
         }
         Ok(report)
     }
 
-    async fn last_full_syncs(
-        &self,
-        workspace_id: i64,
-    ) -> Result<Vec<(String, Option<DateTime<Utc>>)>, FyleError> {
+    async fn last_syncs(&self, workspace_id: i64) -> Result<Vec<LastSync>, FyleError> {
         let mut conn = self.pool.get().await.map_err(DbError::from)?;
         Ok(state::table
             .filter(state::workspace_id.eq(workspace_id))
-            .select((state::attribute_type, state::last_full_sync_at))
+            .select((
+                state::attribute_type,
+                state::last_full_sync_at,
+                state::watermark,
+            ))
             .load(&mut conn)
             .await?)
     }
@@ -271,6 +290,7 @@ impl Puller {
         client: &FyleClient,
         workspace_id: i64,
         resource: &FyleResource,
+        since: Option<DateTime<Utc>>,
     ) -> Result<ResourcePull, FyleError> {
         let name = format!("fyle-pull:{workspace_id}:{}", resource.as_str());
         let Some(held) =
@@ -284,7 +304,9 @@ impl Puller {
             });
         };
         let renewer = self.renew_while_running(held.clone());
-        let result = self.pass(client, workspace_id, resource, &held).await;
+        let result = self
+            .pass(client, workspace_id, resource, &held, since)
+            .await;
         renewer.abort();
         if let Err(e) = lease::release(&self.pool, &held).await {
             tracing::warn!(error = %e, lease = %held.name, "could not release a pull lease; it expires");
@@ -325,16 +347,35 @@ impl Puller {
         workspace_id: i64,
         resource: &FyleResource,
         held: &Lease,
+        since: Option<DateTime<Utc>>,
     ) -> Result<ResourcePull, PullFailure> {
         let path = collection(resource).unwrap_or_default();
         let started = Utc::now();
-        let listing = match client.list_all(path, &Filters::new()).await {
+        let listed = match since {
+            None => client.list_all(path, &Filters::new()).await,
+            Some(watermark) => {
+                client
+                    .list_changed_since(
+                        path,
+                        &Filters::new(),
+                        Some(watermark),
+                        self.config.incremental_overlap,
+                    )
+                    .await
+            }
+        };
+        let listing = match listed {
             Ok(l) => l,
             Err(e) => return Err(PullFailure::Fyle(self.fyle.failed(workspace_id, &e).await)),
         };
         let mut report = ResourcePull {
             resource: resource.as_str().to_owned(),
-            outcome: "PULLED".into(),
+            outcome: if since.is_some() {
+                "PULLED_INCREMENTAL"
+            } else {
+                "PULLED"
+            }
+            .into(),
             rows: u32::try_from(listing.rows.len()).unwrap_or(u32::MAX),
             ..Default::default()
         };
@@ -367,6 +408,25 @@ impl Puller {
         let (deleted, changed) = conn
             .transaction::<_, PullFailure, _>(async |conn| {
                 self.check_lease(conn, held).await?;
+                if since.is_some() {
+                    // Not a complete listing: nothing can be concluded from absence.
+                    diesel::insert_into(state::table)
+                        .values((
+                            state::workspace_id.eq(workspace_id),
+                            state::attribute_type.eq(resource.as_str()),
+                            state::watermark.eq(listing.watermark),
+                            state::last_incremental_sync_at.eq(diesel::dsl::now),
+                        ))
+                        .on_conflict((state::workspace_id, state::attribute_type))
+                        .do_update()
+                        .set((
+                            state::watermark.eq(listing.watermark),
+                            state::last_incremental_sync_at.eq(diesel::dsl::now),
+                        ))
+                        .execute(conn)
+                        .await?;
+                    return Ok((0, 0));
+                }
                 let (deleted, changes) = self
                     .detect_deletions(conn, workspace_id, resource, &returned, cutoff)
                     .await?;
@@ -399,7 +459,8 @@ impl Puller {
             changed = report.changed,
             deleted = report.deleted,
             pages = listing.pages,
-            "full pull applied"
+            incremental = since.is_some(),
+            "pull applied"
         );
         Ok(report)
     }

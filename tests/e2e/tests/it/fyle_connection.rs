@@ -231,6 +231,7 @@ async fn revoked_credentials_mark_the_connection_broken_until_it_is_reconnected(
                     workspace_id,
                     force,
                     attribute_types: vec!["CATEGORY".into()],
+                    incremental: false,
                 })
                 .await
         }

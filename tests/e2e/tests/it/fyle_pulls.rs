@@ -1,6 +1,7 @@
 //! Full pulls (SyncDimensions) against the Fyle sandbox in process: the pull path and the
 //! webhook path store identical rows, a full pass deactivates what Fyle deleted, the 24-hour
-//! rule, and a webhook applied while a pull runs is not overwritten by the pull's older copy.
+//! rule, a webhook applied while a pull runs is not overwritten by the pull's older copy, and
+//! an incremental pull reads only what changed since the watermark.
 
 use std::time::Duration;
 
@@ -30,6 +31,7 @@ async fn sync(
             workspace_id,
             force,
             attribute_types: types.iter().map(|t| (*t).to_owned()).collect(),
+            incremental: false,
         })
         .await
         .unwrap()
@@ -220,6 +222,7 @@ async fn a_webhook_applied_while_a_pull_runs_is_not_overwritten_by_the_pull() {
                     workspace_id,
                     force: true,
                     attribute_types: vec!["CATEGORY".into()],
+                    incremental: false,
                 })
                 .await
         })
@@ -249,6 +252,66 @@ async fn a_webhook_applied_while_a_pull_runs_is_not_overwritten_by_the_pull() {
         "the pull's older copy did not overwrite the webhook"
     );
     assert!(rows.len() > 1, "the pull applied the other categories");
+    stack.stop().await;
+    sb.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incremental_pull_reads_only_rows_changed_since_the_watermark() {
+    let sb = demo_sandbox().await;
+    let stack = stack_for(&sb).await;
+    let workspace_id = connected_workspace(&stack, &sb).await;
+    let incremental = |stack: &TestStack| {
+        let mut client = stack.fyle_sync.clone();
+        async move {
+            client
+                .sync_dimensions(SyncFyleDimensionsRequest {
+                    workspace_id,
+                    force: false,
+                    attribute_types: vec!["CATEGORY".into()],
+                    incremental: true,
+                })
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    // Never pulled: the incremental request gets a full pass.
+    let first = incremental(&stack).await;
+    assert_eq!(first.resources[0].outcome, "PULLED");
+    let all = first.resources[0].rows;
+    assert!(all >= 2);
+
+    sb.fyle()
+        .rename(DEMO_ORG_ID, "categories", "22330021", "Airfare")
+        .unwrap();
+    // Within 24 hours of the full pull, and still pulled: only the renamed row is read.
+    let second = incremental(&stack).await;
+    assert_eq!(second.resources[0].outcome, "PULLED_INCREMENTAL");
+    assert_eq!(second.resources[0].rows, 1, "only the changed row");
+    assert_eq!(second.attributes_changed, 1);
+    let rows = categories(&stack, workspace_id).await;
+    let renamed = rows.iter().find(|a| a.source_id == "22330021").unwrap();
+    assert!(renamed.value.starts_with("Airfare"), "{}", renamed.value);
+    assert!(
+        rows.iter().all(|a| a.active),
+        "no deletions from a partial listing"
+    );
+
+    let status = stack
+        .fyle_sync
+        .clone()
+        .get_sync_status(attrsync_proto::v1::GetFyleSyncStatusRequest { workspace_id })
+        .await
+        .unwrap()
+        .into_inner();
+    let category = status
+        .resources
+        .iter()
+        .find(|r| r.attribute_type == "CATEGORY")
+        .unwrap();
+    assert!(category.last_full_sync_at.is_some() && category.last_incremental_sync_at.is_some());
+    assert!(category.watermark.is_some());
     stack.stop().await;
     sb.stop().await;
 }
