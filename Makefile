@@ -7,7 +7,7 @@
 SHELL := /bin/bash
 STACK := bash deploy/stack.sh
 
-.PHONY: run test lint unit stack-up stack-down stack-status bench build
+.PHONY: run test lint unit stack-up stack-down stack-status bench bench-ingest build
 
 run:
 	bash deploy/run.sh
@@ -23,9 +23,13 @@ test:
 	cargo clippy --workspace --all-targets -- -D warnings
 	eval "$$($(STACK) env)" && cargo test --workspace
 
-# deploy/bench.sh starts the stack itself, in the durable profile.
+# deploy/bench.sh starts the stack itself, in the durable profile. `make bench` runs every
+# benchmark (ingest's included); `make bench-ingest` only ingest's (docs/benchmarks.md).
 bench:
 	bash deploy/bench.sh
+
+bench-ingest:
+	bash deploy/bench.sh ingest
 
 stack-up:
 	@STACK_PG_PROFILE=durable $(STACK) up >/dev/null
