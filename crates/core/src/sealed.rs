@@ -106,7 +106,10 @@ impl Keyring {
             return Err(SealError::DoesNotOpen(sealed.key_id.clone()));
         }
         cipher
-            .decrypt(Nonce::from_slice(&sealed.nonce), sealed.ciphertext.as_slice())
+            .decrypt(
+                Nonce::from_slice(&sealed.nonce),
+                sealed.ciphertext.as_slice(),
+            )
             .map_err(|_| SealError::DoesNotOpen(sealed.key_id.clone()))
     }
 }
