@@ -25,7 +25,7 @@ use attrsync_config::DatabaseConfig;
 use diesel::{migration::MigrationSource, pg::Pg, sql_query, sql_types::BigInt};
 use diesel_async::{
     AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, RunQueryDsl,
-    pooled_connection::{AsyncDieselConnectionManager, deadpool},
+    pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod, deadpool},
 };
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
@@ -223,7 +223,15 @@ pub async fn connect(config: &DatabaseConfig) -> Result<Pool> {
         ensure_schema(&config.url, &config.schema),
     )
     .await?;
-    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(pool_url(config)?);
+    // No `SELECT 1` on every checkout (diesel-async's default): a connection the server closed
+    // is known closed (`is_broken`) and dropped, and one that fails mid-use fails that call
+    // with a retryable error. The round trip saved is one of the few a webhook costs.
+    let mut manager_config = ManagerConfig::default();
+    manager_config.recycling_method = RecyclingMethod::Fast;
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
+        pool_url(config)?,
+        manager_config,
+    );
     deadpool::Pool::builder(manager)
         .max_size(config.pool_size)
         .runtime(::deadpool::Runtime::Tokio1)

@@ -47,6 +47,9 @@ pub struct LimitsConfig {
     pub max_in_flight: usize,
     #[serde(with = "humantime_serde")]
     pub unknown_workspace_ttl: Duration,
+    /// How long a workspace's projection row and credentials are reused from memory.
+    #[serde(with = "humantime_serde")]
+    pub auth_cache_ttl: Duration,
 }
 
 /// QBO webhooks: the app's verifier tokens (Intuit's developer portal). Several may be listed

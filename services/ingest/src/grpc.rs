@@ -93,6 +93,7 @@ impl IngestService for IngestApi {
         )
         .await
         .map_err(unavailable)?;
+        self.state.auth_cache.forget(request.workspace_id);
         tracing::info!(
             workspace_id = request.workspace_id,
             mode = mode.as_str(),
@@ -123,6 +124,7 @@ impl IngestService for IngestApi {
         .ok_or_else(|| {
             Status::failed_precondition("org_check_only mode has no secret to rotate")
         })?;
+        self.state.auth_cache.forget(request.workspace_id);
         tracing::info!(
             workspace_id = request.workspace_id,
             "webhook secret rotated"
@@ -144,6 +146,8 @@ impl IngestService for IngestApi {
         )
         .await
         .map_err(unavailable)?;
+        // A token created just now must be accepted at once.
+        self.state.auth_cache.forget(workspace_id);
         let mut url = format!(
             "{}/workspaces/{workspace_id}/fyle/exports/",
             self.state.public_url

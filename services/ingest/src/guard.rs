@@ -9,6 +9,13 @@
 //! - **Unknown workspaces** (`limits.unknown_workspace_ttl`): an id neither the projection nor
 //!   mapping knows is remembered as unknown briefly, so repeated guesses cost no lookup.
 //!
+//! - **What a workspace accepts** ([`AuthCache`], `limits.auth_cache_ttl`): the workspace's
+//!   projection row and opened credentials are kept in memory briefly, so a busy workspace's
+//!   deliveries cost no lookups. A change made through this replica (`SetAuthMode`,
+//!   `RotateWebhookSecret`) drops the entry at once; other replicas see it within the TTL —
+//!   harmless for a rotation (the old secret stays valid for the overlap), and a mode change
+//!   takes effect everywhere within the TTL.
+//!
 //! The per-workspace token bucket lives in [`crate::http`] and is charged only after a
 //! delivery authenticated, so strangers cannot spend a workspace's budget.
 
@@ -24,7 +31,9 @@ use actix_web::HttpRequest;
 use governor::{DefaultKeyedRateLimiter, Quota, clock::Clock};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::{config::LimitsConfig, fyle::Rejection};
+use attrsync_kafka::workspaces::ProjectedWorkspace;
+
+use crate::{auth::Credentials, config::LimitsConfig, fyle::Rejection};
 
 /// The limits shared by every request of the edge.
 pub struct Guard {
@@ -106,6 +115,62 @@ impl Guard {
     }
 }
 
+/// Recently loaded workspace facts and credentials (see the module doc).
+pub struct AuthCache {
+    entries: Mutex<HashMap<i64, (Instant, ProjectedWorkspace, Credentials)>>,
+    ttl: Duration,
+}
+
+impl std::fmt::Debug for AuthCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthCache")
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuthCache {
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            entries: Mutex::default(),
+            ttl,
+        }
+    }
+
+    pub fn get(&self, workspace_id: i64) -> Option<(ProjectedWorkspace, Credentials)> {
+        let entries = self.entries.lock().ok()?;
+        let (at, workspace, credentials) = entries.get(&workspace_id)?;
+        (at.elapsed() < self.ttl).then(|| (workspace.clone(), credentials.clone()))
+    }
+
+    pub fn put(&self, workspace_id: i64, workspace: ProjectedWorkspace, credentials: Credentials) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= MAX_UNKNOWN {
+                let ttl = self.ttl;
+                entries.retain(|_, (at, ..)| at.elapsed() < ttl);
+            }
+            entries.insert(workspace_id, (Instant::now(), workspace, credentials));
+        }
+    }
+
+    /// Forgets a workspace whose credentials just changed here.
+    pub fn forget(&self, workspace_id: i64) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.remove(&workspace_id);
+        }
+    }
+
+    pub fn prune(&self) {
+        let ttl = self.ttl;
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.retain(|_, (at, ..)| at.elapsed() < ttl);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use actix_web::test::TestRequest;
@@ -118,6 +183,7 @@ mod tests {
             per_ip_burst: per_ip,
             max_in_flight: in_flight,
             unknown_workspace_ttl: Duration::from_secs(60),
+            auth_cache_ttl: Duration::from_secs(2),
         }
     }
 

@@ -63,6 +63,7 @@ pub struct AppState {
     /// QBO webhook verifier tokens (several during a rotation).
     pub(crate) qbo_verifier_tokens: Vec<String>,
     pub(crate) guard: crate::guard::Guard,
+    pub(crate) auth_cache: crate::guard::AuthCache,
 }
 
 impl std::fmt::Debug for AppState {
@@ -167,25 +168,40 @@ async fn receive(
     let workspace_id: i64 = workspace
         .parse()
         .map_err(|_| unauthenticated("not a workspace id"))?;
-    let projected = match state.directory.lookup(workspace_id).await {
-        Lookup::Found(row) if !row.deleted => row,
-        Lookup::Found(_) | Lookup::Unknown => return Err(unauthenticated("unknown workspace")),
-        Lookup::Unavailable(reason) => {
-            tracing::error!(reason, "workspace lookup unavailable");
-            return Err(Rejection::Unavailable);
+    if state.guard.known_unknown(workspace_id) {
+        return Err(unauthenticated("unknown workspace"));
+    }
+    let (projected, credentials) = match state.auth_cache.get(workspace_id) {
+        Some(cached) => cached,
+        None => {
+            let projected = match state.directory.lookup(workspace_id).await {
+                Lookup::Found(row) if !row.deleted => row,
+                Lookup::Found(_) | Lookup::Unknown => {
+                    state.guard.remember_unknown(workspace_id);
+                    return Err(unauthenticated("unknown workspace"));
+                }
+                Lookup::Unavailable(reason) => {
+                    tracing::error!(reason, "workspace lookup unavailable");
+                    return Err(Rejection::Unavailable);
+                }
+            };
+            let credentials = attrsync_db::with_deadline(
+                state.query_timeout,
+                credentials::load(
+                    &state.pool,
+                    &state.keyring,
+                    state.default_mode,
+                    workspace_id,
+                ),
+            )
+            .await
+            .map_err(unavailable)?;
+            state
+                .auth_cache
+                .put(workspace_id, projected.clone(), credentials.clone());
+            (projected, credentials)
         }
     };
-    let credentials = attrsync_db::with_deadline(
-        state.query_timeout,
-        credentials::load(
-            &state.pool,
-            &state.keyring,
-            state.default_mode,
-            workspace_id,
-        ),
-    )
-    .await
-    .map_err(unavailable)?;
     let query = url::form_urlencoded::parse(request.query_string().as_bytes())
         .find(|(k, _)| k == "token")
         .map(|(_, v)| v.into_owned());

@@ -73,6 +73,7 @@ impl Service for Ingest {
             public_url: config.webhooks.public_url.trim_end_matches('/').to_owned(),
             qbo_verifier_tokens: config.qbo.verifier_tokens.clone(),
             guard: guard::Guard::new(&config.limits),
+            auth_cache: guard::AuthCache::new(config.limits.auth_cache_ttl),
         });
         let routes_state = actix_web::web::Data::new(state.clone());
         Ok(Declaration::new(context)?
@@ -113,6 +114,7 @@ async fn prune_limiter(state: Arc<http::AppState>, shutdown: CancellationToken) 
             () = tokio::time::sleep(Duration::from_secs(60)) => {
                 state.limiter.retain_recent();
                 state.guard.prune();
+                state.auth_cache.prune();
             }
         }
     }
