@@ -1,7 +1,8 @@
 //! ingest's tables: the inbox (and, through the platform, the outbox and the projection).
 //!
-//! A webhook is accepted by one transaction that inserts it into `inbox` (its dedupe key is
-//! unique) and, when it is to be relayed, its envelope into `outbox`. The HTTP answer is sent
+//! A webhook is accepted by one atomic write that inserts it into `inbox` (its dedupe key is
+//! unique) and, when it is to be relayed, its envelope into `outbox` — for a versioned body a
+//! single statement (one round trip), for an unversioned one a transaction. The HTTP answer is sent
 //! only after that commit, so an answered webhook is never lost: with Kafka down it waits in
 //! the outbox; answered twice (a retry) it is recognised by its key and relayed once. An
 //! unversioned body's key is windowed (see [`crate::fyle::DedupeKey`]): under a transaction
@@ -19,7 +20,10 @@ use attrsync_db::{
     outbox::{self, NewOutboxMessage},
 };
 use attrsync_kafka::workspaces::workspace_projection;
-use diesel::{prelude::*, sql_types::BigInt};
+use diesel::{
+    prelude::*,
+    sql_types::{BigInt, Bool, Bytea, Jsonb, Nullable, Text},
+};
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use serde_json::Value;
 
@@ -78,6 +82,13 @@ pub async fn accept(
     delivery: &NewDelivery<'_>,
     deadline: Duration,
 ) -> Result<Stored, DbError> {
+    if let DedupeKey::Always(key) = delivery.dedupe_key {
+        return attrsync_db::with_deadline(
+            deadline,
+            accept_versioned(pool, verified, delivery, key),
+        )
+        .await;
+    }
     let store = async {
         let mut conn = pool.get().await?;
         conn.transaction::<_, DbError, _>(async |conn| {
@@ -117,6 +128,69 @@ pub async fn accept(
         .await
     };
     attrsync_db::with_deadline(deadline, store).await
+}
+
+#[derive(diesel::QueryableByName)]
+struct DeliveryId {
+    #[diesel(sql_type = Text)]
+    delivery_id: String,
+}
+
+/// A versioned delivery (the common case) in one statement — inbox row and outbox row together,
+/// atomic as one statement is, one round trip — and, only for a repeat, a second one counting it.
+async fn accept_versioned(
+    pool: &Pool,
+    verified: &Verified,
+    delivery: &NewDelivery<'_>,
+    key: &str,
+) -> Result<Stored, DbError> {
+    let mut conn = pool.get().await?;
+    let publish = delivery.publish.as_ref();
+    let first: Option<DeliveryId> = diesel::sql_query(
+        "WITH first AS ( \
+             INSERT INTO inbox (delivery_id, dedupe_key, source, workspace_id, action, resource, \
+                                disposition, topic, body) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             ON CONFLICT (dedupe_key) DO NOTHING \
+             RETURNING delivery_id \
+         ), relayed AS ( \
+             INSERT INTO outbox (topic, message_key, payload, headers) \
+             SELECT $10, $11, $12, $13 FROM first WHERE $14 \
+         ) \
+         SELECT delivery_id FROM first",
+    )
+    .bind::<Text, _>(delivery.delivery_id)
+    .bind::<Text, _>(key)
+    .bind::<Text, _>(verified.source())
+    .bind::<Nullable<BigInt>, _>(verified.workspace_id())
+    .bind::<Text, _>(delivery.action)
+    .bind::<Nullable<Text>, _>(delivery.resource)
+    .bind::<Text, _>(delivery.disposition.as_str())
+    .bind::<Nullable<Text>, _>(publish.map(|m| m.topic.as_str()))
+    .bind::<Jsonb, _>(delivery.body)
+    .bind::<Text, _>(publish.map_or("", |m| m.topic.as_str()))
+    .bind::<Nullable<Text>, _>(publish.and_then(|m| m.message_key.as_deref()))
+    .bind::<Bytea, _>(publish.map_or(&[][..], |m| m.payload.as_slice()))
+    .bind::<Jsonb, _>(publish.map_or(&Value::Null, |m| &m.headers))
+    .bind::<Bool, _>(publish.is_some())
+    .get_result(&mut conn)
+    .await
+    .optional()?;
+    if let Some(first) = first {
+        return Ok(Stored::New {
+            delivery_id: first.delivery_id,
+        });
+    }
+    let repeat: DeliveryId = diesel::sql_query(
+        "UPDATE inbox SET duplicates = duplicates + 1 WHERE dedupe_key = $1 \
+         RETURNING delivery_id",
+    )
+    .bind::<Text, _>(key)
+    .get_result(&mut conn)
+    .await?;
+    Ok(Stored::Duplicate {
+        delivery_id: repeat.delivery_id,
+    })
 }
 
 /// The first delivery of the same unversioned body in bucket `bucket` or the one before,
