@@ -18,7 +18,7 @@ use std::path::PathBuf;
 
 pub use sections::{
     DatabaseConfig, GrpcConfig, HealthConfig, HttpConfig, KafkaConfig, LogFormat,
-    MappingClientConfig, Platform, RetentionConfig, TelemetryConfig,
+    MappingClientConfig, Platform, RetentionConfig, SecretsConfig, TelemetryConfig,
 };
 use serde::de::DeserializeOwned;
 

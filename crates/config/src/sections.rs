@@ -384,3 +384,30 @@ fn parse_addr(value: &str, key: &str) -> Result<SocketAddr, ConfigError> {
         )
     })
 }
+
+/// Keys that seal secrets at rest (AES-256-GCM, [`attrsync_core::sealed`]): `keys` maps a key id
+/// to 32 bytes of base64; new secrets are sealed with `active_key`, old ones open with the key
+/// they name, so keys rotate by adding one. `Debug` shows key ids only.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsConfig {
+    pub active_key: String,
+    pub keys: std::collections::BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for SecretsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretsConfig")
+            .field("active_key", &self.active_key)
+            .field("keys", &self.keys.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl SecretsConfig {
+    /// The keyring, or an error naming the `secrets` section.
+    pub fn keyring(&self) -> Result<attrsync_core::sealed::Keyring, ConfigError> {
+        attrsync_core::sealed::Keyring::new(&self.active_key, &self.keys)
+            .map_err(|e| ConfigError::invalid("secrets", e.to_string()))
+    }
+}

@@ -1,13 +1,11 @@
 //! ingest's configuration (see `config/defaults.toml` for every key and its default).
 
-use std::{collections::BTreeMap, time::Duration};
-
-use attrsync_core::sealed::Keyring;
+use std::time::Duration;
 
 use attrsync_config::{
     ConfigError, DatabaseConfig, GrpcConfig, HealthConfig, HttpConfig, KafkaConfig,
-    MappingClientConfig, Platform, RetentionConfig, ServiceConfig, TelemetryConfig, Validate,
-    platform_sections,
+    MappingClientConfig, Platform, RetentionConfig, SecretsConfig, ServiceConfig, TelemetryConfig,
+    Validate, platform_sections,
 };
 use serde::Deserialize;
 
@@ -92,31 +90,6 @@ impl WebhooksConfig {
                 "must be url_token, hmac or org_check_only",
             )
         })
-    }
-}
-
-/// Keys that seal secrets at rest (AES-256-GCM): `keys` maps a key id to 32 bytes of base64;
-/// new secrets are sealed with `active_key`, old ones open with the key they name.
-#[derive(Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SecretsConfig {
-    pub active_key: String,
-    pub keys: BTreeMap<String, String>,
-}
-
-impl std::fmt::Debug for SecretsConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SecretsConfig")
-            .field("active_key", &self.active_key)
-            .field("keys", &self.keys.keys().collect::<Vec<_>>())
-            .finish()
-    }
-}
-
-impl SecretsConfig {
-    pub fn keyring(&self) -> Result<Keyring, ConfigError> {
-        Keyring::new(&self.active_key, &self.keys)
-            .map_err(|e| ConfigError::invalid("secrets", e.to_string()))
     }
 }
 
