@@ -6,6 +6,7 @@
 //! nothing behind that another test could see.
 
 pub mod proxy;
+pub mod scratch;
 
 use attrsync_config::ServiceConfig as _;
 use std::time::Duration;

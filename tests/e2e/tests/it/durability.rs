@@ -9,16 +9,17 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    net::TcpListener,
-    path::PathBuf,
-    process::Output,
     sync::Arc,
     time::Duration,
 };
 
 use attrsync_config::ServiceConfig as _;
 use attrsync_db::diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl as _};
-use attrsync_e2e::{eventually, kafka_bootstrap, service_env};
+use attrsync_e2e::{
+    eventually, kafka_bootstrap,
+    scratch::{ScratchStack, free_port},
+    service_env,
+};
 use attrsync_proto::v1::{
     CreateWorkspaceRequest, GetWebhookEndpointRequest, ingest_service_client::IngestServiceClient,
     mapping_service_client::MappingServiceClient,
@@ -41,85 +42,38 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// have come `REQUEST_TIMEOUT` later.
 const LOAD_BUDGET: Duration = Duration::from_secs(40);
 
-const STACK_SH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/stack.sh");
-
-/// A PostgreSQL cluster of this test's own, managed by `deploy/stack.sh`.
-#[derive(Clone)]
+/// A PostgreSQL cluster of this test's own, in the durable profile, through `deploy/stack.sh`.
 struct Cluster {
-    dir: PathBuf,
+    stack: ScratchStack,
     port: u16,
-    /// A port nothing listens on, so the stack's Kafka address differs from
-    /// `KAFKA_BOOTSTRAP` and stack.sh leaves Kafka alone.
-    kafka_port: u16,
 }
 
 impl Cluster {
+    fn new() -> Self {
+        let port = free_port(&[]);
+        // A port nothing listens on, so the stack's Kafka address differs from
+        // `KAFKA_BOOTSTRAP` and stack.sh leaves Kafka alone.
+        let kafka_port = free_port(&[port]);
+        let env = vec![
+            ("STACK_PG_PORT".to_owned(), port.to_string()),
+            ("STACK_PG_PROFILE".to_owned(), "durable".to_owned()),
+            ("STACK_KAFKA_PORT".to_owned(), kafka_port.to_string()),
+            ("KAFKA_BOOTSTRAP".to_owned(), kafka_bootstrap()),
+        ];
+        // `make test` exports the shared stack's URL; set, stack.sh would use it instead.
+        Self {
+            stack: ScratchStack::new("durability", env, &["DATABASE_URL"]),
+            port,
+        }
+    }
+
     fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
-    fn command(&self, args: &[&str]) -> std::process::Command {
-        let mut command = std::process::Command::new("bash");
-        command
-            .arg(STACK_SH)
-            .args(args)
-            .env("STACK_DIR", &self.dir)
-            .env("STACK_PG_PORT", self.port.to_string())
-            .env("STACK_PG_PROFILE", "durable")
-            .env("STACK_KAFKA_PORT", self.kafka_port.to_string())
-            .env("KAFKA_BOOTSTRAP", kafka_bootstrap())
-            // `make test` exports the shared stack's URL; set, stack.sh would use it instead.
-            .env_remove("DATABASE_URL")
-            .stdin(std::process::Stdio::null());
-        command
-    }
-
-    /// Runs `stack.sh <args>` without blocking the runtime; fails with its stderr.
     async fn run(&self, args: &[&str]) -> anyhow::Result<()> {
-        let output = tokio::process::Command::from(self.command(args))
-            .output()
-            .await?;
-        checked(args, &output)
+        self.stack.run(args).await
     }
-}
-
-fn checked(args: &[&str], output: &Output) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        output.status.success(),
-        "deploy/stack.sh {} failed ({}):\n{}",
-        args.join(" "),
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Ok(())
-}
-
-/// Stops the cluster (`stack.sh down`) and removes its directory when dropped, also when the
-/// test fails.
-struct ClusterGuard(Cluster);
-
-impl Drop for ClusterGuard {
-    fn drop(&mut self) {
-        match self.0.command(&["down"]).output() {
-            Ok(output) => {
-                if let Err(e) = checked(&["down"], &output) {
-                    eprintln!("{e}");
-                }
-            }
-            Err(e) => eprintln!("deploy/stack.sh down could not run: {e}"),
-        }
-        let _ = std::fs::remove_dir_all(&self.0.dir);
-    }
-}
-
-/// A free local port outside the kernel's ephemeral range (which the tests' own outgoing
-/// connections draw from).
-fn free_port(except: u16) -> u16 {
-    let seed = ulid::Ulid::new().random();
-    (0..2_000u128)
-        .map(|i| 20_000 + ((seed + i * 7_919) % 10_000) as u16)
-        .find(|&port| port != except && TcpListener::bind(("127.0.0.1", port)).is_ok())
-        .expect("a free port between 20000 and 30000")
 }
 
 /// The outcome of one webhook: its category id, the HTTP status (0: no answer) and, when
@@ -184,17 +138,8 @@ struct InboxRow {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_webhooks_survive_an_immediate_postgres_stop_and_restart_under_load() {
     attrsync_telemetry::init_for_tests();
-    let port = free_port(0);
-    let cluster = Cluster {
-        dir: std::env::temp_dir().join(format!(
-            "attrsync-durability-{}",
-            ulid::Ulid::new().to_string().to_lowercase()
-        )),
-        port,
-        kafka_port: free_port(port),
-    };
-    std::fs::create_dir_all(&cluster.dir).unwrap();
-    let _guard = ClusterGuard(cluster.clone());
+    let cluster = Arc::new(Cluster::new());
+    std::fs::create_dir_all(&cluster.stack.dir).unwrap();
     cluster.run(&["up"]).await.unwrap();
 
     let mut conn = AsyncPgConnection::establish(&cluster.url()).await.unwrap();

@@ -9,15 +9,17 @@
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
-    net::{TcpListener, TcpStream},
+    net::TcpStream,
     path::PathBuf,
-    process::Output,
     sync::Arc,
     time::Duration,
 };
 
 use attrsync_db::diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl as _};
-use attrsync_e2e::{TestStack, admin_database_url, eventually, kafka_bootstrap};
+use attrsync_e2e::{
+    TestStack, admin_database_url, eventually, kafka_bootstrap,
+    scratch::{ScratchStack, free_port},
+};
 use attrsync_kafka::topics;
 use diesel::{QueryableByName, sql_types::BigInt};
 use rdkafka::{
@@ -26,8 +28,6 @@ use rdkafka::{
 };
 use serde_json::{Value, json};
 use tokio::{sync::Semaphore, task::JoinSet, time::Instant};
-
-const STACK_SH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/stack.sh");
 
 /// Outage test: `WORKSPACES` workspaces, `PER_WORKSPACE` webhooks each, posted one workspace
 /// after the other's answer (so each workspace's posting order is defined) and the workspaces
@@ -44,31 +44,35 @@ const READ: Duration = Duration::from_secs(30);
 /// send that waits for the broker to return. Bounded by this.
 const RELAY_GIVES_UP: Duration = Duration::from_secs(50);
 
-/// A Kafka broker of this test's own, managed by `deploy/stack.sh`.
-#[derive(Clone)]
+/// A Kafka broker of this test's own, through `deploy/stack.sh`.
 struct Broker {
-    dir: PathBuf,
+    stack: ScratchStack,
     port: u16,
-    controller_port: u16,
-    /// A port nothing listens on, so the shared stack's `DATABASE_URL` differs from this
-    /// stack's own PostgreSQL address and stack.sh neither starts, reuses nor re-profiles a
-    /// PostgreSQL.
-    pg_port: u16,
 }
 
 impl Broker {
     fn new() -> Self {
         let port = free_port(&[]);
         let controller_port = free_port(&[port]);
+        // A port nothing listens on, so the shared stack's `DATABASE_URL` differs from this
+        // stack's own PostgreSQL address and stack.sh neither starts, reuses nor re-profiles a
+        // PostgreSQL.
         let pg_port = free_port(&[port, controller_port]);
+        let env = vec![
+            ("STACK_KAFKA_PORT".to_owned(), port.to_string()),
+            (
+                "STACK_KAFKA_CONTROLLER_PORT".to_owned(),
+                controller_port.to_string(),
+            ),
+            ("STACK_PG_PORT".to_owned(), pg_port.to_string()),
+            // Set and not this stack's own address: "use mine", PostgreSQL is not started.
+            ("DATABASE_URL".to_owned(), admin_database_url()),
+            ("KAFKA_HEAP_OPTS".to_owned(), "-Xmx384m -Xms128m".to_owned()),
+        ];
+        // `make test` exports the shared broker's address; set, stack.sh would use it.
         Self {
-            dir: std::env::temp_dir().join(format!(
-                "attrsync-kafka-outage-{}",
-                ulid::Ulid::new().to_string().to_lowercase()
-            )),
+            stack: ScratchStack::new("kafka-outage", env, &["KAFKA_BOOTSTRAP"]),
             port,
-            controller_port,
-            pg_port,
         }
     }
 
@@ -76,33 +80,8 @@ impl Broker {
         format!("127.0.0.1:{}", self.port)
     }
 
-    fn command(&self, args: &[&str]) -> std::process::Command {
-        let mut command = std::process::Command::new("bash");
-        command
-            .arg(STACK_SH)
-            .args(args)
-            .env("STACK_DIR", &self.dir)
-            .env("STACK_KAFKA_PORT", self.port.to_string())
-            .env(
-                "STACK_KAFKA_CONTROLLER_PORT",
-                self.controller_port.to_string(),
-            )
-            .env("STACK_PG_PORT", self.pg_port.to_string())
-            // Set and not this stack's own address: "use mine", PostgreSQL is not started.
-            .env("DATABASE_URL", admin_database_url())
-            // `make test` exports the shared broker's address; set, stack.sh would use it.
-            .env_remove("KAFKA_BOOTSTRAP")
-            .env("KAFKA_HEAP_OPTS", "-Xmx384m -Xms128m")
-            .stdin(std::process::Stdio::null());
-        command
-    }
-
-    /// Runs `stack.sh <args>` without blocking the runtime; fails with its stderr.
     async fn run(&self, args: &[&str]) -> anyhow::Result<()> {
-        let output = tokio::process::Command::from(self.command(args))
-            .output()
-            .await?;
-        checked(args, &output)
+        self.stack.run(args).await
     }
 
     /// Lets stack.sh use the shared stack's Kafka jars (a symlink; stack.sh checks the pom's
@@ -113,14 +92,14 @@ impl Broker {
             .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../.stack")))
             .join("kafka/lib");
         if shared.join(".pom.sha256").is_file() {
-            std::fs::create_dir_all(self.dir.join("kafka")).unwrap();
-            std::os::unix::fs::symlink(&shared, self.dir.join("kafka/lib")).unwrap();
+            std::fs::create_dir_all(self.stack.dir.join("kafka")).unwrap();
+            std::os::unix::fs::symlink(&shared, self.stack.dir.join("kafka/lib")).unwrap();
         }
     }
 
     /// True when `up` started a broker from this directory (it did not reuse another).
     fn started_here(&self) -> bool {
-        self.dir.join("kafka/kafka.pid").is_file()
+        self.stack.dir.join("kafka/kafka.pid").is_file()
     }
 
     fn answers(&self) -> bool {
@@ -130,45 +109,6 @@ impl Broker {
         )
         .is_ok()
     }
-}
-
-fn checked(args: &[&str], output: &Output) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        output.status.success(),
-        "deploy/stack.sh {} failed ({}):\n{}",
-        args.join(" "),
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Ok(())
-}
-
-/// Stops the broker (`stack.sh down`, which stops only what this `STACK_DIR` started) and
-/// removes its directory when dropped, also when the test fails.
-struct BrokerGuard(Broker);
-
-impl Drop for BrokerGuard {
-    fn drop(&mut self) {
-        match self.0.command(&["down"]).output() {
-            Ok(output) => {
-                if let Err(e) = checked(&["down"], &output) {
-                    eprintln!("{e}");
-                }
-            }
-            Err(e) => eprintln!("deploy/stack.sh down could not run: {e}"),
-        }
-        let _ = std::fs::remove_dir_all(&self.0.dir);
-    }
-}
-
-/// A free local port outside the kernel's ephemeral range (which the tests' own outgoing
-/// connections draw from), and not one of `except`.
-fn free_port(except: &[u16]) -> u16 {
-    let seed = ulid::Ulid::new().random();
-    (0..2_000u128)
-        .map(|i| 20_000 + ((seed + i * 7_919) % 10_000) as u16)
-        .find(|port| !except.contains(port) && TcpListener::bind(("127.0.0.1", *port)).is_ok())
-        .expect("a free port between 20000 and 30000")
 }
 
 /// Rate limits out of the way: the tests post faster than a real Fyle org would.
@@ -360,8 +300,7 @@ async fn kafka_down_while_1000_webhooks_arrive_loses_nothing_and_keeps_per_works
         kafka_bootstrap(),
         "the test stops its own broker, never the shared one"
     );
-    std::fs::create_dir_all(&broker.dir).unwrap();
-    let _guard = BrokerGuard(broker.clone());
+    std::fs::create_dir_all(&broker.stack.dir).unwrap();
     broker.share_jars();
     broker.run(&["up"]).await.unwrap();
     assert!(
