@@ -7,9 +7,9 @@
 //! through its outbox. Start-up, the workspace projection, idempotence, health and retention
 //! come from the platform skeleton ([`attrsync_runtime::service`]). Its Fyle connection
 //! (`ConnectFyle`, `GetAccessToken`, sealed refresh tokens, the broken state) is [`connection`];
-//! full pulls (`SyncDimensions`), applied through the same derivation and version rule as
-//! webhooks, are [`pull`]. Incremental pulls, reconciliation and webhook-health tracking are
-//! still to come; their state columns are already here.
+//! full and incremental pulls (`SyncDimensions`), applied through the same derivation and
+//! version rule as webhooks, are [`pull`]. Scheduled reconciliation and webhook-health tracking
+//! are still to come; their state columns are already here.
 
 pub mod apply;
 pub mod config;
