@@ -20,7 +20,8 @@
 //!      honoured the old token for a grace period), the store keeps the winner's while QBO may
 //!      already consider ours current and retire the winner's after the grace; so refresh once
 //!      more *with the stored token* and rotate again, which leaves the store holding the token
-//!      QBO issued last. Never again with the token we sent: it is rotated away.
+//!      QBO issued last (should QBO refuse the stored token, ours is stored in its place, by the
+//!      same compare-and-swap). Never again with the token we sent: it is rotated away.
 //! 3. `invalid_grant`: maybe another holder rotated the token we sent between our `load` and our
 //!    refresh (with no grace, QBO accepts a refresh token exactly once). Poll the store for up to
 //!    `rotation_wait`; if the stored refresh token changes, start again from 1 with the winner's
@@ -150,6 +151,9 @@ impl Auth {
     /// The protocol of the module docs.
     async fn obtain(&self, refused: Option<&Secret>) -> Result<(AccessToken, Source)> {
         let mut reconcile = false;
+        // Our tokens from a lost race with two refresh tokens issued, until the re-rotation
+        // settles which one QBO keeps.
+        let mut ours: Option<Tokens> = None;
         for _ in 0..MAX_ROUNDS {
             let stored = self.load().await?;
             if !reconcile
@@ -169,6 +173,18 @@ impl Auth {
                         tracing::info!(realm = %self.realm, "qbo refresh token was rotated by another holder; using theirs");
                         continue;
                     }
+                    // The winner's token is dead but the one QBO issued us may be its current.
+                    if let Some(mine) = ours.take() {
+                        match self.store_rotation(&stored.refresh_token, &mine).await? {
+                            Rotation::Rotated => {
+                                if let Some(a) = mine.access.filter(|a| self.usable(a)) {
+                                    return Ok((a, Source::Refreshed));
+                                }
+                            }
+                            Rotation::LostRace(_) => bump(&self.counters.lost_races),
+                        }
+                        continue;
+                    }
                     return Err(Error::InvalidGrant { message });
                 }
                 Err(e) => return Err(e),
@@ -179,12 +195,7 @@ impl Auth {
                     message: "refresh answered no access token".into(),
                 });
             };
-            match self
-                .store
-                .rotate(&self.realm, &stored.refresh_token, &new)
-                .await
-                .map_err(|e| Error::TokenStore(e.to_string()))?
-            {
+            match self.store_rotation(&stored.refresh_token, &new).await? {
                 Rotation::Rotated => {
                     tracing::debug!(realm = %self.realm, "qbo tokens refreshed and stored");
                     return Ok((access, Source::Refreshed));
@@ -198,6 +209,7 @@ impl Auth {
                     }
                     tracing::warn!(realm = %self.realm, "qbo issued two refresh tokens from one; re-rotating from the stored one");
                     reconcile = true;
+                    ours = Some(new);
                 }
             }
         }
@@ -205,6 +217,13 @@ impl Auth {
             "the refresh token of realm {} changed under every one of {MAX_ROUNDS} rotations",
             self.realm
         )))
+    }
+
+    async fn store_rotation(&self, old: &Secret, new: &Tokens) -> Result<Rotation> {
+        self.store
+            .rotate(&self.realm, old, new)
+            .await
+            .map_err(|e| Error::TokenStore(e.to_string()))
     }
 
     /// Whether the stored refresh token stops being `sent` within `rotation_wait`.

@@ -14,7 +14,7 @@ use attrsync_qbo_client::{
     BoxFuture, Disposition, Error, InMemoryTokenStore, Query, Rotation, Secret, StoreError,
     TokenStore, Tokens,
 };
-use attrsync_sandbox::{SandboxConfig, Seed};
+use attrsync_sandbox::{Clock, QboControl, SandboxConfig, Seed};
 use tokio::sync::Barrier;
 
 use crate::common::{
@@ -31,13 +31,18 @@ enum Meet {
     BeforeRotate,
 }
 
-/// An in-memory store that holds the first two loads (or rotations) until both have arrived.
+/// An in-memory store that holds the first two loads (or rotations) until both have arrived,
+/// and may then move QBO's clock on before letting them go.
 #[derive(Debug)]
 struct Gated {
     inner: InMemoryTokenStore,
     meet: Meet,
     arrivals: AtomicUsize,
     barrier: Barrier,
+    then_advance: Option<(Clock, Duration)>,
+    /// Lets the holder whose new refresh token QBO has already superseded store first, so
+    /// the store's winner is the dead token.
+    dead_wins: Option<QboControl>,
 }
 
 impl Gated {
@@ -47,12 +52,24 @@ impl Gated {
             meet,
             arrivals: AtomicUsize::new(0),
             barrier: Barrier::new(2),
+            then_advance: None,
+            dead_wins: None,
         }
     }
 
-    async fn gate(&self, at: Meet) {
+    async fn gate(&self, at: Meet, new_refresh: Option<&Secret>) {
         if self.meet == at && self.arrivals.fetch_add(1, Ordering::SeqCst) < 2 {
+            let leader = self.barrier.wait().await.is_leader();
+            if let (true, Some((clock, by))) = (leader, &self.then_advance) {
+                clock.advance(*by);
+            }
             self.barrier.wait().await;
+            if let (Some(qbo), Some(new)) = (&self.dead_wins, new_refresh)
+                && qbo.refresh_token(REALM).as_deref() == Some(new.expose())
+            {
+                // QBO's current token: let the other (superseded) one store first.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
         }
     }
 }
@@ -61,7 +78,7 @@ impl TokenStore for Gated {
     fn load<'a>(&'a self, realm: &'a str) -> BoxFuture<'a, Result<Option<Tokens>, StoreError>> {
         Box::pin(async move {
             let loaded = self.inner.load(realm).await;
-            self.gate(Meet::BeforeRefresh).await;
+            self.gate(Meet::BeforeRefresh, None).await;
             loaded
         })
     }
@@ -73,7 +90,8 @@ impl TokenStore for Gated {
         new: &'a Tokens,
     ) -> BoxFuture<'a, Result<Rotation, StoreError>> {
         Box::pin(async move {
-            self.gate(Meet::BeforeRotate).await;
+            self.gate(Meet::BeforeRotate, Some(&new.refresh_token))
+                .await;
             self.inner.rotate(realm, old_refresh, new).await
         })
     }
@@ -173,6 +191,48 @@ async fn with_a_grace_period_the_store_ends_on_the_token_qbo_issued_last() {
     sb.qbo().expire_tokens();
     both_query(&a, &b).await;
     assert_eq!(calls_with_status(&sb, TOKEN, 400), 0);
+    sb.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_stored_token_dies_in_the_race_the_losers_token_is_stored_instead() {
+    // Both refreshes succeed within a one-second grace; by the time they store, the grace is
+    // over and the token QBO superseded — the one stored first — is dead: the loser's
+    // re-rotation from it is refused, and the loser's own token must be stored instead.
+    let sb = sandbox_with(SandboxConfig {
+        seed: Seed::Demo,
+        qbo_refresh_grace: Duration::from_secs(1),
+        ..SandboxConfig::default()
+    })
+    .await;
+    let inner = InMemoryTokenStore::new();
+    inner.insert(REALM, store(&sb).get(REALM).expect("refresh token"));
+    let store = Arc::new(Gated {
+        then_advance: Some((sb.clock().clone(), Duration::from_secs(5))),
+        dead_wins: Some(sb.qbo()),
+        ..Gated::new(inner, Meet::BeforeRotate)
+    });
+    let a = client_with(&sb, store.clone(), fast_options());
+    let b = client_with(&sb, store.clone(), fast_options());
+    both_query(&a, &b).await;
+    assert_eq!(
+        calls_with_status(&sb, TOKEN, 400),
+        1,
+        "the re-rotation from the dead token was refused"
+    );
+    assert_eq!(
+        store.inner.rotations(),
+        2,
+        "the winner's, then the loser's own"
+    );
+    let stored = store.inner.get(REALM).expect("stored");
+    assert_eq!(
+        Some(stored.refresh_token.expose()),
+        sb.qbo().refresh_token(REALM).as_deref(),
+        "the store holds QBO's current token"
+    );
+    sb.qbo().expire_tokens();
+    both_query(&a, &b).await;
     sb.stop().await;
 }
 
