@@ -6,6 +6,7 @@
 //! Its API (`attrsync.v1.QboSyncService`), tables and consumers arrive with the QBO sync issue.
 
 pub mod config;
+pub mod rules;
 
 use attrsync_runtime::{Context, Declaration, Running, Service};
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
