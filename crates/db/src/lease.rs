@@ -6,6 +6,11 @@
 //! and releases it when done. A crashed holder needs no cleanup: its lease expires after the
 //! TTL and the next caller takes it.
 //!
+//! Work done under a lease: [`keep_renewed`] renews it every third of its TTL while the work
+//! runs, and every write transaction of the work first checks [`is_live`] — `FOR SHARE`, so a
+//! new holder waits for a transaction that checked it — so a holder that lost its lease writes
+//! nothing more.
+//!
 //! Failure policy: a lease that could not be renewed is lost — the holder must stop (another
 //! replica may take over); `renew` says so. Every decision is one statement evaluated with the
 //! database's clock, so replicas' clocks do not matter.
@@ -17,7 +22,7 @@ use diesel::{
     pg::data_types::PgInterval,
     sql_types::{BigInt, Interval, Text},
 };
-use diesel_async::RunQueryDsl;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::{DbError, Pool};
 
@@ -96,4 +101,44 @@ pub async fn release(pool: &Pool, lease: &Lease) -> Result<(), DbError> {
         .execute(&mut conn)
         .await?;
     Ok(())
+}
+
+/// Renews `held` every third of `ttl` until the returned task is aborted (abort it when the
+/// work ends) or the lease is lost. A renewal that fails is retried at the next tick; the
+/// lease then lapses only if the database stays unreachable for most of the TTL.
+pub fn keep_renewed(pool: Pool, held: Lease, ttl: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(ttl / 3).await;
+            match renew(&pool, &held, ttl).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(lease = %held.name, "lease lost");
+                    return;
+                }
+                Err(e) => tracing::warn!(lease = %held.name, error = %e, "lease not renewed"),
+            }
+        }
+    })
+}
+
+#[derive(diesel::QueryableByName)]
+struct Held {
+    #[diesel(sql_type = BigInt)]
+    held: i64,
+}
+
+/// Whether `held` is still this holder's live lease, inside the caller's transaction; `FOR
+/// SHARE`, so a new holder waits for the transaction that checked it.
+pub async fn is_live(conn: &mut AsyncPgConnection, held: &Lease) -> diesel::QueryResult<bool> {
+    let live: Held = diesel::sql_query(
+        "SELECT count(*) AS held FROM (SELECT 1 FROM leases \
+         WHERE name = $1 AND holder = $2 AND fencing = $3 AND expires_at > now() FOR SHARE) l",
+    )
+    .bind::<Text, _>(&held.name)
+    .bind::<Text, _>(&held.holder)
+    .bind::<BigInt, _>(held.fencing)
+    .get_result(conn)
+    .await?;
+    Ok(live.held == 1)
 }

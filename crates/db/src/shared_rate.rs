@@ -7,11 +7,16 @@
 //! making its call. So N replicas calling at once are spaced exactly as one caller would be,
 //! with one round trip each and no lock held while waiting.
 //!
+//! [`SharedLimiter`] is the same bucket as an HTTP client's [`RateLimiter`] (one bucket per
+//! partner key, e.g. a Fyle org or a QBO realm), so an API client paces itself across replicas
+//! without knowing about PostgreSQL.
+//!
 //! Failure policy: with the database unreachable the caller gets the error and must not call
 //! (fail closed: exceeding a partner's limit gets the integration blocked).
 
 use std::time::Duration;
 
+use attrsync_http_retry::{BoxFuture, RateLimiter};
 use diesel::sql_types::{Double, Text};
 use diesel_async::RunQueryDsl;
 
@@ -48,6 +53,51 @@ pub fn wait_for(balance: f64, rate: f64) -> Duration {
         Duration::ZERO
     } else {
         Duration::from_secs_f64(-balance / rate)
+    }
+}
+
+/// A [`RateLimiter`] over [`reserve`]: `rate` requests per second per key, at most `burst` at
+/// once, for every replica together. Keys are namespaced by `prefix` (`fyle:<org>`,
+/// `qbo:<realm>`).
+pub struct SharedLimiter {
+    pool: Pool,
+    prefix: &'static str,
+    rate: f64,
+    burst: f64,
+}
+
+impl SharedLimiter {
+    /// A limiter of `rate` per second and `burst`, on buckets named `<prefix>:<key>`.
+    pub fn new(pool: Pool, prefix: &'static str, rate: f64, burst: f64) -> Self {
+        Self {
+            pool,
+            prefix,
+            rate,
+            burst,
+        }
+    }
+}
+
+impl std::fmt::Debug for SharedLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedLimiter")
+            .field("prefix", &self.prefix)
+            .field("rate", &self.rate)
+            .field("burst", &self.burst)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RateLimiter for SharedLimiter {
+    fn acquire<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let bucket = format!("{}:{key}", self.prefix);
+            let wait = reserve(&self.pool, &bucket, self.rate, self.burst)
+                .await
+                .map_err(|e| e.to_string())?;
+            tokio::time::sleep(wait).await;
+            Ok(())
+        })
     }
 }
 

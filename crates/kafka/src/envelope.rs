@@ -47,3 +47,62 @@ pub fn outbox_row(
         headers: serde_json::Value::Object(headers),
     }
 }
+
+/// The largest change event a service publishes in one message (well under Kafka's 1 MB
+/// default `message.max.bytes`, leaving room for the envelope and headers).
+pub const MAX_CHANGE_EVENT_BYTES: usize = 256 * 1024;
+
+/// Splits `items` — the repeated field of one event — into groups whose encoding stays under
+/// `max_bytes` (an item larger than that travels alone). Order is kept. Pure.
+pub fn chunk_by_encoded_len<M: Message>(items: Vec<M>, max_bytes: usize) -> Vec<Vec<M>> {
+    let mut chunks: Vec<Vec<M>> = Vec::new();
+    let mut size = 0;
+    for item in items {
+        // Field tag and length prefix of a repeated message: at most 1 + 10 bytes.
+        let len = item.encoded_len() + 11;
+        match chunks.last_mut() {
+            Some(chunk) if size + len <= max_bytes => {
+                chunk.push(item);
+                size += len;
+            }
+            _ => {
+                chunks.push(vec![item]);
+                size = len;
+            }
+        }
+    }
+    chunks
+}
+
+#[cfg(test)]
+mod tests {
+    use attrsync_proto::v1::DestinationAttributeChange;
+
+    use super::*;
+
+    fn change(value_len: usize) -> DestinationAttributeChange {
+        DestinationAttributeChange {
+            value: "v".repeat(value_len),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn chunks_stay_under_the_limit_and_keep_order() {
+        let items: Vec<_> = (0..100).map(|i| change(100 + i)).collect();
+        let chunks = chunk_by_encoded_len(items.clone(), 2_000);
+        assert!(chunks.len() > 1);
+        for chunk in &chunks {
+            let size: usize = chunk.iter().map(|c| c.encoded_len() + 11).sum();
+            assert!(size <= 2_000, "chunk of {size} bytes");
+        }
+        let flattened: Vec<_> = chunks.into_iter().flatten().collect();
+        assert_eq!(flattened, items);
+    }
+
+    #[test]
+    fn an_item_larger_than_the_limit_travels_alone() {
+        let chunks = chunk_by_encoded_len(vec![change(10), change(5_000), change(10)], 1_000);
+        assert_eq!(chunks.iter().map(Vec::len).collect::<Vec<_>>(), [1, 1, 1]);
+    }
+}

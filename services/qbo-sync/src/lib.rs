@@ -1,20 +1,42 @@
-//! **qbo-sync** (design: `docs/architecture.md`).
+//! **qbo-sync**: QuickBooks Online → local destination attributes.
 //!
-//! Not built yet beyond the platform: it starts through the skeleton like every other service
-//! — its schema with the platform tables, its workspace projection, health, readiness,
-//! metrics and retention — so the local stack, probes and tooling treat it like the others.
-//! Its API (`attrsync.v1.QboSyncService`), tables and consumers arrive with the QBO sync issue.
+//! Owns `destination_attributes` (keyed by workspace × QBO entity × QBO id × type), the realms'
+//! rotating credentials (`qbo_credentials`), per-entity sync state and counts, merges, and the
+//! QBO webhook changes waiting for their fetch. Read in this order:
+//! - [`rules`]: pure — what a QBO entity means as attributes, change kinds, coalescing, limits;
+//! - [`store`] and [`apply`]: the one write path (set-based upsert, deactivation, events);
+//! - [`changes`]: the `qbo.entity-changes.v1` consumer, which only records changes;
+//! - [`fetch`]: targeted fetches — a realm's recorded changes read back with one query per
+//!   entity type and applied to every workspace sharing the realm;
+//! - [`pull`]: full and incremental (CDC / `LastUpdatedTime`) passes, `SyncDimensions`;
+//! - [`connection`]: `ConnectQbo`, rotating refresh tokens stored sealed with
+//!   compare-and-swap, the expired state.
+//!
+//! Start-up, the workspace projection, idempotence, health and retention come from the platform
+//! skeleton ([`attrsync_runtime::service`]). Still to come (issue 10): scheduled reconciliation
+//! with webhook health, and creating QBO entities from Fyle values (`CreateEntity`).
 
+pub mod apply;
+pub mod changes;
 pub mod config;
+mod connection;
+pub mod fetch;
+mod grpc;
+pub mod pull;
 pub mod rules;
+mod schema;
+pub mod settings;
+pub mod store;
 
+use attrsync_kafka::topics;
+use attrsync_proto::v1::qbo_sync_service_server::QboSyncServiceServer;
 use attrsync_runtime::{Context, Declaration, Running, Service};
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use tokio_util::sync::CancellationToken;
 
 pub use crate::config::Config;
 
-/// qbo-sync's own migrations (none yet; the platform tables are applied to its schema).
+/// qbo-sync's own migrations (the platform tables are applied before them).
 pub static MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/qbo-sync");
 
 /// The qbo-sync service, as the platform starts it.
@@ -30,7 +52,48 @@ impl Service for QboSync {
     }
 
     async fn declare(context: &Context<Config>) -> anyhow::Result<Declaration> {
-        Declaration::new(context)
+        let config = &context.config;
+        let access = connection::QboAccess::new(
+            context.pool.clone(),
+            config.secrets.keyring()?,
+            &config.qbo,
+            context.directory.clone(),
+        )?;
+        let puller = pull::Puller::new(
+            access.clone(),
+            context.pool.clone(),
+            config.kafka.clone(),
+            context.relay.clone(),
+            config.pulls.clone(),
+            rules::SizeLimit {
+                max_active: config.size_limit.max_active,
+                applies_to_workspaces_created_after: config.size_limit.applies_after,
+            },
+        );
+        let fetcher = fetch::Fetcher::new(
+            context.pool.clone(),
+            access.clone(),
+            context.directory.clone(),
+            config.kafka.clone(),
+            context.relay.clone(),
+            config.webhooks.clone(),
+        );
+        let api = grpc::QboSyncApi {
+            pool: context.pool.clone(),
+            access,
+            puller,
+            directory: context.directory.clone(),
+        };
+        let shutdown = context.shutdown.clone();
+        Ok(Declaration::new(context)?
+            .consume(topics::QBO_ENTITY_CHANGES, changes::EntityChanges)
+            .produces(topics::DESTINATION_ATTRIBUTES_CHANGED)
+            .grpc(QboSyncServiceServer::new(api))
+            .task("qbo-fetch", async move {
+                if let Err(e) = fetcher.run(shutdown).await {
+                    tracing::error!(error = %e, "QBO fetch task ended");
+                }
+            }))
     }
 }
 

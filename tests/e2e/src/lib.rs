@@ -6,6 +6,7 @@
 //! nothing behind that another test could see.
 
 pub mod proxy;
+pub mod qbo;
 pub mod scratch;
 
 use attrsync_config::ServiceConfig as _;
@@ -229,6 +230,12 @@ impl TestStack {
             running: Some((mapping_running, ingest_running, fyle_running)),
             shutdown,
         })
+    }
+
+    /// The token that stops everything this stack started (services started later with it
+    /// stop with the stack).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
     }
 
     /// A workspace for a fresh, unique Fyle org.

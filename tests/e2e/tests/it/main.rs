@@ -14,6 +14,7 @@ mod kafka_reader;
 mod operability;
 mod operations;
 mod outbox;
+mod qbo_sync;
 mod qbo_webhooks;
 mod registry;
 mod regressions;

@@ -1,0 +1,525 @@
+//! A realm's QBO connection: `ConnectQbo`, the stored rotating tokens, and the expired state.
+//!
+//! **One connection per company.** Workspaces sharing a QBO company (realm) share its tokens
+//! (`qbo_credentials`, keyed by realm): one fetch then serves them all, and one chain of refresh
+//! tokens has one writer. The newest `ConnectQbo` for a realm replaces its tokens.
+//!
+//! **Rotation without loss** ([`PgTokenStore`], the client's `TokenStore`): QBO retires a
+//! refresh token when it issues the next one. The client keeps no token; every refresh reads
+//! the stored one and stores the new one only if the stored refresh token is still the one it
+//! refreshed with — checked under the row's lock (`SELECT … FOR UPDATE`), since the tokens are
+//! sealed (AES-256-GCM, `attrsync_core::sealed`) and cannot be compared in SQL. A replica that
+//! loses the race gets the winner's tokens and uses them. The access token is stored sealed
+//! beside it, so replicas share it.
+//!
+//! **ConnectQbo(workspace, realm, code | refresh token)** proves the grant before storing it:
+//! the realm must be the workspace's (from the workspace projection, else mapping), a code is
+//! exchanged (or a refresh token refreshed — which rotates it, so what is stored is always the
+//! newest), the tokens are stored `CONNECTED`, then `CompanyInfo` is read with them for the
+//! company name.
+//!
+//! Failure policy: **closed**. When QBO refuses the stored grant (`invalid_grant`, a 401 that
+//! survives a fresh token, a 403 — the client's `Disposition::Broken`) the realm is marked
+//! `EXPIRED` (the incumbent PATCHes `is_token_expired`, #53): an `ERROR` log, the
+//! `qbo_sync_credentials_expired_total` counter, the status in `GetSyncStatus`; the token store
+//! then answers "not connected" for the realm, so no call reaches QBO until `ConnectQbo` stores
+//! a working grant. Transient failures (429/5xx, network, the database) are `UNAVAILABLE` and
+//! change nothing. No secret — tokens, codes, client secret — is logged or returned.
+
+use std::{collections::HashMap, num::NonZeroU32, sync::Arc};
+
+use attrsync_core::sealed::{Keyring, Sealed};
+use attrsync_db::{DbError, Pool, shared_rate::SharedLimiter};
+use attrsync_kafka::workspaces::{Lookup, WorkspaceDirectory};
+use attrsync_qbo_client::{
+    AccessToken, AppCredentials, BoxFuture, ClientOptions, Disposition, Endpoints,
+    InProcessPermits, QboClient, Rotation, Secret, TokenStore, Tokens, tokens::StoreError,
+};
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use tokio::sync::Mutex;
+
+use crate::{config::QboConfig, schema::qbo_credentials as qc};
+
+/// Why a QBO connection operation failed; mapped to one gRPC status in `grpc`.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum QboError {
+    #[error("workspace {0} does not exist")]
+    UnknownWorkspace(i64),
+    #[error("workspace {0} is not connected to a QBO company")]
+    NoRealm(i64),
+    #[error("realm {requested} is not the QBO company of workspace {workspace_id} ({actual})")]
+    RealmMismatch {
+        workspace_id: i64,
+        requested: String,
+        actual: String,
+    },
+    #[error("QBO company {0} is not connected; call ConnectQbo")]
+    NotConnected(String),
+    #[error("the QBO connection of company {0} has expired ({1}); call ConnectQbo again")]
+    Expired(String, String),
+    #[error("QBO refused the grant: {0}")]
+    GrantRefused(String),
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("QBO unavailable: {0}")]
+    Unavailable(String),
+    #[error("QBO refused the request: {0}")]
+    Rejected(String),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<diesel::result::Error> for QboError {
+    fn from(e: diesel::result::Error) -> Self {
+        QboError::Db(e.into())
+    }
+}
+
+/// A realm's stored connection, as `GetSyncStatus` shows it.
+#[derive(Debug, Clone, Queryable)]
+pub(crate) struct StoredConnection {
+    pub(crate) company_name: Option<String>,
+    pub(crate) status: String,
+    pub(crate) status_reason: Option<String>,
+}
+
+/// Everything qbo-sync does with QBO credentials. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct QboAccess {
+    pool: Pool,
+    store: Arc<PgTokenStore>,
+    endpoints: Endpoints,
+    app: AppCredentials,
+    options: ClientOptions,
+    redirect_uri: String,
+    directory: WorkspaceDirectory,
+    clients: Arc<Mutex<HashMap<String, QboClient>>>,
+}
+
+impl std::fmt::Debug for QboAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QboAccess")
+            .field("endpoints", &self.endpoints)
+            .finish_non_exhaustive()
+    }
+}
+
+impl QboAccess {
+    pub(crate) fn new(
+        pool: Pool,
+        keyring: Keyring,
+        config: &QboConfig,
+        directory: WorkspaceDirectory,
+    ) -> anyhow::Result<Self> {
+        let endpoints = Endpoints::new(&config.api_url, &config.token_url)?;
+        // The rate is one budget per realm for every replica (PostgreSQL); the concurrency cap
+        // is this replica's share of QBO's 10 in flight.
+        let rate = SharedLimiter::new(pool.clone(), "qbo", config.requests_per_minute / 60.0, 1.0);
+        let in_flight = NonZeroU32::new(u32::try_from(config.max_concurrent).unwrap_or(1))
+            .unwrap_or(NonZeroU32::MIN);
+        let options = ClientOptions {
+            limiter: Arc::new(InProcessPermits::new(Arc::new(rate), in_flight)),
+            minor_version: config.minor_version,
+            ..ClientOptions::default()
+        };
+        Ok(Self {
+            store: Arc::new(PgTokenStore {
+                pool: pool.clone(),
+                keyring,
+            }),
+            pool,
+            endpoints,
+            app: AppCredentials {
+                client_id: config.client_id.clone(),
+                client_secret: Secret::new(config.client_secret.clone()),
+            },
+            options,
+            redirect_uri: config.redirect_uri.clone(),
+            directory,
+            clients: Arc::new(Mutex::new(HashMap::new())),
+        })
+    }
+
+    /// The client of `realm` (cached; clones share its token cache and counters). Refuses an
+    /// expired or unknown connection without calling QBO.
+    pub(crate) async fn client(&self, realm: &str) -> Result<QboClient, QboError> {
+        match self.stored(realm).await? {
+            None => return Err(QboError::NotConnected(realm.to_owned())),
+            Some(c) if c.status == "EXPIRED" => {
+                return Err(QboError::Expired(
+                    realm.to_owned(),
+                    c.status_reason.unwrap_or_default(),
+                ));
+            }
+            Some(_) => {}
+        }
+        let mut clients = self.clients.lock().await;
+        if let Some(client) = clients.get(realm) {
+            return Ok(client.clone());
+        }
+        let client = QboClient::new(
+            &self.endpoints,
+            self.app.clone(),
+            realm,
+            self.store.clone(),
+            self.options.clone(),
+        )
+        .map_err(|e| QboError::InvalidArgument(e.to_string()))?;
+        clients.insert(realm.to_owned(), client.clone());
+        Ok(client)
+    }
+
+    /// The stored connection of `realm`, if any.
+    pub(crate) async fn stored(&self, realm: &str) -> Result<Option<StoredConnection>, QboError> {
+        let mut conn = self.pool.get().await.map_err(DbError::from)?;
+        Ok(qc::table
+            .find(realm)
+            .select((qc::company_name, qc::status, qc::status_reason))
+            .first(&mut conn)
+            .await
+            .optional()?)
+    }
+
+    /// The workspace's realm, checked against the projection (else mapping).
+    pub(crate) async fn realm_of(&self, workspace_id: i64) -> Result<String, QboError> {
+        match self.directory.lookup(workspace_id).await {
+            Lookup::Found(w) if !w.deleted => w.qbo_realm_id.ok_or(QboError::NoRealm(workspace_id)),
+            Lookup::Found(_) | Lookup::Unknown => Err(QboError::UnknownWorkspace(workspace_id)),
+            Lookup::Unavailable(reason) => Err(QboError::Unavailable(reason)),
+        }
+    }
+
+    /// `ConnectQbo`: proves the grant, stores it for the realm, reads the company name.
+    pub(crate) async fn connect(
+        &self,
+        workspace_id: i64,
+        realm: &str,
+        code: Option<&str>,
+        refresh_token: Option<&str>,
+    ) -> Result<String, QboError> {
+        let actual = self.realm_of(workspace_id).await?;
+        if actual != realm {
+            return Err(QboError::RealmMismatch {
+                workspace_id,
+                requested: realm.to_owned(),
+                actual,
+            });
+        }
+        let oauth = attrsync_qbo_client::OAuthClient::new(
+            self.endpoints.token_url.as_str(),
+            self.app.clone(),
+            &self.options,
+        )
+        .map_err(|e| QboError::InvalidArgument(e.to_string()))?;
+        let granted = match (code, refresh_token) {
+            (Some(code), None) if !code.is_empty() => {
+                oauth.exchange_code(code, &self.redirect_uri).await
+            }
+            (None, Some(token)) if !token.is_empty() => oauth.refresh(&Secret::new(token)).await,
+            _ => {
+                return Err(QboError::InvalidArgument(
+                    "ConnectQbo takes exactly one of authorization_code and refresh_token".into(),
+                ));
+            }
+        };
+        let tokens = granted.map_err(|e| match e.disposition() {
+            Disposition::Transient => QboError::Unavailable(e.to_string()),
+            _ => QboError::GrantRefused(e.to_string()),
+        })?;
+        self.store.replace(realm, workspace_id, &tokens).await?;
+        self.clients.lock().await.remove(realm);
+        metrics::counter!("qbo_sync_connections_total").increment(1);
+        let client = self.client(realm).await?;
+        let company = client
+            .read("CompanyInfo", realm)
+            .await
+            .map_err(|e| self.failure(realm, e));
+        let company_name = match company {
+            Ok(info) => info
+                .get("CompanyName")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            Err(e) => return Err(e),
+        };
+        let mut conn = self.pool.get().await.map_err(DbError::from)?;
+        diesel::update(qc::table.find(realm))
+            .set(qc::company_name.eq(&company_name))
+            .execute(&mut conn)
+            .await?;
+        tracing::info!(workspace_id, realm, "QBO company connected");
+        Ok(company_name)
+    }
+
+    /// Turns a client error into a [`QboError`], marking the realm `EXPIRED` first when QBO
+    /// refused the grant itself. Call it on every QBO failure of the realm.
+    pub(crate) fn failure(&self, realm: &str, e: attrsync_qbo_client::Error) -> QboError {
+        match e.disposition() {
+            Disposition::Transient => QboError::Unavailable(e.to_string()),
+            Disposition::Rejected => QboError::Rejected(e.to_string()),
+            Disposition::Broken => {
+                let reason = e.to_string();
+                let access = self.clone();
+                let realm_owned = realm.to_owned();
+                let why = reason.clone();
+                // Marking is best effort and must not delay the caller's error; a failure to
+                // mark means the next call finds the grant refused again and retries it.
+                tokio::spawn(async move { access.mark_expired(&realm_owned, &why).await });
+                QboError::Expired(realm.to_owned(), reason)
+            }
+        }
+    }
+
+    async fn mark_expired(&self, realm: &str, reason: &str) {
+        let marked = async {
+            let mut conn = self.pool.get().await.map_err(DbError::from)?;
+            diesel::update(qc::table.find(realm).filter(qc::status.eq("CONNECTED")))
+                .set((
+                    qc::status.eq("EXPIRED"),
+                    qc::status_reason.eq(reason),
+                    qc::status_at.eq(diesel::dsl::now),
+                    qc::access_sealed.eq(None::<Vec<u8>>),
+                    qc::access_nonce.eq(None::<Vec<u8>>),
+                    qc::access_expires_at.eq(None::<DateTime<Utc>>),
+                ))
+                .execute(&mut conn)
+                .await
+                .map_err(DbError::from)
+        };
+        match marked.await {
+            Ok(1) => {
+                metrics::counter!("qbo_sync_credentials_expired_total").increment(1);
+                tracing::error!(
+                    realm,
+                    "QBO refused the stored grant: connection marked EXPIRED until ConnectQbo"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(realm, error = %e, "could not mark the QBO connection expired")
+            }
+        }
+        self.clients.lock().await.remove(realm);
+    }
+}
+
+/// The realm tokens in PostgreSQL (`qbo_credentials`), sealed; see the module docs.
+pub(crate) struct PgTokenStore {
+    pool: Pool,
+    keyring: Keyring,
+}
+
+impl std::fmt::Debug for PgTokenStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgTokenStore").finish_non_exhaustive()
+    }
+}
+
+#[derive(Queryable)]
+struct StoredTokens {
+    key_id: String,
+    refresh_nonce: Vec<u8>,
+    refresh_sealed: Vec<u8>,
+    refresh_expires_at: Option<DateTime<Utc>>,
+    access_nonce: Option<Vec<u8>>,
+    access_sealed: Option<Vec<u8>>,
+    access_expires_at: Option<DateTime<Utc>>,
+    status: String,
+}
+
+type StoredColumns = (
+    qc::key_id,
+    qc::refresh_nonce,
+    qc::refresh_sealed,
+    qc::refresh_expires_at,
+    qc::access_nonce,
+    qc::access_sealed,
+    qc::access_expires_at,
+    qc::status,
+);
+
+const STORED: StoredColumns = (
+    qc::key_id,
+    qc::refresh_nonce,
+    qc::refresh_sealed,
+    qc::refresh_expires_at,
+    qc::access_nonce,
+    qc::access_sealed,
+    qc::access_expires_at,
+    qc::status,
+);
+
+impl PgTokenStore {
+    fn open(&self, key_id: &str, nonce: &[u8], ciphertext: &[u8]) -> Result<Secret, StoreError> {
+        let plain = self.keyring.open(&Sealed {
+            key_id: key_id.to_owned(),
+            nonce: nonce.to_vec(),
+            ciphertext: ciphertext.to_vec(),
+        })?;
+        Ok(Secret::new(String::from_utf8(plain)?))
+    }
+
+    fn tokens(&self, row: &StoredTokens) -> Result<Tokens, StoreError> {
+        let refresh_token = self.open(&row.key_id, &row.refresh_nonce, &row.refresh_sealed)?;
+        let access = match (&row.access_nonce, &row.access_sealed, row.access_expires_at) {
+            (Some(nonce), Some(sealed), Some(expires_at)) => Some(AccessToken {
+                token: self.open(&row.key_id, nonce, sealed)?,
+                expires_at,
+            }),
+            _ => None,
+        };
+        Ok(Tokens {
+            refresh_token,
+            refresh_expires_at: row.refresh_expires_at,
+            access,
+        })
+    }
+
+    /// The sealed columns of `tokens` (both under the active key, so one key id serves both).
+    fn sealed(&self, tokens: &Tokens) -> SealedTokens {
+        let refresh = self.keyring.seal(tokens.refresh_token.expose().as_bytes());
+        let access = tokens
+            .access
+            .as_ref()
+            .map(|a| (self.keyring.seal(a.token.expose().as_bytes()), a.expires_at));
+        SealedTokens { refresh, access }
+    }
+
+    /// Stores a newly granted connection for `realm` (ConnectQbo), replacing any other.
+    async fn replace(
+        &self,
+        realm: &str,
+        workspace_id: i64,
+        tokens: &Tokens,
+    ) -> Result<(), DbError> {
+        let s = self.sealed(tokens);
+        let (access_nonce, access_sealed, access_expires_at) = s.access_columns();
+        let mut conn = self.pool.get().await?;
+        diesel::insert_into(qc::table)
+            .values((
+                qc::realm_id.eq(realm),
+                qc::key_id.eq(&s.refresh.key_id),
+                qc::refresh_nonce.eq(&s.refresh.nonce),
+                qc::refresh_sealed.eq(&s.refresh.ciphertext),
+                qc::refresh_expires_at.eq(tokens.refresh_expires_at),
+                qc::access_nonce.eq(&access_nonce),
+                qc::access_sealed.eq(&access_sealed),
+                qc::access_expires_at.eq(access_expires_at),
+                qc::status.eq("CONNECTED"),
+                qc::connected_by.eq(workspace_id),
+            ))
+            .on_conflict(qc::realm_id)
+            .do_update()
+            .set((
+                qc::key_id.eq(&s.refresh.key_id),
+                qc::refresh_nonce.eq(&s.refresh.nonce),
+                qc::refresh_sealed.eq(&s.refresh.ciphertext),
+                qc::refresh_expires_at.eq(tokens.refresh_expires_at),
+                qc::access_nonce.eq(&access_nonce),
+                qc::access_sealed.eq(&access_sealed),
+                qc::access_expires_at.eq(access_expires_at),
+                qc::generation.eq(qc::generation + 1),
+                qc::status.eq("CONNECTED"),
+                qc::status_reason.eq(None::<String>),
+                qc::connected_by.eq(workspace_id),
+                qc::connected_at.eq(diesel::dsl::now),
+                qc::status_at.eq(diesel::dsl::now),
+            ))
+            .execute(&mut conn)
+            .await?;
+        Ok(())
+    }
+}
+
+/// `access_nonce`, `access_sealed`, `access_expires_at`.
+type AccessColumns = (Option<Vec<u8>>, Option<Vec<u8>>, Option<DateTime<Utc>>);
+
+struct SealedTokens {
+    refresh: Sealed,
+    access: Option<(Sealed, DateTime<Utc>)>,
+}
+
+impl SealedTokens {
+    /// Access-token columns. Both tokens are sealed under the active key, whose id the row
+    /// stores once; the access token's own key id is therefore not needed.
+    fn access_columns(&self) -> AccessColumns {
+        match &self.access {
+            Some((sealed, expires_at)) => (
+                Some(sealed.nonce.clone()),
+                Some(sealed.ciphertext.clone()),
+                Some(*expires_at),
+            ),
+            None => (None, None, None),
+        }
+    }
+}
+
+impl TokenStore for PgTokenStore {
+    fn load<'a>(&'a self, realm: &'a str) -> BoxFuture<'a, Result<Option<Tokens>, StoreError>> {
+        Box::pin(async move {
+            let mut conn = self.pool.get().await?;
+            let row: Option<StoredTokens> = qc::table
+                .find(realm)
+                .select(STORED)
+                .first(&mut conn)
+                .await
+                .optional()?;
+            match row {
+                // An expired grant is not offered: the client then refuses without calling QBO.
+                Some(row) if row.status == "CONNECTED" => Ok(Some(self.tokens(&row)?)),
+                _ => Ok(None),
+            }
+        })
+    }
+
+    fn rotate<'a>(
+        &'a self,
+        realm: &'a str,
+        old_refresh: &'a Secret,
+        new: &'a Tokens,
+    ) -> BoxFuture<'a, Result<Rotation, StoreError>> {
+        Box::pin(async move {
+            let sealed = self.sealed(new);
+            let (access_nonce, access_sealed, access_expires_at) = sealed.access_columns();
+            let mut conn = self.pool.get().await?;
+            conn.transaction::<Result<Rotation, StoreError>, diesel::result::Error, _>(
+                async |conn| {
+                    let row: Option<StoredTokens> = qc::table
+                        .find(realm)
+                        .select(STORED)
+                        .for_update()
+                        .first(conn)
+                        .await
+                        .optional()?;
+                    let Some(row) = row else {
+                        return Ok(Err(format!("realm {realm} is not connected").into()));
+                    };
+                    let current = match self.tokens(&row) {
+                        Ok(current) => current,
+                        Err(e) => return Ok(Err(e)),
+                    };
+                    if row.status != "CONNECTED" || current.refresh_token != *old_refresh {
+                        return Ok(Ok(Rotation::LostRace(current)));
+                    }
+                    diesel::update(qc::table.find(realm))
+                        .set((
+                            qc::key_id.eq(&sealed.refresh.key_id),
+                            qc::refresh_nonce.eq(&sealed.refresh.nonce),
+                            qc::refresh_sealed.eq(&sealed.refresh.ciphertext),
+                            qc::refresh_expires_at.eq(new.refresh_expires_at),
+                            qc::access_nonce.eq(&access_nonce),
+                            qc::access_sealed.eq(&access_sealed),
+                            qc::access_expires_at.eq(access_expires_at),
+                            qc::generation.eq(qc::generation + 1),
+                        ))
+                        .execute(conn)
+                        .await?;
+                    Ok(Ok(Rotation::Rotated))
+                },
+            )
+            .await?
+        })
+    }
+}

@@ -1,0 +1,698 @@
+//! Pulls: full and incremental passes over a workspace's QBO entities (`SyncDimensions` and
+//! the scheduler), applied through [`crate::apply`] like every other path.
+//!
+//! For each requested entity (all of [`SyncEntity::ALL`] when none is named):
+//! 1. **24-hour rule** (incumbent #34): a full `SyncDimensions` of a workspace pulled in full
+//!    more recently than `pulls.min_interval` (`qbo_workspace_sync.destination_synced_at`) is
+//!    skipped unless forced.
+//! 2. **Lease** `qbo-pull:<realm>:<Entity>` (`attrsync_db::lease`): one replica pulls a realm ×
+//!    entity at a time; another replica's request is reported `HELD_ELSEWHERE`. The lease is
+//!    renewed while the pass runs and every write transaction checks it first, so a pass that
+//!    lost its lease writes nothing more.
+//! 3. **Count and size limit** (#29, #30): `count(*)` of the active records is stored on every
+//!    attempt; past the limit the entity is skipped with outcome `SKIPPED_SIZE_LIMIT`.
+//! 4. **Mode**: a full pass (`Active IN (true, false)`, pages of 1,000 by `Id`) when asked, when
+//!    there is no watermark, or when the watermark is older than CDC's 30-day look-back;
+//!    otherwise incremental — CDC from `watermark − overlap` (one request per 1,000 changes),
+//!    or a `LastUpdatedTime` query for tax codes, which CDC does not report (#31). CDC's
+//!    deletions deactivate their rows.
+//! 5. **Deletion detection** after a complete full pass (#33): active rows of the entity the
+//!    pass did not return and that were last written from a copy older than the pass's start
+//!    are read back by id once more — a row can slip between offset pages while QBO merges or
+//!    deletes — and only those QBO still does not return are deactivated.
+//! 6. `qbo_sync_state` records the watermark (the pass's start, or the newest `LastUpdatedTime`
+//!    applied if QBO's clock is ahead), the run and its outcome; a complete full `SyncDimensions` sets `destination_synced_at`.
+//!
+//! Failure policy: QBO refusing the grant marks the realm expired (see [`crate::connection`])
+//! and stops the pull; transient failures fail the entity (`UNAVAILABLE`), keeping what earlier
+//! transactions applied — every write is a versioned, idempotent upsert, so repeating is safe —
+//! and a failed pass never deactivates anything: a partial listing is never taken for a
+//! complete one.
+
+use std::{collections::HashMap, time::Duration};
+
+use attrsync_config::KafkaConfig;
+use attrsync_db::{
+    DbError, Pool,
+    lease::{self, Lease},
+};
+use attrsync_kafka::relay::RelayHandle;
+use attrsync_qbo_client::{Active, Order, QboClient, Query};
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use serde_json::Value;
+
+use crate::{
+    apply::{self, object_id},
+    config::PullsConfig,
+    connection::{QboAccess, QboError},
+    rules::{self, NoTaxRates, PullMode, SizeLimit, SyncEntity, TaxRateLookup},
+    schema::{
+        qbo_attribute_counts as counts, qbo_sync_state as state, qbo_workspace_sync as synced,
+    },
+    settings::QboWorkspace,
+    store,
+};
+
+/// Rows per QBO page (QBO's maximum).
+const PAGE: u32 = 1000;
+
+/// What a pass was asked to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PassKind {
+    /// Every record (SyncDimensions).
+    Full,
+    /// What changed since the watermark (scheduler, SyncDimensions `incremental`); falls back
+    /// to a full pass when there is no usable watermark.
+    Incremental,
+}
+
+/// What a pass of one entity did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntityPull {
+    pub entity: SyncEntity,
+    /// `PULLED_FULL`, `PULLED_CDC`, `PULLED_QUERY`, `SKIPPED_RECENT`, `SKIPPED_SIZE_LIMIT`,
+    /// `HELD_ELSEWHERE`.
+    pub outcome: &'static str,
+    pub fetched: u32,
+    pub changed: u32,
+    pub deactivated: u32,
+}
+
+impl EntityPull {
+    fn skipped(entity: SyncEntity, outcome: &'static str) -> Self {
+        Self {
+            entity,
+            outcome,
+            fetched: 0,
+            changed: 0,
+            deactivated: 0,
+        }
+    }
+}
+
+/// The entities named in a request (QBO spellings or attribute types), all when none.
+pub fn requested(names: &[String]) -> Result<Vec<SyncEntity>, String> {
+    if names.is_empty() {
+        return Ok(SyncEntity::ALL.to_vec());
+    }
+    let mut out = Vec::new();
+    for name in names {
+        let entity: SyncEntity = name.trim().parse().map_err(|_| {
+            format!(
+                "`{name}` is not a synced QBO entity (one of Account, Item, Vendor, Customer, \
+                 Class, Department, Employee, TaxCode)"
+            )
+        })?;
+        if !out.contains(&entity) {
+            out.push(entity);
+        }
+    }
+    Ok(out)
+}
+
+/// Whether the 24-hour rule skips a workspace last pulled in full at `last` (pure).
+pub fn recently_synced(
+    last: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    min_interval: Duration,
+    force: bool,
+) -> bool {
+    let interval = chrono::Duration::from_std(min_interval).unwrap_or(chrono::Duration::MAX);
+    !force && last.is_some_and(|l| now - l < interval)
+}
+
+/// Runs pulls. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Puller {
+    pub(crate) access: QboAccess,
+    pool: Pool,
+    kafka: KafkaConfig,
+    relay: RelayHandle,
+    config: PullsConfig,
+    size_limit: SizeLimit,
+    holder: String,
+}
+
+impl std::fmt::Debug for Puller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Puller")
+            .field("holder", &self.holder)
+            .finish_non_exhaustive()
+    }
+}
+
+enum PassError {
+    Qbo(QboError),
+    LeaseLost,
+}
+
+impl From<DbError> for PassError {
+    fn from(e: DbError) -> Self {
+        PassError::Qbo(QboError::Db(e))
+    }
+}
+
+impl From<diesel::result::Error> for PassError {
+    fn from(e: diesel::result::Error) -> Self {
+        PassError::Qbo(e.into())
+    }
+}
+
+impl Puller {
+    pub(crate) fn new(
+        access: QboAccess,
+        pool: Pool,
+        kafka: KafkaConfig,
+        relay: RelayHandle,
+        config: PullsConfig,
+        size_limit: SizeLimit,
+    ) -> Self {
+        Self {
+            access,
+            pool,
+            kafka,
+            relay,
+            config,
+            size_limit,
+            holder: format!("qbo-sync-{}", ulid::Ulid::new()),
+        }
+    }
+
+    /// Pulls `entities` of `workspace` (see the module docs).
+    pub(crate) async fn sync(
+        &self,
+        workspace: &QboWorkspace,
+        force: bool,
+        kind: PassKind,
+        entities: &[SyncEntity],
+    ) -> Result<Vec<EntityPull>, QboError> {
+        let realm = workspace
+            .realm_id
+            .clone()
+            .ok_or(QboError::NoRealm(workspace.workspace_id))?;
+        let now = Utc::now();
+        if kind == PassKind::Full {
+            let last = self.destination_synced_at(workspace.workspace_id).await?;
+            if recently_synced(last, now, self.config.min_interval, force) {
+                return Ok(entities
+                    .iter()
+                    .map(|e| EntityPull::skipped(*e, "SKIPPED_RECENT"))
+                    .collect());
+            }
+        }
+        let client = self.access.client(&realm).await?;
+        let mut tax_rates: Option<HashMap<String, f64>> = None;
+        let mut report = Vec::with_capacity(entities.len());
+        for &entity in entities {
+            if entity == SyncEntity::TaxCode && tax_rates.is_none() {
+                tax_rates = Some(self.tax_rates(&client, &realm).await?);
+            }
+            let rates: &(dyn TaxRateLookup + Sync) = match &tax_rates {
+                Some(rates) => rates,
+                None => &NoTaxRates,
+            };
+            report.push(
+                self.pull_entity(&client, workspace, &realm, entity, kind, rates)
+                    .await?,
+            );
+        }
+        let complete = kind == PassKind::Full
+            && entities.len() == SyncEntity::ALL.len()
+            && report
+                .iter()
+                .all(|r| r.outcome.starts_with("PULLED") || r.outcome == "SKIPPED_SIZE_LIMIT");
+        if complete {
+            let mut conn = self.pool.get().await.map_err(DbError::from)?;
+            diesel::insert_into(synced::table)
+                .values((
+                    synced::workspace_id.eq(workspace.workspace_id),
+                    synced::destination_synced_at.eq(now),
+                ))
+                .on_conflict(synced::workspace_id)
+                .do_update()
+                .set(synced::destination_synced_at.eq(now))
+                .execute(&mut conn)
+                .await?;
+        }
+        Ok(report)
+    }
+
+    async fn destination_synced_at(
+        &self,
+        workspace_id: i64,
+    ) -> Result<Option<DateTime<Utc>>, QboError> {
+        let mut conn = self.pool.get().await.map_err(DbError::from)?;
+        Ok(synced::table
+            .find(workspace_id)
+            .select(synced::destination_synced_at)
+            .first::<Option<DateTime<Utc>>>(&mut conn)
+            .await
+            .optional()?
+            .flatten())
+    }
+
+    /// Every tax rate of the realm, `Id → RateValue`: one query per run (the incumbent reads
+    /// each referenced rate by id, once per reference).
+    async fn tax_rates(
+        &self,
+        client: &QboClient,
+        realm: &str,
+    ) -> Result<HashMap<String, f64>, QboError> {
+        let rows = client
+            .query_all(&Query::select("TaxRate").active(Active::Both))
+            .await
+            .map_err(|e| self.access.failure(realm, e))?;
+        Ok(rows.iter().filter_map(rules::tax_rate_entry).collect())
+    }
+
+    async fn pull_entity(
+        &self,
+        client: &QboClient,
+        workspace: &QboWorkspace,
+        realm: &str,
+        entity: SyncEntity,
+        kind: PassKind,
+        tax_rates: &(dyn TaxRateLookup + Sync),
+    ) -> Result<EntityPull, QboError> {
+        let name = format!("qbo-pull:{realm}:{entity}");
+        let Some(held) =
+            lease::acquire(&self.pool, &name, &self.holder, self.config.lease_ttl).await?
+        else {
+            return Ok(EntityPull::skipped(entity, "HELD_ELSEWHERE"));
+        };
+        let renewer = lease::keep_renewed(self.pool.clone(), held.clone(), self.config.lease_ttl);
+        let outcome = self
+            .pass(client, workspace, realm, entity, kind, tax_rates, &held)
+            .await;
+        renewer.abort();
+        if let Err(e) = lease::release(&self.pool, &held).await {
+            tracing::warn!(lease = %held.name, error = %e, "pull lease not released; it expires");
+        }
+        if outcome.as_ref().is_ok_and(|p| p.changed > 0) {
+            self.relay.wake();
+        }
+        match outcome {
+            Ok(pull) => Ok(pull),
+            Err(PassError::Qbo(e)) => Err(e),
+            Err(PassError::LeaseLost) => Err(QboError::Unavailable(format!(
+                "the pull of {entity} lost its lease (another replica took over)"
+            ))),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn pass(
+        &self,
+        client: &QboClient,
+        workspace: &QboWorkspace,
+        realm: &str,
+        entity: SyncEntity,
+        kind: PassKind,
+        tax_rates: &(dyn TaxRateLookup + Sync),
+        held: &Lease,
+    ) -> Result<EntityPull, PassError> {
+        let workspace_id = workspace.workspace_id;
+        let started = Utc::now();
+        self.record_attempt(workspace_id, entity, started).await?;
+        if entity.size_limited() {
+            let active = client
+                .count(&Query::count(entity.as_str()).active(Active::Only))
+                .await
+                .map_err(|e| PassError::Qbo(self.access.failure(realm, e)))?;
+            self.record_count(workspace_id, entity, active).await?;
+            let created_at = workspace.created_at.unwrap_or(started);
+            if !rules::sync_allowed(active, entity, created_at, &self.size_limit) {
+                tracing::warn!(workspace_id, %entity, active, limit = self.size_limit.max_active, "entity over the size limit: not synced");
+                self.record_outcome(workspace_id, entity, "SKIPPED_SIZE_LIMIT")
+                    .await?;
+                return Ok(EntityPull::skipped(entity, "SKIPPED_SIZE_LIMIT"));
+            }
+        }
+        let watermark = self.watermark(workspace_id, entity).await?;
+        let mode = match kind {
+            PassKind::Full => PullMode::Full,
+            PassKind::Incremental => {
+                rules::incremental_mode(entity, watermark, started, self.config.incremental_overlap)
+            }
+        };
+        let mut pull = EntityPull::skipped(entity, "PULLED_FULL");
+        let mut newest: Option<DateTime<Utc>> = None;
+        let mut seen: Vec<String> = Vec::new();
+        let origin = match mode {
+            PullMode::Full => "full",
+            _ => "incremental",
+        };
+        match mode {
+            PullMode::Full | PullMode::LastUpdatedQuery { .. } => {
+                let mut query = Query::select(entity.as_str())
+                    .active(Active::Both)
+                    .order_by("Id", Order::Asc);
+                if let PullMode::LastUpdatedQuery { since } = mode {
+                    query = query.changed_since(since);
+                    pull.outcome = "PULLED_QUERY";
+                }
+                let mut start = 1;
+                loop {
+                    let page = client
+                        .query_page(&query, start, PAGE)
+                        .await
+                        .map_err(|e| PassError::Qbo(self.access.failure(realm, e)))?;
+                    let len = page.len();
+                    newest = newest.max(latest_update(&page));
+                    if mode == PullMode::Full {
+                        seen.extend(page.iter().filter_map(object_id));
+                    }
+                    let applied = self
+                        .write(workspace, entity, &page, &[], tax_rates, held, origin)
+                        .await?;
+                    pull.fetched += u32::try_from(len).unwrap_or(u32::MAX);
+                    pull.changed += applied;
+                    if len < PAGE as usize {
+                        break;
+                    }
+                    start += PAGE;
+                }
+            }
+            PullMode::Cdc { changed_since } => {
+                pull.outcome = "PULLED_CDC";
+                let mut since = changed_since;
+                loop {
+                    let answer = client
+                        .cdc(&[entity.as_str()], since)
+                        .await
+                        .map_err(|e| PassError::Qbo(self.access.failure(realm, e)))?;
+                    let (deleted, live): (Vec<_>, Vec<_>) =
+                        answer.changes.iter().partition(|c| c.deleted);
+                    let objects: Vec<Value> = live.iter().map(|c| c.object.clone()).collect();
+                    let deleted_ids: Vec<String> = deleted.iter().map(|c| c.id.clone()).collect();
+                    newest = newest.max(answer.latest.map(|t| t.with_timezone(&Utc)));
+                    pull.fetched += u32::try_from(answer.changes.len()).unwrap_or(u32::MAX);
+                    pull.changed += self
+                        .write(
+                            workspace,
+                            entity,
+                            &objects,
+                            &deleted_ids,
+                            tax_rates,
+                            held,
+                            origin,
+                        )
+                        .await?;
+                    match answer.latest {
+                        // A full answer may have left changes out: ask again from the newest.
+                        Some(latest) if answer.at_cap() && latest.with_timezone(&Utc) > since => {
+                            since = latest.with_timezone(&Utc);
+                        }
+                        _ => break,
+                    }
+                }
+            }
+        }
+        if mode == PullMode::Full {
+            let stamped_before = started
+                - chrono::Duration::from_std(self.config.incremental_overlap)
+                    .unwrap_or_else(|_| chrono::Duration::zero());
+            pull.deactivated = self
+                .detect_deletions(
+                    client,
+                    workspace,
+                    realm,
+                    entity,
+                    &seen,
+                    stamped_before,
+                    tax_rates,
+                    held,
+                )
+                .await?;
+            pull.changed += pull.deactivated;
+        }
+        // A complete pass has seen everything QBO had committed when it started; the next
+        // incremental read goes back `incremental_overlap` from there.
+        let watermark = newest.max(Some(started)).max(watermark);
+        self.record_run(workspace_id, entity, mode, watermark, pull.outcome)
+            .await?;
+        Ok(pull)
+    }
+
+    /// Deactivates the rows a complete pass did not return, after reading them back by id.
+    #[allow(clippy::too_many_arguments)]
+    async fn detect_deletions(
+        &self,
+        client: &QboClient,
+        workspace: &QboWorkspace,
+        realm: &str,
+        entity: SyncEntity,
+        seen: &[String],
+        stamped_before: DateTime<Utc>,
+        tax_rates: &(dyn TaxRateLookup + Sync),
+        held: &Lease,
+    ) -> Result<u32, PassError> {
+        let mut conn = self.pool.get().await.map_err(DbError::from)?;
+        let candidates: Vec<String> = store::absent_ids(
+            &mut conn,
+            workspace.workspace_id,
+            entity.as_str(),
+            seen,
+            stamped_before,
+        )
+        .await?;
+        drop(conn);
+        if candidates.is_empty() {
+            return Ok(0);
+        }
+        let mut still_there: Vec<Value> = Vec::new();
+        for chunk in candidates.chunks(200) {
+            let query = Query::select(entity.as_str())
+                .active(Active::Both)
+                .where_in("Id", chunk.iter().map(String::as_str));
+            still_there.extend(
+                client
+                    .query_all(&query)
+                    .await
+                    .map_err(|e| PassError::Qbo(self.access.failure(realm, e)))?,
+            );
+        }
+        let returned: Vec<String> = still_there.iter().filter_map(object_id).collect();
+        let gone: Vec<String> = candidates
+            .into_iter()
+            .filter(|id| !returned.contains(id))
+            .collect();
+        if !gone.is_empty() {
+            tracing::info!(workspace_id = workspace.workspace_id, %entity, gone = gone.len(), "records QBO no longer returns deactivated");
+        }
+        let changed = self
+            .write(
+                workspace,
+                entity,
+                &still_there,
+                &gone,
+                tax_rates,
+                held,
+                "full",
+            )
+            .await?;
+        Ok(changed)
+    }
+
+    /// Applies `objects` and deactivates `gone` in one lease-checked transaction, publishing
+    /// the changes. Returns how many rows changed.
+    #[allow(clippy::too_many_arguments)]
+    async fn write(
+        &self,
+        workspace: &QboWorkspace,
+        entity: SyncEntity,
+        objects: &[Value],
+        gone: &[String],
+        tax_rates: &(dyn TaxRateLookup + Sync),
+        held: &Lease,
+        origin: &str,
+    ) -> Result<u32, PassError> {
+        if objects.is_empty() && gone.is_empty() {
+            return Ok(0);
+        }
+        let mut conn = self.pool.get().await.map_err(DbError::from)?;
+        conn.transaction::<u32, PassError, _>(async |conn| {
+            if !lease::is_live(conn, held).await? {
+                return Err(PassError::LeaseLost);
+            }
+            let applied = apply::apply_entities(
+                conn,
+                workspace.workspace_id,
+                &workspace.rules,
+                entity,
+                objects,
+                tax_rates,
+            )
+            .await?;
+            let mut changes = applied.changes;
+            changes
+                .extend(apply::deactivate_ids(conn, workspace.workspace_id, entity, gone).await?);
+            let n = u32::try_from(changes.len()).unwrap_or(u32::MAX);
+            apply::publish(conn, &self.kafka, workspace.workspace_id, origin, changes).await?;
+            Ok(n)
+        })
+        .await
+    }
+
+    async fn watermark(
+        &self,
+        workspace_id: i64,
+        entity: SyncEntity,
+    ) -> Result<Option<DateTime<Utc>>, DbError> {
+        let mut conn = self.pool.get().await?;
+        Ok(state::table
+            .find((workspace_id, entity.as_str()))
+            .select(state::watermark)
+            .first::<Option<DateTime<Utc>>>(&mut conn)
+            .await
+            .optional()?
+            .flatten())
+    }
+
+    async fn record_attempt(
+        &self,
+        workspace_id: i64,
+        entity: SyncEntity,
+        at: DateTime<Utc>,
+    ) -> Result<(), DbError> {
+        let mut conn = self.pool.get().await?;
+        diesel::insert_into(state::table)
+            .values((
+                state::workspace_id.eq(workspace_id),
+                state::qbo_entity.eq(entity.as_str()),
+                state::last_attempt_at.eq(at),
+            ))
+            .on_conflict((state::workspace_id, state::qbo_entity))
+            .do_update()
+            .set(state::last_attempt_at.eq(at))
+            .execute(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn record_count(
+        &self,
+        workspace_id: i64,
+        entity: SyncEntity,
+        active: u64,
+    ) -> Result<(), DbError> {
+        let active = i64::try_from(active).unwrap_or(i64::MAX);
+        let mut conn = self.pool.get().await?;
+        diesel::insert_into(counts::table)
+            .values((
+                counts::workspace_id.eq(workspace_id),
+                counts::qbo_entity.eq(entity.as_str()),
+                counts::active_count.eq(active),
+            ))
+            .on_conflict((counts::workspace_id, counts::qbo_entity))
+            .do_update()
+            .set((
+                counts::active_count.eq(active),
+                counts::counted_at.eq(diesel::dsl::now),
+            ))
+            .execute(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn record_outcome(
+        &self,
+        workspace_id: i64,
+        entity: SyncEntity,
+        outcome: &str,
+    ) -> Result<(), DbError> {
+        let mut conn = self.pool.get().await?;
+        diesel::update(state::table.find((workspace_id, entity.as_str())))
+            .set(state::last_outcome.eq(outcome))
+            .execute(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn record_run(
+        &self,
+        workspace_id: i64,
+        entity: SyncEntity,
+        mode: PullMode,
+        watermark: Option<DateTime<Utc>>,
+        outcome: &str,
+    ) -> Result<(), DbError> {
+        let now = Utc::now();
+        let mut conn = self.pool.get().await?;
+        let target = state::table.find((workspace_id, entity.as_str()));
+        match mode {
+            PullMode::Full => {
+                diesel::update(target)
+                    .set((
+                        state::watermark.eq(watermark),
+                        state::last_full_sync_at.eq(now),
+                        state::last_outcome.eq(outcome),
+                    ))
+                    .execute(&mut conn)
+                    .await?
+            }
+            _ => {
+                diesel::update(target)
+                    .set((
+                        state::watermark.eq(watermark),
+                        state::last_incremental_sync_at.eq(now),
+                        state::last_outcome.eq(outcome),
+                    ))
+                    .execute(&mut conn)
+                    .await?
+            }
+        };
+        Ok(())
+    }
+}
+
+/// The newest `MetaData.LastUpdatedTime` among `objects`.
+fn latest_update(objects: &[Value]) -> Option<DateTime<Utc>> {
+    objects
+        .iter()
+        .filter_map(|o| o.pointer("/MetaData/LastUpdatedTime")?.as_str())
+        .filter_map(rules::parse_qbo_time)
+        .max()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_24_hour_rule_skips_a_recent_full_sync_unless_forced() {
+        let now = Utc::now();
+        let day = Duration::from_secs(24 * 3600);
+        assert!(recently_synced(
+            Some(now - chrono::Duration::hours(23)),
+            now,
+            day,
+            false
+        ));
+        assert!(!recently_synced(
+            Some(now - chrono::Duration::hours(23)),
+            now,
+            day,
+            true
+        ));
+        assert!(!recently_synced(
+            Some(now - chrono::Duration::hours(25)),
+            now,
+            day,
+            false
+        ));
+        assert!(!recently_synced(None, now, day, false));
+    }
+
+    #[test]
+    fn requested_entities_parse_any_case_and_refuse_others() {
+        assert_eq!(
+            requested(&["vendor".into(), "Vendor".into(), "TAXCODE".into()]),
+            Ok(vec![SyncEntity::Vendor, SyncEntity::TaxCode])
+        );
+        assert_eq!(requested(&[]).map(|v| v.len()), Ok(SyncEntity::ALL.len()));
+        assert!(requested(&["Invoice".into()]).is_err());
+    }
+}

@@ -1,0 +1,126 @@
+//! What qbo-sync reads of a workspace: its realm, the settings derivation depends on, and when
+//! it was created (the size limit binds only newer workspaces). Pure: from the projection's
+//! snapshot (mapping owns the settings and publishes them on `settings.workspaces.v1`).
+
+use attrsync_kafka::workspaces::ProjectedWorkspace;
+use attrsync_proto::{
+    time,
+    v1::{CategorySyncVersion as ProtoVersion, WorkspaceSnapshot},
+};
+use chrono::{DateTime, Utc};
+use prost::Message as _;
+
+use crate::rules::{CategorySyncVersion, WorkspaceRules};
+
+/// The incumbent's default `charts_of_accounts` (`['Expense']`), used when a workspace has not
+/// chosen any.
+pub const DEFAULT_CHARTS_OF_ACCOUNTS: [&str; 1] = ["Expense"];
+
+/// A workspace as qbo-sync sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QboWorkspace {
+    pub workspace_id: i64,
+    pub realm_id: Option<String>,
+    pub rules: WorkspaceRules,
+    /// `None` when the snapshot carries no creation time (treated as grandfathered by nothing:
+    /// the size limit then applies).
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+/// Reads the projection row; a snapshot that does not decode yields the defaults (the rules
+/// then follow the incumbent's defaults rather than failing every sync).
+pub fn of(projected: &ProjectedWorkspace) -> QboWorkspace {
+    let snapshot = WorkspaceSnapshot::decode(projected.snapshot.as_slice()).unwrap_or_default();
+    let import = snapshot
+        .settings
+        .and_then(|s| s.import_settings)
+        .unwrap_or_default();
+    let charts = if import.charts_of_accounts.is_empty() {
+        DEFAULT_CHARTS_OF_ACCOUNTS
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect()
+    } else {
+        import.charts_of_accounts.clone()
+    };
+    let category_sync_version = match ProtoVersion::try_from(import.category_sync_version) {
+        Ok(ProtoVersion::V1) => CategorySyncVersion::V1,
+        _ => CategorySyncVersion::V2,
+    };
+    QboWorkspace {
+        workspace_id: projected.workspace_id,
+        realm_id: projected.qbo_realm_id.clone(),
+        rules: WorkspaceRules {
+            charts_of_accounts: charts,
+            category_sync_version,
+            import_items: import.import_items,
+        },
+        created_at: snapshot
+            .workspace
+            .and_then(|w| w.created_at)
+            .as_ref()
+            .and_then(time::from_proto),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use attrsync_proto::v1::{ImportSettings, Workspace, WorkspaceSettings};
+    use serde_json::json;
+
+    use super::*;
+
+    fn projected(snapshot: &WorkspaceSnapshot) -> ProjectedWorkspace {
+        ProjectedWorkspace {
+            workspace_id: 7,
+            fyle_org_id: "or1".into(),
+            qbo_realm_id: Some("123".into()),
+            fyle_webhook_sync_enabled: true,
+            fyle_webhook_by_type: json!({}),
+            qbo_webhook_sync_enabled: true,
+            qbo_webhook_by_entity: json!({}),
+            deleted: false,
+            version: 1,
+            snapshot: snapshot.encode_to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_workspace_without_settings_gets_the_incumbent_defaults() {
+        let w = of(&projected(&WorkspaceSnapshot::default()));
+        assert_eq!(w.rules.charts_of_accounts, ["Expense"]);
+        assert_eq!(w.rules.category_sync_version, CategorySyncVersion::V2);
+        assert!(!w.rules.import_items);
+        assert_eq!(w.realm_id.as_deref(), Some("123"));
+    }
+
+    #[test]
+    fn chosen_settings_and_the_creation_time_are_read() {
+        let created = DateTime::parse_from_rfc3339("2025-01-02T03:04:05Z")
+            .expect("valid")
+            .with_timezone(&Utc);
+        let snapshot = WorkspaceSnapshot {
+            workspace: Some(Workspace {
+                id: 7,
+                created_at: Some(time::to_proto(created)),
+                ..Default::default()
+            }),
+            settings: Some(WorkspaceSettings {
+                import_settings: Some(ImportSettings {
+                    charts_of_accounts: vec!["Expense".into(), "Income".into()],
+                    category_sync_version: ProtoVersion::V1 as i32,
+                    import_items: true,
+                    ..Default::default()
+                }),
+                webhook_flags: None,
+            }),
+            version: 3,
+            deleted: false,
+        };
+        let w = of(&projected(&snapshot));
+        assert_eq!(w.rules.charts_of_accounts, ["Expense", "Income"]);
+        assert_eq!(w.rules.category_sync_version, CategorySyncVersion::V1);
+        assert!(w.rules.import_items);
+        assert_eq!(w.created_at, Some(created));
+    }
+}

@@ -1,0 +1,375 @@
+//! Writing destination attributes: set-based, versioned, change-reporting.
+//!
+//! Every path that changes `destination_attributes` — full and incremental pulls, targeted
+//! fetches after webhooks, deletes and merges — goes through the two functions here, inside
+//! the caller's transaction:
+//!
+//! - [`upsert`] writes a page of derived attributes of one QBO entity type in **two statements**
+//!   whatever the page size: the stored rows it touches are locked (`FOR UPDATE`, so their old
+//!   values are the ones replaced), then one `INSERT … SELECT FROM unnest(…) ON CONFLICT DO
+//!   UPDATE` writes what changed. A row is rewritten only when its content hash or SyncToken
+//!   differs, and never with an older copy: a copy whose `MetaData.LastUpdatedTime` is older
+//!   than the stored one (a pull page read before a webhook's fetch) changes nothing.
+//! - [`deactivate`] turns stored rows inactive (QBO deletes, merges, rows a complete pass no
+//!   longer returns — found by [`absent_ids`] — and types an Account left), by primary key and
+//!   only if the row is unchanged since it was read.
+//!
+//! Both return the [`Changed`] rows — with the stored values they replaced — from which the
+//! caller's pure rules name the change (created, renamed, …) for `sync.destination-attributes.v1`.
+//!
+//! Failure policy: database errors are returned to the caller, whose transaction then writes
+//! nothing; every statement is idempotent, so repeating a failed page is safe.
+
+use chrono::{DateTime, Utc};
+use diesel::{
+    QueryableByName,
+    pg::sql_types::Jsonb,
+    prelude::*,
+    sql_types::{Array, BigInt, Bool, Nullable, Text, Timestamptz},
+};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use serde_json::Value;
+
+use crate::rules::{DestinationDraft, content_hash};
+
+/// A row [`upsert`] or [`deactivate`] wrote, with what it replaced (`previous` is `None` for a
+/// new row).
+#[derive(Debug, Clone, PartialEq, QueryableByName)]
+pub struct Changed {
+    #[diesel(sql_type = BigInt)]
+    pub id: i64,
+    #[diesel(sql_type = Text)]
+    pub attribute_type: String,
+    #[diesel(sql_type = Text)]
+    pub display_name: String,
+    #[diesel(sql_type = Text)]
+    pub destination_id: String,
+    #[diesel(sql_type = Text)]
+    pub value: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub code: Option<String>,
+    #[diesel(sql_type = Bool)]
+    pub active: bool,
+    #[diesel(sql_type = Jsonb)]
+    pub detail: Value,
+    #[diesel(sql_type = Text)]
+    pub content_hash: String,
+    #[diesel(embed)]
+    pub previous: Previous,
+}
+
+/// The stored values a write replaced.
+#[derive(Debug, Clone, PartialEq, QueryableByName)]
+pub struct Previous {
+    #[diesel(sql_type = Nullable<Text>)]
+    pub old_value: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub old_code: Option<String>,
+    #[diesel(sql_type = Nullable<Bool>)]
+    pub old_active: Option<bool>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub old_hash: Option<String>,
+}
+
+impl Changed {
+    /// Whether what a user sees changed (a new SyncToken alone does not count).
+    pub fn content_changed(&self) -> bool {
+        self.previous.old_hash.as_deref() != Some(self.content_hash.as_str())
+    }
+}
+
+/// Writes `drafts` — attributes derived from QBO entities of type `qbo_entity` — for
+/// `workspace_id`, returning the rows written. Drafts for the same (id, type) are reduced to
+/// the newest copy first (one statement cannot write a row twice).
+pub async fn upsert(
+    conn: &mut AsyncPgConnection,
+    workspace_id: i64,
+    qbo_entity: &str,
+    drafts: &[DestinationDraft],
+) -> QueryResult<Vec<Changed>> {
+    let drafts = newest_per_key(drafts);
+    if drafts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let columns = Columns::of(&drafts);
+    // Lock what this page replaces, so the values reported as "old" are the ones overwritten.
+    diesel::sql_query(
+        "SELECT 1 FROM destination_attributes d \
+         JOIN unnest($3::text[], $4::text[]) AS i(attribute_type, destination_id) \
+           ON d.attribute_type = i.attribute_type AND d.destination_id = i.destination_id \
+         WHERE d.workspace_id = $1 AND d.qbo_entity = $2 \
+         FOR UPDATE OF d",
+    )
+    .bind::<BigInt, _>(workspace_id)
+    .bind::<Text, _>(qbo_entity)
+    .bind::<Array<Text>, _>(&columns.attribute_type)
+    .bind::<Array<Text>, _>(&columns.destination_id)
+    .execute(conn)
+    .await?;
+    diesel::sql_query(UPSERT)
+        .bind::<BigInt, _>(workspace_id)
+        .bind::<Text, _>(qbo_entity)
+        .bind::<Array<Text>, _>(&columns.attribute_type)
+        .bind::<Array<Text>, _>(&columns.display_name)
+        .bind::<Array<Text>, _>(&columns.destination_id)
+        .bind::<Array<Text>, _>(&columns.value)
+        .bind::<Array<Nullable<Text>>, _>(&columns.code)
+        .bind::<Array<Bool>, _>(&columns.active)
+        .bind::<Array<Jsonb>, _>(&columns.detail)
+        .bind::<Array<Text>, _>(&columns.content_hash)
+        .bind::<Array<Nullable<Timestamptz>>, _>(&columns.qbo_updated_at)
+        .bind::<Array<Nullable<Text>>, _>(&columns.sync_token)
+        .load(conn)
+        .await
+}
+
+/// `prior` reads the snapshot the statement started with — the locked rows' current values —
+/// and `written` the rows the upsert changed; the outer join pairs them.
+const UPSERT: &str = "\
+WITH input AS (
+    SELECT * FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bool[],
+                         $9::jsonb[], $10::text[], $11::timestamptz[], $12::text[])
+        AS i(attribute_type, display_name, destination_id, value, code, active, detail,
+             content_hash, qbo_updated_at, sync_token)
+), prior AS (
+    SELECT d.attribute_type, d.destination_id, d.value, d.code, d.active, d.content_hash
+    FROM destination_attributes d
+    JOIN input i ON d.attribute_type = i.attribute_type AND d.destination_id = i.destination_id
+    WHERE d.workspace_id = $1 AND d.qbo_entity = $2
+), written AS (
+    INSERT INTO destination_attributes AS d
+        (workspace_id, qbo_entity, attribute_type, display_name, destination_id, value, code,
+         active, detail, content_hash, qbo_updated_at, sync_token)
+    SELECT $1, $2, i.attribute_type, i.display_name, i.destination_id, i.value, i.code, i.active,
+           i.detail, i.content_hash, i.qbo_updated_at, i.sync_token
+    FROM input i
+    ON CONFLICT (workspace_id, qbo_entity, destination_id, attribute_type) DO UPDATE SET
+        display_name = excluded.display_name,
+        value = excluded.value,
+        code = excluded.code,
+        active = excluded.active,
+        detail = excluded.detail,
+        content_hash = excluded.content_hash,
+        qbo_updated_at = excluded.qbo_updated_at,
+        sync_token = excluded.sync_token,
+        updated_at = CASE WHEN d.content_hash = excluded.content_hash THEN d.updated_at ELSE now() END
+    WHERE (d.content_hash <> excluded.content_hash
+           OR d.sync_token IS DISTINCT FROM excluded.sync_token)
+      AND (d.qbo_updated_at IS NULL OR excluded.qbo_updated_at IS NULL
+           OR excluded.qbo_updated_at >= d.qbo_updated_at)
+    RETURNING d.id, d.attribute_type, d.display_name, d.destination_id, d.value, d.code,
+              d.active, d.detail, d.content_hash
+)
+SELECT w.*, p.value AS old_value, p.code AS old_code, p.active AS old_active,
+       p.content_hash AS old_hash
+FROM written w
+LEFT JOIN prior p ON p.attribute_type = w.attribute_type AND p.destination_id = w.destination_id
+ORDER BY w.id";
+
+/// Which stored rows [`deactivate`] turns inactive (always within one workspace × entity).
+#[derive(Debug, Clone, Copy)]
+pub enum Deactivation<'a> {
+    /// Every row of these QBO ids (deleted or merged away in QBO).
+    Ids(&'a [String]),
+    /// Every row of `ids[i]`, unless the stored copy is newer than `as_of[i]` (a webhook's
+    /// Delete that a later fetch already overtook); the row is then stamped `as_of[i]`, so an
+    /// older copy read before the delete cannot bring it back.
+    IdsAsOf {
+        ids: &'a [String],
+        as_of: &'a [Option<DateTime<Utc>>],
+    },
+    /// The rows of these (id, type) pairs — `ids[i]` with `types[i]` — slots an entity no
+    /// longer fills (an Account whose type moved it from ACCOUNT to BANK_ACCOUNT, or out of the
+    /// charts of accounts).
+    Slots {
+        ids: &'a [String],
+        types: &'a [String],
+    },
+}
+
+#[derive(QueryableByName)]
+struct Candidate {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = Text)]
+    value: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    code: Option<String>,
+    #[diesel(sql_type = Jsonb)]
+    detail: Value,
+    #[diesel(sql_type = Text)]
+    content_hash: String,
+    #[diesel(sql_type = Text)]
+    destination_id: String,
+}
+
+/// Turns the active rows `which` selects inactive, returning them.
+pub async fn deactivate(
+    conn: &mut AsyncPgConnection,
+    workspace_id: i64,
+    qbo_entity: &str,
+    which: Deactivation<'_>,
+) -> QueryResult<Vec<Changed>> {
+    const ACTIVE_ROWS: &str = "SELECT id, value, code, detail, content_hash, destination_id \
+         FROM destination_attributes WHERE workspace_id = $1 AND qbo_entity = $2 AND active";
+    let candidates: Vec<Candidate> = match which {
+        Deactivation::Ids(ids) => {
+            diesel::sql_query(format!(
+                "{ACTIVE_ROWS} AND destination_id = ANY($3) FOR UPDATE"
+            ))
+            .bind::<BigInt, _>(workspace_id)
+            .bind::<Text, _>(qbo_entity)
+            .bind::<Array<Text>, _>(ids)
+            .load(conn)
+            .await?
+        }
+        Deactivation::IdsAsOf { ids, as_of } => {
+            diesel::sql_query(format!(
+                "{ACTIVE_ROWS} AND EXISTS (SELECT 1 FROM unnest($3::text[], $4::timestamptz[]) \
+                     AS i(id, as_of) WHERE i.id = destination_id \
+                     AND (i.as_of IS NULL OR qbo_updated_at IS NULL OR qbo_updated_at <= i.as_of)) \
+                 FOR UPDATE"
+            ))
+            .bind::<BigInt, _>(workspace_id)
+            .bind::<Text, _>(qbo_entity)
+            .bind::<Array<Text>, _>(ids)
+            .bind::<Array<Nullable<Timestamptz>>, _>(as_of)
+            .load(conn)
+            .await?
+        }
+        Deactivation::Slots { ids, types } => {
+            diesel::sql_query(format!(
+                "{ACTIVE_ROWS} AND (destination_id, attribute_type) IN \
+                 (SELECT * FROM unnest($3::text[], $4::text[])) FOR UPDATE"
+            ))
+            .bind::<BigInt, _>(workspace_id)
+            .bind::<Text, _>(qbo_entity)
+            .bind::<Array<Text>, _>(ids)
+            .bind::<Array<Text>, _>(types)
+            .load(conn)
+            .await?
+        }
+    };
+    if candidates.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<i64> = candidates.iter().map(|c| c.id).collect();
+    let hashes: Vec<String> = candidates
+        .iter()
+        .map(|c| content_hash(&c.value, c.code.as_deref(), false, &c.detail))
+        .collect();
+    let old_hashes: Vec<&str> = candidates.iter().map(|c| c.content_hash.as_str()).collect();
+    let stamps: Vec<Option<DateTime<Utc>>> = match which {
+        Deactivation::IdsAsOf { ids, as_of } => candidates
+            .iter()
+            .map(|c| {
+                ids.iter()
+                    .zip(as_of)
+                    .filter(|(id, _)| **id == c.destination_id)
+                    .filter_map(|(_, at)| *at)
+                    .max()
+            })
+            .collect(),
+        _ => vec![None; candidates.len()],
+    };
+    diesel::sql_query(
+        "UPDATE destination_attributes d \
+         SET active = false, content_hash = i.content_hash, updated_at = now(), \
+             qbo_updated_at = GREATEST(d.qbo_updated_at, i.as_of) \
+         FROM unnest($1::bigint[], $2::text[], $3::text[], $4::timestamptz[]) \
+              AS i(id, content_hash, old_hash, as_of) \
+         WHERE d.id = i.id AND d.content_hash = i.old_hash \
+         RETURNING d.id, d.attribute_type, d.display_name, d.destination_id, d.value, d.code, \
+                   d.active, d.detail, d.content_hash, d.value AS old_value, d.code AS old_code, \
+                   true AS old_active, i.old_hash AS old_hash",
+    )
+    .bind::<Array<BigInt>, _>(&ids)
+    .bind::<Array<Text>, _>(&hashes)
+    .bind::<Array<Text>, _>(&old_hashes)
+    .bind::<Array<Nullable<Timestamptz>>, _>(&stamps)
+    .load(conn)
+    .await
+}
+
+#[derive(QueryableByName)]
+struct AbsentId {
+    #[diesel(sql_type = Text)]
+    destination_id: String,
+}
+
+/// The QBO ids of active rows of `qbo_entity` that are not in `seen` and were last written
+/// from a copy older than `stamped_before`: what a complete pass suggests was deleted.
+pub async fn absent_ids(
+    conn: &mut AsyncPgConnection,
+    workspace_id: i64,
+    qbo_entity: &str,
+    seen: &[String],
+    stamped_before: DateTime<Utc>,
+) -> QueryResult<Vec<String>> {
+    let rows: Vec<AbsentId> = diesel::sql_query(
+        "SELECT DISTINCT destination_id FROM destination_attributes \
+         WHERE workspace_id = $1 AND qbo_entity = $2 AND active \
+           AND NOT destination_id = ANY($3) \
+           AND (qbo_updated_at IS NULL OR qbo_updated_at < $4) \
+         ORDER BY destination_id",
+    )
+    .bind::<BigInt, _>(workspace_id)
+    .bind::<Text, _>(qbo_entity)
+    .bind::<Array<Text>, _>(seen)
+    .bind::<Timestamptz, _>(stamped_before)
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| r.destination_id).collect())
+}
+
+/// The drafts with one copy per (id, type): the one QBO stamped last, the later one on a tie.
+fn newest_per_key(drafts: &[DestinationDraft]) -> Vec<&DestinationDraft> {
+    let mut newest: std::collections::HashMap<(&str, &str), &DestinationDraft> =
+        std::collections::HashMap::with_capacity(drafts.len());
+    for draft in drafts {
+        let key = (draft.attribute_type.as_str(), draft.destination_id.as_str());
+        match newest.get(&key) {
+            Some(kept) if kept.last_updated_time > draft.last_updated_time => {}
+            _ => {
+                newest.insert(key, draft);
+            }
+        }
+    }
+    let mut kept: Vec<&DestinationDraft> = newest.into_values().collect();
+    kept.sort_by(|a, b| {
+        (a.attribute_type.as_str(), a.destination_id.as_str())
+            .cmp(&(b.attribute_type.as_str(), b.destination_id.as_str()))
+    });
+    kept
+}
+
+/// The page as column arrays, the shape `unnest` takes.
+struct Columns {
+    attribute_type: Vec<&'static str>,
+    display_name: Vec<&'static str>,
+    destination_id: Vec<String>,
+    value: Vec<String>,
+    code: Vec<Option<String>>,
+    active: Vec<bool>,
+    detail: Vec<Value>,
+    content_hash: Vec<String>,
+    qbo_updated_at: Vec<Option<DateTime<Utc>>>,
+    sync_token: Vec<Option<String>>,
+}
+
+impl Columns {
+    fn of(drafts: &[&DestinationDraft]) -> Self {
+        Self {
+            attribute_type: drafts.iter().map(|d| d.attribute_type.as_str()).collect(),
+            display_name: drafts.iter().map(|d| d.display_name).collect(),
+            destination_id: drafts.iter().map(|d| d.destination_id.clone()).collect(),
+            value: drafts.iter().map(|d| d.value.clone()).collect(),
+            code: drafts.iter().map(|d| d.code.clone()).collect(),
+            active: drafts.iter().map(|d| d.active).collect(),
+            detail: drafts.iter().map(|d| d.detail.clone()).collect(),
+            content_hash: drafts.iter().map(|d| d.content_hash()).collect(),
+            qbo_updated_at: drafts.iter().map(|d| d.last_updated_time).collect(),
+            sync_token: drafts.iter().map(|d| d.sync_token.clone()).collect(),
+        }
+    }
+}

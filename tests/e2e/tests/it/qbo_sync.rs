@@ -1,0 +1,552 @@
+//! qbo-sync against the QBO sandbox over real HTTP, with the real PostgreSQL and Kafka: full
+//! pulls by the account-type rules, a QBO webhook through ingest ending as an updated row (with
+//! the rename's old value on the change topic), coalesced bursts, a realm shared by two
+//! workspaces, merges, hard deletes found by a full pass, incremental CDC pulls, the size limit,
+//! rotating refresh tokens under two replicas, and an expired grant.
+
+use std::{collections::BTreeSet, time::Duration};
+
+use attrsync_e2e::{TestStack, eventually, qbo::QboSyncHandle};
+use attrsync_kafka::{envelope, topics};
+use attrsync_proto::{
+    Payload,
+    v1::{
+        ChangeKind, ConnectQboRequest, DestinationAttribute, GetAttributeCountsRequest,
+        GetQboSyncStatusRequest, ListDestinationAttributesRequest, SyncQboDimensionsRequest,
+        SyncQboDimensionsResponse,
+    },
+};
+use attrsync_sandbox::{QboWebhookConfig, Sandbox, SandboxConfig, SandboxHandle, Seed};
+
+use crate::kafka_reader::read_until;
+
+const WAIT: Duration = Duration::from_secs(60);
+const REALM: &str = "9130357766900456";
+
+async fn variety_sandbox() -> SandboxHandle {
+    Sandbox::start(SandboxConfig {
+        seed: Seed::Variety,
+        workers: 1,
+        ..SandboxConfig::default()
+    })
+    .await
+    .unwrap()
+}
+
+/// A stack, a qbo-sync on `sb`, and a workspace of `REALM` connected with the realm's token.
+async fn connected(sb: &SandboxHandle) -> (TestStack, QboSyncHandle, i64) {
+    let stack = TestStack::start().await.unwrap();
+    let qbo = stack
+        .start_qbo_sync(sb.qbo_url(), Vec::new())
+        .await
+        .unwrap();
+    let (workspace_id, _) = stack
+        .create_workspace_with_realm(Some(REALM))
+        .await
+        .unwrap();
+    connect(sb, &qbo, workspace_id).await;
+    (stack, qbo, workspace_id)
+}
+
+async fn connect(sb: &SandboxHandle, qbo: &QboSyncHandle, workspace_id: i64) {
+    let response = qbo
+        .client
+        .clone()
+        .connect_qbo(ConnectQboRequest {
+            workspace_id,
+            realm_id: REALM.into(),
+            authorization_code: None,
+            refresh_token: sb.qbo().refresh_token(REALM),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!response.company_name.is_empty(), "CompanyInfo was read");
+}
+
+/// Delivers the sandbox's QBO webhooks to this stack's ingest.
+fn deliver_webhooks_to(sb: &SandboxHandle, stack: &TestStack) {
+    sb.set_qbo_webhook(QboWebhookConfig {
+        url: Some(format!("{}/webhooks/qbo", stack.ingest_url)),
+        batch_window_ms: 50,
+        ..QboWebhookConfig::default()
+    });
+}
+
+async fn sync(
+    qbo: &QboSyncHandle,
+    workspace_id: i64,
+    entities: &[&str],
+    incremental: bool,
+) -> SyncQboDimensionsResponse {
+    qbo.client
+        .clone()
+        .sync_dimensions(SyncQboDimensionsRequest {
+            workspace_id,
+            force: true,
+            attribute_types: entities.iter().map(|e| (*e).to_owned()).collect(),
+            incremental,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+async fn attributes(qbo: &QboSyncHandle, workspace_id: i64) -> Vec<DestinationAttribute> {
+    let mut out = Vec::new();
+    let mut after_id = 0;
+    loop {
+        let page = qbo
+            .client
+            .clone()
+            .list_destination_attributes(ListDestinationAttributesRequest {
+                workspace_id,
+                after_id,
+                page_size: 1000,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        out.extend(page.attributes);
+        if page.next_after_id == 0 {
+            return out;
+        }
+        after_id = page.next_after_id;
+    }
+}
+
+fn row<'a>(
+    rows: &'a [DestinationAttribute],
+    attribute_type: &str,
+    id: &str,
+) -> Option<&'a DestinationAttribute> {
+    rows.iter()
+        .find(|a| a.attribute_type == attribute_type && a.destination_id == id)
+}
+
+/// QBO data-API requests the sandbox served for `REALM` (queries, reads, CDC, writes).
+fn qbo_requests(sb: &SandboxHandle) -> u64 {
+    sb.stats()
+        .endpoints
+        .iter()
+        .filter(|(key, _)| key.starts_with("qbo ") && key.contains("/v3/company/"))
+        .map(|(_, s)| s.count)
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_sync_splits_accounts_by_type_and_a_second_one_changes_nothing() {
+    let sb = variety_sandbox().await;
+    let (stack, qbo, workspace_id) = connected(&sb).await;
+    let first = sync(&qbo, workspace_id, &[], false).await;
+    assert!(first.pulled);
+    assert!(first.attributes_changed > 0);
+    let rows = attributes(&qbo, workspace_id).await;
+    // The workspace has the incumbent's default charts of accounts: Expense only.
+    for id in 200..=214 {
+        let id = id.to_string();
+        let account = sb.qbo().get(REALM, "Account", &id).unwrap();
+        let account_type = account["AccountType"].as_str().unwrap();
+        let expected: BTreeSet<&str> = match account_type {
+            "Expense" => ["ACCOUNT"].into(),
+            "Credit Card" => ["CREDIT_CARD_ACCOUNT"].into(),
+            "Bank" | "Other Current Liability" => ["BANK_ACCOUNT"].into(),
+            "Accounts Payable" => ["ACCOUNTS_PAYABLE"].into(),
+            _ => BTreeSet::new(),
+        };
+        let stored: BTreeSet<&str> = rows
+            .iter()
+            .filter(|a| a.destination_id == id && a.display_name != "Item")
+            .filter(|a| a.attribute_type.contains("ACCOUNT"))
+            .map(|a| a.attribute_type.as_str())
+            .collect();
+        assert_eq!(stored, expected, "account {id} of type {account_type}");
+        for a in rows
+            .iter()
+            .filter(|a| a.destination_id == id && a.display_name != "Item")
+        {
+            if !a.attribute_type.contains("ACCOUNT") {
+                continue;
+            }
+            assert_eq!(a.value, account["FullyQualifiedName"].as_str().unwrap());
+            let code = account["AcctNum"]
+                .as_str()
+                .map(|c| c.split_whitespace().collect::<Vec<_>>().join(" "));
+            assert_eq!(a.code, code.filter(|c| !c.is_empty()), "account {id}");
+        }
+    }
+    // An inactive QBO record is stored inactive, without the " (deleted)" suffix (#32).
+    let old_travel = row(&rows, "ACCOUNT", "88");
+    if let Some(old_travel) = old_travel {
+        assert!(!old_travel.active);
+        assert!(
+            !old_travel.value.contains("(deleted)"),
+            "{}",
+            old_travel.value
+        );
+    }
+    let vendor = row(&rows, "VENDOR", "30").unwrap();
+    assert_eq!(vendor.value, "Books by Bessie");
+    assert!(row(&rows, "EMPLOYEE", "63").is_some());
+    assert!(row(&rows, "CUSTOMER", "7").is_some());
+    let tax = rows
+        .iter()
+        .find(|a| a.attribute_type == "TAX_CODE")
+        .expect("a tax code with purchase rates is stored");
+    assert!(tax.value.contains(" @"), "{}", tax.value);
+    assert!(tax.detail_json.contains("tax_rate"), "{}", tax.detail_json);
+
+    let second = sync(&qbo, workspace_id, &[], false).await;
+    assert_eq!(second.attributes_changed, 0, "{second:?}");
+    assert_eq!(attributes(&qbo, workspace_id).await.len(), rows.len());
+    let status = qbo
+        .client
+        .clone()
+        .get_sync_status(GetQboSyncStatusRequest { workspace_id })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.qbo_connection, "CONNECTED");
+    assert!(status.destination_synced_at.is_some());
+    assert!(
+        status
+            .entities
+            .iter()
+            .all(|e| e.last_outcome == "PULLED_FULL" && e.watermark.is_some()),
+        "{status:?}"
+    );
+    let counts = qbo
+        .client
+        .clone()
+        .get_attribute_counts(GetAttributeCountsRequest { workspace_id })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        counts.counts.get("Vendor").is_some_and(|n| *n >= 1),
+        "{counts:?}"
+    );
+    stack.stop().await;
+    sb.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_qbo_webhook_through_ingest_renames_the_row_and_publishes_the_old_value() {
+    let sb = variety_sandbox().await;
+    let (stack, qbo, workspace_id) = connected(&sb).await;
+    sync(&qbo, workspace_id, &["Vendor"], false).await;
+    deliver_webhooks_to(&sb, &stack);
+    sb.qbo()
+        .rename(REALM, "Vendor", "30", "Books by Bessie's Sister")
+        .unwrap();
+    eventually(WAIT, "the webhook's rename stored", || async {
+        let rows = attributes(&qbo, workspace_id).await;
+        Ok(row(&rows, "VENDOR", "30")
+            .filter(|v| v.value == "Books by Bessie's Sister")
+            .cloned())
+    })
+    .await
+    .unwrap();
+    let topic = stack.topic(topics::DESTINATION_ATTRIBUTES_CHANGED);
+    let messages = read_until(&topic, WAIT, |messages| {
+        messages
+            .iter()
+            .any(|m| renamed_vendor(&m.payload).is_some())
+    })
+    .await
+    .unwrap();
+    let change = messages
+        .iter()
+        .find_map(|m| renamed_vendor(&m.payload))
+        .expect("a RENAMED change");
+    assert_eq!(change.old_value.as_deref(), Some("Books by Bessie"));
+    assert_eq!(change.value, "Books by Bessie's Sister");
+    stack.stop().await;
+    sb.stop().await;
+}
+
+fn renamed_vendor(payload: &[u8]) -> Option<attrsync_proto::v1::DestinationAttributeChange> {
+    let envelope = envelope::decode(payload).ok()?;
+    let Some(Payload::DestinationAttributesChanged(event)) = envelope.payload else {
+        return None;
+    };
+    if event.origin != "webhook" {
+        return None;
+    }
+    event
+        .changes
+        .into_iter()
+        .find(|c| c.destination_id == "30" && c.kind == ChangeKind::Renamed as i32)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_webhooks_for_a_realm_shared_by_two_workspaces_costs_a_few_fetches() {
+    let sb = variety_sandbox().await;
+    let (stack, qbo, first) = connected(&sb).await;
+    let (second, _) = stack
+        .create_workspace_with_realm(Some(REALM))
+        .await
+        .unwrap();
+    sb.qbo().generate(REALM, "Customer", 200).unwrap();
+    sync(&qbo, first, &["Customer"], false).await;
+    sync(&qbo, second, &["Customer"], false).await;
+    let ids: Vec<String> = attributes(&qbo, first)
+        .await
+        .into_iter()
+        .filter(|a| a.attribute_type == "CUSTOMER" && a.active)
+        .map(|a| a.destination_id)
+        .take(150)
+        .collect();
+    assert_eq!(ids.len(), 150);
+    deliver_webhooks_to(&sb, &stack);
+    let before = qbo_requests(&sb);
+    for id in &ids {
+        sb.qbo()
+            .update(
+                REALM,
+                "Customer",
+                id,
+                serde_json::json!({"CompanyName": "Renamed Co"}),
+            )
+            .unwrap();
+        sb.qbo()
+            .rename(REALM, "Customer", id, &format!("Burst customer {id}"))
+            .unwrap();
+    }
+    for workspace_id in [first, second] {
+        eventually(
+            WAIT,
+            "every burst rename stored in both workspaces",
+            || async {
+                let rows = attributes(&qbo, workspace_id).await;
+                Ok(ids
+                    .iter()
+                    .all(|id| {
+                        row(&rows, "CUSTOMER", id)
+                            .is_some_and(|c| c.value.ends_with(&format!("Burst customer {id}")))
+                    })
+                    .then_some(()))
+            },
+        )
+        .await
+        .unwrap();
+    }
+    let spent = qbo_requests(&sb) - before;
+    // 300 changes (two per customer), fanned out to two workspaces: fetched once per realm and
+    // entity type per round, so a handful of queries — not 600 reads.
+    assert!(spent <= 30, "{spent} QBO requests for 300 changes");
+    stack.stop().await;
+    sb.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merges_and_hard_deletes_deactivate_and_cdc_pulls_only_what_changed() {
+    let sb = variety_sandbox().await;
+    let (stack, qbo, workspace_id) = connected(&sb).await;
+    sb.qbo().generate(REALM, "Vendor", 20).unwrap();
+    sync(&qbo, workspace_id, &["Vendor", "Customer"], false).await;
+    let vendors: Vec<String> = attributes(&qbo, workspace_id)
+        .await
+        .into_iter()
+        .filter(|a| a.attribute_type == "VENDOR" && a.active && a.destination_id != "30")
+        .map(|a| a.destination_id)
+        .collect();
+    let (merged, deleted) = (vendors[0].clone(), vendors[1].clone());
+
+    // A merge through the webhook path deactivates the merged-away vendor.
+    deliver_webhooks_to(&sb, &stack);
+    sb.qbo().merge(REALM, "Vendor", &merged, "30").unwrap();
+    eventually(WAIT, "the merged-away vendor deactivated", || async {
+        let rows = attributes(&qbo, workspace_id).await;
+        Ok(row(&rows, "VENDOR", &merged).filter(|v| !v.active).cloned())
+    })
+    .await
+    .unwrap();
+
+    // Without webhooks: a hard delete is found by the next full pass only.
+    sb.set_qbo_webhook(QboWebhookConfig::default());
+    sb.qbo().delete(REALM, "Vendor", &deleted).unwrap();
+    sb.qbo()
+        .rename(REALM, "Customer", "7", "Freeman Sporting Goods Ltd")
+        .unwrap();
+    let incremental = sync(&qbo, workspace_id, &["Customer"], true).await;
+    assert_eq!(
+        incremental.entities[0].outcome, "PULLED_CDC",
+        "{incremental:?}"
+    );
+    assert!(
+        incremental.entities[0].fetched < 5,
+        "CDC reads what changed, not every customer: {incremental:?}"
+    );
+    let rows = attributes(&qbo, workspace_id).await;
+    assert!(row(&rows, "CUSTOMER", "7").unwrap().value.contains("Ltd"));
+    assert!(
+        row(&rows, "VENDOR", &deleted).unwrap().active,
+        "not yet seen"
+    );
+    let full = sync(&qbo, workspace_id, &["Vendor"], false).await;
+    assert_eq!(full.entities[0].deactivated, 1, "{full:?}");
+    let rows = attributes(&qbo, workspace_id).await;
+    assert!(!row(&rows, "VENDOR", &deleted).unwrap().active);
+    assert!(row(&rows, "VENDOR", &vendors[2]).unwrap().active);
+    stack.stop().await;
+    sb.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_size_limit_skips_an_entity_but_stores_its_count_and_exempts_employees() {
+    let sb = variety_sandbox().await;
+    let stack = TestStack::start().await.unwrap();
+    let qbo = stack
+        .start_qbo_sync(
+            sb.qbo_url(),
+            vec![
+                ("QBO_SYNC__SIZE_LIMIT__MAX_ACTIVE".into(), "2".into()),
+                (
+                    "QBO_SYNC__SIZE_LIMIT__APPLIES_AFTER".into(),
+                    "2000-01-01T00:00:00Z".into(),
+                ),
+            ],
+        )
+        .await
+        .unwrap();
+    let (workspace_id, _) = stack
+        .create_workspace_with_realm(Some(REALM))
+        .await
+        .unwrap();
+    connect(&sb, &qbo, workspace_id).await;
+    sb.qbo().generate(REALM, "Vendor", 5).unwrap();
+    sb.qbo().generate(REALM, "Employee", 5).unwrap();
+    let report = sync(&qbo, workspace_id, &["Vendor", "Employee"], false).await;
+    let outcome = |e: &str| {
+        report
+            .entities
+            .iter()
+            .find(|p| p.entity == e)
+            .map(|p| p.outcome.clone())
+    };
+    assert_eq!(outcome("Vendor").as_deref(), Some("SKIPPED_SIZE_LIMIT"));
+    assert_eq!(outcome("Employee").as_deref(), Some("PULLED_FULL"));
+    let rows = attributes(&qbo, workspace_id).await;
+    assert!(rows.iter().all(|a| a.attribute_type != "VENDOR"));
+    assert!(
+        rows.iter()
+            .filter(|a| a.attribute_type == "EMPLOYEE")
+            .count()
+            >= 5
+    );
+    let counts = qbo
+        .client
+        .clone()
+        .get_attribute_counts(GetAttributeCountsRequest { workspace_id })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        counts.counts.get("Vendor").is_some_and(|n| *n > 2),
+        "{counts:?}"
+    );
+    stack.stop().await;
+    sb.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_refreshing_at_once_never_lose_the_rotating_refresh_token() {
+    let sb = variety_sandbox().await;
+    let (stack, first, workspace_id) = connected(&sb).await;
+    let second = stack
+        .start_qbo_sync(sb.qbo_url(), Vec::new())
+        .await
+        .unwrap();
+    for round in 0..3 {
+        // Every access token dies: both replicas must refresh, racing on the rotation.
+        sb.qbo().expire_tokens();
+        let (a, b) = tokio::join!(
+            sync(&first, workspace_id, &["Vendor"], false),
+            sync(&second, workspace_id, &["Customer"], false),
+        );
+        assert!(a.pulled && b.pulled, "round {round}: {a:?} {b:?}");
+    }
+    let status = second
+        .client
+        .clone()
+        .get_sync_status(GetQboSyncStatusRequest { workspace_id })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.qbo_connection, "CONNECTED");
+    stack.stop().await;
+    sb.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_grant_marks_the_realm_expired_and_stops_calling_qbo() {
+    let sb = variety_sandbox().await;
+    let (stack, qbo, workspace_id) = connected(&sb).await;
+    // Someone else refreshes the realm's grant: the stored refresh token is rotated away
+    // (the sandbox keeps no grace for the previous token).
+    let app = sb.credentials().qbo_app;
+    let rotated = reqwest::Client::new()
+        .post(format!(
+            "{}/oauth2/v1/tokens/bearer",
+            sb.qbo_url().trim_end_matches('/')
+        ))
+        .basic_auth(&app.client_id, Some(&app.client_secret))
+        .header("accept", "application/json")
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &sb.qbo().refresh_token(REALM).unwrap()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(rotated.status().is_success());
+    sb.qbo().expire_tokens();
+    let refused = qbo
+        .client
+        .clone()
+        .sync_dimensions(SyncQboDimensionsRequest {
+            workspace_id,
+            force: true,
+            attribute_types: vec!["Vendor".into()],
+            incremental: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tonic::Code::FailedPrecondition,
+        "{refused:?}"
+    );
+    eventually(WAIT, "the realm marked EXPIRED", || async {
+        let status = qbo
+            .client
+            .clone()
+            .get_sync_status(GetQboSyncStatusRequest { workspace_id })
+            .await?
+            .into_inner();
+        Ok((status.qbo_connection == "EXPIRED").then_some(()))
+    })
+    .await
+    .unwrap();
+    let before = sb.stats().total;
+    let again = qbo
+        .client
+        .clone()
+        .sync_dimensions(SyncQboDimensionsRequest {
+            workspace_id,
+            force: true,
+            attribute_types: vec!["Vendor".into()],
+            incremental: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), tonic::Code::FailedPrecondition);
+    assert_eq!(sb.stats().total, before, "an expired realm is not called");
+    // Reconnecting with the new grant brings it back.
+    connect(&sb, &qbo, workspace_id).await;
+    assert!(sync(&qbo, workspace_id, &["Vendor"], false).await.pulled);
+    stack.stop().await;
+    sb.stop().await;
+}
