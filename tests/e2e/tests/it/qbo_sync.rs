@@ -550,3 +550,71 @@ async fn a_refused_grant_marks_the_realm_expired_and_stops_calling_qbo() {
     stack.stop().await;
     sb.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_never_surfaces_as_a_failed_sync() {
+    let sb = variety_sandbox().await;
+    sb.qbo().generate(REALM, "Customer", 2_500).unwrap();
+    let (stack, paced, workspace_id) = connected(&sb).await;
+    // Paced under the limit (the shared PostgreSQL bucket): QBO never has to say 429.
+    sb.set_qbo_throttle(attrsync_sandbox::qbo::throttle::ThrottleConfig {
+        per_window: 10,
+        window_ms: 1_000,
+        concurrent: 3,
+    });
+    let stack_paced = stack
+        .start_qbo_sync(
+            sb.qbo_url(),
+            vec![
+                ("QBO_SYNC__QBO__REQUESTS_PER_MINUTE".into(), "540".into()),
+                ("QBO_SYNC__QBO__MAX_CONCURRENT".into(), "2".into()),
+            ],
+        )
+        .await
+        .unwrap();
+    drop(paced);
+    sb.reset_stats();
+    let report = sync(&stack_paced, workspace_id, &[], false).await;
+    assert!(
+        report.entities.iter().all(|e| e.outcome == "PULLED_FULL"),
+        "{report:?}"
+    );
+    assert_eq!(sb.stats().throttled, 0, "a paced sync is never throttled");
+
+    // Unpaced against a tighter limit: QBO answers 429s, the client rides them out.
+    sb.set_qbo_throttle(attrsync_sandbox::qbo::throttle::ThrottleConfig {
+        per_window: 3,
+        window_ms: 1_000,
+        concurrent: 1,
+    });
+    let unpaced = stack
+        .start_qbo_sync(
+            sb.qbo_url(),
+            vec![("QBO_SYNC__QBO__REQUESTS_PER_MINUTE".into(), "60000".into())],
+        )
+        .await
+        .unwrap();
+    sb.reset_stats();
+    let report = sync(
+        &unpaced,
+        workspace_id,
+        &["Customer", "Vendor", "Account"],
+        false,
+    )
+    .await;
+    assert!(
+        report.entities.iter().all(|e| e.outcome == "PULLED_FULL"),
+        "{report:?}"
+    );
+    assert!(sb.stats().throttled > 0, "the limit was hit");
+    assert!(
+        attributes(&unpaced, workspace_id)
+            .await
+            .iter()
+            .filter(|a| a.attribute_type == "CUSTOMER")
+            .count()
+            >= 2_500
+    );
+    stack.stop().await;
+    sb.stop().await;
+}
