@@ -15,7 +15,9 @@
 #    carries the workspace's token), posts a Fyle CATEGORY webhook to THAT URL with curl and
 #    the same post without the token (refused, 401), reads the attribute back from fyle-sync
 #    over gRPC and from PostgreSQL; then creates an Account in the QBO sandbox realm through
-#    the sandbox's admin API and shows ingest's inbox row for the signed QBO webhook it sent;
+#    the sandbox's admin API and shows ingest's inbox row for the signed QBO webhook it sent
+#    and qbo-sync's row for the Account (connected and pulled first with ConnectQbo and
+#    SyncDimensions);
 # 4. prints the endpoints and waits; Ctrl-C stops the services and the stack.
 #
 # Logs: $STACK_DIR/logs/<service>.log, default .stack/logs/ (the stack's start: stack.log; the
@@ -168,6 +170,7 @@ for name in "${ORDER[@]:1}"; do wait_grpc "$name" "127.0.0.1:${GRPC_PORT[$name]}
 MAPPING_GRPC=127.0.0.1:${GRPC_PORT[mapping]}
 FYLE_SYNC_GRPC=127.0.0.1:${GRPC_PORT[fyle-sync]}
 INGEST_GRPC=127.0.0.1:${GRPC_PORT[ingest]}
+QBO_SYNC_GRPC=127.0.0.1:${GRPC_PORT[qbo-sync]}
 
 say "demo: the workspace of Fyle org orNoatdUnm1w (created once, found afterwards)"
 WORKSPACE=$("$GRPCURL" -plaintext -d '{"fyle_org_id": "orNoatdUnm1w"}' "$MAPPING_GRPC" \
@@ -225,6 +228,15 @@ echo "$OUT"
 say "demo: and in PostgreSQL"
 psql "$DATABASE_URL" -c "SELECT workspace_id, attribute_type, value, source_id, active FROM fyle_sync.expense_attributes WHERE workspace_id = $WORKSPACE"
 
+say "demo: qbo-sync connects the QBO company and pulls it (grpcurl → qbo-sync ConnectQbo, SyncDimensions)"
+# The sandbox starts afresh every run, so the realm is connected again with its current token.
+QBO_REFRESH=$(sed -n 's/.*"realm_id":"'"$QBO_REALM"'","refresh_token":"\([^"]*\)".*/\1/p' <<<"$SANDBOX_LINE")
+"$GRPCURL" -plaintext -d "{\"workspace_id\": $WORKSPACE, \"realm_id\": \"$QBO_REALM\", \"refresh_token\": \"$QBO_REFRESH\"}" \
+  "$QBO_SYNC_GRPC" attrsync.v1.QboSyncService/ConnectQbo || warn "ConnectQbo failed; see $LOGS/qbo-sync.log"
+"$GRPCURL" -plaintext -d "{\"workspace_id\": $WORKSPACE, \"force\": true}" \
+  "$QBO_SYNC_GRPC" attrsync.v1.QboSyncService/SyncDimensions | grep -E '"(entity|outcome|fetched)"' | paste - - - \
+  || warn "SyncDimensions failed; see $LOGS/qbo-sync.log"
+
 say "demo: QBO gets an Account (sandbox admin API → signed QBO webhook → ingest POST /webhooks/qbo)"
 LAST_QBO=$(psql "$DATABASE_URL" -tAq -c "SELECT coalesce(max(id), 0) FROM ingest.inbox WHERE source = 'qbo'")
 # No ':' allowed in QBO names; the time keeps the name unique across runs.
@@ -245,6 +257,14 @@ for _ in $(seq 1 50); do
 done
 [ "$ARRIVED" -gt 0 ] || warn "no QBO webhook reached ingest within 10 s; see $LOGS/ingest.log and $QBO_URL/_sandbox/stats"
 psql "$DATABASE_URL" -c "SELECT source, workspace_id, action, resource, body->>'id' AS entity_id, disposition, received_at FROM ingest.inbox WHERE source = 'qbo' ORDER BY id DESC LIMIT 3"
+say "demo: qbo-sync fetched it (Kafka → qbo-sync → one coalesced QBO query → destination_attributes)"
+for _ in $(seq 1 50); do
+  FOUND=$(psql "$DATABASE_URL" -tAq -c "SELECT count(*) FROM qbo_sync.destination_attributes WHERE workspace_id = $WORKSPACE AND qbo_entity = 'Account' AND destination_id = '${ACCOUNT_ID:-none}'")
+  [ "${FOUND:-0}" -gt 0 ] && break
+  sleep 0.2
+done
+[ "${FOUND:-0}" -gt 0 ] || warn "qbo-sync did not store Account ${ACCOUNT_ID:-?} within 10 s; see $LOGS/qbo-sync.log"
+psql "$DATABASE_URL" -c "SELECT workspace_id, attribute_type, display_name, value, destination_id, active, updated_at FROM qbo_sync.destination_attributes WHERE workspace_id = $WORKSPACE AND qbo_entity = 'Account' ORDER BY updated_at DESC LIMIT 3"
 
 {
   echo
