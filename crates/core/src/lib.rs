@@ -11,6 +11,7 @@
 //! - [`options`]: cleaning of custom SELECT field options.
 //! - [`normalise`]: name normalisation and the content hash used for change detection.
 //! - [`sealed`]: secrets at rest (AES-256-GCM with named, rotatable keys).
+//! - [`webhook_health`]: the HEALTHY/DEGRADED state machine the periodic reconcile drives.
 
 pub mod attribute;
 pub mod derive;
@@ -19,6 +20,7 @@ pub mod normalise;
 pub mod options;
 pub mod sealed;
 pub mod webhook;
+pub mod webhook_health;
 
 pub use attribute::{
     DestinationAttribute, DestinationAttributeType, ExpenseAttribute, FyleAttributeType,
