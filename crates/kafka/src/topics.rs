@@ -113,6 +113,7 @@ topic_payloads!(
     WorkspaceSnapshot,
     ImportRequested,
     ImportCompleted,
+    WebhookHealthChanged,
 );
 
 pub const FYLE_ATTRIBUTE_WEBHOOKS: Topic<v1::FyleAttributeWebhook> =
@@ -129,9 +130,10 @@ pub const WORKSPACE_SETTINGS: Topic<v1::WorkspaceSnapshot> =
     Topic::compacted("settings.workspaces.v1");
 pub const IMPORT_COMMANDS: Topic<v1::ImportRequested> = Topic::new("imports.commands.v1");
 pub const IMPORT_EVENTS: Topic<v1::ImportCompleted> = Topic::new("imports.events.v1");
+pub const WEBHOOK_HEALTH: Topic<v1::WebhookHealthChanged> = Topic::new("sync.webhook-health.v1");
 
 /// Every topic of the system, for operators and the local stack.
-pub const ALL: [TopicSpec; 9] = [
+pub const ALL: [TopicSpec; 10] = [
     FYLE_ATTRIBUTE_WEBHOOKS.spec(),
     FYLE_EXPENSE_WEBHOOKS.spec(),
     FYLE_ORG_SETTINGS.spec(),
@@ -141,6 +143,7 @@ pub const ALL: [TopicSpec; 9] = [
     WORKSPACE_SETTINGS.spec(),
     IMPORT_COMMANDS.spec(),
     IMPORT_EVENTS.spec(),
+    WEBHOOK_HEALTH.spec(),
 ];
 
 /// The dead-letter topic of `topic`.

@@ -26,6 +26,62 @@ pub struct Config {
     pub fyle: FyleConfig,
     pub pulls: PullsConfig,
     pub secrets: SecretsConfig,
+    pub ingest: IngestClientConfig,
+    pub subscriptions: SubscriptionsConfig,
+    pub reconcile: ReconcileConfig,
+}
+
+/// ingest's gRPC API, asked for a workspace's webhook URL (`GetWebhookEndpoint`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestClientConfig {
+    pub endpoint: String,
+}
+
+/// The Fyle webhook subscription (see `subscription`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionsConfig {
+    /// A registration that failed (ingest or Fyle unreachable) is retried this long after.
+    #[serde(with = "humantime_serde")]
+    pub retry_interval: Duration,
+}
+
+/// Scheduled rounds: reconciles of workspaces in webhook mode, 24-hour full pulls of the
+/// others, and webhook health (see `schedule`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReconcileConfig {
+    /// Off: no round is scheduled (pulls happen only through SyncDimensions); pending
+    /// subscriptions are still retried every tick.
+    pub enabled: bool,
+    /// How often the scheduler looks for due rounds and pending subscriptions.
+    #[serde(with = "humantime_serde")]
+    pub tick: Duration,
+    /// A HEALTHY workspace's rounds: one incremental reconcile of every webhook-mode resource.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// A DEGRADED workspace's rounds: polling takes over at this shorter interval.
+    #[serde(with = "humantime_serde")]
+    pub degraded_interval: Duration,
+    /// Rows Fyle changed more recently than this before a round are left to the next one,
+    /// so a webhook still in flight is not counted as missed.
+    #[serde(with = "humantime_serde")]
+    pub grace: Duration,
+    /// A HEALTHY workspace turns DEGRADED when one window misses more webhooks than this.
+    pub degrade_above: u64,
+    /// A DEGRADED workspace turns HEALTHY after this many consecutive clean windows.
+    pub recover_after: u32,
+}
+
+impl ReconcileConfig {
+    /// The health policy these settings describe.
+    pub fn policy(&self) -> attrsync_core::webhook_health::HealthPolicy {
+        attrsync_core::webhook_health::HealthPolicy {
+            degrade_above: self.degrade_above,
+            recover_after: self.recover_after,
+        }
+    }
 }
 
 /// The Fyle app fyle-sync connects as (reference §1.1): its OAuth client on the accounts host.
@@ -88,6 +144,36 @@ impl Validate for Config {
                 "must be a positive number",
             ));
         }
+        tonic::transport::Endpoint::from_shared(self.ingest.endpoint.clone())
+            .map_err(|e| ConfigError::invalid("ingest.endpoint", e.to_string()))?;
+        if self.subscriptions.retry_interval.is_zero() {
+            return Err(ConfigError::invalid(
+                "subscriptions.retry_interval",
+                "must be positive",
+            ));
+        }
+        let r = &self.reconcile;
+        for (key, value) in [
+            ("reconcile.tick", r.tick),
+            ("reconcile.interval", r.interval),
+            ("reconcile.degraded_interval", r.degraded_interval),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::invalid(key, "must be positive"));
+            }
+        }
+        if r.degraded_interval > r.interval {
+            return Err(ConfigError::invalid(
+                "reconcile.degraded_interval",
+                "must not be longer than reconcile.interval (polling takes over more often)",
+            ));
+        }
+        if r.recover_after == 0 {
+            return Err(ConfigError::invalid(
+                "reconcile.recover_after",
+                "must be at least 1",
+            ));
+        }
         if self.pulls.lease_ttl < Duration::from_secs(3) {
             return Err(ConfigError::invalid(
                 "pulls.lease_ttl",
@@ -116,6 +202,31 @@ mod tests {
         let config = Config::from_env_pairs(vec![]).expect("defaults are valid");
         assert_eq!(config.database.schema, "fyle_sync");
         assert_eq!(config.pulls.min_interval, Duration::from_secs(24 * 3600));
+        assert_eq!(config.ingest.endpoint, "http://127.0.0.1:50055");
+        assert!(config.reconcile.enabled);
+        assert!(config.reconcile.degraded_interval < config.reconcile.interval);
         assert!(!format!("{:?}", config.fyle).contains(&config.fyle.client_secret));
+    }
+
+    #[test]
+    fn polling_while_degraded_must_not_be_slower_than_the_reconcile() {
+        let err = Config::from_env_pairs(vec![
+            ("FYLE_SYNC__RECONCILE__INTERVAL".into(), "1m".into()),
+            (
+                "FYLE_SYNC__RECONCILE__DEGRADED_INTERVAL".into(),
+                "5m".into(),
+            ),
+        ])
+        .expect_err("refused");
+        assert!(
+            err.to_string().contains("reconcile.degraded_interval"),
+            "{err}"
+        );
+        let err = Config::from_env_pairs(vec![(
+            "FYLE_SYNC__RECONCILE__RECOVER_AFTER".into(),
+            "0".into(),
+        )])
+        .expect_err("refused");
+        assert!(err.to_string().contains("reconcile.recover_after"), "{err}");
     }
 }

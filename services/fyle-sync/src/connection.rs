@@ -22,6 +22,10 @@
 //!
 //! Access tokens handed out by `GetAccessToken` are cached in this process until five minutes
 //! before they expire; they are not stored.
+//!
+//! Once the connection is stored, `ConnectFyle` registers the workspace's webhook subscription
+//! ([`crate::subscription`]); a registration that fails leaves the connection stored and the
+//! subscription `PENDING`, retried on the scheduler's ticks.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -81,6 +85,7 @@ pub(crate) struct Connection {
     pub(crate) status: String,
     pub(crate) status_reason: Option<String>,
     pub(crate) status_at: DateTime<Utc>,
+    pub(crate) connected_at: DateTime<Utc>,
     sealed: Sealed,
 }
 
@@ -104,6 +109,7 @@ struct ConnectionRow {
     status: String,
     status_reason: Option<String>,
     status_at: DateTime<Utc>,
+    connected_at: DateTime<Utc>,
 }
 
 /// A current access token and the data host it is valid on.
@@ -301,6 +307,7 @@ impl FyleAccess {
             status: r.status,
             status_reason: r.status_reason,
             status_at: r.status_at,
+            connected_at: r.connected_at,
             sealed: Sealed {
                 key_id: r.key_id,
                 nonce: r.nonce,

@@ -1,19 +1,28 @@
 //! The `FyleSyncService` gRPC API.
 //!
 //! Reads are served from fyle-sync's own tables; `ConnectFyle` and `GetAccessToken` are
-//! [`crate::connection`], `SyncDimensions` is [`crate::pull`]. Every failure maps to one status
+//! [`crate::connection`] (and [`crate::subscription`], which `ConnectFyle` ends with),
+//! `SyncDimensions` is [`crate::pull`]. `GetSyncStatus` shows, per pulled resource, the
+//! watermark, last runs and what the last one did, the attributes stored, the missed webhooks
+//! and whether it is in webhook mode; and for the workspace its webhook health and schedule
+//! ([`crate::schedule`]) and its Fyle subscription. Every failure maps to one status
 //! in [`status`]: bad input `INVALID_ARGUMENT`, unknown workspace `NOT_FOUND`, a connection that
 //! is missing, broken or of another org `FAILED_PRECONDITION`, Fyle or the database down
 //! `UNAVAILABLE`. No status carries a secret or database text.
 
+use std::collections::HashMap;
+
+use attrsync_core::{attribute::CUSTOM_PREFIX, webhook::FyleResource};
 use attrsync_db::{DbError, Pool};
+use attrsync_kafka::workspaces::{Lookup, WorkspaceDirectory};
 use attrsync_proto::{
     time,
     v1::{
         AccessToken, ConnectFyleRequest, ConnectFyleResponse, ExpenseAttribute, FyleSyncStatus,
         GetAccessTokenRequest, GetFyleSyncStatusRequest, ListExpenseAttributesRequest,
         ListExpenseAttributesResponse, ResourceSyncState, SyncFyleDimensionsRequest,
-        SyncFyleDimensionsResponse, fyle_sync_service_server::FyleSyncService,
+        SyncFyleDimensionsResponse, WebhookHealthStatus, WebhookSubscription,
+        fyle_sync_service_server::FyleSyncService,
     },
 };
 use chrono::{DateTime, Utc};
@@ -23,9 +32,12 @@ use serde_json::Value;
 use tonic::{Request, Response, Status};
 
 use crate::{
-    connection::{FyleAccess, FyleError},
+    config::ReconcileConfig,
+    connection::{CONNECTED, FyleAccess, FyleError},
     pull::{self, Puller},
+    schedule,
     schema::{expense_attributes as ea, fyle_sync_state as state, webhook_event_counts as counts},
+    subscription::Subscriptions,
 };
 
 #[derive(Clone)]
@@ -33,6 +45,9 @@ pub(crate) struct FyleSyncApi {
     pub(crate) pool: Pool,
     pub(crate) fyle: FyleAccess,
     pub(crate) puller: Puller,
+    pub(crate) subscriptions: Subscriptions,
+    pub(crate) directory: WorkspaceDirectory,
+    pub(crate) reconcile: ReconcileConfig,
 }
 
 /// The one place a [`FyleError`] becomes a gRPC status.
@@ -107,8 +122,28 @@ struct StateRow {
     last_full_sync_at: Option<DateTime<Utc>>,
     last_incremental_sync_at: Option<DateTime<Utc>>,
     last_reconcile_at: Option<DateTime<Utc>>,
-    webhook_health: String,
     missed_webhooks: i64,
+    last_run: Option<String>,
+    last_run_at: Option<DateTime<Utc>>,
+    last_run_rows: i32,
+    last_run_changed: i32,
+    last_run_deleted: i32,
+    last_run_missed: i32,
+}
+
+/// The pulled resource whose attributes rows of `attribute_type` are: a fixed type's own, and
+/// for custom types (options of SELECT fields, dependent values) and merchants EXPENSE_FIELD.
+fn resource_of(attribute_type: &str) -> Option<FyleResource> {
+    pull::PULLED
+        .into_iter()
+        .find(|r| match r.fixed_attribute_type() {
+            Some(t) => t.as_str() == attribute_type,
+            None => attribute_type.starts_with(CUSTOM_PREFIX) || attribute_type == "MERCHANT",
+        })
+}
+
+fn count(n: i32) -> u32 {
+    u32::try_from(n).unwrap_or(0)
 }
 
 #[tonic::async_trait]
@@ -129,9 +164,17 @@ impl FyleSyncService for FyleSyncApi {
             .connect(r.workspace_id, &token)
             .await
             .map_err(status)?;
+        // The connection is stored; a subscription that cannot be registered now is PENDING
+        // and retried by the scheduler (see `subscription`).
+        let webhook_subscription = self
+            .subscriptions
+            .register(r.workspace_id)
+            .await
+            .map_err(unavailable)?;
         Ok(Response::new(ConnectFyleResponse {
             org_id,
             cluster_domain,
+            webhook_subscription: webhook_subscription.to_owned(),
         }))
     }
 
@@ -223,27 +266,128 @@ impl FyleSyncService for FyleSyncApi {
             .load(&mut conn)
             .await
             .map_err(unavailable)?;
+        let stored: Vec<(String, bool, i64)> = ea::table
+            .filter(ea::workspace_id.eq(workspace_id))
+            .group_by((ea::attribute_type, ea::active))
+            .select((ea::attribute_type, ea::active, diesel::dsl::count_star()))
+            .load(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let health = schedule::health_row(&mut conn, workspace_id)
+            .await
+            .map_err(unavailable)?;
         drop(conn);
         let connection = self.fyle.stored(workspace_id).await.map_err(status)?;
+        let subscription = self
+            .subscriptions
+            .stored(workspace_id)
+            .await
+            .map_err(unavailable)?;
+        let workspace = match self.directory.lookup(workspace_id).await {
+            Lookup::Found(w) if !w.deleted => Some(w),
+            _ => None,
+        };
         let (applied, ignored, last_event_at) = counted.unwrap_or((0, 0, None));
+
+        let mut attributes: HashMap<String, (u64, u64)> = HashMap::new();
+        for (attribute_type, active, n) in &stored {
+            if let Some(resource) = resource_of(attribute_type) {
+                let entry = attributes.entry(resource.as_str().to_owned()).or_default();
+                let n = u64::try_from(*n).unwrap_or(0);
+                entry.1 += n;
+                if *active {
+                    entry.0 += n;
+                }
+            }
+        }
+        let current = health.as_ref().map(|h| h.health()).unwrap_or_default();
+        let resources = pull::PULLED
+            .iter()
+            .map(|resource| {
+                let name = resource.as_str();
+                let (active, total) = attributes.get(name).copied().unwrap_or_default();
+                let mut r = ResourceSyncState {
+                    attribute_type: name.to_owned(),
+                    webhook_health: current.as_str().to_owned(),
+                    webhook_mode: workspace
+                        .as_ref()
+                        .is_some_and(|w| schedule::webhook_mode(w, resource)),
+                    attributes_active: active,
+                    attributes_total: total,
+                    ..Default::default()
+                };
+                if let Some(s) = states.iter().find(|s| s.attribute_type == name) {
+                    r.last_full_sync_at = s.last_full_sync_at.map(time::to_proto);
+                    r.last_incremental_sync_at = s.last_incremental_sync_at.map(time::to_proto);
+                    r.last_reconcile_at = s.last_reconcile_at.map(time::to_proto);
+                    r.watermark = s.watermark.map(time::to_proto);
+                    r.missed_webhooks = u64::try_from(s.missed_webhooks).unwrap_or(0);
+                    r.last_run = s.last_run.clone().unwrap_or_default();
+                    r.last_run_at = s.last_run_at.map(time::to_proto);
+                    r.last_run_rows = count(s.last_run_rows);
+                    r.last_run_changed = count(s.last_run_changed);
+                    r.last_run_deleted = count(s.last_run_deleted);
+                    r.last_run_missed = count(s.last_run_missed);
+                }
+                r
+            })
+            .collect();
+        let connected = connection.as_ref().filter(|c| c.status == CONNECTED);
+        let next_round_at = connected.filter(|_| self.reconcile.enabled).map(|c| {
+            schedule::next_round_at(
+                health.as_ref().and_then(|h| h.last_round_at),
+                c.connected_at,
+                current,
+                &self.reconcile,
+            )
+        });
+        let health_status = WebhookHealthStatus {
+            state: current.as_str().to_owned(),
+            clean_windows: health
+                .as_ref()
+                .map_or(0, |h| u32::try_from(h.clean_windows).unwrap_or(0)),
+            last_window_missed: health
+                .as_ref()
+                .map_or(0, |h| u64::try_from(h.last_window_missed).unwrap_or(0)),
+            missed_total: health
+                .as_ref()
+                .map_or(0, |h| u64::try_from(h.missed_total).unwrap_or(0)),
+            last_window_at: health
+                .as_ref()
+                .and_then(|h| h.last_window_at)
+                .map(time::to_proto),
+            changed_at: health
+                .as_ref()
+                .and_then(|h| h.changed_at)
+                .map(time::to_proto),
+            poll_interval_seconds: u32::try_from(
+                schedule::poll_interval(current, &self.reconcile).as_secs(),
+            )
+            .unwrap_or(u32::MAX),
+            next_round_at: next_round_at.map(time::to_proto),
+        };
+        let subscription_status = match &subscription {
+            None => WebhookSubscription {
+                status: "NOT_REGISTERED".into(),
+                ..Default::default()
+            },
+            Some(s) => WebhookSubscription {
+                status: s.status.clone(),
+                subscription_id: s.subscription_id.clone().unwrap_or_default(),
+                last_error: s.last_error.clone().unwrap_or_default(),
+                attempts: u32::try_from(s.attempts).unwrap_or(0),
+                registered_at: s.registered_at.map(time::to_proto),
+                next_attempt_at: (s.status == crate::subscription::PENDING)
+                    .then(|| time::to_proto(s.next_attempt_at)),
+            },
+        };
         Ok(Response::new(FyleSyncStatus {
             workspace_id,
             webhook_events_applied: u64::try_from(applied).unwrap_or(0),
             webhook_events_ignored: u64::try_from(ignored).unwrap_or(0),
             last_event_at: last_event_at.map(time::to_proto),
             source_synced_at: None,
-            resources: states
-                .into_iter()
-                .map(|s| ResourceSyncState {
-                    attribute_type: s.attribute_type,
-                    last_full_sync_at: s.last_full_sync_at.map(time::to_proto),
-                    last_incremental_sync_at: s.last_incremental_sync_at.map(time::to_proto),
-                    last_reconcile_at: s.last_reconcile_at.map(time::to_proto),
-                    watermark: s.watermark.map(time::to_proto),
-                    webhook_health: s.webhook_health,
-                    missed_webhooks: u64::try_from(s.missed_webhooks).unwrap_or(0),
-                })
-                .collect(),
+            resources,
             fyle_connection: connection
                 .as_ref()
                 .map_or_else(|| "NOT_CONNECTED".to_owned(), |c| c.status.clone()),
@@ -252,6 +396,8 @@ impl FyleSyncService for FyleSyncApi {
                 .and_then(|c| c.status_reason.clone())
                 .unwrap_or_default(),
             fyle_connection_changed_at: connection.as_ref().map(|c| time::to_proto(c.status_at)),
+            health: Some(health_status),
+            webhook_subscription: Some(subscription_status),
         }))
     }
 

@@ -8,8 +8,14 @@
 //! come from the platform skeleton ([`attrsync_runtime::service`]). Its Fyle connection
 //! (`ConnectFyle`, `GetAccessToken`, sealed refresh tokens, the broken state) is [`connection`];
 //! full and incremental pulls (`SyncDimensions`), applied through the same derivation and
-//! version rule as webhooks, are [`pull`]. Scheduled reconciliation and webhook-health tracking
-//! are still to come; their state columns are already here.
+//! version rule as webhooks, are [`pull`]; the workspace's Fyle webhook subscription, registered
+//! by `ConnectFyle` with ingest's URL, is [`subscription`]. A scheduler task ([`schedule`])
+//! runs the safety net: workspaces in webhook mode get a cheap incremental reconcile on an
+//! interval, the others keep the 24-hour rule of full pulls; every change a reconcile had to
+//! apply is a missed webhook, and past a threshold the workspace's webhook health
+//! ([`attrsync_core::webhook_health`]) turns DEGRADED — polling takes over at a shorter
+//! interval, a metric and a `WebhookHealthChanged` event (`sync.webhook-health.v1`) say so —
+//! until enough clean windows pass.
 
 pub mod apply;
 pub mod config;
@@ -17,7 +23,9 @@ mod connection;
 mod grpc;
 pub mod plan;
 pub mod pull;
+pub mod schedule;
 mod schema;
+pub mod subscription;
 
 use attrsync_kafka::topics;
 use attrsync_proto::v1::fyle_sync_service_server::FyleSyncServiceServer;
@@ -61,15 +69,41 @@ impl Service for FyleSync {
             context.config.pulls.clone(),
             context.config.versions.max_clock_skew,
         );
+        let subscriptions = subscription::Subscriptions::new(
+            fyle.clone(),
+            &context.config.ingest.endpoint,
+            context.config.subscriptions.retry_interval,
+            context.config.pulls.lease_ttl,
+        )?;
+        let scheduler = schedule::Scheduler {
+            pool: context.pool.clone(),
+            puller: puller.clone(),
+            subscriptions: subscriptions.clone(),
+            directory: context.directory.clone(),
+            config: context.config.reconcile.clone(),
+            min_interval: context.config.pulls.min_interval,
+            lease_ttl: context.config.pulls.lease_ttl,
+            kafka: context.config.kafka.clone(),
+            relay: context.relay.clone(),
+            holder: format!("fyle-sync-{}", ulid::Ulid::new()),
+        };
         let api = grpc::FyleSyncApi {
             pool: context.pool.clone(),
             fyle,
             puller,
+            subscriptions,
+            directory: context.directory.clone(),
+            reconcile: context.config.reconcile.clone(),
         };
         Ok(Declaration::new(context)?
             .consume(topics::FYLE_ATTRIBUTE_WEBHOOKS, webhooks)
             .produces(topics::EXPENSE_ATTRIBUTES_CHANGED)
-            .grpc(FyleSyncServiceServer::new(api)))
+            .produces(topics::WEBHOOK_HEALTH)
+            .grpc(FyleSyncServiceServer::new(api))
+            .task(
+                "scheduled reconciles",
+                scheduler.run(context.shutdown.clone()),
+            ))
     }
 }
 

@@ -34,6 +34,16 @@
 //! nothing) and are not subject to the 24-hour rule; a resource without a watermark gets a full
 //! pass instead.
 //!
+//! **Scheduled passes** ([`crate::schedule`]) run the same passes under the same leases,
+//! recorded as `RECONCILE` (incremental) or `RECONCILE_FULL`, and *judge* what they find: given
+//! a cutoff (the round's start less `reconcile.grace`), every object stamped before it that the
+//! pass had to change — because no webhook had — is a **missed webhook**, and so is every object
+//! a judged full pass finds deleted. An incremental reconcile leaves rows stamped after the
+//! cutoff to the next round (its watermark stops at the cutoff), so a webhook still in flight
+//! is not counted and a really missed one is counted the next time. The first pass of a resource
+//! is its baseline and judges nothing. Per resource, `fyle_sync_state` keeps what the last pass
+//! did (`last_run`, its rows, changes, deletions and missed webhooks) and the missed total.
+//!
 //! Failure policy: credentials Fyle refuses mark the connection broken (see
 //! [`crate::connection`]) and stop the pull; transient failures fail the call (`UNAVAILABLE`),
 //! leaving what earlier transactions applied — every write is an idempotent, versioned upsert,
@@ -60,7 +70,7 @@ use attrsync_proto::v1::{ExpenseAttributeChange, ExpenseAttributesChanged, Resou
 use chrono::{DateTime, Utc};
 use diesel::{
     prelude::*,
-    sql_types::{BigInt, Text},
+    sql_types::{BigInt, Bool, Integer, Nullable, Text, Timestamptz},
 };
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde_json::Value;
@@ -89,6 +99,51 @@ const PRODUCER: &str = "fyle-sync";
 
 /// Rows applied per transaction.
 const ROWS_PER_TRANSACTION: usize = 200;
+
+/// A pass as recorded in `fyle_sync_state.last_run`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunKind {
+    /// `SyncDimensions`, or the 24-hour pull of a resource without webhooks.
+    Full,
+    /// `SyncDimensions` with `incremental`.
+    Incremental,
+    /// A scheduled incremental reconcile.
+    Reconcile,
+    /// A scheduled full pass of a resource in webhook mode (its baseline, or the daily pass
+    /// that finds deletions).
+    ReconcileFull,
+}
+
+impl RunKind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RunKind::Full => "FULL",
+            RunKind::Incremental => "INCREMENTAL",
+            RunKind::Reconcile => "RECONCILE",
+            RunKind::ReconcileFull => "RECONCILE_FULL",
+        }
+    }
+
+    const fn full(self) -> bool {
+        matches!(self, RunKind::Full | RunKind::ReconcileFull)
+    }
+
+    const fn scheduled(self) -> bool {
+        matches!(self, RunKind::Reconcile | RunKind::ReconcileFull)
+    }
+}
+
+/// How one pass of a resource runs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PassPlan {
+    pub(crate) kind: RunKind,
+    /// Incremental passes: the stored watermark (`None`: a full pass).
+    pub(crate) since: Option<DateTime<Utc>>,
+    /// Scheduled passes: objects stamped before this that the pass had to change are missed
+    /// webhooks, and an incremental pass leaves rows stamped at or after it to the next round.
+    /// `None` judges nothing (`SyncDimensions`; a resource's baseline).
+    pub(crate) judge_before: Option<DateTime<Utc>>,
+}
 
 /// The Fyle admin collection of a pulled resource.
 pub fn collection(resource: &FyleResource) -> Option<&'static str> {
@@ -180,7 +235,7 @@ impl std::fmt::Debug for Puller {
 }
 
 /// A resource's state row: its name, last full pull and watermark.
-type LastSync = (String, Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+pub(crate) type LastSync = (String, Option<DateTime<Utc>>, Option<DateTime<Utc>>);
 
 /// What a whole `SyncDimensions` did.
 #[derive(Debug, Default)]
@@ -195,7 +250,7 @@ struct Held {
 }
 
 #[derive(Debug)]
-enum PullFailure {
+pub(crate) enum PullFailure {
     Fyle(FyleError),
     LeaseLost,
 }
@@ -264,15 +319,24 @@ impl Puller {
                 Some(c) => c,
                 None => client.insert(self.fyle.client(workspace_id).await?),
             };
+            let plan = PassPlan {
+                kind: if since.is_some() {
+                    RunKind::Incremental
+                } else {
+                    RunKind::Full
+                },
+                since,
+                judge_before: None,
+            };
             report.resources.push(
-                self.pull_resource(client, workspace_id, resource, since)
+                self.pull_resource(client, workspace_id, resource, plan)
                     .await?,
             );
         }
         Ok(report)
     }
 
-    async fn last_syncs(&self, workspace_id: i64) -> Result<Vec<LastSync>, FyleError> {
+    pub(crate) async fn last_syncs(&self, workspace_id: i64) -> Result<Vec<LastSync>, FyleError> {
         let mut conn = self.pool.get().await.map_err(DbError::from)?;
         Ok(state::table
             .filter(state::workspace_id.eq(workspace_id))
@@ -285,12 +349,13 @@ impl Puller {
             .await?)
     }
 
-    async fn pull_resource(
+    /// One pass of one resource under its lease (see the module doc).
+    pub(crate) async fn pull_resource(
         &self,
         client: &FyleClient,
         workspace_id: i64,
         resource: &FyleResource,
-        since: Option<DateTime<Utc>>,
+        plan: PassPlan,
     ) -> Result<ResourcePull, FyleError> {
         let name = format!("fyle-pull:{workspace_id}:{}", resource.as_str());
         let Some(held) =
@@ -304,16 +369,20 @@ impl Puller {
             });
         };
         let renewer = self.renew_while_running(held.clone());
-        let result = self
-            .pass(client, workspace_id, resource, &held, since)
-            .await;
+        let result = self.pass(client, workspace_id, resource, &held, plan).await;
         renewer.abort();
         if let Err(e) = lease::release(&self.pool, &held).await {
             tracing::warn!(error = %e, lease = %held.name, "could not release a pull lease; it expires");
         }
         self.relay.wake();
         match result {
-            Ok(pulled) => Ok(pulled),
+            Ok(pulled) => {
+                if pulled.missed_webhooks > 0 {
+                    metrics::counter!("fyle_sync_missed_webhooks_total", "resource" => resource.as_str().to_owned())
+                        .increment(u64::from(pulled.missed_webhooks));
+                }
+                Ok(pulled)
+            }
             Err(PullFailure::Fyle(e)) => Err(e),
             Err(PullFailure::LeaseLost) => Err(FyleError::Unavailable(format!(
                 "the pull of {resource} lost its lease (another replica took over)"
@@ -321,7 +390,7 @@ impl Puller {
         }
     }
 
-    fn renew_while_running(&self, held: Lease) -> tokio::task::JoinHandle<()> {
+    pub(crate) fn renew_while_running(&self, held: Lease) -> tokio::task::JoinHandle<()> {
         let pool = self.pool.clone();
         let ttl = self.config.lease_ttl;
         tokio::spawn(async move {
@@ -347,10 +416,11 @@ impl Puller {
         workspace_id: i64,
         resource: &FyleResource,
         held: &Lease,
-        since: Option<DateTime<Utc>>,
+        plan: PassPlan,
     ) -> Result<ResourcePull, PullFailure> {
         let path = collection(resource).unwrap_or_default();
         let started = Utc::now();
+        let since = plan.since;
         let listed = match since {
             None => client.list_all(path, &Filters::new()).await,
             Some(watermark) => {
@@ -379,87 +449,109 @@ impl Puller {
             rows: u32::try_from(listing.rows.len()).unwrap_or(u32::MAX),
             ..Default::default()
         };
+        // An incremental reconcile judges only rows stamped before its cutoff; later ones wait
+        // for the next round, when a webhook on its way has had time to arrive.
+        let defer_from = plan.judge_before.filter(|_| since.is_some());
+        let mut deferred = 0_u32;
+        let origin = if plan.kind.scheduled() {
+            "reconcile"
+        } else {
+            "pull"
+        };
         let mut returned: HashSet<String> = HashSet::new();
         let mut conn = self.pool.get().await.map_err(DbError::from)?;
         for rows in listing.rows.chunks(ROWS_PER_TRANSACTION) {
-            let changed = conn
+            let (changed, missed) = conn
                 .transaction::<_, PullFailure, _>(async |conn| {
                     self.check_lease(conn, held).await?;
                     let mut changes = Vec::new();
+                    let mut missed = 0_u32;
                     for row in rows {
                         let Some(id) = row_id(row) else {
                             tracing::warn!(resource = %resource, "a pulled row has no id; skipped");
                             continue;
                         };
+                        let stamped = row_updated_at(row);
+                        if let (Some(cutoff), Some(at)) = (defer_from, stamped)
+                            && at >= cutoff
+                        {
+                            deferred += 1;
+                            continue;
+                        }
                         returned.insert(id.clone());
-                        changes.extend(
-                            self.apply_row(conn, workspace_id, resource, &id, row)
-                                .await?,
-                        );
+                        let (version, changed) = self
+                            .apply_row(conn, workspace_id, resource, &id, row, stamped)
+                            .await?;
+                        if !changed.is_empty() && plan.judge_before.is_some_and(|c| version < c) {
+                            missed += 1;
+                        }
+                        changes.extend(changed);
                     }
                     let n = changes.len();
-                    self.publish(conn, workspace_id, changes).await?;
-                    Ok(n)
+                    self.publish(conn, workspace_id, changes, origin).await?;
+                    Ok((n, missed))
                 })
                 .await?;
             report.changed += u32::try_from(changed).unwrap_or(u32::MAX);
+            report.missed_webhooks += missed;
         }
+        // Deferred rows are read again: the watermark stops at the cutoff.
+        let watermark = match (defer_from, deferred) {
+            (Some(cutoff), 1..) => listing.watermark.map(|w| w.min(cutoff)),
+            _ => listing.watermark,
+        }
+        .max(since);
         let cutoff = deletion_cutoff(listing.watermark, started, self.max_clock_skew);
         let (deleted, changed) = conn
             .transaction::<_, PullFailure, _>(async |conn| {
                 self.check_lease(conn, held).await?;
-                if since.is_some() {
-                    // Not a complete listing: nothing can be concluded from absence.
-                    diesel::insert_into(state::table)
-                        .values((
-                            state::workspace_id.eq(workspace_id),
-                            state::attribute_type.eq(resource.as_str()),
-                            state::watermark.eq(listing.watermark),
-                            state::last_incremental_sync_at.eq(diesel::dsl::now),
-                        ))
-                        .on_conflict((state::workspace_id, state::attribute_type))
-                        .do_update()
-                        .set((
-                            state::watermark.eq(listing.watermark),
-                            state::last_incremental_sync_at.eq(diesel::dsl::now),
-                        ))
-                        .execute(conn)
-                        .await?;
-                    return Ok((0, 0));
-                }
-                let (deleted, changes) = self
-                    .detect_deletions(conn, workspace_id, resource, &returned, cutoff)
-                    .await?;
+                // An incremental listing is not complete: nothing can be concluded from absence.
+                let (deleted, changes) = if since.is_some() {
+                    (0, Vec::new())
+                } else {
+                    self.detect_deletions(conn, workspace_id, resource, &returned, cutoff)
+                        .await?
+                };
                 let n = changes.len();
-                self.publish(conn, workspace_id, changes).await?;
-                diesel::insert_into(state::table)
-                    .values((
-                        state::workspace_id.eq(workspace_id),
-                        state::attribute_type.eq(resource.as_str()),
-                        state::watermark.eq(listing.watermark),
-                        state::last_full_sync_at.eq(diesel::dsl::now),
-                    ))
-                    .on_conflict((state::workspace_id, state::attribute_type))
-                    .do_update()
-                    .set((
-                        state::watermark.eq(listing.watermark),
-                        state::last_full_sync_at.eq(diesel::dsl::now),
-                    ))
-                    .execute(conn)
-                    .await?;
+                self.publish(conn, workspace_id, changes, origin).await?;
+                let missed = report.missed_webhooks
+                    + if plan.judge_before.is_some() {
+                        deleted
+                    } else {
+                        0
+                    };
+                record_run(
+                    conn,
+                    workspace_id,
+                    resource,
+                    plan.kind,
+                    watermark,
+                    RunCounts {
+                        rows: report.rows,
+                        changed: report.changed + u32::try_from(n).unwrap_or(u32::MAX),
+                        deleted,
+                        missed,
+                    },
+                )
+                .await?;
                 Ok((deleted, n))
             })
             .await?;
         report.deleted = deleted;
         report.changed += u32::try_from(changed).unwrap_or(u32::MAX);
+        if plan.judge_before.is_some() {
+            report.missed_webhooks += deleted;
+        }
         tracing::info!(
             workspace_id,
             resource = %resource,
+            run = plan.kind.as_str(),
             rows = report.rows,
             changed = report.changed,
             deleted = report.deleted,
+            missed_webhooks = report.missed_webhooks,
+            deferred,
             pages = listing.pages,
-            incremental = since.is_some(),
             "pull applied"
         );
         Ok(report)
@@ -470,16 +562,7 @@ impl Puller {
         conn: &mut AsyncPgConnection,
         held: &Lease,
     ) -> Result<(), PullFailure> {
-        let live: Held = diesel::sql_query(
-            "SELECT count(*) AS held FROM (SELECT 1 FROM leases \
-             WHERE name = $1 AND holder = $2 AND fencing = $3 AND expires_at > now() FOR SHARE) l",
-        )
-        .bind::<Text, _>(&held.name)
-        .bind::<Text, _>(&held.holder)
-        .bind::<BigInt, _>(held.fencing)
-        .get_result(conn)
-        .await?;
-        if live.held == 1 {
+        if lease_live(conn, held).await? {
             Ok(())
         } else {
             Err(PullFailure::LeaseLost)
@@ -493,26 +576,22 @@ impl Puller {
         resource: &FyleResource,
         id: &str,
         row: &Value,
-    ) -> Result<Vec<ExpenseAttributeChange>, PullFailure> {
+        updated_at: Option<DateTime<Utc>>,
+    ) -> Result<(DateTime<Utc>, Vec<ExpenseAttributeChange>), PullFailure> {
+        let version = effective_version(updated_at, Utc::now(), self.max_clock_skew);
         let derived = match derive::derive(resource, row) {
             Ok(d) => d,
             Err(e) => {
                 tracing::warn!(resource = %resource, id, error = %e, "a pulled row does not derive; skipped");
-                return Ok(Vec::new());
+                return Ok((version, Vec::new()));
             }
         };
-        let updated_at = row
-            .get("updated_at")
-            .and_then(Value::as_str)
-            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-            .map(|t| t.with_timezone(&Utc));
-        let version = effective_version(updated_at, Utc::now(), self.max_clock_skew);
         match apply::apply_live(conn, workspace_id, resource, id, derived, version)
             .await
             .map_err(effect_failure)?
         {
-            EventOutcome::Applied(changes) => Ok(changes),
-            EventOutcome::Ignored(_) => Ok(Vec::new()),
+            EventOutcome::Applied(changes) => Ok((version, changes)),
+            EventOutcome::Ignored(_) => Ok((version, Vec::new())),
         }
     }
 
@@ -581,6 +660,7 @@ impl Puller {
         conn: &mut AsyncPgConnection,
         workspace_id: i64,
         changes: Vec<ExpenseAttributeChange>,
+        origin: &str,
     ) -> Result<(), PullFailure> {
         if changes.is_empty() {
             return Ok(());
@@ -591,7 +671,7 @@ impl Puller {
             .map(|chunk| {
                 let payload = ExpenseAttributesChanged {
                     changes: chunk,
-                    origin: "pull".into(),
+                    origin: origin.to_owned(),
                 };
                 let envelope = envelope::new(
                     workspace_id,
@@ -605,6 +685,84 @@ impl Puller {
         outbox::enqueue(conn, &rows).await?;
         Ok(())
     }
+}
+
+/// Whether `held` is still this holder's live lease; `FOR SHARE`, so a new holder waits for
+/// the transaction that checked it.
+pub(crate) async fn lease_live(conn: &mut AsyncPgConnection, held: &Lease) -> QueryResult<bool> {
+    let live: Held = diesel::sql_query(
+        "SELECT count(*) AS held FROM (SELECT 1 FROM leases \
+         WHERE name = $1 AND holder = $2 AND fencing = $3 AND expires_at > now() FOR SHARE) l",
+    )
+    .bind::<Text, _>(&held.name)
+    .bind::<Text, _>(&held.holder)
+    .bind::<BigInt, _>(held.fencing)
+    .get_result(conn)
+    .await?;
+    Ok(live.held == 1)
+}
+
+/// What a pass did, as `fyle_sync_state` records it.
+#[derive(Debug, Clone, Copy)]
+struct RunCounts {
+    rows: u32,
+    changed: u32,
+    deleted: u32,
+    missed: u32,
+}
+
+/// Records a pass of `resource`: its watermark, kind, counts and time, the missed-webhook
+/// total, and the last full / incremental / reconcile time its kind advances.
+async fn record_run(
+    conn: &mut AsyncPgConnection,
+    workspace_id: i64,
+    resource: &FyleResource,
+    kind: RunKind,
+    watermark: Option<DateTime<Utc>>,
+    counts: RunCounts,
+) -> QueryResult<()> {
+    let int = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
+    diesel::sql_query(
+        "INSERT INTO fyle_sync_state AS s (workspace_id, attribute_type, watermark, last_run, \
+             last_run_at, last_run_rows, last_run_changed, last_run_deleted, last_run_missed, \
+             missed_webhooks, last_full_sync_at, last_incremental_sync_at, last_reconcile_at) \
+         VALUES ($1, $2, $3, $4, now(), $5, $6, $7, $8, $8, \
+             CASE WHEN $9 THEN now() END, CASE WHEN $10 THEN now() END, \
+             CASE WHEN $11 THEN now() END) \
+         ON CONFLICT (workspace_id, attribute_type) DO UPDATE SET \
+             watermark = excluded.watermark, last_run = excluded.last_run, \
+             last_run_at = excluded.last_run_at, last_run_rows = excluded.last_run_rows, \
+             last_run_changed = excluded.last_run_changed, \
+             last_run_deleted = excluded.last_run_deleted, \
+             last_run_missed = excluded.last_run_missed, \
+             missed_webhooks = s.missed_webhooks + excluded.last_run_missed, \
+             last_full_sync_at = COALESCE(excluded.last_full_sync_at, s.last_full_sync_at), \
+             last_incremental_sync_at = \
+                 COALESCE(excluded.last_incremental_sync_at, s.last_incremental_sync_at), \
+             last_reconcile_at = COALESCE(excluded.last_reconcile_at, s.last_reconcile_at)",
+    )
+    .bind::<BigInt, _>(workspace_id)
+    .bind::<Text, _>(resource.as_str())
+    .bind::<Nullable<Timestamptz>, _>(watermark)
+    .bind::<Text, _>(kind.as_str())
+    .bind::<Integer, _>(int(counts.rows))
+    .bind::<Integer, _>(int(counts.changed))
+    .bind::<Integer, _>(int(counts.deleted))
+    .bind::<Integer, _>(int(counts.missed))
+    .bind::<Bool, _>(kind.full())
+    .bind::<Bool, _>(kind == RunKind::Incremental)
+    .bind::<Bool, _>(kind.scheduled())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A listed row's `updated_at`.
+fn row_updated_at(row: &Value) -> Option<DateTime<Utc>> {
+    row.get("updated_at")
+        .and_then(Value::as_str)
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.with_timezone(&Utc))
 }
 
 fn row_id(row: &Value) -> Option<String> {

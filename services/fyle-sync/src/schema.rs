@@ -27,8 +27,39 @@ diesel::table! {
         last_full_sync_at -> Nullable<Timestamptz>,
         last_incremental_sync_at -> Nullable<Timestamptz>,
         last_reconcile_at -> Nullable<Timestamptz>,
-        webhook_health -> Text,
         missed_webhooks -> BigInt,
+        last_run -> Nullable<Text>,
+        last_run_at -> Nullable<Timestamptz>,
+        last_run_rows -> Integer,
+        last_run_changed -> Integer,
+        last_run_deleted -> Integer,
+        last_run_missed -> Integer,
+    }
+}
+
+diesel::table! {
+    webhook_health (workspace_id) {
+        workspace_id -> BigInt,
+        state -> Text,
+        clean_windows -> Integer,
+        last_window_at -> Nullable<Timestamptz>,
+        last_window_missed -> BigInt,
+        missed_total -> BigInt,
+        changed_at -> Nullable<Timestamptz>,
+        last_round_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    fyle_subscriptions (workspace_id) {
+        workspace_id -> BigInt,
+        status -> Text,
+        subscription_id -> Nullable<Text>,
+        attempts -> Integer,
+        last_error -> Nullable<Text>,
+        registered_at -> Nullable<Timestamptz>,
+        next_attempt_at -> Timestamptz,
+        updated_at -> Timestamptz,
     }
 }
 
@@ -62,3 +93,10 @@ diesel::table! {
         status_at -> Timestamptz,
     }
 }
+
+diesel::allow_tables_to_appear_in_same_query!(
+    fyle_connections,
+    fyle_subscriptions,
+    fyle_sync_state,
+    webhook_health,
+);

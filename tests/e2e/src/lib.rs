@@ -207,6 +207,11 @@ impl TestStack {
         .await?;
 
         let mut fyle_env = service_env("fyle-sync", &database.url, &topic_prefix, mapping_addr);
+        // ConnectFyle asks this stack's ingest for the webhook URL it registers with Fyle.
+        fyle_env.push((
+            "FYLE_SYNC__INGEST__ENDPOINT".into(),
+            format!("http://{}", ingest_running.grpc_addr),
+        ));
         fyle_env.extend(fyle_sync_extra);
         let fyle_config = fyle_sync::Config::from_env_pairs(fyle_env)?;
         let fyle_running = fyle_sync::start(fyle_config, shutdown.clone()).await?;

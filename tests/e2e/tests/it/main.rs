@@ -6,6 +6,7 @@ mod coordination;
 mod durability;
 mod fyle_connection;
 mod fyle_pulls;
+mod fyle_reconcile;
 mod fyle_webhooks;
 mod ingest_edge;
 mod kafka_consumer;
