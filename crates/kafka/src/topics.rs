@@ -114,6 +114,7 @@ topic_payloads!(
     ImportRequested,
     ImportCompleted,
     WebhookHealthChanged,
+    FyleAttributeAutoCreated,
 );
 
 pub const FYLE_ATTRIBUTE_WEBHOOKS: Topic<v1::FyleAttributeWebhook> =
@@ -131,9 +132,11 @@ pub const WORKSPACE_SETTINGS: Topic<v1::WorkspaceSnapshot> =
 pub const IMPORT_COMMANDS: Topic<v1::ImportRequested> = Topic::new("imports.commands.v1");
 pub const IMPORT_EVENTS: Topic<v1::ImportCompleted> = Topic::new("imports.events.v1");
 pub const WEBHOOK_HEALTH: Topic<v1::WebhookHealthChanged> = Topic::new("sync.webhook-health.v1");
+pub const FYLE_ATTRIBUTE_AUTO_CREATED: Topic<v1::FyleAttributeAutoCreated> =
+    Topic::new("sync.fyle-auto-created.v1");
 
 /// Every topic of the system, for operators and the local stack.
-pub const ALL: [TopicSpec; 10] = [
+pub const ALL: [TopicSpec; 11] = [
     FYLE_ATTRIBUTE_WEBHOOKS.spec(),
     FYLE_EXPENSE_WEBHOOKS.spec(),
     FYLE_ORG_SETTINGS.spec(),
@@ -144,6 +147,7 @@ pub const ALL: [TopicSpec; 10] = [
     IMPORT_COMMANDS.spec(),
     IMPORT_EVENTS.spec(),
     WEBHOOK_HEALTH.spec(),
+    FYLE_ATTRIBUTE_AUTO_CREATED.spec(),
 ];
 
 /// The dead-letter topic of `topic`.

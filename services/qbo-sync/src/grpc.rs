@@ -4,7 +4,7 @@
 //! `SyncDimensions` is [`crate::pull`]. Every failure maps to one status in [`status`]: bad
 //! input `INVALID_ARGUMENT`, unknown workspace `NOT_FOUND`, a connection that is missing,
 //! expired or of another realm `FAILED_PRECONDITION`, QBO or the database down `UNAVAILABLE`.
-//! No status carries a secret or database text. `CreateEntity` arrives with auto-creation.
+//! No status carries a secret or database text. `CreateEntity` is [`crate::auto_create`].
 
 use std::collections::HashMap;
 
@@ -42,6 +42,7 @@ pub(crate) struct QboSyncApi {
     pub(crate) access: QboAccess,
     pub(crate) puller: Puller,
     pub(crate) directory: WorkspaceDirectory,
+    pub(crate) creator: crate::auto_create::Creator,
 }
 
 impl std::fmt::Debug for QboSyncApi {
@@ -352,12 +353,52 @@ impl QboSyncService for QboSyncApi {
         }))
     }
 
+    /// Finds or creates one QBO Employee or Vendor by the auto-create path
+    /// ([`crate::auto_create::creator::ensure`]) and returns its stored row. A name that cannot be had
+    /// (an inactive entity or another list holds it) is `ALREADY_EXISTS`, with the reason.
     async fn create_entity(
         &self,
-        _request: Request<CreateEntityRequest>,
+        request: Request<CreateEntityRequest>,
     ) -> Result<Response<DestinationAttribute>, Status> {
-        Err(Status::unimplemented(
-            "CreateEntity arrives with auto-creation of QBO entities",
-        ))
+        use crate::{auto_create, rules::SyncEntity};
+        let r = request.into_inner();
+        let entity = match r.attribute_type.trim().to_ascii_uppercase().as_str() {
+            "EMPLOYEE" => SyncEntity::Employee,
+            "VENDOR" => SyncEntity::Vendor,
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "CreateEntity creates EMPLOYEE or VENDOR, not {other:?}"
+                )));
+            }
+        };
+        let display_name = r.display_name.trim().to_owned();
+        auto_create::check_name(&display_name).map_err(|skip| {
+            Status::invalid_argument(format!(
+                "display_name is not a QBO name ({})",
+                skip.as_str()
+            ))
+        })?;
+        let nonblank = |s: Option<String>| s.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+        let create = auto_create::CreateRequest {
+            entity,
+            display_name,
+            email: nonblank(r.email),
+            currency: nonblank(r.currency),
+        };
+        let workspace = self.workspace(r.workspace_id).await?;
+        let row_id = self
+            .creator
+            .create_now(&workspace, &create)
+            .await
+            .map_err(status)?
+            .map_err(Status::already_exists)?;
+        let mut conn = self.pool.get().await.map_err(unavailable)?;
+        let row: AttributeRow = da::table
+            .find(row_id)
+            .select(AttributeRow::as_select())
+            .first(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(Response::new(row.into()))
     }
 }

@@ -10,13 +10,18 @@
 //!   entity type and applied to every workspace sharing the realm;
 //! - [`pull`]: full and incremental (CDC / `LastUpdatedTime`) passes, `SyncDimensions`;
 //! - [`connection`]: `ConnectQbo`, rotating refresh tokens stored sealed with
-//!   compare-and-swap, the expired state.
+//!   compare-and-swap, the expired state;
+//! - [`auto_create`]: QBO employees and vendors created (or linked) for Fyle employees and
+//!   merchants when the import settings ask for it — recorded by the
+//!   `sync.expense-attributes.v1` consumer, created by the `qbo-auto-create` task, and
+//!   `CreateEntity`.
 //!
 //! Start-up, the workspace projection, idempotence, health and retention come from the platform
 //! skeleton ([`attrsync_runtime::service`]). Still to come (issue 10): scheduled reconciliation
-//! with webhook health, and creating QBO entities from Fyle values (`CreateEntity`).
+//! with webhook health.
 
 pub mod apply;
+pub mod auto_create;
 pub mod changes;
 pub mod config;
 mod connection;
@@ -78,22 +83,35 @@ impl Service for QboSync {
             context.relay.clone(),
             config.webhooks.clone(),
         );
+        let creator = auto_create::Creator::new(
+            context.pool.clone(),
+            access.clone(),
+            context.directory.clone(),
+            config.kafka.clone(),
+            context.relay.clone(),
+            config.webhooks.clone(),
+        );
         let api = grpc::QboSyncApi {
             pool: context.pool.clone(),
             access,
             puller,
             directory: context.directory.clone(),
+            creator: creator.clone(),
         };
         let shutdown = context.shutdown.clone();
+        let creator_shutdown = context.shutdown.clone();
         Ok(Declaration::new(context)?
             .consume(topics::QBO_ENTITY_CHANGES, changes::EntityChanges)
+            .consume(topics::EXPENSE_ATTRIBUTES_CHANGED, auto_create::FyleValues)
             .produces(topics::DESTINATION_ATTRIBUTES_CHANGED)
+            .produces(topics::FYLE_ATTRIBUTE_AUTO_CREATED)
             .grpc(QboSyncServiceServer::new(api))
             .task("qbo-fetch", async move {
                 if let Err(e) = fetcher.run(shutdown).await {
                     tracing::error!(error = %e, "QBO fetch task ended");
                 }
-            }))
+            })
+            .task("qbo-auto-create", creator.run(creator_shutdown)))
     }
 }
 

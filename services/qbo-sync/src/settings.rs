@@ -1,16 +1,20 @@
 //! What qbo-sync reads of a workspace: its realm, the settings derivation depends on, and when
-//! it was created (the size limit binds only newer workspaces). Pure: from the projection's
+//! it was created (the size limit binds only newer workspaces), and which Fyle values it creates
+//! in QBO ([`AutoCreate`], see [`crate::auto_create`]). Pure: from the projection's
 //! snapshot (mapping owns the settings and publishes them on `settings.workspaces.v1`).
 
 use attrsync_kafka::workspaces::ProjectedWorkspace;
 use attrsync_proto::{
     time,
-    v1::{CategorySyncVersion as ProtoVersion, WorkspaceSnapshot},
+    v1::{
+        CategorySyncVersion as ProtoVersion, EmployeeFieldMapping, ImportSettings,
+        WorkspaceSnapshot,
+    },
 };
 use chrono::{DateTime, Utc};
 use prost::Message as _;
 
-use crate::rules::{CategorySyncVersion, WorkspaceRules};
+use crate::rules::{CategorySyncVersion, SyncEntity, WorkspaceRules};
 
 /// The incumbent's default `charts_of_accounts` (`['Expense']`), used when a workspace has not
 /// chosen any.
@@ -25,6 +29,39 @@ pub struct QboWorkspace {
     /// `None` when the snapshot carries no creation time (treated as grandfathered by nothing:
     /// the size limit then applies).
     pub created_at: Option<DateTime<Utc>>,
+    /// Which Fyle values qbo-sync creates in QBO.
+    pub auto_create: AutoCreate,
+}
+
+/// The import settings that ask qbo-sync to create QBO entities for Fyle values (the seed's
+/// "import to QBO"). Off unless the workspace chose it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AutoCreate {
+    /// Fyle employees become QBO entities of this type (`Employee` or `Vendor`, per
+    /// `employee_field_mapping`) when `auto_create_destination_entity` is on; `None`: off,
+    /// also when the mapping is unspecified.
+    pub employees_as: Option<SyncEntity>,
+    /// Fyle merchants become QBO vendors (`auto_create_merchants_as_vendors`).
+    pub merchants_as_vendors: bool,
+}
+
+impl AutoCreate {
+    /// Reads the import settings.
+    pub fn of(import: &ImportSettings) -> Self {
+        let employees_as = if import.auto_create_destination_entity {
+            match EmployeeFieldMapping::try_from(import.employee_field_mapping) {
+                Ok(EmployeeFieldMapping::Employee) => Some(SyncEntity::Employee),
+                Ok(EmployeeFieldMapping::Vendor) => Some(SyncEntity::Vendor),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        Self {
+            employees_as,
+            merchants_as_vendors: import.auto_create_merchants_as_vendors,
+        }
+    }
 }
 
 /// Reads the projection row; a snapshot that does not decode yields the defaults (the rules
@@ -47,8 +84,10 @@ pub fn of(projected: &ProjectedWorkspace) -> QboWorkspace {
         Ok(ProtoVersion::V1) => CategorySyncVersion::V1,
         _ => CategorySyncVersion::V2,
     };
+    let auto_create = AutoCreate::of(&import);
     QboWorkspace {
         workspace_id: projected.workspace_id,
+        auto_create,
         realm_id: projected.qbo_realm_id.clone(),
         rules: WorkspaceRules {
             charts_of_accounts: charts,
@@ -92,6 +131,32 @@ mod tests {
         assert_eq!(w.rules.category_sync_version, CategorySyncVersion::V2);
         assert!(!w.rules.import_items);
         assert_eq!(w.realm_id.as_deref(), Some("123"));
+        assert_eq!(w.auto_create, AutoCreate::default());
+    }
+
+    #[test]
+    fn auto_create_follows_the_import_settings() {
+        let settings = |on: bool, mapping: EmployeeFieldMapping, merchants: bool| ImportSettings {
+            auto_create_destination_entity: on,
+            employee_field_mapping: mapping as i32,
+            auto_create_merchants_as_vendors: merchants,
+            ..Default::default()
+        };
+        let employee = AutoCreate::of(&settings(true, EmployeeFieldMapping::Employee, false));
+        assert_eq!(employee.employees_as, Some(SyncEntity::Employee));
+        assert!(!employee.merchants_as_vendors);
+        let vendor = AutoCreate::of(&settings(true, EmployeeFieldMapping::Vendor, true));
+        assert_eq!(vendor.employees_as, Some(SyncEntity::Vendor));
+        assert!(vendor.merchants_as_vendors);
+        // The switch off, or no mapping chosen: employees are not created.
+        assert_eq!(
+            AutoCreate::of(&settings(false, EmployeeFieldMapping::Vendor, false)),
+            AutoCreate::default()
+        );
+        assert_eq!(
+            AutoCreate::of(&settings(true, EmployeeFieldMapping::Unspecified, false)).employees_as,
+            None
+        );
     }
 
     #[test]

@@ -1,0 +1,1 @@
+DROP TABLE qbo_pending_creates;
