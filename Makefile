@@ -7,7 +7,7 @@
 SHELL := /bin/bash
 STACK := bash deploy/stack.sh
 
-.PHONY: run test lint unit stack-up stack-down stack-status bench bench-ingest build
+.PHONY: run test lint unit stack-up stack-down stack-status bench bench-ingest bench-qbo-sync build
 
 run:
 	bash deploy/run.sh
@@ -30,6 +30,9 @@ bench:
 
 bench-ingest:
 	bash deploy/bench.sh ingest
+
+bench-qbo-sync:
+	bash deploy/bench.sh qbo_sync
 
 stack-up:
 	@STACK_PG_PROFILE=durable $(STACK) up >/dev/null

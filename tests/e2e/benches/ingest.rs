@@ -50,7 +50,11 @@ use std::{
 use anyhow::Context as _;
 use attrsync_config::DatabaseConfig;
 use attrsync_db::testing::TestDatabase;
-use attrsync_e2e::{TEMPLATE, admin_database_url, kafka_bootstrap, service_env};
+use attrsync_e2e::{
+    TEMPLATE, admin_database_url,
+    bench::{pg_profile, require_durable},
+    kafka_bootstrap, service_env,
+};
 use attrsync_kafka::{envelope, topics};
 use attrsync_proto::{
     Payload, time,
@@ -558,57 +562,6 @@ fn cpu_per_op(a: &CpuSnapshot, b: &CpuSnapshot, ops: u64, tick_ms: f64) -> Value
 // PostgreSQL facts.
 
 #[derive(QueryableByName)]
-struct Settings {
-    #[diesel(sql_type = Text)]
-    fsync: String,
-    #[diesel(sql_type = Text)]
-    synchronous_commit: String,
-    #[diesel(sql_type = Text)]
-    full_page_writes: String,
-    #[diesel(sql_type = Text)]
-    server_version: String,
-    #[diesel(sql_type = Text)]
-    data_directory: String,
-    #[diesel(sql_type = Text)]
-    wal_sync_method: String,
-    #[diesel(sql_type = Text)]
-    commit_delay: String,
-}
-
-impl Settings {
-    fn durable(&self) -> bool {
-        self.fsync == "on" && self.synchronous_commit == "on" && self.full_page_writes == "on"
-    }
-    fn profile(&self) -> String {
-        format!(
-            "{} (fsync={} synchronous_commit={} full_page_writes={})",
-            if self.durable() {
-                "durable"
-            } else {
-                "NOT DURABLE"
-            },
-            self.fsync,
-            self.synchronous_commit,
-            self.full_page_writes
-        )
-    }
-}
-
-async fn settings(conn: &mut AsyncPgConnection) -> anyhow::Result<Settings> {
-    Ok(diesel::sql_query(
-        "SELECT current_setting('fsync') AS fsync, \
-                current_setting('synchronous_commit') AS synchronous_commit, \
-                current_setting('full_page_writes') AS full_page_writes, \
-                current_setting('server_version') AS server_version, \
-                current_setting('data_directory') AS data_directory, \
-                current_setting('wal_sync_method') AS wal_sync_method, \
-                current_setting('commit_delay') AS commit_delay",
-    )
-    .get_result(conn)
-    .await?)
-}
-
-#[derive(QueryableByName)]
 struct Count {
     #[diesel(sql_type = BigInt)]
     n: i64,
@@ -751,17 +704,10 @@ async fn run(rt: Handle) -> anyhow::Result<()> {
     let mut admin = AsyncPgConnection::establish(&admin_url)
         .await
         .with_context(|| format!("connecting to {admin_url} (is the stack up? make stack-up)"))?;
-    let pg = settings(&mut admin).await?;
+    let pg = pg_profile(&mut admin).await?;
     println!("PostgreSQL {} on {admin_url}", pg.server_version);
-    println!("PostgreSQL profile: {}", pg.profile());
-    if !pg.durable() && std::env::var("BENCH_ALLOW_NON_DURABLE").as_deref() != Ok("1") {
-        anyhow::bail!(
-            "PostgreSQL is not in the durable profile ({}); the bench measures durable accepts. \
-             Run `make bench-ingest` (deploy/stack.sh up in the durable profile) or set \
-             BENCH_ALLOW_NON_DURABLE=1 to measure anyway",
-            pg.profile()
-        );
-    }
+    println!("PostgreSQL profile: {}", pg.describe());
+    require_durable(&pg, "make bench-ingest")?;
     let pg_fs = file_system_of(&pg.data_directory);
     let postmaster: Option<u32> =
         std::fs::read_to_string(format!("{}/postmaster.pid", pg.data_directory))
@@ -1338,8 +1284,8 @@ async fn run(rt: Handle) -> anyhow::Result<()> {
     );
 
     // --- The end: the profile again, cleanup, one JSON line.
-    let pg_end = settings(&mut admin).await?;
-    println!("\nPostgreSQL profile at the end: {}", pg_end.profile());
+    let pg_end = pg_profile(&mut admin).await?;
+    println!("\nPostgreSQL profile at the end: {}", pg_end.describe());
     if pg_end.durable() != pg.durable() {
         println!("WARNING: the PostgreSQL profile changed during the run; the figures are mixed");
     }

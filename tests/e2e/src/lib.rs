@@ -5,6 +5,7 @@
 //! topic prefix and consumer groups, its own ports. Tests therefore run in parallel and leave
 //! nothing behind that another test could see.
 
+pub mod bench;
 pub mod proxy;
 pub mod qbo;
 pub mod scratch;

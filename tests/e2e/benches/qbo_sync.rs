@@ -1,0 +1,319 @@
+//! `make bench-qbo-sync`: qbo-sync's pull throughput against a plain `COPY`, and what a burst
+//! of QBO webhooks costs in Intuit's budget.
+//!
+//! Everything runs in this process against the local stack's PostgreSQL (durable profile, or
+//! the bench refuses) and Kafka, with the sandbox's QBO over loopback HTTP:
+//!
+//! (a) **Pull throughput**, throttle off (our own cost): the sandbox holds `BENCH_QBO_ROWS`
+//!     (100,000) generated customers; a forced full `SyncDimensions(Customer)` into an empty
+//!     table, then the same with 10% of them renamed — rows per second each. The baseline, in the
+//!     same run and database: one `COPY … FROM STDIN` of the same rows (the values the sync
+//!     stored) into a table of the same shape (`LIKE destination_attributes INCLUDING ALL`:
+//!     same columns, defaults, unique key and indexes). `ratio` = ours ÷ COPY (target ≥ 0.5).
+//! (b) **A burst of webhooks**, throttle on (QBO's 500/minute, 10 in flight): 1,000 customers
+//!     renamed in the sandbox, whose signed webhooks go to ingest → Kafka → qbo-sync (default
+//!     pacing); measured: time from the first rename until every new name is stored, QBO
+//!     data requests per change (target ≤ 0.05), and 429s served (target 0).
+//!
+//! Ends with one JSON line. `BENCH_QBO_ROWS` and `BENCH_QBO_BURST` shrink it for quick looks.
+#![allow(clippy::unwrap_used)]
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use attrsync_e2e::{
+    TestStack, admin_database_url,
+    bench::{pg_profile, require_durable},
+    qbo::QboSyncHandle,
+};
+use attrsync_proto::v1::{ConnectQboRequest, SyncQboDimensionsRequest};
+use attrsync_sandbox::{
+    QboWebhookConfig, Sandbox, SandboxConfig, SandboxHandle, Seed, qbo::throttle::ThrottleConfig,
+};
+use diesel::{
+    QueryableByName,
+    sql_types::{BigInt, Text},
+};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use futures::SinkExt as _;
+use serde_json::json;
+
+const REALM: &str = "9130357766900456";
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn unthrottled() -> ThrottleConfig {
+    ThrottleConfig {
+        per_window: u32::MAX,
+        window_ms: 1_000,
+        concurrent: u32::MAX,
+    }
+}
+
+async fn connect(sb: &SandboxHandle, qbo: &QboSyncHandle, workspace_id: i64) -> anyhow::Result<()> {
+    qbo.client
+        .clone()
+        .connect_qbo(ConnectQboRequest {
+            workspace_id,
+            realm_id: REALM.into(),
+            authorization_code: None,
+            refresh_token: sb.qbo().refresh_token(REALM),
+        })
+        .await?;
+    Ok(())
+}
+
+/// A forced full pull of customers; (seconds, rows fetched, rows changed).
+async fn pull_customers(qbo: &QboSyncHandle, workspace_id: i64) -> anyhow::Result<(f64, u32, u32)> {
+    let started = Instant::now();
+    let report = qbo
+        .client
+        .clone()
+        .sync_dimensions(SyncQboDimensionsRequest {
+            workspace_id,
+            force: true,
+            attribute_types: vec!["Customer".into()],
+            incremental: false,
+        })
+        .await?
+        .into_inner();
+    let seconds = started.elapsed().as_secs_f64();
+    let pull = <[_]>::first(&report.entities).context("a report for Customer")?;
+    anyhow::ensure!(pull.outcome == "PULLED_FULL", "{report:?}");
+    Ok((seconds, pull.fetched, pull.changed))
+}
+
+#[derive(QueryableByName)]
+struct Id {
+    #[diesel(sql_type = Text)]
+    destination_id: String,
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+/// COPY of the rows the sync stored into a same-shaped table; rows per second.
+async fn copy_baseline(database_url: &str, workspace_id: i64) -> anyhow::Result<(usize, f64)> {
+    let (client, connection) = tokio_postgres::connect(database_url, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    client
+        .batch_execute(
+            "DROP TABLE IF EXISTS public.bench_copy; \
+             CREATE TABLE public.bench_copy (LIKE qbo_sync.destination_attributes INCLUDING ALL)",
+        )
+        .await?;
+    // The same rows, rendered as COPY text before the clock starts.
+    let copy_out = client
+        .copy_out(&format!(
+            "COPY (SELECT workspace_id, attribute_type, display_name, qbo_entity, destination_id, \
+                          value, code, active, detail, content_hash, qbo_updated_at, sync_token \
+                   FROM qbo_sync.destination_attributes WHERE workspace_id = {workspace_id}) TO STDOUT"
+        ))
+        .await?;
+    use futures::TryStreamExt as _;
+    let chunks: Vec<bytes::Bytes> = copy_out.try_collect().await?;
+    let rows = chunks
+        .iter()
+        .map(|c| c.iter().filter(|b| **b == b'\n').count())
+        .sum();
+    let started = Instant::now();
+    let sink = client
+        .copy_in(
+            "COPY public.bench_copy (workspace_id, attribute_type, display_name, qbo_entity, \
+             destination_id, value, code, active, detail, content_hash, qbo_updated_at, sync_token) \
+             FROM STDIN",
+        )
+        .await?;
+    futures::pin_mut!(sink);
+    for chunk in chunks {
+        sink.send(chunk).await?;
+    }
+    sink.finish().await?;
+    let seconds = started.elapsed().as_secs_f64();
+    client.batch_execute("DROP TABLE public.bench_copy").await?;
+    Ok((rows, rows as f64 / seconds))
+}
+
+fn qbo_data_requests(sb: &SandboxHandle) -> u64 {
+    sb.stats()
+        .endpoints
+        .iter()
+        .filter(|(key, _)| key.starts_with("qbo ") && key.contains("/v3/company/"))
+        .map(|(_, s)| s.count)
+        .sum()
+}
+
+fn main() -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?
+        .block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
+    let rows = env_usize("BENCH_QBO_ROWS", 100_000);
+    let burst = env_usize("BENCH_QBO_BURST", 1_000);
+    let admin_url = admin_database_url();
+    let mut admin = AsyncPgConnection::establish(&admin_url)
+        .await
+        .with_context(|| format!("connecting to {admin_url} (is the stack up? make stack-up)"))?;
+    let pg = pg_profile(&mut admin).await?;
+    println!(
+        "PostgreSQL {} on {admin_url}: {}",
+        pg.server_version,
+        pg.describe()
+    );
+    require_durable(&pg, "make bench-qbo-sync")?;
+
+    let sb = Sandbox::start(SandboxConfig {
+        seed: Seed::Demo,
+        workers: 2,
+        ..SandboxConfig::default()
+    })
+    .await?;
+    sb.set_qbo_throttle(unthrottled());
+    let generated = Instant::now();
+    sb.qbo().generate(REALM, "Customer", rows)?;
+    println!(
+        "sandbox: {rows} customers generated in {:.1}s",
+        generated.elapsed().as_secs_f64()
+    );
+
+    // --- (a) pull throughput, throttle off.
+    let stack = TestStack::start().await?;
+    let qbo = stack
+        .start_qbo_sync(
+            sb.qbo_url(),
+            vec![
+                (
+                    "QBO_SYNC__QBO__REQUESTS_PER_MINUTE".into(),
+                    "10000000".into(),
+                ),
+                ("QBO_SYNC__QBO__MAX_CONCURRENT".into(), "10".into()),
+                ("QBO_SYNC__DATABASE__POOL_SIZE".into(), "8".into()),
+            ],
+        )
+        .await?;
+    let (workspace_id, _) = stack.create_workspace_with_realm(Some(REALM)).await?;
+    connect(&sb, &qbo, workspace_id).await?;
+    let (initial_s, fetched, created) = pull_customers(&qbo, workspace_id).await?;
+    let initial_rate = f64::from(fetched) / initial_s;
+    println!(
+        "(a) initial full sync: {fetched} customers ({created} rows created) in {initial_s:.2}s = {initial_rate:.0} rows/s"
+    );
+
+    let mut db = AsyncPgConnection::establish(&stack.database.url).await?;
+    let ids: Vec<Id> = diesel::sql_query(format!(
+        "SELECT destination_id FROM qbo_sync.destination_attributes \
+         WHERE workspace_id = {workspace_id} AND attribute_type = 'CUSTOMER' AND active \
+         ORDER BY id"
+    ))
+    .load(&mut db)
+    .await?;
+    let renamed: Vec<&str> = ids
+        .iter()
+        .step_by(10)
+        .map(|i| i.destination_id.as_str())
+        .collect();
+    for id in &renamed {
+        sb.qbo()
+            .rename(REALM, "Customer", id, &format!("Renamed customer {id}"))?;
+    }
+    let (resync_s, refetched, changed) = pull_customers(&qbo, workspace_id).await?;
+    let resync_rate = f64::from(refetched) / resync_s;
+    println!(
+        "(a) re-sync with {} renamed: {refetched} customers, {changed} changed, in {resync_s:.2}s = {resync_rate:.0} rows/s",
+        renamed.len()
+    );
+    anyhow::ensure!(
+        changed as usize == renamed.len(),
+        "a re-sync changes exactly the renamed rows ({changed} ≠ {})",
+        renamed.len()
+    );
+
+    let (copied, copy_rate) = copy_baseline(&stack.database.url, workspace_id).await?;
+    println!(
+        "(a) baseline: COPY of the same {copied} rows into the same table shape = {copy_rate:.0} rows/s"
+    );
+
+    // --- (b) a burst of webhooks, throttle on, default pacing, a stack of its own.
+    let burst_stack = TestStack::start().await?;
+    let paced = burst_stack.start_qbo_sync(sb.qbo_url(), Vec::new()).await?;
+    let (burst_workspace, _) = burst_stack.create_workspace_with_realm(Some(REALM)).await?;
+    connect(&sb, &paced, burst_workspace).await?;
+    sb.set_qbo_throttle(ThrottleConfig::qbo());
+    sb.set_qbo_webhook(QboWebhookConfig {
+        url: Some(format!("{}/webhooks/qbo", burst_stack.ingest_url)),
+        ..QboWebhookConfig::default()
+    });
+    sb.reset_stats();
+    let burst_ids: Vec<&str> = ids
+        .iter()
+        .take(burst)
+        .map(|i| i.destination_id.as_str())
+        .collect();
+    let started = Instant::now();
+    for id in &burst_ids {
+        sb.qbo()
+            .rename(REALM, "Customer", id, &format!("Burst customer {id}"))?;
+    }
+    let mut burst_db = AsyncPgConnection::establish(&burst_stack.database.url).await?;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let applied_s = loop {
+        let stored: Count = diesel::sql_query(format!(
+            "SELECT count(*) AS n FROM qbo_sync.destination_attributes \
+             WHERE workspace_id = {burst_workspace} AND value LIKE 'Burst customer %'"
+        ))
+        .get_result(&mut burst_db)
+        .await?;
+        if stored.n as usize >= burst_ids.len() {
+            break started.elapsed().as_secs_f64();
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the burst was not applied within 5 minutes ({} of {})",
+            stored.n,
+            burst_ids.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let stats = sb.stats();
+    let requests = qbo_data_requests(&sb);
+    let per_change = requests as f64 / burst_ids.len() as f64;
+    println!(
+        "(b) burst: {} changes applied in {applied_s:.2}s with {requests} QBO requests ({per_change:.3}/change), {} answered 429",
+        burst_ids.len(),
+        stats.throttled
+    );
+
+    burst_stack.stop().await;
+    stack.stop().await;
+    sb.stop().await;
+    let line = json!({
+        "bench": "qbo_sync",
+        "rows": rows,
+        "initial_rows_per_s": initial_rate.round(),
+        "resync_rows_per_s": resync_rate.round(),
+        "resync_changed": changed,
+        "baseline_copy_rows_per_s": copy_rate.round(),
+        "initial_ratio": (initial_rate / copy_rate * 1000.0).round() / 1000.0,
+        "resync_ratio": (resync_rate / copy_rate * 1000.0).round() / 1000.0,
+        "burst_changes": burst_ids.len(),
+        "burst_applied_s": (applied_s * 100.0).round() / 100.0,
+        "burst_qbo_requests": requests,
+        "burst_requests_per_change": (per_change * 1000.0).round() / 1000.0,
+        "burst_429s": stats.throttled,
+        "pg_profile": pg.describe(),
+    });
+    println!("{line}");
+    Ok(())
+}

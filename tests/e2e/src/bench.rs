@@ -1,0 +1,75 @@
+//! What every benchmark shares: the PostgreSQL profile it measures against, and the refusal to
+//! measure a non-durable one (benchmarks report what a user gets: fsync and synchronous commit
+//! on) unless `BENCH_ALLOW_NON_DURABLE=1` says the run is a quick look, not a record.
+
+use diesel::{QueryableByName, sql_types::Text};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+/// The server settings a benchmark prints and checks.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct PgProfile {
+    #[diesel(sql_type = Text)]
+    pub fsync: String,
+    #[diesel(sql_type = Text)]
+    pub synchronous_commit: String,
+    #[diesel(sql_type = Text)]
+    pub full_page_writes: String,
+    #[diesel(sql_type = Text)]
+    pub server_version: String,
+    #[diesel(sql_type = Text)]
+    pub data_directory: String,
+    #[diesel(sql_type = Text)]
+    pub wal_sync_method: String,
+    #[diesel(sql_type = Text)]
+    pub commit_delay: String,
+}
+
+impl PgProfile {
+    /// fsync, synchronous commit and full-page writes all on.
+    pub fn durable(&self) -> bool {
+        self.fsync == "on" && self.synchronous_commit == "on" && self.full_page_writes == "on"
+    }
+
+    /// `durable (fsync=on …)` or `NOT DURABLE (…)`.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} (fsync={} synchronous_commit={} full_page_writes={})",
+            if self.durable() {
+                "durable"
+            } else {
+                "NOT DURABLE"
+            },
+            self.fsync,
+            self.synchronous_commit,
+            self.full_page_writes
+        )
+    }
+}
+
+/// The connected server's profile.
+pub async fn pg_profile(conn: &mut AsyncPgConnection) -> anyhow::Result<PgProfile> {
+    Ok(diesel::sql_query(
+        "SELECT current_setting('fsync') AS fsync, \
+                current_setting('synchronous_commit') AS synchronous_commit, \
+                current_setting('full_page_writes') AS full_page_writes, \
+                current_setting('server_version') AS server_version, \
+                current_setting('data_directory') AS data_directory, \
+                current_setting('wal_sync_method') AS wal_sync_method, \
+                current_setting('commit_delay') AS commit_delay",
+    )
+    .get_result(conn)
+    .await?)
+}
+
+/// Fails unless `profile` is durable or `BENCH_ALLOW_NON_DURABLE=1`.
+pub fn require_durable(profile: &PgProfile, make_target: &str) -> anyhow::Result<()> {
+    if profile.durable() || std::env::var("BENCH_ALLOW_NON_DURABLE").as_deref() == Ok("1") {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "PostgreSQL is not in the durable profile ({}); benchmarks measure durable commits. \
+         Run `{make_target}` (deploy/stack.sh up in the durable profile) or set \
+         BENCH_ALLOW_NON_DURABLE=1 to measure anyway",
+        profile.describe()
+    )
+}
