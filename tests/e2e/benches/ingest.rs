@@ -65,7 +65,7 @@ use attrsync_proto::{
 };
 use diesel::{
     QueryableByName,
-    sql_types::{BigInt, Text},
+    sql_types::BigInt,
 };
 use diesel_async::{
     AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection,
