@@ -1,21 +1,25 @@
 //! The `MappingService` gRPC API.
 //!
 //! Errors map to gRPC codes in one place ([`status`]). Methods whose capability belongs to a
-//! later part of the design (import settings, mappings, mapping errors) answer `UNIMPLEMENTED`
-//! with a message saying so, rather than pretending.
+//! later part of the design (`UpdateImportSettings`, `ListMappingSettings`) answer
+//! `UNIMPLEMENTED` with a message saying so, rather than pretending. Mappings and mapping
+//! errors are [`crate::operator`].
 
 use attrsync_kafka::relay::RelayHandle;
 use attrsync_proto::v1::{
     CreateWorkspaceRequest, DeleteMappingRequest, DeleteMappingResponse, GetWorkspaceRequest,
     ImportSettings, ListMappingErrorsRequest, ListMappingErrorsResponse,
     ListMappingSettingsRequest, ListMappingSettingsResponse, ListMappingsRequest,
-    ListMappingsResponse, ListWorkspacesRequest, ListWorkspacesResponse, Mapping,
-    UpdateImportSettingsRequest, UpdateWebhookFlagsRequest, UpsertMappingRequest,
-    WorkspaceSnapshot, mapping_service_server::MappingService,
+    ListMappingsResponse, ListWorkspacesRequest, ListWorkspacesResponse, Mapping, MappingError,
+    ReportMappingErrorRequest, UpdateImportSettingsRequest, UpdateWebhookFlagsRequest,
+    UpsertMappingRequest, WorkspaceSnapshot, mapping_service_server::MappingService,
 };
 use tonic::{Request, Response, Status};
 
-use crate::store::{Store, StoreError};
+use crate::{
+    operator,
+    store::{Store, StoreError},
+};
 
 #[derive(Debug, Clone)]
 pub(crate) struct MappingApi {
@@ -28,6 +32,8 @@ fn status(error: StoreError) -> Status {
         StoreError::NotFound(_) => Status::not_found(error.to_string()),
         StoreError::OrgTaken(_) => Status::already_exists(error.to_string()),
         StoreError::Invalid(_) => Status::invalid_argument(error.to_string()),
+        StoreError::MappingNotFound(_) => Status::not_found(error.to_string()),
+        StoreError::UnknownAttribute(_) => Status::failed_precondition(error.to_string()),
         StoreError::Db(e) => {
             tracing::error!(error = %e, "database error");
             Status::unavailable("database unavailable; retry")
@@ -128,29 +134,63 @@ impl MappingService for MappingApi {
 
     async fn list_mappings(
         &self,
-        _request: Request<ListMappingsRequest>,
+        request: Request<ListMappingsRequest>,
     ) -> Result<Response<ListMappingsResponse>, Status> {
-        Err(later("ListMappings"))
+        let (mappings, next_after_id) = operator::list(self.store.pool(), request.get_ref())
+            .await
+            .map_err(status)?;
+        Ok(Response::new(ListMappingsResponse {
+            mappings,
+            next_after_id,
+        }))
     }
 
     async fn upsert_mapping(
         &self,
-        _request: Request<UpsertMappingRequest>,
+        request: Request<UpsertMappingRequest>,
     ) -> Result<Response<Mapping>, Status> {
-        Err(later("UpsertMapping"))
+        let mapping = operator::upsert(self.store.pool(), request.get_ref())
+            .await
+            .map_err(status)?;
+        tracing::info!(
+            workspace_id = mapping.workspace_id,
+            mapping_id = mapping.id,
+            "mapping upserted by an operator"
+        );
+        Ok(Response::new(mapping))
     }
 
     async fn delete_mapping(
         &self,
-        _request: Request<DeleteMappingRequest>,
+        request: Request<DeleteMappingRequest>,
     ) -> Result<Response<DeleteMappingResponse>, Status> {
-        Err(later("DeleteMapping"))
+        let r = request.get_ref();
+        operator::delete(self.store.pool(), r.workspace_id, r.mapping_id)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(DeleteMappingResponse {}))
     }
 
     async fn list_mapping_errors(
         &self,
-        _request: Request<ListMappingErrorsRequest>,
+        request: Request<ListMappingErrorsRequest>,
     ) -> Result<Response<ListMappingErrorsResponse>, Status> {
-        Err(later("ListMappingErrors"))
+        let (errors, next_after_id) = operator::list_errors(self.store.pool(), request.get_ref())
+            .await
+            .map_err(status)?;
+        Ok(Response::new(ListMappingErrorsResponse {
+            errors,
+            next_after_id,
+        }))
+    }
+
+    async fn report_mapping_error(
+        &self,
+        request: Request<ReportMappingErrorRequest>,
+    ) -> Result<Response<MappingError>, Status> {
+        operator::report_error(self.store.pool(), request.get_ref())
+            .await
+            .map(Response::new)
+            .map_err(status)
     }
 }

@@ -7,11 +7,24 @@
 //! `settings.workspaces.v1`, from which ingest, fyle-sync and the other services keep their
 //! own projections. Settings therefore reach every service at once — no per-pod caches.
 //!
+//! It also keeps the workspaces' **mappings** current in real time. It projects both sides —
+//! Fyle values from fyle-sync's `sync.expense-attributes.v1`, QBO values from qbo-sync's
+//! `sync.destination-attributes.v1` — into its own tables ([`projection`]), and every change
+//! that makes a value matchable is auto-mapped in the same transaction by pure rules
+//! ([`automap`]) around thin I/O ([`mappings`]). Operators list, upsert and delete mappings,
+//! and the export pipeline reports mapping errors, which resolve the moment a mapping appears
+//! ([`operator`]).
+//!
 //! Failure policy: with the database down, gRPC calls fail `UNAVAILABLE` and nothing changes;
-//! with Kafka down, changes still commit and their snapshots wait in the outbox.
+//! with Kafka down, changes still commit and their snapshots wait in the outbox; the consumers
+//! wait (their partitions paused) until the database is back.
 
+pub mod automap;
 pub mod config;
 mod grpc;
+pub mod mappings;
+mod operator;
+pub mod projection;
 mod schema;
 mod snapshot;
 pub mod store;
@@ -29,8 +42,9 @@ pub static MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/
 /// mapping's default schema name.
 pub const SCHEMA: &str = "mapping";
 
-/// The mapping service, as the platform starts it. It owns the registry, so it keeps no
-/// projection of it.
+/// The mapping service, as the platform starts it. It owns the registry, so it consumes no
+/// snapshots: it writes its own `workspace_projection` rows with each registry change (and
+/// backfills them at start), which is where its consumers look workspaces up.
 #[derive(Debug)]
 pub struct Mapping;
 
@@ -47,12 +61,27 @@ impl Service for Mapping {
             context.pool.clone(),
             context.topic(topics::WORKSPACE_SETTINGS),
         );
+        let backfilled = store.backfill_projection().await?;
+        if backfilled > 0 {
+            tracing::info!(
+                backfilled,
+                "workspace projection rows written from the registry"
+            );
+        }
         let api = grpc::MappingApi {
             store,
             relay: context.relay.clone(),
         };
         Ok(Declaration::new(context)?
             .produces(topics::WORKSPACE_SETTINGS)
+            .consume(
+                topics::EXPENSE_ATTRIBUTES_CHANGED,
+                projection::ExpenseAttributeEvents,
+            )
+            .consume(
+                topics::DESTINATION_ATTRIBUTES_CHANGED,
+                projection::DestinationAttributeEvents,
+            )
             .grpc(MappingServiceServer::new(api)))
     }
 }

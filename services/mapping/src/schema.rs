@@ -45,3 +45,79 @@ diesel::table! {
 
 diesel::joinable!(workspace_settings -> workspaces (workspace_id));
 diesel::allow_tables_to_appear_in_same_query!(workspaces, workspace_settings);
+
+diesel::table! {
+    source_attributes (workspace_id, attribute_type, source_id) {
+        workspace_id -> BigInt,
+        attribute_type -> Text,
+        source_id -> Text,
+        value -> Text,
+        display_name -> Text,
+        active -> Bool,
+        detail -> Nullable<Jsonb>,
+        event_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    destination_attributes (workspace_id, attribute_type, display_name, destination_id) {
+        workspace_id -> BigInt,
+        attribute_type -> Text,
+        display_name -> Text,
+        destination_id -> Text,
+        value -> Text,
+        code -> Nullable<Text>,
+        active -> Bool,
+        detail -> Nullable<Jsonb>,
+        event_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    mapping_settings (workspace_id, destination_field) {
+        workspace_id -> BigInt,
+        source_field -> Text,
+        destination_field -> Text,
+        import_to_fyle -> Bool,
+        is_custom -> Bool,
+        source_placeholder -> Nullable<Text>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    mappings (id) {
+        id -> BigInt,
+        workspace_id -> BigInt,
+        source_type -> Text,
+        source_id -> Text,
+        destination_type -> Text,
+        destination_display_name -> Text,
+        destination_id -> Text,
+        destination_value -> Text,
+        auto_mapped -> Bool,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    mapping_errors (id) {
+        id -> BigInt,
+        workspace_id -> BigInt,
+        error_type -> Text,
+        source_type -> Text,
+        source_id -> Text,
+        source_value -> Text,
+        destination_type -> Text,
+        occurrences -> Integer,
+        is_resolved -> Bool,
+        resolved_at -> Nullable<Timestamptz>,
+        resolved_by_mapping_id -> Nullable<BigInt>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}

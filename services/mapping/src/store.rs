@@ -6,7 +6,7 @@
 
 use attrsync_core::attribute::normalise_type_name;
 use attrsync_db::{DbError, Pool, outbox};
-use attrsync_kafka::envelope;
+use attrsync_kafka::{envelope, workspaces as own_projection};
 use attrsync_proto::{
     Payload, time,
     v1::{
@@ -30,6 +30,11 @@ pub enum StoreError {
     OrgTaken(String),
     #[error("invalid request: {0}")]
     Invalid(String),
+    #[error("mapping {0} not found")]
+    MappingNotFound(i64),
+    /// A mapping names a value mapping's projections do not hold.
+    #[error("{0}")]
+    UnknownAttribute(String),
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -163,6 +168,34 @@ impl Store {
         Ok((rows.iter().map(|(w, s)| snapshot(w, s)).collect(), next))
     }
 
+    /// Writes `workspace_projection` rows for workspaces created before mapping kept them (or
+    /// missed by any other path): each row only if the projection's version is older.
+    pub async fn backfill_projection(&self) -> Result<usize> {
+        let mut after_id = 0;
+        let mut written = 0;
+        loop {
+            let (page, next) = self
+                .list(&ListWorkspacesRequest {
+                    after_id,
+                    page_size: 1000,
+                    ..Default::default()
+                })
+                .await?;
+            let mut conn = self.pool.get().await.map_err(DbError::from)?;
+            for snap in &page {
+                if let Some(row) = own_projection::ProjectedWorkspace::from_snapshot(snap)
+                    && own_projection::apply(&mut conn, &row).await?
+                {
+                    written += 1;
+                }
+            }
+            if next == 0 {
+                return Ok(written);
+            }
+            after_id = next;
+        }
+    }
+
     pub async fn update_webhook_flags(
         &self,
         request: &UpdateWebhookFlagsRequest,
@@ -252,12 +285,18 @@ async fn load(conn: &mut AsyncPgConnection, id: i64) -> Result<WorkspaceSnapshot
     Ok(snapshot(&workspace, &settings))
 }
 
-/// Puts the snapshot in the outbox; it is published once the transaction commits.
+/// Puts the snapshot in the outbox; it is published once the transaction commits. mapping's
+/// own `workspace_projection` row is written in the same transaction: mapping's consumers find
+/// their workspaces through it (the platform's idempotent handler looks there), and mapping
+/// consumes no snapshots, being their source.
 async fn publish(
     conn: &mut AsyncPgConnection,
     topic: &str,
     snap: &WorkspaceSnapshot,
 ) -> Result<()> {
+    if let Some(row) = own_projection::ProjectedWorkspace::from_snapshot(snap) {
+        own_projection::apply(conn, &row).await?;
+    }
     let workspace_id = snap.workspace.as_ref().map_or(0, |w| w.id);
     let envelope = envelope::new(
         workspace_id,

@@ -1,0 +1,564 @@
+//! Mappings and mapping errors in the database: auto-mapping's I/O around the pure rules of
+//! [`crate::automap`], the operator's writes, and error resolution.
+//!
+//! **One write path per kind of writer.** Auto-mapping inserts with `ON CONFLICT DO NOTHING`:
+//! it only ever fills an empty (source, destination type) slot, so a mapping that exists —
+//! above all one an operator made — is never overwritten. An operator's `UpsertMapping`
+//! replaces the slot and clears `auto_mapped`. Both run [`resolve_errors`] in the same
+//! transaction, so an error is resolved the moment a mapping that resolves it commits, by
+//! whatever path (#55, #56), and a reported error finds an existing mapping at once.
+//!
+//! **Serialised per workspace.** The two consumers (Fyle side, QBO side) and the API each take
+//! a transaction-scoped advisory lock on the workspace ([`lock_workspace`]) before reading: a
+//! Fyle value and its QBO twin arriving at the same instant in two transactions would otherwise
+//! each miss the other (write skew) and neither would map. A deadlock between two batches that
+//! lock workspaces in different orders is detected by PostgreSQL and retried by the consumer
+//! (SQLSTATE class 40 is retryable).
+//!
+//! **Mapping state** ([`mapping_state`]) is computed when read, by joining the mappings with
+//! the projections, so a deactivation or rename on either side flags the mapping at once and
+//! nothing has to be rewritten when it happens.
+//!
+//! Failure policy: every function runs inside its caller's transaction and returns database
+//! errors unchanged; the consumer wrapper classifies them (retry or dead-letter), the API maps
+//! them to gRPC codes. A value that cannot be matched is not an error: it stays unmapped.
+
+use attrsync_proto::v1::MappingState;
+use chrono::{DateTime, Utc};
+use diesel::{
+    prelude::*,
+    sql_types::{Array, BigInt, Bool, Jsonb, Nullable, Text},
+};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use serde_json::Value;
+
+use crate::{
+    automap::{self, Decision, EmployeeKey, Rules, SettingsInput},
+    schema::{mapping_settings, workspace_settings},
+};
+
+/// Serialises auto-mapping and mapping writes of one workspace until the transaction ends.
+pub(crate) async fn lock_workspace(
+    conn: &mut AsyncPgConnection,
+    workspace_id: i64,
+) -> QueryResult<()> {
+    diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
+        .bind::<BigInt, _>(attrsync_db::advisory_key(&format!(
+            "mapping:automap:{workspace_id}"
+        )))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The workspace's auto-mapping rules, from mapping's own settings tables. `None` for a
+/// workspace without settings (it does not exist here).
+pub(crate) async fn load_rules(
+    conn: &mut AsyncPgConnection,
+    workspace_id: i64,
+) -> QueryResult<Option<Rules>> {
+    type Row = (bool, Vec<String>, Option<String>, String, bool, bool);
+    let row: Option<Row> = workspace_settings::table
+        .find(workspace_id)
+        .select((
+            workspace_settings::auto_map_case_insensitive,
+            workspace_settings::import_code_fields,
+            workspace_settings::auto_map_employees,
+            workspace_settings::employee_field_mapping,
+            workspace_settings::import_tax_codes,
+            workspace_settings::import_items,
+        ))
+        .first(conn)
+        .await
+        .optional()?;
+    let Some((case_insensitive, code_fields, employees, employee_field, tax_codes, items)) = row
+    else {
+        return Ok(None);
+    };
+    let settings: Vec<(String, String)> = mapping_settings::table
+        .filter(mapping_settings::workspace_id.eq(workspace_id))
+        .select((
+            mapping_settings::source_field,
+            mapping_settings::destination_field,
+        ))
+        .order(mapping_settings::destination_field)
+        .load(conn)
+        .await?;
+    Ok(Some(Rules::from_settings(
+        &SettingsInput {
+            auto_map_case_insensitive: case_insensitive,
+            import_code_fields: code_fields,
+            auto_map_employees: employees,
+            employee_field_mapping: employee_field,
+            import_tax_codes: tax_codes,
+            import_items: items,
+        },
+        &settings,
+    )))
+}
+
+/// A row of `source_attributes`, as auto-mapping reads it.
+#[derive(Debug, Clone, QueryableByName)]
+pub(crate) struct SourceRow {
+    #[diesel(sql_type = Text)]
+    pub attribute_type: String,
+    #[diesel(sql_type = Text)]
+    pub source_id: String,
+    #[diesel(sql_type = Text)]
+    pub value: String,
+    #[diesel(sql_type = Bool)]
+    pub active: bool,
+    #[diesel(sql_type = Nullable<Jsonb>)]
+    pub detail: Option<Value>,
+}
+
+impl SourceRow {
+    pub(crate) fn view(&self) -> automap::Source<'_> {
+        automap::Source {
+            attribute_type: &self.attribute_type,
+            source_id: &self.source_id,
+            value: &self.value,
+            active: self.active,
+            detail: self.detail.as_ref(),
+        }
+    }
+}
+
+/// A row of `destination_attributes`, as auto-mapping reads it.
+#[derive(Debug, Clone, QueryableByName)]
+pub(crate) struct DestinationRow {
+    #[diesel(sql_type = Text)]
+    pub attribute_type: String,
+    #[diesel(sql_type = Text)]
+    pub display_name: String,
+    #[diesel(sql_type = Text)]
+    pub destination_id: String,
+    #[diesel(sql_type = Text)]
+    pub value: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub code: Option<String>,
+    #[diesel(sql_type = Bool)]
+    pub active: bool,
+    #[diesel(sql_type = Nullable<Jsonb>)]
+    pub detail: Option<Value>,
+}
+
+impl DestinationRow {
+    pub(crate) fn view(&self) -> automap::Destination<'_> {
+        automap::Destination {
+            attribute_type: &self.attribute_type,
+            display_name: &self.display_name,
+            destination_id: &self.destination_id,
+            value: &self.value,
+            code: self.code.as_deref(),
+            active: self.active,
+            detail: self.detail.as_ref(),
+        }
+    }
+}
+
+/// At most this many candidates are read for one match (a superset of the matches; far more
+/// than any real chart of accounts has values equal but for case).
+const MAX_CANDIDATES: i64 = 100;
+
+/// Maps `source` if it is unmapped for its target type and exactly one destination matches.
+/// Returns the new mapping's id.
+pub(crate) async fn automap_source(
+    conn: &mut AsyncPgConnection,
+    workspace_id: i64,
+    rules: &Rules,
+    source: &SourceRow,
+) -> QueryResult<Option<i64>> {
+    let view = source.view();
+    let Some(target) = rules.destination_for(&source.attribute_type) else {
+        return Ok(None);
+    };
+    let Some(key) = automap::prefilter_key(rules, &view) else {
+        return Ok(None);
+    };
+    let mapped: Option<i64> = diesel::sql_query(
+        "SELECT id FROM mappings WHERE workspace_id = $1 AND source_type = $2 \
+           AND source_id = $3 AND destination_type = $4",
+    )
+    .bind::<BigInt, _>(workspace_id)
+    .bind::<Text, _>(&source.attribute_type)
+    .bind::<Text, _>(&source.source_id)
+    .bind::<Text, _>(target)
+    .get_result::<IdRow>(conn)
+    .await
+    .optional()?
+    .map(|r| r.id);
+    if mapped.is_some() {
+        return Ok(None);
+    }
+    // The pre-filter in SQL is a lower-cased superset; `automap::choose` decides exactly.
+    let matched = match (source.attribute_type.as_str(), &rules.employees) {
+        (automap::EMPLOYEE, Some(rule)) if rule.key == EmployeeKey::Email => {
+            "lower(btrim(replace(detail->>'email', '*', ''), ' ')) = $3"
+        }
+        (automap::EMPLOYEE, _) => "lower(btrim(replace(value, '*', ''), ' ')) = $3",
+        _ => "(lower(value) = $3 OR lower(code || ': ' || value) = $3)",
+    };
+    let candidates: Vec<DestinationRow> = diesel::sql_query(format!(
+        "SELECT attribute_type, display_name, destination_id, value, code, active, detail \
+         FROM destination_attributes \
+         WHERE workspace_id = $1 AND attribute_type = $2 AND active AND {matched} \
+         ORDER BY display_name, destination_id LIMIT $4"
+    ))
+    .bind::<BigInt, _>(workspace_id)
+    .bind::<Text, _>(target)
+    .bind::<Text, _>(&key)
+    .bind::<BigInt, _>(MAX_CANDIDATES)
+    .load(conn)
+    .await?;
+    let views: Vec<automap::Destination<'_>> = candidates.iter().map(|d| d.view()).collect();
+    match automap::choose(rules, &view, &views) {
+        Decision::Map(i) => {
+            let destination = &candidates[i];
+            let id = insert_auto(conn, workspace_id, source, destination).await?;
+            if let Some(id) = id {
+                metrics::counter!("mapping_auto_mapped_total", "source_type" => metric_type(&source.attribute_type))
+                    .increment(1);
+                tracing::info!(
+                    workspace_id,
+                    mapping_id = id,
+                    source_type = %source.attribute_type,
+                    source_id = %source.source_id,
+                    destination_type = %destination.attribute_type,
+                    destination_id = %destination.destination_id,
+                    "auto-mapped"
+                );
+            }
+            Ok(id)
+        }
+        Decision::Ambiguous(n) => {
+            metrics::counter!("mapping_auto_map_ambiguous_total", "source_type" => metric_type(&source.attribute_type))
+                .increment(1);
+            tracing::warn!(
+                workspace_id,
+                source_type = %source.attribute_type,
+                source_id = %source.source_id,
+                destination_type = target,
+                matches = n,
+                "not auto-mapped: several destinations match equally"
+            );
+            Ok(None)
+        }
+        Decision::NoMatch => Ok(None),
+    }
+}
+
+/// Custom types are many; metrics label them as one.
+fn metric_type(source_type: &str) -> String {
+    if source_type.starts_with(attrsync_core::attribute::CUSTOM_PREFIX) {
+        "CUSTOM".to_owned()
+    } else {
+        source_type.to_owned()
+    }
+}
+
+/// Maps every unmapped active source that `destination` is now the one match of.
+pub(crate) async fn automap_destination(
+    conn: &mut AsyncPgConnection,
+    workspace_id: i64,
+    rules: &Rules,
+    destination: &DestinationRow,
+) -> QueryResult<usize> {
+    let view = destination.view();
+    if !rules.destination_eligible(&view) {
+        return Ok(0);
+    }
+    let mut mapped = 0;
+    for source_type in rules.sources_for(&destination.attribute_type) {
+        let keys: Vec<String> = automap::destination_keys(rules, &source_type, &view)
+            .into_iter()
+            .map(|k| k.folded.to_lowercase())
+            .collect();
+        if keys.is_empty() {
+            continue;
+        }
+        let matched = match (
+            source_type.as_str(),
+            rules.employees.as_ref().map(|r| r.key),
+        ) {
+            (automap::EMPLOYEE, Some(EmployeeKey::Email)) => {
+                "lower(btrim(replace(s.value, '*', ''), ' '))"
+            }
+            (automap::EMPLOYEE, Some(EmployeeKey::Name)) => {
+                "lower(btrim(replace(s.detail->>'full_name', '*', ''), ' '))"
+            }
+            (automap::EMPLOYEE, _) => {
+                "lower(btrim(replace(s.detail->>'employee_code', '*', ''), ' '))"
+            }
+            _ => "lower(s.value)",
+        };
+        let sources: Vec<SourceRow> = diesel::sql_query(format!(
+            "SELECT s.attribute_type, s.source_id, s.value, s.active, s.detail \
+             FROM source_attributes s \
+             WHERE s.workspace_id = $1 AND s.attribute_type = $2 AND s.active \
+               AND {matched} = ANY($3) \
+               AND NOT EXISTS (SELECT 1 FROM mappings m WHERE m.workspace_id = s.workspace_id \
+                   AND m.source_type = s.attribute_type AND m.source_id = s.source_id \
+                   AND m.destination_type = $4) \
+             ORDER BY s.source_id LIMIT 1000"
+        ))
+        .bind::<BigInt, _>(workspace_id)
+        .bind::<Text, _>(&source_type)
+        .bind::<Array<Text>, _>(&keys)
+        .bind::<Text, _>(&destination.attribute_type)
+        .load(conn)
+        .await?;
+        for source in &sources {
+            if automap_source(conn, workspace_id, rules, source)
+                .await?
+                .is_some()
+            {
+                mapped += 1;
+            }
+        }
+    }
+    Ok(mapped)
+}
+
+#[derive(Debug, QueryableByName)]
+struct IdRow {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+}
+
+async fn insert_auto(
+    conn: &mut AsyncPgConnection,
+    workspace_id: i64,
+    source: &SourceRow,
+    destination: &DestinationRow,
+) -> QueryResult<Option<i64>> {
+    let id = diesel::sql_query(
+        "INSERT INTO mappings (workspace_id, source_type, source_id, destination_type, \
+             destination_display_name, destination_id, destination_value, auto_mapped) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, true) \
+         ON CONFLICT (workspace_id, source_type, source_id, destination_type) DO NOTHING \
+         RETURNING id",
+    )
+    .bind::<BigInt, _>(workspace_id)
+    .bind::<Text, _>(&source.attribute_type)
+    .bind::<Text, _>(&source.source_id)
+    .bind::<Text, _>(&destination.attribute_type)
+    .bind::<Text, _>(&destination.display_name)
+    .bind::<Text, _>(&destination.destination_id)
+    .bind::<Text, _>(&destination.value)
+    .get_result::<IdRow>(conn)
+    .await
+    .optional()?
+    .map(|r| r.id);
+    if let Some(id) = id {
+        resolve_errors(
+            conn,
+            workspace_id,
+            &source.attribute_type,
+            &source.source_id,
+            &destination.attribute_type,
+            id,
+        )
+        .await?;
+    }
+    Ok(id)
+}
+
+/// Resolves the open errors of a source that a mapping to `destination_type` answers: errors
+/// naming that destination type, and errors naming none (for an employee, only an EMPLOYEE or
+/// VENDOR mapping answers those — a card account does not make an expense exportable).
+pub(crate) async fn resolve_errors(
+    conn: &mut AsyncPgConnection,
+    workspace_id: i64,
+    source_type: &str,
+    source_id: &str,
+    destination_type: &str,
+    mapping_id: i64,
+) -> QueryResult<usize> {
+    let resolved = diesel::sql_query(
+        "UPDATE mapping_errors SET is_resolved = true, resolved_at = now(), \
+             resolved_by_mapping_id = $5, updated_at = now() \
+         WHERE workspace_id = $1 AND source_type = $2 AND source_id = $3 AND NOT is_resolved \
+           AND (destination_type = $4 OR (destination_type = '' \
+                AND ($2 <> 'EMPLOYEE' OR $4 IN ('EMPLOYEE', 'VENDOR'))))",
+    )
+    .bind::<BigInt, _>(workspace_id)
+    .bind::<Text, _>(source_type)
+    .bind::<Text, _>(source_id)
+    .bind::<Text, _>(destination_type)
+    .bind::<BigInt, _>(mapping_id)
+    .execute(conn)
+    .await?;
+    if resolved > 0 {
+        metrics::counter!("mapping_errors_resolved_total").increment(resolved as u64);
+        tracing::info!(
+            workspace_id,
+            source_type,
+            source_id,
+            mapping_id,
+            resolved,
+            "mapping errors resolved"
+        );
+    }
+    Ok(resolved)
+}
+
+/// The state an operator sees on a mapping: the first that applies of destination unknown or
+/// source unknown, destination inactive, destination renamed since mapped, source inactive.
+pub fn mapping_state(
+    source_active: Option<bool>,
+    destination_active: Option<bool>,
+    destination_value_now: Option<&str>,
+    mapped_destination_value: &str,
+) -> MappingState {
+    match (source_active, destination_active) {
+        (None, _) | (_, None) => MappingState::UnknownAttribute,
+        (_, Some(false)) => MappingState::DestinationInactive,
+        _ if destination_value_now.is_some_and(|v| v != mapped_destination_value) => {
+            MappingState::DestinationRenamed
+        }
+        (Some(false), _) => MappingState::SourceInactive,
+        (Some(true), Some(true)) => MappingState::Ok,
+    }
+}
+
+/// A mapping with both sides' current state (`ListMappings`).
+#[derive(Debug, Clone, QueryableByName)]
+pub(crate) struct MappingView {
+    #[diesel(sql_type = BigInt)]
+    pub id: i64,
+    #[diesel(sql_type = BigInt)]
+    pub workspace_id: i64,
+    #[diesel(sql_type = Text)]
+    pub source_type: String,
+    #[diesel(sql_type = Text)]
+    pub source_id: String,
+    #[diesel(sql_type = Text)]
+    pub destination_type: String,
+    #[diesel(sql_type = Text)]
+    pub destination_display_name: String,
+    #[diesel(sql_type = Text)]
+    pub destination_id: String,
+    #[diesel(sql_type = Text)]
+    pub mapped_destination_value: String,
+    #[diesel(sql_type = Bool)]
+    pub auto_mapped: bool,
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    pub created_at: DateTime<Utc>,
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    pub updated_at: DateTime<Utc>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub source_value: Option<String>,
+    #[diesel(sql_type = Nullable<Bool>)]
+    pub source_active: Option<bool>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub destination_value: Option<String>,
+    #[diesel(sql_type = Nullable<Bool>)]
+    pub destination_active: Option<bool>,
+}
+
+impl MappingView {
+    pub(crate) fn to_proto(&self) -> attrsync_proto::v1::Mapping {
+        let state = mapping_state(
+            self.source_active,
+            self.destination_active,
+            self.destination_value.as_deref(),
+            &self.mapped_destination_value,
+        );
+        attrsync_proto::v1::Mapping {
+            id: self.id,
+            workspace_id: self.workspace_id,
+            source_type: self.source_type.clone(),
+            source_id: self.source_id.clone(),
+            source_value: self.source_value.clone().unwrap_or_default(),
+            destination_type: self.destination_type.clone(),
+            destination_id: self.destination_id.clone(),
+            destination_value: self
+                .destination_value
+                .clone()
+                .unwrap_or_else(|| self.mapped_destination_value.clone()),
+            auto_mapped: self.auto_mapped,
+            source_active: self.source_active.unwrap_or(false),
+            destination_active: self.destination_active.unwrap_or(false),
+            state: state as i32,
+            destination_display_name: self.destination_display_name.clone(),
+            mapped_destination_value: self.mapped_destination_value.clone(),
+            created_at: Some(attrsync_proto::time::to_proto(self.created_at)),
+            updated_at: Some(attrsync_proto::time::to_proto(self.updated_at)),
+        }
+    }
+}
+
+/// The SELECT list and joins of [`MappingView`].
+pub(crate) const MAPPING_VIEW_SQL: &str = "\
+    SELECT m.id, m.workspace_id, m.source_type, m.source_id, m.destination_type, \
+           m.destination_display_name, m.destination_id, \
+           m.destination_value AS mapped_destination_value, m.auto_mapped, m.created_at, \
+           m.updated_at, s.value AS source_value, s.active AS source_active, \
+           d.value AS destination_value, d.active AS destination_active \
+    FROM mappings m \
+    LEFT JOIN source_attributes s ON s.workspace_id = m.workspace_id \
+         AND s.attribute_type = m.source_type AND s.source_id = m.source_id \
+    LEFT JOIN destination_attributes d ON d.workspace_id = m.workspace_id \
+         AND d.attribute_type = m.destination_type \
+         AND d.display_name = m.destination_display_name \
+         AND d.destination_id = m.destination_id";
+
+/// How many mappings point at a destination (to say how many a deactivation flags).
+pub(crate) async fn mappings_to(
+    conn: &mut AsyncPgConnection,
+    workspace_id: i64,
+    destination: &DestinationRow,
+) -> QueryResult<i64> {
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let row: Count = diesel::sql_query(
+        "SELECT count(*) AS n FROM mappings WHERE workspace_id = $1 AND destination_type = $2 \
+           AND destination_display_name = $3 AND destination_id = $4",
+    )
+    .bind::<BigInt, _>(workspace_id)
+    .bind::<Text, _>(&destination.attribute_type)
+    .bind::<Text, _>(&destination.display_name)
+    .bind::<Text, _>(&destination.destination_id)
+    .get_result(conn)
+    .await?;
+    Ok(row.n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_names_the_first_problem() {
+        use MappingState as S;
+        assert_eq!(
+            mapping_state(Some(true), Some(true), Some("Travel"), "Travel"),
+            S::Ok
+        );
+        assert_eq!(
+            mapping_state(Some(false), Some(false), Some("Travel"), "Travel"),
+            S::DestinationInactive,
+            "what breaks exports comes first"
+        );
+        assert_eq!(
+            mapping_state(Some(true), Some(true), Some("Trips"), "Travel"),
+            S::DestinationRenamed
+        );
+        assert_eq!(
+            mapping_state(Some(false), Some(true), Some("Travel"), "Travel"),
+            S::SourceInactive
+        );
+        assert_eq!(
+            mapping_state(None, Some(true), Some("Travel"), "Travel"),
+            S::UnknownAttribute
+        );
+        assert_eq!(
+            mapping_state(Some(true), None, None, "Travel"),
+            S::UnknownAttribute
+        );
+    }
+}
