@@ -52,6 +52,8 @@ impl EffectHandler for FyleValues {
                 continue;
             };
             // Already a destination attribute of that name: nothing to create, no request spent.
+            // (`lower` follows the database's collation, which may leave non-ASCII letters
+            // alone; a case variant it misses is found by QBO's lookup and linked.)
             let exists: i64 = da::table
                 .filter(da::workspace_id.eq(workspace.workspace_id))
                 .filter(da::attribute_type.eq(destination_type(request.entity)))

@@ -296,7 +296,8 @@ mod tests {
             ChangeKind::Renamed,
             ChangeKind::Reactivated,
         ] {
-            let merchant = wanted(&change("MERCHANT", " Uber ", kind, true), &ALL_ON).unwrap();
+            let merchant =
+                wanted(&change("MERCHANT", " Uber ", kind, true), &ALL_ON).expect("wanted");
             assert_eq!(merchant.entity, SyncEntity::Vendor);
             assert_eq!(merchant.display_name, "Uber");
             assert_eq!(merchant.email, None);
@@ -305,7 +306,7 @@ mod tests {
             &change("EMPLOYEE", "joanna@example.com", ChangeKind::Created, true),
             &ALL_ON,
         )
-        .unwrap();
+        .expect("wanted");
         assert_eq!(employee.entity, SyncEntity::Employee);
         assert_eq!(employee.display_name, "Joanna  Smith");
         assert_eq!(employee.email.as_deref(), Some("joanna@example.com"));
@@ -313,7 +314,7 @@ mod tests {
 
     #[test]
     fn inactive_deactivated_uncovered_and_unnamed_values_do_not() {
-        let skip = |c: ExpenseAttributeChange, s: &AutoCreate| wanted(&c, s).unwrap_err();
+        let skip = |c: ExpenseAttributeChange, s: &AutoCreate| wanted(&c, s).expect_err("skipped");
         assert_eq!(
             skip(
                 change("MERCHANT", "Uber", ChangeKind::Deactivated, false),
@@ -357,7 +358,7 @@ mod tests {
             &change("EMPLOYEE", "j@example.com", ChangeKind::Created, true),
             &employees_only_as_vendors,
         )
-        .unwrap();
+        .expect("wanted");
         assert_eq!(as_vendor.entity, SyncEntity::Vendor);
         let mut nameless = change("EMPLOYEE", "j@example.com", ChangeKind::Created, true);
         nameless.detail_json = r#"{"full_name": null}"#.into();

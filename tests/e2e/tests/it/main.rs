@@ -15,6 +15,7 @@ mod kafka_reader;
 mod operability;
 mod operations;
 mod outbox;
+mod qbo_auto_create;
 mod qbo_sync;
 mod qbo_webhooks;
 mod registry;
