@@ -6,6 +6,7 @@
 //! Its API (`attrsync.v1.ImportToFyleService`), tables and consumers arrive with the import issue.
 
 pub mod config;
+pub mod modules;
 
 use attrsync_runtime::{Context, Declaration, Running, Service};
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};

@@ -1,0 +1,140 @@
+//! CATEGORY from QBO accounts (of the workspace's charts of accounts) and items (#39, #42–#45).
+//!
+//! Payload per value: `{name, code: <QBO id>, is_enabled}`, plus Fyle's `id` to disable an
+//! inactive value Fyle has; the category `Unspecified` is always sent enabled (#45) — Fyle's
+//! fallback category must never be switched off by a QBO account of that name.
+
+use serde_json::{Value, json};
+
+use super::{Action, Candidate, Existing, action};
+
+/// The name of the category the incumbent never disables.
+pub const UNSPECIFIED: &str = "Unspecified";
+
+/// The bulk rows for one batch of candidates.
+pub fn payload(batch: &[Candidate], existing: &Existing) -> Vec<Value> {
+    batch
+        .iter()
+        .filter_map(|c| {
+            let enabled = c.row.active || c.name == UNSPECIFIED;
+            match action(c, existing) {
+                Action::Create => Some(json!({
+                    "name": c.name,
+                    "code": c.row.id,
+                    "is_enabled": true,
+                })),
+                Action::Disable { id, fyle_name } if !enabled => Some(json!({
+                    "id": id,
+                    "name": fyle_name,
+                    "code": c.row.id,
+                    "is_enabled": false,
+                })),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// The bulk rows disabling old names after renames.
+pub fn disables(pairs: &[(String, String)]) -> Vec<Value> {
+    pairs
+        .iter()
+        .filter(|(_, name)| name != UNSPECIFIED)
+        .map(|(id, name)| json!({"id": id, "name": name, "is_enabled": false}))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::modules::{
+        SourceField, candidates,
+        tests::{fyle, plan, row},
+    };
+
+    #[test]
+    fn new_accounts_are_created_enabled_with_the_qbo_id_as_code() {
+        let c = candidates(
+            SourceField::Category,
+            &plan(),
+            vec![row("ACCOUNT", "7", "Advertising", true)],
+        );
+        assert_eq!(
+            payload(&c, &Existing::default()),
+            [json!({"name": "Advertising", "code": "7", "is_enabled": true})]
+        );
+    }
+
+    #[test]
+    fn codes_on_make_coded_names() {
+        let mut r = row("ACCOUNT", "7", "Advertising", true);
+        r.code = Some("6000".into());
+        let p = crate::modules::ImportPlan {
+            account_codes: true,
+            ..plan()
+        };
+        let c = candidates(SourceField::Category, &p, vec![r.clone()]);
+        assert_eq!(
+            payload(&c, &Existing::default())[0]["name"],
+            "6000: Advertising"
+        );
+        // Codes off: the plain name.
+        let c = candidates(SourceField::Category, &plan(), vec![r]);
+        assert_eq!(payload(&c, &Existing::default())[0]["name"], "Advertising");
+    }
+
+    #[test]
+    fn an_inactive_account_fyle_has_is_disabled_with_fyles_id() {
+        let c = candidates(
+            SourceField::Category,
+            &plan(),
+            vec![
+                row("ACCOUNT", "88", "old travel", false),
+                row("ACCOUNT", "89", "Meals", true),
+            ],
+        );
+        let existing = Existing::new([
+            fyle("22330021", "Old Travel", true),
+            fyle("5", "meals", true),
+        ]);
+        assert_eq!(
+            payload(&c, &existing),
+            [json!({"id": "22330021", "name": "Old Travel", "code": "88", "is_enabled": false})]
+        );
+    }
+
+    #[test]
+    fn unspecified_is_never_disabled() {
+        let c = candidates(
+            SourceField::Category,
+            &plan(),
+            vec![row("ACCOUNT", "1", "Unspecified", false)],
+        );
+        let existing = Existing::new([fyle("9", "Unspecified", true)]);
+        assert!(payload(&c, &existing).is_empty());
+        assert!(disables(&[("9".into(), "Unspecified".into())]).is_empty());
+    }
+
+    #[test]
+    fn a_reactivated_account_is_not_re_enabled() {
+        let c = candidates(
+            SourceField::Category,
+            &plan(),
+            vec![row("ACCOUNT", "1", "Travel", true)],
+        );
+        let existing = Existing::new([fyle("9", "Travel", false)]);
+        assert!(payload(&c, &existing).is_empty());
+    }
+
+    #[test]
+    fn a_redelivered_batch_posts_nothing() {
+        let rows = vec![
+            row("ACCOUNT", "1", "Travel", true),
+            row("ACCOUNT", "2", "Gone", false),
+        ];
+        let c = candidates(SourceField::Category, &plan(), rows);
+        // What Fyle has after the first post: Travel enabled, Gone disabled.
+        let after = Existing::new([fyle("1", "Travel", true), fyle("2", "Gone", false)]);
+        assert!(payload(&c, &after).is_empty());
+    }
+}
