@@ -12,6 +12,7 @@ mod ingest_edge;
 mod kafka_consumer;
 mod kafka_outage;
 mod kafka_reader;
+mod mapping_auto;
 mod operability;
 mod operations;
 mod outbox;

@@ -1,0 +1,699 @@
+//! Real-time auto-mapping in mapping, over the real stack. End to end across services: a
+//! category posted to ingest as a Fyle webhook (→ fyle-sync → `sync.expense-attributes.v1`)
+//! and an account created in the QBO sandbox (signed webhook → ingest → qbo-sync's fetch →
+//! `sync.destination-attributes.v1`) end as one mapping although their names differ in case,
+//! with no scheduled job anywhere; a QBO vendor and then a Fyle employee with the same email
+//! end as an employee → vendor mapping. With the change events published directly: an
+//! operator's mapping is never overwritten, a mapping error resolves the moment its mapping
+//! appears (auto or operator), a deactivated destination flags its mapping, two equal matches
+//! map nothing, and redelivered, re-published or stale events change nothing.
+
+use std::time::Duration;
+
+use attrsync_e2e::{TestStack, eventually, kafka_bootstrap, qbo::QboSyncHandle};
+use attrsync_kafka::topics::{self, Topic, TopicPayload};
+use attrsync_proto::v1::{
+    AutoMapEmployees, ChangeKind, ConnectQboRequest, CreateWorkspaceRequest,
+    DestinationAttributeChange, DestinationAttributesChanged, EmployeeFieldMapping,
+    ExpenseAttributeChange, ExpenseAttributesChanged, ImportSettings, ListMappingErrorsRequest,
+    ListMappingsRequest, Mapping, MappingError, MappingState, ReportMappingErrorRequest,
+    UpsertMappingRequest, WorkspaceSettings,
+};
+use attrsync_sandbox::{QboWebhookConfig, Sandbox, SandboxConfig, SandboxHandle, Seed};
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(60);
+const REALM: &str = "9130357766900456";
+
+async fn sandbox() -> SandboxHandle {
+    Sandbox::start(SandboxConfig {
+        seed: Seed::Demo,
+        workers: 1,
+        ..SandboxConfig::default()
+    })
+    .await
+    .unwrap()
+}
+
+/// The incumbent's defaults as a caller sends them whole, auto-mapping case-insensitively.
+fn import_settings() -> ImportSettings {
+    ImportSettings {
+        charts_of_accounts: vec!["Expense".into()],
+        is_sync_after_timestamp_enabled: true,
+        map_fyle_cards_qbo_account: true,
+        auto_map_case_insensitive: true,
+        ..Default::default()
+    }
+}
+
+/// A workspace with these settings; `realm` connects it to the sandbox's QBO company.
+async fn workspace(
+    stack: &TestStack,
+    realm: Option<&str>,
+    import: ImportSettings,
+) -> (i64, String) {
+    let org = format!("or{}", &ulid::Ulid::new().to_string()[14..]);
+    let snapshot = stack
+        .mapping
+        .clone()
+        .create_workspace(CreateWorkspaceRequest {
+            name: format!("Workspace of {org}"),
+            fyle_org_id: org.clone(),
+            qbo_realm_id: realm.map(str::to_owned),
+            settings: Some(WorkspaceSettings {
+                import_settings: Some(import),
+                webhook_flags: None,
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    (snapshot.workspace.unwrap().id, org)
+}
+
+/// qbo-sync on `sb`, the workspace connected to `REALM`, the sandbox's webhooks to ingest.
+async fn connect_qbo(stack: &TestStack, sb: &SandboxHandle, workspace_id: i64) -> QboSyncHandle {
+    let qbo = stack
+        .start_qbo_sync(sb.qbo_url(), Vec::new())
+        .await
+        .unwrap();
+    qbo.client
+        .clone()
+        .connect_qbo(ConnectQboRequest {
+            workspace_id,
+            realm_id: REALM.into(),
+            authorization_code: None,
+            refresh_token: sb.qbo().refresh_token(REALM),
+        })
+        .await
+        .unwrap();
+    sb.set_qbo_webhook(QboWebhookConfig {
+        url: Some(format!("{}/webhooks/qbo", stack.ingest_url)),
+        batch_window_ms: 50,
+        ..QboWebhookConfig::default()
+    });
+    qbo
+}
+
+async fn mappings(stack: &TestStack, workspace_id: i64, source_type: &str) -> Vec<Mapping> {
+    stack
+        .mapping
+        .clone()
+        .list_mappings(ListMappingsRequest {
+            workspace_id,
+            source_type: Some(source_type.into()),
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .mappings
+}
+
+async fn mapping_of(
+    stack: &TestStack,
+    workspace_id: i64,
+    source_type: &str,
+    source_id: &str,
+) -> Option<Mapping> {
+    mappings(stack, workspace_id, source_type)
+        .await
+        .into_iter()
+        .find(|m| m.source_id == source_id)
+}
+
+async fn errors(stack: &TestStack, workspace_id: i64) -> Vec<MappingError> {
+    stack
+        .mapping
+        .clone()
+        .list_mapping_errors(ListMappingErrorsRequest {
+            workspace_id,
+            include_resolved: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .errors
+}
+
+fn fyle_webhook(resource: &str, data: serde_json::Value) -> Vec<u8> {
+    serde_json::to_vec(&json!({"action": "CREATED", "resource": resource, "data": data})).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_qbo_account_created_in_the_sandbox_maps_to_the_fyle_category_of_the_same_name_in_another_case()
+ {
+    let sb = sandbox().await;
+    let stack = TestStack::start().await.unwrap();
+    let (workspace_id, org) = workspace(&stack, Some(REALM), import_settings()).await;
+    let _qbo = connect_qbo(&stack, &sb, workspace_id).await;
+
+    // The Fyle category arrives first, through ingest and fyle-sync.
+    let response = stack
+        .post_fyle_webhook(
+            workspace_id,
+            &fyle_webhook(
+                "CATEGORY",
+                json!({"id": 88001, "org_id": org, "name": "Office Snacks", "sub_category": null,
+                       "is_enabled": true, "updated_at": "2024-05-02T10:00:00+00:00"}),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    // Then QBO gets the account, spelled in capitals; its webhook is the only trigger.
+    let account = sb
+        .qbo()
+        .create(
+            REALM,
+            "Account",
+            json!({"Name": "OFFICE SNACKS", "AccountType": "Expense"}),
+        )
+        .unwrap();
+    let account_id = account["Id"].as_str().unwrap().to_owned();
+
+    let mapping = eventually(WAIT, "the category auto-mapped to the account", || async {
+        Ok(mapping_of(&stack, workspace_id, "CATEGORY", "88001").await)
+    })
+    .await
+    .unwrap();
+    assert_eq!(mapping.destination_type, "ACCOUNT");
+    assert_eq!(mapping.destination_id, account_id);
+    assert_eq!(mapping.source_value, "Office Snacks");
+    assert_eq!(mapping.destination_value, "OFFICE SNACKS");
+    assert!(mapping.auto_mapped);
+    assert_eq!(mapping.state(), MappingState::Ok);
+    assert!(mapping.source_active && mapping.destination_active);
+    stack.stop().await;
+    sb.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_employee_added_in_fyle_is_auto_mapped_to_the_qbo_vendor_with_the_same_email() {
+    let sb = sandbox().await;
+    let stack = TestStack::start().await.unwrap();
+    let mut import = import_settings();
+    import.set_auto_map_employees(AutoMapEmployees::Email);
+    import.set_employee_field_mapping(EmployeeFieldMapping::Vendor);
+    let (workspace_id, org) = workspace(&stack, Some(REALM), import).await;
+    let _qbo = connect_qbo(&stack, &sb, workspace_id).await;
+
+    // The vendor exists in QBO first (its email in another case).
+    let vendor = sb
+        .qbo()
+        .create(
+            REALM,
+            "Vendor",
+            json!({"DisplayName": "Joanna Bloggs Consulting",
+                   "PrimaryEmailAddr": {"Address": "Joanna.Bloggs@Example.com"}}),
+        )
+        .unwrap();
+    let vendor_id = vendor["Id"].as_str().unwrap().to_owned();
+    // Wait until mapping has seen it, so the employee's event is the one that maps.
+    let seen = stack.topic(topics::DESTINATION_ATTRIBUTES_CHANGED);
+    crate::kafka_reader::read_until(&seen, WAIT, |messages| !messages.is_empty())
+        .await
+        .unwrap();
+
+    // Then the employee joins in Fyle.
+    let response = stack
+        .post_fyle_webhook(
+            workspace_id,
+            &fyle_webhook(
+                "EMPLOYEE",
+                json!({"id": "ouJoanna01", "org_id": org, "user_id": "usJ", "code": "E1",
+                       "user": {"email": "joanna.bloggs@example.com", "full_name": "Joanna Bloggs"},
+                       "is_enabled": true, "has_accepted_invite": true,
+                       "updated_at": "2024-05-02T10:00:00+00:00"}),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    let mapping = eventually(WAIT, "the employee auto-mapped to the vendor", || async {
+        Ok(mapping_of(&stack, workspace_id, "EMPLOYEE", "ouJoanna01").await)
+    })
+    .await
+    .unwrap();
+    assert_eq!(mapping.destination_type, "VENDOR");
+    assert_eq!(mapping.destination_id, vendor_id);
+    assert_eq!(mapping.source_value, "joanna.bloggs@example.com");
+    assert!(mapping.auto_mapped);
+    assert_eq!(mapping.state(), MappingState::Ok);
+    stack.stop().await;
+    sb.stop().await;
+}
+
+fn category(id: &str, value: &str, active: bool) -> ExpenseAttributeChange {
+    ExpenseAttributeChange {
+        attribute_type: "CATEGORY".into(),
+        source_id: id.into(),
+        value: value.into(),
+        old_value: None,
+        active,
+        kind: ChangeKind::Created as i32,
+        display_name: "Category".into(),
+        detail_json: String::new(),
+    }
+}
+
+fn account(id: &str, value: &str, active: bool) -> DestinationAttributeChange {
+    DestinationAttributeChange {
+        attribute_type: "ACCOUNT".into(),
+        destination_id: id.into(),
+        value: value.into(),
+        old_value: None,
+        active,
+        kind: if active {
+            ChangeKind::Created
+        } else {
+            ChangeKind::Deactivated
+        } as i32,
+        display_name: "Account".into(),
+        code: None,
+        old_code: None,
+        detail_json: json!({"account_type": "Expense"}).to_string(),
+    }
+}
+
+async fn fyle_side(stack: &TestStack, workspace_id: i64, changes: Vec<ExpenseAttributeChange>) {
+    stack
+        .publish_directly(
+            topics::EXPENSE_ATTRIBUTES_CHANGED,
+            workspace_id,
+            ExpenseAttributesChanged {
+                changes,
+                origin: "webhook".into(),
+            },
+        )
+        .await
+        .unwrap();
+}
+
+async fn qbo_side(stack: &TestStack, workspace_id: i64, changes: Vec<DestinationAttributeChange>) {
+    stack
+        .publish_directly(
+            topics::DESTINATION_ATTRIBUTES_CHANGED,
+            workspace_id,
+            DestinationAttributesChanged {
+                changes,
+                origin: "webhook".into(),
+            },
+        )
+        .await
+        .unwrap();
+}
+
+/// Publishes one fully formed envelope `times` times (the same event id each time), as a
+/// producer retrying a send would.
+async fn publish_envelope<P: TopicPayload>(
+    stack: &TestStack,
+    topic: Topic<P>,
+    envelope: &attrsync_proto::v1::Envelope,
+    times: usize,
+) {
+    let config = attrsync_config::KafkaConfig {
+        bootstrap: kafka_bootstrap(),
+        topic_prefix: stack.topic_prefix.clone(),
+        group_id: format!("{}writer", stack.topic_prefix),
+        partitions: 1,
+        replication_factor: 1,
+        max_attempts: 3,
+        retry_backoff: Duration::from_millis(10),
+        max_batch: 200,
+    };
+    let producer = attrsync_kafka::Producer::new(&config).unwrap();
+    for _ in 0..times {
+        producer.publish(topic.name(), envelope).await.unwrap();
+    }
+}
+
+async fn report(
+    stack: &TestStack,
+    workspace_id: i64,
+    source_id: &str,
+    value: &str,
+) -> MappingError {
+    stack
+        .mapping
+        .clone()
+        .report_mapping_error(ReportMappingErrorRequest {
+            workspace_id,
+            error_type: "CATEGORY_MAPPING".into(),
+            source_type: "CATEGORY".into(),
+            source_id: source_id.into(),
+            source_value: value.into(),
+            destination_type: "ACCOUNT".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operators_mapping_is_never_overwritten_and_errors_resolve_when_a_mapping_appears() {
+    let stack = TestStack::start().await.unwrap();
+    let (workspace_id, _) = workspace(&stack, None, import_settings()).await;
+
+    // Two exports failed on unmapped categories.
+    let travel_error = report(&stack, workspace_id, "cat-travel", "Travel").await;
+    let meals_error = report(&stack, workspace_id, "cat-meals", "Meals").await;
+    assert!(!travel_error.is_resolved && !meals_error.is_resolved);
+
+    fyle_side(
+        &stack,
+        workspace_id,
+        vec![
+            category("cat-travel", "Travel", true),
+            category("cat-meals", "Meals", true),
+        ],
+    )
+    .await;
+    qbo_side(
+        &stack,
+        workspace_id,
+        vec![
+            account("10", "Staff Meals", true),
+            account("11", "travel", true),
+        ],
+    )
+    .await;
+
+    // Auto-mapping maps Travel and resolves its error in the same transaction.
+    let travel = eventually(WAIT, "Travel auto-mapped", || async {
+        Ok(mapping_of(&stack, workspace_id, "CATEGORY", "cat-travel").await)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        (travel.destination_id.as_str(), travel.auto_mapped),
+        ("11", true)
+    );
+    let resolved = errors(&stack, workspace_id).await;
+    let travel_error = resolved
+        .iter()
+        .find(|e| e.source_id == "cat-travel")
+        .unwrap();
+    assert!(travel_error.is_resolved);
+    assert_eq!(travel_error.resolved_by_mapping_id, Some(travel.id));
+
+    // Meals matches nothing; an operator maps it — which resolves its error too.
+    let meals = stack
+        .mapping
+        .clone()
+        .upsert_mapping(UpsertMappingRequest {
+            workspace_id,
+            source_type: "CATEGORY".into(),
+            source_id: "cat-meals".into(),
+            destination_type: "ACCOUNT".into(),
+            destination_id: "10".into(),
+            destination_display_name: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!meals.auto_mapped);
+    assert_eq!(meals.destination_value, "Staff Meals");
+    let open = stack
+        .mapping
+        .clone()
+        .list_mapping_errors(ListMappingErrorsRequest {
+            workspace_id,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .errors;
+    assert!(open.is_empty(), "no open errors left: {open:?}");
+
+    // The operator also overrides the auto-mapping of Travel.
+    stack
+        .mapping
+        .clone()
+        .upsert_mapping(UpsertMappingRequest {
+            workspace_id,
+            source_type: "CATEGORY".into(),
+            source_id: "cat-travel".into(),
+            destination_type: "ACCOUNT".into(),
+            destination_id: "10".into(),
+            destination_display_name: None,
+        })
+        .await
+        .unwrap();
+
+    // Exact matches appear in QBO, and the Fyle values change: nothing overwrites an
+    // operator's mapping. A sentinel pair proves both consumers got past these events.
+    qbo_side(
+        &stack,
+        workspace_id,
+        vec![account("12", "Meals", true), account("13", "Travel", true)],
+    )
+    .await;
+    fyle_side(
+        &stack,
+        workspace_id,
+        vec![
+            category("cat-travel", "Travel", true),
+            category("cat-meals", "Meals", true),
+        ],
+    )
+    .await;
+    qbo_side(&stack, workspace_id, vec![account("99", "Sentinel", true)]).await;
+    fyle_side(
+        &stack,
+        workspace_id,
+        vec![category("cat-sentinel", "sentinel", true)],
+    )
+    .await;
+    eventually(WAIT, "the sentinel mapped", || async {
+        Ok(mapping_of(&stack, workspace_id, "CATEGORY", "cat-sentinel").await)
+    })
+    .await
+    .unwrap();
+    let meals_now = mapping_of(&stack, workspace_id, "CATEGORY", "cat-meals")
+        .await
+        .unwrap();
+    let travel_now = mapping_of(&stack, workspace_id, "CATEGORY", "cat-travel")
+        .await
+        .unwrap();
+    assert_eq!(
+        (meals_now.destination_id.as_str(), meals_now.auto_mapped),
+        ("10", false)
+    );
+    assert_eq!(
+        (travel_now.destination_id.as_str(), travel_now.auto_mapped),
+        ("10", false)
+    );
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deactivated_destination_flags_its_mapping_and_two_equal_matches_map_nothing() {
+    let stack = TestStack::start().await.unwrap();
+    let (workspace_id, _) = workspace(&stack, None, import_settings()).await;
+    qbo_side(
+        &stack,
+        workspace_id,
+        vec![
+            account("20", "Fuel", true),
+            account("21", "PARKING", true),
+            account("22", "parking", true),
+        ],
+    )
+    .await;
+    fyle_side(
+        &stack,
+        workspace_id,
+        vec![
+            category("cat-fuel", "FUEL", true),
+            category("cat-parking", "Parking", true),
+        ],
+    )
+    .await;
+    let fuel = eventually(WAIT, "Fuel auto-mapped", || async {
+        Ok(mapping_of(&stack, workspace_id, "CATEGORY", "cat-fuel").await)
+    })
+    .await
+    .unwrap();
+    assert_eq!(fuel.state(), MappingState::Ok);
+    assert!(
+        mapping_of(&stack, workspace_id, "CATEGORY", "cat-parking")
+            .await
+            .is_none(),
+        "Parking matches PARKING and parking equally: not mapped"
+    );
+
+    // QBO deactivates the account: the mapping stays, flagged.
+    qbo_side(&stack, workspace_id, vec![account("20", "Fuel", false)]).await;
+    let flagged = eventually(WAIT, "the mapping flagged", || async {
+        Ok(mapping_of(&stack, workspace_id, "CATEGORY", "cat-fuel")
+            .await
+            .filter(|m| m.state() == MappingState::DestinationInactive))
+    })
+    .await
+    .unwrap();
+    assert!(!flagged.destination_active && flagged.source_active);
+    assert_eq!(flagged.id, fuel.id, "kept, not silently replaced");
+    let only_flagged = stack
+        .mapping
+        .clone()
+        .list_mappings(ListMappingsRequest {
+            workspace_id,
+            only_flagged: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .mappings;
+    assert_eq!(
+        only_flagged.iter().map(|m| m.id).collect::<Vec<_>>(),
+        vec![fuel.id]
+    );
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redelivered_republished_and_stale_events_change_nothing() {
+    let stack = TestStack::start().await.unwrap();
+    let (workspace_id, _) = workspace(&stack, None, import_settings()).await;
+    let category_envelope = attrsync_kafka::envelope::new(
+        workspace_id,
+        "fyle-sync",
+        attrsync_proto::time::now(),
+        ExpenseAttributesChanged {
+            changes: vec![category("cat-hotel", "Hotel", true)],
+            origin: "webhook".into(),
+        }
+        .into_payload(),
+    );
+    let account_envelope = attrsync_kafka::envelope::new(
+        workspace_id,
+        "qbo-sync",
+        attrsync_proto::time::now(),
+        DestinationAttributesChanged {
+            changes: vec![account("30", "HOTEL", true)],
+            origin: "webhook".into(),
+        }
+        .into_payload(),
+    );
+    publish_envelope(
+        &stack,
+        topics::EXPENSE_ATTRIBUTES_CHANGED,
+        &category_envelope,
+        1,
+    )
+    .await;
+    publish_envelope(
+        &stack,
+        topics::DESTINATION_ATTRIBUTES_CHANGED,
+        &account_envelope,
+        1,
+    )
+    .await;
+    let before = eventually(WAIT, "Hotel auto-mapped", || async {
+        Ok(mapping_of(&stack, workspace_id, "CATEGORY", "cat-hotel").await)
+    })
+    .await
+    .unwrap();
+    report(&stack, workspace_id, "cat-hotel", "Hotel").await;
+    let errors_before = errors(&stack, workspace_id).await;
+    assert!(
+        errors_before.iter().all(|e| e.is_resolved),
+        "answered by the mapping at once"
+    );
+
+    // The same envelopes again, twice (same event ids) …
+    publish_envelope(
+        &stack,
+        topics::EXPENSE_ATTRIBUTES_CHANGED,
+        &category_envelope,
+        2,
+    )
+    .await;
+    publish_envelope(
+        &stack,
+        topics::DESTINATION_ATTRIBUTES_CHANGED,
+        &account_envelope,
+        2,
+    )
+    .await;
+    // … the same changes under new envelopes …
+    fyle_side(
+        &stack,
+        workspace_id,
+        vec![category("cat-hotel", "Hotel", true)],
+    )
+    .await;
+    qbo_side(&stack, workspace_id, vec![account("30", "HOTEL", true)]).await;
+    // … and an hour-old rename and deactivation, replayed late.
+    let stale_at = attrsync_proto::time::to_proto(chrono::Utc::now() - chrono::Duration::hours(1));
+    let stale_category = attrsync_kafka::envelope::new(
+        workspace_id,
+        "fyle-sync",
+        stale_at,
+        ExpenseAttributesChanged {
+            changes: vec![category("cat-hotel", "Lodging", true)],
+            origin: "webhook".into(),
+        }
+        .into_payload(),
+    );
+    let stale_account = attrsync_kafka::envelope::new(
+        workspace_id,
+        "qbo-sync",
+        stale_at,
+        DestinationAttributesChanged {
+            changes: vec![account("30", "HOTEL", false)],
+            origin: "webhook".into(),
+        }
+        .into_payload(),
+    );
+    publish_envelope(
+        &stack,
+        topics::EXPENSE_ATTRIBUTES_CHANGED,
+        &stale_category,
+        1,
+    )
+    .await;
+    publish_envelope(
+        &stack,
+        topics::DESTINATION_ATTRIBUTES_CHANGED,
+        &stale_account,
+        1,
+    )
+    .await;
+    // Sentinels: once they are mapped, both consumers are past everything above.
+    qbo_side(&stack, workspace_id, vec![account("98", "Sentinel", true)]).await;
+    fyle_side(
+        &stack,
+        workspace_id,
+        vec![category("cat-sentinel", "Sentinel", true)],
+    )
+    .await;
+    eventually(WAIT, "the sentinel mapped", || async {
+        Ok(mapping_of(&stack, workspace_id, "CATEGORY", "cat-sentinel").await)
+    })
+    .await
+    .unwrap();
+
+    let after = mapping_of(&stack, workspace_id, "CATEGORY", "cat-hotel")
+        .await
+        .unwrap();
+    assert_eq!(
+        after, before,
+        "the mapping, both sides' values and states, unchanged"
+    );
+    assert_eq!(after.source_value, "Hotel", "the stale rename was ignored");
+    assert!(
+        after.destination_active,
+        "the stale deactivation was ignored"
+    );
+    assert_eq!(mappings(&stack, workspace_id, "CATEGORY").await.len(), 2);
+    assert_eq!(errors(&stack, workspace_id).await, errors_before);
+    stack.stop().await;
+}
