@@ -1,20 +1,46 @@
-//! **import-to-fyle** (design: `docs/architecture.md`).
+//! **import-to-fyle**: QBO values → Fyle, within seconds of a QBO change (design:
+//! `docs/architecture.md`, "import-to-fyle").
 //!
-//! Not built yet beyond the platform: it starts through the skeleton like every other service
-//! — its schema with the platform tables, its workspace projection, health, readiness,
-//! metrics and retention — so the local stack, probes and tooling treat it like the others.
-//! Its API (`attrsync.v1.ImportToFyleService`), tables and consumers arrive with the import issue.
+//! Owns `import_destination_attributes` (its copy of the QBO values, from
+//! `sync.destination-attributes.v1`), `import_requests` (imports waiting for a run) and
+//! `import_logs` (the incumbent's ImportLog). Read in this order:
+//! - [`modules`]: pure — per source field, the exact Fyle payloads from the settings, the QBO
+//!   values and what Fyle has;
+//! - [`consumers`]: `sync.destination-attributes.v1` and `imports.commands.v1`, which only
+//!   record values and requests;
+//! - [`requests`]: the runner task — a burst of changes coalesced into one run per workspace ×
+//!   source field, retries with backoff;
+//! - [`run`]: one run under a lease — the 30-minute rule, incremental selection, batches,
+//!   the import log, `ImportCompleted`;
+//! - [`fyle`]: Fyle through fyle-sync's access tokens and the shared rate bucket;
+//! - `grpc`: `TriggerImport`, `ListImportLogs`.
+//!
+//! Still to come (issue 12): custom SELECT fields (#50), disable_items (#59), the 24-hour
+//! schedule (#61), COST_CENTER from the mapping settings the snapshot does not carry yet.
 
 pub mod config;
+pub mod consumers;
+pub mod fyle;
+mod grpc;
 pub mod modules;
+pub mod requests;
+pub mod run;
+mod schema;
+pub mod settings;
+pub mod store;
 
+use std::sync::Arc;
+
+use attrsync_db::shared_rate::SharedLimiter;
+use attrsync_kafka::topics;
+use attrsync_proto::v1::import_to_fyle_service_server::ImportToFyleServiceServer;
 use attrsync_runtime::{Context, Declaration, Running, Service};
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use tokio_util::sync::CancellationToken;
 
 pub use crate::config::Config;
 
-/// import-to-fyle's own migrations (none yet; the platform tables are applied to its schema).
+/// import-to-fyle's own migrations (the platform tables are applied before them).
 pub static MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/import-to-fyle");
 
 /// The import-to-fyle service, as the platform starts it.
@@ -30,7 +56,43 @@ impl Service for ImportToFyle {
     }
 
     async fn declare(context: &Context<Config>) -> anyhow::Result<Declaration> {
-        Declaration::new(context)
+        let config = &context.config;
+        // Burst 1: requests evenly spaced, as Fyle counts a sliding second.
+        let limiter = Arc::new(SharedLimiter::new(
+            context.pool.clone(),
+            "fyle",
+            config.fyle.requests_per_second,
+            1.0,
+        ));
+        let fyle = fyle::FyleGateway::new(
+            &config.fyle_sync.endpoint,
+            limiter,
+            config.fyle.request_timeout,
+            config.fyle.max_attempts,
+        )?;
+        let runner = run::Runner::new(
+            context.pool.clone(),
+            fyle,
+            context.directory.clone(),
+            config.kafka.clone(),
+            context.relay.clone(),
+            config.runs.clone(),
+        );
+        let api = grpc::ImportApi {
+            runner: runner.clone(),
+        };
+        Ok(Declaration::new(context)?
+            .consume(
+                topics::DESTINATION_ATTRIBUTES_CHANGED,
+                consumers::DestinationChanges,
+            )
+            .consume(topics::IMPORT_COMMANDS, consumers::ImportCommands)
+            .produces(topics::IMPORT_EVENTS)
+            .grpc(ImportToFyleServiceServer::new(api))
+            .task(
+                "import-runner",
+                requests::serve(runner, context.shutdown.clone()),
+            ))
     }
 }
 
