@@ -13,12 +13,14 @@
 //! that makes a value matchable is auto-mapped in the same transaction by pure rules
 //! ([`automap`]) around thin I/O ([`mappings`]). Operators list, upsert and delete mappings,
 //! and the export pipeline reports mapping errors, which resolve the moment a mapping appears
-//! ([`operator`]).
+//! ([`operator`]). A Fyle value qbo-sync created a QBO entity for
+//! (`sync.fyle-auto-created.v1`) is mapped to it at once (`auto_created`).
 //!
 //! Failure policy: with the database down, gRPC calls fail `UNAVAILABLE` and nothing changes;
 //! with Kafka down, changes still commit and their snapshots wait in the outbox; the consumers
 //! wait (their partitions paused) until the database is back.
 
+pub mod auto_created;
 pub mod automap;
 pub mod config;
 mod grpc;
@@ -81,6 +83,10 @@ impl Service for Mapping {
             .consume(
                 topics::DESTINATION_ATTRIBUTES_CHANGED,
                 projection::DestinationAttributeEvents,
+            )
+            .consume(
+                topics::FYLE_ATTRIBUTE_AUTO_CREATED,
+                auto_created::AutoCreatedEvents,
             )
             .grpc(MappingServiceServer::new(api)))
     }

@@ -326,7 +326,7 @@ struct IdRow {
     id: i64,
 }
 
-async fn insert_auto(
+pub(crate) async fn insert_auto(
     conn: &mut AsyncPgConnection,
     workspace_id: i64,
     source: &SourceRow,

@@ -6,7 +6,8 @@
 //! end as an employee → vendor mapping. With the change events published directly: an
 //! operator's mapping is never overwritten, a mapping error resolves the moment its mapping
 //! appears (auto or operator), a deactivated destination flags its mapping, two equal matches
-//! map nothing, and redelivered, re-published or stale events change nothing.
+//! map nothing, and redelivered, re-published or stale events change nothing; an employee
+//! qbo-sync created a vendor for (`sync.fyle-auto-created.v1`) is mapped to it.
 
 use std::time::Duration;
 
@@ -15,9 +16,9 @@ use attrsync_kafka::topics::{self, Topic, TopicPayload};
 use attrsync_proto::v1::{
     AutoMapEmployees, ChangeKind, ConnectQboRequest, CreateWorkspaceRequest,
     DestinationAttributeChange, DestinationAttributesChanged, EmployeeFieldMapping,
-    ExpenseAttributeChange, ExpenseAttributesChanged, ImportSettings, ListMappingErrorsRequest,
-    ListMappingsRequest, Mapping, MappingError, MappingState, ReportMappingErrorRequest,
-    UpsertMappingRequest, WorkspaceSettings,
+    ExpenseAttributeChange, ExpenseAttributesChanged, FyleAttributeAutoCreated, ImportSettings,
+    ListMappingErrorsRequest, ListMappingsRequest, Mapping, MappingError, MappingState,
+    ReportMappingErrorRequest, UpsertMappingRequest, WorkspaceSettings,
 };
 use attrsync_sandbox::{QboWebhookConfig, Sandbox, SandboxConfig, SandboxHandle, Seed};
 use serde_json::json;
@@ -695,5 +696,76 @@ async fn redelivered_republished_and_stale_events_change_nothing() {
     );
     assert_eq!(mappings(&stack, workspace_id, "CATEGORY").await.len(), 2);
     assert_eq!(errors(&stack, workspace_id).await, errors_before);
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_employee_qbo_sync_created_a_vendor_for_is_mapped_to_it_and_a_second_creation_replaces_nothing()
+ {
+    let stack = TestStack::start().await.unwrap();
+    let (workspace_id, _) = workspace(&stack, None, import_settings()).await;
+    let auto_created = |source_id: &str, destination_id: &str| FyleAttributeAutoCreated {
+        source_attribute_type: "EMPLOYEE".into(),
+        source_id: source_id.into(),
+        source_value: format!("{source_id}@example.com"),
+        destination_attribute_type: "VENDOR".into(),
+        destination_id: destination_id.into(),
+        destination_value: format!("Vendor {destination_id}"),
+        created: true,
+    };
+    stack
+        .publish_directly(
+            topics::FYLE_ATTRIBUTE_AUTO_CREATED,
+            workspace_id,
+            auto_created("ou-new", "501"),
+        )
+        .await
+        .unwrap();
+    let mapping = eventually(WAIT, "the employee mapped to its new vendor", || async {
+        Ok(mapping_of(&stack, workspace_id, "EMPLOYEE", "ou-new").await)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        (
+            mapping.destination_type.as_str(),
+            mapping.destination_id.as_str()
+        ),
+        ("VENDOR", "501")
+    );
+    assert!(mapping.auto_mapped);
+    assert_eq!(mapping.destination_display_name, "vendor");
+    assert_eq!(
+        mapping.state(),
+        MappingState::UnknownAttribute,
+        "until the change events of both sides arrive"
+    );
+
+    // A second creation for the same employee (another vendor) does not replace the first.
+    stack
+        .publish_directly(
+            topics::FYLE_ATTRIBUTE_AUTO_CREATED,
+            workspace_id,
+            auto_created("ou-new", "502"),
+        )
+        .await
+        .unwrap();
+    stack
+        .publish_directly(
+            topics::FYLE_ATTRIBUTE_AUTO_CREATED,
+            workspace_id,
+            auto_created("ou-sentinel", "599"),
+        )
+        .await
+        .unwrap();
+    eventually(WAIT, "the sentinel mapped", || async {
+        Ok(mapping_of(&stack, workspace_id, "EMPLOYEE", "ou-sentinel").await)
+    })
+    .await
+    .unwrap();
+    let still = mapping_of(&stack, workspace_id, "EMPLOYEE", "ou-new")
+        .await
+        .unwrap();
+    assert_eq!(still.destination_id, "501");
     stack.stop().await;
 }

@@ -1,0 +1,102 @@
+//! Consuming `sync.fyle-auto-created.v1`: qbo-sync created (or linked) the QBO employee or
+//! vendor of a Fyle employee or merchant because the workspace asks for auto-creation; the
+//! Fyle value is mapped to it here.
+//!
+//! Runs inside the platform's idempotent wrapper (one transaction per envelope, redeliveries
+//! change nothing). The mapping is written like any auto-mapping — `auto_mapped`, only into an
+//! empty (source, destination type) slot, so an operator's mapping is never overwritten — and
+//! resolves the source's open errors in the same transaction. The event names both sides, so
+//! the mapping does not wait for the projections; until their change events arrive it shows
+//! `UNKNOWN_ATTRIBUTE`.
+//!
+//! Failure policy: an event without a source or destination is poison; database errors are
+//! classified by the wrapper.
+
+use attrsync_kafka::{
+    HandlerError,
+    handler::{EffectError, EffectHandler, Event, Tx},
+};
+use attrsync_proto::v1::FyleAttributeAutoCreated;
+
+use crate::{
+    mappings::{self, DestinationRow, SourceRow},
+    projection,
+};
+
+/// The effect of `sync.fyle-auto-created.v1`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AutoCreatedEvents;
+
+/// qbo-sync's display name for rows of `attribute_type` (`vendor`, `employee`).
+fn default_display_name(attribute_type: &str) -> String {
+    match attribute_type {
+        "VENDOR" => "vendor".to_owned(),
+        "EMPLOYEE" => "employee".to_owned(),
+        other => other.to_owned(),
+    }
+}
+
+impl EffectHandler for AutoCreatedEvents {
+    type Payload = FyleAttributeAutoCreated;
+
+    async fn apply(
+        &self,
+        tx: &mut Tx<'_>,
+        event: &Event<'_, FyleAttributeAutoCreated>,
+    ) -> Result<(), EffectError> {
+        let e = &event.payload;
+        if e.source_attribute_type.is_empty()
+            || e.source_id.is_empty()
+            || e.destination_attribute_type.is_empty()
+            || e.destination_id.is_empty()
+        {
+            return Err(HandlerError::Poison(
+                "an auto-created event needs both a source and a destination".into(),
+            )
+            .into());
+        }
+        let workspace_id = event.workspace.workspace_id;
+        let conn = &mut *tx.conn;
+        mappings::lock_workspace(conn, workspace_id).await?;
+        let known = projection::find_destinations(
+            conn,
+            workspace_id,
+            &e.destination_attribute_type,
+            &e.destination_id,
+        )
+        .await?;
+        let display_name = known.first().map_or_else(
+            || default_display_name(&e.destination_attribute_type),
+            |d| d.display_name.clone(),
+        );
+        let source = SourceRow {
+            attribute_type: e.source_attribute_type.clone(),
+            source_id: e.source_id.clone(),
+            value: e.source_value.clone(),
+            active: true,
+            detail: None,
+        };
+        let destination = DestinationRow {
+            attribute_type: e.destination_attribute_type.clone(),
+            display_name,
+            destination_id: e.destination_id.clone(),
+            value: e.destination_value.clone(),
+            code: None,
+            active: true,
+            detail: None,
+        };
+        if let Some(id) = mappings::insert_auto(conn, workspace_id, &source, &destination).await? {
+            metrics::counter!("mapping_auto_mapped_total", "source_type" => "AUTO_CREATED")
+                .increment(1);
+            tracing::info!(
+                workspace_id,
+                mapping_id = id,
+                source_type = %e.source_attribute_type,
+                destination_type = %e.destination_attribute_type,
+                created = e.created,
+                "mapped to an auto-created QBO entity"
+            );
+        }
+        Ok(())
+    }
+}
