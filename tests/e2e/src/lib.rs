@@ -6,6 +6,7 @@
 //! nothing behind that another test could see.
 
 pub mod bench;
+pub mod import;
 pub mod proxy;
 pub mod qbo;
 pub mod scratch;

@@ -8,6 +8,7 @@ mod fyle_connection;
 mod fyle_pulls;
 mod fyle_reconcile;
 mod fyle_webhooks;
+mod import_to_fyle;
 mod ingest_edge;
 mod kafka_consumer;
 mod kafka_outage;
