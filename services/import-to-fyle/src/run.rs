@@ -12,7 +12,8 @@
 //!    (#40); later runs every value changed since the last success's *start* minus
 //!    `runs.incremental_overlap`, inactive ones included (#41) — the incumbent's watermark is
 //!    the end of the run, which loses values changed while it ran.
-//! 4. **Payloads** from [`crate::modules`], posted in batches of 200 with
+//! 4. **Fyle's values**: fyle-sync is asked for an incremental pull of the resource, then
+//!    read; **payloads** from [`crate::modules`], posted in batches of 200 with
 //!    `total_batches_count` / `processed_batches_count` kept as progress; the rename disables
 //!    last; merchants as one request (#49).
 //! 5. **Outcome** in one transaction that first checks the lease: the log COMPLETE with
@@ -632,6 +633,10 @@ impl Runner {
                 .await?;
             return Ok(0);
         }
+        // Fyle's values as of now: fyle-sync pulls what changed since its watermark (a full
+        // pass if it never pulled the resource) before it is read — the incumbent's sync
+        // before posting; a value Fyle already has must never be created again.
+        self.fyle.resync(workspace_id, field.as_str()).await?;
         let existing = Existing::new(self.fyle.existing(workspace_id, field.as_str()).await?);
         let disables = match field {
             SourceField::TaxGroup => Vec::new(),
