@@ -15,8 +15,13 @@
 //! **ConnectQbo(workspace, realm, code | refresh token)** proves the grant before storing it:
 //! the realm must be the workspace's (from the workspace projection, else mapping), a code is
 //! exchanged (or a refresh token refreshed — which rotates it, so what is stored is always the
-//! newest), the tokens are stored `CONNECTED`, then `CompanyInfo` is read with them for the
-//! company name.
+//! newest), and `CompanyInfo` of the realm is read with the new tokens held in memory; only a
+//! grant that can read the realm replaces what is stored (`CONNECTED`), so a grant of another
+//! company never overwrites the realm's working tokens.
+//!
+//! A rotation that succeeded is always stored, even if the realm was meanwhile marked
+//! `EXPIRED` (QBO has already retired the old token; the refresh proves the grant works, so
+//! the mark is lifted).
 //!
 //! Failure policy: **closed**. When QBO refuses the stored grant (`invalid_grant`, a 401 that
 //! survives a fresh token, a 403 — the client's `Disposition::Broken`) the realm is marked
@@ -33,7 +38,8 @@ use attrsync_db::{DbError, Pool, shared_rate::SharedLimiter};
 use attrsync_kafka::workspaces::{Lookup, WorkspaceDirectory};
 use attrsync_qbo_client::{
     AccessToken, AppCredentials, BoxFuture, ClientOptions, Disposition, Endpoints,
-    InProcessPermits, QboClient, Rotation, Secret, TokenStore, Tokens, tokens::StoreError,
+    InMemoryTokenStore, InProcessPermits, QboClient, Rotation, Secret, TokenStore, Tokens,
+    tokens::StoreError,
 };
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -228,22 +234,38 @@ impl QboAccess {
             Disposition::Transient => QboError::Unavailable(e.to_string()),
             _ => QboError::GrantRefused(e.to_string()),
         })?;
+        // Prove the grant on this realm before it replaces anything: a grant of another company
+        // (or one that cannot read it) must not overwrite the realm's working tokens. The proof
+        // runs on tokens held in memory; a refresh it needs rotates them there, and what is
+        // stored is the newest.
+        let trial = Arc::new(InMemoryTokenStore::new());
+        trial.insert(realm, tokens);
+        let prover = QboClient::new(
+            &self.endpoints,
+            self.app.clone(),
+            realm,
+            trial.clone(),
+            self.options.clone(),
+        )
+        .map_err(|e| QboError::InvalidArgument(e.to_string()))?;
+        let info = prover
+            .read("CompanyInfo", realm)
+            .await
+            .map_err(|e| match e.disposition() {
+                Disposition::Transient => QboError::Unavailable(e.to_string()),
+                _ => QboError::GrantRefused(format!("the grant cannot read company {realm}: {e}")),
+            })?;
+        let company_name = info
+            .get("CompanyName")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let tokens = trial
+            .get(realm)
+            .ok_or_else(|| QboError::Unavailable("the proven grant was not kept".into()))?;
         self.store.replace(realm, workspace_id, &tokens).await?;
         self.clients.lock().await.remove(realm);
         metrics::counter!("qbo_sync_connections_total").increment(1);
-        let client = self.client(realm).await?;
-        let company = client
-            .read("CompanyInfo", realm)
-            .await
-            .map_err(|e| self.failure(realm, e));
-        let company_name = match company {
-            Ok(info) => info
-                .get("CompanyName")
-                .and_then(serde_json::Value::as_str)
-                .unwrap_or_default()
-                .to_owned(),
-            Err(e) => return Err(e),
-        };
         let mut conn = self.pool.get().await.map_err(DbError::from)?;
         diesel::update(qc::table.find(realm))
             .set(qc::company_name.eq(&company_name))
@@ -500,9 +522,12 @@ impl TokenStore for PgTokenStore {
                         Ok(current) => current,
                         Err(e) => return Ok(Err(e)),
                     };
-                    if row.status != "CONNECTED" || current.refresh_token != *old_refresh {
+                    if current.refresh_token != *old_refresh {
                         return Ok(Ok(Rotation::LostRace(current)));
                     }
+                    // The refresh succeeded with the stored token, which QBO has now retired:
+                    // the new one is kept whatever the status says (a grant that just
+                    // refreshed works, so an EXPIRED mark is lifted).
                     diesel::update(qc::table.find(realm))
                         .set((
                             qc::key_id.eq(&sealed.refresh.key_id),
@@ -513,6 +538,8 @@ impl TokenStore for PgTokenStore {
                             qc::access_sealed.eq(&access_sealed),
                             qc::access_expires_at.eq(access_expires_at),
                             qc::generation.eq(qc::generation + 1),
+                            qc::status.eq("CONNECTED"),
+                            qc::status_reason.eq(None::<String>),
                         ))
                         .execute(conn)
                         .await?;

@@ -20,8 +20,9 @@
 //! Failure policy: nothing is lost. A round that fails (QBO down or throttled past the
 //! client's retries, the connection expired or missing, the database) leaves its rows in
 //! place with `attempts + 1` and `not_before` pushed back exponentially (`retry_initial` …
-//! `retry_max`), logged and counted (`qbo_sync_fetch_failures_total`); an expired connection
-//! waits for `ConnectQbo`, and the rows are served then. Changes for a workspace that is gone
+//! `retry_max`), logged and counted (`qbo_sync_fetch_failures_total`); a realm whose
+//! connection is expired or missing is not served at all until `ConnectQbo`, and its rows are
+//! served then. Changes for a workspace that is gone
 //! or moved to another realm are dropped with a count. A crash between the read and the
 //! commit repeats the round: every write is a versioned, idempotent upsert.
 
@@ -158,15 +159,20 @@ impl Fetcher {
         }
     }
 
-    /// Realms whose oldest due change has waited a full window.
+    /// Connected realms whose oldest due change has waited a full window. A realm without a
+    /// working connection is not served at all (its rows wait, untouched, for `ConnectQbo`),
+    /// so an expired grant costs no request and no row update per round.
     async fn due_realms(&self) -> Result<Vec<String>, DbError> {
         let mut conn = self.pool.get().await?;
         let window = diesel::pg::data_types::PgInterval::from_microseconds(
             i64::try_from(self.config.coalesce_window.as_micros()).unwrap_or(i64::MAX),
         );
         let rows: Vec<DueRealm> = diesel::sql_query(
-            "SELECT realm_id FROM qbo_pending_changes WHERE not_before <= now() \
-             GROUP BY realm_id HAVING min(received_at) <= now() - $1 ORDER BY min(received_at)",
+            "SELECT p.realm_id FROM qbo_pending_changes p \
+             JOIN qbo_credentials c ON c.realm_id = p.realm_id AND c.status = 'CONNECTED' \
+             WHERE p.not_before <= now() \
+             GROUP BY p.realm_id HAVING min(p.received_at) <= now() - $1 \
+             ORDER BY min(p.received_at)",
         )
         .bind::<Interval, _>(window)
         .load(&mut conn)
@@ -342,6 +348,7 @@ impl Fetcher {
                 }
                 let mut published = 0;
                 for workspace in &workspaces {
+                    crate::realm::ensure(conn, &self.kafka, workspace.workspace_id, realm).await?;
                     let mut changes = Vec::new();
                     for (entity, entity_plan) in &plan.entities {
                         let objects = fetched.get(entity).map_or(&[][..], Vec::as_slice);

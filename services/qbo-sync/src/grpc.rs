@@ -3,8 +3,8 @@
 //! Reads are served from qbo-sync's own tables; `ConnectQbo` is [`crate::connection`],
 //! `SyncDimensions` is [`crate::pull`]. Every failure maps to one status in [`status`]: bad
 //! input `INVALID_ARGUMENT`, unknown workspace `NOT_FOUND`, a connection that is missing,
-//! expired or of another realm `FAILED_PRECONDITION`, QBO or the database down `UNAVAILABLE`.
-//! No status carries a secret or database text. `CreateEntity` is [`crate::auto_create`].
+//! expired or of another realm `FAILED_PRECONDITION`, QBO or the database down `UNAVAILABLE`
+//! (with a fixed message; the cause is logged). No status carries a secret or database text. `CreateEntity` is [`crate::auto_create`].
 
 use std::collections::HashMap;
 
@@ -62,7 +62,12 @@ fn status(e: QboError) -> Status {
         QboError::GrantRefused(_) | QboError::InvalidArgument(_) => {
             Status::invalid_argument(e.to_string())
         }
-        QboError::Unavailable(_) => Status::unavailable(e.to_string()),
+        // The cause may carry a dependency's own text (a database error inside a projection
+        // lookup or the rate limiter): logged, never returned.
+        QboError::Unavailable(cause) => {
+            tracing::warn!(%cause, "request failed: a dependency is unavailable");
+            Status::unavailable("QBO, mapping or the database is unavailable; retry")
+        }
         QboError::Rejected(_) => Status::internal(e.to_string()),
         QboError::Db(e) => unavailable(e),
     }

@@ -28,6 +28,7 @@ mod connection;
 pub mod fetch;
 mod grpc;
 pub mod pull;
+pub mod realm;
 pub mod rules;
 mod schema;
 pub mod settings;

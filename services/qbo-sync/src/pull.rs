@@ -192,6 +192,7 @@ impl Puller {
             .realm_id
             .clone()
             .ok_or(QboError::NoRealm(workspace.workspace_id))?;
+        crate::realm::ensure_in(&self.pool, &self.kafka, workspace.workspace_id, &realm).await?;
         let now = Utc::now();
         if kind == PassKind::Full {
             let last = self.destination_synced_at(workspace.workspace_id).await?;

@@ -18,6 +18,7 @@ diesel::table! {
         sync_token -> Nullable<Text>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        locally_deactivated -> Bool,
     }
 }
 
@@ -61,6 +62,7 @@ diesel::table! {
     qbo_workspace_sync (workspace_id) {
         workspace_id -> BigInt,
         destination_synced_at -> Nullable<Timestamptz>,
+        realm_id -> Nullable<Text>,
     }
 }
 

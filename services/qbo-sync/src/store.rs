@@ -5,11 +5,15 @@
 //! the caller's transaction:
 //!
 //! - [`upsert`] writes a page of derived attributes of one QBO entity type in **two statements**
-//!   whatever the page size: the stored rows it touches are locked (`FOR UPDATE`, so their old
-//!   values are the ones replaced), then one `INSERT … SELECT FROM unnest(…) ON CONFLICT DO
-//!   UPDATE` writes what changed. A row is rewritten only when its content hash or SyncToken
-//!   differs, and never with an older copy: a copy whose `MetaData.LastUpdatedTime` is older
-//!   than the stored one (a pull page read before a webhook's fetch) changes nothing.
+//!   whatever the page size: the stored rows it touches are locked (`FOR UPDATE`, in id order,
+//!   so their old values are the ones replaced and two writers never deadlock), then one
+//!   `INSERT … SELECT FROM unnest(…) ON CONFLICT DO UPDATE` writes what changed. A row is
+//!   rewritten only when its content hash or SyncToken differs, and never with an older copy.
+//!   **Version rule**: a copy wins when its `MetaData.LastUpdatedTime` is newer; with the same
+//!   stamp (QBO's stamps have whole seconds) when its `SyncToken` is not lower; never, with the
+//!   same stamp, over a row deactivated here (`locally_deactivated`: a Delete, a Merge, an id QBO
+//!   no longer returns), which only a strictly newer copy brings back. Stamps are capped at
+//!   five minutes past our clock, so a far-future stamp cannot freeze a row.
 //! - [`deactivate`] turns stored rows inactive (QBO deletes, merges, rows a complete pass no
 //!   longer returns — found by [`absent_ids`] — and types an Account left), by primary key and
 //!   only if the row is unchanged since it was read.
@@ -98,7 +102,7 @@ pub async fn upsert(
          JOIN unnest($3::text[], $4::text[]) AS i(attribute_type, destination_id) \
            ON d.attribute_type = i.attribute_type AND d.destination_id = i.destination_id \
          WHERE d.workspace_id = $1 AND d.qbo_entity = $2 \
-         FOR UPDATE OF d",
+         ORDER BY d.id FOR UPDATE OF d",
     )
     .bind::<BigInt, _>(workspace_id)
     .bind::<Text, _>(qbo_entity)
@@ -141,7 +145,11 @@ WITH input AS (
         (workspace_id, qbo_entity, attribute_type, display_name, destination_id, value, code,
          active, detail, content_hash, qbo_updated_at, sync_token)
     SELECT $1, $2, i.attribute_type, i.display_name, i.destination_id, i.value, i.code, i.active,
-           i.detail, i.content_hash, i.qbo_updated_at, i.sync_token
+           i.detail, i.content_hash,
+           -- LEAST ignores NULL: a copy without a stamp stays without one.
+           CASE WHEN i.qbo_updated_at IS NULL THEN NULL
+                ELSE LEAST(i.qbo_updated_at, now() + interval '5 minutes') END,
+           i.sync_token
     FROM input i
     ON CONFLICT (workspace_id, qbo_entity, destination_id, attribute_type) DO UPDATE SET
         display_name = excluded.display_name,
@@ -152,11 +160,18 @@ WITH input AS (
         content_hash = excluded.content_hash,
         qbo_updated_at = excluded.qbo_updated_at,
         sync_token = excluded.sync_token,
+        locally_deactivated = false,
         updated_at = CASE WHEN d.content_hash = excluded.content_hash THEN d.updated_at ELSE now() END
     WHERE (d.content_hash <> excluded.content_hash
            OR d.sync_token IS DISTINCT FROM excluded.sync_token)
       AND (d.qbo_updated_at IS NULL OR excluded.qbo_updated_at IS NULL
-           OR excluded.qbo_updated_at >= d.qbo_updated_at)
+           OR excluded.qbo_updated_at > d.qbo_updated_at
+           OR (excluded.qbo_updated_at = d.qbo_updated_at
+               AND NOT d.locally_deactivated
+               AND (CASE WHEN excluded.sync_token ~ '^[0-9]{1,18}$'
+                         THEN excluded.sync_token::bigint END)
+                   >= coalesce(CASE WHEN d.sync_token ~ '^[0-9]{1,18}$'
+                                    THEN d.sync_token::bigint END, 0)))
     RETURNING d.id, d.attribute_type, d.display_name, d.destination_id, d.value, d.code,
               d.active, d.detail, d.content_hash
 )
@@ -215,7 +230,7 @@ pub async fn deactivate(
     let candidates: Vec<Candidate> = match which {
         Deactivation::Ids(ids) => {
             diesel::sql_query(format!(
-                "{ACTIVE_ROWS} AND destination_id = ANY($3) FOR UPDATE"
+                "{ACTIVE_ROWS} AND destination_id = ANY($3) ORDER BY id FOR UPDATE"
             ))
             .bind::<BigInt, _>(workspace_id)
             .bind::<Text, _>(qbo_entity)
@@ -228,7 +243,7 @@ pub async fn deactivate(
                 "{ACTIVE_ROWS} AND EXISTS (SELECT 1 FROM unnest($3::text[], $4::timestamptz[]) \
                      AS i(id, as_of) WHERE i.id = destination_id \
                      AND (i.as_of IS NULL OR qbo_updated_at IS NULL OR qbo_updated_at <= i.as_of)) \
-                 FOR UPDATE"
+                 ORDER BY id FOR UPDATE"
             ))
             .bind::<BigInt, _>(workspace_id)
             .bind::<Text, _>(qbo_entity)
@@ -240,7 +255,7 @@ pub async fn deactivate(
         Deactivation::Slots { ids, types } => {
             diesel::sql_query(format!(
                 "{ACTIVE_ROWS} AND (destination_id, attribute_type) IN \
-                 (SELECT * FROM unnest($3::text[], $4::text[])) FOR UPDATE"
+                 (SELECT * FROM unnest($3::text[], $4::text[])) ORDER BY id FOR UPDATE"
             ))
             .bind::<BigInt, _>(workspace_id)
             .bind::<Text, _>(qbo_entity)
@@ -275,7 +290,9 @@ pub async fn deactivate(
     diesel::sql_query(
         "UPDATE destination_attributes d \
          SET active = false, content_hash = i.content_hash, updated_at = now(), \
-             qbo_updated_at = GREATEST(d.qbo_updated_at, i.as_of) \
+             locally_deactivated = true, \
+             qbo_updated_at = CASE WHEN i.as_of IS NULL THEN d.qbo_updated_at \
+                 ELSE GREATEST(d.qbo_updated_at, LEAST(i.as_of, now() + interval '5 minutes')) END \
          FROM unnest($1::bigint[], $2::text[], $3::text[], $4::timestamptz[]) \
               AS i(id, content_hash, old_hash, as_of) \
          WHERE d.id = i.id AND d.content_hash = i.old_hash \

@@ -63,10 +63,7 @@ use attrsync_proto::{
         ingest_service_client::IngestServiceClient, mapping_service_client::MappingServiceClient,
     },
 };
-use diesel::{
-    QueryableByName,
-    sql_types::BigInt,
-};
+use diesel::{QueryableByName, sql_types::BigInt};
 use diesel_async::{
     AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection,
     pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod},

@@ -618,3 +618,219 @@ async fn throttling_never_surfaces_as_a_failed_sync() {
     stack.stop().await;
     sb.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workspace_moved_to_another_company_retires_the_old_companys_rows() {
+    const OTHER: &str = "4620816365261100001";
+    let sb = variety_sandbox().await;
+    sb.qbo().add_realm(OTHER);
+    // The other company has a customer with an id the first one also uses.
+    sb.qbo()
+        .create(
+            OTHER,
+            "Customer",
+            serde_json::json!({"Id": "7", "DisplayName": "Other Co"}),
+        )
+        .unwrap();
+    let (stack, qbo, workspace_id) = connected(&sb).await;
+    sync(&qbo, workspace_id, &["Customer"], false).await;
+    let before = attributes(&qbo, workspace_id).await;
+    assert_eq!(
+        row(&before, "CUSTOMER", "7").unwrap().value,
+        "Freeman Sporting Goods"
+    );
+
+    // mapping moves the workspace to the other company (a newer snapshot of it).
+    let mut snapshot = stack
+        .mapping
+        .clone()
+        .get_workspace(attrsync_proto::v1::GetWorkspaceRequest { workspace_id })
+        .await
+        .unwrap()
+        .into_inner();
+    snapshot.version += 1000;
+    snapshot.workspace.as_mut().unwrap().qbo_realm_id = Some(OTHER.into());
+    stack
+        .publish_directly(topics::WORKSPACE_SETTINGS, workspace_id, snapshot)
+        .await
+        .unwrap();
+    eventually(
+        WAIT,
+        "the move reaches qbo-sync and the company is connected",
+        || async {
+            let connected = qbo
+                .client
+                .clone()
+                .connect_qbo(ConnectQboRequest {
+                    workspace_id,
+                    realm_id: OTHER.into(),
+                    authorization_code: None,
+                    refresh_token: sb.qbo().refresh_token(OTHER),
+                })
+                .await;
+            Ok(connected.ok().map(|_| ()))
+        },
+    )
+    .await
+    .unwrap();
+    let report = sync(&qbo, workspace_id, &["Customer"], false).await;
+    assert!(report.pulled, "{report:?}");
+    let after = attributes(&qbo, workspace_id).await;
+    let seven: Vec<_> = after
+        .iter()
+        .filter(|a| a.attribute_type == "CUSTOMER" && a.destination_id == "7")
+        .collect();
+    assert_eq!(seven.len(), 1, "{seven:?}");
+    assert_eq!(seven[0].value, "Other Co");
+    assert!(seven[0].active);
+    assert!(
+        row(&after, "CUSTOMER", "8").is_none(),
+        "the first company's other customers are gone"
+    );
+    // The retired rows were announced, so downstream retires what they stood for.
+    let topic = stack.topic(topics::DESTINATION_ATTRIBUTES_CHANGED);
+    let messages = read_until(&topic, WAIT, |messages| {
+        messages.iter().any(|m| retired_freeman(&m.payload))
+    })
+    .await
+    .unwrap();
+    assert!(messages.iter().any(|m| retired_freeman(&m.payload)));
+    stack.stop().await;
+    sb.stop().await;
+}
+
+fn retired_freeman(payload: &[u8]) -> bool {
+    let Ok(envelope) = envelope::decode(payload) else {
+        return false;
+    };
+    let Some(Payload::DestinationAttributesChanged(event)) = envelope.payload else {
+        return false;
+    };
+    event.origin == "realm_change"
+        && event.changes.iter().any(|c| {
+            c.destination_id == "7"
+                && c.value == "Freeman Sporting Goods"
+                && c.kind == ChangeKind::Deactivated as i32
+        })
+}
+
+/// The version rule of `qbo_sync::store` on its own, against the real PostgreSQL.
+mod version_rule {
+    use attrsync_db::testing::TestDatabase;
+    use chrono::{DateTime, Duration as Delta, Utc};
+    use diesel_async::{AsyncConnection, AsyncPgConnection};
+    use qbo_sync::{
+        rules::{AttributeType, DestinationDraft, display_name},
+        store::{self, Deactivation},
+    };
+
+    async fn connection() -> (TestDatabase, AsyncPgConnection) {
+        let db = TestDatabase::create(&attrsync_e2e::admin_database_url(), &attrsync_e2e::TEMPLATE)
+            .await
+            .unwrap();
+        let url = attrsync_db::url_with_schema(&db.url, "qbo_sync").unwrap();
+        let conn = AsyncPgConnection::establish(&url).await.unwrap();
+        (db, conn)
+    }
+
+    fn customer(value: &str, active: bool, at: DateTime<Utc>, token: &str) -> DestinationDraft {
+        DestinationDraft {
+            attribute_type: AttributeType::Customer,
+            display_name: display_name::CUSTOMER,
+            destination_id: "58".into(),
+            value: value.into(),
+            code: None,
+            active,
+            detail: serde_json::Value::Null,
+            last_updated_time: Some(at),
+            sync_token: Some(token.into()),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pull_page_read_before_a_delete_does_not_reactivate_the_row() {
+        let (_db, mut conn) = connection().await;
+        let t0 = Utc::now() - Delta::hours(1);
+        let page_copy = customer("Blue Harbor", true, t0, "1");
+        assert_eq!(
+            store::upsert(&mut conn, 1, "Customer", std::slice::from_ref(&page_copy))
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        // A Merge webhook deactivates it here (no newer QBO stamp known).
+        let gone = store::deactivate(&mut conn, 1, "Customer", Deactivation::Ids(&["58".into()]))
+            .await
+            .unwrap();
+        assert_eq!(gone.len(), 1);
+        // The pull's page, read before the merge, is written after it: same stamp, no effect.
+        let written = store::upsert(&mut conn, 1, "Customer", &[page_copy])
+            .await
+            .unwrap();
+        assert!(written.is_empty(), "{written:?}");
+        // A copy QBO stamped later does bring it back.
+        let later = customer("Blue Harbor", true, t0 + Delta::seconds(1), "2");
+        let written = store::upsert(&mut conn, 1, "Customer", &[later])
+            .await
+            .unwrap();
+        assert_eq!(written.len(), 1);
+        assert!(written[0].active);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_saves_in_one_second_keep_the_higher_sync_token() {
+        let (_db, mut conn) = connection().await;
+        let t = Utc::now() - Delta::hours(1);
+        store::upsert(
+            &mut conn,
+            1,
+            "Customer",
+            &[customer("Newer name", true, t, "3")],
+        )
+        .await
+        .unwrap();
+        let stale = store::upsert(
+            &mut conn,
+            1,
+            "Customer",
+            &[customer("Older name", true, t, "2")],
+        )
+        .await
+        .unwrap();
+        assert!(
+            stale.is_empty(),
+            "an older save of the same second changed the row: {stale:?}"
+        );
+        let newer = store::upsert(
+            &mut conn,
+            1,
+            "Customer",
+            &[customer("Newest", true, t, "4")],
+        )
+        .await
+        .unwrap();
+        assert_eq!(newer.len(), 1);
+        assert_eq!(newer[0].value, "Newest");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_far_future_stamp_does_not_freeze_the_row() {
+        let (_db, mut conn) = connection().await;
+        let future = Utc::now() + Delta::days(365);
+        store::upsert(
+            &mut conn,
+            1,
+            "Customer",
+            &[customer("Forged", true, future, "1")],
+        )
+        .await
+        .unwrap();
+        let real = customer("Real", true, Utc::now() + Delta::minutes(10), "2");
+        let written = store::upsert(&mut conn, 1, "Customer", &[real])
+            .await
+            .unwrap();
+        assert_eq!(written.len(), 1, "the stored stamp was capped near now");
+        assert_eq!(written[0].value, "Real");
+    }
+}
