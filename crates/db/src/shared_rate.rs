@@ -1,5 +1,7 @@
-//! A rate limit that every replica obeys together: a token bucket in PostgreSQL
-//! (`rate_buckets`, a platform table).
+//! A rate limit that every replica of every service obeys together: a token bucket in
+//! PostgreSQL (`attrsync_shared.rate_buckets`, created by the platform migrations in a schema
+//! all services of the database share — a partner's budget is the partner's, so fyle-sync and
+//! import-to-fyle draw on one bucket per Fyle org).
 //!
 //! [`reserve`] takes one token in a single statement: the bucket is refilled for the time since
 //! its last use (at `rate` per second, up to `burst`) and one token is taken — the balance may
@@ -33,7 +35,8 @@ struct Balance {
 pub async fn reserve(pool: &Pool, key: &str, rate: f64, burst: f64) -> Result<Duration, DbError> {
     let mut conn = pool.get().await?;
     let balance: Balance = diesel::sql_query(
-        "INSERT INTO rate_buckets AS b (key, tokens, refreshed_at) VALUES ($1, $3 - 1, now()) \
+        "INSERT INTO attrsync_shared.rate_buckets AS b (key, tokens, refreshed_at) \
+         VALUES ($1, $3 - 1, now()) \
          ON CONFLICT (key) DO UPDATE SET \
              tokens = LEAST($3, b.tokens + EXTRACT(EPOCH FROM now() - b.refreshed_at) * $2) - 1, \
              refreshed_at = now() \

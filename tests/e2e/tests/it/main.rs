@@ -22,4 +22,5 @@ mod qbo_sync;
 mod qbo_webhooks;
 mod registry;
 mod regressions;
+mod shared_budget;
 mod webhook_auth;
