@@ -18,7 +18,8 @@ use std::path::PathBuf;
 
 pub use sections::{
     DatabaseConfig, GrpcConfig, HealthConfig, HttpConfig, KafkaConfig, LogFormat,
-    MappingClientConfig, Platform, RetentionConfig, SecretsConfig, TelemetryConfig,
+    MappingClientConfig, Platform, ReconcileConfig, RetentionConfig, SecretsConfig,
+    TelemetryConfig,
 };
 use serde::de::DeserializeOwned;
 

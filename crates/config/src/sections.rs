@@ -411,3 +411,76 @@ impl SecretsConfig {
             .map_err(|e| ConfigError::invalid("secrets", e.to_string()))
     }
 }
+
+/// The `[reconcile]` section of a sync service (fyle-sync, qbo-sync): scheduled rounds that
+/// reconcile what webhooks should have brought, keep the 24-hour rule for the rest, and judge
+/// webhook health ([`attrsync_core::webhook_health`]). Each service documents its defaults in
+/// its `defaults.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReconcileConfig {
+    /// Off: no round is scheduled (pulls happen only on request).
+    pub enabled: bool,
+    /// How often the scheduler looks for due rounds.
+    #[serde(with = "humantime_serde")]
+    pub tick: Duration,
+    /// A HEALTHY workspace's interval between rounds.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// A DEGRADED workspace's: polling takes over at this shorter interval.
+    #[serde(with = "humantime_serde")]
+    pub degraded_interval: Duration,
+    /// Objects changed more recently than this before a round are left to the next one, so a
+    /// webhook still in flight is not counted as missed.
+    #[serde(with = "humantime_serde")]
+    pub grace: Duration,
+    /// A HEALTHY workspace turns DEGRADED when one window misses more webhooks than this.
+    pub degrade_above: u64,
+    /// A DEGRADED workspace turns HEALTHY after this many consecutive clean windows.
+    pub recover_after: u32,
+}
+
+impl ReconcileConfig {
+    /// The health policy these settings describe.
+    pub fn policy(&self) -> attrsync_core::webhook_health::HealthPolicy {
+        attrsync_core::webhook_health::HealthPolicy {
+            degrade_above: self.degrade_above,
+            recover_after: self.recover_after,
+        }
+    }
+
+    /// The round intervals these settings describe.
+    pub fn schedule(&self) -> attrsync_core::webhook_health::Schedule {
+        attrsync_core::webhook_health::Schedule {
+            interval: self.interval,
+            degraded_interval: self.degraded_interval,
+        }
+    }
+
+    /// Positive intervals, polling while DEGRADED no slower than the reconcile, recovery after
+    /// at least one clean window; errors name the `reconcile.*` key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (key, value) in [
+            ("reconcile.tick", self.tick),
+            ("reconcile.interval", self.interval),
+            ("reconcile.degraded_interval", self.degraded_interval),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::invalid(key, "must be positive"));
+            }
+        }
+        if self.degraded_interval > self.interval {
+            return Err(ConfigError::invalid(
+                "reconcile.degraded_interval",
+                "must not be longer than reconcile.interval (polling takes over more often)",
+            ));
+        }
+        if self.recover_after == 0 {
+            return Err(ConfigError::invalid(
+                "reconcile.recover_after",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+}

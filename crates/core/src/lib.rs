@@ -11,7 +11,8 @@
 //! - [`options`]: cleaning of custom SELECT field options.
 //! - [`normalise`]: name normalisation and the content hash used for change detection.
 //! - [`sealed`]: secrets at rest (AES-256-GCM with named, rotatable keys).
-//! - [`webhook_health`]: the HEALTHY/DEGRADED state machine the periodic reconcile drives.
+//! - [`webhook_health`]: the HEALTHY/DEGRADED state machine the periodic reconcile drives, and
+//!   the schedule it sets (interval by health, next round due).
 
 pub mod attribute;
 pub mod derive;

@@ -1,6 +1,6 @@
 //! Webhook health: whether a workspace's webhooks can be trusted, decided from what the
-//! periodic reconcile finds. A pure state machine, so every sync service (fyle-sync now,
-//! qbo-sync later) applies the same rule and tests reach it without a database.
+//! periodic reconcile finds. A pure state machine, so every sync service (fyle-sync,
+//! qbo-sync) applies the same rule and tests reach it without a database.
 //!
 //! A **window** is one reconcile round of a workspace: every resource in webhook mode is
 //! compared with the source, and each change the round had to apply — because no webhook did —
@@ -15,8 +15,15 @@
 //!   does not flap); any missed webhook restarts the count.
 //!
 //! Consecutive clean windows are counted in both states, so a status page can show them.
+//!
+//! **The schedule** follows the state: a workspace is reconciled every [`Schedule::interval`]
+//! while HEALTHY and every (shorter) [`Schedule::degraded_interval`] while DEGRADED, when polling
+//! takes over ([`poll_interval`]); its next round is due that long after its last one, or after
+//! it connected when it has had none ([`next_round_at`]).
 
-use std::fmt;
+use std::{fmt, time::Duration};
+
+use chrono::{DateTime, Utc};
 
 use serde::{Deserialize, Serialize};
 
@@ -108,8 +115,43 @@ pub fn step(current: HealthState, missed: u64, policy: HealthPolicy) -> Step {
     }
 }
 
+/// How often rounds run, by health (configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schedule {
+    /// A HEALTHY workspace's interval between rounds.
+    pub interval: Duration,
+    /// A DEGRADED workspace's: polling takes over at this (shorter) interval.
+    pub degraded_interval: Duration,
+}
+
+/// How often a workspace in `health` is reconciled.
+pub fn poll_interval(health: Health, schedule: &Schedule) -> Duration {
+    match health {
+        Health::Healthy => schedule.interval,
+        Health::Degraded => schedule.degraded_interval,
+    }
+}
+
+/// When a workspace's next round is due: an interval (by its health) after its last round, or
+/// after `connected_at` when it has had none. An interval too long to add is never due.
+pub fn next_round_at(
+    last_round: Option<DateTime<Utc>>,
+    connected_at: DateTime<Utc>,
+    health: Health,
+    schedule: &Schedule,
+) -> DateTime<Utc> {
+    let interval = chrono::Duration::from_std(poll_interval(health, schedule))
+        .unwrap_or(chrono::Duration::MAX);
+    let anchor = last_round.unwrap_or(connected_at);
+    anchor
+        .checked_add_signed(interval)
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
 #[cfg(test)]
 mod tests {
+    use chrono::TimeZone;
+
     use super::*;
 
     const POLICY: HealthPolicy = HealthPolicy {
@@ -241,5 +283,54 @@ mod tests {
             POLICY,
         );
         assert_eq!(s.next.clean_windows, u32::MAX);
+    }
+
+    fn at(h: u32, m: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2024, 5, 2, h, m, 0)
+            .single()
+            .unwrap_or_default()
+    }
+
+    const SCHEDULE: Schedule = Schedule {
+        interval: Duration::from_secs(900),
+        degraded_interval: Duration::from_secs(120),
+    };
+
+    #[test]
+    fn degraded_workspaces_are_polled_at_the_shorter_interval() {
+        let last = Some(at(12, 0));
+        assert_eq!(poll_interval(Health::Healthy, &SCHEDULE), SCHEDULE.interval);
+        assert_eq!(
+            poll_interval(Health::Degraded, &SCHEDULE),
+            SCHEDULE.degraded_interval
+        );
+        assert_eq!(
+            next_round_at(last, at(9, 0), Health::Healthy, &SCHEDULE),
+            at(12, 15)
+        );
+        assert_eq!(
+            next_round_at(last, at(9, 0), Health::Degraded, &SCHEDULE),
+            at(12, 2)
+        );
+    }
+
+    #[test]
+    fn the_first_round_is_an_interval_after_connecting() {
+        assert_eq!(
+            next_round_at(None, at(9, 0), Health::Healthy, &SCHEDULE),
+            at(9, 15)
+        );
+    }
+
+    #[test]
+    fn an_interval_too_long_to_add_is_never_due() {
+        let forever = Schedule {
+            interval: Duration::MAX,
+            degraded_interval: Duration::MAX,
+        };
+        assert_eq!(
+            next_round_at(Some(at(12, 0)), at(9, 0), Health::Healthy, &forever),
+            DateTime::<Utc>::MAX_UTC
+        );
     }
 }

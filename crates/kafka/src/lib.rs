@@ -13,6 +13,9 @@
 //! - [`relay`]: the outbox relay, which publishes what services committed to their outbox.
 //! - [`workspaces`]: a service's own projection of the workspace registry, fed by the
 //!   compacted `settings.workspaces.v1`.
+//! - [`webhook_health`]: a sync service's webhook health, persisted — a round's window steps
+//!   the workspace's state, and a change goes out on `sync.webhook-health.v1` through the
+//!   outbox in the same transaction.
 
 pub mod consumer;
 pub mod envelope;
@@ -20,6 +23,7 @@ pub mod handler;
 pub mod producer;
 pub mod relay;
 pub mod topics;
+pub mod webhook_health;
 pub mod workspaces;
 
 pub use consumer::{ConsumerProgress, Handler, HandlerError, Incoming};

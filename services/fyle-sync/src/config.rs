@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+/// Scheduled rounds (see `schedule`): the `[reconcile]` section both sync services share.
+pub use attrsync_config::ReconcileConfig;
 use attrsync_config::{
     ConfigError, DatabaseConfig, GrpcConfig, HealthConfig, HttpConfig, KafkaConfig,
     MappingClientConfig, Platform, RetentionConfig, SecretsConfig, ServiceConfig, TelemetryConfig,
@@ -45,43 +47,6 @@ pub struct SubscriptionsConfig {
     /// A registration that failed (ingest or Fyle unreachable) is retried this long after.
     #[serde(with = "humantime_serde")]
     pub retry_interval: Duration,
-}
-
-/// Scheduled rounds: reconciles of workspaces in webhook mode, 24-hour full pulls of the
-/// others, and webhook health (see `schedule`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReconcileConfig {
-    /// Off: no round is scheduled (pulls happen only through SyncDimensions); pending
-    /// subscriptions are still retried every tick.
-    pub enabled: bool,
-    /// How often the scheduler looks for due rounds and pending subscriptions.
-    #[serde(with = "humantime_serde")]
-    pub tick: Duration,
-    /// A HEALTHY workspace's rounds: one incremental reconcile of every webhook-mode resource.
-    #[serde(with = "humantime_serde")]
-    pub interval: Duration,
-    /// A DEGRADED workspace's rounds: polling takes over at this shorter interval.
-    #[serde(with = "humantime_serde")]
-    pub degraded_interval: Duration,
-    /// Rows Fyle changed more recently than this before a round are left to the next one,
-    /// so a webhook still in flight is not counted as missed.
-    #[serde(with = "humantime_serde")]
-    pub grace: Duration,
-    /// A HEALTHY workspace turns DEGRADED when one window misses more webhooks than this.
-    pub degrade_above: u64,
-    /// A DEGRADED workspace turns HEALTHY after this many consecutive clean windows.
-    pub recover_after: u32,
-}
-
-impl ReconcileConfig {
-    /// The health policy these settings describe.
-    pub fn policy(&self) -> attrsync_core::webhook_health::HealthPolicy {
-        attrsync_core::webhook_health::HealthPolicy {
-            degrade_above: self.degrade_above,
-            recover_after: self.recover_after,
-        }
-    }
 }
 
 /// The Fyle app fyle-sync connects as (reference §1.1): its OAuth client on the accounts host.
@@ -152,28 +117,7 @@ impl Validate for Config {
                 "must be positive",
             ));
         }
-        let r = &self.reconcile;
-        for (key, value) in [
-            ("reconcile.tick", r.tick),
-            ("reconcile.interval", r.interval),
-            ("reconcile.degraded_interval", r.degraded_interval),
-        ] {
-            if value.is_zero() {
-                return Err(ConfigError::invalid(key, "must be positive"));
-            }
-        }
-        if r.degraded_interval > r.interval {
-            return Err(ConfigError::invalid(
-                "reconcile.degraded_interval",
-                "must not be longer than reconcile.interval (polling takes over more often)",
-            ));
-        }
-        if r.recover_after == 0 {
-            return Err(ConfigError::invalid(
-                "reconcile.recover_after",
-                "must be at least 1",
-            ));
-        }
+        self.reconcile.validate()?;
         if self.pulls.lease_ttl < Duration::from_secs(3) {
             return Err(ConfigError::invalid(
                 "pulls.lease_ttl",

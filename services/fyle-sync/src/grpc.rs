@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 
-use attrsync_core::{attribute::CUSTOM_PREFIX, webhook::FyleResource};
+use attrsync_core::{attribute::CUSTOM_PREFIX, webhook::FyleResource, webhook_health};
 use attrsync_db::{DbError, Pool};
 use attrsync_kafka::workspaces::{Lookup, WorkspaceDirectory};
 use attrsync_proto::{
@@ -273,7 +273,7 @@ impl FyleSyncService for FyleSyncApi {
             .load(&mut conn)
             .await
             .map_err(unavailable)?;
-        let health = schedule::health_row(&mut conn, workspace_id)
+        let health = attrsync_kafka::webhook_health::load(&mut conn, workspace_id)
             .await
             .map_err(unavailable)?;
         drop(conn);
@@ -334,11 +334,11 @@ impl FyleSyncService for FyleSyncApi {
             .collect();
         let connected = connection.as_ref().filter(|c| c.status == CONNECTED);
         let next_round_at = connected.filter(|_| self.reconcile.enabled).map(|c| {
-            schedule::next_round_at(
+            webhook_health::next_round_at(
                 health.as_ref().and_then(|h| h.last_round_at),
                 c.connected_at,
                 current,
-                &self.reconcile,
+                &self.reconcile.schedule(),
             )
         });
         let health_status = WebhookHealthStatus {
@@ -361,7 +361,7 @@ impl FyleSyncService for FyleSyncApi {
                 .and_then(|h| h.changed_at)
                 .map(time::to_proto),
             poll_interval_seconds: u32::try_from(
-                schedule::poll_interval(current, &self.reconcile).as_secs(),
+                webhook_health::poll_interval(current, &self.reconcile.schedule()).as_secs(),
             )
             .unwrap_or(u32::MAX),
             next_round_at: next_round_at.map(time::to_proto),

@@ -83,7 +83,11 @@ impl Service for FyleSync {
             config: context.config.reconcile.clone(),
             min_interval: context.config.pulls.min_interval,
             lease_ttl: context.config.pulls.lease_ttl,
-            kafka: context.config.kafka.clone(),
+            recorder: attrsync_kafka::webhook_health::HealthRecorder::new(
+                schedule::SOURCE,
+                context.config.kafka.clone(),
+                &context.config.reconcile,
+            ),
             relay: context.relay.clone(),
             holder: format!("fyle-sync-{}", ulid::Ulid::new()),
         };

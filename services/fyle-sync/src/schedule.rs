@@ -23,10 +23,13 @@
 //! pull the same workspace × resource at once; one held elsewhere is skipped this round).
 //! Every change a judged pass had to apply is a **missed webhook** (see [`crate::pull`]); the
 //! round's judged passes together are one **window** of [`attrsync_core::webhook_health`]: its
-//! missed total steps the workspace's state (`webhook_health` table). A change of state is
-//! written with a `WebhookHealthChanged` event on `sync.webhook-health.v1` through the outbox,
-//! in the same transaction (fenced by the round's lease), and counted in
-//! `fyle_sync_webhook_health_changes_total{state}`.
+//! missed total steps the workspace's state, recorded by the shared
+//! [`attrsync_kafka::webhook_health::HealthRecorder`] (the `webhook_health` table; a change of
+//! state is written with a `WebhookHealthChanged` event on `sync.webhook-health.v1`, source
+//! `fyle`, through the outbox in the same transaction, fenced by the round's lease, and counted
+//! in `fyle_sync_webhook_health_changes_total{state}`). The schedule (interval by health, next
+//! round due) is [`attrsync_core::webhook_health::next_round_at`]; qbo-sync's scheduler
+//! (`qbo_sync::reconcile`) runs on the same pieces.
 //!
 //! Failure policy: a round whose judged passes did not all complete (Fyle or the database
 //! failing, a pass held elsewhere) steps no health — an incomplete window proves nothing — but
@@ -36,60 +39,35 @@
 
 use std::time::Duration;
 
-use attrsync_config::KafkaConfig;
-use attrsync_core::{
-    webhook::FyleResource,
-    webhook_health::{self, Health, HealthState},
-};
+use attrsync_core::webhook::FyleResource;
 use attrsync_db::{
     DbError, Pool,
     lease::{self, Lease},
-    outbox,
 };
 use attrsync_kafka::{
-    envelope,
     relay::RelayHandle,
-    topics::{self, TopicPayload as _},
+    webhook_health::{self as health, HealthRecorder, Window},
     workspaces::{Lookup, ProjectedWorkspace, WorkspaceDirectory},
 };
-use attrsync_proto::v1::{self as proto, WebhookHealthChanged};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::RunQueryDsl;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::ReconcileConfig,
     connection::CONNECTED,
     pull::{self, PULLED, PassPlan, Puller, RunKind},
-    schema::{fyle_connections as fc, webhook_health as wh},
+    schema::fyle_connections as fc,
     subscription::Subscriptions,
 };
 
-/// The producer named in the envelopes of health events.
-const PRODUCER: &str = "fyle-sync";
-
-/// How often a workspace in `health` is reconciled (pure).
-pub fn poll_interval(health: Health, config: &ReconcileConfig) -> Duration {
-    match health {
-        Health::Healthy => config.interval,
-        Health::Degraded => config.degraded_interval,
-    }
-}
-
-/// When a workspace's next round is due: an interval (by its health) after its last round,
-/// or after it connected when it has had none (pure).
-pub fn next_round_at(
-    last_round: Option<DateTime<Utc>>,
-    connected_at: DateTime<Utc>,
-    health: Health,
-    config: &ReconcileConfig,
-) -> DateTime<Utc> {
-    let interval =
-        chrono::Duration::from_std(poll_interval(health, config)).unwrap_or(chrono::Duration::MAX);
-    let anchor = last_round.unwrap_or(connected_at);
-    anchor.checked_add_signed(interval).unwrap_or(anchor)
-}
+/// Who records fyle-sync's health: metric names, envelope producer, event source.
+pub(crate) const SOURCE: health::Source = health::Source {
+    metric_prefix: "fyle_sync",
+    producer: "fyle-sync",
+    webhooks: "fyle",
+};
 
 /// What a round does with one resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,52 +112,6 @@ pub fn webhook_mode(workspace: &ProjectedWorkspace, resource: &FyleResource) -> 
     workspace.fyle_webhooks_enabled_for(&key)
 }
 
-/// A workspace's stored health row.
-#[derive(Debug, Clone, Queryable, Selectable)]
-#[diesel(table_name = wh)]
-pub(crate) struct HealthRow {
-    pub(crate) state: String,
-    pub(crate) clean_windows: i32,
-    pub(crate) last_window_at: Option<DateTime<Utc>>,
-    pub(crate) last_window_missed: i64,
-    pub(crate) missed_total: i64,
-    pub(crate) changed_at: Option<DateTime<Utc>>,
-    pub(crate) last_round_at: Option<DateTime<Utc>>,
-}
-
-impl HealthRow {
-    pub(crate) fn health(&self) -> Health {
-        Health::parse(&self.state).unwrap_or_default()
-    }
-}
-
-/// The workspace's health row, if it has had a round.
-pub(crate) async fn health_row(
-    conn: &mut AsyncPgConnection,
-    workspace_id: i64,
-) -> QueryResult<Option<HealthRow>> {
-    wh::table
-        .find(workspace_id)
-        .select(HealthRow::as_select())
-        .first(conn)
-        .await
-        .optional()
-}
-
-/// A connected workspace, when it connected, its health and last round.
-type DueRow = (i64, DateTime<Utc>, Option<String>, Option<DateTime<Utc>>);
-
-/// What one round found, for the window.
-#[derive(Debug, Default)]
-struct Window {
-    /// Judged passes attempted.
-    judged: u32,
-    /// All of them completed.
-    complete: bool,
-    missed: u64,
-    missed_by_resource: Vec<(String, u64)>,
-}
-
 /// The scheduler task. Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Scheduler {
@@ -190,7 +122,7 @@ pub(crate) struct Scheduler {
     pub(crate) config: ReconcileConfig,
     pub(crate) min_interval: Duration,
     pub(crate) lease_ttl: Duration,
-    pub(crate) kafka: KafkaConfig,
+    pub(crate) recorder: HealthRecorder,
     pub(crate) relay: RelayHandle,
     pub(crate) holder: String,
 }
@@ -246,45 +178,37 @@ impl Scheduler {
     /// Connected workspaces whose next round is due.
     async fn due_workspaces(&self) -> Result<Vec<i64>, DbError> {
         let mut conn = self.pool.get().await?;
-        let rows: Vec<DueRow> = fc::table
-            .left_join(wh::table.on(wh::workspace_id.eq(fc::workspace_id)))
+        let connected: Vec<(i64, DateTime<Utc>)> = fc::table
             .filter(fc::status.eq(CONNECTED))
-            .select((
-                fc::workspace_id,
-                fc::connected_at,
-                wh::state.nullable(),
-                wh::last_round_at.nullable(),
-            ))
+            .select((fc::workspace_id, fc::connected_at))
             .order(fc::workspace_id)
             .load(&mut conn)
             .await?;
+        let ids: Vec<i64> = connected.iter().map(|(id, _)| *id).collect();
+        let rows = health::load_many(&mut conn, &ids).await?;
         let now = Utc::now();
-        Ok(rows
+        Ok(connected
             .into_iter()
-            .filter(|(_, connected_at, state, last_round)| {
-                let health = state.as_deref().and_then(Health::parse).unwrap_or_default();
-                next_round_at(*last_round, *connected_at, health, &self.config) <= now
+            .filter(|(id, connected_at)| {
+                health::due(rows.get(id), *connected_at, now, self.recorder.schedule())
             })
-            .map(|(id, ..)| id)
+            .map(|(id, _)| id)
             .collect())
     }
 
     async fn set_gauges(&self) -> Result<(), DbError> {
         let mut conn = self.pool.get().await?;
-        let states: Vec<Option<String>> = fc::table
-            .left_join(wh::table.on(wh::workspace_id.eq(fc::workspace_id)))
+        let ids: Vec<i64> = fc::table
             .filter(fc::status.eq(CONNECTED))
-            .select(wh::state.nullable())
+            .select(fc::workspace_id)
             .load(&mut conn)
             .await?;
-        for health in Health::ALL {
-            let n = states
-                .iter()
-                .filter(|s| s.as_deref().and_then(Health::parse).unwrap_or_default() == health)
-                .count();
-            metrics::gauge!("fyle_sync_webhook_health_workspaces", "state" => health.as_str())
-                .set(n as f64);
-        }
+        let rows = health::load_many(&mut conn, &ids).await?;
+        self.recorder.set_gauges(ids.iter().map(|id| {
+            rows.get(id)
+                .map(health::HealthRow::health)
+                .unwrap_or_default()
+        }));
         Ok(())
     }
 
@@ -326,13 +250,16 @@ impl Scheduler {
             let Some((status, connected_at)) = connection else {
                 return Ok(());
             };
-            let row = health_row(&mut conn, workspace_id)
+            let row = health::load(&mut conn, workspace_id)
                 .await
                 .map_err(|e| e.to_string())?;
-            let health = row.as_ref().map(HealthRow::health).unwrap_or_default();
-            let last = row.and_then(|r| r.last_round_at);
             if status != CONNECTED
-                || next_round_at(last, connected_at, health, &self.config) > started
+                || !health::due(
+                    row.as_ref(),
+                    connected_at,
+                    started,
+                    self.recorder.schedule(),
+                )
             {
                 return Ok(());
             }
@@ -342,7 +269,7 @@ impl Scheduler {
             Ok(w) => w,
             Err(e) => {
                 // Still a round: the next one is an interval away, not a tick.
-                self.record(workspace_id, held, started, &Window::default())
+                self.record(workspace_id, held, started, &Window::failed())
                     .await?;
                 return Err(e);
             }
@@ -372,10 +299,7 @@ impl Scheduler {
             .map_err(|e| e.to_string())?;
         let grace = chrono::Duration::from_std(self.config.grace).unwrap_or_default();
         let judge_before = started - grace;
-        let mut window = Window {
-            complete: true,
-            ..Window::default()
-        };
+        let mut window = Window::default();
         for resource in PULLED {
             let (last_full, watermark) = last
                 .iter()
@@ -412,38 +336,28 @@ impl Scheduler {
                 },
             };
             let judged = plan.judge_before.is_some();
-            window.judged += u32::from(judged);
-            match self
+            let outcome = match self
                 .puller
                 .pull_resource(&client, workspace_id, &resource, plan)
                 .await
             {
-                Ok(pulled) if pulled.outcome == "HELD_ELSEWHERE" => {
-                    window.complete &= !judged;
-                }
-                Ok(pulled) => {
-                    let missed = u64::from(pulled.missed_webhooks);
-                    window.missed += missed;
-                    if missed > 0 {
-                        window
-                            .missed_by_resource
-                            .push((resource.as_str().to_owned(), missed));
-                    }
-                }
+                Ok(pulled) if pulled.outcome == "HELD_ELSEWHERE" => None,
+                Ok(pulled) => Some(u64::from(pulled.missed_webhooks)),
                 Err(e @ crate::connection::FyleError::Broken(..)) => {
                     return Err(e.to_string());
                 }
                 Err(e) => {
                     tracing::warn!(workspace_id, resource = %resource, error = %e, "a scheduled pass failed; the window is incomplete");
-                    window.complete &= !judged;
+                    None
                 }
-            }
+            };
+            window.add(judged, resource.as_str(), outcome);
         }
         Ok(window)
     }
 
-    /// Records the round and, for a complete window, steps the workspace's health; a change
-    /// of state goes out as an event in the same transaction.
+    /// Records the round and, for a complete window, steps the workspace's health (the shared
+    /// [`HealthRecorder`]: a change of state goes out as an event in the same transaction).
     async fn record(
         &self,
         workspace_id: i64,
@@ -451,146 +365,11 @@ impl Scheduler {
         started: DateTime<Utc>,
         window: &Window,
     ) -> Result<(), String> {
-        let policy = self.config.policy();
-        let step_window = window.judged > 0 && window.complete;
-        let mut conn = self.pool.get().await.map_err(|e| e.to_string())?;
-        let changed = conn
-            .transaction::<_, DbError, _>(async |conn| {
-                if !pull::lease_live(conn, held).await? {
-                    return Ok(None);
-                }
-                let row = wh::table
-                    .find(workspace_id)
-                    .select(HealthRow::as_select())
-                    .for_update()
-                    .first(conn)
-                    .await
-                    .optional()?;
-                let current = HealthState {
-                    health: row.as_ref().map(HealthRow::health).unwrap_or_default(),
-                    clean_windows: row
-                        .as_ref()
-                        .map_or(0, |r| u32::try_from(r.clean_windows).unwrap_or(0)),
-                };
-                let missed = i64::try_from(window.missed).unwrap_or(i64::MAX);
-                if !step_window {
-                    diesel::insert_into(wh::table)
-                        .values((
-                            wh::workspace_id.eq(workspace_id),
-                            wh::last_round_at.eq(started),
-                            wh::missed_total.eq(missed),
-                        ))
-                        .on_conflict(wh::workspace_id)
-                        .do_update()
-                        .set((
-                            wh::last_round_at.eq(started),
-                            wh::missed_total.eq(wh::missed_total + missed),
-                        ))
-                        .execute(conn)
-                        .await?;
-                    return Ok(None);
-                }
-                let step = webhook_health::step(current, window.missed, policy);
-                let next = step.next;
-                let clean = i32::try_from(next.clean_windows).unwrap_or(i32::MAX);
-                let changed_at = step
-                    .changed
-                    .then_some(started)
-                    .or(row.as_ref().and_then(|r| r.changed_at));
-                diesel::insert_into(wh::table)
-                    .values((
-                        wh::workspace_id.eq(workspace_id),
-                        wh::state.eq(next.health.as_str()),
-                        wh::clean_windows.eq(clean),
-                        wh::last_window_at.eq(started),
-                        wh::last_window_missed.eq(missed),
-                        wh::missed_total.eq(missed),
-                        wh::changed_at.eq(changed_at),
-                        wh::last_round_at.eq(started),
-                    ))
-                    .on_conflict(wh::workspace_id)
-                    .do_update()
-                    .set((
-                        wh::state.eq(next.health.as_str()),
-                        wh::clean_windows.eq(clean),
-                        wh::last_window_at.eq(started),
-                        wh::last_window_missed.eq(missed),
-                        wh::missed_total.eq(wh::missed_total + missed),
-                        wh::changed_at.eq(changed_at),
-                        wh::last_round_at.eq(started),
-                    ))
-                    .execute(conn)
-                    .await?;
-                if !step.changed {
-                    return Ok(None);
-                }
-                let event = WebhookHealthChanged {
-                    source: "fyle".into(),
-                    previous: proto_health(current.health) as i32,
-                    current: proto_health(next.health) as i32,
-                    missed_in_window: window.missed,
-                    missed_by_resource: window.missed_by_resource.iter().cloned().collect(),
-                    clean_windows: next.clean_windows,
-                    degrade_above: policy.degrade_above,
-                    recover_after: policy.recover_after,
-                    poll_interval_seconds: u32::try_from(
-                        poll_interval(next.health, &self.config).as_secs(),
-                    )
-                    .unwrap_or(u32::MAX),
-                    changed_at: Some(attrsync_proto::time::to_proto(started)),
-                };
-                let topic = self.kafka.topic(topics::WEBHOOK_HEALTH.name());
-                let envelope = envelope::new(
-                    workspace_id,
-                    PRODUCER,
-                    attrsync_proto::time::now(),
-                    event.into_payload(),
-                );
-                outbox::enqueue(conn, &[envelope::outbox_row(topic, &envelope)]).await?;
-                Ok(Some((current.health, next.health)))
-            })
+        self.recorder
+            .record(&self.pool, workspace_id, held, started, window)
             .await
-            .map_err(|e| e.to_string())?;
-        if let Some((from, to)) = changed {
-            metrics::counter!("fyle_sync_webhook_health_changes_total", "state" => to.as_str())
-                .increment(1);
-            let interval = poll_interval(to, &self.config);
-            match to {
-                Health::Degraded => tracing::warn!(
-                    workspace_id,
-                    %from,
-                    %to,
-                    missed = window.missed,
-                    poll_interval = ?interval,
-                    "webhook health DEGRADED: webhooks are being missed; polling takes over"
-                ),
-                Health::Healthy => tracing::info!(
-                    workspace_id,
-                    %from,
-                    %to,
-                    poll_interval = ?interval,
-                    "webhook health back to HEALTHY"
-                ),
-            }
-        }
-        metrics::counter!(
-            "fyle_sync_rounds_total",
-            "window" => match (window.judged > 0, window.complete) {
-                (false, _) => "none",
-                (true, true) => "complete",
-                (true, false) => "incomplete",
-            }
-        )
-        .increment(1);
-        Ok(())
-    }
-}
-
-/// The event's enum for a state.
-pub(crate) fn proto_health(health: Health) -> proto::WebhookHealth {
-    match health {
-        Health::Healthy => proto::WebhookHealth::Healthy,
-        Health::Degraded => proto::WebhookHealth::Degraded,
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -600,41 +379,10 @@ mod tests {
 
     use super::*;
 
-    fn config() -> ReconcileConfig {
-        ReconcileConfig {
-            enabled: true,
-            tick: Duration::from_secs(30),
-            interval: Duration::from_secs(900),
-            degraded_interval: Duration::from_secs(120),
-            grace: Duration::from_secs(60),
-            degrade_above: 3,
-            recover_after: 3,
-        }
-    }
-
     fn at(h: u32, m: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2024, 5, 2, h, m, 0)
             .single()
             .unwrap_or_default()
-    }
-
-    #[test]
-    fn degraded_workspaces_are_polled_at_the_shorter_interval() {
-        let c = config();
-        let last = Some(at(12, 0));
-        assert_eq!(
-            next_round_at(last, at(9, 0), Health::Healthy, &c),
-            at(12, 15)
-        );
-        assert_eq!(
-            next_round_at(last, at(9, 0), Health::Degraded, &c),
-            at(12, 2)
-        );
-        // The first round is an interval after connecting.
-        assert_eq!(
-            next_round_at(None, at(9, 0), Health::Healthy, &c),
-            at(9, 15)
-        );
     }
 
     #[test]

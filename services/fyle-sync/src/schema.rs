@@ -38,19 +38,6 @@ diesel::table! {
 }
 
 diesel::table! {
-    webhook_health (workspace_id) {
-        workspace_id -> BigInt,
-        state -> Text,
-        clean_windows -> Integer,
-        last_window_at -> Nullable<Timestamptz>,
-        last_window_missed -> BigInt,
-        missed_total -> BigInt,
-        changed_at -> Nullable<Timestamptz>,
-        last_round_at -> Nullable<Timestamptz>,
-    }
-}
-
-diesel::table! {
     fyle_subscriptions (workspace_id) {
         workspace_id -> BigInt,
         status -> Text,
@@ -98,5 +85,4 @@ diesel::allow_tables_to_appear_in_same_query!(
     fyle_connections,
     fyle_subscriptions,
     fyle_sync_state,
-    webhook_health,
 );

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+/// Scheduled rounds (see `reconcile`): the `[reconcile]` section both sync services share.
+pub use attrsync_config::ReconcileConfig;
 use attrsync_config::{
     ConfigError, DatabaseConfig, GrpcConfig, HealthConfig, HttpConfig, KafkaConfig,
     MappingClientConfig, Platform, RetentionConfig, SecretsConfig, ServiceConfig, TelemetryConfig,
@@ -28,6 +30,7 @@ pub struct Config {
     pub webhooks: WebhooksConfig,
     pub size_limit: SizeLimitConfig,
     pub secrets: SecretsConfig,
+    pub reconcile: ReconcileConfig,
 }
 
 /// The Intuit app qbo-sync connects as (reference §3.1) and how hard it may use a company.
@@ -127,6 +130,7 @@ impl Validate for Config {
                 "must be between 1 and 10 (Intuit's limit per realm)",
             ));
         }
+        self.reconcile.validate()?;
         if self.pulls.lease_ttl < Duration::from_secs(3) {
             return Err(ConfigError::invalid(
                 "pulls.lease_ttl",
@@ -164,6 +168,34 @@ mod tests {
         assert_eq!(config.database.schema, "qbo_sync");
         assert_eq!(config.pulls.min_interval, Duration::from_secs(24 * 3600));
         assert_eq!(config.size_limit.max_active, 30_000);
+        assert!(config.reconcile.enabled);
+        assert_eq!(config.reconcile.interval, Duration::from_secs(15 * 60));
+        assert_eq!(
+            config.reconcile.degraded_interval,
+            Duration::from_secs(2 * 60)
+        );
         assert!(!format!("{:?}", config.qbo).contains(&config.qbo.client_secret));
+    }
+
+    #[test]
+    fn reconcile_intervals_are_checked() {
+        let err = Config::from_env_pairs(vec![
+            ("QBO_SYNC__RECONCILE__INTERVAL".into(), "1m".into()),
+            ("QBO_SYNC__RECONCILE__DEGRADED_INTERVAL".into(), "5m".into()),
+        ])
+        .expect_err("refused");
+        assert!(
+            err.to_string().contains("reconcile.degraded_interval"),
+            "{err}"
+        );
+        let fast = Config::from_env_pairs(vec![
+            ("QBO_SYNC__RECONCILE__INTERVAL".into(), "1s".into()),
+            (
+                "QBO_SYNC__RECONCILE__DEGRADED_INTERVAL".into(),
+                "500ms".into(),
+            ),
+        ])
+        .expect("seconds are allowed, for tests");
+        assert_eq!(fast.reconcile.interval, Duration::from_secs(1));
     }
 }

@@ -5,11 +5,18 @@
 //! input `INVALID_ARGUMENT`, unknown workspace `NOT_FOUND`, a connection that is missing,
 //! expired or of another realm `FAILED_PRECONDITION`, QBO or the database down `UNAVAILABLE`
 //! (with a fixed message; the cause is logged). No status carries a secret or database text. `CreateEntity` is [`crate::auto_create`].
+//! `GetSyncStatus` shows, per entity, what the last pass did (and whether the entity is in
+//! webhook mode, its missed webhooks), and for the workspace its webhook health and reconcile
+//! schedule ([`crate::reconcile`]).
 
 use std::collections::HashMap;
 
+use attrsync_core::webhook_health;
 use attrsync_db::{DbError, Pool};
-use attrsync_kafka::workspaces::{Lookup, WorkspaceDirectory};
+use attrsync_kafka::{
+    webhook_health::{self as health, HealthRow},
+    workspaces::{Lookup, ProjectedWorkspace, WorkspaceDirectory},
+};
 use attrsync_proto::{
     time,
     v1::{
@@ -17,7 +24,7 @@ use attrsync_proto::{
         DestinationAttribute, EntityPull as ProtoEntityPull, EntitySyncState,
         GetAttributeCountsRequest, GetQboSyncStatusRequest, ListDestinationAttributesRequest,
         ListDestinationAttributesResponse, QboSyncStatus, SyncQboDimensionsRequest,
-        SyncQboDimensionsResponse, qbo_sync_service_server::QboSyncService,
+        SyncQboDimensionsResponse, WebhookHealthStatus, qbo_sync_service_server::QboSyncService,
     },
 };
 use chrono::{DateTime, Utc};
@@ -27,8 +34,11 @@ use serde_json::Value;
 use tonic::{Request, Response, Status};
 
 use crate::{
+    config::ReconcileConfig,
     connection::{QboAccess, QboError},
     pull::{self, PassKind, Puller},
+    reconcile,
+    rules::SyncEntity,
     schema::{
         destination_attributes as da, qbo_attribute_counts as counts,
         qbo_pending_changes as pending, qbo_sync_state as state, qbo_workspace_sync as synced,
@@ -43,6 +53,7 @@ pub(crate) struct QboSyncApi {
     pub(crate) puller: Puller,
     pub(crate) directory: WorkspaceDirectory,
     pub(crate) creator: crate::auto_create::Creator,
+    pub(crate) reconcile: ReconcileConfig,
 }
 
 impl std::fmt::Debug for QboSyncApi {
@@ -128,8 +139,10 @@ struct StateRow {
     last_reconcile_at: Option<DateTime<Utc>>,
     last_attempt_at: Option<DateTime<Utc>>,
     last_outcome: Option<String>,
-    webhook_health: String,
     missed_webhooks: i64,
+    last_run: Option<String>,
+    last_run_missed: i32,
+    last_run_deferred: i32,
 }
 
 /// `%` and `_` match themselves in a LIKE pattern built from `s`.
@@ -139,7 +152,44 @@ fn escape_like(s: &str) -> String {
         .replace('_', "\\_")
 }
 
+/// The workspace's health and schedule as `GetSyncStatus` shows it; `connected_at` is the
+/// realm's, when it is connected (else no round is due).
+fn health_status(
+    row: Option<&HealthRow>,
+    connected_at: Option<DateTime<Utc>>,
+    reconcile: &ReconcileConfig,
+) -> WebhookHealthStatus {
+    let current = row.map(HealthRow::health).unwrap_or_default();
+    let schedule = reconcile.schedule();
+    let next_round_at = connected_at.filter(|_| reconcile.enabled).map(|c| {
+        webhook_health::next_round_at(row.and_then(|h| h.last_round_at), c, current, &schedule)
+    });
+    WebhookHealthStatus {
+        state: current.as_str().to_owned(),
+        clean_windows: row.map_or(0, |h| u32::try_from(h.clean_windows).unwrap_or(0)),
+        last_window_missed: row.map_or(0, |h| u64::try_from(h.last_window_missed).unwrap_or(0)),
+        missed_total: row.map_or(0, |h| u64::try_from(h.missed_total).unwrap_or(0)),
+        last_window_at: row.and_then(|h| h.last_window_at).map(time::to_proto),
+        changed_at: row.and_then(|h| h.changed_at).map(time::to_proto),
+        poll_interval_seconds: u32::try_from(
+            webhook_health::poll_interval(current, &schedule).as_secs(),
+        )
+        .unwrap_or(u32::MAX),
+        next_round_at: next_round_at.map(time::to_proto),
+    }
+}
+
 impl QboSyncApi {
+    async fn projected(&self, workspace_id: i64) -> Result<ProjectedWorkspace, Status> {
+        match self.directory.lookup(workspace_id).await {
+            Lookup::Found(w) if !w.deleted => Ok(w),
+            Lookup::Found(_) | Lookup::Unknown => {
+                Err(status(QboError::UnknownWorkspace(workspace_id)))
+            }
+            Lookup::Unavailable(reason) => Err(status(QboError::Unavailable(reason))),
+        }
+    }
+
     async fn workspace(&self, workspace_id: i64) -> Result<settings::QboWorkspace, Status> {
         match self.directory.lookup(workspace_id).await {
             Lookup::Found(w) if !w.deleted => Ok(settings::of(&w)),
@@ -255,7 +305,8 @@ impl QboSyncService for QboSyncApi {
         request: Request<GetQboSyncStatusRequest>,
     ) -> Result<Response<QboSyncStatus>, Status> {
         let workspace_id = request.get_ref().workspace_id;
-        let workspace = self.workspace(workspace_id).await?;
+        let projected = self.projected(workspace_id).await?;
+        let workspace = settings::of(&projected);
         let mut conn = self.pool.get().await.map_err(unavailable)?;
         let states: Vec<StateRow> = state::table
             .filter(state::workspace_id.eq(workspace_id))
@@ -268,8 +319,10 @@ impl QboSyncService for QboSyncApi {
                 state::last_reconcile_at,
                 state::last_attempt_at,
                 state::last_outcome,
-                state::webhook_health,
                 state::missed_webhooks,
+                state::last_run,
+                state::last_run_missed,
+                state::last_run_deferred,
             ))
             .load(&mut conn)
             .await
@@ -296,7 +349,17 @@ impl QboSyncService for QboSyncApi {
             .get_result(&mut conn)
             .await
             .map_err(unavailable)?;
+        let health_row = health::load(&mut conn, workspace_id)
+            .await
+            .map_err(unavailable)?;
+        let connected_at = match &workspace.realm_id {
+            Some(realm) => reconcile::connected_at(&mut conn, realm)
+                .await
+                .map_err(unavailable)?,
+            None => None,
+        };
         drop(conn);
+        let health = health_status(health_row.as_ref(), connected_at, &self.reconcile);
         let connection = match &workspace.realm_id {
             Some(realm) => self.access.stored(realm).await.map_err(status)?,
             None => None,
@@ -310,15 +373,22 @@ impl QboSyncService for QboSyncApi {
                     active_count: counted
                         .get(&s.qbo_entity)
                         .and_then(|c| u64::try_from(*c).ok()),
-                    entity: s.qbo_entity,
                     last_full_sync_at: s.last_full_sync_at.map(time::to_proto),
                     last_incremental_sync_at: s.last_incremental_sync_at.map(time::to_proto),
                     watermark: s.watermark.map(time::to_proto),
                     last_attempt_at: s.last_attempt_at.map(time::to_proto),
                     last_outcome: s.last_outcome.unwrap_or_default(),
-                    webhook_health: s.webhook_health,
+                    webhook_health: health.state.clone(),
                     missed_webhooks: u64::try_from(s.missed_webhooks).unwrap_or(0),
                     last_reconcile_at: s.last_reconcile_at.map(time::to_proto),
+                    webhook_mode: s
+                        .qbo_entity
+                        .parse::<SyncEntity>()
+                        .is_ok_and(|e| reconcile::webhook_mode(&projected, e)),
+                    last_run: s.last_run.unwrap_or_default(),
+                    last_run_missed: u32::try_from(s.last_run_missed).unwrap_or(0),
+                    last_run_deferred: u32::try_from(s.last_run_deferred).unwrap_or(0),
+                    entity: s.qbo_entity,
                 })
                 .collect(),
             qbo_connection: connection
@@ -333,6 +403,7 @@ impl QboSyncService for QboSyncApi {
                 .and_then(|c| c.company_name.clone())
                 .unwrap_or_default(),
             pending_changes: u64::try_from(pending_changes).unwrap_or(0),
+            health: Some(health),
         }))
     }
 

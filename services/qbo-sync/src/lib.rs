@@ -14,11 +14,13 @@
 //! - [`auto_create`]: QBO employees and vendors created (or linked) for Fyle employees and
 //!   merchants when the import settings ask for it — recorded by the
 //!   `sync.expense-attributes.v1` consumer, created by the `qbo-auto-create` task, and
-//!   `CreateEntity`.
+//!   `CreateEntity`;
+//! - [`reconcile`]: the scheduled rounds — entities on webhooks reconciled and judged for
+//!   missed webhooks (webhook health, shared with fyle-sync through
+//!   [`attrsync_kafka::webhook_health`]), the others under the 24-hour rule.
 //!
 //! Start-up, the workspace projection, idempotence, health and retention come from the platform
-//! skeleton ([`attrsync_runtime::service`]). Still to come (issue 10): scheduled reconciliation
-//! with webhook health.
+//! skeleton ([`attrsync_runtime::service`]).
 
 pub mod apply;
 pub mod auto_create;
@@ -29,6 +31,7 @@ pub mod fetch;
 mod grpc;
 pub mod pull;
 pub mod realm;
+pub mod reconcile;
 pub mod rules;
 mod schema;
 pub mod settings;
@@ -92,12 +95,28 @@ impl Service for QboSync {
             context.relay.clone(),
             config.webhooks.clone(),
         );
+        let scheduler = reconcile::Scheduler {
+            pool: context.pool.clone(),
+            puller: puller.clone(),
+            directory: context.directory.clone(),
+            config: config.reconcile.clone(),
+            min_interval: config.pulls.min_interval,
+            lease_ttl: config.pulls.lease_ttl,
+            recorder: attrsync_kafka::webhook_health::HealthRecorder::new(
+                reconcile::SOURCE,
+                config.kafka.clone(),
+                &config.reconcile,
+            ),
+            relay: context.relay.clone(),
+            holder: format!("qbo-round-{}", ulid::Ulid::new()),
+        };
         let api = grpc::QboSyncApi {
             pool: context.pool.clone(),
             access,
             puller,
             directory: context.directory.clone(),
             creator: creator.clone(),
+            reconcile: config.reconcile.clone(),
         };
         let shutdown = context.shutdown.clone();
         let creator_shutdown = context.shutdown.clone();
@@ -106,13 +125,15 @@ impl Service for QboSync {
             .consume(topics::EXPENSE_ATTRIBUTES_CHANGED, auto_create::FyleValues)
             .produces(topics::DESTINATION_ATTRIBUTES_CHANGED)
             .produces(topics::FYLE_ATTRIBUTE_AUTO_CREATED)
+            .produces(topics::WEBHOOK_HEALTH)
             .grpc(QboSyncServiceServer::new(api))
             .task("qbo-fetch", async move {
                 if let Err(e) = fetcher.run(shutdown).await {
                     tracing::error!(error = %e, "QBO fetch task ended");
                 }
             })
-            .task("qbo-auto-create", creator.run(creator_shutdown)))
+            .task("qbo-auto-create", creator.run(creator_shutdown))
+            .task("qbo-reconcile", scheduler.run(context.shutdown.clone())))
     }
 }
 

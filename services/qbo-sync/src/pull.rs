@@ -23,13 +23,26 @@
 //! 6. `qbo_sync_state` records the watermark (the pass's start, or the newest `LastUpdatedTime`
 //!    applied if QBO's clock is ahead), the run and its outcome; a complete full `SyncDimensions` sets `destination_synced_at`.
 //!
+//! **Scheduled passes** ([`crate::reconcile`], through [`Puller::round`]) run the same passes
+//! under the same leases, recorded as `RECONCILE` (incremental) or `RECONCILE_FULL`, and may be
+//! *judged* against a cutoff (the round's start less `reconcile.grace`): every object stamped
+//! (`MetaData.LastUpdatedTime`) before it that the pass had to change — a content change, or
+//! a deactivation, that no webhook had made — is a **missed webhook**. An incremental judged
+//! pass leaves objects stamped at or after the cutoff to the next round (they are counted
+//! `deferred` and its watermark stops at the cutoff), so a webhook still in flight is not
+//! counted and a really missed one is counted the next time. Per entity, `qbo_sync_state`
+//! keeps the last run's kind, missed and deferred counts, and the missed total.
+//!
 //! Failure policy: QBO refusing the grant marks the realm expired (see [`crate::connection`])
 //! and stops the pull; transient failures fail the entity (`UNAVAILABLE`), keeping what earlier
 //! transactions applied — every write is a versioned, idempotent upsert, so repeating is safe —
 //! and a failed pass never deactivates anything: a partial listing is never taken for a
 //! complete one.
 
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    time::Duration,
+};
 
 use attrsync_config::KafkaConfig;
 use attrsync_db::{
@@ -37,9 +50,12 @@ use attrsync_db::{
     lease::{self, Lease},
 };
 use attrsync_kafka::relay::RelayHandle;
-use attrsync_qbo_client::{Active, Order, QboClient, Query};
+use attrsync_qbo_client::{Active, Order, QboClient, Query, cdc::Change};
 use chrono::{DateTime, Utc};
-use diesel::prelude::*;
+use diesel::{
+    prelude::*,
+    sql_types::{BigInt, Bool, Integer, Nullable, Text, Timestamptz},
+};
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use serde_json::Value;
 
@@ -68,6 +84,29 @@ pub enum PassKind {
     Incremental,
 }
 
+/// How one pass runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PassPlan {
+    pub kind: PassKind,
+    /// Run by the scheduler: recorded as `RECONCILE` / `RECONCILE_FULL`, `last_reconcile_at`.
+    pub scheduled: bool,
+    /// Judged passes: objects stamped before this that the pass had to change are missed
+    /// webhooks, and an incremental pass leaves objects stamped at or after it to the next
+    /// round. `None` judges nothing (`SyncDimensions`, baselines, the 24-hour rule, tax codes).
+    pub judge_before: Option<DateTime<Utc>>,
+}
+
+impl PassPlan {
+    /// `SyncDimensions`' passes.
+    pub const fn requested(kind: PassKind) -> Self {
+        Self {
+            kind,
+            scheduled: false,
+            judge_before: None,
+        }
+    }
+}
+
 /// What a pass of one entity did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EntityPull {
@@ -78,6 +117,10 @@ pub struct EntityPull {
     pub fetched: u32,
     pub changed: u32,
     pub deactivated: u32,
+    /// Judged passes: objects changed although stamped before the cutoff.
+    pub missed_webhooks: u32,
+    /// Judged incremental passes: objects stamped at or after the cutoff, left to the next round.
+    pub deferred: u32,
 }
 
 impl EntityPull {
@@ -88,8 +131,64 @@ impl EntityPull {
             fetched: 0,
             changed: 0,
             deactivated: 0,
+            missed_webhooks: 0,
+            deferred: 0,
         }
     }
+}
+
+/// A QBO object's `MetaData.LastUpdatedTime`.
+pub fn stamp(object: &Value) -> Option<DateTime<Utc>> {
+    object
+        .pointer("/MetaData/LastUpdatedTime")?
+        .as_str()
+        .and_then(rules::parse_qbo_time)
+}
+
+/// Whether a judged incremental pass leaves an object to the next round: stamped at or after
+/// the cutoff (pure). Unstamped objects are applied.
+pub fn deferred(stamp: Option<DateTime<Utc>>, defer_from: Option<DateTime<Utc>>) -> bool {
+    matches!((stamp, defer_from), (Some(at), Some(cutoff)) if at >= cutoff)
+}
+
+/// Missed webhooks among what a judged pass wrote (pure): the distinct objects it `changed`
+/// whose stamp is before `cutoff`. An object without a stamp proves nothing and is not counted.
+pub fn missed(
+    stamps: &HashMap<String, Option<DateTime<Utc>>>,
+    changed: &HashSet<String>,
+    cutoff: Option<DateTime<Utc>>,
+) -> u32 {
+    let Some(cutoff) = cutoff else {
+        return 0;
+    };
+    let n = changed
+        .iter()
+        .filter(|id| {
+            stamps
+                .get(*id)
+                .copied()
+                .flatten()
+                .is_some_and(|at| at < cutoff)
+        })
+        .count();
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// `qbo_sync_state.last_run` for a pass (pure).
+pub fn run_kind(mode: PullMode, scheduled: bool) -> &'static str {
+    match (mode == PullMode::Full, scheduled) {
+        (true, false) => "FULL",
+        (false, false) => "INCREMENTAL",
+        (true, true) => "RECONCILE_FULL",
+        (false, true) => "RECONCILE",
+    }
+}
+
+/// What [`Puller::write`] did: rows changed, and the QBO ids they belong to.
+#[derive(Debug, Default)]
+struct Written {
+    rows: u32,
+    ids: HashSet<String>,
 }
 
 /// The entities named in a request (QBO spellings or attribute types), all when none.
@@ -215,8 +314,15 @@ impl Puller {
                 None => &NoTaxRates,
             };
             report.push(
-                self.pull_entity(&client, workspace, &realm, entity, kind, rates)
-                    .await?,
+                self.pull_entity(
+                    &client,
+                    workspace,
+                    &realm,
+                    entity,
+                    PassPlan::requested(kind),
+                    rates,
+                )
+                .await?,
             );
         }
         let complete = kind == PassKind::Full
@@ -238,6 +344,44 @@ impl Puller {
                 .await?;
         }
         Ok(report)
+    }
+
+    /// A scheduled round's passes of one workspace ([`crate::reconcile`]), each entity's
+    /// outcome on its own so that one failure does not hide the others'. `Err` when no pass
+    /// could run (no realm, the realm not connected or expired).
+    pub(crate) async fn round(
+        &self,
+        workspace: &QboWorkspace,
+        plans: &[(SyncEntity, PassPlan)],
+    ) -> Result<Vec<(SyncEntity, Result<EntityPull, QboError>)>, QboError> {
+        let realm = workspace
+            .realm_id
+            .clone()
+            .ok_or(QboError::NoRealm(workspace.workspace_id))?;
+        crate::realm::ensure_in(&self.pool, &self.kafka, workspace.workspace_id, &realm).await?;
+        let client = self.access.client(&realm).await?;
+        let mut tax_rates: Option<HashMap<String, f64>> = None;
+        let mut out = Vec::with_capacity(plans.len());
+        for &(entity, plan) in plans {
+            if entity == SyncEntity::TaxCode && tax_rates.is_none() {
+                match self.tax_rates(&client, &realm).await {
+                    Ok(rates) => tax_rates = Some(rates),
+                    Err(e) => {
+                        out.push((entity, Err(e)));
+                        continue;
+                    }
+                }
+            }
+            let rates: &(dyn TaxRateLookup + Sync) = match &tax_rates {
+                Some(rates) => rates,
+                None => &NoTaxRates,
+            };
+            let pulled = self
+                .pull_entity(&client, workspace, &realm, entity, plan, rates)
+                .await;
+            out.push((entity, pulled));
+        }
+        Ok(out)
     }
 
     async fn destination_synced_at(
@@ -274,7 +418,7 @@ impl Puller {
         workspace: &QboWorkspace,
         realm: &str,
         entity: SyncEntity,
-        kind: PassKind,
+        plan: PassPlan,
         tax_rates: &(dyn TaxRateLookup + Sync),
     ) -> Result<EntityPull, QboError> {
         let name = format!("qbo-pull:{realm}:{entity}");
@@ -285,7 +429,7 @@ impl Puller {
         };
         let renewer = lease::keep_renewed(self.pool.clone(), held.clone(), self.config.lease_ttl);
         let outcome = self
-            .pass(client, workspace, realm, entity, kind, tax_rates, &held)
+            .pass(client, workspace, realm, entity, plan, tax_rates, &held)
             .await;
         renewer.abort();
         if let Err(e) = lease::release(&self.pool, &held).await {
@@ -295,7 +439,13 @@ impl Puller {
             self.relay.wake();
         }
         match outcome {
-            Ok(pull) => Ok(pull),
+            Ok(pull) => {
+                if pull.missed_webhooks > 0 {
+                    metrics::counter!("qbo_sync_missed_webhooks_total", "entity" => entity.as_str())
+                        .increment(u64::from(pull.missed_webhooks));
+                }
+                Ok(pull)
+            }
             Err(PassError::Qbo(e)) => Err(e),
             Err(PassError::LeaseLost) => Err(QboError::Unavailable(format!(
                 "the pull of {entity} lost its lease (another replica took over)"
@@ -310,10 +460,11 @@ impl Puller {
         workspace: &QboWorkspace,
         realm: &str,
         entity: SyncEntity,
-        kind: PassKind,
+        plan: PassPlan,
         tax_rates: &(dyn TaxRateLookup + Sync),
         held: &Lease,
     ) -> Result<EntityPull, PassError> {
+        let kind = plan.kind;
         let workspace_id = workspace.workspace_id;
         let started = Utc::now();
         self.record_attempt(workspace_id, entity, started).await?;
@@ -342,9 +493,13 @@ impl Puller {
         let mut newest: Option<DateTime<Utc>> = None;
         let mut seen: Vec<String> = Vec::new();
         let origin = match mode {
+            _ if plan.scheduled => "reconcile",
             PullMode::Full => "full",
             _ => "incremental",
         };
+        // A judged incremental pass applies only objects stamped before its cutoff; later ones
+        // wait for the next round, when a webhook on its way has had time to arrive.
+        let defer_from = plan.judge_before.filter(|_| mode != PullMode::Full);
         match mode {
             PullMode::Full | PullMode::LastUpdatedQuery { .. } => {
                 let mut query = Query::select(entity.as_str())
@@ -378,6 +533,10 @@ impl Puller {
                     if mode == PullMode::Full {
                         seen.extend(page.iter().filter_map(object_id));
                     }
+                    let (later, page): (Vec<Value>, Vec<Value>) = page
+                        .into_iter()
+                        .partition(|o| deferred(stamp(o), defer_from));
+                    pull.deferred += u32::try_from(later.len()).unwrap_or(u32::MAX);
                     let written = self
                         .write(workspace, entity, &page, &[], tax_rates, held, origin)
                         .await;
@@ -391,7 +550,9 @@ impl Puller {
                         }
                     };
                     pull.fetched += u32::try_from(len).unwrap_or(u32::MAX);
-                    pull.changed += applied;
+                    pull.changed += applied.rows;
+                    pull.missed_webhooks +=
+                        missed(&stamps_of(&page), &applied.ids, plan.judge_before);
                 }
             }
             PullMode::Cdc { changed_since } => {
@@ -402,13 +563,21 @@ impl Puller {
                         .cdc(&[entity.as_str()], since)
                         .await
                         .map_err(|e| PassError::Qbo(self.access.failure(realm, e)))?;
-                    let (deleted, live): (Vec<_>, Vec<_>) =
-                        answer.changes.iter().partition(|c| c.deleted);
+                    let stamped = |c: &Change| c.last_updated.map(|t| t.with_timezone(&Utc));
+                    let (later, now): (Vec<&Change>, Vec<&Change>) = answer
+                        .changes
+                        .iter()
+                        .partition(|c| deferred(stamped(c), defer_from));
+                    pull.deferred += u32::try_from(later.len()).unwrap_or(u32::MAX);
+                    let (deleted, live): (Vec<&Change>, Vec<&Change>) =
+                        now.iter().partition(|c| c.deleted);
                     let objects: Vec<Value> = live.iter().map(|c| c.object.clone()).collect();
                     let deleted_ids: Vec<String> = deleted.iter().map(|c| c.id.clone()).collect();
+                    let stamps: HashMap<String, Option<DateTime<Utc>>> =
+                        now.iter().map(|c| (c.id.clone(), stamped(c))).collect();
                     newest = newest.max(answer.latest.map(|t| t.with_timezone(&Utc)));
                     pull.fetched += u32::try_from(answer.changes.len()).unwrap_or(u32::MAX);
-                    pull.changed += self
+                    let written = self
                         .write(
                             workspace,
                             entity,
@@ -419,6 +588,8 @@ impl Puller {
                             origin,
                         )
                         .await?;
+                    pull.changed += written.rows;
+                    pull.missed_webhooks += missed(&stamps, &written.ids, plan.judge_before);
                     match answer.latest {
                         // A full answer may have left changes out: ask again from the newest.
                         Some(latest) if answer.at_cap() && latest.with_timezone(&Utc) > since => {
@@ -433,7 +604,7 @@ impl Puller {
             let stamped_before = started
                 - chrono::Duration::from_std(self.config.incremental_overlap)
                     .unwrap_or_else(|_| chrono::Duration::zero());
-            pull.deactivated = self
+            let (deactivated, gone) = self
                 .detect_deletions(
                     client,
                     workspace,
@@ -445,17 +616,27 @@ impl Puller {
                     held,
                 )
                 .await?;
-            pull.changed += pull.deactivated;
+            pull.deactivated = deactivated;
+            pull.changed += deactivated;
+            // A judged full pass that finds a deletion found a webhook that never came.
+            if plan.judge_before.is_some() {
+                pull.missed_webhooks += gone;
+            }
         }
         // A complete pass has seen everything QBO had committed when it started; the next
-        // incremental read goes back `incremental_overlap` from there.
-        let watermark = newest.max(Some(started)).max(watermark);
-        self.record_run(workspace_id, entity, mode, watermark, pull.outcome)
+        // incremental read goes back `incremental_overlap` from there. Deferred objects are
+        // read again: the watermark stops at the cutoff.
+        let mut watermark = newest.max(Some(started)).max(watermark);
+        if let (Some(cutoff), 1..) = (defer_from, pull.deferred) {
+            watermark = watermark.map(|w| w.min(cutoff));
+        }
+        self.record_run(workspace_id, entity, mode, plan.scheduled, watermark, &pull)
             .await?;
         Ok(pull)
     }
 
     /// Deactivates the rows a complete pass did not return, after reading them back by id.
+    /// Returns the rows changed and how many of the QBO ids gone had a row to change.
     #[allow(clippy::too_many_arguments)]
     async fn detect_deletions(
         &self,
@@ -467,7 +648,7 @@ impl Puller {
         stamped_before: DateTime<Utc>,
         tax_rates: &(dyn TaxRateLookup + Sync),
         held: &Lease,
-    ) -> Result<u32, PassError> {
+    ) -> Result<(u32, u32), PassError> {
         let mut conn = self.pool.get().await.map_err(DbError::from)?;
         let candidates: Vec<String> = store::absent_ids(
             &mut conn,
@@ -479,7 +660,7 @@ impl Puller {
         .await?;
         drop(conn);
         if candidates.is_empty() {
-            return Ok(0);
+            return Ok((0, 0));
         }
         let mut still_there: Vec<Value> = Vec::new();
         for chunk in candidates.chunks(200) {
@@ -501,7 +682,7 @@ impl Puller {
         if !gone.is_empty() {
             tracing::info!(workspace_id = workspace.workspace_id, %entity, gone = gone.len(), "records QBO no longer returns deactivated");
         }
-        let changed = self
+        let written = self
             .write(
                 workspace,
                 entity,
@@ -512,11 +693,15 @@ impl Puller {
                 "full",
             )
             .await?;
-        Ok(changed)
+        let gone_changed = gone.iter().filter(|id| written.ids.contains(*id)).count();
+        Ok((
+            written.rows,
+            u32::try_from(gone_changed).unwrap_or(u32::MAX),
+        ))
     }
 
     /// Applies `objects` and deactivates `gone` in one lease-checked transaction, publishing
-    /// the changes. Returns how many rows changed.
+    /// the changes. Returns how many rows changed and the QBO ids they belong to.
     #[allow(clippy::too_many_arguments)]
     async fn write(
         &self,
@@ -527,12 +712,12 @@ impl Puller {
         tax_rates: &(dyn TaxRateLookup + Sync),
         held: &Lease,
         origin: &str,
-    ) -> Result<u32, PassError> {
+    ) -> Result<Written, PassError> {
         if objects.is_empty() && gone.is_empty() {
-            return Ok(0);
+            return Ok(Written::default());
         }
         let mut conn = self.pool.get().await.map_err(DbError::from)?;
-        conn.transaction::<u32, PassError, _>(async |conn| {
+        conn.transaction::<Written, PassError, _>(async |conn| {
             if !lease::is_live(conn, held).await? {
                 return Err(PassError::LeaseLost);
             }
@@ -548,9 +733,12 @@ impl Puller {
             let mut changes = applied.changes;
             changes
                 .extend(apply::deactivate_ids(conn, workspace.workspace_id, entity, gone).await?);
-            let n = u32::try_from(changes.len()).unwrap_or(u32::MAX);
+            let written = Written {
+                rows: u32::try_from(changes.len()).unwrap_or(u32::MAX),
+                ids: changes.iter().map(|c| c.destination_id.clone()).collect(),
+            };
             apply::publish(conn, &self.kafka, workspace.workspace_id, origin, changes).await?;
-            Ok(n)
+            Ok(written)
         })
         .await
     }
@@ -630,50 +818,57 @@ impl Puller {
         Ok(())
     }
 
+    /// Records a pass: its watermark, outcome, kind and counts, the missed total, and the
+    /// last full / incremental / reconcile time it advances.
     async fn record_run(
         &self,
         workspace_id: i64,
         entity: SyncEntity,
         mode: PullMode,
+        scheduled: bool,
         watermark: Option<DateTime<Utc>>,
-        outcome: &str,
+        pull: &EntityPull,
     ) -> Result<(), DbError> {
-        let now = Utc::now();
+        let full = mode == PullMode::Full;
+        let int = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
         let mut conn = self.pool.get().await?;
-        let target = state::table.find((workspace_id, entity.as_str()));
-        match mode {
-            PullMode::Full => {
-                diesel::update(target)
-                    .set((
-                        state::watermark.eq(watermark),
-                        state::last_full_sync_at.eq(now),
-                        state::last_outcome.eq(outcome),
-                    ))
-                    .execute(&mut conn)
-                    .await?
-            }
-            _ => {
-                diesel::update(target)
-                    .set((
-                        state::watermark.eq(watermark),
-                        state::last_incremental_sync_at.eq(now),
-                        state::last_outcome.eq(outcome),
-                    ))
-                    .execute(&mut conn)
-                    .await?
-            }
-        };
+        diesel::sql_query(
+            "UPDATE qbo_sync_state SET watermark = $3, last_outcome = $4, last_run = $5, \
+                 last_run_missed = $6, last_run_deferred = $7, \
+                 missed_webhooks = missed_webhooks + $6, \
+                 last_full_sync_at = CASE WHEN $8 THEN now() ELSE last_full_sync_at END, \
+                 last_incremental_sync_at = \
+                     CASE WHEN $9 THEN now() ELSE last_incremental_sync_at END, \
+                 last_reconcile_at = CASE WHEN $10 THEN now() ELSE last_reconcile_at END \
+             WHERE workspace_id = $1 AND qbo_entity = $2",
+        )
+        .bind::<BigInt, _>(workspace_id)
+        .bind::<Text, _>(entity.as_str())
+        .bind::<Nullable<Timestamptz>, _>(watermark)
+        .bind::<Text, _>(pull.outcome)
+        .bind::<Text, _>(run_kind(mode, scheduled))
+        .bind::<Integer, _>(int(pull.missed_webhooks))
+        .bind::<Integer, _>(int(pull.deferred))
+        .bind::<Bool, _>(full)
+        .bind::<Bool, _>(!full && !scheduled)
+        .bind::<Bool, _>(scheduled)
+        .execute(&mut conn)
+        .await?;
         Ok(())
     }
 }
 
-/// The newest `MetaData.LastUpdatedTime` among `objects`.
-fn latest_update(objects: &[Value]) -> Option<DateTime<Utc>> {
+/// Each object's stamp, by QBO id.
+fn stamps_of(objects: &[Value]) -> HashMap<String, Option<DateTime<Utc>>> {
     objects
         .iter()
-        .filter_map(|o| o.pointer("/MetaData/LastUpdatedTime")?.as_str())
-        .filter_map(rules::parse_qbo_time)
-        .max()
+        .filter_map(|o| Some((object_id(o)?, stamp(o))))
+        .collect()
+}
+
+/// The newest `MetaData.LastUpdatedTime` among `objects`.
+fn latest_update(objects: &[Value]) -> Option<DateTime<Utc>> {
+    objects.iter().filter_map(stamp).max()
 }
 
 #[cfg(test)]
@@ -713,5 +908,63 @@ mod tests {
         );
         assert_eq!(requested(&[]).map(|v| v.len()), Ok(SyncEntity::ALL.len()));
         assert!(requested(&["Invoice".into()]).is_err());
+    }
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_714_651_200 + secs, 0).unwrap_or_default()
+    }
+
+    #[test]
+    fn a_judged_incremental_pass_defers_what_was_stamped_after_its_cutoff() {
+        let cutoff = Some(at(0));
+        assert!(deferred(Some(at(0)), cutoff), "at the cutoff");
+        assert!(deferred(Some(at(5)), cutoff));
+        assert!(!deferred(Some(at(-1)), cutoff));
+        assert!(!deferred(None, cutoff), "unstamped objects are applied");
+        assert!(
+            !deferred(Some(at(5)), None),
+            "unjudged passes defer nothing"
+        );
+    }
+
+    #[test]
+    fn only_changed_objects_stamped_before_the_cutoff_are_missed_webhooks() {
+        let stamps: HashMap<String, Option<DateTime<Utc>>> = [
+            ("1".to_owned(), Some(at(-60))),
+            ("2".to_owned(), Some(at(-60))),
+            ("3".to_owned(), Some(at(10))),
+            ("4".to_owned(), None),
+        ]
+        .into();
+        // 2 did not change (a webhook had applied it already).
+        let changed: HashSet<String> = ["1", "3", "4"].map(str::to_owned).into();
+        assert_eq!(missed(&stamps, &changed, Some(at(0))), 1);
+        assert_eq!(missed(&stamps, &changed, None), 0, "not judged");
+        assert_eq!(missed(&stamps, &HashSet::new(), Some(at(0))), 0);
+    }
+
+    #[test]
+    fn the_stamp_is_qbos_last_updated_time() {
+        let object = serde_json::json!({
+            "Id": "30",
+            "MetaData": {"LastUpdatedTime": "2024-05-02T05:00:00-07:00"}
+        });
+        assert_eq!(stamp(&object), Some(at(0)));
+        assert_eq!(stamp(&serde_json::json!({"Id": "30"})), None);
+        assert_eq!(stamps_of(&[object]).get("30"), Some(&Some(at(0))));
+    }
+
+    #[test]
+    fn runs_are_recorded_by_mode_and_by_who_ran_them() {
+        let cdc = PullMode::Cdc {
+            changed_since: at(0),
+        };
+        assert_eq!(run_kind(PullMode::Full, false), "FULL");
+        assert_eq!(run_kind(cdc, false), "INCREMENTAL");
+        assert_eq!(run_kind(PullMode::Full, true), "RECONCILE_FULL");
+        assert_eq!(
+            run_kind(PullMode::LastUpdatedQuery { since: at(0) }, true),
+            "RECONCILE"
+        );
     }
 }

@@ -52,9 +52,10 @@ diesel::table! {
         last_reconcile_at -> Nullable<Timestamptz>,
         last_attempt_at -> Nullable<Timestamptz>,
         last_outcome -> Nullable<Text>,
-        webhook_health -> Text,
-        clean_windows -> Integer,
         missed_webhooks -> BigInt,
+        last_run -> Nullable<Text>,
+        last_run_missed -> Integer,
+        last_run_deferred -> Integer,
     }
 }
 

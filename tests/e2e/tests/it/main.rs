@@ -18,6 +18,7 @@ mod operability;
 mod operations;
 mod outbox;
 mod qbo_auto_create;
+mod qbo_reconcile;
 mod qbo_sync;
 mod qbo_webhooks;
 mod registry;
