@@ -11,7 +11,7 @@
 //!     stored) into a table of the same shape (`LIKE destination_attributes INCLUDING ALL`:
 //!     same columns, defaults, unique key and indexes). `ratio` = ours ÷ COPY (target ≥ 0.5).
 //! (b) **A burst of webhooks**, throttle on (QBO's 500/minute, 10 in flight): 1,000 customers
-//!     renamed in the sandbox, whose signed webhooks go to ingest → Kafka → qbo-sync (default
+//!     of a 2,000-customer company renamed in the sandbox, whose signed webhooks go to ingest → Kafka → qbo-sync (default
 //!     pacing); measured: time from the first rename until every new name is stored, QBO
 //!     data requests per change (target ≤ 0.05), and 429s served (target 0).
 //!
@@ -39,6 +39,7 @@ use futures::SinkExt as _;
 use serde_json::json;
 
 const REALM: &str = "9130357766900456";
+const BURST_REALM: &str = "4620816365261100002";
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -56,13 +57,22 @@ fn unthrottled() -> ThrottleConfig {
 }
 
 async fn connect(sb: &SandboxHandle, qbo: &QboSyncHandle, workspace_id: i64) -> anyhow::Result<()> {
+    connect_realm(sb, qbo, workspace_id, REALM).await
+}
+
+async fn connect_realm(
+    sb: &SandboxHandle,
+    qbo: &QboSyncHandle,
+    workspace_id: i64,
+    realm: &str,
+) -> anyhow::Result<()> {
     qbo.client
         .clone()
         .connect_qbo(ConnectQboRequest {
             workspace_id,
-            realm_id: REALM.into(),
+            realm_id: realm.into(),
             authorization_code: None,
-            refresh_token: sb.qbo().refresh_token(REALM),
+            refresh_token: sb.qbo().refresh_token(realm),
         })
         .await?;
     Ok(())
@@ -202,6 +212,13 @@ async fn run() -> anyhow::Result<()> {
                 ("QBO_SYNC__DATABASE__POOL_SIZE".into(), "8".into()),
                 // The bench's 100,000 customers are past the incumbent's 30,000 limit (#30).
                 ("QBO_SYNC__SIZE_LIMIT__MAX_ACTIVE".into(), "10000000".into()),
+                // Topics of its own: what is measured is qbo-sync's pull, not mapping and
+                // import-to-fyle (in this same process) consuming 100,000 change events. It
+                // learns the workspace from mapping over gRPC instead of its projection.
+                (
+                    "QBO_SYNC__KAFKA__TOPIC_PREFIX".into(),
+                    format!("{}solo.", stack.topic_prefix),
+                ),
             ],
         )
         .await?;
@@ -226,9 +243,28 @@ async fn run() -> anyhow::Result<()> {
         .step_by(10)
         .map(|i| i.destination_id.as_str())
         .collect();
+    // Changed in the sandbox's store directly (as its generator writes): its admin rename
+    // re-derives every sub-customer's name by scanning the realm, which at 100,000 customers
+    // would make preparing the bench take longer than the bench. QBO's view is the same: a new
+    // name, SyncToken and LastUpdatedTime.
+    let stamp = chrono::Utc::now()
+        .with_timezone(&chrono::FixedOffset::west_opt(7 * 3600).context("offset")?)
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, false);
     for id in &renamed {
-        sb.qbo()
-            .rename(REALM, "Customer", id, &format!("Renamed customer {id}"))?;
+        let mut customer = sb
+            .qbo()
+            .get(REALM, "Customer", id)
+            .context("a generated customer")?;
+        let name = format!("Renamed customer {id}");
+        customer["DisplayName"] = json!(name);
+        customer["FullyQualifiedName"] = json!(name);
+        let token: u64 = customer["SyncToken"]
+            .as_str()
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(0);
+        customer["SyncToken"] = json!((token + 1).to_string());
+        customer["MetaData"]["LastUpdatedTime"] = json!(stamp);
+        attrsync_sandbox::QboControl::load(&sb.qbo(), REALM, "Customer", customer)?;
     }
     let (resync_s, refetched, changed) = pull_customers(&qbo, workspace_id).await?;
     let resync_rate = f64::from(refetched) / resync_s;
@@ -250,23 +286,38 @@ async fn run() -> anyhow::Result<()> {
     // --- (b) a burst of webhooks, throttle on, default pacing, a stack of its own.
     let burst_stack = TestStack::start().await?;
     let paced = burst_stack.start_qbo_sync(sb.qbo_url(), Vec::new()).await?;
-    let (burst_workspace, _) = burst_stack.create_workspace_with_realm(Some(REALM)).await?;
-    connect(&sb, &paced, burst_workspace).await?;
+    // A company of its own with 2,000 customers: the burst's renames go through the sandbox's
+    // real write path (webhooks), whose cost grows with the company's size.
+    sb.qbo().add_realm(BURST_REALM);
+    sb.qbo().generate(BURST_REALM, "Customer", 2_000)?;
+    let (burst_workspace, _) = burst_stack
+        .create_workspace_with_realm(Some(BURST_REALM))
+        .await?;
+    connect_realm(&sb, &paced, burst_workspace, BURST_REALM).await?;
     sb.set_qbo_throttle(ThrottleConfig::qbo());
     sb.set_qbo_webhook(QboWebhookConfig {
         url: Some(format!("{}/webhooks/qbo", burst_stack.ingest_url)),
         ..QboWebhookConfig::default()
     });
     sb.reset_stats();
-    let burst_ids: Vec<&str> = ids
-        .iter()
+    let burst_ids: Vec<String> = (1..=2_000u64)
+        .map(|n| n.to_string())
+        .filter(|id| {
+            sb.qbo()
+                .get(BURST_REALM, "Customer", id)
+                .is_some_and(|c| c["Active"] == json!(true))
+        })
         .take(burst)
-        .map(|i| i.destination_id.as_str())
         .collect();
+    anyhow::ensure!(
+        burst_ids.len() == burst,
+        "{} active customers to rename",
+        burst_ids.len()
+    );
     let started = Instant::now();
     for id in &burst_ids {
         sb.qbo()
-            .rename(REALM, "Customer", id, &format!("Burst customer {id}"))?;
+            .rename(BURST_REALM, "Customer", id, &format!("Burst customer {id}"))?;
     }
     let mut burst_db = AsyncPgConnection::establish(&burst_stack.database.url).await?;
     let deadline = Instant::now() + Duration::from_secs(300);
