@@ -300,7 +300,8 @@ async fn run() -> anyhow::Result<()> {
         ..QboWebhookConfig::default()
     });
     sb.reset_stats();
-    let burst_ids: Vec<String> = (1..=2_000u64)
+    // The sandbox's generator numbers entities from 1,000,000.
+    let burst_ids: Vec<String> = (1_000_000..=1_002_000u64)
         .map(|n| n.to_string())
         .filter(|id| {
             sb.qbo()
