@@ -13,7 +13,9 @@
 //!    attempt; past the limit the entity is skipped with outcome `SKIPPED_SIZE_LIMIT`.
 //! 4. **Mode**: a full pass (`Active IN (true, false)`, pages of 1,000 by `Id`) when asked, when
 //!    there is no watermark, or when the watermark is older than CDC's 30-day look-back;
-//!    otherwise incremental — CDC from `watermark − overlap` (one request per 1,000 changes),
+//!    otherwise incremental — CDC from `watermark − overlap` (one request per 1,000 changes; an
+//!    answer at QBO's 1,000-object cap that cannot move forward holds the watermark, so nothing
+//!    is skipped),
 //!    or a `LastUpdatedTime` query for tax codes, which CDC does not report (#31). CDC's
 //!    deletions deactivate their rows.
 //! 5. **Deletion detection** after a complete full pass (#33): active rows of the entity the
@@ -491,6 +493,7 @@ impl Puller {
         };
         let mut pull = EntityPull::skipped(entity, "PULLED_FULL");
         let mut newest: Option<DateTime<Utc>> = None;
+        let mut capped_at: Option<DateTime<Utc>> = None;
         let mut seen: Vec<String> = Vec::new();
         let origin = match mode {
             _ if plan.scheduled => "reconcile",
@@ -595,6 +598,14 @@ impl Puller {
                         Some(latest) if answer.at_cap() && latest.with_timezone(&Utc) > since => {
                             since = latest.with_timezone(&Utc);
                         }
+                        // A full answer that cannot move forward (more than QBO's 1,000 objects
+                        // share one stamp): the watermark stays here rather than skip them, and
+                        // the next full pass reads them.
+                        _ if answer.at_cap() => {
+                            tracing::warn!(%entity, %since, "CDC answer at its cap without progress: the watermark holds");
+                            capped_at = Some(since);
+                            break;
+                        }
                         _ => break,
                     }
                 }
@@ -626,7 +637,18 @@ impl Puller {
         // A complete pass has seen everything QBO had committed when it started; the next
         // incremental read goes back `incremental_overlap` from there. Deferred objects are
         // read again: the watermark stops at the cutoff.
-        let mut watermark = newest.max(Some(started)).max(watermark);
+        // A stamp QBO sets in the future (a skewed clock) counts as at most five minutes ahead,
+        // so it cannot push the watermark past changes still to come.
+        let newest = newest.map(|n| n.min(started + chrono::Duration::minutes(5)));
+        // A full pass starts over: an old (even future-skewed) watermark does not survive it.
+        let mut watermark = if mode == PullMode::Full {
+            newest.max(Some(started))
+        } else {
+            newest.max(Some(started)).max(watermark)
+        };
+        if let Some(held) = capped_at {
+            watermark = Some(held);
+        }
         if let (Some(cutoff), 1..) = (defer_from, pull.deferred) {
             watermark = watermark.map(|w| w.min(cutoff));
         }
