@@ -855,3 +855,40 @@ mod version_rule {
         assert_eq!(written[0].value, "Real");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watermark_older_than_cdcs_thirty_days_falls_back_to_a_full_pull() {
+    let sb = variety_sandbox().await;
+    let (stack, qbo, workspace_id) = connected(&sb).await;
+    sync(&qbo, workspace_id, &["Vendor"], false).await;
+    let cdc = sync(&qbo, workspace_id, &["Vendor"], true).await;
+    assert_eq!(cdc.entities[0].outcome, "PULLED_CDC", "{cdc:?}");
+    // The workspace was not pulled for 40 days: CDC cannot look back that far.
+    let url = attrsync_db::url_with_schema(&stack.database.url, "qbo_sync").unwrap();
+    use diesel_async::{AsyncConnection as _, RunQueryDsl as _};
+    let mut conn = diesel_async::AsyncPgConnection::establish(&url)
+        .await
+        .unwrap();
+    let moved = diesel::sql_query(format!(
+        "UPDATE qbo_sync_state SET watermark = now() - interval '40 days' \
+         WHERE workspace_id = {workspace_id} AND qbo_entity = 'Vendor'"
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(moved, 1);
+    let before = qbo_requests(&sb);
+    let fallback = sync(&qbo, workspace_id, &["Vendor"], true).await;
+    assert_eq!(fallback.entities[0].outcome, "PULLED_FULL", "{fallback:?}");
+    assert!(qbo_requests(&sb) > before, "the full pull read QBO");
+    let cdc_calls = sb
+        .stats()
+        .endpoints
+        .iter()
+        .filter(|(key, _)| key.starts_with("qbo ") && key.contains("/cdc"))
+        .map(|(_, s)| s.count)
+        .sum::<u64>();
+    assert_eq!(cdc_calls, 1, "only the first incremental pass asked CDC");
+    stack.stop().await;
+    sb.stop().await;
+}
