@@ -5,10 +5,11 @@
 //! 1. **24-hour rule** (incumbent #34): a full `SyncDimensions` of a workspace pulled in full
 //!    more recently than `pulls.min_interval` (`qbo_workspace_sync.destination_synced_at`) is
 //!    skipped unless forced.
-//! 2. **Lease** `qbo-pull:<realm>:<Entity>` (`attrsync_db::lease`): one replica pulls a realm ×
-//!    entity at a time; another replica's request is reported `HELD_ELSEWHERE`. The lease is
-//!    renewed while the pass runs and every write transaction checks it first, so a pass that
-//!    lost its lease writes nothing more.
+//! 2. **Lease** `qbo-pull:<realm>:<Entity>` (`attrsync_db::lease`): one pass of a realm ×
+//!    entity at a time; another pass's request — another replica's, or another of this
+//!    replica's (each pass holds the lease under a holder name of its own) — is reported
+//!    `HELD_ELSEWHERE`. The lease is renewed while the pass runs and every write transaction
+//!    checks it first, so a pass that lost its lease writes nothing more.
 //! 3. **Count and size limit** (#29, #30): `count(*)` of the active records is stored on every
 //!    attempt; past the limit the entity is skipped with outcome `SKIPPED_SIZE_LIMIT`.
 //! 4. **Mode**: a full pass (`Active IN (true, false)`, pages of 1,000 by `Id`) when asked, when
@@ -424,8 +425,10 @@ impl Puller {
         tax_rates: &(dyn TaxRateLookup + Sync),
     ) -> Result<EntityPull, QboError> {
         let name = format!("qbo-pull:{realm}:{entity}");
-        let Some(held) =
-            lease::acquire(&self.pool, &name, &self.holder, self.config.lease_ttl).await?
+        // A holder of its own per pass: two passes of one replica (two SyncDimensions, or one
+        // and a scheduled round) exclude each other like two replicas do.
+        let holder = format!("{}:{}", self.holder, ulid::Ulid::new());
+        let Some(held) = lease::acquire(&self.pool, &name, &holder, self.config.lease_ttl).await?
         else {
             return Ok(EntityPull::skipped(entity, "HELD_ELSEWHERE"));
         };
