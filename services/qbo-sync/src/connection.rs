@@ -24,12 +24,15 @@
 //! the mark is lifted).
 //!
 //! Failure policy: **closed**. When QBO refuses the stored grant (`invalid_grant`, a 401 that
-//! survives a fresh token, a 403 — the client's `Disposition::Broken`) the realm is marked
+//! survives a fresh token, a 403 — the client's `Disposition::Broken`), and one `CompanyInfo`
+//! read with the grant stored *now* is refused too (so a call that began before a reconnect, or
+//! a 403 on one entity, does not condemn the realm), the realm is marked
 //! `EXPIRED` (the incumbent PATCHes `is_token_expired`, #53): an `ERROR` log, the
 //! `qbo_sync_credentials_expired_total` counter, the status in `GetSyncStatus`; the token store
 //! then answers "not connected" for the realm, so no call reaches QBO until `ConnectQbo` stores
-//! a working grant. Transient failures (429/5xx, network, the database) are `UNAVAILABLE` and
-//! change nothing. No secret — tokens, codes, client secret — is logged or returned.
+//! a working grant. `invalid_client` (the app's own credentials) marks no realm: it is an
+//! operator's problem, logged and counted (`qbo_sync_app_credentials_refused_total`).
+//! Transient failures (429/5xx, network, the database) are `UNAVAILABLE` and change nothing. No secret — tokens, codes, client secret — is logged or returned.
 
 use std::{collections::HashMap, num::NonZeroU32, sync::Arc};
 
@@ -283,13 +286,52 @@ impl QboAccess {
             Disposition::Rejected => QboError::Rejected(e.to_string()),
             Disposition::Broken => {
                 let reason = e.to_string();
+                if matches!(e, attrsync_qbo_client::Error::InvalidClient { .. }) {
+                    // The app's own credentials, not the realm's grant: no realm is marked.
+                    metrics::counter!("qbo_sync_app_credentials_refused_total").increment(1);
+                    tracing::error!(
+                        realm,
+                        "QBO refused the app's client credentials; check qbo.client_id / qbo.client_secret"
+                    );
+                    return QboError::Unavailable(reason);
+                }
                 let access = self.clone();
                 let realm_owned = realm.to_owned();
                 let why = reason.clone();
-                // Marking is best effort and must not delay the caller's error; a failure to
-                // mark means the next call finds the grant refused again and retries it.
-                tokio::spawn(async move { access.mark_expired(&realm_owned, &why).await });
+                // Confirming and marking must not delay the caller's error; if either fails,
+                // the next refused call starts them again.
+                tokio::spawn(async move { access.confirm_then_expire(&realm_owned, &why).await });
                 QboError::Expired(realm.to_owned(), reason)
+            }
+        }
+    }
+
+    /// Marks `realm` expired only if the grant stored *now* is refused too: a call that began
+    /// before a reconnect, or a 403 on one entity the connecting user may not read, does not
+    /// prove the realm's grant is gone. One `CompanyInfo` read with the stored grant decides.
+    async fn confirm_then_expire(&self, realm: &str, reason: &str) {
+        let Ok(client) = QboClient::new(
+            &self.endpoints,
+            self.app.clone(),
+            realm,
+            self.store.clone(),
+            self.options.clone(),
+        ) else {
+            return;
+        };
+        match client.read("CompanyInfo", realm).await {
+            Ok(_) => tracing::warn!(
+                realm,
+                "a QBO call was refused, but the stored grant still reads the company: not marked expired"
+            ),
+            Err(e)
+                if matches!(e.disposition(), Disposition::Broken)
+                    && !matches!(e, attrsync_qbo_client::Error::InvalidClient { .. }) =>
+            {
+                self.mark_expired(realm, reason).await;
+            }
+            Err(e) => {
+                tracing::warn!(realm, error = %e, "could not confirm a refused QBO grant; the next refusal asks again")
             }
         }
     }
