@@ -35,7 +35,7 @@ use attrsync_db::{DbError, Failure, Pool};
 use attrsync_proto::{
     Payload,
     v1::{
-        GetWorkspaceRequest, ListWorkspacesRequest, WorkspaceSnapshot,
+        GetWorkspaceRequest, ImportSettings, ListWorkspacesRequest, WorkspaceSnapshot,
         mapping_service_client::MappingServiceClient,
     },
 };
@@ -116,6 +116,39 @@ impl ProjectedWorkspace {
             .get(attribute_type)
             .and_then(Value::as_bool)
             .unwrap_or(self.fyle_webhook_sync_enabled)
+    }
+}
+
+/// The incumbent's `charts_of_accounts` when a workspace has chosen none.
+pub const DEFAULT_CHARTS_OF_ACCOUNTS: [&str; 1] = ["Expense"];
+
+impl ProjectedWorkspace {
+    /// The whole snapshot mapping published (settings included); the default snapshot when the
+    /// stored bytes do not decode, so readers fall back to the incumbent's defaults instead of
+    /// failing every operation of the workspace.
+    pub fn decoded_snapshot(&self) -> WorkspaceSnapshot {
+        WorkspaceSnapshot::decode(self.snapshot.as_slice()).unwrap_or_default()
+    }
+
+    /// The workspace's import settings (all off when it has none).
+    pub fn import_settings(&self) -> ImportSettings {
+        self.decoded_snapshot()
+            .settings
+            .and_then(|s| s.import_settings)
+            .unwrap_or_default()
+    }
+}
+
+/// The AccountTypes imported as categories: the workspace's choice, else
+/// [`DEFAULT_CHARTS_OF_ACCOUNTS`].
+pub fn charts_of_accounts(import: &ImportSettings) -> Vec<String> {
+    if import.charts_of_accounts.is_empty() {
+        DEFAULT_CHARTS_OF_ACCOUNTS
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect()
+    } else {
+        import.charts_of_accounts.clone()
     }
 }
 

@@ -6,27 +6,14 @@
 //! snapshot does not carry yet, so [`ImportPlan::cost_centers_from`] stays `None` and the
 //! module runs only in unit tests until mapping publishes it.
 
-use attrsync_kafka::workspaces::ProjectedWorkspace;
-use attrsync_proto::v1::WorkspaceSnapshot;
-use prost::Message as _;
+use attrsync_kafka::workspaces::{self, ProjectedWorkspace};
 
 use crate::modules::ImportPlan;
 
-/// The incumbent's default `charts_of_accounts`.
-pub const DEFAULT_CHARTS_OF_ACCOUNTS: &str = "Expense";
-
 /// The plan of a projected workspace; an undecodable snapshot yields "import nothing".
 pub fn plan(projected: &ProjectedWorkspace) -> ImportPlan {
-    let snapshot = WorkspaceSnapshot::decode(projected.snapshot.as_slice()).unwrap_or_default();
-    let import = snapshot
-        .settings
-        .and_then(|s| s.import_settings)
-        .unwrap_or_default();
-    let charts_of_accounts = if import.charts_of_accounts.is_empty() {
-        vec![DEFAULT_CHARTS_OF_ACCOUNTS.to_owned()]
-    } else {
-        import.charts_of_accounts.clone()
-    };
+    let import = projected.import_settings();
+    let charts_of_accounts = workspaces::charts_of_accounts(&import);
     ImportPlan {
         import_categories: import.import_categories,
         import_items: import.import_items,
@@ -41,7 +28,8 @@ pub fn plan(projected: &ProjectedWorkspace) -> ImportPlan {
 
 #[cfg(test)]
 mod tests {
-    use attrsync_proto::v1::{ImportSettings, WorkspaceSettings};
+    use attrsync_proto::v1::{ImportSettings, WorkspaceSettings, WorkspaceSnapshot};
+    use prost::Message as _;
     use serde_json::json;
 
     use super::*;

@@ -3,22 +3,14 @@
 //! in QBO ([`AutoCreate`], see [`crate::auto_create`]). Pure: from the projection's
 //! snapshot (mapping owns the settings and publishes them on `settings.workspaces.v1`).
 
-use attrsync_kafka::workspaces::ProjectedWorkspace;
+use attrsync_kafka::workspaces::{self, ProjectedWorkspace};
 use attrsync_proto::{
     time,
-    v1::{
-        CategorySyncVersion as ProtoVersion, EmployeeFieldMapping, ImportSettings,
-        WorkspaceSnapshot,
-    },
+    v1::{CategorySyncVersion as ProtoVersion, EmployeeFieldMapping, ImportSettings},
 };
 use chrono::{DateTime, Utc};
-use prost::Message as _;
 
 use crate::rules::{CategorySyncVersion, SyncEntity, WorkspaceRules};
-
-/// The incumbent's default `charts_of_accounts` (`['Expense']`), used when a workspace has not
-/// chosen any.
-pub const DEFAULT_CHARTS_OF_ACCOUNTS: [&str; 1] = ["Expense"];
 
 /// A workspace as qbo-sync sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -67,19 +59,13 @@ impl AutoCreate {
 /// Reads the projection row; a snapshot that does not decode yields the defaults (the rules
 /// then follow the incumbent's defaults rather than failing every sync).
 pub fn of(projected: &ProjectedWorkspace) -> QboWorkspace {
-    let snapshot = WorkspaceSnapshot::decode(projected.snapshot.as_slice()).unwrap_or_default();
+    let snapshot = projected.decoded_snapshot();
     let import = snapshot
         .settings
-        .and_then(|s| s.import_settings)
+        .as_ref()
+        .and_then(|s| s.import_settings.clone())
         .unwrap_or_default();
-    let charts = if import.charts_of_accounts.is_empty() {
-        DEFAULT_CHARTS_OF_ACCOUNTS
-            .iter()
-            .map(|s| (*s).to_owned())
-            .collect()
-    } else {
-        import.charts_of_accounts.clone()
-    };
+    let charts = workspaces::charts_of_accounts(&import);
     let category_sync_version = match ProtoVersion::try_from(import.category_sync_version) {
         Ok(ProtoVersion::V1) => CategorySyncVersion::V1,
         _ => CategorySyncVersion::V2,
@@ -104,7 +90,8 @@ pub fn of(projected: &ProjectedWorkspace) -> QboWorkspace {
 
 #[cfg(test)]
 mod tests {
-    use attrsync_proto::v1::{ImportSettings, Workspace, WorkspaceSettings};
+    use attrsync_proto::v1::{ImportSettings, Workspace, WorkspaceSettings, WorkspaceSnapshot};
+    use prost::Message as _;
     use serde_json::json;
 
     use super::*;
