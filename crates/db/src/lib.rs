@@ -324,6 +324,15 @@ pub async fn ping(pool: &Pool) -> Result<()> {
     Ok(())
 }
 
+/// `value` as a literal inside a `LIKE` / `ILIKE` pattern (`\`, `%` and `_` escaped), for
+/// filters such as "value contains".
+pub fn escape_like(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -28,6 +28,7 @@ use attrsync_core::{
 };
 use attrsync_kafka::{
     HandlerError,
+    envelope::chunk_by_encoded_len,
     handler::{EffectError, EffectHandler, Event, Tx},
     topics,
 };
@@ -44,14 +45,14 @@ use serde_json::Value;
 
 use crate::{
     plan::{
-        OptionStep, Stored, UpsertPlan, change_kind, chunk_changes, effective_version,
-        plan_select_field, plan_upsert,
+        OptionStep, Stored, UpsertPlan, change_kind, effective_version, plan_select_field,
+        plan_upsert,
     },
     schema::{expense_attributes as ea, webhook_event_counts as counts},
 };
 
-/// The largest change event published in one message (well under Kafka's 1 MB).
-pub const MAX_CHANGE_EVENT_BYTES: usize = 256 * 1024;
+/// The largest change event published in one message (the platform's, shared with qbo-sync).
+pub use attrsync_kafka::envelope::MAX_CHANGE_EVENT_BYTES;
 
 /// The effect of `fyle.attribute-webhooks.v1`.
 #[derive(Debug, Clone)]
@@ -112,7 +113,7 @@ impl EffectHandler for AttributeWebhooks {
         match outcome {
             EventOutcome::Applied(changes) => {
                 tracing::info!(changes = changes.len(), action = %webhook.action, resource = %webhook.resource, "webhook applied");
-                for chunk in chunk_changes(changes, MAX_CHANGE_EVENT_BYTES) {
+                for chunk in chunk_by_encoded_len(changes, MAX_CHANGE_EVENT_BYTES) {
                     let payload = ExpenseAttributesChanged {
                         changes: chunk,
                         origin: "webhook".into(),
@@ -559,13 +560,7 @@ pub(crate) async fn deactivate_deleted(
     Ok(EventOutcome::Applied(changes))
 }
 
-/// `value` as a literal inside a LIKE pattern.
-pub(crate) fn escape_like(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_")
-}
+pub(crate) use attrsync_db::escape_like;
 
 async fn count(
     conn: &mut AsyncPgConnection,

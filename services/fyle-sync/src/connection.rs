@@ -30,10 +30,8 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use attrsync_core::sealed::{Keyring, Sealed};
-use attrsync_db::{DbError, Pool};
-use attrsync_fyle_client::{
-    ClientOptions, Credentials, Disposition, FyleClient, RateLimiter, limiter::BoxFuture,
-};
+use attrsync_db::{DbError, Pool, shared_rate::SharedLimiter};
+use attrsync_fyle_client::{ClientOptions, Credentials, Disposition, FyleClient, RateLimiter};
 use attrsync_kafka::workspaces::{Lookup, WorkspaceDirectory};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -120,40 +118,6 @@ pub(crate) struct Grant {
     pub(crate) expires_at: DateTime<Utc>,
 }
 
-/// Paces data-host calls per org with the PostgreSQL token bucket
-/// ([`attrsync_db::shared_rate`]), so every replica together stays under Fyle's limit.
-/// Failure policy: closed — without the database no permit, so no call.
-pub(crate) struct SharedLimiter {
-    pool: Pool,
-    rate: f64,
-}
-
-impl std::fmt::Debug for SharedLimiter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SharedLimiter")
-            .field("rate", &self.rate)
-            .finish_non_exhaustive()
-    }
-}
-
-impl RateLimiter for SharedLimiter {
-    fn acquire<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(async move {
-            // Burst 1: requests evenly spaced, as Fyle counts a sliding second.
-            let wait = attrsync_db::shared_rate::reserve(
-                &self.pool,
-                &format!("fyle:{key}"),
-                self.rate,
-                1.0,
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-            tokio::time::sleep(wait).await;
-            Ok(())
-        })
-    }
-}
-
 /// Everything fyle-sync does with Fyle credentials. Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct FyleAccess {
@@ -197,10 +161,14 @@ impl FyleAccess {
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(30))
             .build()?;
-        let limiter = Arc::new(SharedLimiter {
-            pool: pool.clone(),
-            rate: config.requests_per_second,
-        });
+        // Burst 1: requests evenly spaced, as Fyle counts a sliding second; one bucket per org
+        // for every replica and every service (`fyle:<org>`).
+        let limiter = Arc::new(SharedLimiter::new(
+            pool.clone(),
+            "fyle",
+            config.requests_per_second,
+            1.0,
+        ));
         Ok(Self {
             pool,
             keyring,

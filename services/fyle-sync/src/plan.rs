@@ -10,7 +10,7 @@
 //!   inactive options that reappear stay inactive (incumbent checklist 21–22).
 
 use attrsync_core::derive::{DerivedAttribute, SelectField};
-use attrsync_proto::v1::{ChangeKind, ExpenseAttributeChange};
+use attrsync_proto::v1::ChangeKind;
 use chrono::{DateTime, Utc};
 
 /// The stored facts a plan needs about one attribute.
@@ -41,32 +41,6 @@ pub fn effective_version(
     let ceiling = received_at
         + chrono::Duration::from_std(max_skew).unwrap_or_else(|_| chrono::Duration::zero());
     updated_at.unwrap_or(received_at).min(ceiling)
-}
-
-/// Splits changes into groups whose encoded event stays under `max_bytes` (a single change
-/// larger than that travels alone). Order is kept.
-pub fn chunk_changes(
-    changes: Vec<ExpenseAttributeChange>,
-    max_bytes: usize,
-) -> Vec<Vec<ExpenseAttributeChange>> {
-    use prost::Message as _;
-    let mut chunks: Vec<Vec<ExpenseAttributeChange>> = Vec::new();
-    let mut size = 0;
-    for change in changes {
-        // Field tag and length prefix of a repeated message: at most 1 + 10 bytes.
-        let len = change.encoded_len() + 11;
-        match chunks.last_mut() {
-            Some(chunk) if size + len <= max_bytes => {
-                chunk.push(change);
-                size += len;
-            }
-            _ => {
-                chunks.push(vec![change]);
-                size = len;
-            }
-        }
-    }
-    chunks
 }
 
 pub fn plan_upsert(
@@ -188,8 +162,8 @@ mod tests {
     #[test]
     fn a_select_field_with_5000_options_is_split_under_the_byte_cap() {
         use prost::Message as _;
-        let changes: Vec<ExpenseAttributeChange> = (0..5000)
-            .map(|i| ExpenseAttributeChange {
+        let changes: Vec<attrsync_proto::v1::ExpenseAttributeChange> = (0..5000)
+            .map(|i| attrsync_proto::v1::ExpenseAttributeChange {
                 attribute_type: "CUSTOM:COST_CODE".into(),
                 source_id: format!("229506:Option number {i}"),
                 value: format!("Option number {i}"),
@@ -199,7 +173,7 @@ mod tests {
             })
             .collect();
         let cap = 64 * 1024;
-        let chunks = chunk_changes(changes.clone(), cap);
+        let chunks = attrsync_kafka::envelope::chunk_by_encoded_len(changes.clone(), cap);
         assert!(chunks.len() > 1);
         for chunk in &chunks {
             let event = attrsync_proto::v1::ExpenseAttributesChanged {

@@ -12,7 +12,7 @@
 //!    holder's lease (with its fencing number) is still live: a pull that lost its lease writes
 //!    nothing more. A crashed puller's lease expires after the TTL.
 //! 3. **List** the whole collection with the client's keyset pass (`list_all`), every call paced
-//!    by the shared per-org bucket (`connection::SharedLimiter`).
+//!    by the shared per-org bucket (`attrsync_db::shared_rate::SharedLimiter`).
 //! 4. **Apply** each row as a webhook would be: [`attrsync_core::derive::derive`], then
 //!    [`apply::apply_live`] at the row's version (`updated_at`, capped like a webhook's), which
 //!    claims the version in `source_versions` first — so a pulled copy never overwrites a newer
@@ -61,7 +61,7 @@ use attrsync_db::{
 };
 use attrsync_fyle_client::{Filters, FyleClient};
 use attrsync_kafka::{
-    envelope,
+    envelope::{self, chunk_by_encoded_len},
     handler::EffectError,
     relay::RelayHandle,
     topics::{self, TopicPayload as _},
@@ -79,7 +79,7 @@ use crate::{
     apply::{self, EventOutcome, MAX_CHANGE_EVENT_BYTES},
     config::PullsConfig,
     connection::{FyleAccess, FyleError},
-    plan::{chunk_changes, effective_version},
+    plan::effective_version,
     schema::{expense_attributes as ea, fyle_sync_state as state},
 };
 
@@ -666,7 +666,7 @@ impl Puller {
             return Ok(());
         }
         let topic = self.kafka.topic(topics::EXPENSE_ATTRIBUTES_CHANGED.name());
-        let rows: Vec<NewOutboxMessage> = chunk_changes(changes, MAX_CHANGE_EVENT_BYTES)
+        let rows: Vec<NewOutboxMessage> = chunk_by_encoded_len(changes, MAX_CHANGE_EVENT_BYTES)
             .into_iter()
             .map(|chunk| {
                 let payload = ExpenseAttributesChanged {

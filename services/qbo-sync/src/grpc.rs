@@ -145,13 +145,6 @@ struct StateRow {
     last_run_deferred: i32,
 }
 
-/// `%` and `_` match themselves in a LIKE pattern built from `s`.
-fn escape_like(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_")
-}
-
 /// The workspace's health and schedule as `GetSyncStatus` shows it; `connected_at` is the
 /// realm's, when it is connected (else no round is due).
 fn health_status(
@@ -283,7 +276,8 @@ impl QboSyncService for QboSyncApi {
             query = query.filter(da::active.eq(active));
         }
         if let Some(fragment) = r.value_contains {
-            query = query.filter(da::value.ilike(format!("%{}%", escape_like(&fragment))));
+            query =
+                query.filter(da::value.ilike(format!("%{}%", attrsync_db::escape_like(&fragment))));
         }
         let mut conn = self.pool.get().await.map_err(unavailable)?;
         let mut rows: Vec<AttributeRow> = query.load(&mut conn).await.map_err(unavailable)?;
