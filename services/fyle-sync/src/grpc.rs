@@ -8,7 +8,8 @@
 //! ([`crate::schedule`]) and its Fyle subscription. Every failure maps to one status
 //! in [`status`]: bad input `INVALID_ARGUMENT`, unknown workspace `NOT_FOUND`, a connection that
 //! is missing, broken or of another org `FAILED_PRECONDITION`, Fyle or the database down
-//! `UNAVAILABLE`. No status carries a secret or database text.
+//! `UNAVAILABLE` (a fixed message; the cause is logged). No status carries a secret or database
+//! text.
 
 use std::collections::HashMap;
 
@@ -60,7 +61,12 @@ fn status(e: FyleError) -> Status {
         FyleError::CredentialsRefused(_) | FyleError::InvalidArgument(_) => {
             Status::invalid_argument(e.to_string())
         }
-        FyleError::Unavailable(_) => Status::unavailable(e.to_string()),
+        // The cause may carry a dependency's own text (a database error inside a workspace
+        // lookup or the rate limiter): logged, never returned.
+        FyleError::Unavailable(cause) => {
+            tracing::warn!(%cause, "request failed: a dependency is unavailable");
+            Status::unavailable("Fyle, ingest, mapping or the database is unavailable; retry")
+        }
         FyleError::Rejected(_) => Status::internal(e.to_string()),
         FyleError::Db(e) => unavailable(e),
     }

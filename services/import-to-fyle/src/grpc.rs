@@ -43,7 +43,12 @@ fn unavailable(e: impl Into<DbError>) -> Status {
 fn run_status(e: RunError) -> Status {
     match e {
         RunError::UnknownWorkspace(_) => Status::not_found(e.to_string()),
-        RunError::Directory(_) | RunError::LeaseLost => Status::unavailable(e.to_string()),
+        // A directory failure may carry a database error's text: logged, never returned.
+        RunError::Directory(cause) => {
+            tracing::warn!(%cause, "request failed: the workspace directory is unavailable");
+            Status::unavailable("mapping or the database is unavailable; retry")
+        }
+        RunError::LeaseLost => Status::unavailable(e.to_string()),
         RunError::Db(e) => unavailable(e),
     }
 }
