@@ -4,6 +4,11 @@
 //! Each [`TestStack`] is isolated: its own database cloned from a migrated template, its own
 //! topic prefix and consumer groups, its own ports. Tests therefore run in parallel and leave
 //! nothing behind that another test could see.
+//!
+//! Topics are not deleted when a test ends (its consumers may still be closing); instead the
+//! first stack of each test process deletes the topics of test stacks started over an hour ago
+//! ([`purge_stale_test_topics`]), so a long-lived local Kafka does not pile up tens of thousands
+//! of partitions across runs (which made it slow to start, then fall over).
 
 pub mod bench;
 pub mod import;
@@ -33,6 +38,65 @@ pub fn admin_database_url() -> String {
 /// The local stack's Kafka, unless `KAFKA_BOOTSTRAP` names another.
 pub fn kafka_bootstrap() -> String {
     std::env::var("KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:59092".to_owned())
+}
+
+/// How old a test stack's topics must be before a later test process deletes them.
+const STALE_TEST_TOPICS_AFTER: Duration = Duration::from_secs(3600);
+
+/// The creation time of a test stack's topic (`t<ulid>.<name>`), if `topic` is one.
+fn test_topic_created_at(topic: &str) -> Option<std::time::SystemTime> {
+    let (prefix, _) = topic.split_once('.')?;
+    let ulid = prefix.strip_prefix('t')?;
+    ulid::Ulid::from_string(&ulid.to_uppercase())
+        .ok()
+        .map(|u| u.datetime())
+}
+
+/// Deletes the topics of test stacks started more than [`STALE_TEST_TOPICS_AFTER`] ago (best
+/// effort: a failure is logged and the tests go on).
+pub async fn purge_stale_test_topics(bootstrap: String) {
+    use rdkafka::{
+        ClientConfig,
+        admin::{AdminClient, AdminOptions},
+        client::DefaultClientContext,
+    };
+    let outcome = async {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .create()?;
+        // Metadata is a blocking call in librdkafka.
+        let (admin, names) = tokio::task::spawn_blocking(move || {
+            let names: Vec<String> = admin
+                .inner()
+                .fetch_metadata(None, Duration::from_secs(20))?
+                .topics()
+                .iter()
+                .map(|t| t.name().to_owned())
+                .collect();
+            anyhow::Ok((admin, names))
+        })
+        .await??;
+        let now = std::time::SystemTime::now();
+        let stale: Vec<String> = names
+            .into_iter()
+            .filter(|name| {
+                test_topic_created_at(name)
+                    .and_then(|created| now.duration_since(created).ok())
+                    .is_some_and(|age| age > STALE_TEST_TOPICS_AFTER)
+            })
+            .collect();
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(60)));
+        for chunk in stale.chunks(500) {
+            let names: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            admin.delete_topics(&names, &options).await?;
+        }
+        anyhow::Ok(stale.len())
+    };
+    match outcome.await {
+        Ok(0) => {}
+        Ok(deleted) => eprintln!("e2e: deleted {deleted} topics of test stacks older than an hour"),
+        Err(e) => eprintln!("e2e: could not delete old test topics (going on): {e}"),
+    }
 }
 
 /// Every service schema the end-to-end tests need, migrated once into a template.
@@ -175,6 +239,12 @@ impl TestStack {
             env
         };
         attrsync_telemetry::init_for_tests();
+        static PURGED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+        PURGED
+            .get_or_init(|| {
+                purge_stale_test_topics(kafka.map_or_else(kafka_bootstrap, str::to_owned))
+            })
+            .await;
         let database = TestDatabase::create(&admin_database_url(), &TEMPLATE).await?;
         let topic_prefix = format!("t{}.", ulid::Ulid::new().to_string().to_lowercase());
         let shutdown = CancellationToken::new();
