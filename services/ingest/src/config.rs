@@ -99,6 +99,10 @@ pub struct InboxConfig {
     /// Inbox rows (bodies and dedupe keys) older than this are deleted by the retention job.
     #[serde(with = "humantime_serde")]
     pub keep_for: Duration,
+    /// Group-commit writers storing versioned deliveries (see `ingest::store`).
+    pub writers: usize,
+    /// The most deliveries one group-commit statement stores.
+    pub max_batch: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -125,6 +129,12 @@ impl Validate for Config {
             return Err(ConfigError::invalid(
                 "webhooks.public_url",
                 "must be an http(s):// URL",
+            ));
+        }
+        if self.inbox.writers == 0 || self.inbox.max_batch == 0 || self.inbox.max_batch > 1000 {
+            return Err(ConfigError::invalid(
+                "inbox",
+                "writers must be at least 1 and max_batch between 1 and 1000",
             ));
         }
         if self.inbox.keep_for < Duration::from_secs(3600) {

@@ -14,7 +14,8 @@
 //! 4. body size, counted while reading (413), then JSON shape (400, also for a NUL character
 //!    `jsonb` cannot hold); its Fyle org must be `data.org_id` (400; the incumbent's "Workspace
 //!    mismatch" / "Workspace not found" only in `org_check_only` mode);
-//! 5. stored in the inbox (+ outbox when relayed) in one transaction, within
+//! 5. stored in the inbox (+ outbox when relayed) in one atomic write, shared with the deliveries
+//!    arriving at the same time ([`crate::store`]'s group commit), within
 //!    `database.query_timeout` (503 with `Retry-After` when the database is down, silent or
 //!    overloaded: nothing was stored, the sender should retry).
 //!
@@ -48,6 +49,7 @@ use crate::{
 /// Everything the handlers share.
 pub struct AppState {
     pub(crate) pool: attrsync_db::Pool,
+    pub(crate) inbox: store::Inbox,
     pub(crate) kafka: attrsync_config::KafkaConfig,
     pub(crate) limiter: DefaultKeyedRateLimiter<i64>,
     pub(crate) directory: WorkspaceDirectory,
@@ -260,30 +262,28 @@ async fn receive(
         envelope::outbox_row(state.kafka.topic(topic), &envelope)
     });
     let dedupe_key = fyle::dedupe_key(workspace_id, &body, hook.is_versioned(), chrono::Utc::now());
-    let stored = store::accept(
-        &state.pool,
-        &verified,
-        &NewDelivery {
-            delivery_id: &delivery_id,
-            dedupe_key: &dedupe_key,
-            action: hook.action.as_str(),
-            resource: hook.resource.as_ref().map(|r| r.as_str()),
-            disposition,
-            publish,
-            body: &hook.body,
-        },
-        state.query_timeout,
-    )
-    .await
-    .map_err(|e| {
-        // The text goes to the log only. Inputs PostgreSQL could refuse were refused above,
-        // so what remains is an outage (503) or a fault of ours (500).
-        tracing::error!(error = %e, "storing a webhook failed");
-        match e.class() {
+    let stored = state
+        .inbox
+        .accept(
+            &verified,
+            NewDelivery {
+                delivery_id: &delivery_id,
+                dedupe_key: &dedupe_key,
+                action: hook.action.as_str(),
+                resource: hook.resource.as_ref().map(|r| r.as_str()),
+                disposition,
+                publish,
+                body: &hook.body,
+            },
+            state.query_timeout,
+        )
+        .await
+        // Inputs PostgreSQL could refuse were refused above, so what remains is an outage (503)
+        // or a fault of ours (500); the cause is logged by the inbox, never answered.
+        .map_err(|failure| match failure {
             Failure::Retryable => Rejection::Unavailable,
             Failure::Permanent => Rejection::Internal,
-        }
-    })?;
+        })?;
     if matches!(stored, Stored::New { .. }) && disposition == Disposition::Published {
         state.relay.wake();
     }

@@ -8,8 +8,8 @@
 //! org-setting updates to `fyle.org-settings.v1`. QBO webhooks ([`qbo_edge`], rules in
 //! [`qbo`]) go to `qbo.entity-changes.v1`, one message per entity per workspace of the realm.
 //! Start-up, the projection, health, metrics and the platform tables' retention come from the
-//! skeleton ([`attrsync_runtime::service`]); ingest adds its HTTP routes, its gRPC API and two
-//! tasks (the rate limiter's pruning and the inbox's retention).
+//! skeleton ([`attrsync_runtime::service`]); ingest adds its HTTP routes, its gRPC API and three
+//! tasks (the inbox's group commit, the rate limiter's pruning and the inbox's retention).
 //!
 //! Failure policy: fail closed on bad input (clear 4xx, nothing stored), fail safe on outages:
 //! database down or silent → 503 with `Retry-After` and nothing stored; Kafka down → accepted,
@@ -55,8 +55,18 @@ impl Service for Ingest {
 
     async fn declare(context: &Context<Config>) -> anyhow::Result<Declaration> {
         let config = &context.config;
+        let (inbox, inbox_writers) = store::Inbox::start(
+            context.pool.clone(),
+            store::GroupCommit {
+                writers: config.inbox.writers,
+                max_batch: config.inbox.max_batch,
+                statement_timeout: config.database.query_timeout,
+            },
+            context.shutdown.clone(),
+        );
         let state = Arc::new(http::AppState {
             pool: context.pool.clone(),
+            inbox,
             kafka: config.kafka.clone(),
             limiter: http::AppState::limiter(
                 config.rate_limit.per_workspace_per_second,
@@ -90,6 +100,7 @@ impl Service for Ingest {
                 state: state.clone(),
                 secret_overlap: config.webhooks.secret_overlap,
             }))
+            .task("inbox group commit", inbox_writers)
             .task(
                 "rate-limit pruning",
                 prune_limiter(state, context.shutdown.clone()),

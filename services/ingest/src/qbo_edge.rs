@@ -30,7 +30,7 @@ use crate::{
     fyle::{DedupeKey, Disposition, Rejection},
     http::{self, AppState, read_body},
     qbo::{self, QboEntityEvent, QboRejection, VerifiedQboBody},
-    store::{self, NewDelivery, Stored},
+    store::{NewDelivery, Stored},
 };
 
 pub fn routes(config: &mut web::ServiceConfig) {
@@ -227,28 +227,26 @@ async fn store_event(
         _ => None,
     };
     let relayed = publish.is_some();
-    let stored = store::accept(
-        &state.pool,
-        proof,
-        &NewDelivery {
-            delivery_id: &delivery_id,
-            dedupe_key: key,
-            action: event.operation.as_str(),
-            resource: Some(&event.entity),
-            disposition,
-            publish,
-            body: &body,
-        },
-        state.query_timeout,
-    )
-    .await
-    .map_err(|e| {
-        tracing::error!(error = %e, "storing a QBO webhook failed");
-        match e.class() {
+    let stored = state
+        .inbox
+        .accept(
+            proof,
+            NewDelivery {
+                delivery_id: &delivery_id,
+                dedupe_key: key,
+                action: event.operation.as_str(),
+                resource: Some(&event.entity),
+                disposition,
+                publish,
+                body: &body,
+            },
+            state.query_timeout,
+        )
+        .await
+        .map_err(|failure| match failure {
             Failure::Retryable => Rejection::Unavailable,
             Failure::Permanent => Rejection::Internal,
-        }
-    })?;
+        })?;
     if relayed && matches!(stored, Stored::New { .. }) {
         state.relay.wake();
     }

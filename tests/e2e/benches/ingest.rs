@@ -22,7 +22,7 @@
 //!    the same measured from its scheduled time and ingest's own `ingest_accept_seconds`;
 //! 3. relay lag (outbox row written → Kafka acknowledgement): `outbox_relay_lag_seconds` from
 //!    ingest's `/metrics`, the samples of the half-rate phase only (bucket deltas, interpolated);
-//! 4. where the time goes, at the best level: `store::accept` (the inbox + outbox transaction)
+//! 4. where the time goes, at the best level: `Inbox::accept` (the inbox + outbox group commit)
 //!    and `credentials::load` called directly, the baseline's insert through a pool made like
 //!    ingest's (`attrsync_db::connect`: a `SELECT 1` on every checkout), AES-GCM opens and body
 //!    checks on one core, and the CPU each thread group and PostgreSQL spent per webhook.
@@ -1123,8 +1123,19 @@ async fn run(rt: Handle) -> anyhow::Result<()> {
     // --- 4. Where the time goes, at the best level's concurrency.
     let c = best.concurrency;
     let ingest_pool = attrsync_db::connect(&database_config("ingest")).await?;
+    let inbox_stop = CancellationToken::new();
+    let (inbox, inbox_writers) = store::Inbox::start(
+        ingest_pool.clone(),
+        store::GroupCommit {
+            writers: ingest_config.inbox.writers,
+            max_batch: ingest_config.inbox.max_batch,
+            statement_timeout: Duration::from_secs(15),
+        },
+        inbox_stop.clone(),
+    );
+    let inbox_writers = tokio::spawn(inbox_writers);
     let store_op: Op = {
-        let (pool, workspaces) = (ingest_pool.clone(), workspaces.clone());
+        let (pool, workspaces) = (inbox.clone(), workspaces.clone());
         let topic = ingest_config
             .kafka
             .topic(topics::FYLE_ATTRIBUTE_WEBHOOKS.name());
@@ -1163,10 +1174,9 @@ async fn run(rt: Handle) -> anyhow::Result<()> {
                     &envelope::new(ws.id, "ingest", time::now(), payload),
                 );
                 let key = fyle::dedupe_key(ws.id, raw.as_bytes(), true, chrono::Utc::now());
-                store::accept(
-                    &pool,
+                pool.accept(
                     &verified,
-                    &NewDelivery {
+                    NewDelivery {
                         delivery_id: &delivery_id,
                         dedupe_key: &key,
                         action: hook.action.as_str(),
@@ -1179,12 +1189,14 @@ async fn run(rt: Handle) -> anyhow::Result<()> {
                 )
                 .await
                 .map(drop)
-                .map_err(|e| e.to_string())
+                .map_err(|e| format!("{e:?}"))
             })
         })
     };
     let decompose_for = step.mul_f64(0.6).max(Duration::from_secs(1));
     let store_run = closed_loop(&rt, c, index, decompose_for, STEP_MAX_REQUESTS, store_op).await;
+    inbox_stop.cancel();
+    let _ = inbox_writers.await;
     // The baseline's insert again, through a pool made like ingest's (attrsync_db::connect),
     // which runs a test query (`SELECT 1`) on every checkout.
     let pinging_pool = attrsync_db::connect(&database_config("bench_baseline")).await?;
@@ -1257,7 +1269,7 @@ async fn run(rt: Handle) -> anyhow::Result<()> {
         pinging_run.p(0.5)
     );
     println!(
-        "  store::accept alone (BEGIN, INSERT inbox, INSERT outbox, COMMIT): {:>6.0}/s  p50 {:.2} ms{}",
+        "  Inbox::accept alone (group commit of inbox + outbox rows): {:>6.0}/s  p50 {:.2} ms{}",
         store_run.rate(),
         store_run.p(0.5),
         store_run

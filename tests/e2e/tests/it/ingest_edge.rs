@@ -172,6 +172,80 @@ async fn a_repeated_delivery_is_acknowledged_and_relayed_once() {
     stack.stop().await;
 }
 
+/// Copies of a delivery arriving at the same moment share a group commit (or race across two):
+/// each body is stored and relayed once, every copy is answered with the first's delivery id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_copies_of_a_delivery_are_stored_and_relayed_once() {
+    let stack = TestStack::start().await.unwrap();
+    let (workspace_id, org) = stack.create_workspace().await.unwrap();
+    let ids = [7101_i64, 7102, 7103];
+    let copies: Vec<(i64, Vec<u8>)> = ids
+        .iter()
+        .flat_map(|&id| {
+            let body = cost_center(&org, id, &format!("Concurrent {id}"));
+            std::iter::repeat_n((id, body), 10)
+        })
+        .collect();
+    let stack_ref = &stack;
+    let posts = copies.iter().map(|(id, body)| async move {
+        let response = stack_ref
+            .post_fyle_webhook(workspace_id, body)
+            .await
+            .unwrap();
+        (*id, json_of(response).await)
+    });
+    let answers = futures::future::join_all(posts).await;
+    let mut delivery_ids: HashMap<i64, Vec<String>> = HashMap::new();
+    let mut accepted = 0;
+    for (id, (status, answer)) in &answers {
+        assert_eq!(*status, 200, "{answer}");
+        match answer["status"].as_str() {
+            Some("accepted") => accepted += 1,
+            Some("duplicate") => {}
+            other => panic!("unexpected answer {other:?}: {answer}"),
+        }
+        delivery_ids
+            .entry(*id)
+            .or_default()
+            .push(answer["delivery_id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(accepted, ids.len(), "one copy of each body is the new one");
+    for (id, answered) in &delivery_ids {
+        assert!(
+            answered.iter().all(|d| d == &answered[0]),
+            "every copy of {id} names the first delivery: {answered:?}"
+        );
+    }
+    assert_eq!(stats(&stack, workspace_id).await, (3, 27, 3));
+    // Published after every copy was answered, so once it is read, any extra copy would be too.
+    let barrier = cost_center(&org, 7199, "Barrier");
+    assert_eq!(
+        stack
+            .post_fyle_webhook(workspace_id, &barrier)
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let topic = stack.topic(attrsync_kafka::topics::FYLE_ATTRIBUTE_WEBHOOKS);
+    let published = read_until(&topic, std::time::Duration::from_secs(60), |seen| {
+        seen.iter().any(|m| webhook_data_id(m) == Some(7199))
+    })
+    .await
+    .unwrap();
+    for id in ids {
+        assert_eq!(
+            published
+                .iter()
+                .filter(|m| webhook_data_id(m) == Some(id))
+                .count(),
+            1,
+            "{id} is on the topic once"
+        );
+    }
+    stack.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attribute_webhooks_are_recorded_but_not_relayed_when_webhook_sync_is_off_for_the_type() {
     let stack = TestStack::start().await.unwrap();
