@@ -11,11 +11,13 @@
 //!   replicas by an advisory lock.
 //! - [`outbox`]: the transactional outbox every producing service uses.
 //! - [`lease`]: one holder at a time per name across replicas, expiring with a crashed holder.
+//! - [`prepared`]: hand-written SQL that stays prepared on its connection.
 //! - [`shared_rate`]: a token bucket every replica obeys together (a partner API's limit).
 //! - [`testing`]: a database per test, cloned from a migrated template.
 
 pub mod lease;
 pub mod outbox;
+pub mod prepared;
 pub mod shared_rate;
 pub mod testing;
 

@@ -8,9 +8,10 @@
 //! (trace context, event id) so the relay never decodes a payload.
 //!
 //! Delivery is at-least-once: the relay deletes rows only after Kafka acknowledged them, so a
-//! crash between the two republishes them; consumers deduplicate on the envelope's event id
-//! (and guard against older data by version, so a republished older message cannot undo a
-//! newer one).
+//! crash between the two republishes them — as does a crash that loses a pass's commit, which
+//! is therefore not waited for (`synchronous_commit = off` for the relay's transaction only).
+//! Consumers deduplicate on the envelope's event id (and guard against older data by version,
+//! so a republished older message cannot undo a newer one).
 //!
 //! Order: one relay at a time per schema (a transaction-scoped advisory lock) publishing rows
 //! in id order, so per-key order is insert order; writers that need a strict per-key order
@@ -233,7 +234,13 @@ pub async fn relay_once<P: OutboxPublisher>(
         if !locked {
             return Ok(RelayPass::Busy);
         }
-        let messages: Vec<OutboxMessage> = diesel::sql_query(
+        // Settling a pass need not wait for its WAL flush: if a crash loses it, its rows are
+        // published again, which at-least-once delivery allows — and the services' own commits
+        // do not queue behind the relay's.
+        diesel::sql_query("SET LOCAL synchronous_commit = off")
+            .execute(conn)
+            .await?;
+        let messages: Vec<OutboxMessage> = crate::prepared::sql(
             "SELECT id, topic, message_key, payload, created_at, headers FROM ( \
                  SELECT *, sum(octet_length(payload)) OVER (ORDER BY id) AS running \
                  FROM (SELECT * FROM outbox ORDER BY id LIMIT $1) oldest \

@@ -333,7 +333,8 @@ struct CountedRepeat {
 
 /// A batch of versioned deliveries. One statement writes the inbox rows of the first delivery
 /// of each key and the outbox rows of those it inserted: atomic as one statement is, one round
-/// trip and one durable commit for the whole batch. Inbox rows go in key order, so concurrent
+/// trip and one durable commit for the whole batch, prepared once per connection
+/// ([`attrsync_db::prepared`]). Inbox rows go in key order, so concurrent
 /// batches lock keys in the same order and cannot deadlock; outbox rows go in arrival order.
 /// Only when some deliveries were repeats does a second statement count them on the stored rows.
 async fn store_versioned(
@@ -351,7 +352,7 @@ async fn store_versioned(
     let mut conn = attrsync_db::with_deadline(timeout, pool.get()).await?;
     let inserted: Vec<InsertedKey> = attrsync_db::with_deadline(
         timeout,
-        diesel::sql_query(
+        attrsync_db::prepared::sql(
             "WITH batch AS ( \
                  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], \
                                       $5::text[], $6::text[], $7::text[], $8::text[], \
@@ -439,7 +440,7 @@ async fn store_versioned(
     } else {
         let counting = attrsync_db::with_deadline(
             timeout,
-            diesel::sql_query(
+            attrsync_db::prepared::sql(
                 "UPDATE inbox i SET duplicates = i.duplicates + r.n \
                  FROM unnest($1::text[], $2::int4[]) AS r(dedupe_key, n) \
                  WHERE i.dedupe_key = r.dedupe_key \

@@ -17,6 +17,7 @@ mod mapping_auto;
 mod operability;
 mod operations;
 mod outbox;
+mod prepared_sql;
 mod qbo_auto_create;
 mod qbo_reconcile;
 mod qbo_sync;
