@@ -41,7 +41,7 @@ impl Producer {
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("compression.type", "lz4")
-            .set("linger.ms", "5")
+            .set("linger.ms", "1")
             .set("message.timeout.ms", "30000")
             // Kafka's default broker and topic limit; larger messages are refused locally and
             // the outbox relay sets them aside (see `relay::is_permanent`).
