@@ -21,6 +21,20 @@
 //! Both return the [`Changed`] rows — with the stored values they replaced — from which the
 //! caller's pure rules name the change (created, renamed, …) for `sync.destination-attributes.v1`.
 //!
+//! **Key lookups, whatever the statistics say.** Both match a page of at most a few thousand
+//! keys against the table. While a first sync loads a workspace, the planner's statistics are
+//! those of an empty table (or defaults): it expects `workspace_id = $1 AND qbo_entity = $2` to
+//! keep a few rows, and then hashes all of the workspace's rows for every page, or walks them
+//! once per key — a full sync turned quadratic (the hash build was most of the database's time in
+//! `make bench-qbo-sync`). So [`upsert`] looks each key up through a `LATERAL … LIMIT 1` subquery
+//! (the page drives, one unique-index probe per key, in any plan) with sequential scans off for
+//! the rest of the caller's transaction ([`no_sequential_scans`]); [`deactivate`], whose
+//! statements are shaped by their callers, also turns hash and merge joins off
+//! ([`plan_as_key_lookups`]). Left open: with an empty table's statistics the planner still
+//! probes a key through the `(workspace_id, attribute_type, …)` index and filters every row of
+//! the type (`EXPLAIN` on a fresh copy of the schema), so a first sync stays slower than it
+//! needs to be until autovacuum has analysed the table.
+//!
 //! Failure policy: database errors are returned to the caller, whose transaction then writes
 //! nothing; every statement is idempotent, so repeating a failed page is safe.
 
@@ -95,14 +109,20 @@ pub async fn upsert(
     if drafts.is_empty() {
         return Ok(Vec::new());
     }
+    no_sequential_scans(conn).await?;
     let columns = Columns::of(&drafts);
     // Lock what this page replaces, so the values reported as "old" are the ones overwritten.
     diesel::sql_query(
         "SELECT 1 FROM destination_attributes d \
-         JOIN unnest($3::text[], $4::text[]) AS i(attribute_type, destination_id) \
-           ON d.attribute_type = i.attribute_type AND d.destination_id = i.destination_id \
-         WHERE d.workspace_id = $1 AND d.qbo_entity = $2 \
-         ORDER BY d.id FOR UPDATE OF d",
+         WHERE d.id = ANY(ARRAY( \
+             SELECT l.id FROM unnest($3::text[], $4::text[]) AS i(attribute_type, destination_id) \
+             CROSS JOIN LATERAL ( \
+                 SELECT x.id FROM destination_attributes x \
+                 WHERE x.workspace_id = $1 AND x.qbo_entity = $2 \
+                   AND x.attribute_type = i.attribute_type \
+                   AND x.destination_id = i.destination_id \
+                 LIMIT 1) l)) \
+         ORDER BY d.id FOR UPDATE",
     )
     .bind::<BigInt, _>(workspace_id)
     .bind::<Text, _>(qbo_entity)
@@ -127,6 +147,27 @@ pub async fn upsert(
         .await
 }
 
+/// Turns sequential scans off until the caller's transaction ends (see the module doc).
+pub async fn no_sequential_scans(conn: &mut AsyncPgConnection) -> QueryResult<()> {
+    attrsync_db::prepared::sql("SELECT set_config('enable_seqscan', 'off', true)")
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+/// Turns hash joins, merge joins and sequential scans off until the caller's transaction ends
+/// (see the module doc).
+pub async fn plan_as_key_lookups(conn: &mut AsyncPgConnection) -> QueryResult<()> {
+    attrsync_db::prepared::sql(
+        "SELECT set_config('enable_hashjoin', 'off', true), \
+                set_config('enable_mergejoin', 'off', true), \
+                set_config('enable_seqscan', 'off', true)",
+    )
+    .execute(conn)
+    .await
+    .map(drop)
+}
+
 /// `prior` reads the snapshot the statement started with — the locked rows' current values —
 /// and `written` the rows the upsert changed; the outer join pairs them.
 const UPSERT: &str = "\
@@ -136,10 +177,14 @@ WITH input AS (
         AS i(attribute_type, display_name, destination_id, value, code, active, detail,
              content_hash, qbo_updated_at, sync_token)
 ), prior AS (
-    SELECT d.attribute_type, d.destination_id, d.value, d.code, d.active, d.content_hash
-    FROM destination_attributes d
-    JOIN input i ON d.attribute_type = i.attribute_type AND d.destination_id = i.destination_id
-    WHERE d.workspace_id = $1 AND d.qbo_entity = $2
+    SELECT p.*
+    FROM input i
+    CROSS JOIN LATERAL (
+        SELECT d.attribute_type, d.destination_id, d.value, d.code, d.active, d.content_hash
+        FROM destination_attributes d
+        WHERE d.workspace_id = $1 AND d.qbo_entity = $2
+          AND d.attribute_type = i.attribute_type AND d.destination_id = i.destination_id
+        LIMIT 1) p
 ), written AS (
     INSERT INTO destination_attributes AS d
         (workspace_id, qbo_entity, attribute_type, display_name, destination_id, value, code,
@@ -227,6 +272,7 @@ pub async fn deactivate(
 ) -> QueryResult<Vec<Changed>> {
     const ACTIVE_ROWS: &str = "SELECT id, value, code, detail, content_hash, destination_id \
          FROM destination_attributes WHERE workspace_id = $1 AND qbo_entity = $2 AND active";
+    plan_as_key_lookups(conn).await?;
     let candidates: Vec<Candidate> = match which {
         Deactivation::Ids(ids) => {
             diesel::sql_query(format!(
