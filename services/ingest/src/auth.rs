@@ -19,7 +19,7 @@
 //! belong to the workspace (checked after parsing).
 //!
 //! **Typestate**: [`Verified`] has private fields and only [`authenticate`] makes one; the
-//! inbox accepts nothing else (`store::accept` takes it), so no future path can skip the check.
+//! inbox accepts nothing else (`store::Inbox::accept` takes it), so no future path can skip the check.
 //!
 //! Failure policy: fail closed. Before authentication succeeds every refusal looks the same
 //! (401, one body), whether the workspace does not exist, the token is wrong or a signature is

@@ -17,7 +17,8 @@
 //! 5. stored in the inbox (+ outbox when relayed) in one atomic write, shared with the deliveries
 //!    arriving at the same time ([`crate::store`]'s group commit), within
 //!    `database.query_timeout` (503 with `Retry-After` when the database is down, silent or
-//!    overloaded: nothing was stored, the sender should retry).
+//!    overloaded: the sender should retry, and a delivery whose commit landed as time ran out is
+//!    then recognised as a duplicate).
 //!
 //! No answer ever carries a database error's text. `/healthz`, `/readyz` and `/metrics` come
 //! from the platform (`attrsync_runtime::http`).

@@ -12,12 +12,15 @@
 //! purpose: an idle edge writes batches of one, a busy one shares each commit among the
 //! requests that arrived during the previous one. Repeats (of a stored delivery, or of another
 //! in the same batch) are counted on the first row by a second statement and answered
-//! `duplicate` with its id. Failure policy: a batch the database cannot take now (down, slow
-//! past `database.query_timeout`) answers every request in it 503 with nothing stored; a batch
-//! it refuses for its content is retried one delivery at a time, so one bad delivery cannot fail
-//! its neighbours; a request whose deadline passes while its batch is in flight is answered 503
-//! even if the batch then commits, and its retry is recognised as a duplicate. After shutdown the
-//! writers drain the queue until it stays empty for a second; later requests get 503.
+//! `duplicate` with its id. A batch closes at `inbox.max_batch` deliveries or 4 MiB of bodies.
+//! Failure policy: a batch the database cannot take now (down, slow past
+//! `database.query_timeout` for the checkout and both statements together) answers every request
+//! in it 503 — nothing stored, or, if the commit landed just as time ran out, stored and
+//! recognised as a duplicate when the sender retries; a batch it refuses for its content is
+//! retried one delivery at a time, so one bad delivery cannot fail its neighbours; a request
+//! whose deadline passes while it waits is answered 503 and, if its batch has not been taken
+//! yet, dropped from it. After shutdown the writers drain the queue until it stays empty for a
+//! second; later requests get 503.
 //!
 //! An unversioned body's key is windowed (see [`crate::fyle::DedupeKey`]) and written in a
 //! transaction of its own: under a transaction lock on the body's hash, a row of the same body
@@ -131,6 +134,11 @@ struct Queued {
     reply: oneshot::Sender<Result<Stored, Failure>>,
 }
 
+/// The most body and payload bytes one batch statement carries (a batch is also closed at
+/// `max_batch` deliveries), so a run of large bodies cannot make a statement that outlives its
+/// deadline.
+const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
+
 /// A versioned delivery as a writer binds it (owned: it crosses to a writer task).
 #[derive(Debug)]
 struct VersionedRow {
@@ -143,6 +151,12 @@ struct VersionedRow {
     disposition: &'static str,
     body: String,
     publish: Option<NewOutboxMessage>,
+}
+
+impl VersionedRow {
+    fn bytes(&self) -> usize {
+        self.body.len() + self.publish.as_ref().map_or(0, |m| m.payload.len())
+    }
 }
 
 impl Inbox {
@@ -236,11 +250,23 @@ async fn run_writers(
                     }
                 };
                 let Some(first) = first else { return };
-                batch.push(first);
-                while batch.len() < group_commit.max_batch {
-                    let Ok(next) = receiver.try_recv() else { break };
-                    batch.push(next);
+                let mut batch_bytes = 0;
+                let mut next = Some(first);
+                while let Some(queued) = next.take() {
+                    // A sender past its deadline was answered 503 and will retry: storing its
+                    // delivery now would only be work for nobody.
+                    if !queued.reply.is_closed() {
+                        batch_bytes += queued.row.bytes();
+                        batch.push(queued);
+                    }
+                    if batch.len() >= group_commit.max_batch || batch_bytes >= MAX_BATCH_BYTES {
+                        break;
+                    }
+                    next = receiver.try_recv().ok();
                 }
+            }
+            if batch.is_empty() {
+                continue;
             }
             store_batch(
                 &pool,
@@ -253,14 +279,16 @@ async fn run_writers(
     futures::future::join_all((0..group_commit.writers.max(1)).map(|_| writer())).await;
 }
 
-/// Stores one batch and answers each delivery in it. A batch the database refuses for its
-/// content is retried one delivery at a time, so one bad delivery cannot fail its neighbours.
+/// Stores one batch and answers each delivery in it. A batch the database refuses (an error
+/// from a statement, not an outage or a timeout) is retried one delivery at a time, so one bad
+/// delivery cannot fail its neighbours.
 async fn store_batch(pool: &Pool, batch: Vec<Queued>, timeout: Duration) {
     metrics::histogram!("ingest_inbox_batch_size").record(batch.len() as f64);
     let (rows, replies): (Vec<VersionedRow>, Vec<_>) =
         batch.into_iter().map(|q| (q.row, q.reply)).unzip();
     let outcomes = match store_versioned(pool, &rows, timeout).await {
-        Err(e) if e.class() == Failure::Permanent && rows.len() > 1 => {
+        // Refused for what it holds (not an outage or a timeout): find the delivery at fault.
+        Err(e @ DbError::Query(_)) if rows.len() > 1 => {
             tracing::warn!(error = %e, rows = rows.len(), "a batch was refused; storing its deliveries one by one");
             let mut outcomes = Vec::with_capacity(rows.len());
             for row in rows.chunks(1) {
@@ -342,6 +370,9 @@ async fn store_versioned(
     rows: &[VersionedRow],
     timeout: Duration,
 ) -> Result<Vec<Result<Stored, Failure>>, DbError> {
+    // One deadline for the checkout and both statements.
+    let deadline = std::time::Instant::now() + timeout;
+    let left = || deadline.saturating_duration_since(std::time::Instant::now());
     let first_of = first_of_key(rows.iter().map(|r| r.dedupe_key.as_str()));
     let firsts: Vec<&VersionedRow> = rows
         .iter()
@@ -349,9 +380,9 @@ async fn store_versioned(
         .filter(|(i, _)| first_of[*i] == *i)
         .map(|(_, row)| row)
         .collect();
-    let mut conn = attrsync_db::with_deadline(timeout, pool.get()).await?;
+    let mut conn = attrsync_db::with_deadline(left(), pool.get()).await?;
     let inserted: Vec<InsertedKey> = attrsync_db::with_deadline(
-        timeout,
+        left(),
         attrsync_db::prepared::sql(
             "WITH batch AS ( \
                  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], \
@@ -439,7 +470,7 @@ async fn store_versioned(
         HashMap::new()
     } else {
         let counting = attrsync_db::with_deadline(
-            timeout,
+            left(),
             attrsync_db::prepared::sql(
                 "UPDATE inbox i SET duplicates = i.duplicates + r.n \
                  FROM unnest($1::text[], $2::int4[]) AS r(dedupe_key, n) \

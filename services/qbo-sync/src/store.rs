@@ -28,12 +28,13 @@
 //! once per key — a full sync turned quadratic (the hash build was most of the database's time in
 //! `make bench-qbo-sync`). So [`upsert`] looks each key up through a `LATERAL … LIMIT 1` subquery
 //! (the page drives, one unique-index probe per key, in any plan) with sequential scans off for
-//! the rest of the caller's transaction ([`no_sequential_scans`]); [`deactivate`], whose
-//! statements are shaped by their callers, also turns hash and merge joins off
-//! ([`plan_as_key_lookups`]). Left open: with an empty table's statistics the planner still
-//! probes a key through the `(workspace_id, attribute_type, …)` index and filters every row of
-//! the type (`EXPLAIN` on a fresh copy of the schema), so a first sync stays slower than it
-//! needs to be until autovacuum has analysed the table.
+//! its statements ([`no_sequential_scans`]); [`deactivate`], whose statements are shaped by
+//! their callers, also turns hash and merge joins off ([`plan_as_key_lookups`]). Both put the
+//! settings back before returning, so the rest of the caller's transaction plans normally.
+//! Left open: with an empty table's statistics the planner still probes a key through the
+//! `(workspace_id, attribute_type, …)` index and filters every row of the type (`EXPLAIN` on a
+//! fresh copy of the schema), so a first sync stays slower than it needs to be until autovacuum
+//! has analysed the table.
 //!
 //! Failure policy: database errors are returned to the caller, whose transaction then writes
 //! nothing; every statement is idempotent, so repeating a failed page is safe.
@@ -45,7 +46,7 @@ use diesel::{
     prelude::*,
     sql_types::{Array, BigInt, Bool, Nullable, Text, Timestamptz},
 };
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use serde_json::Value;
 
 use crate::rules::{DestinationDraft, content_hash};
@@ -110,7 +111,19 @@ pub async fn upsert(
         return Ok(Vec::new());
     }
     no_sequential_scans(conn).await?;
-    let columns = Columns::of(&drafts);
+    let written = write_page(conn, workspace_id, qbo_entity, &drafts).await?;
+    restore_planner(conn).await?;
+    Ok(written)
+}
+
+/// [`upsert`]'s two statements.
+async fn write_page(
+    conn: &mut AsyncPgConnection,
+    workspace_id: i64,
+    qbo_entity: &str,
+    drafts: &[&DestinationDraft],
+) -> QueryResult<Vec<Changed>> {
+    let columns = Columns::of(drafts);
     // Lock what this page replaces, so the values reported as "old" are the ones overwritten.
     diesel::sql_query(
         "SELECT 1 FROM destination_attributes d \
@@ -147,7 +160,15 @@ pub async fn upsert(
         .await
 }
 
-/// Turns sequential scans off until the caller's transaction ends (see the module doc).
+/// Puts the planner settings back for the rest of the caller's transaction — a statement
+/// planned later (and perhaps kept as a cached generic plan, which settings do not invalidate)
+/// gets the ordinary planner.
+async fn restore_planner(conn: &mut AsyncPgConnection) -> QueryResult<()> {
+    conn.batch_execute("RESET enable_seqscan; RESET enable_hashjoin; RESET enable_mergejoin")
+        .await
+}
+
+/// Turns sequential scans off until [`restore_planner`] (see the module doc).
 pub async fn no_sequential_scans(conn: &mut AsyncPgConnection) -> QueryResult<()> {
     attrsync_db::prepared::sql("SELECT set_config('enable_seqscan', 'off', true)")
         .execute(conn)
@@ -155,8 +176,8 @@ pub async fn no_sequential_scans(conn: &mut AsyncPgConnection) -> QueryResult<()
         .map(drop)
 }
 
-/// Turns hash joins, merge joins and sequential scans off until the caller's transaction ends
-/// (see the module doc).
+/// Turns hash joins, merge joins and sequential scans off until [`restore_planner`] (see the
+/// module doc).
 pub async fn plan_as_key_lookups(conn: &mut AsyncPgConnection) -> QueryResult<()> {
     attrsync_db::prepared::sql(
         "SELECT set_config('enable_hashjoin', 'off', true), \
@@ -270,9 +291,21 @@ pub async fn deactivate(
     qbo_entity: &str,
     which: Deactivation<'_>,
 ) -> QueryResult<Vec<Changed>> {
+    plan_as_key_lookups(conn).await?;
+    let written = deactivate_planned(conn, workspace_id, qbo_entity, which).await?;
+    restore_planner(conn).await?;
+    Ok(written)
+}
+
+/// [`deactivate`]'s statements.
+async fn deactivate_planned(
+    conn: &mut AsyncPgConnection,
+    workspace_id: i64,
+    qbo_entity: &str,
+    which: Deactivation<'_>,
+) -> QueryResult<Vec<Changed>> {
     const ACTIVE_ROWS: &str = "SELECT id, value, code, detail, content_hash, destination_id \
          FROM destination_attributes WHERE workspace_id = $1 AND qbo_entity = $2 AND active";
-    plan_as_key_lookups(conn).await?;
     let candidates: Vec<Candidate> = match which {
         Deactivation::Ids(ids) => {
             diesel::sql_query(format!(
