@@ -1284,7 +1284,7 @@ async fn run(rt: Handle) -> anyhow::Result<()> {
         credentials_run.p(0.5)
     );
     println!(
-        "  full HTTP accept (projection, credentials, checks, the transaction): {:>6.0}/s  p50 {:.2} ms",
+        "  full HTTP accept (projection, credentials, checks, the group commit): {:>6.0}/s  p50 {:.2} ms",
         accepted_rate,
         best.ingest.p(0.5)
     );
