@@ -7,7 +7,7 @@
 SHELL := /bin/bash
 STACK := bash deploy/stack.sh
 
-.PHONY: run test lint unit stack-up stack-down stack-status bench bench-ingest bench-qbo-sync build
+.PHONY: run test lint unit stack-up stack-down stack-status bench bench-ingest bench-qbo-sync bench-fyle-sync build
 
 run:
 	bash deploy/run.sh
@@ -33,6 +33,9 @@ bench-ingest:
 
 bench-qbo-sync:
 	bash deploy/bench.sh qbo_sync
+
+bench-fyle-sync:
+	bash deploy/bench.sh fyle_sync
 
 stack-up:
 	@STACK_PG_PROFILE=durable $(STACK) up >/dev/null

@@ -30,7 +30,8 @@
 //! - **Lists** ([`list`]) are keyset passes over `(updated_at, id)` with a high-water mark, not the
 //!   incumbent's offset loop: a row that exists throughout a pass is always returned, however the
 //!   collection changes meanwhile, and a row written during the pass is returned by it or by the
-//!   next incremental pass. Rows of another org are dropped and counted.
+//!   next incremental pass. Rows of another org are dropped and counted. [`PageStream`] hands
+//!   the same pass out page by page, so a caller can apply one page while the next is fetched.
 //! - **Errors** ([`error`]) are typed by Fyle's status and classified by what the caller does
 //!   next ([`Disposition`]): transient (retry later), broken (mark the connection broken and stop
 //!   calling until it is reconnected), rejected (fix the request).
@@ -63,5 +64,5 @@ pub use crate::{
     client::{ClientOptions, ClientStats, FyleClient, Profile, ProfileOrg, ProfileUser},
     error::{BadRequest, BadRequestKind, BulkRowError, Disposition, Error, Result},
     limiter::{BoxFuture, InProcessLimiter, RateLimiter, Unlimited},
-    list::{Filters, Listing, MAX_PAGE_SIZE},
+    list::{Filters, Listing, MAX_PAGE_SIZE, PageStream},
 };

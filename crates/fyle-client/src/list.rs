@@ -459,6 +459,14 @@ fn check_bound(c: &Cursor, keys: &[Key]) -> Result<()> {
     }
 }
 
+/// Whether a row belongs to the connected org. Rows without an `org_id` (the merchants view)
+/// are the token's org's by construction.
+fn of_org(row: &Value, org_id: &str) -> bool {
+    row.get("org_id")
+        .and_then(Value::as_str)
+        .is_none_or(|o| o == org_id)
+}
+
 /// Collects a pass's rows: one per id, the later read winning, other orgs' rows dropped.
 #[derive(Debug, Default)]
 struct Collector {
@@ -470,12 +478,7 @@ struct Collector {
 impl Collector {
     fn add(&mut self, org_id: &str, rows: Vec<Value>) {
         for row in rows {
-            // Rows without an org_id (the merchants view) are the token's org's by construction.
-            if row
-                .get("org_id")
-                .and_then(Value::as_str)
-                .is_some_and(|o| o != org_id)
-            {
+            if !of_org(&row, org_id) {
                 self.foreign += 1;
                 continue;
             }
@@ -495,12 +498,75 @@ impl Collector {
     }
 }
 
+/// A pass read one page at a time, so a caller can apply each page while the next one is
+/// fetched ([`FyleClient::pages`]). Same pass as [`FyleClient::list_all`] — same queries, same
+/// guarantee — except that rows are handed out as read: a row rewritten during the pass can come
+/// twice (the later copy is the newer version), and the pass's complete set of ids is known only
+/// once [`PageStream::next_page`] has returned `None`.
+#[derive(Debug)]
+pub struct PageStream<'a> {
+    client: &'a FyleClient,
+    resource: String,
+    pager: Pager,
+    pages: u32,
+    foreign: usize,
+}
+
+impl PageStream<'_> {
+    /// The next page's rows of the connected org (other orgs' rows dropped and counted);
+    /// `None` once the pass is complete. An error ends the pass: what was handed out so far is
+    /// not a complete listing.
+    pub async fn next_page(&mut self) -> Result<Option<Vec<Value>>> {
+        let Some(query) = self.pager.query() else {
+            return Ok(None);
+        };
+        let body = self.client.get_page(&self.resource, &query).await?;
+        self.pages += 1;
+        let page: Page = serde_json::from_slice(&body)
+            .map_err(|e| Error::Protocol(format!("list {}: {e}", self.resource)))?;
+        let rows = self.pager.accept(page.data, page.count)?;
+        let org_id = self.client.org_id();
+        let before = rows.len();
+        let rows: Vec<Value> = rows.into_iter().filter(|r| of_org(r, org_id)).collect();
+        self.foreign += before - rows.len();
+        Ok(Some(rows))
+    }
+
+    /// The pass's watermark: inclusive high-water mark for the next incremental pass (see the
+    /// module docs), `None` when nothing matched. Meaningful once the pass is complete.
+    pub fn watermark(&self) -> Option<DateTime<Utc>> {
+        self.pager.watermark()
+    }
+
+    /// List requests made so far (successful pages; retries not included).
+    pub fn pages(&self) -> u32 {
+        self.pages
+    }
+
+    /// Rows of another org dropped so far.
+    pub fn foreign_rows_dropped(&self) -> usize {
+        self.foreign
+    }
+}
+
+/// An incremental pass's lower bound: `watermark − overlap`; `None` (a full pass) when there is
+/// no watermark or the overlap reaches before the epoch.
+fn changed_since(watermark: Option<DateTime<Utc>>, overlap: Duration) -> Option<DateTime<Utc>> {
+    watermark.and_then(|w| {
+        chrono::TimeDelta::from_std(overlap)
+            .ok()
+            .and_then(|o| w.checked_sub_signed(o))
+            .filter(|f| f.timestamp() >= 0)
+    })
+}
+
 impl FyleClient {
     /// Every row of `/platform/v1/admin/<resource>` matching `filters`, stable under concurrent
-    /// writes and `updated_at` ties (see the module docs for the argument). Rows whose `org_id`
-    /// is not the connected org are dropped and counted, as the incumbent does.
+    /// writes and `updated_at` ties (see the module docs for the argument): one per id, the
+    /// version read last, in the order first read. Rows whose `org_id` is not the connected org
+    /// are dropped and counted, as the incumbent does.
     pub async fn list_all(&self, resource: &str, filters: &Filters) -> Result<Listing> {
-        self.pass(resource, filters, None).await
+        self.collect(self.pages(resource, filters, None)?).await
     }
 
     /// Rows changed since `watermark − overlap` (`updated_at=gte.…`), and the watermark for the
@@ -513,49 +579,60 @@ impl FyleClient {
         watermark: Option<DateTime<Utc>>,
         overlap: Duration,
     ) -> Result<Listing> {
-        // An overlap reaching before the epoch is a full pass.
-        let from = watermark.and_then(|w| {
-            chrono::TimeDelta::from_std(overlap)
-                .ok()
-                .and_then(|o| w.checked_sub_signed(o))
-                .filter(|f| f.timestamp() >= 0)
-        });
-        let mut listing = self.pass(resource, filters, from).await?;
+        let pages = self.pages(resource, filters, changed_since(watermark, overlap))?;
+        let mut listing = self.collect(pages).await?;
         listing.watermark = listing.watermark.max(watermark);
         Ok(listing)
     }
 
-    async fn pass(
+    /// The pass of [`list_all`](Self::list_all) (`since: None`) or of
+    /// [`list_changed_since`](Self::list_changed_since) (`since: Some((watermark, overlap))`;
+    /// the caller keeps the watermark from going backwards), one page at a time.
+    pub fn pages_of(
+        &self,
+        resource: &str,
+        filters: &Filters,
+        since: Option<(DateTime<Utc>, Duration)>,
+    ) -> Result<PageStream<'_>> {
+        let from = since.and_then(|(watermark, overlap)| changed_since(Some(watermark), overlap));
+        self.pages(resource, filters, from)
+    }
+
+    fn pages(
         &self,
         resource: &str,
         filters: &Filters,
         from: Option<DateTime<Utc>>,
-    ) -> Result<Listing> {
+    ) -> Result<PageStream<'_>> {
         check_resource(resource)?;
-        let mut pager = Pager::new(filters, from, self.page_size())?;
+        Ok(PageStream {
+            client: self,
+            resource: resource.to_owned(),
+            pager: Pager::new(filters, from, self.page_size())?,
+            pages: 0,
+            foreign: 0,
+        })
+    }
+
+    /// A whole pass, one row per id (the later read winning).
+    async fn collect(&self, mut pages: PageStream<'_>) -> Result<Listing> {
         let mut collector = Collector::default();
-        let mut pages = 0u32;
-        while let Some(query) = pager.query() {
-            let body = self.get_page(resource, &query).await?;
-            pages += 1;
-            let page: Page = serde_json::from_slice(&body)
-                .map_err(|e| Error::Protocol(format!("list {resource}: {e}")))?;
-            let rows = pager.accept(page.data, page.count)?;
-            collector.add(self.org_id(), rows);
+        while let Some(page) = pages.next_page().await? {
+            collector.add(self.org_id(), page);
         }
-        debug_assert!(pager.is_done());
-        if collector.foreign > 0 {
+        debug_assert!(pages.pager.is_done());
+        if pages.foreign > 0 {
             tracing::warn!(
-                resource,
-                dropped = collector.foreign,
+                resource = pages.resource,
+                dropped = pages.foreign,
                 "fyle listed rows of another org; dropped"
             );
         }
         Ok(Listing {
             rows: collector.rows,
-            watermark: pager.watermark(),
-            foreign_rows_dropped: collector.foreign,
-            pages,
+            watermark: pages.watermark(),
+            foreign_rows_dropped: pages.foreign,
+            pages: pages.pages,
         })
     }
 }

@@ -38,7 +38,7 @@ use attrsync_proto::v1::{
 use chrono::{DateTime, Utc};
 use diesel::{
     prelude::*,
-    sql_types::{BigInt, Bool, Text, Timestamptz},
+    sql_types::{Array, BigInt, Bool, Jsonb, Nullable, Text, Timestamptz},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde_json::Value;
@@ -257,15 +257,312 @@ pub(crate) async fn apply_live(
             field.source_updated_at = Some(version);
             apply_select_field(conn, workspace_id, &field).await
         }
-        Derived::Skipped(reason) => Ok(EventOutcome::Ignored(match reason {
-            derive::SkipReason::InviteNotAccepted => "employee has not accepted the invite",
-            derive::SkipReason::NotASelectField => "expense field is not a SELECT",
-            derive::SkipReason::SystemField => {
-                "system expense field (its values are a resource of their own)"
-            }
-            derive::SkipReason::NotAnAttribute => "resource carries no attribute",
-        })),
+        Derived::Skipped(reason) => Ok(EventOutcome::Ignored(skip_reason(reason))),
     }
+}
+
+/// A live Fyle object ready to apply: its id, what it derives to and its version.
+#[derive(Debug)]
+pub(crate) struct LiveObject {
+    pub(crate) id: String,
+    pub(crate) derived: Derived,
+    pub(crate) version: DateTime<Utc>,
+}
+
+/// [`apply_live`] for a page of objects of one resource (a pull's page), in a constant number
+/// of statements: every version claimed by one statement, the claimed attributes' rows locked
+/// and read by one, planned by the same [`plan_upsert`] the webhook path uses, then one insert
+/// and one update. The outcome of each object, in `objects` order, is what [`apply_live`] would
+/// have returned for it. Custom SELECT fields, and a page naming an object twice (whose second
+/// copy must see the first), take [`apply_live`] one object at a time.
+pub(crate) async fn apply_live_page(
+    conn: &mut AsyncPgConnection,
+    workspace_id: i64,
+    resource: &FyleResource,
+    objects: Vec<LiveObject>,
+) -> Result<Vec<EventOutcome>, ApplyError> {
+    let mut ids: Vec<&str> = objects.iter().map(|o| o.id.as_str()).collect();
+    ids.sort_unstable();
+    let repeated = ids.windows(2).any(|w| w[0] == w[1]);
+    if repeated
+        || objects
+            .iter()
+            .any(|o| matches!(o.derived, Derived::SelectField(_)))
+    {
+        let mut outcomes = Vec::with_capacity(objects.len());
+        for o in objects {
+            outcomes
+                .push(apply_live(conn, workspace_id, resource, &o.id, o.derived, o.version).await?);
+        }
+        return Ok(outcomes);
+    }
+    let claimed = claim_versions(conn, workspace_id, resource, &objects).await?;
+    let mut outcomes: Vec<EventOutcome> = Vec::with_capacity(objects.len());
+    let mut attributes: Vec<(usize, DerivedAttribute)> = Vec::new();
+    for (at, o) in objects.into_iter().enumerate() {
+        outcomes.push(match o.derived {
+            _ if !claimed.contains(&object_key(resource, &o.id)) => {
+                EventOutcome::Ignored("stale: a newer version is stored")
+            }
+            Derived::Attribute(mut attribute) => {
+                attribute.source_updated_at = Some(o.version);
+                attributes.push((at, attribute));
+                EventOutcome::Applied(Vec::new())
+            }
+            Derived::Skipped(reason) => EventOutcome::Ignored(skip_reason(reason)),
+            // Pages holding a select field were applied one object at a time above.
+            Derived::SelectField(_) => EventOutcome::Ignored("expense field not applied"),
+        });
+    }
+    if attributes.is_empty() {
+        return Ok(outcomes);
+    }
+    let stored = lock_stored(conn, workspace_id, &attributes).await?;
+    let mut inserts: Vec<(&DerivedAttribute, String)> = Vec::new();
+    let mut updates: Vec<(i64, &DerivedAttribute, String)> = Vec::new();
+    for (at, attribute) in &attributes {
+        let hash = content_hash(
+            &attribute.value,
+            attribute.active,
+            attribute.detail.as_ref(),
+        );
+        let key = (
+            attribute.attribute_type.as_str().to_owned(),
+            attribute.source_id.clone(),
+        );
+        let existing = stored.get(&key);
+        let change = match (plan_upsert(existing, attribute, &hash), existing) {
+            (UpsertPlan::Insert, _) => {
+                inserts.push((attribute, hash));
+                Some(attribute_change(attribute, ChangeKind::Created, None))
+            }
+            (UpsertPlan::Update(kind), Some(row)) => {
+                updates.push((row.id, attribute, hash));
+                let old_value = (kind == ChangeKind::Renamed).then(|| row.value.clone());
+                Some(attribute_change(attribute, kind, old_value))
+            }
+            (UpsertPlan::Unchanged | UpsertPlan::Update(_), _) => None,
+        };
+        if let (Some(change), Some(EventOutcome::Applied(changes))) =
+            (change, outcomes.get_mut(*at))
+        {
+            changes.push(change);
+        }
+    }
+    insert_attributes(conn, workspace_id, &inserts).await?;
+    update_attributes(conn, &updates).await?;
+    Ok(outcomes)
+}
+
+/// Why a skipped object is ignored, as the event counters record it.
+fn skip_reason(reason: derive::SkipReason) -> &'static str {
+    match reason {
+        derive::SkipReason::InviteNotAccepted => "employee has not accepted the invite",
+        derive::SkipReason::NotASelectField => "expense field is not a SELECT",
+        derive::SkipReason::SystemField => {
+            "system expense field (its values are a resource of their own)"
+        }
+        derive::SkipReason::NotAnAttribute => "resource carries no attribute",
+    }
+}
+
+#[derive(QueryableByName)]
+struct ClaimedKey {
+    #[diesel(sql_type = Text)]
+    object_key: String,
+}
+
+/// [`claim_version`] for every object of a page, in key order; returns the claimed keys.
+async fn claim_versions(
+    conn: &mut AsyncPgConnection,
+    workspace_id: i64,
+    resource: &FyleResource,
+    objects: &[LiveObject],
+) -> QueryResult<std::collections::HashSet<String>> {
+    let (keys, versions): (Vec<String>, Vec<DateTime<Utc>>) = objects
+        .iter()
+        .map(|o| (object_key(resource, &o.id), o.version))
+        .unzip();
+    let claimed: Vec<ClaimedKey> = attrsync_db::prepared::sql(
+        "INSERT INTO source_versions AS v (workspace_id, object_key, version, deleted) \
+         SELECT $1, c.object_key, c.version, false \
+         FROM unnest($2::text[], $3::timestamptz[]) AS c(object_key, version) \
+         ORDER BY c.object_key \
+         ON CONFLICT (workspace_id, object_key) DO UPDATE \
+             SET version = excluded.version, deleted = excluded.deleted \
+         WHERE (excluded.version, excluded.deleted) > (v.version, v.deleted) \
+            OR (excluded.version = v.version AND NOT excluded.deleted AND NOT v.deleted) \
+         RETURNING v.object_key",
+    )
+    .bind::<BigInt, _>(workspace_id)
+    .bind::<Array<Text>, _>(keys)
+    .bind::<Array<Timestamptz>, _>(versions)
+    .load(conn)
+    .await?;
+    Ok(claimed.into_iter().map(|c| c.object_key).collect())
+}
+
+#[derive(QueryableByName)]
+struct LockedRow {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = Text)]
+    attribute_type: String,
+    #[diesel(sql_type = Text)]
+    source_id: String,
+    #[diesel(sql_type = Text)]
+    value: String,
+    #[diesel(sql_type = Bool)]
+    active: bool,
+    #[diesel(sql_type = Text)]
+    content_hash: String,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    source_updated_at: Option<DateTime<Utc>>,
+}
+
+/// The stored rows of `attributes`, locked, by (type, source id). One index probe per key
+/// (`LATERAL` on the unique key), whatever the table's statistics say.
+async fn lock_stored(
+    conn: &mut AsyncPgConnection,
+    workspace_id: i64,
+    attributes: &[(usize, DerivedAttribute)],
+) -> QueryResult<std::collections::HashMap<(String, String), Stored>> {
+    let (types, source_ids): (Vec<&str>, Vec<&str>) = attributes
+        .iter()
+        .map(|(_, a)| (a.attribute_type.as_str(), a.source_id.as_str()))
+        .unzip();
+    let rows: Vec<LockedRow> = attrsync_db::prepared::sql(
+        "SELECT e.id, e.attribute_type, e.source_id, e.value, e.active, e.content_hash, \
+                e.source_updated_at \
+         FROM unnest($1::text[], $2::text[]) AS k(attribute_type, source_id) \
+         CROSS JOIN LATERAL ( \
+             SELECT * FROM expense_attributes \
+             WHERE workspace_id = $3 AND attribute_type = k.attribute_type \
+               AND source_id = k.source_id \
+             FOR UPDATE \
+         ) e",
+    )
+    .bind::<Array<Text>, _>(types)
+    .bind::<Array<Text>, _>(source_ids)
+    .bind::<BigInt, _>(workspace_id)
+    .load(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            (
+                (r.attribute_type, r.source_id),
+                Stored {
+                    id: r.id,
+                    value: r.value,
+                    active: r.active,
+                    content_hash: r.content_hash,
+                    source_updated_at: r.source_updated_at,
+                },
+            )
+        })
+        .collect())
+}
+
+/// New attribute rows, in one statement.
+async fn insert_attributes(
+    conn: &mut AsyncPgConnection,
+    workspace_id: i64,
+    rows: &[(&DerivedAttribute, String)],
+) -> QueryResult<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    attrsync_db::prepared::sql(
+        "INSERT INTO expense_attributes (workspace_id, attribute_type, display_name, value, \
+                                         source_id, active, detail, content_hash, \
+                                         source_updated_at) \
+         SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bool[], \
+                                  $7::jsonb[], $8::text[], $9::timestamptz[])",
+    )
+    .bind::<BigInt, _>(workspace_id)
+    .bind::<Array<Text>, _>(
+        rows.iter()
+            .map(|(a, _)| a.attribute_type.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Text>, _>(
+        rows.iter()
+            .map(|(a, _)| a.display_name.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Text>, _>(
+        rows.iter()
+            .map(|(a, _)| a.value.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Text>, _>(
+        rows.iter()
+            .map(|(a, _)| a.source_id.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Bool>, _>(rows.iter().map(|(a, _)| a.active).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Jsonb>>, _>(
+        rows.iter()
+            .map(|(a, _)| a.detail.as_ref())
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Text>, _>(rows.iter().map(|(_, h)| h.as_str()).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Timestamptz>>, _>(
+        rows.iter()
+            .map(|(a, _)| a.source_updated_at)
+            .collect::<Vec<_>>(),
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Changed attribute rows (by id), in one statement.
+async fn update_attributes(
+    conn: &mut AsyncPgConnection,
+    rows: &[(i64, &DerivedAttribute, String)],
+) -> QueryResult<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    attrsync_db::prepared::sql(
+        "UPDATE expense_attributes e \
+         SET value = u.value, display_name = u.display_name, active = u.active, \
+             detail = u.detail, content_hash = u.content_hash, \
+             source_updated_at = coalesce(u.source_updated_at, e.source_updated_at), \
+             updated_at = now() \
+         FROM unnest($1::int8[], $2::text[], $3::text[], $4::bool[], $5::jsonb[], $6::text[], \
+                     $7::timestamptz[]) \
+              AS u(id, value, display_name, active, detail, content_hash, source_updated_at) \
+         WHERE e.id = u.id",
+    )
+    .bind::<Array<BigInt>, _>(rows.iter().map(|(id, ..)| *id).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(
+        rows.iter()
+            .map(|(_, a, _)| a.value.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Text>, _>(
+        rows.iter()
+            .map(|(_, a, _)| a.display_name.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Bool>, _>(rows.iter().map(|(_, a, _)| a.active).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Jsonb>>, _>(
+        rows.iter()
+            .map(|(_, a, _)| a.detail.as_ref())
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Text>, _>(rows.iter().map(|(.., h)| h.as_str()).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Timestamptz>>, _>(
+        rows.iter()
+            .map(|(_, a, _)| a.source_updated_at)
+            .collect::<Vec<_>>(),
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 #[derive(Debug, Queryable, Selectable)]
@@ -332,20 +629,7 @@ async fn upsert(
         attribute,
         &hash,
     );
-    let change = |kind: ChangeKind, old_value: Option<String>| ExpenseAttributeChange {
-        attribute_type: type_name.to_owned(),
-        source_id: attribute.source_id.clone(),
-        value: attribute.value.clone(),
-        old_value,
-        active: attribute.active,
-        kind: kind as i32,
-        display_name: attribute.display_name.clone(),
-        detail_json: attribute
-            .detail
-            .as_ref()
-            .map(Value::to_string)
-            .unwrap_or_default(),
-    };
+    let change = |kind, old_value| attribute_change(attribute, kind, old_value);
     match (plan, existing) {
         (UpsertPlan::Insert, _) => {
             diesel::insert_into(ea::table)
@@ -385,6 +669,28 @@ async fn upsert(
         }
         // Nothing visible changed (the version was recorded in `source_versions`).
         (UpsertPlan::Unchanged | UpsertPlan::Update(_), _) => Ok(EventOutcome::Applied(Vec::new())),
+    }
+}
+
+/// The change event of an attribute written as `kind`.
+fn attribute_change(
+    attribute: &DerivedAttribute,
+    kind: ChangeKind,
+    old_value: Option<String>,
+) -> ExpenseAttributeChange {
+    ExpenseAttributeChange {
+        attribute_type: attribute.attribute_type.as_str().to_owned(),
+        source_id: attribute.source_id.clone(),
+        value: attribute.value.clone(),
+        old_value,
+        active: attribute.active,
+        kind: kind as i32,
+        display_name: attribute.display_name.clone(),
+        detail_json: attribute
+            .detail
+            .as_ref()
+            .map(Value::to_string)
+            .unwrap_or_default(),
     }
 }
 

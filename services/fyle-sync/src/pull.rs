@@ -11,14 +11,16 @@
 //!    every write transaction first checks — `FOR SHARE`, so a new holder waits for it — that this
 //!    holder's lease (with its fencing number) is still live: a pull that lost its lease writes
 //!    nothing more. A crashed puller's lease expires after the TTL.
-//! 3. **List** the whole collection with the client's keyset pass (`list_all`), every call paced
-//!    by the shared per-org bucket (`attrsync_db::shared_rate::SharedLimiter`).
-//! 4. **Apply** each row as a webhook would be: [`attrsync_core::derive::derive`], then
-//!    [`apply::apply_live`] at the row's version (`updated_at`, capped like a webhook's), which
-//!    claims the version in `source_versions` first — so a pulled copy never overwrites a newer
-//!    webhook, and a webhook older than the pull changes nothing after it. Changes go to the
-//!    outbox (`sync.expense-attributes.v1`, origin `pull`) in the same transaction, 200 rows per
-//!    transaction.
+//! 3. **List** the whole collection with the client's keyset pass, page by page
+//!    ([`attrsync_fyle_client::PageStream`]), every call paced by the shared per-org bucket
+//!    (`attrsync_db::shared_rate::SharedLimiter`). Each page is applied while the next one is
+//!    fetched, so a pull under Fyle's 10 requests/second takes about as long as its requests.
+//! 4. **Apply** each page as webhooks would apply its rows: [`attrsync_core::derive::derive`],
+//!    then [`apply::apply_live_page`] at each row's version (`updated_at`, capped like a
+//!    webhook's) — the same version claim and the same upsert plan as the webhook path, in a
+//!    constant number of statements per page: a pulled copy never overwrites a newer webhook,
+//!    and a webhook older than the pull changes nothing after it. Changes go to the outbox
+//!    (`sync.expense-attributes.v1`, origin `pull`) in the page's transaction.
 //! 5. **Deletion detection**: a stored active object that the complete pass did not return, and
 //!    whose stored version is older than [`deletion_cutoff`] (the pass's watermark, or the pass's
 //!    start less `versions.max_clock_skew` — so it is not a row written while the pass ran), was
@@ -97,9 +99,6 @@ pub const PULLED: [FyleResource; 7] = [
 /// The producer named in the envelopes of pulled changes.
 const PRODUCER: &str = "fyle-sync";
 
-/// Rows applied per transaction.
-const ROWS_PER_TRANSACTION: usize = 200;
-
 /// A pass as recorded in `fyle_sync_state.last_run`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunKind {
@@ -143,6 +142,21 @@ pub(crate) struct PassPlan {
     /// webhooks, and an incremental pass leaves rows stamped at or after it to the next round.
     /// `None` judges nothing (`SyncDimensions`; a resource's baseline).
     pub(crate) judge_before: Option<DateTime<Utc>>,
+}
+
+/// What a pass carries from page to page.
+#[derive(Debug)]
+struct PageWork {
+    /// Rows stamped at or after this are left to the next round (incremental reconciles).
+    defer_from: Option<DateTime<Utc>>,
+    /// See [`PassPlan::judge_before`].
+    judge_before: Option<DateTime<Utc>>,
+    /// `origin` of the change events: `pull` or `reconcile`.
+    origin: &'static str,
+    /// Ids the pass returned so far (deferred ones included: they exist in Fyle).
+    returned: HashSet<String>,
+    /// Rows left to the next round.
+    deferred: u32,
 }
 
 /// The Fyle admin collection of a pulled resource.
@@ -421,21 +435,12 @@ impl Puller {
         let path = collection(resource).unwrap_or_default();
         let started = Utc::now();
         let since = plan.since;
-        let listed = match since {
-            None => client.list_all(path, &Filters::new()).await,
-            Some(watermark) => {
-                client
-                    .list_changed_since(
-                        path,
-                        &Filters::new(),
-                        Some(watermark),
-                        self.config.incremental_overlap,
-                    )
-                    .await
-            }
-        };
-        let listing = match listed {
-            Ok(l) => l,
+        let mut pages = match client.pages_of(
+            path,
+            &Filters::new(),
+            since.map(|w| (w, self.config.incremental_overlap)),
+        ) {
+            Ok(p) => p,
             Err(e) => return Err(PullFailure::Fyle(self.fyle.failed(workspace_id, &e).await)),
         };
         let mut report = ResourcePull {
@@ -446,62 +451,50 @@ impl Puller {
                 "PULLED"
             }
             .into(),
-            rows: u32::try_from(listing.rows.len()).unwrap_or(u32::MAX),
             ..Default::default()
         };
-        // An incremental reconcile judges only rows stamped before its cutoff; later ones wait
-        // for the next round, when a webhook on its way has had time to arrive.
-        let defer_from = plan.judge_before.filter(|_| since.is_some());
-        let mut deferred = 0_u32;
-        let origin = if plan.kind.scheduled() {
-            "reconcile"
-        } else {
-            "pull"
+        let mut page = PageWork {
+            // An incremental reconcile judges only rows stamped before its cutoff; later ones
+            // wait for the next round, when a webhook on its way has had time to arrive.
+            defer_from: plan.judge_before.filter(|_| since.is_some()),
+            judge_before: plan.judge_before,
+            origin: if plan.kind.scheduled() {
+                "reconcile"
+            } else {
+                "pull"
+            },
+            returned: HashSet::new(),
+            deferred: 0,
         };
-        let mut returned: HashSet<String> = HashSet::new();
         let mut conn = self.pool.get().await.map_err(DbError::from)?;
-        for rows in listing.rows.chunks(ROWS_PER_TRANSACTION) {
-            let (changed, missed) = conn
-                .transaction::<_, PullFailure, _>(async |conn| {
-                    self.check_lease(conn, held).await?;
-                    let mut changes = Vec::new();
-                    let mut missed = 0_u32;
-                    for row in rows {
-                        let Some(id) = row_id(row) else {
-                            tracing::warn!(resource = %resource, "a pulled row has no id; skipped");
-                            continue;
-                        };
-                        let stamped = row_updated_at(row);
-                        if let (Some(cutoff), Some(at)) = (defer_from, stamped)
-                            && at >= cutoff
-                        {
-                            deferred += 1;
-                            continue;
-                        }
-                        returned.insert(id.clone());
-                        let (version, changed) = self
-                            .apply_row(conn, workspace_id, resource, &id, row, stamped)
-                            .await?;
-                        if !changed.is_empty() && plan.judge_before.is_some_and(|c| version < c) {
-                            missed += 1;
-                        }
-                        changes.extend(changed);
-                    }
-                    let n = changes.len();
-                    self.publish(conn, workspace_id, changes, origin).await?;
-                    Ok((n, missed))
-                })
-                .await?;
-            report.changed += u32::try_from(changed).unwrap_or(u32::MAX);
+        // Each page is applied (one transaction) while the next one is fetched.
+        let mut fetched = pages.next_page().await;
+        loop {
+            let rows = match fetched {
+                Ok(Some(rows)) => rows,
+                Ok(None) => break,
+                Err(e) => return Err(PullFailure::Fyle(self.fyle.failed(workspace_id, &e).await)),
+            };
+            let applied;
+            (fetched, applied) = tokio::join!(
+                pages.next_page(),
+                self.apply_page(&mut conn, workspace_id, resource, held, &mut page, &rows)
+            );
+            let (changed, missed) = applied?;
+            report.changed += changed;
             report.missed_webhooks += missed;
         }
+        report.rows = u32::try_from(page.returned.len()).unwrap_or(u32::MAX);
+        let (returned, deferred, defer_from, origin) =
+            (page.returned, page.deferred, page.defer_from, page.origin);
+        let listing_watermark = pages.watermark();
         // Deferred rows are read again: the watermark stops at the cutoff.
         let watermark = match (defer_from, deferred) {
-            (Some(cutoff), 1..) => listing.watermark.map(|w| w.min(cutoff)),
-            _ => listing.watermark,
+            (Some(cutoff), 1..) => listing_watermark.map(|w| w.min(cutoff)),
+            _ => listing_watermark,
         }
         .max(since);
-        let cutoff = deletion_cutoff(listing.watermark, started, self.max_clock_skew);
+        let cutoff = deletion_cutoff(listing_watermark, started, self.max_clock_skew);
         let (deleted, changed) = conn
             .transaction::<_, PullFailure, _>(async |conn| {
                 self.check_lease(conn, held).await?;
@@ -551,10 +544,63 @@ impl Puller {
             deleted = report.deleted,
             missed_webhooks = report.missed_webhooks,
             deferred,
-            pages = listing.pages,
+            pages = pages.pages(),
+            foreign_rows_dropped = pages.foreign_rows_dropped(),
             "pull applied"
         );
         Ok(report)
+    }
+
+    /// Applies one listed page in one transaction, as webhooks would apply its rows (see
+    /// [`apply::apply_live_page`]), and publishes the changes; returns (changes, missed
+    /// webhooks).
+    async fn apply_page(
+        &self,
+        conn: &mut AsyncPgConnection,
+        workspace_id: i64,
+        resource: &FyleResource,
+        held: &Lease,
+        page: &mut PageWork,
+        rows: &[Value],
+    ) -> Result<(u32, u32), PullFailure> {
+        let mut objects = Vec::with_capacity(rows.len());
+        for row in rows {
+            let Some(id) = row_id(row) else {
+                tracing::warn!(resource = %resource, "a pulled row has no id; skipped");
+                continue;
+            };
+            page.returned.insert(id.clone());
+            let stamped = row_updated_at(row);
+            if let (Some(cutoff), Some(at)) = (page.defer_from, stamped)
+                && at >= cutoff
+            {
+                page.deferred += 1;
+                continue;
+            }
+            objects.extend(self.live_object(resource, id, row, stamped));
+        }
+        let versions: Vec<DateTime<Utc>> = objects.iter().map(|o| o.version).collect();
+        let (judge_before, origin) = (page.judge_before, page.origin);
+        conn.transaction::<_, PullFailure, _>(async |conn| {
+            self.check_lease(conn, held).await?;
+            let outcomes = apply::apply_live_page(conn, workspace_id, resource, objects)
+                .await
+                .map_err(effect_failure)?;
+            let mut changes = Vec::new();
+            let mut missed = 0_u32;
+            for (version, outcome) in versions.into_iter().zip(outcomes) {
+                if let EventOutcome::Applied(changed) = outcome {
+                    if !changed.is_empty() && judge_before.is_some_and(|c| version < c) {
+                        missed += 1;
+                    }
+                    changes.extend(changed);
+                }
+            }
+            let n = u32::try_from(changes.len()).unwrap_or(u32::MAX);
+            self.publish(conn, workspace_id, changes, origin).await?;
+            Ok((n, missed))
+        })
+        .await
     }
 
     async fn check_lease(
@@ -569,29 +615,27 @@ impl Puller {
         }
     }
 
-    async fn apply_row(
+    /// A pulled row as the webhook path would apply it: derived by the shared rules, at its
+    /// version (`updated_at`, capped like a webhook's). `None` (with a warning) for a row that
+    /// does not derive; it still counts as present, so it is not deactivated.
+    fn live_object(
         &self,
-        conn: &mut AsyncPgConnection,
-        workspace_id: i64,
         resource: &FyleResource,
-        id: &str,
+        id: String,
         row: &Value,
         updated_at: Option<DateTime<Utc>>,
-    ) -> Result<(DateTime<Utc>, Vec<ExpenseAttributeChange>), PullFailure> {
+    ) -> Option<apply::LiveObject> {
         let version = effective_version(updated_at, Utc::now(), self.max_clock_skew);
-        let derived = match derive::derive(resource, row) {
-            Ok(d) => d,
+        match derive::derive(resource, row) {
+            Ok(derived) => Some(apply::LiveObject {
+                id,
+                derived,
+                version,
+            }),
             Err(e) => {
                 tracing::warn!(resource = %resource, id, error = %e, "a pulled row does not derive; skipped");
-                return Ok((version, Vec::new()));
+                None
             }
-        };
-        match apply::apply_live(conn, workspace_id, resource, id, derived, version)
-            .await
-            .map_err(effect_failure)?
-        {
-            EventOutcome::Applied(changes) => Ok((version, changes)),
-            EventOutcome::Ignored(_) => Ok((version, Vec::new())),
         }
     }
 

@@ -36,7 +36,7 @@ const MEALS: &str = "22330022";
 /// the sandbox's deliveries reach it; fyle-sync connects to `sb` and schedules rounds every
 /// second (HEALTHY: 2 s, DEGRADED: 1 s), judging rows older than 3 s, degrading above one
 /// missed webhook per window and recovering after two clean windows.
-async fn reconcile_stack(sb: &SandboxHandle, extra: Vec<(String, String)>) -> TestStack {
+pub(crate) async fn reconcile_stack(sb: &SandboxHandle, extra: Vec<(String, String)>) -> TestStack {
     let http = free_port(&[]);
     let mut fyle_sync = fast_rounds(sb);
     fyle_sync.extend(extra);

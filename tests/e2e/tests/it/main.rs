@@ -5,6 +5,7 @@
 mod coordination;
 mod durability;
 mod fyle_connection;
+mod fyle_pull_faults;
 mod fyle_pulls;
 mod fyle_reconcile;
 mod fyle_webhooks;
