@@ -19,7 +19,10 @@
 //! [`MAX_CHANGE_EVENT_BYTES`] are split, so a field with thousands of options is published, not
 //! refused by Kafka.
 
-use std::time::Duration;
+use std::{
+    collections::{HashMap, HashSet},
+    time::Duration,
+};
 
 use attrsync_core::{
     derive::{self, Derived, DerivedAttribute, SelectField},
@@ -270,11 +273,12 @@ pub(crate) struct LiveObject {
 }
 
 /// [`apply_live`] for a page of objects of one resource (a pull's page), in a constant number
-/// of statements: every version claimed by one statement, the claimed attributes' rows locked
-/// and read by one, planned by the same [`plan_upsert`] the webhook path uses, then one insert
-/// and one update. The outcome of each object, in `objects` order, is what [`apply_live`] would
-/// have returned for it. Custom SELECT fields, and a page naming an object twice (whose second
-/// copy must see the first), take [`apply_live`] one object at a time.
+/// of statements: every version claimed by one statement; objects seen for the first time
+/// inserted by one (they have no row to look up); the others' rows locked and read by one,
+/// planned by the same [`plan_upsert`] the webhook path uses, then one insert and one update.
+/// The outcome of each object, in `objects` order, is what [`apply_live`] would have returned
+/// for it. Custom SELECT fields, and a page naming an object twice (whose second copy must see
+/// the first), take [`apply_live`] one object at a time.
 pub(crate) async fn apply_live_page(
     conn: &mut AsyncPgConnection,
     workspace_id: i64,
@@ -298,40 +302,58 @@ pub(crate) async fn apply_live_page(
     }
     let claimed = claim_versions(conn, workspace_id, resource, &objects).await?;
     let mut outcomes: Vec<EventOutcome> = Vec::with_capacity(objects.len());
-    let mut attributes: Vec<(usize, DerivedAttribute)> = Vec::new();
+    // (position, attribute, content hash, whether its object was never seen before)
+    let mut attributes: Vec<(usize, DerivedAttribute, String, bool)> = Vec::new();
     for (at, o) in objects.into_iter().enumerate() {
-        outcomes.push(match o.derived {
-            _ if !claimed.contains(&object_key(resource, &o.id)) => {
-                EventOutcome::Ignored("stale: a newer version is stored")
-            }
-            Derived::Attribute(mut attribute) => {
+        let first_seen = claimed.get(&object_key(resource, &o.id)).copied();
+        outcomes.push(match (o.derived, first_seen) {
+            (_, None) => EventOutcome::Ignored("stale: a newer version is stored"),
+            (Derived::Attribute(mut attribute), Some(first_seen)) => {
                 attribute.source_updated_at = Some(o.version);
-                attributes.push((at, attribute));
+                let hash = content_hash(
+                    &attribute.value,
+                    attribute.active,
+                    attribute.detail.as_ref(),
+                );
+                attributes.push((at, attribute, hash, first_seen));
                 EventOutcome::Applied(Vec::new())
             }
-            Derived::Skipped(reason) => EventOutcome::Ignored(skip_reason(reason)),
+            (Derived::Skipped(reason), _) => EventOutcome::Ignored(skip_reason(reason)),
             // Pages holding a select field were applied one object at a time above.
-            Derived::SelectField(_) => EventOutcome::Ignored("expense field not applied"),
+            (Derived::SelectField(_), _) => EventOutcome::Ignored("expense field not applied"),
         });
     }
-    if attributes.is_empty() {
+    let mut push_change = |at: usize, change: ExpenseAttributeChange| {
+        if let Some(EventOutcome::Applied(changes)) = outcomes.get_mut(at) {
+            changes.push(change);
+        }
+    };
+    // An object never seen before has no row (every row is written under a claimed version):
+    // it is inserted without a lookup. One that conflicts anyway is planned with the others.
+    let first: Vec<(&DerivedAttribute, &str)> = attributes
+        .iter()
+        .filter(|(.., first_seen)| *first_seen)
+        .map(|(_, a, hash, _)| (a, hash.as_str()))
+        .collect();
+    let inserted = insert_attributes(conn, workspace_id, &first, Conflict::Skip).await?;
+    let mut planned: Vec<&(usize, DerivedAttribute, String, bool)> = Vec::new();
+    for entry in &attributes {
+        let (at, attribute, _, first_seen) = entry;
+        if *first_seen && inserted.contains(&attribute_key(attribute)) {
+            push_change(*at, attribute_change(attribute, ChangeKind::Created, None));
+        } else {
+            planned.push(entry);
+        }
+    }
+    if planned.is_empty() {
         return Ok(outcomes);
     }
-    let stored = lock_stored(conn, workspace_id, &attributes).await?;
-    let mut inserts: Vec<(&DerivedAttribute, String)> = Vec::new();
-    let mut updates: Vec<(i64, &DerivedAttribute, String)> = Vec::new();
-    for (at, attribute) in &attributes {
-        let hash = content_hash(
-            &attribute.value,
-            attribute.active,
-            attribute.detail.as_ref(),
-        );
-        let key = (
-            attribute.attribute_type.as_str().to_owned(),
-            attribute.source_id.clone(),
-        );
-        let existing = stored.get(&key);
-        let change = match (plan_upsert(existing, attribute, &hash), existing) {
+    let stored = lock_stored(conn, workspace_id, planned.iter().map(|(_, a, ..)| a)).await?;
+    let mut inserts: Vec<(&DerivedAttribute, &str)> = Vec::new();
+    let mut updates: Vec<(i64, &DerivedAttribute, &str)> = Vec::new();
+    for (at, attribute, hash, _) in planned {
+        let existing = stored.get(&attribute_key(attribute));
+        let change = match (plan_upsert(existing, attribute, hash), existing) {
             (UpsertPlan::Insert, _) => {
                 inserts.push((attribute, hash));
                 Some(attribute_change(attribute, ChangeKind::Created, None))
@@ -343,15 +365,30 @@ pub(crate) async fn apply_live_page(
             }
             (UpsertPlan::Unchanged | UpsertPlan::Update(_), _) => None,
         };
-        if let (Some(change), Some(EventOutcome::Applied(changes))) =
-            (change, outcomes.get_mut(*at))
-        {
-            changes.push(change);
+        if let Some(change) = change {
+            push_change(*at, change);
         }
     }
-    insert_attributes(conn, workspace_id, &inserts).await?;
+    insert_attributes(conn, workspace_id, &inserts, Conflict::Fail).await?;
     update_attributes(conn, &updates).await?;
     Ok(outcomes)
+}
+
+/// An attribute's row key: (type, source id).
+fn attribute_key(attribute: &DerivedAttribute) -> (String, String) {
+    (
+        attribute.attribute_type.as_str().to_owned(),
+        attribute.source_id.clone(),
+    )
+}
+
+/// What an insert does with a row whose (type, source id) is already stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Conflict {
+    /// Leave it out (and out of the returned keys).
+    Skip,
+    /// Fail the statement: the caller looked and found no row.
+    Fail,
 }
 
 /// Why a skipped object is ignored, as the event counters record it.
@@ -370,15 +407,18 @@ fn skip_reason(reason: derive::SkipReason) -> &'static str {
 struct ClaimedKey {
     #[diesel(sql_type = Text)]
     object_key: String,
+    #[diesel(sql_type = Bool)]
+    first_seen: bool,
 }
 
-/// [`claim_version`] for every object of a page, in key order; returns the claimed keys.
+/// [`claim_version`] for every object of a page, in key order; returns the claimed keys, each
+/// with whether it was seen for the first time (its version row was inserted, not updated).
 async fn claim_versions(
     conn: &mut AsyncPgConnection,
     workspace_id: i64,
     resource: &FyleResource,
     objects: &[LiveObject],
-) -> QueryResult<std::collections::HashSet<String>> {
+) -> QueryResult<HashMap<String, bool>> {
     let (keys, versions): (Vec<String>, Vec<DateTime<Utc>>) = objects
         .iter()
         .map(|o| (object_key(resource, &o.id), o.version))
@@ -392,14 +432,17 @@ async fn claim_versions(
              SET version = excluded.version, deleted = excluded.deleted \
          WHERE (excluded.version, excluded.deleted) > (v.version, v.deleted) \
             OR (excluded.version = v.version AND NOT excluded.deleted AND NOT v.deleted) \
-         RETURNING v.object_key",
+         RETURNING v.object_key, (v.xmax = 0) AS first_seen",
     )
     .bind::<BigInt, _>(workspace_id)
     .bind::<Array<Text>, _>(keys)
     .bind::<Array<Timestamptz>, _>(versions)
     .load(conn)
     .await?;
-    Ok(claimed.into_iter().map(|c| c.object_key).collect())
+    Ok(claimed
+        .into_iter()
+        .map(|c| (c.object_key, c.first_seen))
+        .collect())
 }
 
 #[derive(QueryableByName)]
@@ -422,14 +465,13 @@ struct LockedRow {
 
 /// The stored rows of `attributes`, locked, by (type, source id). One index probe per key
 /// (`LATERAL` on the unique key), whatever the table's statistics say.
-async fn lock_stored(
+async fn lock_stored<'a>(
     conn: &mut AsyncPgConnection,
     workspace_id: i64,
-    attributes: &[(usize, DerivedAttribute)],
-) -> QueryResult<std::collections::HashMap<(String, String), Stored>> {
+    attributes: impl Iterator<Item = &'a DerivedAttribute>,
+) -> QueryResult<HashMap<(String, String), Stored>> {
     let (types, source_ids): (Vec<&str>, Vec<&str>) = attributes
-        .iter()
-        .map(|(_, a)| (a.attribute_type.as_str(), a.source_id.as_str()))
+        .map(|a| (a.attribute_type.as_str(), a.source_id.as_str()))
         .unzip();
     let rows: Vec<LockedRow> = attrsync_db::prepared::sql(
         "SELECT e.id, e.attribute_type, e.source_id, e.value, e.active, e.content_hash, \
@@ -464,68 +506,83 @@ async fn lock_stored(
         .collect())
 }
 
-/// New attribute rows, in one statement.
+/// The insert of a page's new rows; `$tail` says what a conflict does.
+macro_rules! insert_rows_sql {
+    ($tail:literal) => {
+        concat!(
+            "INSERT INTO expense_attributes (workspace_id, attribute_type, display_name, value, \
+                                             source_id, active, detail, content_hash, \
+                                             source_updated_at) \
+             SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], \
+                                      $6::bool[], $7::jsonb[], $8::text[], $9::timestamptz[]) ",
+            $tail,
+            " RETURNING attribute_type, source_id"
+        )
+    };
+}
+
+#[derive(QueryableByName)]
+struct InsertedKey {
+    #[diesel(sql_type = Text)]
+    attribute_type: String,
+    #[diesel(sql_type = Text)]
+    source_id: String,
+}
+
+/// New attribute rows (with their content hashes), in one statement; returns the keys inserted.
 async fn insert_attributes(
     conn: &mut AsyncPgConnection,
     workspace_id: i64,
-    rows: &[(&DerivedAttribute, String)],
-) -> QueryResult<()> {
+    rows: &[(&DerivedAttribute, &str)],
+    conflict: Conflict,
+) -> QueryResult<HashSet<(String, String)>> {
     if rows.is_empty() {
-        return Ok(());
+        return Ok(HashSet::new());
     }
-    attrsync_db::prepared::sql(
-        "INSERT INTO expense_attributes (workspace_id, attribute_type, display_name, value, \
-                                         source_id, active, detail, content_hash, \
-                                         source_updated_at) \
-         SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bool[], \
-                                  $7::jsonb[], $8::text[], $9::timestamptz[])",
-    )
-    .bind::<BigInt, _>(workspace_id)
-    .bind::<Array<Text>, _>(
-        rows.iter()
-            .map(|(a, _)| a.attribute_type.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind::<Array<Text>, _>(
-        rows.iter()
-            .map(|(a, _)| a.display_name.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind::<Array<Text>, _>(
-        rows.iter()
-            .map(|(a, _)| a.value.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind::<Array<Text>, _>(
-        rows.iter()
-            .map(|(a, _)| a.source_id.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind::<Array<Bool>, _>(rows.iter().map(|(a, _)| a.active).collect::<Vec<_>>())
-    .bind::<Array<Nullable<Jsonb>>, _>(
-        rows.iter()
-            .map(|(a, _)| a.detail.as_ref())
-            .collect::<Vec<_>>(),
-    )
-    .bind::<Array<Text>, _>(rows.iter().map(|(_, h)| h.as_str()).collect::<Vec<_>>())
-    .bind::<Array<Nullable<Timestamptz>>, _>(
-        rows.iter()
-            .map(|(a, _)| a.source_updated_at)
-            .collect::<Vec<_>>(),
-    )
-    .execute(conn)
-    .await?;
-    Ok(())
+    let text = match conflict {
+        Conflict::Skip => {
+            insert_rows_sql!("ON CONFLICT (workspace_id, attribute_type, source_id) DO NOTHING")
+        }
+        Conflict::Fail => insert_rows_sql!(""),
+    };
+    let column =
+        |f: fn(&DerivedAttribute) -> &str| rows.iter().map(|(a, _)| f(a)).collect::<Vec<_>>();
+    let inserted: Vec<InsertedKey> = attrsync_db::prepared::sql(text)
+        .bind::<BigInt, _>(workspace_id)
+        .bind::<Array<Text>, _>(column(|a| a.attribute_type.as_str()))
+        .bind::<Array<Text>, _>(column(|a| &a.display_name))
+        .bind::<Array<Text>, _>(column(|a| &a.value))
+        .bind::<Array<Text>, _>(column(|a| &a.source_id))
+        .bind::<Array<Bool>, _>(rows.iter().map(|(a, _)| a.active).collect::<Vec<_>>())
+        .bind::<Array<Nullable<Jsonb>>, _>(
+            rows.iter()
+                .map(|(a, _)| a.detail.as_ref())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Text>, _>(rows.iter().map(|(_, h)| *h).collect::<Vec<_>>())
+        .bind::<Array<Nullable<Timestamptz>>, _>(
+            rows.iter()
+                .map(|(a, _)| a.source_updated_at)
+                .collect::<Vec<_>>(),
+        )
+        .load(conn)
+        .await?;
+    Ok(inserted
+        .into_iter()
+        .map(|k| (k.attribute_type, k.source_id))
+        .collect())
 }
 
-/// Changed attribute rows (by id), in one statement.
+/// Changed attribute rows (by id, with their content hashes), in one statement.
 async fn update_attributes(
     conn: &mut AsyncPgConnection,
-    rows: &[(i64, &DerivedAttribute, String)],
+    rows: &[(i64, &DerivedAttribute, &str)],
 ) -> QueryResult<()> {
     if rows.is_empty() {
         return Ok(());
     }
+    let column =
+        |f: fn(&DerivedAttribute) -> &str| rows.iter().map(|(_, a, _)| f(a)).collect::<Vec<_>>();
     attrsync_db::prepared::sql(
         "UPDATE expense_attributes e \
          SET value = u.value, display_name = u.display_name, active = u.active, \
@@ -538,23 +595,15 @@ async fn update_attributes(
          WHERE e.id = u.id",
     )
     .bind::<Array<BigInt>, _>(rows.iter().map(|(id, ..)| *id).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(
-        rows.iter()
-            .map(|(_, a, _)| a.value.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind::<Array<Text>, _>(
-        rows.iter()
-            .map(|(_, a, _)| a.display_name.as_str())
-            .collect::<Vec<_>>(),
-    )
+    .bind::<Array<Text>, _>(column(|a| &a.value))
+    .bind::<Array<Text>, _>(column(|a| &a.display_name))
     .bind::<Array<Bool>, _>(rows.iter().map(|(_, a, _)| a.active).collect::<Vec<_>>())
     .bind::<Array<Nullable<Jsonb>>, _>(
         rows.iter()
             .map(|(_, a, _)| a.detail.as_ref())
             .collect::<Vec<_>>(),
     )
-    .bind::<Array<Text>, _>(rows.iter().map(|(.., h)| h.as_str()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(rows.iter().map(|(.., h)| *h).collect::<Vec<_>>())
     .bind::<Array<Nullable<Timestamptz>>, _>(
         rows.iter()
             .map(|(_, a, _)| a.source_updated_at)

@@ -186,6 +186,22 @@ impl FyleControl {
             .map(|row| Value::Object(row.json.clone()))
     }
 
+    /// The ids of every object of a resource, as the list endpoint renders them.
+    pub fn ids(&self, org: &str, resource: &str) -> Vec<String> {
+        let st = self.shared.fyle_read();
+        match (st.orgs.get(org), Resource::from_path(resource)) {
+            (Some(o), Some(r)) => o
+                .collection(r)
+                .iter()
+                .map(|row| match row.id.to_json() {
+                    Value::String(s) => s,
+                    other => other.to_string(),
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// Number of objects of a resource.
     pub fn count(&self, org: &str, resource: &str) -> usize {
         let st = self.shared.fyle_read();

@@ -13,7 +13,10 @@ use attrsync_proto::v1::{
 use attrsync_sandbox::{DEMO_ORG_ID, FaultAction, FaultRule, SandboxHandle, Side};
 use serde_json::{Value, json};
 
-use crate::fyle_connection::{connected_workspace, demo_sandbox, stack_for};
+use crate::{
+    fyle_connection::{connected_workspace, demo_sandbox, stack_for},
+    fyle_reconcile::reconcile_stack,
+};
 
 const WAIT: Duration = Duration::from_secs(60);
 const CATEGORIES: &str = "GET /platform/v1/admin/categories";
@@ -77,45 +80,124 @@ fn visible(a: &ExpenseAttribute) -> (String, String, String, bool, String, Strin
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_pull_path_and_the_webhook_path_store_identical_category_rows() {
-    let sb = demo_sandbox().await;
-    // Two stacks: a Fyle org belongs to one workspace per mapping.
-    let pulled = stack_for(&sb).await;
-    let by_pull = connected_workspace(&pulled, &sb).await;
-    let report = sync(&pulled, by_pull, true, &["CATEGORY"]).await;
-    assert!(report.pulled);
-    assert_eq!(report.resources[0].outcome, "PULLED");
-    let mut from_pull: Vec<_> = categories(&pulled, by_pull)
+/// Every stored attribute of a workspace as a user sees it (ids and write times differ between
+/// databases), in a stable order.
+async fn every_row(stack: &TestStack, workspace_id: i64) -> Vec<StoredRow> {
+    use attrsync_db::diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl as _};
+    let mut db = AsyncPgConnection::establish(&stack.database.url)
         .await
-        .iter()
-        .map(visible)
-        .collect();
-    from_pull.sort();
-    assert!(!from_pull.is_empty());
-    assert_eq!(report.resources[0].changed as usize, from_pull.len());
+        .unwrap();
+    diesel::sql_query(
+        "SELECT attribute_type, source_id, value, active, display_name, \
+                coalesce(detail::text, '') AS detail, source_updated_at \
+         FROM fyle_sync.expense_attributes WHERE workspace_id = $1 \
+         ORDER BY attribute_type, source_id",
+    )
+    .bind::<diesel::sql_types::BigInt, _>(workspace_id)
+    .load(&mut db)
+    .await
+    .unwrap()
+}
 
-    let hooked = stack_for(&sb).await;
-    let by_webhook = hooked.create_workspace_for_org(DEMO_ORG_ID).await.unwrap();
-    let ids: Vec<String> = from_pull.iter().map(|r| r.0.clone()).collect();
-    for data in sandbox_categories(&sb, &ids) {
-        let posted = hooked
-            .post_fyle_webhook(by_webhook, &webhook("UPDATED", &data))
-            .await
-            .unwrap();
-        assert_eq!(posted.status(), 200);
+#[derive(Debug, PartialEq, diesel::QueryableByName)]
+struct StoredRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    attribute_type: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    source_id: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    value: String,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    active: bool,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    display_name: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    detail: String,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
+    source_updated_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pull_path_and_the_webhook_path_store_identical_rows_for_every_resource() {
+    let sb = demo_sandbox().await;
+    // One stack learns the org only from the sandbox's webhooks (no scheduled rounds, no pull)…
+    let hooked = reconcile_stack(
+        &sb,
+        vec![("FYLE_SYNC__RECONCILE__ENABLED".into(), "false".into())],
+    )
+    .await;
+    let by_webhook = connected_workspace(&hooked, &sb).await;
+    // …as Fyle writes every object of every pulled resource once (UPDATED with its data).
+    let mut touched = 0_u64;
+    for resource in [
+        "categories",
+        "projects",
+        "cost_centers",
+        "employees",
+        "corporate_cards",
+        "tax_groups",
+        "expense_fields",
+    ] {
+        let ids = sb.fyle().ids(DEMO_ORG_ID, resource);
+        assert!(!ids.is_empty(), "the demo org has {resource}");
+        for id in ids {
+            sb.fyle()
+                .update(DEMO_ORG_ID, resource, &id, json!({}))
+                .unwrap();
+            touched += 1;
+        }
     }
-    let from_webhooks = eventually(WAIT, "every category by webhook", || async {
-        let mut rows: Vec<_> = categories(&hooked, by_webhook)
-            .await
-            .iter()
-            .map(visible)
-            .collect();
-        rows.sort();
-        Ok((rows.len() == ids.len()).then_some(rows))
+    eventually(WAIT, "every webhook handled", || async {
+        let s = hooked
+            .fyle_sync
+            .clone()
+            .get_sync_status(attrsync_proto::v1::GetFyleSyncStatusRequest {
+                workspace_id: by_webhook,
+            })
+            .await?
+            .into_inner();
+        Ok((s.webhook_events_applied + s.webhook_events_ignored >= touched).then_some(()))
     })
     .await
     .unwrap();
+    let from_webhooks = every_row(&hooked, by_webhook).await;
+
+    // The other learns it only from one full pull (its registered URL reaches nothing).
+    let pulled = stack_for(&sb).await;
+    let by_pull = connected_workspace(&pulled, &sb).await;
+    let report = sync(&pulled, by_pull, true, &[]).await;
+    assert!(
+        report.resources.iter().all(|r| r.outcome == "PULLED"),
+        "{report:?}"
+    );
+    let from_pull = every_row(&pulled, by_pull).await;
+
+    let types: std::collections::BTreeSet<&str> = from_pull
+        .iter()
+        .map(|r| r.attribute_type.as_str())
+        .collect();
+    for fixed in [
+        "CATEGORY",
+        "PROJECT",
+        "COST_CENTER",
+        "EMPLOYEE",
+        "CORPORATE_CARD",
+        "TAX_GROUP",
+    ] {
+        assert!(types.contains(fixed), "{fixed} rows in {types:?}");
+    }
+    assert!(
+        types.iter().any(|t| ![
+            "CATEGORY",
+            "PROJECT",
+            "COST_CENTER",
+            "EMPLOYEE",
+            "CORPORATE_CARD",
+            "TAX_GROUP"
+        ]
+        .contains(t)),
+        "custom field options in {types:?}"
+    );
     assert_eq!(from_webhooks, from_pull);
     pulled.stop().await;
     hooked.stop().await;
