@@ -13,6 +13,13 @@
 //!     **Rate limited**: the same initial pull from a sandbox enforcing Fyle's 10 requests/second
 //!     with fyle-sync's default limiter; its wall time next to the minimum that limit imposes
 //!     (the requests the pull made ÷ 10/s; target within 10%).
+//! (b) **Webhook → row latency** through ingest, Kafka and fyle-sync, 100 workspaces: an
+//!     open-loop sender posts category webhooks (each a new category, spread over the
+//!     workspaces) at a fixed rate for `BENCH_FYLE_STEP_S` (10) seconds while a watcher reads
+//!     new rows of `expense_attributes` every 5 ms; a webhook's latency is from its scheduled
+//!     send time until the watcher first sees its row. Measured at 200/s (p50/p99, target p99 ≤
+//!     50 ms), then on a ladder of rates up to the first that breaks p99 ≤ 250 ms, fails a
+//!     request or loses a row: the highest rate that held is reported (target ≥ 1,000/s).
 //! (c) **Fyle API calls per workspace-day** for a workspace of the demo org with 20 changes a
 //!     day, counted by the sandbox: one full pass of every resource and one incremental round
 //!     of every resource (after a change) are run and counted; a day is then webhook mode (one
@@ -21,7 +28,8 @@
 //!     incremental round every second). Token refreshes on the accounts host are counted apart
 //!     (one an hour in every mode that calls at least hourly).
 //!
-//! Ends with one JSON line. `BENCH_FYLE_ROWS` shrinks it for quick looks.
+//! Ends with one JSON line. `BENCH_FYLE_ROWS` shrinks it for quick looks; `BENCH_FYLE_PARTS`
+//! (e.g. `b`) runs only some of (a), (b), (c).
 #![allow(clippy::unwrap_used)]
 
 use std::time::Instant;
@@ -203,7 +211,7 @@ fn round(x: f64, places: i32) -> f64 {
 }
 
 async fn run() -> anyhow::Result<()> {
-    let rows = env_usize("BENCH_FYLE_ROWS", 100_000);
+    let parts = std::env::var("BENCH_FYLE_PARTS").unwrap_or_else(|_| "abc".into());
     let admin_url = admin_database_url();
     let mut admin = AsyncPgConnection::establish(&admin_url)
         .await
@@ -215,8 +223,27 @@ async fn run() -> anyhow::Result<()> {
         pg.describe()
     );
     require_durable(&pg, "make bench-fyle-sync")?;
+    let mut line = serde_json::Map::new();
+    line.insert("bench".into(), "fyle_sync".into());
+    if parts.contains('a') {
+        line.extend(pull_throughput().await?);
+    }
+    if parts.contains('b') {
+        line.extend(webhook_latency().await?);
+    }
+    if parts.contains('c') {
+        line.extend(calls_per_day().await?);
+    }
+    line.insert("pg_profile".into(), pg.describe().into());
+    println!("{}", serde_json::Value::Object(line));
+    Ok(())
+}
 
-    // --- (a) pull throughput, rate limits off.
+type Figures = serde_json::Map<String, serde_json::Value>;
+
+/// (a): pull rows/s next to COPY, and a pull under Fyle's limit next to its minimum.
+async fn pull_throughput() -> anyhow::Result<Figures> {
+    let rows = env_usize("BENCH_FYLE_ROWS", 100_000);
     let sb = sandbox(None).await?;
     let generated = Instant::now();
     sb.fyle().generate(DEMO_ORG_ID, "categories", rows)?;
@@ -275,7 +302,7 @@ async fn run() -> anyhow::Result<()> {
     stack.stop().await;
     sb.stop().await;
 
-    // --- (a) under Fyle's limit: the sandbox enforces 10/s, fyle-sync runs its default limiter.
+    // Under Fyle's limit: the sandbox enforces 10/s, fyle-sync runs its default limiter.
     let limited_sb = sandbox(Some(10)).await?;
     limited_sb
         .fyle()
@@ -295,8 +322,229 @@ async fn run() -> anyhow::Result<()> {
     );
     limited.stop().await;
     limited_sb.stop().await;
+    let figures = serde_json::json!({
+        "rows": rows,
+        "page_rows": PAGE,
+        "initial_rows_per_s": initial_rate.round(),
+        "resync_rows_per_s": resync_rate.round(),
+        "resync_changed": changed,
+        "baseline_copy_rows_per_s": copy_rate.round(),
+        "initial_ratio": round(initial_rate / copy_rate, 3),
+        "resync_ratio": round(resync_rate / copy_rate, 3),
+        "limited_wall_s": round(limited_s, 2),
+        "limited_requests": limited_requests,
+        "limited_minimum_s": round(minimum_s, 2),
+        "limited_over_minimum": round(limited_s / minimum_s, 3),
+        "limited_429s": throttled,
+    });
+    Ok(figures.as_object().cloned().unwrap_or_default())
+}
 
-    // --- (c) API calls per workspace-day, the demo org as seeded.
+/// A category webhook creating `name` as the sandbox's Fyle sends one.
+fn category_created(org: &str, id: &str, name: &str) -> Vec<u8> {
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, false);
+    serde_json::to_vec(&serde_json::json!({
+        "action": "CREATED", "resource": "CATEGORY",
+        "data": {"id": id, "org_id": org, "name": name, "sub_category": null,
+                 "display_name": name, "code": null, "is_enabled": true,
+                 "system_category": null, "restricted_project_ids": null,
+                 "restricted_spender_user_ids": null, "created_at": now, "updated_at": now}
+    }))
+    .unwrap_or_default()
+}
+
+#[derive(diesel::QueryableByName)]
+struct NewRow {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    id: i64,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    source_id: String,
+}
+
+/// What one step of the latency ladder measured.
+#[derive(Debug)]
+struct Step {
+    rate: u32,
+    sent: usize,
+    failed: usize,
+    lost: usize,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+}
+
+impl Step {
+    fn held(&self, p99_target_ms: f64) -> bool {
+        self.failed == 0 && self.lost == 0 && self.p99_ms <= p99_target_ms
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Sends `rate` webhooks a second for `seconds` to `targets` (round robin) and watches the rows
+/// appear. Source ids are `<tag><index>`, so a row names the webhook that made it.
+async fn latency_step(
+    http: &reqwest::Client,
+    database_url: &str,
+    targets: &[(String, String)],
+    tag: &str,
+    rate: u32,
+    seconds: f64,
+) -> anyhow::Result<Step> {
+    use diesel_async::RunQueryDsl as _;
+    let n = (f64::from(rate) * seconds) as usize;
+    let interval = std::time::Duration::from_secs_f64(1.0 / f64::from(rate));
+    let mut watcher = AsyncPgConnection::establish(database_url).await?;
+    let start_after: i64 = diesel::sql_query(
+        "SELECT coalesce(max(id), 0) AS id, '' AS source_id FROM fyle_sync.expense_attributes",
+    )
+    .get_result::<NewRow>(&mut watcher)
+    .await?
+    .id;
+    let failed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let t0 = tokio::time::Instant::now() + std::time::Duration::from_millis(50);
+    let sender = {
+        let (http, failed, tag) = (http.clone(), failed.clone(), tag.to_owned());
+        let targets = targets.to_vec();
+        tokio::spawn(async move {
+            let mut sends = Vec::with_capacity(n);
+            for i in 0..n {
+                tokio::time::sleep_until(t0 + interval * i as u32).await;
+                let (org, url) = &targets[i % targets.len()];
+                let body = category_created(org, &format!("{tag}{i}"), &format!("Bench {tag}{i}"));
+                let (http, url, failed) = (http.clone(), url.clone(), failed.clone());
+                sends.push(tokio::spawn(async move {
+                    let ok = http
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(body)
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status() == 200);
+                    if !ok {
+                        failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }));
+            }
+            for send in sends {
+                let _ = send.await;
+            }
+        })
+    };
+    // Rows are watched by id; a few ids behind the newest are read again, so a row whose
+    // transaction committed after a later one's is still seen (at most a poll late).
+    let mut seen: std::collections::HashSet<i64> = std::collections::HashSet::new();
+    let mut latencies: Vec<f64> = Vec::with_capacity(n);
+    let mut newest = start_after;
+    let give_up =
+        t0 + std::time::Duration::from_secs_f64(seconds) + std::time::Duration::from_secs(30);
+    while latencies.len() < n && tokio::time::Instant::now() < give_up {
+        let rows: Vec<NewRow> = diesel::sql_query(
+            "SELECT id, source_id FROM fyle_sync.expense_attributes WHERE id > $1",
+        )
+        .bind::<diesel::sql_types::BigInt, _>((newest - 2_000).max(start_after))
+        .load(&mut watcher)
+        .await?;
+        let now = tokio::time::Instant::now();
+        for row in rows {
+            newest = newest.max(row.id);
+            if !seen.insert(row.id) {
+                continue;
+            }
+            let Some(i) = row
+                .source_id
+                .strip_prefix(tag)
+                .and_then(|i| i.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let scheduled = t0 + interval * i;
+            latencies.push(now.saturating_duration_since(scheduled).as_secs_f64() * 1_000.0);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    sender.await?;
+    latencies.sort_by(f64::total_cmp);
+    Ok(Step {
+        rate,
+        sent: n,
+        failed: std::sync::atomic::AtomicUsize::load(&failed, std::sync::atomic::Ordering::Relaxed),
+        lost: n.saturating_sub(latencies.len()),
+        p50_ms: round(percentile(&latencies, 50.0), 1),
+        p99_ms: round(percentile(&latencies, 99.0), 1),
+        max_ms: round(latencies.last().copied().unwrap_or(f64::NAN), 1),
+    })
+}
+
+/// (b): webhook → row latency at 200/s, and the highest rate that keeps p99 ≤ 250 ms.
+async fn webhook_latency() -> anyhow::Result<Figures> {
+    const WORKSPACES: usize = 100;
+    const LADDER: [u32; 8] = [200, 400, 600, 800, 1_000, 1_200, 1_500, 2_000];
+    let seconds = env_usize("BENCH_FYLE_STEP_S", 10) as f64;
+    let stack = TestStack::start().await?;
+    let mut targets = Vec::with_capacity(WORKSPACES);
+    for _ in 0..WORKSPACES {
+        let (workspace_id, org) = stack.create_workspace().await?;
+        targets.push((org, stack.webhook_url(workspace_id).await?));
+    }
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(512)
+        .timeout(std::time::Duration::from_secs(30))
+        .build()?;
+    // A short warm-up (connections, prepared statements, consumer assignment).
+    latency_step(&http, &stack.database.url, &targets, "w", 50, 2.0).await?;
+    let mut steps: Vec<Step> = Vec::new();
+    for (k, rate) in LADDER.into_iter().enumerate() {
+        let step = latency_step(
+            &http,
+            &stack.database.url,
+            &targets,
+            &format!("s{k}x"),
+            rate,
+            seconds,
+        )
+        .await?;
+        println!(
+            "(b) {} webhooks/s for {seconds}s: {} sent, {} failed, {} lost; webhook→row p50 {} ms, p99 {} ms, max {} ms",
+            step.rate, step.sent, step.failed, step.lost, step.p50_ms, step.p99_ms, step.max_ms
+        );
+        let held = step.held(250.0);
+        steps.push(step);
+        if !held {
+            break;
+        }
+    }
+    stack.stop().await;
+    let at_200 = steps.first().context("the 200/s step")?;
+    let sustained = steps
+        .iter()
+        .take_while(|s| s.held(250.0))
+        .map(|s| s.rate)
+        .max()
+        .unwrap_or(0);
+    println!("(b) highest rate with p99 ≤ 250 ms: {sustained}/s");
+    let figures = serde_json::json!({
+        "latency_workspaces": WORKSPACES,
+        "latency_at_200_p50_ms": at_200.p50_ms,
+        "latency_at_200_p99_ms": at_200.p99_ms,
+        "latency_at_200_lost": at_200.lost,
+        "sustained_rate_p99_le_250ms": sustained,
+        "latency_ladder": steps.iter().map(|s| serde_json::json!({
+            "rate": s.rate, "p50_ms": s.p50_ms, "p99_ms": s.p99_ms, "max_ms": s.max_ms,
+            "failed": s.failed, "lost": s.lost,
+        })).collect::<Vec<_>>(),
+    });
+    Ok(figures.as_object().cloned().unwrap_or_default())
+}
+
+/// (c): Fyle API calls per workspace-day in each sync mode, counted by the sandbox.
+async fn calls_per_day() -> anyhow::Result<Figures> {
     let demo_sb = sandbox(Some(10)).await?;
     let demo = stack_for(&demo_sb, Vec::new()).await?;
     let demo_workspace = connect(&demo, &demo_sb).await?;
@@ -325,39 +573,21 @@ async fn run() -> anyhow::Result<()> {
     let webhook_mode = (day / interval_s) * incremental_round as f64 + full_pass as f64;
     let polling_daily = full_pass as f64;
     let polling_fresh = (day / WEBHOOK_FRESHNESS_S) * incremental_round as f64;
-    let token_refreshes = 24.0;
     println!(
         "(c) one full pass of every resource = {full_pass} data requests, one incremental round = \
          {incremental_round}; per workspace-day with 20 changes: webhook mode (reconcile every \
          {interval_s:.0}s + daily full pass) {webhook_mode:.0}, polling at the 24-hour rule \
          {polling_daily:.0}, polling every {WEBHOOK_FRESHNESS_S}s (webhook freshness) \
-         {polling_fresh:.0}; plus ≤ {token_refreshes} token refreshes a day in each mode that calls hourly"
+         {polling_fresh:.0}; plus up to 24 token refreshes a day in each mode that calls hourly"
     );
     demo.stop().await;
     demo_sb.stop().await;
-
-    let line = serde_json::json!({
-        "bench": "fyle_sync",
-        "rows": rows,
-        "initial_rows_per_s": initial_rate.round(),
-        "resync_rows_per_s": resync_rate.round(),
-        "resync_changed": changed,
-        "baseline_copy_rows_per_s": copy_rate.round(),
-        "initial_ratio": round(initial_rate / copy_rate, 3),
-        "resync_ratio": round(resync_rate / copy_rate, 3),
-        "limited_wall_s": round(limited_s, 2),
-        "limited_requests": limited_requests,
-        "limited_minimum_s": round(minimum_s, 2),
-        "limited_over_minimum": round(limited_s / minimum_s, 3),
-        "limited_429s": throttled,
-        "page_rows": PAGE,
+    let figures = serde_json::json!({
         "calls_full_pass": full_pass,
         "calls_incremental_round": incremental_round,
         "calls_per_day_webhook_mode": webhook_mode.round(),
         "calls_per_day_polling_24h": polling_daily.round(),
         "calls_per_day_polling_at_webhook_freshness": polling_fresh.round(),
-        "pg_profile": pg.describe(),
     });
-    println!("{line}");
-    Ok(())
+    Ok(figures.as_object().cloned().unwrap_or_default())
 }

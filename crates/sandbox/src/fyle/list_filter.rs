@@ -159,7 +159,10 @@ pub fn like(text: &str, pattern: &str) -> bool {
 
 /// Does one filter hold for a cell?
 pub fn eval(filter: &Filter, cell: Cell<'_>) -> Result<bool, String> {
-    let ord = |op: &str| compare(cell, op);
+    let ord = |op: &str| match (cell, filter.operand_instant) {
+        (Cell::Micros(us), Some(at)) => Ok(Some(us.cmp(&at))),
+        _ => compare(cell, op),
+    };
     Ok(match filter.op {
         Op::Eq => ord(&filter.operand)? == Some(Ordering::Equal),
         Op::Neq => matches!(ord(&filter.operand)?, Some(o) if o != Ordering::Equal),

@@ -105,6 +105,8 @@ pub struct Filter {
     pub operand: String,
     /// Items for `in`/`not_in`.
     pub list: Vec<String>,
+    /// The operand as an instant (µs), when it is one: parsed once per query, not per row.
+    pub operand_instant: Option<i64>,
 }
 
 /// One `order` key.
@@ -213,6 +215,7 @@ fn parse_filter(key: &str, value: &str) -> Result<Filter, String> {
         op,
         operand: operand.to_owned(),
         list: Vec::new(),
+        operand_instant: super::list_filter::parse_instant(operand),
     };
     match op {
         Op::In | Op::NotIn => f.list = parse_list(operand)?,

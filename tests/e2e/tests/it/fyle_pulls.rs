@@ -10,7 +10,7 @@ use attrsync_proto::v1::{
     ExpenseAttribute, ListExpenseAttributesRequest, SyncFyleDimensionsRequest,
     SyncFyleDimensionsResponse,
 };
-use attrsync_sandbox::{DEMO_ORG_ID, FaultAction, FaultRule, SandboxHandle, Side};
+use attrsync_sandbox::{DEMO_ORG_ID, FaultAction, FaultRule, Side};
 use serde_json::{Value, json};
 
 use crate::{
@@ -57,27 +57,8 @@ async fn categories(stack: &TestStack, workspace_id: i64) -> Vec<ExpenseAttribut
         .attributes
 }
 
-/// The sandbox's categories of the demo org, as its list endpoint serves them.
-fn sandbox_categories(sb: &SandboxHandle, ids: &[String]) -> Vec<Value> {
-    ids.iter()
-        .map(|id| sb.fyle().get(DEMO_ORG_ID, "categories", id).unwrap())
-        .collect()
-}
-
 fn webhook(action: &str, data: &Value) -> Vec<u8> {
     serde_json::to_vec(&json!({"action": action, "resource": "CATEGORY", "data": data})).unwrap()
-}
-
-/// What a user sees of a row (ids and write times differ between databases).
-fn visible(a: &ExpenseAttribute) -> (String, String, String, bool, String, String) {
-    (
-        a.source_id.clone(),
-        a.attribute_type.clone(),
-        a.value.clone(),
-        a.active,
-        a.display_name.clone(),
-        format!("{:?}{}", a.source_updated_at, a.detail_json),
-    )
 }
 
 /// Every stored attribute of a workspace as a user sees it (ids and write times differ between
