@@ -176,7 +176,7 @@ pub(crate) async fn claim_version(
     version: DateTime<Utc>,
     deleted: bool,
 ) -> QueryResult<bool> {
-    let claimed = diesel::sql_query(
+    let claimed = attrsync_db::prepared::sql(
         "INSERT INTO source_versions AS v (workspace_id, object_key, version, deleted) \
          VALUES ($1, $2, $3, $4) \
          ON CONFLICT (workspace_id, object_key) DO UPDATE \
