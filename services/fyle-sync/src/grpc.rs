@@ -190,9 +190,24 @@ impl FyleSyncService for FyleSyncApi {
     ) -> Result<Response<SyncFyleDimensionsResponse>, Status> {
         let r = request.into_inner();
         let resources = pull::requested(&r.attribute_types).map_err(Status::invalid_argument)?;
+        // Webhook mode per resource from the workspace projection; a workspace it cannot find
+        // (yet) is treated as polling: a pull is never skipped on a guess.
+        let workspace = match self.directory.lookup(r.workspace_id).await {
+            Lookup::Found(w) if !w.deleted => Some(w),
+            _ => None,
+        };
         let report = self
             .puller
-            .sync(r.workspace_id, r.force, r.incremental, &resources)
+            .sync(
+                r.workspace_id,
+                (r.force, r.incremental),
+                &resources,
+                |resource| {
+                    workspace
+                        .as_ref()
+                        .is_some_and(|w| schedule::webhook_mode(w, resource))
+                },
+            )
             .await
             .map_err(status)?;
         Ok(Response::new(SyncFyleDimensionsResponse {

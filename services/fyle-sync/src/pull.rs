@@ -2,9 +2,11 @@
 //! same derivation and version rule as webhooks.
 //!
 //! For each requested resource (all of [`PULLED`] when none is named):
-//! 1. **24-hour rule** (incumbent #25/#26): a resource whose last full pull
-//!    (`fyle_sync_state.last_full_sync_at`) is newer than `pulls.min_interval` is skipped unless
-//!    the request says `force`.
+//! 1. **Which pass** ([`choose_pass`]): unless the request says `force`, a resource the
+//!    workspace syncs by webhook that was pulled once is skipped (`SKIPPED_WEBHOOK_MODE`,
+//!    incumbent #24: its webhooks and reconciles keep it fresh), and a resource whose last full
+//!    pull (`fyle_sync_state.last_full_sync_at`) is newer than `pulls.min_interval` is skipped
+//!    (`SKIPPED_RECENT`, the 24-hour rule, #25/#26).
 //! 2. **Lease** (`attrsync_db::lease`, named `fyle-pull:<workspace>:<RESOURCE>`): one replica pulls
 //!    a workspace × resource at a time; another replica's pull is reported `HELD_ELSEWHERE`, not
 //!    waited for. The lease is renewed every third of `pulls.lease_ttl` while the pass runs, and
@@ -194,6 +196,43 @@ pub fn requested(names: &[String]) -> Result<Vec<FyleResource>, String> {
     Ok(out)
 }
 
+/// What `SyncDimensions` does with one resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PassChoice {
+    /// Nothing: the outcome says why (`SKIPPED_RECENT`, `SKIPPED_WEBHOOK_MODE`).
+    Skip(&'static str),
+    /// A full pass.
+    Full,
+    /// An incremental pass from this watermark.
+    Incremental(DateTime<Utc>),
+}
+
+/// The pass `SyncDimensions` runs for a resource (pure): an incremental request with a
+/// watermark reads what changed (it costs one call when nothing did); otherwise, unless
+/// forced, a resource in webhook mode that was pulled once is left to its webhooks and
+/// reconciles (incumbent #24: `sync_dimensions` does nothing in webhook mode once synced), and
+/// one pulled within `min_interval` is skipped (#25); else a full pass.
+pub fn choose_pass(
+    last_full: Option<DateTime<Utc>>,
+    watermark: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    min_interval: Duration,
+    request: (bool, bool),
+    webhook_mode: bool,
+) -> PassChoice {
+    let (force, incremental) = request;
+    match watermark {
+        Some(since) if incremental => PassChoice::Incremental(since),
+        _ if !force && webhook_mode && last_full.is_some() => {
+            PassChoice::Skip("SKIPPED_WEBHOOK_MODE")
+        }
+        _ if pulled_recently(last_full, now, min_interval, force) => {
+            PassChoice::Skip("SKIPPED_RECENT")
+        }
+        _ => PassChoice::Full,
+    }
+}
+
 /// Whether the 24-hour rule skips a resource last pulled at `last` (pure).
 pub fn pulled_recently(
     last: Option<DateTime<Utc>>,
@@ -300,13 +339,14 @@ impl Puller {
         }
     }
 
-    /// `SyncDimensions`.
+    /// `SyncDimensions`; `webhook_mode` says which resources the workspace syncs by webhook
+    /// (see [`choose_pass`]).
     pub(crate) async fn sync(
         &self,
         workspace_id: i64,
-        force: bool,
-        incremental: bool,
+        (force, incremental): (bool, bool),
         resources: &[FyleResource],
+        webhook_mode: impl Fn(&FyleResource) -> bool,
     ) -> Result<SyncReport, FyleError> {
         let last = self.last_syncs(workspace_id).await?;
         let now = Utc::now();
@@ -318,17 +358,25 @@ impl Puller {
                 .iter()
                 .find(|(t, ..)| *t == name)
                 .map_or((None, None), |(_, l, w)| (*l, *w));
-            // An incremental pull needs a watermark (a resource never pulled gets a full pass)
-            // and is not subject to the 24-hour rule: it costs one call when nothing changed.
-            let since = watermark.filter(|_| incremental);
-            if since.is_none() && pulled_recently(last_pull, now, self.config.min_interval, force) {
-                report.resources.push(ResourcePull {
-                    resource: name,
-                    outcome: "SKIPPED_RECENT".into(),
-                    ..Default::default()
-                });
-                continue;
-            }
+            let since = match choose_pass(
+                last_pull,
+                watermark,
+                now,
+                self.config.min_interval,
+                (force, incremental),
+                webhook_mode(resource),
+            ) {
+                PassChoice::Skip(outcome) => {
+                    report.resources.push(ResourcePull {
+                        resource: name,
+                        outcome: outcome.into(),
+                        ..Default::default()
+                    });
+                    continue;
+                }
+                PassChoice::Full => None,
+                PassChoice::Incremental(since) => Some(since),
+            };
             let client = match &client {
                 Some(c) => c,
                 None => client.insert(self.fyle.client(workspace_id).await?),
@@ -869,6 +917,52 @@ mod tests {
         assert!(!pulled_recently(None, now, day, false), "never pulled");
         let two_days = Some(now - chrono::Duration::hours(48));
         assert!(!pulled_recently(two_days, now, day, false));
+    }
+
+    #[test]
+    fn sync_dimensions_leaves_a_synced_resource_in_webhook_mode_to_its_webhooks_unless_forced() {
+        let now = Utc
+            .with_ymd_and_hms(2024, 5, 2, 12, 0, 0)
+            .single()
+            .unwrap_or_default();
+        let day = Duration::from_secs(24 * 3600);
+        let week_ago = Some(now - chrono::Duration::days(7));
+        let hour_ago = Some(now - chrono::Duration::hours(1));
+        let plain = (false, false);
+        // Webhook mode: once pulled, however long ago, a plain request does nothing (#24).
+        assert_eq!(
+            choose_pass(week_ago, week_ago, now, day, plain, true),
+            PassChoice::Skip("SKIPPED_WEBHOOK_MODE")
+        );
+        assert_eq!(
+            choose_pass(None, None, now, day, plain, true),
+            PassChoice::Full,
+            "never pulled"
+        );
+        assert_eq!(
+            choose_pass(week_ago, None, now, day, (true, false), true),
+            PassChoice::Full,
+            "forced"
+        );
+        assert_eq!(
+            choose_pass(week_ago, hour_ago, now, day, (false, true), true),
+            PassChoice::Incremental(now - chrono::Duration::hours(1)),
+            "incremental requests read what changed"
+        );
+        // Polling mode: the 24-hour rule (#25).
+        assert_eq!(
+            choose_pass(hour_ago, hour_ago, now, day, plain, false),
+            PassChoice::Skip("SKIPPED_RECENT")
+        );
+        assert_eq!(
+            choose_pass(week_ago, week_ago, now, day, plain, false),
+            PassChoice::Full
+        );
+        assert_eq!(
+            choose_pass(hour_ago, None, now, day, (false, true), false),
+            PassChoice::Skip("SKIPPED_RECENT"),
+            "no watermark: an incremental request is a full pass, under the 24-hour rule"
+        );
     }
 
     #[test]

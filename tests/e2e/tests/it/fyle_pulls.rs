@@ -213,11 +213,69 @@ async fn a_category_deleted_in_fyle_is_deactivated_by_the_next_full_pass() {
     sb.stop().await;
 }
 
+/// Turns the workspace's Fyle webhook sync on or off and waits until fyle-sync's projection
+/// has the flag.
+async fn set_fyle_webhooks(stack: &TestStack, workspace_id: i64, on: bool) {
+    stack
+        .mapping
+        .clone()
+        .update_webhook_flags(attrsync_proto::v1::UpdateWebhookFlagsRequest {
+            workspace_id,
+            fyle_webhook_sync_enabled: Some(on),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    eventually(WAIT, "fyle-sync to see the webhook flag", || async {
+        let status = stack
+            .fyle_sync
+            .clone()
+            .get_sync_status(attrsync_proto::v1::GetFyleSyncStatusRequest { workspace_id })
+            .await?
+            .into_inner();
+        Ok(status
+            .resources
+            .iter()
+            .all(|r| r.webhook_mode == on)
+            .then_some(()))
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_dimensions_in_webhook_mode_pulls_once_then_leaves_the_resource_to_its_webhooks() {
+    let sb = demo_sandbox().await;
+    let stack = stack_for(&sb).await;
+    let workspace_id = connected_workspace(&stack, &sb).await;
+    set_fyle_webhooks(&stack, workspace_id, true).await;
+    // Never pulled: the first request pulls, webhook mode or not.
+    let first = sync(&stack, workspace_id, false, &["CATEGORY"]).await;
+    assert_eq!(first.resources[0].outcome, "PULLED");
+    let listed = sb.stats().count(Side::Fyle, CATEGORIES);
+    // Then a plain request does nothing and calls nothing (incumbent #24)…
+    let again = sync(&stack, workspace_id, false, &["CATEGORY"]).await;
+    assert!(!again.pulled);
+    assert_eq!(again.resources[0].outcome, "SKIPPED_WEBHOOK_MODE");
+    assert_eq!(
+        sb.stats().count(Side::Fyle, CATEGORIES),
+        listed,
+        "Fyle was not called"
+    );
+    // …a forced one pulls.
+    let forced = sync(&stack, workspace_id, true, &["CATEGORY"]).await;
+    assert_eq!(forced.resources[0].outcome, "PULLED");
+    assert!(sb.stats().count(Side::Fyle, CATEGORIES) > listed);
+    stack.stop().await;
+    sb.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resource_pulled_within_24_hours_is_pulled_again_only_when_forced() {
     let sb = demo_sandbox().await;
     let stack = stack_for(&sb).await;
     let workspace_id = connected_workspace(&stack, &sb).await;
+    set_fyle_webhooks(&stack, workspace_id, false).await;
     let first = sync(&stack, workspace_id, false, &["CATEGORY", "PROJECT"]).await;
     assert!(first.pulled);
     assert!(first.resources.iter().all(|r| r.outcome == "PULLED"));
