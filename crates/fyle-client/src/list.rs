@@ -499,10 +499,11 @@ impl Collector {
 }
 
 /// A pass read one page at a time, so a caller can apply each page while the next one is
-/// fetched ([`FyleClient::pages`]). Same pass as [`FyleClient::list_all`] — same queries, same
-/// guarantee — except that rows are handed out as read: a row rewritten during the pass can come
-/// twice (the later copy is the newer version), and the pass's complete set of ids is known only
-/// once [`PageStream::next_page`] has returned `None`.
+/// fetched ([`FyleClient::pages_of`]). Same pass as [`FyleClient::list_all`] — same queries,
+/// same guarantee — except that rows are handed out as read, not deduplicated: the rows of a full
+/// head page come again from the scan, and a row rewritten during the pass can come twice (the
+/// later copy is the newer version). The pass's complete set of ids is known only once
+/// [`PageStream::next_page`] has returned `None`.
 #[derive(Debug)]
 pub struct PageStream<'a> {
     client: &'a FyleClient,

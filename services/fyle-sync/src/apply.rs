@@ -283,7 +283,7 @@ pub(crate) async fn apply_live_page(
     conn: &mut AsyncPgConnection,
     workspace_id: i64,
     resource: &FyleResource,
-    objects: Vec<LiveObject>,
+    objects: &[LiveObject],
 ) -> Result<Vec<EventOutcome>, ApplyError> {
     let mut ids: Vec<&str> = objects.iter().map(|o| o.id.as_str()).collect();
     ids.sort_unstable();
@@ -295,20 +295,30 @@ pub(crate) async fn apply_live_page(
     {
         let mut outcomes = Vec::with_capacity(objects.len());
         for o in objects {
-            outcomes
-                .push(apply_live(conn, workspace_id, resource, &o.id, o.derived, o.version).await?);
+            outcomes.push(
+                apply_live(
+                    conn,
+                    workspace_id,
+                    resource,
+                    &o.id,
+                    o.derived.clone(),
+                    o.version,
+                )
+                .await?,
+            );
         }
         return Ok(outcomes);
     }
-    let claimed = claim_versions(conn, workspace_id, resource, &objects).await?;
+    let claimed = claim_versions(conn, workspace_id, resource, objects).await?;
     let mut outcomes: Vec<EventOutcome> = Vec::with_capacity(objects.len());
     // (position, attribute, content hash, whether its object was never seen before)
     let mut attributes: Vec<(usize, DerivedAttribute, String, bool)> = Vec::new();
-    for (at, o) in objects.into_iter().enumerate() {
+    for (at, o) in objects.iter().enumerate() {
         let first_seen = claimed.get(&object_key(resource, &o.id)).copied();
-        outcomes.push(match (o.derived, first_seen) {
+        outcomes.push(match (&o.derived, first_seen) {
             (_, None) => EventOutcome::Ignored("stale: a newer version is stored"),
-            (Derived::Attribute(mut attribute), Some(first_seen)) => {
+            (Derived::Attribute(attribute), Some(first_seen)) => {
+                let mut attribute = attribute.clone();
                 attribute.source_updated_at = Some(o.version);
                 let hash = content_hash(
                     &attribute.value,
@@ -318,7 +328,7 @@ pub(crate) async fn apply_live_page(
                 attributes.push((at, attribute, hash, first_seen));
                 EventOutcome::Applied(Vec::new())
             }
-            (Derived::Skipped(reason), _) => EventOutcome::Ignored(skip_reason(reason)),
+            (Derived::Skipped(reason), _) => EventOutcome::Ignored(skip_reason(*reason)),
             // Pages holding a select field were applied one object at a time above.
             (Derived::SelectField(_), _) => EventOutcome::Ignored("expense field not applied"),
         });

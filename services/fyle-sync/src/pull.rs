@@ -2,7 +2,8 @@
 //! same derivation and version rule as webhooks.
 //!
 //! For each requested resource (all of [`PULLED`] when none is named):
-//! 1. **Which pass** ([`choose_pass`]): unless the request says `force`, a resource the
+//! 1. **Which pass** ([`choose_pass`]): an incremental request for a resource with a watermark
+//!    is an incremental pass (below). Otherwise, unless the request says `force`, a resource the
 //!    workspace syncs by webhook that was pulled once is skipped (`SKIPPED_WEBHOOK_MODE`,
 //!    incumbent #24: its webhooks and reconciles keep it fresh), and a resource whose last full
 //!    pull (`fyle_sync_state.last_full_sync_at`) is newer than `pulls.min_interval` is skipped
@@ -20,9 +21,13 @@
 //! 4. **Apply** each page as webhooks would apply its rows: [`attrsync_core::derive::derive`],
 //!    then [`apply::apply_live_page`] at each row's version (`updated_at`, capped like a
 //!    webhook's) — the same version claim and the same upsert plan as the webhook path, in a
-//!    constant number of statements per page: a pulled copy never overwrites a newer webhook,
-//!    and a webhook older than the pull changes nothing after it. Changes go to the outbox
-//!    (`sync.expense-attributes.v1`, origin `pull`) in the page's transaction.
+//!    constant number of statements per page (row by row for a page holding a custom SELECT
+//!    field or naming an object twice): a pulled copy never overwrites a newer webhook, and a
+//!    webhook older than the pull changes nothing after it. Changes go to the outbox
+//!    (`sync.expense-attributes.v1`, origin `pull`) in the page's transaction, which takes a
+//!    pooled connection of its own (none is held while a page is fetched) and is tried again,
+//!    up to three times, when the database could not finish it (e.g. a deadlock with a
+//!    consumer batch writing the same objects in another order).
 //! 5. **Deletion detection**: a stored active object that the complete pass did not return, and
 //!    whose stored version is older than [`deletion_cutoff`] (the pass's watermark, or the pass's
 //!    start less `versions.max_clock_skew` — so it is not a row written while the pass ran), was
@@ -145,6 +150,9 @@ pub(crate) struct PassPlan {
     /// `None` judges nothing (`SyncDimensions`; a resource's baseline).
     pub(crate) judge_before: Option<DateTime<Utc>>,
 }
+
+/// Attempts at applying one pulled page (see `Puller::apply_page`).
+const PAGE_ATTEMPTS: u32 = 3;
 
 /// What a pass carries from page to page.
 #[derive(Debug)]
@@ -514,8 +522,8 @@ impl Puller {
             returned: HashSet::new(),
             deferred: 0,
         };
-        let mut conn = self.pool.get().await.map_err(DbError::from)?;
-        // Each page is applied (one transaction) while the next one is fetched.
+        // Each page is applied (one transaction, on a connection of its own: none is held
+        // while a page is fetched) while the next one is fetched.
         let mut fetched = pages.next_page().await;
         loop {
             let rows = match fetched {
@@ -526,12 +534,17 @@ impl Puller {
             let applied;
             (fetched, applied) = tokio::join!(
                 pages.next_page(),
-                self.apply_page(&mut conn, workspace_id, resource, held, &mut page, &rows)
+                self.apply_page(workspace_id, resource, held, &mut page, &rows)
             );
+            // A refusal of the credentials is recorded even when the page failed too.
+            if let Err(e) = &fetched {
+                return Err(PullFailure::Fyle(self.fyle.failed(workspace_id, e).await));
+            }
             let (changed, missed) = applied?;
             report.changed += changed;
             report.missed_webhooks += missed;
         }
+        let mut conn = self.pool.get().await.map_err(DbError::from)?;
         report.rows = u32::try_from(page.returned.len()).unwrap_or(u32::MAX);
         let (returned, deferred, defer_from, origin) =
             (page.returned, page.deferred, page.defer_from, page.origin);
@@ -601,10 +614,11 @@ impl Puller {
 
     /// Applies one listed page in one transaction, as webhooks would apply its rows (see
     /// [`apply::apply_live_page`]), and publishes the changes; returns (changes, missed
-    /// webhooks).
+    /// webhooks). A transaction the database could not finish — a deadlock with a consumer
+    /// batch that writes the same objects in another order is one — is tried again, up to
+    /// [`PAGE_ATTEMPTS`] times: a page is idempotent under its version claims.
     async fn apply_page(
         &self,
-        conn: &mut AsyncPgConnection,
         workspace_id: i64,
         resource: &FyleResource,
         held: &Lease,
@@ -629,6 +643,41 @@ impl Puller {
         }
         let versions: Vec<DateTime<Utc>> = objects.iter().map(|o| o.version).collect();
         let (judge_before, origin) = (page.judge_before, page.origin);
+        let mut attempt = 1;
+        loop {
+            match self
+                .apply_page_once(
+                    workspace_id,
+                    resource,
+                    held,
+                    &objects,
+                    &versions,
+                    (judge_before, origin),
+                )
+                .await
+            {
+                Err(PullFailure::Fyle(FyleError::Db(e)))
+                    if e.is_retryable() && attempt < PAGE_ATTEMPTS =>
+                {
+                    tracing::warn!(workspace_id, resource = %resource, attempt, error = %e, "a pulled page was not applied; trying again");
+                    tokio::time::sleep(Duration::from_millis(100) * attempt).await;
+                    attempt += 1;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    async fn apply_page_once(
+        &self,
+        workspace_id: i64,
+        resource: &FyleResource,
+        held: &Lease,
+        objects: &[apply::LiveObject],
+        versions: &[DateTime<Utc>],
+        (judge_before, origin): (Option<DateTime<Utc>>, &str),
+    ) -> Result<(u32, u32), PullFailure> {
+        let mut conn = self.pool.get().await.map_err(DbError::from)?;
         conn.transaction::<_, PullFailure, _>(async |conn| {
             self.check_lease(conn, held).await?;
             let outcomes = apply::apply_live_page(conn, workspace_id, resource, objects)
@@ -636,7 +685,7 @@ impl Puller {
                 .map_err(effect_failure)?;
             let mut changes = Vec::new();
             let mut missed = 0_u32;
-            for (version, outcome) in versions.into_iter().zip(outcomes) {
+            for (version, outcome) in versions.iter().copied().zip(outcomes) {
                 if let EventOutcome::Applied(changed) = outcome {
                     if !changed.is_empty() && judge_before.is_some_and(|c| version < c) {
                         missed += 1;
