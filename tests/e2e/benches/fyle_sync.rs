@@ -37,12 +37,11 @@ use std::time::Instant;
 use anyhow::Context as _;
 use attrsync_e2e::{
     TestStack, admin_database_url,
-    bench::{pg_profile, require_durable},
+    bench::{copy_baseline, pg_profile, require_durable},
 };
 use attrsync_proto::v1::{ConnectFyleRequest, SyncFyleDimensionsRequest};
 use attrsync_sandbox::{DEMO_ORG_ID, Sandbox, SandboxConfig, SandboxHandle, Seed};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
-use futures::SinkExt as _;
 
 /// Rows per page fyle-sync asks for (reference §1: `limit=200`).
 const PAGE: usize = 200;
@@ -158,45 +157,6 @@ fn fyle_requests(sb: &SandboxHandle) -> (u64, u64) {
     (count(true), count(false))
 }
 
-/// COPY of the rows the sync stored into a same-shaped table; (rows, rows per second).
-async fn copy_baseline(database_url: &str, workspace_id: i64) -> anyhow::Result<(usize, f64)> {
-    let (client, connection) = tokio_postgres::connect(database_url, tokio_postgres::NoTls).await?;
-    tokio::spawn(connection);
-    client
-        .batch_execute(
-            "DROP TABLE IF EXISTS public.bench_copy; \
-             CREATE TABLE public.bench_copy (LIKE fyle_sync.expense_attributes INCLUDING ALL)",
-        )
-        .await?;
-    const COLUMNS: &str = "workspace_id, attribute_type, display_name, value, source_id, active, \
-                           detail, content_hash, source_updated_at";
-    // The same rows, rendered as COPY text before the clock starts.
-    let copy_out = client
-        .copy_out(&format!(
-            "COPY (SELECT {COLUMNS} FROM fyle_sync.expense_attributes \
-                   WHERE workspace_id = {workspace_id}) TO STDOUT"
-        ))
-        .await?;
-    use futures::TryStreamExt as _;
-    let chunks: Vec<bytes::Bytes> = copy_out.try_collect().await?;
-    let rows = chunks
-        .iter()
-        .map(|c| c.iter().filter(|b| **b == b'\n').count())
-        .sum();
-    let started = Instant::now();
-    let sink = client
-        .copy_in(&format!("COPY public.bench_copy ({COLUMNS}) FROM STDIN"))
-        .await?;
-    futures::pin_mut!(sink);
-    for chunk in chunks {
-        sink.send(chunk).await?;
-    }
-    sink.finish().await?;
-    let seconds = started.elapsed().as_secs_f64();
-    client.batch_execute("DROP TABLE public.bench_copy").await?;
-    Ok((rows, rows as f64 / seconds))
-}
-
 fn main() -> anyhow::Result<()> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -295,7 +255,14 @@ async fn pull_throughput() -> anyhow::Result<Figures> {
         "a re-sync changes exactly the renamed rows ({changed} ≠ {})",
         ids.len()
     );
-    let (copied, copy_rate) = copy_baseline(&stack.database.url, workspace_id).await?;
+    let (copied, copy_rate) = copy_baseline(
+        &stack.database.url,
+        "fyle_sync.expense_attributes",
+        "workspace_id, attribute_type, display_name, value, source_id, active, detail, \
+         content_hash, source_updated_at",
+        workspace_id,
+    )
+    .await?;
     println!(
         "(a) baseline: COPY of the same {copied} rows into the same table shape = {copy_rate:.0} rows/s"
     );

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use attrsync_e2e::{
     TestStack, admin_database_url,
-    bench::{pg_profile, require_durable},
+    bench::{copy_baseline, pg_profile, require_durable},
     qbo::QboSyncHandle,
 };
 use attrsync_proto::v1::{ConnectQboRequest, SyncQboDimensionsRequest};
@@ -35,7 +35,6 @@ use diesel::{
     sql_types::{BigInt, Text},
 };
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use futures::SinkExt as _;
 use serde_json::json;
 
 const REALM: &str = "9130357766900456";
@@ -108,48 +107,6 @@ struct Id {
 struct Count {
     #[diesel(sql_type = BigInt)]
     n: i64,
-}
-
-/// COPY of the rows the sync stored into a same-shaped table; rows per second.
-async fn copy_baseline(database_url: &str, workspace_id: i64) -> anyhow::Result<(usize, f64)> {
-    let (client, connection) = tokio_postgres::connect(database_url, tokio_postgres::NoTls).await?;
-    tokio::spawn(connection);
-    client
-        .batch_execute(
-            "DROP TABLE IF EXISTS public.bench_copy; \
-             CREATE TABLE public.bench_copy (LIKE qbo_sync.destination_attributes INCLUDING ALL)",
-        )
-        .await?;
-    // The same rows, rendered as COPY text before the clock starts.
-    let copy_out = client
-        .copy_out(&format!(
-            "COPY (SELECT workspace_id, attribute_type, display_name, qbo_entity, destination_id, \
-                          value, code, active, detail, content_hash, qbo_updated_at, sync_token \
-                   FROM qbo_sync.destination_attributes WHERE workspace_id = {workspace_id}) TO STDOUT"
-        ))
-        .await?;
-    use futures::TryStreamExt as _;
-    let chunks: Vec<bytes::Bytes> = copy_out.try_collect().await?;
-    let rows = chunks
-        .iter()
-        .map(|c| c.iter().filter(|b| **b == b'\n').count())
-        .sum();
-    let started = Instant::now();
-    let sink = client
-        .copy_in(
-            "COPY public.bench_copy (workspace_id, attribute_type, display_name, qbo_entity, \
-             destination_id, value, code, active, detail, content_hash, qbo_updated_at, sync_token) \
-             FROM STDIN",
-        )
-        .await?;
-    futures::pin_mut!(sink);
-    for chunk in chunks {
-        sink.send(chunk).await?;
-    }
-    sink.finish().await?;
-    let seconds = started.elapsed().as_secs_f64();
-    client.batch_execute("DROP TABLE public.bench_copy").await?;
-    Ok((rows, rows as f64 / seconds))
 }
 
 fn qbo_data_requests(sb: &SandboxHandle) -> u64 {
@@ -278,7 +235,14 @@ async fn run() -> anyhow::Result<()> {
         renamed.len()
     );
 
-    let (copied, copy_rate) = copy_baseline(&stack.database.url, workspace_id).await?;
+    let (copied, copy_rate) = copy_baseline(
+        &stack.database.url,
+        "qbo_sync.destination_attributes",
+        "workspace_id, attribute_type, display_name, qbo_entity, destination_id, value, code, \
+         active, detail, content_hash, qbo_updated_at, sync_token",
+        workspace_id,
+    )
+    .await?;
     println!(
         "(a) baseline: COPY of the same {copied} rows into the same table shape = {copy_rate:.0} rows/s"
     );

@@ -1,6 +1,7 @@
-//! What every benchmark shares: the PostgreSQL profile it measures against, and the refusal to
+//! What every benchmark shares: the PostgreSQL profile it measures against, the refusal to
 //! measure a non-durable one (benchmarks report what a user gets: fsync and synchronous commit
-//! on) unless `BENCH_ALLOW_NON_DURABLE=1` says the run is a quick look, not a record.
+//! on) unless `BENCH_ALLOW_NON_DURABLE=1` says the run is a quick look, not a record, and the
+//! `COPY` baseline the pull benchmarks are compared with.
 
 use diesel::{QueryableByName, sql_types::Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -72,4 +73,47 @@ pub fn require_durable(profile: &PgProfile, make_target: &str) -> anyhow::Result
          BENCH_ALLOW_NON_DURABLE=1 to measure anyway",
         profile.describe()
     )
+}
+
+/// The pull benchmarks' baseline: one `COPY … FROM STDIN` of the rows a sync stored for
+/// `workspace_id` in `table` (`schema.table`; `columns` comma-separated) into a table of the same
+/// shape (`LIKE … INCLUDING ALL`: columns, defaults, unique keys and indexes), the rows rendered
+/// as COPY text before the clock starts; returns (rows, rows per second).
+pub async fn copy_baseline(
+    database_url: &str,
+    table: &str,
+    columns: &str,
+    workspace_id: i64,
+) -> anyhow::Result<(usize, f64)> {
+    use futures::{SinkExt as _, TryStreamExt as _};
+    let (client, connection) = tokio_postgres::connect(database_url, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!(
+            "DROP TABLE IF EXISTS public.bench_copy; \
+             CREATE TABLE public.bench_copy (LIKE {table} INCLUDING ALL)"
+        ))
+        .await?;
+    let copy_out = client
+        .copy_out(&format!(
+            "COPY (SELECT {columns} FROM {table} WHERE workspace_id = {workspace_id}) TO STDOUT"
+        ))
+        .await?;
+    let chunks: Vec<bytes::Bytes> = copy_out.try_collect().await?;
+    let rows = chunks
+        .iter()
+        .map(|c| c.iter().filter(|b| **b == b'\n').count())
+        .sum();
+    let started = std::time::Instant::now();
+    let sink = client
+        .copy_in(&format!("COPY public.bench_copy ({columns}) FROM STDIN"))
+        .await?;
+    futures::pin_mut!(sink);
+    for chunk in chunks {
+        sink.send(chunk).await?;
+    }
+    sink.finish().await?;
+    let seconds = started.elapsed().as_secs_f64();
+    client.batch_execute("DROP TABLE public.bench_copy").await?;
+    Ok((rows, rows as f64 / seconds))
 }
