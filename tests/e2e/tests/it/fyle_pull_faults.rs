@@ -15,8 +15,7 @@ use std::{
 use attrsync_db::diesel_async::{AsyncConnection as _, AsyncPgConnection};
 use attrsync_e2e::{TestStack, eventually};
 use attrsync_proto::v1::{
-    ConnectFyleRequest, GetFyleSyncStatusRequest, SyncFyleDimensionsRequest,
-    SyncFyleDimensionsResponse,
+    GetFyleSyncStatusRequest, SyncFyleDimensionsRequest, SyncFyleDimensionsResponse,
 };
 use attrsync_sandbox::{DEMO_ORG_ID, FaultAction, FaultRule, SandboxHandle, Side};
 use diesel::{
@@ -26,8 +25,8 @@ use diesel::{
 use serde_json::json;
 
 use crate::{
-    fyle_connection::{connected_workspace, demo_refresh_token, demo_sandbox, stack_for},
-    fyle_reconcile::reconcile_stack,
+    fyle_connection::{connected_workspace, demo_sandbox, stack_for},
+    fyle_reconcile::{connect, webhooks_only_stack},
 };
 
 const CATEGORIES: &str = "GET /platform/v1/admin/categories";
@@ -318,13 +317,9 @@ async fn paging_through_10000_rows_while_fyle_writes_to_the_collection_misses_no
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_employee_who_has_not_accepted_the_invite_is_stored_by_neither_pull_nor_webhook() {
     let sb = demo_sandbox().await;
-    // Fyle's webhooks reach this stack's ingest; no scheduled rounds (only the pull below and
-    // the webhooks store employees).
-    let stack = reconcile_stack(
-        &sb,
-        vec![("FYLE_SYNC__RECONCILE__ENABLED".into(), "false".into())],
-    )
-    .await;
+    // Fyle's webhooks reach this stack's ingest; only the pull below and the webhooks store
+    // employees.
+    let stack = webhooks_only_stack(&sb).await;
     let workspace_id = stack.create_workspace_for_org(DEMO_ORG_ID).await.unwrap();
     let invited = sb
         .fyle()
@@ -340,16 +335,7 @@ async fn an_employee_who_has_not_accepted_the_invite_is_stored_by_neither_pull_n
         .unwrap();
     let invited_id = invited["id"].as_str().unwrap().to_owned();
     // Connecting registers the subscription: the sandbox's webhooks reach this stack.
-    stack
-        .fyle_sync
-        .clone()
-        .connect_fyle(ConnectFyleRequest {
-            workspace_id,
-            refresh_token: Some(demo_refresh_token(&sb)),
-            authorization_code: None,
-        })
-        .await
-        .unwrap();
+    connect(&stack, &sb, workspace_id).await;
     let report = full_pull(&stack, workspace_id, "EMPLOYEE").await;
     assert_eq!(report.resources[0].outcome, "PULLED");
     let employees = stored(&stack, workspace_id, "EMPLOYEE").await;

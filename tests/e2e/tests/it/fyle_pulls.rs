@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use crate::{
     fyle_connection::{connected_workspace, demo_sandbox, stack_for},
-    fyle_reconcile::reconcile_stack,
+    fyle_reconcile::webhooks_only_stack,
 };
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -102,11 +102,7 @@ struct StoredRow {
 async fn the_pull_path_and_the_webhook_path_store_identical_rows_for_every_resource() {
     let sb = demo_sandbox().await;
     // One stack learns the org only from the sandbox's webhooks (no scheduled rounds, no pull)…
-    let hooked = reconcile_stack(
-        &sb,
-        vec![("FYLE_SYNC__RECONCILE__ENABLED".into(), "false".into())],
-    )
-    .await;
+    let hooked = webhooks_only_stack(&sb).await;
     let by_webhook = connected_workspace(&hooked, &sb).await;
     // …as Fyle writes every object of every pulled resource once (UPDATED with its data).
     let mut touched = 0_u64;

@@ -54,6 +54,16 @@ pub(crate) async fn reconcile_stack(sb: &SandboxHandle, extra: Vec<(String, Stri
     .unwrap()
 }
 
+/// A stack the sandbox's webhooks reach, with no scheduled rounds: only webhooks and the
+/// pulls a test asks for store attributes.
+pub(crate) async fn webhooks_only_stack(sb: &SandboxHandle) -> TestStack {
+    reconcile_stack(
+        sb,
+        vec![("FYLE_SYNC__RECONCILE__ENABLED".into(), "false".into())],
+    )
+    .await
+}
+
 /// fyle-sync's settings for `sb` and quick rounds (see [`reconcile_stack`]).
 fn fast_rounds(sb: &SandboxHandle) -> Vec<(String, String)> {
     vec![
@@ -77,7 +87,11 @@ fn fast_rounds(sb: &SandboxHandle) -> Vec<(String, String)> {
     ]
 }
 
-async fn connect(stack: &TestStack, sb: &SandboxHandle, workspace_id: i64) -> ConnectFyleResponse {
+pub(crate) async fn connect(
+    stack: &TestStack,
+    sb: &SandboxHandle,
+    workspace_id: i64,
+) -> ConnectFyleResponse {
     stack
         .fyle_sync
         .clone()
