@@ -228,18 +228,22 @@ pub async fn relay_once<P: OutboxPublisher>(
 ) -> Result<RelayPass, DbError> {
     let mut conn = pool.get().await?;
     conn.transaction::<RelayPass, DbError, _>(async |conn| {
-        let locked: bool = diesel::select(pg_try_advisory_xact_lock(lock_key))
-            .get_result(conn)
-            .await?;
+        // One round trip: the lock, and — once it is held — `SET LOCAL synchronous_commit =
+        // off`: settling a pass need not wait for its WAL flush (if a crash loses it, its rows
+        // are published again, which at-least-once delivery allows), and the services' own
+        // commits do not queue behind the relay's. The rows are read by the next statement, so
+        // they are read under the lock, with a snapshot taken after it.
+        let locked = crate::prepared::sql(
+            "SELECT pg_try_advisory_xact_lock($1) \
+                    AND set_config('synchronous_commit', 'off', true) IS NOT NULL AS locked",
+        )
+        .bind::<BigInt, _>(lock_key)
+        .get_result::<Locked>(conn)
+        .await?
+        .locked;
         if !locked {
             return Ok(RelayPass::Busy);
         }
-        // Settling a pass need not wait for its WAL flush: if a crash loses it, its rows are
-        // published again, which at-least-once delivery allows — and the services' own commits
-        // do not queue behind the relay's.
-        diesel::sql_query("SET LOCAL synchronous_commit = off")
-            .execute(conn)
-            .await?;
         let messages: Vec<OutboxMessage> = crate::prepared::sql(
             "SELECT id, topic, message_key, payload, created_at, headers FROM ( \
                  SELECT *, sum(octet_length(payload)) OVER (ORDER BY id) AS running \
@@ -332,8 +336,10 @@ pub async fn rejected(pool: &Pool) -> Result<i64, DbError> {
     Ok(outbox_rejected::table.count().get_result(&mut conn).await?)
 }
 
-diesel::define_sql_function! {
-    fn pg_try_advisory_xact_lock(key: BigInt) -> Bool;
+#[derive(diesel::QueryableByName)]
+struct Locked {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    locked: bool,
 }
 
 #[cfg(test)]
