@@ -459,29 +459,32 @@ fn check_bound(c: &Cursor, keys: &[Key]) -> Result<()> {
     }
 }
 
-/// Whether a row belongs to the connected org. Rows without an `org_id` (the merchants view)
-/// are the token's org's by construction.
-fn of_org(row: &Value, org_id: &str) -> bool {
-    row.get("org_id")
-        .and_then(Value::as_str)
-        .is_none_or(|o| o == org_id)
+/// The rows that belong to the connected org, and how many did not. Rows without an `org_id`
+/// (the merchants view) are the token's org's by construction.
+fn own_rows(org_id: &str, rows: Vec<Value>) -> (Vec<Value>, usize) {
+    let before = rows.len();
+    let own: Vec<Value> = rows
+        .into_iter()
+        .filter(|row| {
+            row.get("org_id")
+                .and_then(Value::as_str)
+                .is_none_or(|o| o == org_id)
+        })
+        .collect();
+    let foreign = before - own.len();
+    (own, foreign)
 }
 
-/// Collects a pass's rows: one per id, the later read winning, other orgs' rows dropped.
+/// Collects a pass's rows: one per id, the later read winning.
 #[derive(Debug, Default)]
 struct Collector {
     rows: Vec<Value>,
     index: HashMap<String, usize>,
-    foreign: usize,
 }
 
 impl Collector {
-    fn add(&mut self, org_id: &str, rows: Vec<Value>) {
+    fn add(&mut self, rows: Vec<Value>) {
         for row in rows {
-            if !of_org(&row, org_id) {
-                self.foreign += 1;
-                continue;
-            }
             let id = match row.get("id") {
                 Some(Value::Number(n)) => n.to_string(),
                 Some(Value::String(s)) => s.clone(),
@@ -525,11 +528,11 @@ impl PageStream<'_> {
         self.pages += 1;
         let page: Page = serde_json::from_slice(&body)
             .map_err(|e| Error::Protocol(format!("list {}: {e}", self.resource)))?;
-        let rows = self.pager.accept(page.data, page.count)?;
-        let org_id = self.client.org_id();
-        let before = rows.len();
-        let rows: Vec<Value> = rows.into_iter().filter(|r| of_org(r, org_id)).collect();
-        self.foreign += before - rows.len();
+        let (rows, foreign) = own_rows(
+            self.client.org_id(),
+            self.pager.accept(page.data, page.count)?,
+        );
+        self.foreign += foreign;
         Ok(Some(rows))
     }
 
@@ -619,7 +622,7 @@ impl FyleClient {
     async fn collect(&self, mut pages: PageStream<'_>) -> Result<Listing> {
         let mut collector = Collector::default();
         while let Some(page) = pages.next_page().await? {
-            collector.add(self.org_id(), page);
+            collector.add(page);
         }
         debug_assert!(pages.pager.is_done());
         if pages.foreign > 0 {

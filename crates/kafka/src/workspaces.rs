@@ -255,6 +255,16 @@ pub enum Lookup {
     Unavailable(String),
 }
 
+impl Lookup {
+    /// The workspace, if it is known and not deleted.
+    pub fn live(self) -> Option<ProjectedWorkspace> {
+        match self {
+            Lookup::Found(w) if !w.deleted => Some(w),
+            _ => None,
+        }
+    }
+}
+
 type Interceptor = fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>;
 /// A mapping client that carries the caller's trace context.
 pub type MappingClient = MappingServiceClient<InterceptedService<Channel, Interceptor>>;

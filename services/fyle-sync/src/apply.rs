@@ -2,7 +2,8 @@
 //!
 //! Runs inside the platform's idempotent handler ([`attrsync_kafka::handler`]): the message is
 //! applied at most once per envelope id, in one transaction, only for a known, live workspace.
-//! This module writes only the effect.
+//! This module writes only the effect. Pulls apply their pages through the same rules
+//! ([`apply_live_page`]: the same version claim and upsert plan, set-based).
 //!
 //! **Versions.** Every Fyle object's newest version is kept in `source_versions`, deleted or
 //! not: an event is applied only if its version supersedes the stored one, so a late, repeated
@@ -176,21 +177,56 @@ pub(crate) async fn claim_version(
     version: DateTime<Utc>,
     deleted: bool,
 ) -> QueryResult<bool> {
-    let claimed = attrsync_db::prepared::sql(
+    let claimed = claim_versions(
+        conn,
+        workspace_id,
+        deleted,
+        vec![object_key.to_owned()],
+        vec![version],
+    )
+    .await?;
+    Ok(!claimed.is_empty())
+}
+
+#[derive(QueryableByName)]
+struct ClaimedKey {
+    #[diesel(sql_type = Text)]
+    object_key: String,
+    #[diesel(sql_type = Bool)]
+    first_seen: bool,
+}
+
+/// [`claim_version`] for several objects in one statement, in key order; returns the claimed
+/// keys, each with whether it was seen for the first time (its version row was inserted, not
+/// updated).
+async fn claim_versions(
+    conn: &mut AsyncPgConnection,
+    workspace_id: i64,
+    deleted: bool,
+    keys: Vec<String>,
+    versions: Vec<DateTime<Utc>>,
+) -> QueryResult<HashMap<String, bool>> {
+    let claimed: Vec<ClaimedKey> = attrsync_db::prepared::sql(
         "INSERT INTO source_versions AS v (workspace_id, object_key, version, deleted) \
-         VALUES ($1, $2, $3, $4) \
+         SELECT $1, c.object_key, c.version, $2 \
+         FROM unnest($3::text[], $4::timestamptz[]) AS c(object_key, version) \
+         ORDER BY c.object_key \
          ON CONFLICT (workspace_id, object_key) DO UPDATE \
              SET version = excluded.version, deleted = excluded.deleted \
          WHERE (excluded.version, excluded.deleted) > (v.version, v.deleted) \
-            OR (excluded.version = v.version AND NOT excluded.deleted AND NOT v.deleted)",
+            OR (excluded.version = v.version AND NOT excluded.deleted AND NOT v.deleted) \
+         RETURNING v.object_key, (v.xmax = 0) AS first_seen",
     )
     .bind::<BigInt, _>(workspace_id)
-    .bind::<Text, _>(object_key)
-    .bind::<Timestamptz, _>(version)
     .bind::<Bool, _>(deleted)
-    .execute(conn)
+    .bind::<Array<Text>, _>(keys)
+    .bind::<Array<Timestamptz>, _>(versions)
+    .load(conn)
     .await?;
-    Ok(claimed > 0)
+    Ok(claimed
+        .into_iter()
+        .map(|c| (c.object_key, c.first_seen))
+        .collect())
 }
 
 async fn apply_action(
@@ -309,7 +345,11 @@ pub(crate) async fn apply_live_page(
         }
         return Ok(outcomes);
     }
-    let claimed = claim_versions(conn, workspace_id, resource, objects).await?;
+    let (keys, versions) = objects
+        .iter()
+        .map(|o| (object_key(resource, &o.id), o.version))
+        .unzip();
+    let claimed = claim_versions(conn, workspace_id, false, keys, versions).await?;
     let mut outcomes: Vec<EventOutcome> = Vec::with_capacity(objects.len());
     // (position, attribute, content hash, whether its object was never seen before)
     let mut attributes: Vec<(usize, DerivedAttribute, String, bool)> = Vec::new();
@@ -414,48 +454,6 @@ fn skip_reason(reason: derive::SkipReason) -> &'static str {
 }
 
 #[derive(QueryableByName)]
-struct ClaimedKey {
-    #[diesel(sql_type = Text)]
-    object_key: String,
-    #[diesel(sql_type = Bool)]
-    first_seen: bool,
-}
-
-/// [`claim_version`] for every object of a page, in key order; returns the claimed keys, each
-/// with whether it was seen for the first time (its version row was inserted, not updated).
-async fn claim_versions(
-    conn: &mut AsyncPgConnection,
-    workspace_id: i64,
-    resource: &FyleResource,
-    objects: &[LiveObject],
-) -> QueryResult<HashMap<String, bool>> {
-    let (keys, versions): (Vec<String>, Vec<DateTime<Utc>>) = objects
-        .iter()
-        .map(|o| (object_key(resource, &o.id), o.version))
-        .unzip();
-    let claimed: Vec<ClaimedKey> = attrsync_db::prepared::sql(
-        "INSERT INTO source_versions AS v (workspace_id, object_key, version, deleted) \
-         SELECT $1, c.object_key, c.version, false \
-         FROM unnest($2::text[], $3::timestamptz[]) AS c(object_key, version) \
-         ORDER BY c.object_key \
-         ON CONFLICT (workspace_id, object_key) DO UPDATE \
-             SET version = excluded.version, deleted = excluded.deleted \
-         WHERE (excluded.version, excluded.deleted) > (v.version, v.deleted) \
-            OR (excluded.version = v.version AND NOT excluded.deleted AND NOT v.deleted) \
-         RETURNING v.object_key, (v.xmax = 0) AS first_seen",
-    )
-    .bind::<BigInt, _>(workspace_id)
-    .bind::<Array<Text>, _>(keys)
-    .bind::<Array<Timestamptz>, _>(versions)
-    .load(conn)
-    .await?;
-    Ok(claimed
-        .into_iter()
-        .map(|c| (c.object_key, c.first_seen))
-        .collect())
-}
-
-#[derive(QueryableByName)]
 struct LockedRow {
     #[diesel(sql_type = BigInt)]
     id: i64,
@@ -473,8 +471,10 @@ struct LockedRow {
     source_updated_at: Option<DateTime<Utc>>,
 }
 
-/// The stored rows of `attributes`, locked, by (type, source id). One index probe per key
-/// (`LATERAL` on the unique key), whatever the table's statistics say.
+/// The stored rows of `attributes`, locked, by (type, source id): one index probe per key
+/// (`LATERAL`), the page driving. On a table never analysed the planner probes through the
+/// `(workspace_id, attribute_type, id)` index and filters `source_id` until autovacuum has
+/// analysed it (docs/benchmarks.md, fyle-sync).
 async fn lock_stored<'a>(
     conn: &mut AsyncPgConnection,
     workspace_id: i64,

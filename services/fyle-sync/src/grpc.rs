@@ -15,7 +15,7 @@ use std::collections::HashMap;
 
 use attrsync_core::{attribute::CUSTOM_PREFIX, webhook::FyleResource, webhook_health};
 use attrsync_db::{DbError, Pool};
-use attrsync_kafka::workspaces::{Lookup, WorkspaceDirectory};
+use attrsync_kafka::workspaces::WorkspaceDirectory;
 use attrsync_proto::{
     time,
     v1::{
@@ -192,10 +192,7 @@ impl FyleSyncService for FyleSyncApi {
         let resources = pull::requested(&r.attribute_types).map_err(Status::invalid_argument)?;
         // Webhook mode per resource from the workspace projection; a workspace it cannot find
         // (yet) is treated as polling: a pull is never skipped on a guess.
-        let workspace = match self.directory.lookup(r.workspace_id).await {
-            Lookup::Found(w) if !w.deleted => Some(w),
-            _ => None,
-        };
+        let workspace = self.directory.lookup(r.workspace_id).await.live();
         let report = self
             .puller
             .sync(
@@ -304,10 +301,7 @@ impl FyleSyncService for FyleSyncApi {
             .stored(workspace_id)
             .await
             .map_err(unavailable)?;
-        let workspace = match self.directory.lookup(workspace_id).await {
-            Lookup::Found(w) if !w.deleted => Some(w),
-            _ => None,
-        };
+        let workspace = self.directory.lookup(workspace_id).await.live();
         let (applied, ignored, last_event_at) = counted.unwrap_or((0, 0, None));
 
         let mut attributes: HashMap<String, (u64, u64)> = HashMap::new();

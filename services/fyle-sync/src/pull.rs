@@ -641,19 +641,10 @@ impl Puller {
             }
             objects.extend(self.live_object(resource, id, row, stamped));
         }
-        let versions: Vec<DateTime<Utc>> = objects.iter().map(|o| o.version).collect();
-        let (judge_before, origin) = (page.judge_before, page.origin);
         let mut attempt = 1;
         loop {
             match self
-                .apply_page_once(
-                    workspace_id,
-                    resource,
-                    held,
-                    &objects,
-                    &versions,
-                    (judge_before, origin),
-                )
+                .apply_page_once(workspace_id, resource, held, &objects, page)
                 .await
             {
                 Err(PullFailure::Fyle(FyleError::Db(e)))
@@ -674,8 +665,7 @@ impl Puller {
         resource: &FyleResource,
         held: &Lease,
         objects: &[apply::LiveObject],
-        versions: &[DateTime<Utc>],
-        (judge_before, origin): (Option<DateTime<Utc>>, &str),
+        page: &PageWork,
     ) -> Result<(u32, u32), PullFailure> {
         let mut conn = self.pool.get().await.map_err(DbError::from)?;
         conn.transaction::<_, PullFailure, _>(async |conn| {
@@ -685,16 +675,18 @@ impl Puller {
                 .map_err(effect_failure)?;
             let mut changes = Vec::new();
             let mut missed = 0_u32;
-            for (version, outcome) in versions.iter().copied().zip(outcomes) {
+            for (object, outcome) in objects.iter().zip(outcomes) {
                 if let EventOutcome::Applied(changed) = outcome {
-                    if !changed.is_empty() && judge_before.is_some_and(|c| version < c) {
+                    if !changed.is_empty() && page.judge_before.is_some_and(|c| object.version < c)
+                    {
                         missed += 1;
                     }
                     changes.extend(changed);
                 }
             }
             let n = u32::try_from(changes.len()).unwrap_or(u32::MAX);
-            self.publish(conn, workspace_id, changes, origin).await?;
+            self.publish(conn, workspace_id, changes, page.origin)
+                .await?;
             Ok((n, missed))
         })
         .await

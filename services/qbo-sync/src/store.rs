@@ -169,7 +169,7 @@ async fn restore_planner(conn: &mut AsyncPgConnection) -> QueryResult<()> {
 }
 
 /// Turns sequential scans off until [`restore_planner`] (see the module doc).
-pub async fn no_sequential_scans(conn: &mut AsyncPgConnection) -> QueryResult<()> {
+async fn no_sequential_scans(conn: &mut AsyncPgConnection) -> QueryResult<()> {
     attrsync_db::prepared::sql("SELECT set_config('enable_seqscan', 'off', true)")
         .execute(conn)
         .await
@@ -178,7 +178,7 @@ pub async fn no_sequential_scans(conn: &mut AsyncPgConnection) -> QueryResult<()
 
 /// Turns hash joins, merge joins and sequential scans off until [`restore_planner`] (see the
 /// module doc).
-pub async fn plan_as_key_lookups(conn: &mut AsyncPgConnection) -> QueryResult<()> {
+async fn plan_as_key_lookups(conn: &mut AsyncPgConnection) -> QueryResult<()> {
     attrsync_db::prepared::sql(
         "SELECT set_config('enable_hashjoin', 'off', true), \
                 set_config('enable_mergejoin', 'off', true), \

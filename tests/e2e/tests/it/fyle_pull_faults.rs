@@ -26,7 +26,7 @@ use serde_json::json;
 
 use crate::{
     fyle_connection::{connected_workspace, demo_sandbox, stack_for},
-    fyle_reconcile::{connect, webhooks_only_stack},
+    fyle_reconcile::{connect, start_replica, webhooks_only_stack},
 };
 
 const CATEGORIES: &str = "GET /platform/v1/admin/categories";
@@ -413,25 +413,14 @@ async fn two_fyle_sync_replicas_share_the_webhook_partitions_and_one_pull_lease(
     .await
     .unwrap();
     // A second fyle-sync on the same database, topics and consumer group: a replica.
-    let addrs = stack.grpc_addrs();
-    let mut env = attrsync_e2e::service_env(
-        "fyle-sync",
-        &stack.database.url,
-        &stack.topic_prefix,
-        Some(addrs.mapping),
-    );
-    env.push((
-        "FYLE_SYNC__FYLE__ACCOUNTS_URL".into(),
-        sb.fyle_accounts_url().to_owned(),
-    ));
-    env.push((
-        "FYLE_SYNC__INGEST__ENDPOINT".into(),
-        format!("http://{}", addrs.ingest),
-    ));
-    let config =
-        <fyle_sync::Config as attrsync_config::ServiceConfig>::from_env_pairs(env).unwrap();
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let replica = fyle_sync::start(config, shutdown.clone()).await.unwrap();
+    let (replica, shutdown) = start_replica(
+        &stack,
+        vec![(
+            "FYLE_SYNC__FYLE__ACCOUNTS_URL".into(),
+            sb.fyle_accounts_url().to_owned(),
+        )],
+    )
+    .await;
     let topic = attrsync_kafka::topics::FYLE_ATTRIBUTE_WEBHOOKS;
     let handled =
         |running: &attrsync_runtime::Running| running.consumer(topic).map_or(0, |c| c.handled());

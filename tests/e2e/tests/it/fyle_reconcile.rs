@@ -64,6 +64,34 @@ pub(crate) async fn webhooks_only_stack(sb: &SandboxHandle) -> TestStack {
     .await
 }
 
+/// A second fyle-sync on `stack`'s database, topics and consumer group — a replica — with
+/// `extra` settings; stop it with the token.
+pub(crate) async fn start_replica(
+    stack: &TestStack,
+    extra: Vec<(String, String)>,
+) -> (
+    attrsync_runtime::Running,
+    tokio_util::sync::CancellationToken,
+) {
+    let addrs = stack.grpc_addrs();
+    let mut env = attrsync_e2e::service_env(
+        "fyle-sync",
+        &stack.database.url,
+        &stack.topic_prefix,
+        Some(addrs.mapping),
+    );
+    env.push((
+        "FYLE_SYNC__INGEST__ENDPOINT".into(),
+        format!("http://{}", addrs.ingest),
+    ));
+    env.extend(extra);
+    let config =
+        <fyle_sync::Config as attrsync_config::ServiceConfig>::from_env_pairs(env).unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let replica = fyle_sync::start(config, shutdown.clone()).await.unwrap();
+    (replica, shutdown)
+}
+
 /// fyle-sync's settings for `sb` and quick rounds (see [`reconcile_stack`]).
 fn fast_rounds(sb: &SandboxHandle) -> Vec<(String, String)> {
     vec![
@@ -636,23 +664,7 @@ async fn a_workspace_without_webhooks_keeps_the_24_hour_rule_and_counts_no_misse
 async fn two_replicas_reconcile_a_workspace_once_per_interval() {
     let sb = demo_sandbox().await;
     let stack = reconcile_stack(&sb, Vec::new()).await;
-    // A second fyle-sync on the same database and topics: a replica.
-    let addrs = stack.grpc_addrs();
-    let mut env = attrsync_e2e::service_env(
-        "fyle-sync",
-        &stack.database.url,
-        &stack.topic_prefix,
-        Some(addrs.mapping),
-    );
-    env.push((
-        "FYLE_SYNC__INGEST__ENDPOINT".into(),
-        format!("http://{}", addrs.ingest),
-    ));
-    env.extend(fast_rounds(&sb));
-    let config =
-        <fyle_sync::Config as attrsync_config::ServiceConfig>::from_env_pairs(env).unwrap();
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let replica = fyle_sync::start(config, shutdown.clone()).await.unwrap();
+    let (replica, shutdown) = start_replica(&stack, fast_rounds(&sb)).await;
 
     let workspace_id = stack.create_workspace_for_org(DEMO_ORG_ID).await.unwrap();
     connect(&stack, &sb, workspace_id).await;
