@@ -7,6 +7,10 @@
 //! The rules are the incumbent's (incumbent checklist items 10–15, 20–22), with one deliberate
 //! change: attributes are identified by their Fyle id (`source_id`), not by their value, so a
 //! rename updates the row.
+//!
+//! Failure policy: an object that cannot be stored is an error, not a value — including one
+//! holding a NUL character anywhere ([`contains_nul`]), which PostgreSQL text and `jsonb`
+//! cannot hold: a pulled row with one is skipped instead of failing its page on every pull.
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
@@ -83,12 +87,28 @@ pub enum DeriveError {
         field: &'static str,
         expected: &'static str,
     },
+    #[error("`data` holds a NUL character (\\u0000), which cannot be stored")]
+    Nul,
+}
+
+/// Whether a JSON value holds a NUL character in any string or key. PostgreSQL's text and
+/// `jsonb` cannot store one (JSON text may escape it as `\u0000`).
+pub fn contains_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(contains_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || contains_nul(v)),
+        _ => false,
+    }
 }
 
 type Result<T, E = DeriveError> = std::result::Result<T, E>;
 
 /// Derive the attribute(s) a Fyle object of `resource` stands for.
 pub fn derive(resource: &FyleResource, data: &Value) -> Result<Derived> {
+    if contains_nul(data) {
+        return Err(DeriveError::Nul);
+    }
     let obj = Obj::new(data)?;
     let attribute = |attribute_type: FyleAttributeType, value: String, active: bool, detail| {
         Ok(Derived::Attribute(DerivedAttribute {
@@ -354,6 +374,27 @@ mod tests {
             Ok(Derived::Attribute(a)) => a,
             other => panic!("expected one attribute, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn an_object_holding_a_nul_character_does_not_derive() {
+        let nul_in_name = json!({"id": 1, "name": "Bad\u{0}name", "is_enabled": true});
+        assert_eq!(
+            derive(&FyleResource::Category, &nul_in_name),
+            Err(DeriveError::Nul)
+        );
+        let nul_in_a_key = json!({"id": 1, "name": "Fine", "is_enabled": true, "x\u{0}": 1});
+        assert_eq!(
+            derive(&FyleResource::Category, &nul_in_a_key),
+            Err(DeriveError::Nul)
+        );
+        assert!(
+            derive(
+                &FyleResource::Category,
+                &json!({"id": 1, "name": "Fine", "is_enabled": true})
+            )
+            .is_ok()
+        );
     }
 
     #[test]

@@ -144,7 +144,7 @@ impl FyleWebhook {
 pub fn parse(body: &[u8]) -> Result<FyleWebhook, Rejection> {
     let value: Value =
         serde_json::from_slice(body).map_err(|e| Rejection::MalformedJson(e.to_string()))?;
-    if contains_nul(&value) {
+    if attrsync_core::derive::contains_nul(&value) {
         return Err(Rejection::InvalidBody(
             "the body contains a NUL character (\\u0000), which cannot be stored".into(),
         ));
@@ -266,19 +266,6 @@ pub fn dedupe_key(
                 .timestamp()
                 .div_euclid(UNVERSIONED_DEDUPE_WINDOW_SECS),
         }
-    }
-}
-
-/// Whether a JSON value holds a NUL character in any string or key. PostgreSQL's `jsonb`
-/// cannot store one (JSON text may escape it as `\u0000`), so such a body is refused before
-/// anything is written, and a database error at the edge is always an outage, never the
-/// sender's fault.
-pub fn contains_nul(value: &Value) -> bool {
-    match value {
-        Value::String(s) => s.contains('\0'),
-        Value::Array(items) => items.iter().any(contains_nul),
-        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || contains_nul(v)),
-        _ => false,
     }
 }
 

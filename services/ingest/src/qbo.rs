@@ -202,7 +202,7 @@ pub struct QboEntityEvent {
 pub fn parse(verified: &VerifiedQboBody<'_>) -> Result<Vec<QboEntityEvent>, QboRejection> {
     let value: Value = serde_json::from_slice(verified.as_bytes())
         .map_err(|e| malformed(format!("body is not valid JSON: {e}")))?;
-    if crate::fyle::contains_nul(&value) {
+    if attrsync_core::derive::contains_nul(&value) {
         return Err(malformed(
             "the body contains a NUL character (\\u0000), which cannot be stored",
         ));

@@ -515,3 +515,29 @@ async fn two_fyle_sync_replicas_share_the_webhook_partitions_and_one_pull_lease(
     stack.stop().await;
     sb.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pulled_row_holding_a_nul_character_is_skipped_and_the_rest_of_its_page_is_stored() {
+    let sb = demo_sandbox().await;
+    let stack = stack_for(&sb).await;
+    let workspace_id = connected_workspace(&stack, &sb).await;
+    let bad = sb
+        .fyle()
+        .create(
+            DEMO_ORG_ID,
+            "categories",
+            json!({"name": "Bad\u{0}name", "is_enabled": true}),
+        )
+        .unwrap();
+    let bad_id = bad["id"].to_string();
+    let in_fyle = sb.fyle().count(DEMO_ORG_ID, "categories");
+
+    // PostgreSQL cannot store the row; it must not fail the page (and so every later pull).
+    let report = full_pull(&stack, workspace_id, "CATEGORY").await;
+    assert_eq!(report.resources[0].outcome, "PULLED");
+    let rows = stored(&stack, workspace_id, "CATEGORY").await;
+    assert_eq!(rows.len(), in_fyle - 1, "every other category stored");
+    assert!(!rows.contains_key(&bad_id));
+    stack.stop().await;
+    sb.stop().await;
+}
