@@ -457,6 +457,7 @@ mod tests {
                 ..Default::default()
             }),
             settings: Some(WorkspaceSettings {
+                mapping_settings: Vec::new(),
                 import_settings: None,
                 webhook_flags: Some(WebhookFlags {
                     fyle_webhook_sync_enabled: true,

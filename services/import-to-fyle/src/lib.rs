@@ -16,7 +16,7 @@
 //! - `grpc`: `TriggerImport`, `ListImportLogs`.
 //!
 //! Still to come (issue 12): custom SELECT fields (#50), disable_items (#59), the 24-hour
-//! schedule (#61), COST_CENTER from the mapping settings the snapshot does not carry yet.
+//! schedule (#61).
 
 pub mod config;
 pub mod consumers;

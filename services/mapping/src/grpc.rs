@@ -1,9 +1,9 @@
 //! The `MappingService` gRPC API.
 //!
-//! Errors map to gRPC codes in one place ([`status`]). Methods whose capability belongs to a
-//! later part of the design (`UpdateImportSettings`, `ListMappingSettings`) answer
-//! `UNIMPLEMENTED` with a message saying so, rather than pretending. Mappings and mapping
-//! errors are [`crate::operator`].
+//! Errors map to gRPC codes in one place ([`status`]): a refused settings change is
+//! `INVALID_ARGUMENT` with a message naming the field, and nothing is saved. Mappings and
+//! mapping errors are [`crate::operator`]; import settings are [`crate::store`] around the
+//! rules of [`crate::import_settings`].
 
 use attrsync_kafka::relay::RelayHandle;
 use attrsync_proto::v1::{
@@ -39,12 +39,6 @@ fn status(error: StoreError) -> Status {
             Status::unavailable("database unavailable; retry")
         }
     }
-}
-
-fn later(what: &str) -> Status {
-    Status::unimplemented(format!(
-        "{what} is not built yet (see the project's open issues)"
-    ))
 }
 
 #[tonic::async_trait]
@@ -120,16 +114,29 @@ impl MappingService for MappingApi {
 
     async fn update_import_settings(
         &self,
-        _request: Request<UpdateImportSettingsRequest>,
+        request: Request<UpdateImportSettingsRequest>,
     ) -> Result<Response<WorkspaceSnapshot>, Status> {
-        Err(later("UpdateImportSettings"))
+        let snapshot = self
+            .store
+            .update_import_settings(request.get_ref())
+            .await
+            .map_err(status)?;
+        self.relay.wake();
+        Ok(Response::new(snapshot))
     }
 
     async fn list_mapping_settings(
         &self,
-        _request: Request<ListMappingSettingsRequest>,
+        request: Request<ListMappingSettingsRequest>,
     ) -> Result<Response<ListMappingSettingsResponse>, Status> {
-        Err(later("ListMappingSettings"))
+        let mapping_settings = self
+            .store
+            .list_mapping_settings(request.get_ref().workspace_id)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(ListMappingSettingsResponse {
+            mapping_settings,
+        }))
     }
 
     async fn list_mappings(

@@ -16,6 +16,11 @@
 //! ([`operator`]). A Fyle value qbo-sync created a QBO entity for
 //! (`sync.fyle-auto-created.v1`) is mapped to it at once (`auto_created`).
 //!
+//! `UpdateImportSettings` ([`import_settings`], pure; [`store`]) changes the settings and the
+//! mapping settings, re-maps what the change retargets and publishes the snapshot and the
+//! `ImportRequested` commands on `imports.commands.v1` in one transaction; import-to-fyle's
+//! `ImportCompleted` events ([`imports`]) tell it which fields have been imported.
+//!
 //! Failure policy: with the database down, gRPC calls fail `UNAVAILABLE` and nothing changes;
 //! with Kafka down, changes still commit and their snapshots wait in the outbox; the consumers
 //! wait (their partitions paused) until the database is back.
@@ -24,6 +29,8 @@ pub mod auto_created;
 pub mod automap;
 pub mod config;
 mod grpc;
+mod import_settings;
+pub mod imports;
 pub mod mappings;
 mod operator;
 pub mod projection;
@@ -62,6 +69,7 @@ impl Service for Mapping {
         let store = store::Store::new(
             context.pool.clone(),
             context.topic(topics::WORKSPACE_SETTINGS),
+            context.topic(topics::IMPORT_COMMANDS),
         );
         let backfilled = store.backfill_projection().await?;
         if backfilled > 0 {
@@ -76,6 +84,7 @@ impl Service for Mapping {
         };
         Ok(Declaration::new(context)?
             .produces(topics::WORKSPACE_SETTINGS)
+            .produces(topics::IMPORT_COMMANDS)
             .consume(
                 topics::EXPENSE_ATTRIBUTES_CHANGED,
                 projection::ExpenseAttributeEvents,
@@ -88,6 +97,7 @@ impl Service for Mapping {
                 topics::FYLE_ATTRIBUTE_AUTO_CREATED,
                 auto_created::AutoCreatedEvents,
             )
+            .consume(topics::IMPORT_EVENTS, imports::ImportEvents)
             .grpc(MappingServiceServer::new(api)))
     }
 }

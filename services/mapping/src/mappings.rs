@@ -320,6 +320,123 @@ pub(crate) async fn automap_destination(
     Ok(mapped)
 }
 
+/// After a settings change: removes the auto-made mappings of `retargeted` sources to their
+/// previous destination field (an operator's are kept), and — when `items_turned_off` — every
+/// CATEGORY → Item mapping (#59). Returns how many mappings went.
+pub(crate) async fn remove_after_settings_change(
+    conn: &mut AsyncPgConnection,
+    workspace_id: i64,
+    retargeted: &[(String, String)],
+    items_turned_off: bool,
+) -> QueryResult<usize> {
+    let mut removed = 0;
+    for (source, old_destination) in retargeted {
+        removed += diesel::sql_query(
+            "DELETE FROM mappings WHERE workspace_id = $1 \
+               AND source_type IN ($2, $3) AND destination_type = $4 AND auto_mapped",
+        )
+        .bind::<BigInt, _>(workspace_id)
+        .bind::<Text, _>(source)
+        .bind::<Text, _>(format!(
+            "{}{source}",
+            attrsync_core::attribute::CUSTOM_PREFIX
+        ))
+        .bind::<Text, _>(old_destination)
+        .execute(conn)
+        .await?;
+    }
+    if items_turned_off {
+        removed += diesel::sql_query(
+            "DELETE FROM mappings WHERE workspace_id = $1 AND source_type = 'CATEGORY' \
+               AND destination_type = 'ACCOUNT' AND destination_display_name = 'Item'",
+        )
+        .bind::<BigInt, _>(workspace_id)
+        .execute(conn)
+        .await?;
+    }
+    if removed > 0 {
+        tracing::info!(
+            workspace_id,
+            removed,
+            "mappings removed by a settings change"
+        );
+    }
+    Ok(removed)
+}
+
+/// The source types whose auto-mapping may differ between `before` and `after`: every target
+/// when a matching rule changed (case, code prefixes, items), else the targets that are new or
+/// point elsewhere; employees when their rule changed.
+pub(crate) fn changed_source_types(before: &Rules, after: &Rules) -> Vec<String> {
+    let everything = before.case_insensitive != after.case_insensitive
+        || before.code_prefixed != after.code_prefixed
+        || before.include_items != after.include_items;
+    let mut out: Vec<String> = Vec::new();
+    for target in &after.targets {
+        if everything || !before.targets.contains(target) {
+            let source = &target.0;
+            out.push(source.clone());
+            if !automap::DEFAULT_TARGETS.iter().any(|(s, _)| s == source) && !source.contains(':') {
+                out.push(format!(
+                    "{}{source}",
+                    attrsync_core::attribute::CUSTOM_PREFIX
+                ));
+            }
+        }
+    }
+    if after.employees.is_some() && (everything || before.employees != after.employees) {
+        out.push(automap::EMPLOYEE.to_owned());
+    }
+    out
+}
+
+/// Auto-maps, under `after`, every active unmapped source of the types whose rules changed
+/// from `before`. Runs in the settings change's transaction, one source at a time through
+/// [`automap_source`] (the rule every other path uses). Returns how many mappings it made.
+pub(crate) async fn automap_changed_rules(
+    conn: &mut AsyncPgConnection,
+    workspace_id: i64,
+    before: &Rules,
+    after: &Rules,
+) -> QueryResult<usize> {
+    let mut mapped = 0;
+    for source_type in changed_source_types(before, after) {
+        let Some(target) = after.destination_for(&source_type).map(str::to_owned) else {
+            continue;
+        };
+        let mut after_id = String::new();
+        loop {
+            let page: Vec<SourceRow> = diesel::sql_query(
+                "SELECT s.attribute_type, s.source_id, s.value, s.active, s.detail \
+                 FROM source_attributes s \
+                 WHERE s.workspace_id = $1 AND s.attribute_type = $2 AND s.active \
+                   AND s.source_id > $3 \
+                   AND NOT EXISTS (SELECT 1 FROM mappings m WHERE m.workspace_id = s.workspace_id \
+                       AND m.source_type = s.attribute_type AND m.source_id = s.source_id \
+                       AND m.destination_type = $4) \
+                 ORDER BY s.source_id LIMIT 500",
+            )
+            .bind::<BigInt, _>(workspace_id)
+            .bind::<Text, _>(&source_type)
+            .bind::<Text, _>(&after_id)
+            .bind::<Text, _>(&target)
+            .load(conn)
+            .await?;
+            let Some(last) = page.last() else { break };
+            after_id = last.source_id.clone();
+            for source in &page {
+                if automap_source(conn, workspace_id, after, source)
+                    .await?
+                    .is_some()
+                {
+                    mapped += 1;
+                }
+            }
+        }
+    }
+    Ok(mapped)
+}
+
 #[derive(Debug, QueryableByName)]
 struct IdRow {
     #[diesel(sql_type = BigInt)]

@@ -121,3 +121,13 @@ diesel::table! {
         updated_at -> Timestamptz,
     }
 }
+
+diesel::table! {
+    field_imports (workspace_id, source_field) {
+        workspace_id -> BigInt,
+        source_field -> Text,
+        first_run_at -> Timestamptz,
+        last_status -> Text,
+        last_event_at -> Timestamptz,
+    }
+}

@@ -17,7 +17,10 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use serde_json::Value;
 
-use crate::schema::{workspace_settings, workspaces};
+use crate::{
+    import_settings::SettingRow,
+    schema::{workspace_settings, workspaces},
+};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = workspaces)]
@@ -188,6 +191,7 @@ impl SettingsRow {
                 fyle_by_attribute_type: json_to_bool_map(&self.fyle_webhook_by_type),
                 qbo_by_entity: json_to_bool_map(&self.qbo_webhook_by_entity),
             }),
+            mapping_settings: Vec::new(),
         }
     }
 }
@@ -211,8 +215,14 @@ pub(crate) fn json_to_bool_map(value: &Value) -> HashMap<String, bool> {
         .unwrap_or_default()
 }
 
-/// The full snapshot of one workspace.
-pub(crate) fn snapshot(workspace: &WorkspaceRow, settings: &SettingsRow) -> WorkspaceSnapshot {
+/// The full snapshot of one workspace; `mapping_settings` ordered by destination field.
+pub(crate) fn snapshot(
+    workspace: &WorkspaceRow,
+    settings: &SettingsRow,
+    mapping_settings: &[SettingRow],
+) -> WorkspaceSnapshot {
+    let mut settings = settings.to_proto();
+    settings.mapping_settings = mapping_settings.iter().map(SettingRow::to_proto).collect();
     WorkspaceSnapshot {
         workspace: Some(Workspace {
             id: workspace.id,
@@ -225,7 +235,7 @@ pub(crate) fn snapshot(workspace: &WorkspaceRow, settings: &SettingsRow) -> Work
             created_at: Some(time::to_proto(workspace.created_at)),
             updated_at: Some(time::to_proto(workspace.updated_at)),
         }),
-        settings: Some(settings.to_proto()),
+        settings: Some(settings),
         version: workspace.version,
         deleted: false,
     }
@@ -270,6 +280,7 @@ mod tests {
         let given = WorkspaceSettings {
             import_settings: Some(import),
             webhook_flags: Some(flags),
+            mapping_settings: Vec::new(),
         };
         assert_eq!(SettingsRow::from_proto(Some(&given)).to_proto(), given);
     }

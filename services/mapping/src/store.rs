@@ -3,6 +3,13 @@
 //! Every change runs in one transaction that also bumps the workspace's `version` and puts the
 //! new full snapshot in the outbox, so the published snapshots are exactly the committed states,
 //! in commit order (see `attrsync_db::outbox`).
+//!
+//! `UpdateImportSettings` ([`Store::update_import_settings`]) carries out the pure plan of
+//! [`crate::import_settings`] in that same transaction: the settings row and the whole set of
+//! mapping settings replaced, retargeted sources' auto-made mappings removed and the changed
+//! rules auto-mapped afresh (under the workspace's auto-mapping lock, so a consumer batch
+//! cannot interleave), the snapshot and the `ImportRequested` commands in the outbox. A refused
+//! change (the plan's validation) writes nothing.
 
 use attrsync_core::attribute::normalise_type_name;
 use attrsync_db::{DbError, Pool, outbox};
@@ -10,14 +17,17 @@ use attrsync_kafka::{envelope, workspaces as own_projection};
 use attrsync_proto::{
     Payload, time,
     v1::{
-        CreateWorkspaceRequest, ListWorkspacesRequest, UpdateWebhookFlagsRequest, WorkspaceSnapshot,
+        CreateWorkspaceRequest, ImportRequested, ListWorkspacesRequest, MappingSetting,
+        UpdateImportSettingsRequest, UpdateWebhookFlagsRequest, WorkspaceSnapshot,
     },
 };
 use diesel::{prelude::*, result::DatabaseErrorKind};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
 use crate::{
-    schema::{workspace_settings, workspaces},
+    import_settings::{self, ImportCommand, SettingRow},
+    mappings,
+    schema::{field_imports, mapping_settings, workspace_settings, workspaces},
     snapshot::{SettingsRow, WorkspaceRow, bool_map_to_json, json_to_bool_map, snapshot},
 };
 
@@ -47,17 +57,19 @@ impl From<diesel::result::Error> for StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// The registry, bound to mapping's pool and the (prefixed) settings topic.
+/// The registry, bound to mapping's pool and the (prefixed) topics it publishes to.
 #[derive(Clone)]
 pub struct Store {
     pool: Pool,
     settings_topic: String,
+    commands_topic: String,
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
             .field("settings_topic", &self.settings_topic)
+            .field("commands_topic", &self.commands_topic)
             .finish_non_exhaustive()
     }
 }
@@ -73,10 +85,11 @@ struct NewWorkspace<'a> {
 }
 
 impl Store {
-    pub fn new(pool: Pool, settings_topic: String) -> Self {
+    pub fn new(pool: Pool, settings_topic: String, commands_topic: String) -> Self {
         Self {
             pool,
             settings_topic,
+            commands_topic,
         }
     }
 
@@ -97,6 +110,20 @@ impl Store {
             return Err(StoreError::Invalid("fyle_org_id must not be empty".into()));
         }
         let settings = SettingsRow::from_proto(request.settings.as_ref());
+        // Mapping settings given at creation follow the update's rules; none given keeps the
+        // incumbent's defaults (auto-mapping's DEFAULT_TARGETS), so nothing is stored.
+        let submitted = request
+            .settings
+            .as_ref()
+            .map_or(&[][..], |s| s.mapping_settings.as_slice());
+        let initial_mapping_settings = if submitted.is_empty() {
+            Vec::new()
+        } else {
+            let import = settings.to_proto().import_settings.unwrap_or_default();
+            import_settings::plan(&settings, &[], &import, submitted, false)
+                .map_err(StoreError::Invalid)?
+                .mapping_settings
+        };
         let mut conn = self.pool.get().await.map_err(DbError::from)?;
         let topic = self.settings_topic.clone();
         conn.transaction::<_, StoreError, _>(async |conn| {
@@ -122,7 +149,8 @@ impl Store {
                 .values((workspace_settings::workspace_id.eq(row.id), &settings))
                 .execute(conn)
                 .await?;
-            let snap = snapshot(&row, &settings);
+            replace_mapping_settings(conn, row.id, &[], &initial_mapping_settings).await?;
+            let snap = snapshot(&row, &settings, &initial_mapping_settings);
             publish(conn, &topic, &snap).await?;
             Ok(snap)
         })
@@ -165,7 +193,13 @@ impl Store {
         } else {
             0
         };
-        Ok((rows.iter().map(|(w, s)| snapshot(w, s)).collect(), next))
+        let ids: Vec<i64> = rows.iter().map(|(w, _)| w.id).collect();
+        let mut by_workspace = load_mapping_settings(&mut conn, &ids).await?;
+        let snapshots = rows
+            .iter()
+            .map(|(w, s)| snapshot(w, s, &by_workspace.remove(&w.id).unwrap_or_default()))
+            .collect();
+        Ok((snapshots, next))
     }
 
     /// Writes `workspace_projection` rows for workspaces created before mapping kept them (or
@@ -228,6 +262,220 @@ impl Store {
     }
 }
 
+impl Store {
+    /// The workspace's mapping settings, ordered by destination field.
+    pub async fn list_mapping_settings(&self, workspace_id: i64) -> Result<Vec<MappingSetting>> {
+        let mut conn = self.pool.get().await.map_err(DbError::from)?;
+        let snap = load(&mut conn, workspace_id).await?;
+        Ok(snap
+            .settings
+            .map(|s| s.mapping_settings)
+            .unwrap_or_default())
+    }
+
+    /// `UpdateImportSettings`: see the module doc and [`crate::import_settings`].
+    pub async fn update_import_settings(
+        &self,
+        request: &UpdateImportSettingsRequest,
+    ) -> Result<WorkspaceSnapshot> {
+        let workspace_id = request.workspace_id;
+        let Some(import) = &request.import_settings else {
+            return Err(StoreError::Invalid(
+                "import_settings is required (it is taken whole)".into(),
+            ));
+        };
+        let mut conn = self.pool.get().await.map_err(DbError::from)?;
+        let (settings_topic, commands_topic) =
+            (self.settings_topic.clone(), self.commands_topic.clone());
+        conn.transaction::<_, StoreError, _>(async |conn| {
+            let old: SettingsRow = workspace_settings::table
+                .find(workspace_id)
+                .select(SettingsRow::as_select())
+                .for_update()
+                .first(conn)
+                .await
+                .optional()?
+                .ok_or(StoreError::NotFound(workspace_id))?;
+            mappings::lock_workspace(conn, workspace_id).await?;
+            let old_mapping_settings = load_mapping_settings(conn, &[workspace_id])
+                .await?
+                .remove(&workspace_id)
+                .unwrap_or_default();
+            let categories_imported: bool = diesel::select(diesel::dsl::exists(
+                field_imports::table
+                    .filter(field_imports::workspace_id.eq(workspace_id))
+                    .filter(field_imports::source_field.eq("CATEGORY")),
+            ))
+            .get_result(conn)
+            .await?;
+            let old_rules = mappings::load_rules(conn, workspace_id).await?;
+            let plan = import_settings::plan(
+                &old,
+                &old_mapping_settings,
+                import,
+                &request.mapping_settings,
+                categories_imported,
+            )
+            .map_err(StoreError::Invalid)?;
+
+            diesel::update(workspace_settings::table.find(workspace_id))
+                .set((
+                    &plan.settings,
+                    workspace_settings::updated_at.eq(diesel::dsl::now),
+                ))
+                .execute(conn)
+                .await?;
+            replace_mapping_settings(
+                conn,
+                workspace_id,
+                &old_mapping_settings,
+                &plan.mapping_settings,
+            )
+            .await?;
+            let unmapped = mappings::remove_after_settings_change(
+                conn,
+                workspace_id,
+                &plan.retargeted,
+                plan.items_turned_off,
+            )
+            .await?;
+            let remapped = match (old_rules, mappings::load_rules(conn, workspace_id).await?) {
+                (Some(before), Some(after)) => {
+                    mappings::automap_changed_rules(conn, workspace_id, &before, &after).await?
+                }
+                _ => 0,
+            };
+            bump_version(conn, workspace_id).await?;
+            let snap = load(conn, workspace_id).await?;
+            publish(conn, &settings_topic, &snap).await?;
+            request_imports(conn, &commands_topic, workspace_id, &plan.imports).await?;
+            tracing::info!(
+                workspace_id,
+                mapping_settings = plan.mapping_settings.len(),
+                retargeted = plan.retargeted.len(),
+                unmapped,
+                remapped,
+                imports = plan.imports.len(),
+                "import settings updated"
+            );
+            Ok(snap)
+        })
+        .await
+    }
+}
+
+/// Puts one `ImportRequested` per command in the outbox (key: the workspace).
+async fn request_imports(
+    conn: &mut AsyncPgConnection,
+    topic: &str,
+    workspace_id: i64,
+    commands: &[ImportCommand],
+) -> Result<()> {
+    let rows: Vec<_> = commands
+        .iter()
+        .map(|c| {
+            let envelope = envelope::new(
+                workspace_id,
+                "mapping",
+                time::now(),
+                Payload::ImportRequested(ImportRequested {
+                    source_field: c.source_field.clone(),
+                    reason: c.reason.to_owned(),
+                    full: c.full,
+                    destination_ids: Vec::new(),
+                }),
+            );
+            envelope::outbox_row(topic.to_owned(), &envelope)
+        })
+        .collect();
+    outbox::enqueue(conn, &rows).await?;
+    Ok(())
+}
+
+type MappingSettingColumns = (String, String, bool, bool, Option<String>);
+
+/// The mapping settings of `workspace_ids`, each list ordered by destination field.
+async fn load_mapping_settings(
+    conn: &mut AsyncPgConnection,
+    workspace_ids: &[i64],
+) -> Result<std::collections::HashMap<i64, Vec<SettingRow>>> {
+    let rows: Vec<(i64, MappingSettingColumns)> = mapping_settings::table
+        .filter(mapping_settings::workspace_id.eq_any(workspace_ids))
+        .order((
+            mapping_settings::workspace_id,
+            mapping_settings::destination_field,
+        ))
+        .select((
+            mapping_settings::workspace_id,
+            (
+                mapping_settings::source_field,
+                mapping_settings::destination_field,
+                mapping_settings::import_to_fyle,
+                mapping_settings::is_custom,
+                mapping_settings::source_placeholder,
+            ),
+        ))
+        .load(conn)
+        .await?;
+    let mut out: std::collections::HashMap<i64, Vec<SettingRow>> = Default::default();
+    for (workspace_id, (source_field, destination_field, import_to_fyle, is_custom, placeholder)) in
+        rows
+    {
+        out.entry(workspace_id).or_default().push(SettingRow {
+            source_field,
+            destination_field,
+            import_to_fyle,
+            is_custom,
+            source_placeholder: placeholder,
+        });
+    }
+    Ok(out)
+}
+
+/// Replaces the workspace's mapping settings with `next`; a row whose destination and content
+/// did not change keeps its timestamps. Delete-then-insert, so a swap of two sources' destinations
+/// never trips the one-setting-per-source index half way.
+async fn replace_mapping_settings(
+    conn: &mut AsyncPgConnection,
+    workspace_id: i64,
+    old: &[SettingRow],
+    next: &[SettingRow],
+) -> Result<()> {
+    let changed: Vec<&str> = old
+        .iter()
+        .filter(|o| !next.contains(o))
+        .map(|o| o.destination_field.as_str())
+        .collect();
+    diesel::delete(
+        mapping_settings::table
+            .filter(mapping_settings::workspace_id.eq(workspace_id))
+            .filter(mapping_settings::destination_field.eq_any(&changed)),
+    )
+    .execute(conn)
+    .await?;
+    let fresh: Vec<_> = next
+        .iter()
+        .filter(|n| !old.contains(n))
+        .map(|n| {
+            (
+                mapping_settings::workspace_id.eq(workspace_id),
+                mapping_settings::source_field.eq(&n.source_field),
+                mapping_settings::destination_field.eq(&n.destination_field),
+                mapping_settings::import_to_fyle.eq(n.import_to_fyle),
+                mapping_settings::is_custom.eq(n.is_custom),
+                mapping_settings::source_placeholder.eq(&n.source_placeholder),
+            )
+        })
+        .collect();
+    if !fresh.is_empty() {
+        diesel::insert_into(mapping_settings::table)
+            .values(&fresh)
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
+}
+
 /// The flag changes a request asks for, applied to the stored settings.
 pub(crate) fn apply_flag_changes(settings: &mut SettingsRow, request: &UpdateWebhookFlagsRequest) {
     if let Some(on) = request.fyle_webhook_sync_enabled {
@@ -282,7 +530,11 @@ async fn load(conn: &mut AsyncPgConnection, id: i64) -> Result<WorkspaceSnapshot
         .await
         .optional()?
         .ok_or(StoreError::NotFound(id))?;
-    Ok(snapshot(&workspace, &settings))
+    let mapping_settings = load_mapping_settings(conn, &[id])
+        .await?
+        .remove(&id)
+        .unwrap_or_default();
+    Ok(snapshot(&workspace, &settings, &mapping_settings))
 }
 
 /// Puts the snapshot in the outbox; it is published once the transaction commits. mapping's

@@ -158,6 +158,7 @@ mod tests {
                 ..Default::default()
             }),
             settings: Some(WorkspaceSettings {
+                mapping_settings: Vec::new(),
                 import_settings: Some(ImportSettings {
                     charts_of_accounts: vec!["Expense".into(), "Income".into()],
                     category_sync_version: ProtoVersion::V1 as i32,

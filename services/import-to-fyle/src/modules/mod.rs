@@ -168,7 +168,8 @@ pub struct ImportPlan {
     pub import_projects: bool,
     pub import_tax_codes: bool,
     pub import_vendors_as_merchants: bool,
-    /// Cost centers from this QBO type (`CLASS` or `DEPARTMENT`), once mapping settings say so.
+    /// Cost centers from this QBO type (`CLASS` or `DEPARTMENT`), as the COST_CENTER mapping
+    /// setting says when it imports.
     pub cost_centers_from: Option<String>,
 }
 

@@ -593,6 +593,7 @@ async fn a_workspace_without_webhooks_keeps_the_24_hour_rule_and_counts_no_misse
             name: "Polling".into(),
             fyle_org_id: DEMO_ORG_ID.into(),
             settings: Some(WorkspaceSettings {
+                mapping_settings: Vec::new(),
                 webhook_flags: Some(WebhookFlags {
                     fyle_webhook_sync_enabled: false,
                     qbo_webhook_sync_enabled: true,

@@ -12,9 +12,9 @@ use attrsync_e2e::{TestStack, eventually, import::ImportHandle, qbo::QboSyncHand
 use attrsync_kafka::topics;
 use attrsync_proto::v1::{
     ChangeKind, ConnectFyleRequest, ConnectQboRequest, CreateWorkspaceRequest,
-    DestinationAttributeChange, DestinationAttributesChanged, ExpenseAttribute,
-    GetWorkspaceRequest, ImportSettings, ListExpenseAttributesRequest, ListImportLogsRequest,
-    SyncQboDimensionsRequest, TriggerImportRequest, WorkspaceSettings,
+    DestinationAttributeChange, DestinationAttributesChanged, ExpenseAttribute, ImportSettings,
+    ListExpenseAttributesRequest, ListImportLogsRequest, MappingSetting, SyncQboDimensionsRequest,
+    TriggerImportRequest, UpdateImportSettingsRequest,
 };
 use attrsync_sandbox::{
     DEMO_ORG_ID, QboWebhookConfig, Sandbox, SandboxConfig, SandboxHandle, Seed,
@@ -35,7 +35,10 @@ struct Loop {
 /// The sandboxes, a stack with qbo-sync and import-to-fyle, and a workspace of the demo org
 /// and realm connected to both, importing categories, projects and merchants, QBO webhooks
 /// delivered to ingest, and a first QBO pull.
-async fn the_loop(import_env: Vec<(String, String)>) -> Loop {
+async fn the_loop(
+    import_env: Vec<(String, String)>,
+    mapping_settings: Vec<MappingSetting>,
+) -> Loop {
     let sb = Sandbox::start(SandboxConfig {
         seed: Seed::Variety,
         workers: 1,
@@ -72,27 +75,19 @@ async fn the_loop(import_env: Vec<(String, String)>) -> Loop {
         .workspace
         .unwrap()
         .id;
-    // mapping's UpdateImportSettings is not built yet: the settings reach every projection as
-    // mapping would publish them, a newer snapshot on the compacted settings topic.
-    let mut snapshot = stack
+    stack
         .mapping
         .clone()
-        .get_workspace(GetWorkspaceRequest { workspace_id })
-        .await
-        .unwrap()
-        .into_inner();
-    snapshot.version += 1_000;
-    snapshot.settings = Some(WorkspaceSettings {
-        import_settings: Some(ImportSettings {
-            import_categories: true,
-            import_projects: true,
-            import_vendors_as_merchants: true,
-            ..Default::default()
-        }),
-        webhook_flags: snapshot.settings.and_then(|s| s.webhook_flags),
-    });
-    stack
-        .publish_directly(topics::WORKSPACE_SETTINGS, workspace_id, snapshot)
+        .update_import_settings(UpdateImportSettingsRequest {
+            workspace_id,
+            import_settings: Some(ImportSettings {
+                import_categories: true,
+                import_projects: true,
+                import_vendors_as_merchants: true,
+                ..Default::default()
+            }),
+            mapping_settings,
+        })
         .await
         .unwrap();
     let refresh_token = sb
@@ -240,7 +235,7 @@ fn bulk_posts(sb: &SandboxHandle) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_qbo_account_becomes_an_enabled_fyle_category_within_seconds() {
-    let l = the_loop(Vec::new()).await;
+    let l = the_loop(Vec::new(), Vec::new()).await;
     l.import_now("CATEGORY").await;
 
     let started = Instant::now();
@@ -335,7 +330,7 @@ async fn a_qbo_account_becomes_an_enabled_fyle_category_within_seconds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_renamed_customer_and_a_deactivated_vendor_follow_into_fyle() {
-    let l = the_loop(Vec::new()).await;
+    let l = the_loop(Vec::new(), Vec::new()).await;
     l.import_now("PROJECT").await;
     l.import_now("MERCHANT").await;
     let customer = l.sb.qbo().get(REALM, "Customer", "7").unwrap();
@@ -391,7 +386,7 @@ async fn a_renamed_customer_and_a_deactivated_vendor_follow_into_fyle() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashed_runs_lease_expires_and_the_next_run_proceeds() {
-    let l = the_loop(Vec::new()).await;
+    let l = the_loop(Vec::new(), Vec::new()).await;
     l.import_now("CATEGORY").await;
     // A run that crashed: its lease held by a holder that is gone, its log left IN_PROGRESS.
     let mut conn = AsyncPgConnection::establish(&l.stack.database.url)
@@ -447,5 +442,47 @@ async fn a_crashed_runs_lease_expires_and_the_next_run_proceeds() {
                 .any(|c| c.value.eq_ignore_ascii_case(name))
         );
     }
+    l.stop().await;
+}
+
+/// The whole settings path: mapping's `UpdateImportSettings` stores a COST_CENTER → CLASS
+/// setting that imports, its `ImportRequested` command makes import-to-fyle import QBO's
+/// classes as Fyle cost centers with no schedule and no forced trigger, and a class created in
+/// QBO afterwards follows by webhook.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cost_center_mapping_setting_imports_qbo_classes_as_fyle_cost_centers() {
+    let l = the_loop(
+        Vec::new(),
+        vec![MappingSetting {
+            source_field: "COST_CENTER".into(),
+            destination_field: "CLASS".into(),
+            import_to_fyle: true,
+            ..Default::default()
+        }],
+    )
+    .await;
+    eventually(
+        WAIT,
+        "the demo class Adidas as a Fyle cost center",
+        || async {
+            Ok(l.fyle_values("COST_CENTER")
+                .await
+                .into_iter()
+                .find(|a| a.value == "Adidas" && a.active))
+        },
+    )
+    .await
+    .unwrap();
+    l.sb.qbo()
+        .create(REALM, "Class", json!({"Name": "Northwind Ops"}))
+        .unwrap();
+    eventually(WAIT, "the new class as a Fyle cost center", || async {
+        Ok(l.fyle_values("COST_CENTER")
+            .await
+            .into_iter()
+            .find(|a| a.value == "Northwind Ops" && a.active))
+    })
+    .await
+    .unwrap();
     l.stop().await;
 }

@@ -9,6 +9,7 @@ mod fyle_pull_faults;
 mod fyle_pulls;
 mod fyle_reconcile;
 mod fyle_webhooks;
+mod import_settings;
 mod import_to_fyle;
 mod ingest_edge;
 mod kafka_consumer;

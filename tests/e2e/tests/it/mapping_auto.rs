@@ -37,7 +37,7 @@ async fn sandbox() -> SandboxHandle {
 }
 
 /// The incumbent's defaults as a caller sends them whole, auto-mapping case-insensitively.
-fn import_settings() -> ImportSettings {
+pub(crate) fn import_settings() -> ImportSettings {
     ImportSettings {
         charts_of_accounts: vec!["Expense".into()],
         is_sync_after_timestamp_enabled: true,
@@ -48,7 +48,7 @@ fn import_settings() -> ImportSettings {
 }
 
 /// A workspace with these settings; `realm` connects it to the sandbox's QBO company.
-async fn workspace(
+pub(crate) async fn workspace(
     stack: &TestStack,
     realm: Option<&str>,
     import: ImportSettings,
@@ -62,6 +62,7 @@ async fn workspace(
             fyle_org_id: org.clone(),
             qbo_realm_id: realm.map(str::to_owned),
             settings: Some(WorkspaceSettings {
+                mapping_settings: Vec::new(),
                 import_settings: Some(import),
                 webhook_flags: None,
             }),
@@ -97,7 +98,11 @@ async fn connect_qbo(stack: &TestStack, sb: &SandboxHandle, workspace_id: i64) -
     qbo
 }
 
-async fn mappings(stack: &TestStack, workspace_id: i64, source_type: &str) -> Vec<Mapping> {
+pub(crate) async fn mappings(
+    stack: &TestStack,
+    workspace_id: i64,
+    source_type: &str,
+) -> Vec<Mapping> {
     stack
         .mapping
         .clone()
@@ -113,7 +118,7 @@ async fn mappings(stack: &TestStack, workspace_id: i64, source_type: &str) -> Ve
         .mappings
 }
 
-async fn mapping_of(
+pub(crate) async fn mapping_of(
     stack: &TestStack,
     workspace_id: i64,
     source_type: &str,
@@ -249,7 +254,7 @@ async fn an_employee_added_in_fyle_is_auto_mapped_to_the_qbo_vendor_with_the_sam
     sb.stop().await;
 }
 
-fn category(id: &str, value: &str, active: bool) -> ExpenseAttributeChange {
+pub(crate) fn category(id: &str, value: &str, active: bool) -> ExpenseAttributeChange {
     ExpenseAttributeChange {
         attribute_type: "CATEGORY".into(),
         source_id: id.into(),
@@ -262,7 +267,7 @@ fn category(id: &str, value: &str, active: bool) -> ExpenseAttributeChange {
     }
 }
 
-fn account(id: &str, value: &str, active: bool) -> DestinationAttributeChange {
+pub(crate) fn account(id: &str, value: &str, active: bool) -> DestinationAttributeChange {
     DestinationAttributeChange {
         attribute_type: "ACCOUNT".into(),
         destination_id: id.into(),
@@ -281,7 +286,11 @@ fn account(id: &str, value: &str, active: bool) -> DestinationAttributeChange {
     }
 }
 
-async fn fyle_side(stack: &TestStack, workspace_id: i64, changes: Vec<ExpenseAttributeChange>) {
+pub(crate) async fn fyle_side(
+    stack: &TestStack,
+    workspace_id: i64,
+    changes: Vec<ExpenseAttributeChange>,
+) {
     stack
         .publish_directly(
             topics::EXPENSE_ATTRIBUTES_CHANGED,
@@ -295,7 +304,11 @@ async fn fyle_side(stack: &TestStack, workspace_id: i64, changes: Vec<ExpenseAtt
         .unwrap();
 }
 
-async fn qbo_side(stack: &TestStack, workspace_id: i64, changes: Vec<DestinationAttributeChange>) {
+pub(crate) async fn qbo_side(
+    stack: &TestStack,
+    workspace_id: i64,
+    changes: Vec<DestinationAttributeChange>,
+) {
     stack
         .publish_directly(
             topics::DESTINATION_ATTRIBUTES_CHANGED,

@@ -25,6 +25,7 @@ async fn workspaces_are_created_found_listed_and_their_flags_updated() {
             fyle_org_id: "orAcme1".into(),
             qbo_realm_id: Some("9130357766900456".into()),
             settings: Some(WorkspaceSettings {
+                mapping_settings: Vec::new(),
                 import_settings: Some(ImportSettings {
                     import_categories: true,
                     ..Default::default()

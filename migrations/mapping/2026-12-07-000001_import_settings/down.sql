@@ -1,0 +1,2 @@
+DROP INDEX mapping_settings_source;
+DROP TABLE field_imports;
