@@ -9,6 +9,10 @@
 //! transaction per envelope, applied at most once (`processed_events`); and the upsert is
 //! newest-wins, so even a re-published change cannot move a value back.
 //!
+//! A command carries the snapshot version mapping decided it on (its run waits for the
+//! projection to reach it) and, for disable_items, the Fyle ids to disable, kept in
+//! `import_disables` until a run has posted them.
+//!
 //! Failure policy: an `ImportRequested` for a source field this service does not import
 //! (custom fields arrive later) is counted and ignored, not poison — mapping may know more
 //! fields than this version; an empty source field is poison.
@@ -54,9 +58,12 @@ impl EffectHandler for DestinationChanges {
                 tx.conn,
                 workspace_id,
                 field,
-                false,
-                false,
-                REASON_DESTINATION_CHANGED,
+                store::Ask {
+                    full: false,
+                    force: false,
+                    reason: REASON_DESTINATION_CHANGED,
+                    settings_version: 0,
+                },
             )
             .await?;
         }
@@ -98,13 +105,23 @@ impl EffectHandler for ImportCommands {
         } else {
             command.reason.as_str()
         };
+        store::record_disables(
+            tx.conn,
+            event.workspace.workspace_id,
+            field,
+            &command.disable_source_ids,
+        )
+        .await?;
         store::request(
             tx.conn,
             event.workspace.workspace_id,
             field,
-            command.full,
-            false,
-            reason,
+            store::Ask {
+                full: command.full,
+                force: false,
+                reason,
+                settings_version: command.settings_version,
+            },
         )
         .await?;
         Ok(())

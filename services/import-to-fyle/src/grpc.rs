@@ -48,7 +48,7 @@ fn run_status(e: RunError) -> Status {
             tracing::warn!(%cause, "request failed: the workspace directory is unavailable");
             Status::unavailable("mapping or the database is unavailable; retry")
         }
-        RunError::LeaseLost => Status::unavailable(e.to_string()),
+        RunError::LeaseLost | RunError::SettingsBehind { .. } => Status::unavailable(e.to_string()),
         RunError::Db(e) => unavailable(e),
     }
 }
@@ -87,9 +87,12 @@ impl ImportApi {
             &mut conn,
             request.workspace_id,
             request.field,
-            request.full,
-            request.force,
-            &request.reason,
+            store::Ask {
+                full: request.full,
+                force: request.force,
+                reason: &request.reason,
+                settings_version: request.settings_version,
+            },
         )
         .await
         .map_err(unavailable)
@@ -124,6 +127,7 @@ impl ImportToFyleService for ImportApi {
             full: r.full,
             force: r.force,
             reason: "manual".to_owned(),
+            settings_version: 0,
         };
         if !r.wait {
             self.record(&run).await?;

@@ -15,8 +15,7 @@
 //! - [`fyle`]: Fyle through fyle-sync's access tokens and the shared rate bucket;
 //! - `grpc`: `TriggerImport`, `ListImportLogs`.
 //!
-//! Still to come (issue 12): custom SELECT fields (#50), disable_items (#59), the 24-hour
-//! schedule (#61).
+//! Still to come (issue 12): custom SELECT fields (#50) and the 24-hour schedule (#61).
 
 pub mod config;
 pub mod consumers;

@@ -46,6 +46,8 @@ struct Due {
     attempts: i32,
     #[diesel(sql_type = BigInt)]
     seq: i64,
+    #[diesel(sql_type = BigInt)]
+    settings_version: i64,
 }
 
 fn interval(d: Duration) -> PgInterval {
@@ -82,7 +84,8 @@ pub async fn serve(runner: Runner, shutdown: CancellationToken) {
 async fn due(runner: &Runner) -> Result<Vec<Due>, DbError> {
     let mut conn = runner.pool().get().await?;
     Ok(diesel::sql_query(
-        "SELECT workspace_id, source_field, full_import, force, reason, attempts, seq \
+        "SELECT workspace_id, source_field, full_import, force, reason, attempts, seq, \
+                settings_version \
          FROM import_requests WHERE not_before <= now() AND requested_at <= now() - $1 \
          ORDER BY requested_at LIMIT 100",
     )
@@ -102,6 +105,7 @@ async fn serve_one(runner: &Runner, row: Due) {
         full: row.full_import,
         force: row.force,
         reason: row.reason.clone(),
+        settings_version: row.settings_version,
     };
     let retry = match runner.run(&request).await {
         Ok(Outcome::Busy) => return,

@@ -4,19 +4,27 @@
 //!    works): at most one run per workspace × field across every replica. A crashed run holds
 //!    nothing once its lease expires (`runs.lease_ttl`) — the incumbent's IN_PROGRESS trap
 //!    (#35) is gone: IN_PROGRESS in `import_logs` is what an operator sees, never a lock.
-//! 2. **The 30-minute rule** (#35): a scheduled or manual run is skipped when the last success
+//! 2. **Settings first**: a request decided on a newer workspace snapshot than the projection
+//!    holds (mapping's `ImportRequested.settings_version`) fails as retryable
+//!    (`SettingsBehind`) until the snapshot arrives — a command never runs on the settings
+//!    before the change that asked for it.
+//! 3. **The 30-minute rule** (#35): a scheduled or manual run is skipped when the last success
 //!    is more recent than `runs.min_interval`, unless forced or full. Runs asked for by QBO
 //!    changes are not: they carry new values, and skipping them would put the real-time path
 //!    back on a timer.
-//! 3. **Which values**: the first run (no success yet) and full runs read active values only
+//! 4. **Which values**: the first run (no success yet) and full runs read active values only
 //!    (#40); later runs every value changed since the last success's *start* minus
 //!    `runs.incremental_overlap`, inactive ones included (#41) — the incumbent's watermark is
 //!    the end of the run, which loses values changed while it ran.
-//! 4. **Fyle's values**: fyle-sync is asked for an incremental pull of the resource, then
+//! 5. **Asked-for disables first** (disable_items, #59): the Fyle ids in `import_disables`
+//!    that Fyle still has enabled are disabled in a post of their own, then forgotten — so a
+//!    create Fyle refuses cannot hold them back, and a failed post keeps them for the next
+//!    run. A field the workspace no longer imports still runs for them.
+//! 6. **Fyle's values**: fyle-sync is asked for an incremental pull of the resource, then
 //!    read; **payloads** from [`crate::modules`], posted in batches of 200 with
 //!    `total_batches_count` / `processed_batches_count` kept as progress; the rename disables
 //!    last; merchants as one request (#49).
-//! 5. **Outcome** in one transaction that first checks the lease: the log COMPLETE with
+//! 7. **Outcome** in one transaction that first checks the lease: the log COMPLETE with
 //!    `last_successful_run_at` and `error_log = []` (#36, #51), or FAILED / FATAL with the
 //!    incumbent's `error_log` shape (#52–53), and an `ImportCompleted` on `imports.events.v1`
 //!    through the outbox. After a run that posted, fyle-sync is asked for an incremental pull
@@ -62,7 +70,7 @@ use crate::{
         category, merchant, project, tax_group,
     },
     schema::{import_destination_attributes as da, import_logs as logs},
-    settings,
+    settings, store,
 };
 
 const PRODUCER: &str = "import-to-fyle";
@@ -75,6 +83,9 @@ pub struct RunRequest {
     pub full: bool,
     pub force: bool,
     pub reason: String,
+    /// The workspace snapshot version the request was decided on: the run waits (fails as
+    /// retryable) until the projection has reached it.
+    pub settings_version: i64,
 }
 
 /// A row of `import_logs`.
@@ -112,6 +123,8 @@ pub enum RunError {
     UnknownWorkspace(i64),
     #[error("workspaces unavailable: {0}")]
     Directory(String),
+    #[error("workspace settings not yet projected: version {have}, the request needs {need}")]
+    SettingsBehind { have: i64, need: i64 },
     #[error(transparent)]
     Db(#[from] DbError),
     #[error("the run lost its lease")]
@@ -299,10 +312,21 @@ impl Runner {
             }
             Lookup::Unavailable(reason) => return Err(RunError::Directory(reason)),
         };
+        if workspace.version < request.settings_version {
+            return Err(RunError::SettingsBehind {
+                have: workspace.version,
+                need: request.settings_version,
+            });
+        }
         let plan = settings::plan(&workspace);
         let field = request.field;
         let log = load_log(&self.pool, request.workspace_id, field.as_str()).await?;
-        if !modules::sources(&plan).contains(&field) {
+        let mut conn = self.pool.get().await.map_err(DbError::from)?;
+        let pending_disables =
+            store::pending_disables(&mut conn, request.workspace_id, field).await?;
+        drop(conn);
+        // Pending disables run whatever is imported now (items were, until the change).
+        if !modules::sources(&plan).contains(&field) && pending_disables.is_empty() {
             return Ok(Outcome::Skipped {
                 reason: format!("the workspace's settings do not import {}", field.as_str()),
                 log,
@@ -333,16 +357,29 @@ impl Runner {
         };
         self.start_log(request.workspace_id, field, now, held)
             .await?;
-        let result = self
-            .execute(
+        // Asked-for disables first, on their own: a create Fyle refuses cannot hold them back.
+        let result = match self
+            .disable_pending(
                 request.workspace_id,
                 &workspace.fyle_org_id,
                 field,
-                &plan,
-                since,
-                held,
+                &pending_disables,
             )
-            .await;
+            .await
+        {
+            Ok(disabled) => self
+                .execute(
+                    request.workspace_id,
+                    &workspace.fyle_org_id,
+                    field,
+                    &plan,
+                    since,
+                    held,
+                )
+                .await
+                .map(|posted| posted + disabled),
+            Err(e) => Err(e),
+        };
         let (status, error, posted, transient) = match result {
             Ok(posted) => (ImportStatus::Complete, json!([]), posted, false),
             Err(Failure::Fyle(e)) => {
@@ -677,6 +714,38 @@ impl Runner {
         Ok(posted)
     }
 
+    /// Disables the Fyle values `ids` of `field` that Fyle has enabled (disable_items), then
+    /// forgets them all (those already disabled or gone need nothing); returns how many were
+    /// posted. A failure keeps them for the next run.
+    async fn disable_pending(
+        &self,
+        workspace_id: i64,
+        org_id: &str,
+        field: SourceField,
+        ids: &[String],
+    ) -> Result<usize, Failure> {
+        let Some(resource) = field.resource().filter(|_| !ids.is_empty()) else {
+            return Ok(0);
+        };
+        self.fyle.resync(workspace_id, field.as_str()).await?;
+        let in_fyle = self.fyle.existing(workspace_id, field.as_str()).await?;
+        let rows = category::disables_by_id(ids, &in_fyle);
+        if !rows.is_empty() {
+            self.fyle
+                .post_bulk(workspace_id, org_id, resource, &rows)
+                .await?;
+        }
+        let mut conn = self.pool.get().await.map_err(DbError::from)?;
+        store::clear_disables(&mut conn, workspace_id, field, ids).await?;
+        tracing::info!(
+            workspace_id,
+            field = field.as_str(),
+            disabled = rows.len(),
+            "values disabled as asked (disable_items)"
+        );
+        Ok(rows.len())
+    }
+
     async fn merchants(
         &self,
         workspace_id: i64,
@@ -737,6 +806,7 @@ mod tests {
             full,
             force,
             reason: reason.into(),
+            settings_version: 0,
         }
     }
 

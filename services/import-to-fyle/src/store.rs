@@ -111,29 +111,105 @@ pub async fn record_changes(
     Ok(out)
 }
 
-/// Records that `field` of `workspace_id` should be imported.
+/// What a request asks for, besides its workspace and field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ask<'a> {
+    pub full: bool,
+    pub force: bool,
+    pub reason: &'a str,
+    /// The workspace snapshot version the request was decided on (0: any).
+    pub settings_version: i64,
+}
+
+/// Records that `field` of `workspace_id` should be imported. Requests not yet served coalesce
+/// into one: full or forced if any was, the newest reason, the highest settings version.
 pub async fn request(
     conn: &mut AsyncPgConnection,
     workspace_id: i64,
     field: SourceField,
-    full: bool,
-    force: bool,
-    reason: &str,
+    ask: Ask<'_>,
 ) -> diesel::QueryResult<()> {
     diesel::sql_query(
-        "INSERT INTO import_requests AS r (workspace_id, source_field, full_import, force, reason) \
-         VALUES ($1, $2, $3, $4, $5) \
+        "INSERT INTO import_requests AS r \
+             (workspace_id, source_field, full_import, force, reason, settings_version) \
+         VALUES ($1, $2, $3, $4, $5, $6) \
          ON CONFLICT (workspace_id, source_field) DO UPDATE SET \
            full_import = r.full_import OR excluded.full_import, \
            force = r.force OR excluded.force, \
            reason = excluded.reason, seq = r.seq + 1, \
+           settings_version = GREATEST(r.settings_version, excluded.settings_version), \
            not_before = LEAST(r.not_before, now()), attempts = 0",
     )
     .bind::<BigInt, _>(workspace_id)
     .bind::<Text, _>(field.as_str())
-    .bind::<Bool, _>(full)
-    .bind::<Bool, _>(force)
-    .bind::<Text, _>(reason)
+    .bind::<Bool, _>(ask.full)
+    .bind::<Bool, _>(ask.force)
+    .bind::<Text, _>(ask.reason)
+    .bind::<BigInt, _>(ask.settings_version)
+    .execute(conn)
+    .await
+    .map(drop)
+}
+
+/// Records Fyle values of `field` that a run must disable (disable_items, #59).
+pub async fn record_disables(
+    conn: &mut AsyncPgConnection,
+    workspace_id: i64,
+    field: SourceField,
+    source_ids: &[String],
+) -> diesel::QueryResult<()> {
+    if source_ids.is_empty() {
+        return Ok(());
+    }
+    diesel::sql_query(
+        "INSERT INTO import_disables (workspace_id, source_field, source_id) \
+         SELECT $1, $2, unnest($3::text[]) ON CONFLICT DO NOTHING",
+    )
+    .bind::<BigInt, _>(workspace_id)
+    .bind::<Text, _>(field.as_str())
+    .bind::<Array<Text>, _>(source_ids)
+    .execute(conn)
+    .await
+    .map(drop)
+}
+
+#[derive(QueryableByName)]
+struct SourceIdRow {
+    #[diesel(sql_type = Text)]
+    source_id: String,
+}
+
+/// The Fyle ids of `field` still to disable.
+pub async fn pending_disables(
+    conn: &mut AsyncPgConnection,
+    workspace_id: i64,
+    field: SourceField,
+) -> diesel::QueryResult<Vec<String>> {
+    let rows: Vec<SourceIdRow> = diesel::sql_query(
+        "SELECT source_id FROM import_disables WHERE workspace_id = $1 AND source_field = $2 \
+         ORDER BY source_id",
+    )
+    .bind::<BigInt, _>(workspace_id)
+    .bind::<Text, _>(field.as_str())
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| r.source_id).collect())
+}
+
+/// Forgets disables a run has carried out.
+pub async fn clear_disables(
+    conn: &mut AsyncPgConnection,
+    workspace_id: i64,
+    field: SourceField,
+    source_ids: &[String],
+) -> diesel::QueryResult<()> {
+    diesel::sql_query(
+        "DELETE FROM import_disables WHERE workspace_id = $1 AND source_field = $2 \
+           AND source_id = ANY($3)",
+    )
+    .bind::<BigInt, _>(workspace_id)
+    .bind::<Text, _>(field.as_str())
+    .bind::<Array<Text>, _>(source_ids)
     .execute(conn)
     .await
     .map(drop)

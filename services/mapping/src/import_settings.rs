@@ -9,7 +9,13 @@
 //!   change the code fields once they are imported");
 //! - a mapping setting needs a source and a known QBO destination field; a source or a
 //!   destination may appear once; `EMPLOYEE` is not a mapping setting (employees follow
-//!   `employee_field_mapping`).
+//!   `employee_field_mapping`);
+//! - the fixed pairs stay fixed: CATEGORY → ACCOUNT, TAX_GROUP → TAX_CODE, CORPORATE_CARD →
+//!   CREDIT_CARD_ACCOUNT or BANK_ACCOUNT; projects, cost centers and custom fields map to
+//!   CUSTOMER, CLASS, DEPARTMENT or VENDOR — so no request can move categories off accounts
+//!   (and drop their mappings) or take a field the incumbent's appended settings use;
+//! - names at most 255 characters without control characters, lists at most 100 entries; a
+//!   refusal echoes at most 64 characters of what was sent.
 //!
 //! **The stored set** ([`Plan::mapping_settings`]): source fields normalised to UPPER_SNAKE
 //! without a `CUSTOM:` prefix (`Cost Code` → `COST_CODE`), `is_custom` derived from the source
@@ -29,9 +35,10 @@
 //!   workspace without stored settings has auto-mapping's defaults in effect, so its first
 //!   update is compared with those;
 //! - [`Plan::imports`], the `ImportRequested` commands (#60, #61): a full CATEGORY import
-//!   when the charts of accounts changed (categories imported), `import_items` or
+//!   when the set of charts of accounts changed (categories imported), `import_items` or
 //!   `import_categories` turned on or the code prefix was chosen; `disable_items` when
-//!   `import_items` turned off (#59); TAX_GROUP / MERCHANT / PROJECT when their flag turned
+//!   `import_items` turned off (#59, carrying the Fyle ids of the categories whose item
+//!   mappings were removed); TAX_GROUP / MERCHANT / PROJECT when their flag turned
 //!   on; a full import of every imported source that is new, was retargeted or had
 //!   `import_to_fyle` turned on. Where the incumbent resets a watermark so that the next daily
 //!   run is full, we ask for the full run at once;
@@ -58,6 +65,23 @@ const REPLACED_WHEN_OMITTED: [&str; 4] = ["CLASS", "CUSTOMER", "DEPARTMENT", "TA
 
 /// The code fields a workspace may choose.
 const CODE_FIELDS: [&str; 1] = ["ACCOUNT"];
+
+/// Why a command disables the categories of items (#59).
+pub(crate) const REASON_DISABLE_ITEMS: &str = "disable_items";
+
+/// Bounds on what a caller may send: field names and placeholders, list lengths.
+const MAX_NAME_CHARS: usize = 255;
+const MAX_LIST: usize = 100;
+
+/// Sources whose destination field is fixed, and the fields they may name.
+const FIXED_SOURCES: [(&str, &[&str]); 3] = [
+    ("CATEGORY", &["ACCOUNT"]),
+    ("TAX_GROUP", &["TAX_CODE"]),
+    ("CORPORATE_CARD", &["CREDIT_CARD_ACCOUNT", "BANK_ACCOUNT"]),
+];
+
+/// Destination fields the other sources (projects, cost centers, custom fields) may name.
+const OPEN_DESTINATIONS: [&str; 4] = ["CUSTOMER", "CLASS", "DEPARTMENT", "VENDOR"];
 
 /// The incumbent's refusal, word for word.
 pub(crate) const CODE_FIELDS_FIXED: &str = "Cannot change the code fields once they are imported";
@@ -129,6 +153,7 @@ pub(crate) fn plan(
     submitted: &[MappingSetting],
     categories_imported: bool,
 ) -> Result<Plan, String> {
+    check_lists(request, submitted)?;
     let mut settings = old.clone();
     settings.apply_import_settings(request);
     check_code_fields(old, &settings, categories_imported)?;
@@ -251,7 +276,8 @@ fn check_code_fields(
         .find(|f| !CODE_FIELDS.contains(&f.as_str()))
     {
         return Err(format!(
-            "import_code_fields: `{unknown}` is not a code field (allowed: ACCOUNT)"
+            "import_code_fields: `{}` is not a code field (allowed: ACCOUNT)",
+            echo(unknown)
         ));
     }
     let removed = old
@@ -268,7 +294,32 @@ fn check_code_fields(
     Ok(())
 }
 
+/// `text` for an error message: at most 64 characters.
+fn echo(text: &str) -> String {
+    let mut out: String = text.chars().take(64).collect();
+    if text.chars().count() > 64 {
+        out.push('…');
+    }
+    out
+}
+
+/// A caller's name: not too long, no control characters (a NUL would fail the write).
+fn check_name(field: &str, text: &str) -> Result<(), String> {
+    if text.chars().count() > MAX_NAME_CHARS {
+        return Err(format!("{field}: longer than {MAX_NAME_CHARS} characters"));
+    }
+    if text.chars().any(char::is_control) {
+        return Err(format!("{field}: control characters are not allowed"));
+    }
+    Ok(())
+}
+
 fn validate(given: &MappingSetting) -> Result<SettingRow, String> {
+    check_name("mapping_settings.source_field", &given.source_field)?;
+    check_name(
+        "mapping_settings.destination_field",
+        &given.destination_field,
+    )?;
     let source_field = normalise_source_field(&given.source_field);
     if source_field.is_empty() {
         return Err("mapping_settings: source_field must not be empty".into());
@@ -286,15 +337,27 @@ fn validate(given: &MappingSetting) -> Result<SettingRow, String> {
     {
         return Err(format!(
             "mapping_settings: `{}` is not a QBO destination field",
-            given.destination_field
+            echo(&given.destination_field)
         ));
     }
-    let source_placeholder = given
-        .source_placeholder
-        .as_deref()
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .map(str::to_owned);
+    let allowed: &[&str] = FIXED_SOURCES
+        .iter()
+        .find(|(s, _)| *s == source_field)
+        .map_or(&OPEN_DESTINATIONS[..], |(_, d)| d);
+    if !allowed.contains(&destination_field.as_str()) {
+        return Err(format!(
+            "mapping_settings: {} cannot map to {destination_field} (allowed: {})",
+            echo(&source_field),
+            allowed.join(", ")
+        ));
+    }
+    let source_placeholder = match given.source_placeholder.as_deref().map(str::trim) {
+        Some(p) if !p.is_empty() => {
+            check_name("mapping_settings.source_placeholder", p)?;
+            Some(p.to_owned())
+        }
+        _ => None,
+    };
     Ok(SettingRow {
         is_custom: !is_default_source(&source_field),
         source_field,
@@ -302,6 +365,34 @@ fn validate(given: &MappingSetting) -> Result<SettingRow, String> {
         import_to_fyle: given.import_to_fyle,
         source_placeholder,
     })
+}
+
+/// The list fields of the import settings: bounded, no control characters.
+fn check_lists(request: &ImportSettings, submitted: &[MappingSetting]) -> Result<(), String> {
+    if submitted.len() > MAX_LIST {
+        return Err(format!("mapping_settings: more than {MAX_LIST} settings"));
+    }
+    for (field, list) in [
+        ("charts_of_accounts", &request.charts_of_accounts),
+        ("import_code_fields", &request.import_code_fields),
+    ] {
+        if list.len() > MAX_LIST {
+            return Err(format!("{field}: more than {MAX_LIST} entries"));
+        }
+        for entry in list {
+            check_name(field, entry)?;
+        }
+    }
+    Ok(())
+}
+
+fn same_set(a: &[String], b: &[String]) -> bool {
+    let set = |l: &[String]| {
+        l.iter()
+            .cloned()
+            .collect::<std::collections::BTreeSet<String>>()
+    };
+    set(a) == set(b)
 }
 
 fn imports(
@@ -327,13 +418,14 @@ fn imports(
     if categories
         && (turned_on(old.import_categories, new.import_categories)
             || turned_on(old.import_items, new.import_items)
-            || (new.import_categories && old.charts_of_accounts != new.charts_of_accounts)
+            || (new.import_categories
+                && !same_set(&old.charts_of_accounts, &new.charts_of_accounts))
             || (!categories_imported && old.import_code_fields != new.import_code_fields))
     {
         full("CATEGORY", "settings_changed");
     }
     if old.import_items && !new.import_items {
-        full("CATEGORY", "disable_items");
+        full("CATEGORY", REASON_DISABLE_ITEMS);
     }
     if turned_on(old.import_tax_codes, new.import_tax_codes) {
         full("TAX_GROUP", "settings_changed");
@@ -550,6 +642,17 @@ mod tests {
         let p = plan(&old, &[], &new, &[], true).unwrap();
         assert_eq!(commands(&p), vec![("CATEGORY", "settings_changed")]);
         assert!(p.imports[0].full);
+        // The same set in another order is no change.
+        let reordered = SettingsRow {
+            charts_of_accounts: vec!["Cost of Goods Sold".into(), "Expense".into()],
+            ..old.clone()
+        };
+        assert!(
+            plan(&reordered, &[], &new, &[], true)
+                .unwrap()
+                .imports
+                .is_empty()
+        );
 
         let mut new = request(&old);
         new.import_items = true;
@@ -610,6 +713,7 @@ mod tests {
         for submitted in cases {
             let refused = plan(&old, &[], &request(&old), &submitted, false).unwrap_err();
             assert!(refused.starts_with("mapping_settings"), "{refused}");
+            assert!(refused.chars().count() < 200, "echoes little: {refused}");
         }
     }
 

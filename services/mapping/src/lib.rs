@@ -19,7 +19,9 @@
 //! `UpdateImportSettings` ([`import_settings`], pure; [`store`]) changes the settings and the
 //! mapping settings, re-maps what the change retargets and publishes the snapshot and the
 //! `ImportRequested` commands on `imports.commands.v1` in one transaction; import-to-fyle's
-//! `ImportCompleted` events ([`imports`]) tell it which fields have been imported.
+//! `ImportCompleted` events ([`imports`]) tell it which fields have been imported. A Fyle
+//! org's ORG_SETTING webhooks (`fyle.org-settings.v1`, [`org_settings`]) are stored on its
+//! workspace and published with the snapshot.
 //!
 //! Failure policy: with the database down, gRPC calls fail `UNAVAILABLE` and nothing changes;
 //! with Kafka down, changes still commit and their snapshots wait in the outbox; the consumers
@@ -33,6 +35,7 @@ mod import_settings;
 pub mod imports;
 pub mod mappings;
 mod operator;
+pub mod org_settings;
 pub mod projection;
 mod schema;
 mod snapshot;
@@ -98,6 +101,12 @@ impl Service for Mapping {
                 auto_created::AutoCreatedEvents,
             )
             .consume(topics::IMPORT_EVENTS, imports::ImportEvents)
+            .consume(
+                topics::FYLE_ORG_SETTINGS,
+                org_settings::OrgSettingEvents {
+                    settings_topic: context.topic(topics::WORKSPACE_SETTINGS),
+                },
+            )
             .grpc(MappingServiceServer::new(api)))
     }
 }

@@ -320,18 +320,26 @@ pub(crate) async fn automap_destination(
     Ok(mapped)
 }
 
+/// What a settings change removed.
+#[derive(Debug, Default)]
+pub(crate) struct Removed {
+    pub count: usize,
+    /// The Fyle categories whose item mappings went (disable_items disables them in Fyle).
+    pub item_categories: Vec<String>,
+}
+
 /// After a settings change: removes the auto-made mappings of `retargeted` sources to their
 /// previous destination field (an operator's are kept), and — when `items_turned_off` — every
-/// CATEGORY → Item mapping (#59). Returns how many mappings went.
+/// CATEGORY → Item mapping, operator's included (#59, as the incumbent).
 pub(crate) async fn remove_after_settings_change(
     conn: &mut AsyncPgConnection,
     workspace_id: i64,
     retargeted: &[(String, String)],
     items_turned_off: bool,
-) -> QueryResult<usize> {
-    let mut removed = 0;
+) -> QueryResult<Removed> {
+    let mut removed = Removed::default();
     for (source, old_destination) in retargeted {
-        removed += diesel::sql_query(
+        removed.count += diesel::sql_query(
             "DELETE FROM mappings WHERE workspace_id = $1 \
                AND source_type IN ($2, $3) AND destination_type = $4 AND auto_mapped",
         )
@@ -346,22 +354,32 @@ pub(crate) async fn remove_after_settings_change(
         .await?;
     }
     if items_turned_off {
-        removed += diesel::sql_query(
+        let gone: Vec<SourceIdRow> = diesel::sql_query(
             "DELETE FROM mappings WHERE workspace_id = $1 AND source_type = 'CATEGORY' \
-               AND destination_type = 'ACCOUNT' AND destination_display_name = 'Item'",
+               AND destination_type = 'ACCOUNT' AND destination_display_name = 'Item' \
+             RETURNING source_id",
         )
         .bind::<BigInt, _>(workspace_id)
-        .execute(conn)
+        .load(conn)
         .await?;
+        removed.count += gone.len();
+        removed.item_categories = gone.into_iter().map(|r| r.source_id).collect();
+        removed.item_categories.sort();
     }
-    if removed > 0 {
+    if removed.count > 0 {
         tracing::info!(
             workspace_id,
-            removed,
+            removed = removed.count,
             "mappings removed by a settings change"
         );
     }
     Ok(removed)
+}
+
+#[derive(Debug, QueryableByName)]
+struct SourceIdRow {
+    #[diesel(sql_type = Text)]
+    source_id: String,
 }
 
 /// The source types whose auto-mapping may differ between `before` and `after`: every target

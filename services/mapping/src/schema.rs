@@ -12,6 +12,8 @@ diesel::table! {
         version -> BigInt,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        org_settings -> Jsonb,
+        org_settings_at -> Nullable<Timestamptz>,
     }
 }
 

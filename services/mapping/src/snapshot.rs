@@ -35,6 +35,7 @@ pub(crate) struct WorkspaceRow {
     pub version: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub org_settings: Value,
 }
 
 /// The settings columns (everything but the key and `updated_at`).
@@ -234,6 +235,7 @@ pub(crate) fn snapshot(
             onboarding_state: workspace.onboarding_state.clone(),
             created_at: Some(time::to_proto(workspace.created_at)),
             updated_at: Some(time::to_proto(workspace.updated_at)),
+            org_settings_json: workspace.org_settings.to_string(),
         }),
         settings: Some(settings),
         version: workspace.version,

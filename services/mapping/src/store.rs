@@ -301,13 +301,16 @@ impl Store {
                 .await?
                 .remove(&workspace_id)
                 .unwrap_or_default();
-            let categories_imported: bool = diesel::select(diesel::dsl::exists(
-                field_imports::table
-                    .filter(field_imports::workspace_id.eq(workspace_id))
-                    .filter(field_imports::source_field.eq("CATEGORY")),
-            ))
-            .get_result(conn)
-            .await?;
+            // A category import has run, or is already asked for: categories or items were on.
+            let categories_imported = old.import_categories
+                || old.import_items
+                || diesel::select(diesel::dsl::exists(
+                    field_imports::table
+                        .filter(field_imports::workspace_id.eq(workspace_id))
+                        .filter(field_imports::source_field.eq("CATEGORY")),
+                ))
+                .get_result::<bool>(conn)
+                .await?;
             let old_rules = mappings::load_rules(conn, workspace_id).await?;
             let plan = import_settings::plan(
                 &old,
@@ -332,7 +335,7 @@ impl Store {
                 &plan.mapping_settings,
             )
             .await?;
-            let unmapped = mappings::remove_after_settings_change(
+            let removed = mappings::remove_after_settings_change(
                 conn,
                 workspace_id,
                 &plan.retargeted,
@@ -345,15 +348,20 @@ impl Store {
                 }
                 _ => 0,
             };
-            bump_version(conn, workspace_id).await?;
-            let snap = load(conn, workspace_id).await?;
-            publish(conn, &settings_topic, &snap).await?;
-            request_imports(conn, &commands_topic, workspace_id, &plan.imports).await?;
+            let snap = publish_change(conn, &settings_topic, workspace_id).await?;
+            request_imports(
+                conn,
+                &commands_topic,
+                &snap,
+                &plan.imports,
+                &removed.item_categories,
+            )
+            .await?;
             tracing::info!(
                 workspace_id,
                 mapping_settings = plan.mapping_settings.len(),
                 retargeted = plan.retargeted.len(),
-                unmapped,
+                unmapped = removed.count,
                 remapped,
                 imports = plan.imports.len(),
                 "import settings updated"
@@ -364,16 +372,25 @@ impl Store {
     }
 }
 
-/// Puts one `ImportRequested` per command in the outbox (key: the workspace).
+/// Puts one `ImportRequested` per command in the outbox (key: the workspace), each carrying
+/// the version of `snap` (its run waits for its projection to reach it); the disable_items
+/// command carries the Fyle categories whose item mappings went.
 async fn request_imports(
     conn: &mut AsyncPgConnection,
     topic: &str,
-    workspace_id: i64,
+    snap: &WorkspaceSnapshot,
     commands: &[ImportCommand],
+    item_categories: &[String],
 ) -> Result<()> {
+    let workspace_id = snap.workspace.as_ref().map_or(0, |w| w.id);
     let rows: Vec<_> = commands
         .iter()
         .map(|c| {
+            let disable_source_ids = if c.reason == import_settings::REASON_DISABLE_ITEMS {
+                item_categories.to_vec()
+            } else {
+                Vec::new()
+            };
             let envelope = envelope::new(
                 workspace_id,
                 "mapping",
@@ -383,6 +400,8 @@ async fn request_imports(
                     reason: c.reason.to_owned(),
                     full: c.full,
                     destination_ids: Vec::new(),
+                    settings_version: snap.version,
+                    disable_source_ids,
                 }),
             );
             envelope::outbox_row(topic.to_owned(), &envelope)
@@ -508,6 +527,19 @@ pub(crate) fn apply_flag_changes(settings: &mut SettingsRow, request: &UpdateWeb
         qbo.remove(cleared.trim());
     }
     settings.qbo_webhook_by_entity = bool_map_to_json(&qbo);
+}
+
+/// Records a change of workspace `id` made in the caller's transaction: the version bumped and
+/// the new snapshot in the outbox (for changes not made through [`Store`], e.g. consumers).
+pub(crate) async fn publish_change(
+    conn: &mut AsyncPgConnection,
+    topic: &str,
+    id: i64,
+) -> Result<WorkspaceSnapshot> {
+    bump_version(conn, id).await?;
+    let snap = load(conn, id).await?;
+    publish(conn, topic, &snap).await?;
+    Ok(snap)
 }
 
 async fn bump_version(conn: &mut AsyncPgConnection, id: i64) -> Result<()> {

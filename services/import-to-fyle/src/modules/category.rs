@@ -3,10 +3,15 @@
 //! Payload per value: `{name, code: <QBO id>, is_enabled}`, plus Fyle's `id` to disable an
 //! inactive value Fyle has; the category `Unspecified` is always sent enabled (#45) — Fyle's
 //! fallback category must never be switched off by a QBO account of that name.
+//!
+//! **disable_items** (#59, [`disables_by_id`]): when `import_items` turns off, mapping deletes
+//! the category → item mappings and sends the Fyle ids of those categories with its
+//! `disable_items` command; a run disables each that Fyle still has enabled — exactly the
+//! incumbent's set (categories mapped to items), never one merely sharing a name.
 
 use serde_json::{Value, json};
 
-use super::{Action, Candidate, Existing, action};
+use super::{Action, Candidate, Existing, FyleValue, action};
 
 /// The name of the category the incumbent never disables.
 pub const UNSPECIFIED: &str = "Unspecified";
@@ -44,6 +49,15 @@ pub fn disables(pairs: &[(String, String)]) -> Vec<Value> {
         .collect()
 }
 
+/// The bulk rows disabling the Fyle values with ids `ids` that Fyle (`fyle`) has enabled;
+/// unknown, already disabled and `Unspecified` values are left alone.
+pub fn disables_by_id(ids: &[String], fyle: &[FyleValue]) -> Vec<Value> {
+    fyle.iter()
+        .filter(|f| f.active && f.value != UNSPECIFIED && ids.contains(&f.id))
+        .map(|f| json!({"id": f.id, "name": f.value, "is_enabled": false}))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,6 +65,22 @@ mod tests {
         SourceField, candidates,
         tests::{fyle, plan, row},
     };
+
+    #[test]
+    fn disable_items_disables_exactly_the_named_categories_that_are_enabled() {
+        let in_fyle = [
+            fyle("f1", "Gizmo Service", true),
+            fyle("f2", "Advertising", true),
+            fyle("f3", "Unspecified", true),
+            fyle("f4", "Already Off", false),
+        ];
+        let ids: Vec<String> = ["f1", "f3", "f4", "gone"].map(str::to_owned).to_vec();
+        assert_eq!(
+            disables_by_id(&ids, &in_fyle),
+            [json!({"id": "f1", "name": "Gizmo Service", "is_enabled": false})],
+            "f2 was not named; Unspecified, a disabled and an unknown value are left alone"
+        );
+    }
 
     #[test]
     fn new_accounts_are_created_enabled_with_the_qbo_id_as_code() {

@@ -429,13 +429,20 @@ async fn turning_import_items_off_removes_item_mappings_and_asks_for_disable_ite
     qbo_side(
         &stack,
         workspace_id,
-        vec![destination("ACCOUNT", "Item", "9", "widget")],
+        vec![
+            destination("ACCOUNT", "Item", "9", "widget"),
+            destination("ACCOUNT", "Account", "a1", "Paper"),
+        ],
     )
     .await;
     fyle_side(
         &stack,
         workspace_id,
-        vec![source("CATEGORY", "501", "Widget")],
+        vec![
+            source("CATEGORY", "501", "Widget"),
+            source("CATEGORY", "502", "Paper"),
+            source("CATEGORY", "503", "Ink"),
+        ],
     )
     .await;
     let mapped = eventually(WAIT, "the category mapped to the item", || async {
@@ -444,6 +451,25 @@ async fn turning_import_items_off_removes_item_mappings_and_asks_for_disable_ite
     .await
     .unwrap();
     assert_eq!(mapped.destination_display_name, "Item");
+    eventually(WAIT, "the category mapped to the account", || async {
+        Ok(mapping_of(&stack, workspace_id, "CATEGORY", "502").await)
+    })
+    .await
+    .unwrap();
+    // An operator maps Ink to the account too.
+    stack
+        .mapping
+        .clone()
+        .upsert_mapping(UpsertMappingRequest {
+            workspace_id,
+            source_type: "CATEGORY".into(),
+            source_id: "503".into(),
+            destination_type: "ACCOUNT".into(),
+            destination_id: "a1".into(),
+            destination_display_name: Some("Account".into()),
+        })
+        .await
+        .unwrap();
 
     update(
         &stack,
@@ -461,8 +487,24 @@ async fn turning_import_items_off_removes_item_mappings_and_asks_for_disable_ite
         None,
         "the item mapping went with the setting (#59)"
     );
+    for kept in ["502", "503"] {
+        let m = mapping_of(&stack, workspace_id, "CATEGORY", kept)
+            .await
+            .unwrap_or_else(|| panic!("category {kept}'s account mapping stays"));
+        assert_eq!(m.destination_id, "a1");
+    }
     let published = commands(&stack, workspace_id, |seen| !seen.is_empty()).await;
     assert_eq!(published[0].source_field, "CATEGORY");
     assert_eq!(published[0].reason, "disable_items");
+    assert_eq!(
+        published[0].disable_source_ids,
+        ["501"],
+        "exactly the categories that were mapped to items are to be disabled"
+    );
+    assert_eq!(
+        published[0].settings_version,
+        version(&stack, workspace_id).await,
+        "the command names the snapshot it was decided on"
+    );
     stack.stop().await;
 }

@@ -13,8 +13,8 @@ use attrsync_kafka::topics;
 use attrsync_proto::v1::{
     ChangeKind, ConnectFyleRequest, ConnectQboRequest, CreateWorkspaceRequest,
     DestinationAttributeChange, DestinationAttributesChanged, ExpenseAttribute, ImportSettings,
-    ListExpenseAttributesRequest, ListImportLogsRequest, MappingSetting, SyncQboDimensionsRequest,
-    TriggerImportRequest, UpdateImportSettingsRequest,
+    ListExpenseAttributesRequest, ListImportLogsRequest, ListMappingsRequest, MappingSetting,
+    SyncQboDimensionsRequest, TriggerImportRequest, UpdateImportSettingsRequest,
 };
 use attrsync_sandbox::{
     DEMO_ORG_ID, QboWebhookConfig, Sandbox, SandboxConfig, SandboxHandle, Seed,
@@ -27,7 +27,7 @@ const REALM: &str = "9130357766900456";
 struct Loop {
     sb: SandboxHandle,
     stack: TestStack,
-    _qbo: QboSyncHandle,
+    qbo: QboSyncHandle,
     import: ImportHandle,
     workspace_id: i64,
 }
@@ -35,10 +35,7 @@ struct Loop {
 /// The sandboxes, a stack with qbo-sync and import-to-fyle, and a workspace of the demo org
 /// and realm connected to both, importing categories, projects and merchants, QBO webhooks
 /// delivered to ingest, and a first QBO pull.
-async fn the_loop(
-    import_env: Vec<(String, String)>,
-    mapping_settings: Vec<MappingSetting>,
-) -> Loop {
+async fn the_loop(import_env: Vec<(String, String)>) -> Loop {
     let sb = Sandbox::start(SandboxConfig {
         seed: Seed::Variety,
         workers: 1,
@@ -86,7 +83,7 @@ async fn the_loop(
                 import_vendors_as_merchants: true,
                 ..Default::default()
             }),
-            mapping_settings,
+            mapping_settings: Vec::new(),
         })
         .await
         .unwrap();
@@ -135,7 +132,7 @@ async fn the_loop(
     Loop {
         sb,
         stack,
-        _qbo: qbo,
+        qbo,
         import,
         workspace_id,
     }
@@ -235,7 +232,7 @@ fn bulk_posts(sb: &SandboxHandle) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_qbo_account_becomes_an_enabled_fyle_category_within_seconds() {
-    let l = the_loop(Vec::new(), Vec::new()).await;
+    let l = the_loop(Vec::new()).await;
     l.import_now("CATEGORY").await;
 
     let started = Instant::now();
@@ -330,7 +327,7 @@ async fn a_qbo_account_becomes_an_enabled_fyle_category_within_seconds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_renamed_customer_and_a_deactivated_vendor_follow_into_fyle() {
-    let l = the_loop(Vec::new(), Vec::new()).await;
+    let l = the_loop(Vec::new()).await;
     l.import_now("PROJECT").await;
     l.import_now("MERCHANT").await;
     let customer = l.sb.qbo().get(REALM, "Customer", "7").unwrap();
@@ -386,7 +383,7 @@ async fn a_renamed_customer_and_a_deactivated_vendor_follow_into_fyle() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashed_runs_lease_expires_and_the_next_run_proceeds() {
-    let l = the_loop(Vec::new(), Vec::new()).await;
+    let l = the_loop(Vec::new()).await;
     l.import_now("CATEGORY").await;
     // A run that crashed: its lease held by a holder that is gone, its log left IN_PROGRESS.
     let mut conn = AsyncPgConnection::establish(&l.stack.database.url)
@@ -445,22 +442,60 @@ async fn a_crashed_runs_lease_expires_and_the_next_run_proceeds() {
     l.stop().await;
 }
 
-/// The whole settings path: mapping's `UpdateImportSettings` stores a COST_CENTER → CLASS
-/// setting that imports, its `ImportRequested` command makes import-to-fyle import QBO's
-/// classes as Fyle cost centers with no schedule and no forced trigger, and a class created in
-/// QBO afterwards follows by webhook.
+/// The whole settings path: once import-to-fyle holds QBO's classes (and no QBO change is
+/// left in flight), mapping's `UpdateImportSettings` stores a COST_CENTER → CLASS setting that
+/// imports, and its `ImportRequested` command alone makes import-to-fyle import the classes as
+/// Fyle cost centers — no schedule, no forced trigger; a class created in QBO afterwards
+/// follows by webhook.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cost_center_mapping_setting_imports_qbo_classes_as_fyle_cost_centers() {
-    let l = the_loop(
-        Vec::new(),
-        vec![MappingSetting {
-            source_field: "COST_CENTER".into(),
-            destination_field: "CLASS".into(),
-            import_to_fyle: true,
-            ..Default::default()
-        }],
-    )
-    .await;
+    let l = the_loop(Vec::new()).await;
+    let workspace_id = l.workspace_id;
+    eventually(WAIT, "import-to-fyle holding the demo class", || async {
+        #[derive(diesel::QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let mut db = AsyncPgConnection::establish(&l.stack.database.url).await?;
+        let c: Count = diesel::sql_query(
+            "SELECT count(*) AS n FROM import_to_fyle.import_destination_attributes \
+             WHERE workspace_id = $1 AND attribute_type = 'CLASS' AND value = 'Adidas'",
+        )
+        .bind::<diesel::sql_types::BigInt, _>(workspace_id)
+        .get_result(&mut db)
+        .await?;
+        Ok((c.n == 1).then_some(()))
+    })
+    .await
+    .unwrap();
+    assert!(
+        !l.fyle_values("COST_CENTER")
+            .await
+            .iter()
+            .any(|a| a.value == "Adidas"),
+        "not imported before the setting"
+    );
+    l.stack
+        .mapping
+        .clone()
+        .update_import_settings(UpdateImportSettingsRequest {
+            workspace_id,
+            import_settings: Some(ImportSettings {
+                import_categories: true,
+                import_projects: true,
+                import_vendors_as_merchants: true,
+                ..Default::default()
+            }),
+            mapping_settings: vec![MappingSetting {
+                source_field: "COST_CENTER".into(),
+                destination_field: "CLASS".into(),
+                import_to_fyle: true,
+                ..Default::default()
+            }],
+        })
+        .await
+        .unwrap();
     eventually(
         WAIT,
         "the demo class Adidas as a Fyle cost center",
@@ -484,5 +519,133 @@ async fn a_cost_center_mapping_setting_imports_qbo_classes_as_fyle_cost_centers(
     })
     .await
     .unwrap();
+    l.stop().await;
+}
+
+/// #59 end to end: items turned on import QBO's item as a Fyle category, which mapping maps
+/// to the item; turned off, mapping deletes that mapping and its `disable_items` command,
+/// carrying the category's Fyle id, makes import-to-fyle disable it in Fyle. Categories from
+/// accounts stay enabled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turning_items_off_disables_the_fyle_categories_mapped_to_qbo_items() {
+    let l = the_loop(Vec::new()).await;
+    let workspace_id = l.workspace_id;
+    let settings = |import_items| UpdateImportSettingsRequest {
+        workspace_id,
+        import_settings: Some(ImportSettings {
+            import_categories: true,
+            import_items,
+            import_projects: true,
+            import_vendors_as_merchants: true,
+            ..Default::default()
+        }),
+        mapping_settings: Vec::new(),
+    };
+    l.stack
+        .mapping
+        .clone()
+        .update_import_settings(settings(true))
+        .await
+        .unwrap();
+    // qbo-sync reads items only while they are imported: refresh QBO (as an operator does
+    // after turning items on) until its pull has the new settings and brings the item.
+    let category = eventually(
+        WAIT,
+        "the demo item Concrete as an enabled Fyle category",
+        || async {
+            l.qbo
+                .client
+                .clone()
+                .sync_dimensions(SyncQboDimensionsRequest {
+                    workspace_id,
+                    force: true,
+                    attribute_types: Vec::new(),
+                    incremental: false,
+                })
+                .await?;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            Ok(l.fyle_values("CATEGORY")
+                .await
+                .into_iter()
+                .find(|a| a.value == "Concrete" && a.active))
+        },
+    )
+    .await
+    .unwrap();
+    eventually(WAIT, "the category mapped to the item", || async {
+        let mappings = l
+            .stack
+            .mapping
+            .clone()
+            .list_mappings(ListMappingsRequest {
+                workspace_id,
+                source_type: Some("CATEGORY".into()),
+                source_id: Some(category.source_id.clone()),
+                ..Default::default()
+            })
+            .await?
+            .into_inner()
+            .mappings;
+        Ok(mappings
+            .into_iter()
+            .find(|m| m.destination_display_name == "Item"))
+    })
+    .await
+    .unwrap();
+    // Every category enabled in Fyle now (the sandbox's own state).
+    let enabled: Vec<String> = l
+        .fyle_values("CATEGORY")
+        .await
+        .into_iter()
+        .map(|a| a.source_id)
+        .filter(|id| l.in_fyle("categories", id)["is_enabled"] == true)
+        .collect();
+
+    l.stack
+        .mapping
+        .clone()
+        .update_import_settings(settings(false))
+        .await
+        .unwrap();
+    // The command names the categories whose item mappings went (the seed has more items
+    // than Concrete); exactly those are disabled.
+    let decode = |payload: &[u8]| match attrsync_kafka::envelope::decode(payload).ok()?.payload {
+        Some(attrsync_proto::Payload::ImportRequested(c)) if c.reason == "disable_items" => {
+            Some(c.disable_source_ids)
+        }
+        _ => None,
+    };
+    let raws =
+        crate::kafka_reader::read_until(&l.stack.topic(topics::IMPORT_COMMANDS), WAIT, |seen| {
+            seen.iter().any(|r| decode(&r.payload).is_some())
+        })
+        .await
+        .unwrap();
+    let item_mapped = raws.iter().find_map(|r| decode(&r.payload)).unwrap();
+    assert!(item_mapped.contains(&category.source_id));
+    eventually(
+        WAIT,
+        "the item-mapped categories disabled in Fyle",
+        || async {
+            Ok(item_mapped
+                .iter()
+                .all(|id| l.in_fyle("categories", id)["is_enabled"] == false)
+                .then_some(()))
+        },
+    )
+    .await
+    .unwrap();
+    let others: Vec<&String> = enabled
+        .iter()
+        .filter(|id| !item_mapped.contains(id))
+        .collect();
+    assert!(!others.is_empty());
+    for id in others {
+        let category = l.in_fyle("categories", id);
+        assert_eq!(
+            category["is_enabled"], true,
+            "category {category} was not mapped to an item and stays enabled"
+        );
+    }
     l.stop().await;
 }

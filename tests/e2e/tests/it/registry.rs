@@ -228,3 +228,80 @@ async fn every_change_is_published_as_a_full_snapshot_keyed_by_workspace() {
     );
     stack.stop().await;
 }
+
+/// #6: an ORG_SETTING webhook the Fyle sandbox sends to the subscription ConnectFyle
+/// registered travels ingest → `fyle.org-settings.v1` → mapping, which stores the regional
+/// settings on the workspace and publishes them with a new snapshot; the same settings again
+/// change nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fyle_org_setting_webhook_stores_the_regional_settings_on_the_workspace() {
+    use crate::{
+        fyle_connection::{connected_workspace, demo_sandbox},
+        fyle_reconcile::webhooks_only_stack,
+    };
+
+    let sb = demo_sandbox().await;
+    let stack = webhooks_only_stack(&sb).await;
+    let workspace_id = connected_workspace(&stack, &sb).await;
+    let get = || async {
+        stack
+            .mapping
+            .clone()
+            .get_workspace(GetWorkspaceRequest { workspace_id })
+            .await
+            .unwrap()
+            .into_inner()
+    };
+    // ConnectFyle registers the subscription in the background: wait for it.
+    attrsync_e2e::eventually(
+        Duration::from_secs(60),
+        "the webhook subscription",
+        || async {
+            Ok((sb
+                .fyle()
+                .count(attrsync_sandbox::DEMO_ORG_ID, "subscriptions")
+                > 0)
+            .then_some(()))
+        },
+    )
+    .await
+    .unwrap();
+    let before = get().await.version;
+    let regional = |timezone: &str| serde_json::json!({"locale": {"date_format": "MM/DD/YYYY", "timezone": timezone}});
+    // The same settings twice, then others: one partition keeps them in order, so once the
+    // last is stored the repeat has been consumed too.
+    for timezone in ["America/New_York", "America/New_York", "Europe/Paris"] {
+        sb.fyle()
+            .emit(
+                attrsync_sandbox::DEMO_ORG_ID,
+                "ORG_SETTING",
+                "UPDATED",
+                serde_json::json!({"regional_settings": regional(timezone)}),
+                None,
+            )
+            .unwrap();
+    }
+    let (stored, version) =
+        attrsync_e2e::eventually(Duration::from_secs(60), "the last org settings", || async {
+            let snap = get().await;
+            let settings: serde_json::Value =
+                serde_json::from_str(&snap.workspace.unwrap().org_settings_json)?;
+            Ok(
+                (settings["regional_settings"]["locale"]["timezone"] == "Europe/Paris")
+                    .then_some((settings, snap.version)),
+            )
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        stored,
+        serde_json::json!({"regional_settings": regional("Europe/Paris")})
+    );
+    assert_eq!(
+        version,
+        before + 2,
+        "two changes, two snapshots: the repeated settings published nothing"
+    );
+    stack.stop().await;
+    sb.stop().await;
+}

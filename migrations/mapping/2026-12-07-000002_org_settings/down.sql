@@ -1,0 +1,1 @@
+ALTER TABLE workspaces DROP COLUMN org_settings, DROP COLUMN org_settings_at;
