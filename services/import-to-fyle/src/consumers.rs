@@ -57,7 +57,7 @@ impl EffectHandler for DestinationChanges {
             store::request(
                 tx.conn,
                 workspace_id,
-                field,
+                &field,
                 store::Ask {
                     full: false,
                     force: false,
@@ -108,14 +108,14 @@ impl EffectHandler for ImportCommands {
         store::record_disables(
             tx.conn,
             event.workspace.workspace_id,
-            field,
+            &field,
             &command.disable_source_ids,
         )
         .await?;
         store::request(
             tx.conn,
             event.workspace.workspace_id,
-            field,
+            &field,
             store::Ask {
                 full: command.full,
                 force: false,

@@ -304,6 +304,56 @@ impl FyleGateway {
             .cloned())
     }
 
+    /// The custom expense field labelled `field_name` (the newest, if Fyle has several).
+    pub async fn custom_field(
+        &self,
+        workspace_id: i64,
+        org_id: &str,
+        field_name: &str,
+    ) -> Result<Option<Value>, FyleError> {
+        let name = format!("eq.{field_name}");
+        let page = self
+            .call(
+                workspace_id,
+                org_id,
+                Method::GET,
+                "/admin/expense_fields",
+                &[
+                    ("field_name", name.as_str()),
+                    ("is_custom", "eq.true"),
+                    ("order", "updated_at.desc"),
+                    ("offset", "0"),
+                    ("limit", "1"),
+                ],
+                None,
+            )
+            .await?;
+        Ok(page
+            .get("data")
+            .and_then(Value::as_array)
+            .and_then(|rows| rows.first())
+            .cloned())
+    }
+
+    /// Creates or updates one expense field (`payload` is the whole field).
+    pub async fn post_expense_field(
+        &self,
+        workspace_id: i64,
+        org_id: &str,
+        payload: &Value,
+    ) -> Result<(), FyleError> {
+        self.call(
+            workspace_id,
+            org_id,
+            Method::POST,
+            "/admin/expense_fields",
+            &[],
+            Some(&json!({ "data": payload })),
+        )
+        .await
+        .map(drop)
+    }
+
     /// Re-posts the merchant field with `options` (the whole list).
     pub async fn post_merchant_options(
         &self,

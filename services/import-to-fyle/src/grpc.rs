@@ -5,7 +5,10 @@
 //! (`message`, `response`), which mapping needs for #64; if another run holds the field, the
 //! request is recorded and the call waits for that run's log up to `runs.wait_timeout`.
 //! Without `wait` the request is recorded and served by the runner task within a coalescing
-//! window. `ListImportLogs` reads `import_logs`. Statuses: an unknown source field
+//! window. A `custom_field` (with `wait` only) imports a custom field as a mapping setting
+//! not saved yet says — mapping's `UpdateImportSettings` asks it before saving one, so that a
+//! setting Fyle refuses is never saved (#64). `ListImportLogs` reads `import_logs`. Statuses:
+//! an unknown source field
 //! `INVALID_ARGUMENT`, an unknown workspace `NOT_FOUND`, the database or the workspace
 //! directory down `UNAVAILABLE`.
 
@@ -23,7 +26,7 @@ use diesel_async::RunQueryDsl;
 use tonic::{Request, Response, Status};
 
 use crate::{
-    modules::SourceField,
+    modules::{CustomImport, SourceField},
     run::{LogRow, Outcome, RunError, RunRequest, Runner, load_log},
     schema::import_logs as logs,
     store,
@@ -86,7 +89,7 @@ impl ImportApi {
         store::request(
             &mut conn,
             request.workspace_id,
-            request.field,
+            &request.field,
             store::Ask {
                 full: request.full,
                 force: request.force,
@@ -101,7 +104,7 @@ impl ImportApi {
     async fn log(
         &self,
         workspace_id: i64,
-        field: SourceField,
+        field: &SourceField,
     ) -> Result<Option<ImportLog>, Status> {
         Ok(load_log(self.runner.pool(), workspace_id, field.as_str())
             .await
@@ -121,18 +124,39 @@ impl ImportToFyleService for ImportApi {
         let field = SourceField::parse(&r.source_field).ok_or_else(|| {
             Status::invalid_argument(format!("unknown source field {:?}", r.source_field))
         })?;
+        let custom_field = match (&field, &r.custom_field) {
+            (_, None) => None,
+            (SourceField::Custom(name), Some(setting)) if setting.source_field == *name => {
+                Some(CustomImport {
+                    source_field: name.clone(),
+                    destination_field: setting.destination_field.clone(),
+                    placeholder: setting.source_placeholder.clone(),
+                })
+            }
+            _ => {
+                return Err(Status::invalid_argument(
+                    "custom_field must be the mapping setting of the custom source_field",
+                ));
+            }
+        };
+        if custom_field.is_some() && !r.wait {
+            return Err(Status::invalid_argument(
+                "custom_field imports a setting not saved yet: it needs wait",
+            ));
+        }
         let run = RunRequest {
             workspace_id: r.workspace_id,
-            field,
+            field: field.clone(),
             full: r.full,
             force: r.force,
             reason: "manual".to_owned(),
             settings_version: 0,
+            custom_field,
         };
         if !r.wait {
             self.record(&run).await?;
             return Ok(Response::new(TriggerImportResponse {
-                log: self.log(r.workspace_id, field).await?,
+                log: self.log(r.workspace_id, &field).await?,
                 skipped_reason: String::new(),
                 queued: true,
             }));
@@ -160,7 +184,7 @@ impl ImportToFyleService for ImportApi {
                 Outcome::Busy => {
                     self.record(&run).await?;
                     return Ok(Response::new(TriggerImportResponse {
-                        log: self.log(r.workspace_id, field).await?,
+                        log: self.log(r.workspace_id, &field).await?,
                         skipped_reason: String::new(),
                         queued: true,
                     }));

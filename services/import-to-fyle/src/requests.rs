@@ -106,6 +106,7 @@ async fn serve_one(runner: &Runner, row: Due) {
         force: row.force,
         reason: row.reason.clone(),
         settings_version: row.settings_version,
+        custom_field: None,
     };
     let retry = match runner.run(&request).await {
         Ok(Outcome::Busy) => return,

@@ -66,14 +66,21 @@ use crate::{
     consumers::REASON_DESTINATION_CHANGED,
     fyle::{FyleError, FyleGateway},
     modules::{
-        self, BATCH_SIZE, Candidate, DestValue, Existing, ImportPlan, Renamed, SourceField,
-        category, merchant, project, tax_group,
+        self, BATCH_SIZE, Candidate, CustomImport, DestValue, Existing, ImportPlan, Renamed,
+        SourceField, category, custom, merchant, project, tax_group,
     },
     schema::{import_destination_attributes as da, import_logs as logs},
     settings, store,
 };
 
 const PRODUCER: &str = "import-to-fyle";
+
+/// The values an expense field's option list is built from.
+#[derive(Debug, Clone, Copy)]
+struct OptionSources<'a> {
+    candidates: &'a [Candidate],
+    in_use: &'a HashSet<String>,
+}
 
 /// One run asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +93,9 @@ pub struct RunRequest {
     /// The workspace snapshot version the request was decided on: the run waits (fails as
     /// retryable) until the projection has reached it.
     pub settings_version: i64,
+    /// A custom field to import as given rather than as the settings say (a mapping setting
+    /// not saved yet, #64).
+    pub custom_field: Option<CustomImport>,
 }
 
 /// A row of `import_logs`.
@@ -172,7 +182,7 @@ pub fn skip_for_recent_success(
 }
 
 /// The incumbent's `error_log` for a failed run and its status (#52–53, pure).
-pub fn error_log(field: SourceField, workspace_id: i64, e: &FyleError) -> (ImportStatus, Value) {
+pub fn error_log(field: &SourceField, workspace_id: i64, e: &FyleError) -> (ImportStatus, Value) {
     let task = format!("Import {} to Fyle and Auto Create Mappings", field.as_str());
     let (status, message, response, alert) = match e {
         FyleError::Rejected {
@@ -213,6 +223,18 @@ pub fn error_log(field: SourceField, workspace_id: i64, e: &FyleError) -> (Impor
         json!({"task": task, "workspace_id": workspace_id, "message": message,
                "response": response, "alert": alert}),
     )
+}
+
+/// The `field` label of metrics: custom fields are many, and count as one.
+fn metric_field(field: &SourceField) -> &'static str {
+    match field {
+        SourceField::Category => "CATEGORY",
+        SourceField::TaxGroup => "TAX_GROUP",
+        SourceField::Merchant => "MERCHANT",
+        SourceField::Project => "PROJECT",
+        SourceField::CostCenter => "COST_CENTER",
+        SourceField::Custom(_) => "CUSTOM",
+    }
 }
 
 fn status_text(s: ImportStatus) -> &'static str {
@@ -318,15 +340,20 @@ impl Runner {
                 need: request.settings_version,
             });
         }
-        let plan = settings::plan(&workspace);
-        let field = request.field;
+        let mut plan = settings::plan(&workspace);
+        if let Some(custom) = &request.custom_field {
+            plan.custom_fields
+                .retain(|c| c.source_field != custom.source_field);
+            plan.custom_fields.push(custom.clone());
+        }
+        let field = &request.field;
         let log = load_log(&self.pool, request.workspace_id, field.as_str()).await?;
         let mut conn = self.pool.get().await.map_err(DbError::from)?;
         let pending_disables =
             store::pending_disables(&mut conn, request.workspace_id, field).await?;
         drop(conn);
         // Pending disables run whatever is imported now (items were, until the change).
-        if !modules::sources(&plan).contains(&field) && pending_disables.is_empty() {
+        if !modules::sources(&plan).contains(field) && pending_disables.is_empty() {
             return Ok(Outcome::Skipped {
                 reason: format!("the workspace's settings do not import {}", field.as_str()),
                 log,
@@ -402,12 +429,12 @@ impl Runner {
                 held,
             )
             .await?;
-        metrics::counter!("import_to_fyle_runs_total", "field" => field.as_str(),
+        metrics::counter!("import_to_fyle_runs_total", "field" => metric_field(field),
             "status" => status_text(status))
         .increment(1);
         if status == ImportStatus::Complete && posted > 0 {
             let resource = match field {
-                SourceField::Merchant => "EXPENSE_FIELD",
+                SourceField::Merchant | SourceField::Custom(_) => "EXPENSE_FIELD",
                 other => other.as_str(),
             };
             if let Err(e) = self.fyle.resync(request.workspace_id, resource).await {
@@ -421,7 +448,7 @@ impl Runner {
     async fn start_log(
         &self,
         workspace_id: i64,
-        field: SourceField,
+        field: &SourceField,
         now: DateTime<Utc>,
         held: &Lease,
     ) -> Result<(), RunError> {
@@ -457,7 +484,7 @@ impl Runner {
     async fn progress(
         &self,
         workspace_id: i64,
-        field: SourceField,
+        field: &SourceField,
         total: Option<usize>,
         processed: usize,
         posted: usize,
@@ -493,7 +520,7 @@ impl Runner {
     async fn finish(
         &self,
         workspace_id: i64,
-        field: SourceField,
+        field: &SourceField,
         status: ImportStatus,
         error: Value,
         posted: usize,
@@ -644,7 +671,7 @@ impl Runner {
         &self,
         workspace_id: i64,
         org_id: &str,
-        field: SourceField,
+        field: &SourceField,
         plan: &ImportPlan,
         since: Option<DateTime<Utc>>,
         held: &Lease,
@@ -657,9 +684,18 @@ impl Runner {
             .filter_map(|c| c.row.renamed_from.as_ref().map(|r| r.value.clone()))
             .collect();
         let in_use = self.names_in_use(workspace_id, &types, &old_names).await?;
-        if field == SourceField::Merchant {
+        if *field == SourceField::Merchant {
             return self
                 .merchants(workspace_id, org_id, plan, &candidates, &in_use, held)
+                .await;
+        }
+        if let SourceField::Custom(name) = field {
+            let values = OptionSources {
+                candidates: &candidates,
+                in_use: &in_use,
+            };
+            return self
+                .custom_field(workspace_id, org_id, plan, name, values, held)
                 .await;
         }
         let Some(resource) = field.resource() else {
@@ -721,7 +757,7 @@ impl Runner {
         &self,
         workspace_id: i64,
         org_id: &str,
-        field: SourceField,
+        field: &SourceField,
         ids: &[String],
     ) -> Result<usize, Failure> {
         let Some(resource) = field.resource().filter(|_| !ids.is_empty()) else {
@@ -746,6 +782,58 @@ impl Runner {
         Ok(rows.len())
     }
 
+    /// Creates or updates the custom SELECT field `name` with the QBO values as its options
+    /// (#50; see [`custom`]); returns how many options were posted.
+    async fn custom_field(
+        &self,
+        workspace_id: i64,
+        org_id: &str,
+        plan: &ImportPlan,
+        name: &str,
+        values: OptionSources<'_>,
+        held: &Lease,
+    ) -> Result<usize, Failure> {
+        let field = SourceField::Custom(name.to_owned());
+        self.progress(workspace_id, &field, Some(1), 0, 0, held)
+            .await?;
+        let label = custom::label(name);
+        let existing = self.fyle.custom_field(workspace_id, org_id, &label).await?;
+        let current: Vec<String> = existing
+            .as_ref()
+            .and_then(|f| f.get("options"))
+            .and_then(Value::as_array)
+            .map(|o| {
+                o.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let placeholder = custom::placeholder(
+            plan.custom(name).and_then(|c| c.placeholder.as_deref()),
+            existing.as_ref(),
+            &label,
+        );
+        let placeholder_changed = existing
+            .as_ref()
+            .is_some_and(|f| f.get("placeholder").and_then(Value::as_str) != Some(&placeholder));
+        let options = merchant::options(plan, values.candidates, values.in_use, &current)
+            .or_else(|| (placeholder_changed && !current.is_empty()).then(|| current.clone()));
+        let posted = match options {
+            Some(options) => {
+                let payload = custom::payload(&label, &placeholder, existing.as_ref(), &options);
+                self.fyle
+                    .post_expense_field(workspace_id, org_id, &payload)
+                    .await?;
+                options.len()
+            }
+            None => 0,
+        };
+        self.progress(workspace_id, &field, None, 1, posted, held)
+            .await?;
+        Ok(posted)
+    }
+
     async fn merchants(
         &self,
         workspace_id: i64,
@@ -756,11 +844,11 @@ impl Runner {
         held: &Lease,
     ) -> Result<usize, Failure> {
         if candidates.is_empty() {
-            self.progress(workspace_id, SourceField::Merchant, Some(0), 0, 0, held)
+            self.progress(workspace_id, &SourceField::Merchant, Some(0), 0, 0, held)
                 .await?;
             return Ok(0);
         }
-        self.progress(workspace_id, SourceField::Merchant, Some(1), 0, 0, held)
+        self.progress(workspace_id, &SourceField::Merchant, Some(1), 0, 0, held)
             .await?;
         let Some(field) = self.fyle.merchant_field(workspace_id, org_id).await? else {
             return Err(FyleError::Rejected {
@@ -789,7 +877,7 @@ impl Runner {
             }
             None => 0,
         };
-        self.progress(workspace_id, SourceField::Merchant, None, 1, posted, held)
+        self.progress(workspace_id, &SourceField::Merchant, None, 1, posted, held)
             .await?;
         Ok(posted)
     }
@@ -807,6 +895,7 @@ mod tests {
             force,
             reason: reason.into(),
             settings_version: 0,
+            custom_field: None,
         }
     }
 
@@ -863,7 +952,7 @@ mod tests {
     #[test]
     fn failures_map_to_the_incumbents_statuses_and_error_log() {
         let (status, log) = error_log(
-            SourceField::Project,
+            &SourceField::Project,
             7,
             &FyleError::Rejected {
                 status: 400,
@@ -879,11 +968,11 @@ mod tests {
         assert_eq!(log["message"], "Invalid / disabled department found");
         assert_eq!(log["response"]["error"], "BulkError");
         assert_eq!(log["alert"], true);
-        let (status, log) = error_log(SourceField::Category, 7, &FyleError::Token("x".into()));
+        let (status, log) = error_log(&SourceField::Category, 7, &FyleError::Token("x".into()));
         assert_eq!(status, ImportStatus::Failed);
         assert_eq!(log["message"], "Invalid Token for fyle");
         let (status, log) = error_log(
-            SourceField::Category,
+            &SourceField::Category,
             7,
             &FyleError::Server {
                 status: 502,
@@ -895,7 +984,7 @@ mod tests {
             log["message"],
             "Internal server error while importing to Fyle"
         );
-        let (status, _) = error_log(SourceField::Category, 7, &FyleError::Protocol("?".into()));
+        let (status, _) = error_log(&SourceField::Category, 7, &FyleError::Protocol("?".into()));
         assert_eq!(status, ImportStatus::Fatal);
     }
 }

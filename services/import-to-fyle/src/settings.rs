@@ -6,11 +6,12 @@
 //! (the incumbent's rule since its migration 009) or the legacy `import_projects` flag is on;
 //! a PROJECT setting pointing at another QBO field is not imported by this version. Cost
 //! centers are imported from the QBO field their `import_to_fyle` mapping setting names, when
-//! it is `CLASS` or `DEPARTMENT`.
+//! it is `CLASS` or `DEPARTMENT`. Custom fields (#50) are the custom mapping settings with
+//! `import_to_fyle`, each from the QBO field it names.
 
 use attrsync_kafka::workspaces::{self, ProjectedWorkspace};
 
-use crate::modules::ImportPlan;
+use crate::modules::{CustomImport, ImportPlan, SourceField};
 
 /// The plan of a projected workspace; an undecodable snapshot yields "import nothing".
 pub fn plan(projected: &ProjectedWorkspace) -> ImportPlan {
@@ -35,6 +36,20 @@ pub fn plan(projected: &ProjectedWorkspace) -> ImportPlan {
         import_vendors_as_merchants: import.import_vendors_as_merchants,
         cost_centers_from: imported_from("COST_CENTER")
             .filter(|d| d == "CLASS" || d == "DEPARTMENT"),
+        custom_fields: settings
+            .mapping_settings
+            .iter()
+            .filter(|m| m.is_custom && m.import_to_fyle)
+            .filter_map(|m| {
+                SourceField::parse(&m.source_field)
+                    .filter(|f| matches!(f, SourceField::Custom(_)))
+                    .map(|_| CustomImport {
+                        source_field: m.source_field.clone(),
+                        destination_field: m.destination_field.clone(),
+                        placeholder: m.source_placeholder.clone(),
+                    })
+            })
+            .collect(),
     }
 }
 

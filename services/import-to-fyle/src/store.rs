@@ -126,7 +126,7 @@ pub struct Ask<'a> {
 pub async fn request(
     conn: &mut AsyncPgConnection,
     workspace_id: i64,
-    field: SourceField,
+    field: &SourceField,
     ask: Ask<'_>,
 ) -> diesel::QueryResult<()> {
     diesel::sql_query(
@@ -155,7 +155,7 @@ pub async fn request(
 pub async fn record_disables(
     conn: &mut AsyncPgConnection,
     workspace_id: i64,
-    field: SourceField,
+    field: &SourceField,
     source_ids: &[String],
 ) -> diesel::QueryResult<()> {
     if source_ids.is_empty() {
@@ -183,7 +183,7 @@ struct SourceIdRow {
 pub async fn pending_disables(
     conn: &mut AsyncPgConnection,
     workspace_id: i64,
-    field: SourceField,
+    field: &SourceField,
 ) -> diesel::QueryResult<Vec<String>> {
     let rows: Vec<SourceIdRow> = diesel::sql_query(
         "SELECT source_id FROM import_disables WHERE workspace_id = $1 AND source_field = $2 \
@@ -200,7 +200,7 @@ pub async fn pending_disables(
 pub async fn clear_disables(
     conn: &mut AsyncPgConnection,
     workspace_id: i64,
-    field: SourceField,
+    field: &SourceField,
     source_ids: &[String],
 ) -> diesel::QueryResult<()> {
     diesel::sql_query(

@@ -4,6 +4,8 @@ use attrsync_config::{
     ConfigError, DatabaseConfig, GrpcConfig, HealthConfig, HttpConfig, KafkaConfig, Platform,
     RetentionConfig, ServiceConfig, TelemetryConfig, Validate, platform_sections,
 };
+use std::time::Duration;
+
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -18,11 +20,37 @@ pub struct Config {
     pub health: HealthConfig,
     #[serde(default)]
     pub retention: RetentionConfig,
+    pub import_to_fyle: ImportToFyleClientConfig,
+}
+
+/// import-to-fyle's gRPC endpoint: a new custom mapping setting that imports is imported there
+/// (`TriggerImport` with `wait`) before it is saved (#64).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportToFyleClientConfig {
+    pub endpoint: String,
+    /// How long a settings change waits for that import.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
 }
 
 impl Validate for Config {
     fn validate(&self) -> Result<(), ConfigError> {
-        self.platform().validate()
+        self.platform().validate()?;
+        let endpoint = &self.import_to_fyle.endpoint;
+        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+            return Err(ConfigError::invalid(
+                "import_to_fyle.endpoint",
+                "must be an http(s):// URL",
+            ));
+        }
+        if self.import_to_fyle.timeout.is_zero() {
+            return Err(ConfigError::invalid(
+                "import_to_fyle.timeout",
+                "must be more than zero",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -43,5 +71,6 @@ mod tests {
     fn embedded_defaults_are_valid() {
         let config = Config::from_env_pairs(vec![]).expect("defaults are valid");
         assert_eq!(config.database.schema, "mapping");
+        assert_eq!(config.import_to_fyle.endpoint, "http://127.0.0.1:50054");
     }
 }

@@ -1,7 +1,16 @@
 //! The `MappingService` gRPC API.
 //!
 //! Errors map to gRPC codes in one place ([`status`]): a refused settings change is
-//! `INVALID_ARGUMENT` with a message naming the field, and nothing is saved. Mappings and
+//! `INVALID_ARGUMENT` with a message naming the field, and nothing is saved.
+//!
+//! **A new custom field is imported before it is saved** (#64): `UpdateImportSettings` first
+//! asks import-to-fyle to import each custom mapping setting it adds or changes that imports
+//! (`TriggerImport` with `wait`, forced and full, carrying the setting), outside any
+//! transaction. A run Fyle refuses makes the call `INVALID_ARGUMENT` with the JSON
+//! `{"message": <Fyle's message>, "field_name": <the source field>}`, and nothing is saved;
+//! import-to-fyle unreachable, or another run of the field holding it past the wait, is
+//! `UNAVAILABLE` and nothing is saved either. The values Fyle accepted stay in Fyle (as in the
+//! incumbent, whose pre-save import has posted them too). Mappings and
 //! mapping errors are [`crate::operator`]; import settings are [`crate::store`] around the
 //! rules of [`crate::import_settings`].
 
@@ -11,10 +20,12 @@ use attrsync_proto::v1::{
     ImportSettings, ListMappingErrorsRequest, ListMappingErrorsResponse,
     ListMappingSettingsRequest, ListMappingSettingsResponse, ListMappingsRequest,
     ListMappingsResponse, ListWorkspacesRequest, ListWorkspacesResponse, Mapping, MappingError,
-    ReportMappingErrorRequest, UpdateImportSettingsRequest, UpdateWebhookFlagsRequest,
-    UpsertMappingRequest, WorkspaceSnapshot, mapping_service_server::MappingService,
+    MappingSetting, ReportMappingErrorRequest, TriggerImportRequest, UpdateImportSettingsRequest,
+    UpdateWebhookFlagsRequest, UpsertMappingRequest, WorkspaceSnapshot,
+    import_to_fyle_service_client::ImportToFyleServiceClient,
+    mapping_service_server::MappingService,
 };
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, transport::Channel};
 
 use crate::{
     operator,
@@ -25,6 +36,56 @@ use crate::{
 pub(crate) struct MappingApi {
     pub(crate) store: Store,
     pub(crate) relay: RelayHandle,
+    pub(crate) import_to_fyle: ImportToFyleServiceClient<Channel>,
+}
+
+impl MappingApi {
+    /// Imports a custom field as `setting` says, waiting; `Err` when it must not be saved.
+    async fn import_first(&self, workspace_id: i64, setting: MappingSetting) -> Result<(), Status> {
+        let source_field = setting.source_field.clone();
+        let response = self
+            .import_to_fyle
+            .clone()
+            .trigger_import(TriggerImportRequest {
+                workspace_id,
+                source_field: source_field.clone(),
+                full: true,
+                wait: true,
+                force: true,
+                custom_field: Some(setting),
+            })
+            .await
+            .map_err(|e| {
+                tracing::warn!(workspace_id, %source_field, error = %e,
+                    "custom field not imported: import-to-fyle did not answer");
+                Status::unavailable(
+                    "import-to-fyle is unavailable, so the custom field could not be imported; nothing was saved, retry",
+                )
+            })?
+            .into_inner();
+        if response.queued {
+            return Err(Status::unavailable(
+                "another import of this field is running; nothing was saved, retry",
+            ));
+        }
+        match response.log {
+            Some(log) if log.status == "FAILED" || log.status == "FATAL" => {
+                let error: serde_json::Value =
+                    serde_json::from_str(&log.error_log_json).unwrap_or_default();
+                let message = error
+                    .get("message")
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or("Fyle refused the custom field")
+                    .to_owned();
+                tracing::info!(workspace_id, %source_field, %message,
+                    "custom mapping setting refused: Fyle refused its import");
+                Err(Status::invalid_argument(
+                    serde_json::json!({"message": message, "field_name": source_field}).to_string(),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 fn status(error: StoreError) -> Status {
@@ -116,6 +177,15 @@ impl MappingService for MappingApi {
         &self,
         request: Request<UpdateImportSettingsRequest>,
     ) -> Result<Response<WorkspaceSnapshot>, Status> {
+        let workspace_id = request.get_ref().workspace_id;
+        for setting in self
+            .store
+            .custom_imports(request.get_ref())
+            .await
+            .map_err(status)?
+        {
+            self.import_first(workspace_id, setting).await?;
+        }
         let snapshot = self
             .store
             .update_import_settings(request.get_ref())

@@ -8,8 +8,8 @@
 //!   `ACCOUNT` cannot be added once a category import has run (#39; the incumbent's "Cannot
 //!   change the code fields once they are imported");
 //! - a mapping setting needs a source and a known QBO destination field; a source or a
-//!   destination may appear once; `EMPLOYEE` is not a mapping setting (employees follow
-//!   `employee_field_mapping`);
+//!   destination may appear once; `EMPLOYEE` and `MERCHANT` are not mapping settings
+//!   (employees follow `employee_field_mapping`, merchants `import_vendors_as_merchants`);
 //! - the fixed pairs stay fixed: CATEGORY → ACCOUNT, TAX_GROUP → TAX_CODE, CORPORATE_CARD →
 //!   CREDIT_CARD_ACCOUNT or BANK_ACCOUNT; projects, cost centers and custom fields map to
 //!   CUSTOMER, CLASS, DEPARTMENT or VENDOR — so no request can move categories off accounts
@@ -126,6 +126,15 @@ pub(crate) struct Plan {
     pub(crate) retargeted: Vec<(String, String)>,
     pub(crate) items_turned_off: bool,
     pub(crate) imports: Vec<ImportCommand>,
+}
+
+/// The custom settings of `plan` that import and are new or changed against `before` (the
+/// stored set): each is imported before it is saved (#64).
+pub(crate) fn new_custom_imports<'a>(plan: &'a Plan, before: &[SettingRow]) -> Vec<&'a SettingRow> {
+    plan.mapping_settings
+        .iter()
+        .filter(|s| s.is_custom && s.import_to_fyle && !before.contains(s))
+        .collect()
 }
 
 /// `Cost Code`, `custom:cost code`, `CUSTOM:COST_CODE` → `COST_CODE`.
@@ -327,6 +336,12 @@ fn validate(given: &MappingSetting) -> Result<SettingRow, String> {
     if source_field == "EMPLOYEE" {
         return Err(
             "mapping_settings: employees are mapped by employee_field_mapping, not by a mapping setting"
+                .into(),
+        );
+    }
+    if source_field == "MERCHANT" {
+        return Err(
+            "mapping_settings: merchants are imported by import_vendors_as_merchants, not by a mapping setting"
                 .into(),
         );
     }
@@ -701,6 +716,7 @@ mod tests {
             vec![setting("", "CLASS", false)],
             vec![setting("PROJECT", "NOT_A_FIELD", false)],
             vec![setting("EMPLOYEE", "VENDOR", false)],
+            vec![setting("merchant", "VENDOR", false)],
             vec![
                 setting("PROJECT", "CLASS", false),
                 setting("COST_CENTER", "class", false),
@@ -785,6 +801,30 @@ mod tests {
                 ("CATEGORY".into(), "ACCOUNT".into(), false),
                 ("PROJECT".into(), "CLASS".into(), false),
             ]
+        );
+    }
+
+    #[test]
+    fn only_new_or_changed_imported_custom_settings_are_imported_before_saving() {
+        let old = SettingsRow::default();
+        let stored = [
+            row("COST_CODE", "DEPARTMENT", true),
+            row("CATEGORY", "ACCOUNT", false),
+        ];
+        let submitted = [
+            setting("COST_CODE", "DEPARTMENT", true),
+            setting("REGION", "CLASS", true),
+            setting("WORK_ORDER", "CUSTOMER", false),
+        ];
+        let p = plan(&old, &stored, &request(&old), &submitted, false).unwrap();
+        let new: Vec<&str> = new_custom_imports(&p, &stored)
+            .iter()
+            .map(|s| s.source_field.as_str())
+            .collect();
+        assert_eq!(
+            new,
+            ["REGION"],
+            "unchanged, not imported and default sources are not"
         );
     }
 

@@ -81,9 +81,18 @@ impl Service for Mapping {
                 "workspace projection rows written from the registry"
             );
         }
+        let channel =
+            tonic::transport::Channel::from_shared(context.config.import_to_fyle.endpoint.clone())?
+                .connect_timeout(std::time::Duration::from_secs(2))
+                .timeout(context.config.import_to_fyle.timeout)
+                .connect_lazy();
         let api = grpc::MappingApi {
             store,
             relay: context.relay.clone(),
+            import_to_fyle:
+                attrsync_proto::v1::import_to_fyle_service_client::ImportToFyleServiceClient::new(
+                    channel,
+                ),
         };
         Ok(Declaration::new(context)?
             .produces(topics::WORKSPACE_SETTINGS)

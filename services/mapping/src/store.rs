@@ -273,6 +273,41 @@ impl Store {
             .unwrap_or_default())
     }
 
+    /// The custom mapping settings `request` would add (or change) that import to Fyle: the
+    /// API imports each before saving (#64). Validates as the update does (a refusal here
+    /// saves nothing and calls nothing); reads without locks — the update plans again.
+    pub async fn custom_imports(
+        &self,
+        request: &UpdateImportSettingsRequest,
+    ) -> Result<Vec<MappingSetting>> {
+        let workspace_id = request.workspace_id;
+        let Some(import) = &request.import_settings else {
+            return Err(StoreError::Invalid(
+                "import_settings is required (it is taken whole)".into(),
+            ));
+        };
+        let mut conn = self.pool.get().await.map_err(DbError::from)?;
+        let old: SettingsRow = workspace_settings::table
+            .find(workspace_id)
+            .select(SettingsRow::as_select())
+            .first(&mut conn)
+            .await
+            .optional()?
+            .ok_or(StoreError::NotFound(workspace_id))?;
+        let stored = load_mapping_settings(&mut conn, &[workspace_id])
+            .await?
+            .remove(&workspace_id)
+            .unwrap_or_default();
+        let imported = categories_imported(&mut conn, workspace_id, &old).await?;
+        let plan =
+            import_settings::plan(&old, &stored, import, &request.mapping_settings, imported)
+                .map_err(StoreError::Invalid)?;
+        Ok(import_settings::new_custom_imports(&plan, &stored)
+            .into_iter()
+            .map(SettingRow::to_proto)
+            .collect())
+    }
+
     /// `UpdateImportSettings`: see the module doc and [`crate::import_settings`].
     pub async fn update_import_settings(
         &self,
@@ -301,16 +336,7 @@ impl Store {
                 .await?
                 .remove(&workspace_id)
                 .unwrap_or_default();
-            // A category import has run, or is already asked for: categories or items were on.
-            let categories_imported = old.import_categories
-                || old.import_items
-                || diesel::select(diesel::dsl::exists(
-                    field_imports::table
-                        .filter(field_imports::workspace_id.eq(workspace_id))
-                        .filter(field_imports::source_field.eq("CATEGORY")),
-                ))
-                .get_result::<bool>(conn)
-                .await?;
+            let categories_imported = categories_imported(conn, workspace_id, &old).await?;
             let old_rules = mappings::load_rules(conn, workspace_id).await?;
             let plan = import_settings::plan(
                 &old,
@@ -370,6 +396,25 @@ impl Store {
         })
         .await
     }
+}
+
+/// Whether the code prefix counts as used: a category import has run, or is already asked
+/// for (categories or items were on before this change).
+async fn categories_imported(
+    conn: &mut AsyncPgConnection,
+    workspace_id: i64,
+    old: &SettingsRow,
+) -> Result<bool> {
+    if old.import_categories || old.import_items {
+        return Ok(true);
+    }
+    Ok(diesel::select(diesel::dsl::exists(
+        field_imports::table
+            .filter(field_imports::workspace_id.eq(workspace_id))
+            .filter(field_imports::source_field.eq("CATEGORY")),
+    ))
+    .get_result::<bool>(conn)
+    .await?)
 }
 
 /// Puts one `ImportRequested` per command in the outbox (key: the workspace), each carrying

@@ -1,5 +1,6 @@
 //! import-to-fyle in a [`TestStack`]: started on demand, in the stack's database, topic prefix
-//! and shutdown, asking this stack's fyle-sync for Fyle access tokens and values.
+//! and shutdown, asking this stack's fyle-sync for Fyle access tokens and values, listening
+//! where the stack's mapping expects it (one per stack).
 
 use attrsync_config::ServiceConfig as _;
 use attrsync_proto::v1::import_to_fyle_service_client::ImportToFyleServiceClient;
@@ -28,6 +29,11 @@ impl TestStack {
             &self.topic_prefix,
             Some(addrs.mapping),
         );
+        env.retain(|(name, _)| name != "IMPORT_TO_FYLE__GRPC__LISTEN");
+        env.push((
+            "IMPORT_TO_FYLE__GRPC__LISTEN".into(),
+            format!("127.0.0.1:{}", self.import_to_fyle_port),
+        ));
         env.push((
             "IMPORT_TO_FYLE__FYLE_SYNC__ENDPOINT".into(),
             format!("http://{}", addrs.fyle_sync),

@@ -147,6 +147,8 @@ pub struct TestStack {
     pub fyle_sync: FyleSyncServiceClient<Channel>,
     pub ingest: IngestServiceClient<Channel>,
     pub http: reqwest::Client,
+    /// Where [`TestStack::start_import_to_fyle`] listens (mapping calls it there).
+    pub import_to_fyle_port: u16,
     running: Option<(Running, Running, Running)>,
     shutdown: CancellationToken,
 }
@@ -249,12 +251,14 @@ impl TestStack {
         let topic_prefix = format!("t{}.", ulid::Ulid::new().to_string().to_lowercase());
         let shutdown = CancellationToken::new();
 
-        let mapping_config = mapping::Config::from_env_pairs(service_env(
-            "mapping",
-            &database.url,
-            &topic_prefix,
-            None,
-        ))?;
+        // import-to-fyle starts on demand, later; mapping is told where it will listen.
+        let import_to_fyle_port = scratch::free_port(&[]);
+        let mut mapping_env = service_env("mapping", &database.url, &topic_prefix, None);
+        mapping_env.push((
+            "MAPPING__IMPORT_TO_FYLE__ENDPOINT".into(),
+            format!("http://127.0.0.1:{import_to_fyle_port}"),
+        ));
+        let mapping_config = mapping::Config::from_env_pairs(mapping_env)?;
         let mapping_running = mapping::start(mapping_config, shutdown.clone()).await?;
         let mapping_addr = Some(mapping_running.grpc_addr);
 
@@ -304,6 +308,7 @@ impl TestStack {
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(20))
                 .build()?,
+            import_to_fyle_port,
             running: Some((mapping_running, ingest_running, fyle_running)),
             shutdown,
         })

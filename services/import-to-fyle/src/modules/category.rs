@@ -85,7 +85,7 @@ mod tests {
     #[test]
     fn new_accounts_are_created_enabled_with_the_qbo_id_as_code() {
         let c = candidates(
-            SourceField::Category,
+            &SourceField::Category,
             &plan(),
             vec![row("ACCOUNT", "7", "Advertising", true)],
         );
@@ -103,20 +103,20 @@ mod tests {
             account_codes: true,
             ..plan()
         };
-        let c = candidates(SourceField::Category, &p, vec![r.clone()]);
+        let c = candidates(&SourceField::Category, &p, vec![r.clone()]);
         assert_eq!(
             payload(&c, &Existing::default())[0]["name"],
             "6000: Advertising"
         );
         // Codes off: the plain name.
-        let c = candidates(SourceField::Category, &plan(), vec![r]);
+        let c = candidates(&SourceField::Category, &plan(), vec![r]);
         assert_eq!(payload(&c, &Existing::default())[0]["name"], "Advertising");
     }
 
     #[test]
     fn an_inactive_account_fyle_has_is_disabled_with_fyles_id() {
         let c = candidates(
-            SourceField::Category,
+            &SourceField::Category,
             &plan(),
             vec![
                 row("ACCOUNT", "88", "old travel", false),
@@ -136,7 +136,7 @@ mod tests {
     #[test]
     fn unspecified_is_never_disabled() {
         let c = candidates(
-            SourceField::Category,
+            &SourceField::Category,
             &plan(),
             vec![row("ACCOUNT", "1", "Unspecified", false)],
         );
@@ -148,7 +148,7 @@ mod tests {
     #[test]
     fn a_reactivated_account_is_not_re_enabled() {
         let c = candidates(
-            SourceField::Category,
+            &SourceField::Category,
             &plan(),
             vec![row("ACCOUNT", "1", "Travel", true)],
         );
@@ -162,7 +162,7 @@ mod tests {
             row("ACCOUNT", "1", "Travel", true),
             row("ACCOUNT", "2", "Gone", false),
         ];
-        let c = candidates(SourceField::Category, &plan(), rows);
+        let c = candidates(&SourceField::Category, &plan(), rows);
         // What Fyle has after the first post: Travel enabled, Gone disabled.
         let after = Existing::new([fyle("1", "Travel", true), fyle("2", "Gone", false)]);
         assert!(payload(&c, &after).is_empty());

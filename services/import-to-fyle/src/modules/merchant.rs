@@ -31,7 +31,7 @@ pub fn options(
         .collect();
     for c in candidates {
         if let Some(old) = &c.row.renamed_from {
-            let old = fyle_name(SourceField::Merchant, plan, &old.value, None).to_lowercase();
+            let old = fyle_name(&SourceField::Merchant, plan, &old.value, None).to_lowercase();
             if !in_use.contains(&old) {
                 remove.insert(old);
             }
@@ -71,7 +71,7 @@ mod tests {
     #[test]
     fn the_full_list_is_existing_plus_vendors_minus_inactive_deduplicated() {
         let c = candidates(
-            SourceField::Merchant,
+            &SourceField::Merchant,
             &plan(),
             vec![
                 row("VENDOR", "1", "Books by Bessie", true),
@@ -90,7 +90,7 @@ mod tests {
     #[test]
     fn an_unchanged_list_and_an_empty_one_are_not_posted() {
         let c = candidates(
-            SourceField::Merchant,
+            &SourceField::Merchant,
             &plan(),
             vec![row("VENDOR", "1", "uber", true)],
         );
@@ -99,7 +99,7 @@ mod tests {
             None
         );
         let gone = candidates(
-            SourceField::Merchant,
+            &SourceField::Merchant,
             &plan(),
             vec![row("VENDOR", "1", "Uber", false)],
         );
@@ -116,7 +116,7 @@ mod tests {
             value: "Books by Bessie".into(),
             code: None,
         });
-        let c = candidates(SourceField::Merchant, &plan(), vec![renamed]);
+        let c = candidates(&SourceField::Merchant, &plan(), vec![renamed]);
         let current = opts(&["Books by Bessie", "Uber"]);
         assert_eq!(
             options(&plan(), &c, &HashSet::new(), &current),

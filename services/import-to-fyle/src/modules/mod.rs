@@ -4,7 +4,7 @@
 //!
 //! One module per Fyle source field ([`SourceField`]), in the incumbent's chain order (#63):
 //! CATEGORY ([`category`]), TAX_GROUP ([`tax_group`]), MERCHANT ([`merchant`]), then PROJECT
-//! and COST_CENTER ([`project`]). Which source fields a workspace imports, and from which QBO
+//! and COST_CENTER ([`project`]), then custom SELECT fields ([`custom`]). Which source fields a workspace imports, and from which QBO
 //! attribute types, is [`sources`].
 //!
 //! # Rules every module shares (incumbent §2.3, checklist #37–#49, #57–#58)
@@ -33,6 +33,7 @@
 //! name) is left out and counted by the caller as skipped, never posted half-formed.
 
 pub mod category;
+pub mod custom;
 pub mod merchant;
 pub mod project;
 pub mod tax_group;
@@ -44,18 +45,21 @@ use serde_json::Value;
 /// Rows per Fyle bulk post (the incumbent's page size; Fyle's list maximum).
 pub const BATCH_SIZE: usize = 200;
 
-/// A Fyle source field import-to-fyle fills.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A Fyle source field import-to-fyle fills. Ordered as the incumbent chains them (#63):
+/// custom fields last.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum SourceField {
     Category,
     TaxGroup,
     Merchant,
     Project,
     CostCenter,
+    /// A custom SELECT field, by its mapping-setting name (`COST_CODE`, #50).
+    Custom(String),
 }
 
 impl SourceField {
-    /// Every field, in the incumbent's chain order (#63).
+    /// Every built-in field, in the incumbent's chain order (#63).
     pub const CHAIN: [SourceField; 5] = [
         SourceField::Category,
         SourceField::TaxGroup,
@@ -64,30 +68,55 @@ impl SourceField {
         SourceField::CostCenter,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub fn as_str(&self) -> &str {
         match self {
             SourceField::Category => "CATEGORY",
             SourceField::TaxGroup => "TAX_GROUP",
             SourceField::Merchant => "MERCHANT",
             SourceField::Project => "PROJECT",
             SourceField::CostCenter => "COST_CENTER",
+            SourceField::Custom(name) => name,
         }
     }
 
+    /// A built-in field by name, else a custom field when the name is one mapping stores
+    /// (UPPER_SNAKE: `A-Z`, `0-9`, `_`, at most 255 characters, not CORPORATE_CARD or EMPLOYEE,
+    /// which are never imported).
     pub fn parse(s: &str) -> Option<Self> {
-        Self::CHAIN.into_iter().find(|f| f.as_str() == s)
+        if let Some(known) = Self::CHAIN.into_iter().find(|f| f.as_str() == s) {
+            return Some(known);
+        }
+        let custom = !s.is_empty()
+            && s.len() <= 255
+            && s.bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+            && !matches!(s, "CORPORATE_CARD" | "EMPLOYEE");
+        custom.then(|| SourceField::Custom(s.to_owned()))
     }
 
-    /// The Fyle admin resource bulk posts go to (`None`: merchants, one expense field).
-    pub fn resource(self) -> Option<&'static str> {
+    /// The Fyle admin resource bulk posts go to (`None`: merchants and custom fields, each
+    /// one expense field).
+    pub fn resource(&self) -> Option<&'static str> {
         match self {
             SourceField::Category => Some("categories"),
             SourceField::TaxGroup => Some("tax_groups"),
             SourceField::Project => Some("projects"),
             SourceField::CostCenter => Some("cost_centers"),
-            SourceField::Merchant => None,
+            SourceField::Merchant | SourceField::Custom(_) => None,
         }
     }
+}
+
+/// A custom field the workspace imports (#50): a mapping setting with `import_to_fyle` whose
+/// source is not a built-in field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomImport {
+    /// The mapping setting's source field (`COST_CODE`).
+    pub source_field: String,
+    /// The QBO attribute type its options come from.
+    pub destination_field: String,
+    /// The mapping setting's placeholder, if it has one.
+    pub placeholder: Option<String>,
 }
 
 /// What a destination value was called before a rename.
@@ -171,16 +200,30 @@ pub struct ImportPlan {
     /// Cost centers from this QBO type (`CLASS` or `DEPARTMENT`), as the COST_CENTER mapping
     /// setting says when it imports.
     pub cost_centers_from: Option<String>,
+    /// Custom fields imported, in mapping-setting order.
+    pub custom_fields: Vec<CustomImport>,
+}
+
+impl ImportPlan {
+    /// The custom field `name` imports, if it does.
+    pub fn custom(&self, name: &str) -> Option<&CustomImport> {
+        self.custom_fields.iter().find(|c| c.source_field == name)
+    }
 }
 
 /// The QBO attribute types a source field imports.
-pub fn destination_types(field: SourceField, plan: &ImportPlan) -> Vec<String> {
+pub fn destination_types(field: &SourceField, plan: &ImportPlan) -> Vec<String> {
     match field {
         SourceField::Category => vec!["ACCOUNT".to_owned()],
         SourceField::TaxGroup => vec!["TAX_CODE".to_owned()],
         SourceField::Merchant => vec!["VENDOR".to_owned()],
         SourceField::Project => vec!["CUSTOMER".to_owned()],
         SourceField::CostCenter => plan.cost_centers_from.iter().cloned().collect(),
+        SourceField::Custom(name) => plan
+            .custom(name)
+            .map(|c| c.destination_field.clone())
+            .into_iter()
+            .collect(),
     }
 }
 
@@ -194,7 +237,13 @@ pub fn sources(plan: &ImportPlan) -> Vec<SourceField> {
             SourceField::Merchant => plan.import_vendors_as_merchants,
             SourceField::Project => plan.import_projects,
             SourceField::CostCenter => plan.cost_centers_from.is_some(),
+            SourceField::Custom(_) => false,
         })
+        .chain(
+            plan.custom_fields
+                .iter()
+                .map(|c| SourceField::Custom(c.source_field.clone())),
+        )
         .collect()
 }
 
@@ -203,7 +252,7 @@ pub fn fields_for(attribute_type: &str, plan: &ImportPlan) -> Vec<SourceField> {
     sources(plan)
         .into_iter()
         .filter(|f| {
-            destination_types(*f, plan)
+            destination_types(f, plan)
                 .iter()
                 .any(|t| t == attribute_type)
         })
@@ -211,11 +260,11 @@ pub fn fields_for(attribute_type: &str, plan: &ImportPlan) -> Vec<SourceField> {
 }
 
 /// Whether `row` is imported into `field` under `plan` (charts of accounts, items).
-pub fn selects(field: SourceField, plan: &ImportPlan, row: &DestValue) -> bool {
+pub fn selects(field: &SourceField, plan: &ImportPlan, row: &DestValue) -> bool {
     if !destination_types(field, plan).contains(&row.attribute_type) {
         return false;
     }
-    if field != SourceField::Category {
+    if *field != SourceField::Category {
         return true;
     }
     match row.display_name.as_str() {
@@ -239,9 +288,14 @@ pub struct Candidate {
 }
 
 /// The name Fyle shows for a value: `{code}: {value}` for accounts when codes are on (#39).
-pub fn fyle_name(field: SourceField, plan: &ImportPlan, value: &str, code: Option<&str>) -> String {
+pub fn fyle_name(
+    field: &SourceField,
+    plan: &ImportPlan,
+    value: &str,
+    code: Option<&str>,
+) -> String {
     match code.filter(|c| !c.trim().is_empty()) {
-        Some(code) if field == SourceField::Category && plan.account_codes => {
+        Some(code) if *field == SourceField::Category && plan.account_codes => {
             format!("{code}: {value}")
         }
         _ => value.to_owned(),
@@ -250,7 +304,7 @@ pub fn fyle_name(field: SourceField, plan: &ImportPlan, value: &str, code: Optio
 
 /// Selects, names, orders by `(value, id)` and deduplicates case-insensitively across the whole
 /// run (an active value wins a shared name). Blank names are dropped.
-pub fn candidates(field: SourceField, plan: &ImportPlan, rows: Vec<DestValue>) -> Vec<Candidate> {
+pub fn candidates(field: &SourceField, plan: &ImportPlan, rows: Vec<DestValue>) -> Vec<Candidate> {
     let mut rows: Vec<DestValue> = rows
         .into_iter()
         .filter(|r| selects(field, plan, r) && !r.value.trim().is_empty())
@@ -311,13 +365,13 @@ pub fn action(candidate: &Candidate, existing: &Existing) -> Action {
 /// the old name is a candidate of this run (it stays). Returns `(Fyle id, Fyle name)` pairs,
 /// each once.
 pub fn rename_disables(
-    field: SourceField,
+    field: &SourceField,
     plan: &ImportPlan,
     candidates: &[Candidate],
     in_use: &HashSet<String>,
     existing: &Existing,
 ) -> Vec<(String, String)> {
-    let coded = field == SourceField::Category && plan.account_codes;
+    let coded = *field == SourceField::Category && plan.account_codes;
     let names: HashSet<String> = candidates.iter().map(|c| c.name.to_lowercase()).collect();
     let mut seen = HashSet::new();
     let mut out = Vec::new();
@@ -386,6 +440,36 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn custom_fields_parse_from_stored_names_and_come_last_in_the_chain() {
+        assert_eq!(SourceField::parse("PROJECT"), Some(SourceField::Project));
+        assert_eq!(
+            SourceField::parse("COST_CODE"),
+            Some(SourceField::Custom("COST_CODE".into()))
+        );
+        for refused in ["", "cost code", "CUSTOM:COST_CODE", "EMPLOYEE", "CORPORATE_CARD"] {
+            assert_eq!(SourceField::parse(refused), None, "{refused:?}");
+        }
+        let p = ImportPlan {
+            custom_fields: vec![CustomImport {
+                source_field: "COST_CODE".into(),
+                destination_field: "DEPARTMENT".into(),
+                placeholder: None,
+            }],
+            ..plan()
+        };
+        let chain = sources(&p);
+        assert_eq!(chain.last(), Some(&SourceField::Custom("COST_CODE".into())));
+        assert_eq!(
+            destination_types(&SourceField::Custom("COST_CODE".into()), &p),
+            ["DEPARTMENT"]
+        );
+        assert!(
+            fields_for("DEPARTMENT", &p).contains(&SourceField::Custom("COST_CODE".into())),
+            "a department change imports the custom field"
+        );
+    }
+
+    #[test]
     fn duplicates_are_removed_across_the_whole_run_not_per_page() {
         // 250 values: "Travel" at both ends of the order would be on different pages.
         let mut rows: Vec<DestValue> = (0..248)
@@ -393,7 +477,7 @@ pub(crate) mod tests {
             .collect();
         rows.push(row("ACCOUNT", "900", "A travel", true));
         rows.push(row("ACCOUNT", "901", "a TRAVEL", true));
-        let c = candidates(SourceField::Category, &plan(), rows);
+        let c = candidates(&SourceField::Category, &plan(), rows);
         assert_eq!(c.len(), 249);
         assert_eq!(
             c[0].name, "A travel",
@@ -408,7 +492,7 @@ pub(crate) mod tests {
             row("ACCOUNT", "1", "Travel", false),
             row("ACCOUNT", "2", "travel", true),
         ];
-        let c = candidates(SourceField::Category, &plan(), rows);
+        let c = candidates(&SourceField::Category, &plan(), rows);
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].row.id, "2");
         assert!(c[0].row.active);
@@ -421,7 +505,7 @@ pub(crate) mod tests {
             row("ACCOUNT", "3", "Alpha", true),
             row("ACCOUNT", "1", "Gamma", true),
         ];
-        let names: Vec<_> = candidates(SourceField::Category, &plan(), rows)
+        let names: Vec<_> = candidates(&SourceField::Category, &plan(), rows)
             .into_iter()
             .map(|c| c.name)
             .collect();
@@ -446,23 +530,23 @@ pub(crate) mod tests {
         item.detail = Value::Null;
         let vendor = row("VENDOR", "7", "Bessie", true);
         let p = plan();
-        assert!(!selects(SourceField::Category, &p, &income));
-        assert!(!selects(SourceField::Category, &p, &item));
-        assert!(!selects(SourceField::Category, &p, &vendor));
+        assert!(!selects(&SourceField::Category, &p, &income));
+        assert!(!selects(&SourceField::Category, &p, &item));
+        assert!(!selects(&SourceField::Category, &p, &vendor));
         let with_items = ImportPlan {
             import_items: true,
             charts_of_accounts: vec!["Expense".into(), "Income".into()],
             ..p
         };
-        assert!(selects(SourceField::Category, &with_items, &income));
-        assert!(selects(SourceField::Category, &with_items, &item));
+        assert!(selects(&SourceField::Category, &with_items, &income));
+        assert!(selects(&SourceField::Category, &with_items, &item));
         // Items alone: accounts are not imported.
         let items_only = ImportPlan {
             import_categories: false,
             ..with_items
         };
-        assert!(!selects(SourceField::Category, &items_only, &income));
-        assert!(selects(SourceField::Category, &items_only, &item));
+        assert!(!selects(&SourceField::Category, &items_only, &income));
+        assert!(selects(&SourceField::Category, &items_only, &item));
     }
 
     #[test]
@@ -532,7 +616,7 @@ pub(crate) mod tests {
         let p = plan();
         let existing = Existing::new([fyle("p1", "Old Co", true), fyle("p2", "Shared", true)]);
         let c = candidates(
-            SourceField::Project,
+            &SourceField::Project,
             &p,
             vec![
                 renamed("1", "Old Co", "New Co"),
@@ -540,7 +624,7 @@ pub(crate) mod tests {
             ],
         );
         let in_use: HashSet<String> = ["shared".to_owned()].into();
-        let disables = rename_disables(SourceField::Project, &p, &c, &in_use, &existing);
+        let disables = rename_disables(&SourceField::Project, &p, &c, &in_use, &existing);
         assert_eq!(disables, [("p1".to_owned(), "Old Co".to_owned())]);
     }
 
@@ -549,7 +633,7 @@ pub(crate) mod tests {
         let p = plan();
         let existing = Existing::new([fyle("p1", "acme", true)]);
         let c = candidates(
-            SourceField::Project,
+            &SourceField::Project,
             &p,
             vec![
                 renamed("1", "acme", "ACME"),
@@ -557,7 +641,7 @@ pub(crate) mod tests {
             ],
         );
         assert!(
-            rename_disables(SourceField::Project, &p, &c, &HashSet::new(), &existing).is_empty()
+            rename_disables(&SourceField::Project, &p, &c, &HashSet::new(), &existing).is_empty()
         );
     }
 
@@ -574,12 +658,12 @@ pub(crate) mod tests {
             code: Some("6000".into()),
         });
         let existing = Existing::new([fyle("c1", "6000: Travel", true)]);
-        let c = candidates(SourceField::Category, &p, vec![r]);
+        let c = candidates(&SourceField::Category, &p, vec![r]);
         assert_eq!(c[0].name, "6100: Travel");
         // Coded names are not shared: disabled although "travel" is still in use.
         let in_use: HashSet<String> = ["travel".to_owned()].into();
         assert_eq!(
-            rename_disables(SourceField::Category, &p, &c, &in_use, &existing),
+            rename_disables(&SourceField::Category, &p, &c, &in_use, &existing),
             [("c1".to_owned(), "6000: Travel".to_owned())]
         );
     }

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::{Action, Candidate, Existing, SourceField, action};
 
-fn description(field: SourceField, name: &str, id: &str) -> String {
+fn description(field: &SourceField, name: &str, id: &str) -> String {
     match field {
         SourceField::CostCenter => format!("Cost Center - {name}, Id - {id}"),
         _ => format!("Project - {name}, Id - {id}"),
@@ -18,7 +18,7 @@ fn description(field: SourceField, name: &str, id: &str) -> String {
 }
 
 /// The bulk rows for one batch of candidates (`field` is PROJECT or COST_CENTER).
-pub fn payload(field: SourceField, batch: &[Candidate], existing: &Existing) -> Vec<Value> {
+pub fn payload(field: &SourceField, batch: &[Candidate], existing: &Existing) -> Vec<Value> {
     batch
         .iter()
         .filter_map(|c| match action(c, existing) {
@@ -65,7 +65,7 @@ mod tests {
     #[test]
     fn projects_carry_the_incumbents_description() {
         let c = candidates(
-            SourceField::Project,
+            &SourceField::Project,
             &plan(),
             vec![row(
                 "CUSTOMER",
@@ -75,7 +75,7 @@ mod tests {
             )],
         );
         assert_eq!(
-            payload(SourceField::Project, &c, &Existing::default()),
+            payload(&SourceField::Project, &c, &Existing::default()),
             [json!({
                 "name": "Freeman Sporting Goods:0969 Ocean View Road",
                 "code": "8",
@@ -88,12 +88,12 @@ mod tests {
     #[test]
     fn an_inactive_customer_disables_its_project() {
         let c = candidates(
-            SourceField::Project,
+            &SourceField::Project,
             &plan(),
             vec![row("CUSTOMER", "8", "Acme", false)],
         );
         let existing = Existing::new([fyle("301", "ACME", true)]);
-        let rows = payload(SourceField::Project, &c, &existing);
+        let rows = payload(&SourceField::Project, &c, &existing);
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0]["id"], "301");
         assert_eq!(rows[0]["is_enabled"], false);
@@ -107,7 +107,7 @@ mod tests {
             ..plan()
         };
         let c = candidates(
-            SourceField::CostCenter,
+            &SourceField::CostCenter,
             &p,
             vec![
                 row("CLASS", "5100000000000030664", "adidas", true),
@@ -116,7 +116,7 @@ mod tests {
             ],
         );
         let existing = Existing::new([fyle("41", "Adidas", true), fyle("42", "RETIRED", true)]);
-        let rows = payload(SourceField::CostCenter, &c, &existing);
+        let rows = payload(&SourceField::CostCenter, &c, &existing);
         assert_eq!(
             rows,
             [

@@ -57,7 +57,7 @@ mod tests {
     #[test]
     fn tax_groups_are_created_and_never_disabled() {
         let c = candidates(
-            SourceField::TaxGroup,
+            &SourceField::TaxGroup,
             &plan(),
             vec![
                 tax("1", "GST @21%", json!(21.0), true),

@@ -127,10 +127,24 @@ async fn import_settings_are_validated_normalised_published_and_turned_into_impo
 
     let mut import = import_settings();
     import.import_tax_codes = true;
+    // A custom setting that imports is imported before it is saved (#64): with import-to-fyle
+    // not running here, the change is refused as unavailable and nothing is saved.
+    let before = version(&stack, workspace_id).await;
+    let unavailable = update(
+        &stack,
+        workspace_id,
+        import.clone(),
+        vec![setting("Cost Code", "DEPARTMENT", true)],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(unavailable.code(), tonic::Code::Unavailable);
+    assert_eq!(version(&stack, workspace_id).await, before, "nothing saved");
+
     let submitted = vec![
         MappingSetting {
             is_custom: false,
-            ..setting("custom:Cost Code", "department", true)
+            ..setting("custom:Cost Code", "department", false)
         },
         setting(" project ", "CUSTOMER", true),
     ];
@@ -142,7 +156,7 @@ async fn import_settings_are_validated_normalised_published_and_turned_into_impo
         setting("PROJECT", "CUSTOMER", true),
         MappingSetting {
             is_custom: true,
-            ..setting("COST_CODE", "DEPARTMENT", true)
+            ..setting("COST_CODE", "DEPARTMENT", false)
         },
         setting("TAX_GROUP", "TAX_CODE", true),
     ];
@@ -212,7 +226,6 @@ async fn import_settings_are_validated_normalised_published_and_turned_into_impo
     assert_eq!(
         summary,
         vec![
-            ("COST_CODE", "settings_changed", true),
             ("PROJECT", "settings_changed", true),
             ("TAX_GROUP", "settings_changed", true),
             ("CATEGORY", "settings_changed", true),

@@ -173,6 +173,7 @@ impl Loop {
                 .client
                 .clone()
                 .trigger_import(TriggerImportRequest {
+                    custom_field: None,
                     workspace_id: self.workspace_id,
                     source_field: field.into(),
                     full: true,
@@ -411,6 +412,7 @@ async fn a_crashed_runs_lease_expires_and_the_next_run_proceeds() {
         .client
         .clone()
         .trigger_import(TriggerImportRequest {
+            custom_field: None,
             workspace_id: l.workspace_id,
             source_field: "CATEGORY".into(),
             full: false,
@@ -647,5 +649,157 @@ async fn turning_items_off_disables_the_fyle_categories_mapped_to_qbo_items() {
             "category {category} was not mapped to an item and stays enabled"
         );
     }
+    l.stop().await;
+}
+
+/// The expense field of `field_name` in the sandbox's demo org.
+fn expense_field(sb: &SandboxHandle, field_name: &str) -> Option<Value> {
+    sb.fyle()
+        .ids(DEMO_ORG_ID, "expense_fields")
+        .into_iter()
+        .filter_map(|id| sb.fyle().get(DEMO_ORG_ID, "expense_fields", &id))
+        .find(|f| f["field_name"] == field_name)
+}
+
+/// #50 and #64: a custom mapping setting that imports is imported before it is saved — QBO's
+/// departments become the options of a new Fyle SELECT field "Work Site" — and one Fyle refuses
+/// (its label is a Fyle field already) fails the settings change with Fyle's message, saving
+/// nothing. Once saved, a department created in QBO becomes an option in real time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_custom_mapping_setting_is_imported_before_saving_and_one_fyle_refuses_is_not_saved() {
+    let l = the_loop(Vec::new()).await;
+    let workspace_id = l.workspace_id;
+    eventually(
+        WAIT,
+        "import-to-fyle holding the demo department",
+        || async {
+            #[derive(diesel::QueryableByName)]
+            struct Count {
+                #[diesel(sql_type = diesel::sql_types::BigInt)]
+                n: i64,
+            }
+            let mut db = AsyncPgConnection::establish(&l.stack.database.url).await?;
+            let c: Count = diesel::sql_query(
+                "SELECT count(*) AS n FROM import_to_fyle.import_destination_attributes \
+             WHERE workspace_id = $1 AND attribute_type = 'DEPARTMENT'",
+            )
+            .bind::<diesel::sql_types::BigInt, _>(workspace_id)
+            .get_result(&mut db)
+            .await?;
+            Ok((c.n > 0).then_some(()))
+        },
+    )
+    .await
+    .unwrap();
+    let import = ImportSettings {
+        import_categories: true,
+        import_projects: true,
+        import_vendors_as_merchants: true,
+        ..Default::default()
+    };
+    let work_site = MappingSetting {
+        source_field: "Work Site".into(),
+        destination_field: "DEPARTMENT".into(),
+        import_to_fyle: true,
+        ..Default::default()
+    };
+    let update = |mapping_settings: Vec<MappingSetting>| UpdateImportSettingsRequest {
+        workspace_id,
+        import_settings: Some(import.clone()),
+        mapping_settings,
+    };
+    assert!(expense_field(&l.sb, "Work Site").is_none());
+    let saved = l
+        .stack
+        .mapping
+        .clone()
+        .update_import_settings(update(vec![work_site.clone()]))
+        .await
+        .unwrap()
+        .into_inner();
+    // Imported in the call, before it returned.
+    let field = expense_field(&l.sb, "Work Site").expect("the Work Site field in Fyle");
+    assert_eq!(field["type"], "SELECT");
+    assert_eq!(field["is_custom"], true);
+    assert_eq!(field["placeholder"], "Select Work Site");
+    assert!(
+        field["options"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("Marketing Department")),
+        "{field}"
+    );
+
+    // Saved, it follows QBO in real time: a new department becomes an option.
+    l.sb.qbo()
+        .create(REALM, "Department", json!({"Name": "Field Ops"}))
+        .unwrap();
+    eventually(
+        WAIT,
+        "the new department as an option of Work Site",
+        || async {
+            Ok(expense_field(&l.sb, "Work Site")
+                .filter(|f| {
+                    f["options"]
+                        .as_array()
+                        .unwrap()
+                        .contains(&json!("Field Ops"))
+                })
+                .map(drop))
+        },
+    )
+    .await
+    .unwrap();
+
+    // A Fyle admin has a (system) field called Purpose: Fyle refuses a custom field of that
+    // name, and the settings change fails with Fyle's message.
+    l.sb.fyle()
+        .create(
+            DEMO_ORG_ID,
+            "expense_fields",
+            json!({"field_name": "Purpose", "type": "TEXT", "is_mandatory": false,
+                   "is_enabled": true, "is_custom": false}),
+        )
+        .unwrap();
+    let purpose = MappingSetting {
+        source_field: "PURPOSE".into(),
+        destination_field: "CLASS".into(),
+        import_to_fyle: true,
+        ..Default::default()
+    };
+    let refused = l
+        .stack
+        .mapping
+        .clone()
+        .update_import_settings(update(vec![work_site, purpose]))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    let error: Value = serde_json::from_str(refused.message()).unwrap();
+    assert_eq!(error["field_name"], "PURPOSE");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("already exists"),
+        "{error}"
+    );
+    let after = l
+        .stack
+        .mapping
+        .clone()
+        .get_workspace(attrsync_proto::v1::GetWorkspaceRequest { workspace_id })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(after.version, saved.version, "nothing saved");
+    assert!(
+        !after
+            .settings
+            .unwrap()
+            .mapping_settings
+            .iter()
+            .any(|m| m.source_field == "PURPOSE")
+    );
     l.stop().await;
 }
