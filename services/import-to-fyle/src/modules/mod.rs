@@ -446,7 +446,13 @@ pub(crate) mod tests {
             SourceField::parse("COST_CODE"),
             Some(SourceField::Custom("COST_CODE".into()))
         );
-        for refused in ["", "cost code", "CUSTOM:COST_CODE", "EMPLOYEE", "CORPORATE_CARD"] {
+        for refused in [
+            "",
+            "cost code",
+            "CUSTOM:COST_CODE",
+            "EMPLOYEE",
+            "CORPORATE_CARD",
+        ] {
             assert_eq!(SourceField::parse(refused), None, "{refused:?}");
         }
         let p = ImportPlan {
