@@ -230,6 +230,23 @@ pub async fn find(
         .optional()
 }
 
+/// Up to `limit` projected workspaces with ids above `after_id`, deleted ones included, in id
+/// order (for tasks that walk every workspace).
+pub async fn page(
+    conn: &mut AsyncPgConnection,
+    after_id: i64,
+    limit: i64,
+) -> QueryResult<Vec<ProjectedWorkspace>> {
+    use workspace_projection::dsl as p;
+    p::workspace_projection
+        .filter(p::workspace_id.gt(after_id))
+        .order(p::workspace_id)
+        .limit(limit)
+        .select(ProjectedWorkspace::as_select())
+        .load(conn)
+        .await
+}
+
 /// The projected workspace with this id, deleted or not.
 pub async fn find_any(
     conn: &mut AsyncPgConnection,

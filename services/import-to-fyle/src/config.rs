@@ -25,6 +25,7 @@ pub struct Config {
     pub fyle_sync: FyleSyncClientConfig,
     pub fyle: FyleConfig,
     pub runs: RunsConfig,
+    pub schedule: ScheduleConfig,
 }
 
 /// fyle-sync's gRPC endpoint: access tokens (`GetAccessToken`), Fyle's current values
@@ -46,6 +47,18 @@ pub struct FyleConfig {
     pub request_timeout: Duration,
     /// Attempts per call (429, 5xx and transport failures are retried with backoff).
     pub max_attempts: u32,
+}
+
+/// The import schedule (#61): see `schedule`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// Every imported field of a workspace is requested this often (the incumbent's 24 hours).
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// How often the scheduler looks for settings changes and due schedules.
+    #[serde(with = "humantime_serde")]
+    pub scan: Duration,
 }
 
 /// Import runs: see `run` and `requests`.
@@ -109,6 +122,12 @@ impl Validate for Config {
                 "retry_initial must be positive and at most retry_max",
             ));
         }
+        if self.schedule.interval.is_zero() || self.schedule.scan.is_zero() {
+            return Err(ConfigError::invalid(
+                "schedule",
+                "interval and scan must be more than zero",
+            ));
+        }
         Ok(())
     }
 }
@@ -131,6 +150,7 @@ mod tests {
         let config = Config::from_env_pairs(vec![]).expect("defaults are valid");
         assert_eq!(config.database.schema, "import_to_fyle");
         assert_eq!(config.runs.min_interval, Duration::from_secs(30 * 60));
+        assert_eq!(config.schedule.interval, Duration::from_secs(24 * 60 * 60));
         assert_eq!(config.fyle_sync.endpoint, "http://127.0.0.1:50052");
     }
 }

@@ -32,6 +32,9 @@ use crate::{
 /// Why a run was asked for by a QBO change (runs for it ignore the 30-minute rule).
 pub const REASON_DESTINATION_CHANGED: &str = "destination_changed";
 
+/// Why a run was asked for by the import schedule (#61; the 30-minute rule applies).
+pub const REASON_SCHEDULE: &str = "schedule";
+
 /// The effect of `sync.destination-attributes.v1`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DestinationChanges;

@@ -16,8 +16,8 @@ use attrsync_db::{DbError, Pool};
 use attrsync_proto::{
     time,
     v1::{
-        ImportLog, ImportStatus, ListImportLogsRequest, ListImportLogsResponse,
-        TriggerImportRequest, TriggerImportResponse,
+        GetImportScheduleRequest, ImportLog, ImportSchedule, ImportStatus, ListImportLogsRequest,
+        ListImportLogsResponse, TriggerImportRequest, TriggerImportResponse,
         import_to_fyle_service_server::ImportToFyleService,
     },
 };
@@ -28,6 +28,7 @@ use tonic::{Request, Response, Status};
 use crate::{
     modules::{CustomImport, SourceField},
     run::{LogRow, Outcome, RunError, RunRequest, Runner, load_log},
+    schedule,
     schema::import_logs as logs,
     store,
 };
@@ -35,6 +36,8 @@ use crate::{
 #[derive(Clone, Debug)]
 pub(crate) struct ImportApi {
     pub(crate) runner: Runner,
+    /// The schedule's interval, reported by `GetImportSchedule`.
+    pub(crate) schedule_interval: std::time::Duration,
 }
 
 fn unavailable(e: impl Into<DbError>) -> Status {
@@ -209,6 +212,35 @@ impl ImportToFyleService for ImportApi {
             .map_err(unavailable)?;
         Ok(Response::new(ListImportLogsResponse {
             logs: rows.iter().map(to_proto).collect(),
+        }))
+    }
+
+    async fn get_import_schedule(
+        &self,
+        request: Request<GetImportScheduleRequest>,
+    ) -> Result<Response<ImportSchedule>, Status> {
+        let workspace_id = request.get_ref().workspace_id;
+        let mut conn = self.runner.pool().get().await.map_err(unavailable)?;
+        let row = schedule::load(&mut conn, workspace_id)
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(|| Status::not_found("the workspace has no import schedule"))?;
+        let source_fields = match attrsync_kafka::workspaces::find(&mut conn, workspace_id)
+            .await
+            .map_err(unavailable)?
+        {
+            Some(workspace) => schedule::wanted(&workspace)
+                .iter()
+                .map(|f| f.as_str().to_owned())
+                .collect(),
+            None => Vec::new(),
+        };
+        Ok(Response::new(ImportSchedule {
+            workspace_id,
+            interval_seconds: self.schedule_interval.as_secs(),
+            next_run_at: Some(time::to_proto(row.next_run_at)),
+            last_run_at: row.last_run_at.map(time::to_proto),
+            source_fields,
         }))
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! Owns `import_destination_attributes` (its copy of the QBO values, from
 //! `sync.destination-attributes.v1`), `import_requests` (imports waiting for a run) and
-//! `import_logs` (the incumbent's ImportLog). Read in this order:
+//! `import_logs` (the incumbent's ImportLog), `import_disables` and `import_schedules`. Read
+//! in this order:
 //! - [`modules`]: pure — per source field, the exact Fyle payloads from the settings, the QBO
 //!   values and what Fyle has;
 //! - [`consumers`]: `sync.destination-attributes.v1` and `imports.commands.v1`, which only
@@ -12,10 +13,9 @@
 //!   source field, retries with backoff;
 //! - [`run`]: one run under a lease — the 30-minute rule, incremental selection, batches,
 //!   the import log, `ImportCompleted`;
+//! - [`schedule`]: the 24-hour import schedule (#61), one per workspace that imports;
 //! - [`fyle`]: Fyle through fyle-sync's access tokens and the shared rate bucket;
-//! - `grpc`: `TriggerImport`, `ListImportLogs`.
-//!
-//! Still to come (issue 12): custom SELECT fields (#50) and the 24-hour schedule (#61).
+//! - `grpc`: `TriggerImport`, `ListImportLogs`, `GetImportSchedule`.
 
 pub mod config;
 pub mod consumers;
@@ -24,6 +24,7 @@ mod grpc;
 pub mod modules;
 pub mod requests;
 pub mod run;
+pub mod schedule;
 mod schema;
 pub mod settings;
 pub mod store;
@@ -79,6 +80,7 @@ impl Service for ImportToFyle {
         );
         let api = grpc::ImportApi {
             runner: runner.clone(),
+            schedule_interval: config.schedule.interval,
         };
         Ok(Declaration::new(context)?
             .consume(
@@ -91,6 +93,15 @@ impl Service for ImportToFyle {
             .task(
                 "import-runner",
                 requests::serve(runner, context.shutdown.clone()),
+            )
+            .task(
+                "import-schedule",
+                schedule::serve(
+                    context.pool.clone(),
+                    config.schedule.interval,
+                    config.schedule.scan,
+                    context.shutdown.clone(),
+                ),
             ))
     }
 }

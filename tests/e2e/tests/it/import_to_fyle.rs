@@ -12,9 +12,10 @@ use attrsync_e2e::{TestStack, eventually, import::ImportHandle, qbo::QboSyncHand
 use attrsync_kafka::topics;
 use attrsync_proto::v1::{
     ChangeKind, ConnectFyleRequest, ConnectQboRequest, CreateWorkspaceRequest,
-    DestinationAttributeChange, DestinationAttributesChanged, ExpenseAttribute, ImportSettings,
-    ListExpenseAttributesRequest, ListImportLogsRequest, ListMappingsRequest, MappingSetting,
-    SyncQboDimensionsRequest, TriggerImportRequest, UpdateImportSettingsRequest,
+    DestinationAttributeChange, DestinationAttributesChanged, ExpenseAttribute,
+    GetImportScheduleRequest, ImportSettings, ListExpenseAttributesRequest, ListImportLogsRequest,
+    ListMappingsRequest, MappingSetting, SyncQboDimensionsRequest, TriggerImportRequest,
+    UpdateImportSettingsRequest,
 };
 use attrsync_sandbox::{
     DEMO_ORG_ID, QboWebhookConfig, Sandbox, SandboxConfig, SandboxHandle, Seed,
@@ -800,6 +801,98 @@ async fn a_custom_mapping_setting_is_imported_before_saving_and_one_fyle_refuses
             .mapping_settings
             .iter()
             .any(|m| m.source_field == "PURPOSE")
+    );
+    l.stop().await;
+}
+
+/// #61: a workspace that imports has a schedule whose rounds request its fields with nothing
+/// else happening — here every 2 s, with the 30-minute rule at zero, so the CATEGORY run keeps
+/// starting again — and a workspace whose settings import nothing has no schedule and no more
+/// rounds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_import_schedule_runs_every_interval_while_the_settings_import_and_stops_after() {
+    let l = the_loop(vec![
+        ("IMPORT_TO_FYLE__SCHEDULE__INTERVAL".into(), "2s".into()),
+        ("IMPORT_TO_FYLE__SCHEDULE__SCAN".into(), "200ms".into()),
+        ("IMPORT_TO_FYLE__RUNS__MIN_INTERVAL".into(), "0s".into()),
+    ])
+    .await;
+    let workspace_id = l.workspace_id;
+    let schedule = || async {
+        l.import
+            .client
+            .clone()
+            .get_import_schedule(GetImportScheduleRequest { workspace_id })
+            .await
+            .map(tonic::Response::into_inner)
+    };
+    let found = eventually(WAIT, "the workspace's schedule", || async {
+        Ok(schedule().await.ok())
+    })
+    .await
+    .unwrap();
+    assert_eq!(found.interval_seconds, 2);
+    assert_eq!(found.source_fields, ["CATEGORY", "MERCHANT", "PROJECT"]);
+
+    let category_started = || async {
+        l.import
+            .client
+            .clone()
+            .list_import_logs(ListImportLogsRequest { workspace_id })
+            .await
+            .unwrap()
+            .into_inner()
+            .logs
+            .into_iter()
+            .find(|log| log.attribute_type == "CATEGORY")
+            .and_then(|log| log.started_at)
+            .map(|t| t.seconds * 1_000 + i64::from(t.nanos) / 1_000_000)
+    };
+    // Three runs at least an interval apart, with no QBO change and no command.
+    let mut starts = vec![
+        eventually(WAIT, "a category run", || async {
+            Ok(category_started().await)
+        })
+        .await
+        .unwrap(),
+    ];
+    while starts.len() < 3 {
+        let last = *starts.last().unwrap();
+        let next = eventually(WAIT, "the next scheduled run", || async {
+            Ok(category_started().await.filter(|t| *t >= last + 1_500))
+        })
+        .await
+        .unwrap();
+        starts.push(next);
+    }
+
+    // Nothing imported any more: the schedule goes, and so do its rounds.
+    l.stack
+        .mapping
+        .clone()
+        .update_import_settings(UpdateImportSettingsRequest {
+            workspace_id,
+            import_settings: Some(ImportSettings::default()),
+            mapping_settings: Vec::new(),
+        })
+        .await
+        .unwrap();
+    eventually(WAIT, "no schedule", || async {
+        Ok(schedule()
+            .await
+            .err()
+            .filter(|e| e.code() == tonic::Code::NotFound)
+            .map(drop))
+    })
+    .await
+    .unwrap();
+    let stopped = category_started().await;
+    // Three intervals: a round would have started a run by then.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(
+        category_started().await,
+        stopped,
+        "no scheduled run after the schedule went"
     );
     l.stop().await;
 }
