@@ -8,7 +8,9 @@
 //! `PROJECT → CUSTOMER`, `COST_CENTER → CLASS`, `TAX_GROUP → TAX_CODE`. A custom field's setting
 //! (`COST_CODE`) applies to its Fyle type (`CUSTOM:COST_CODE`) as well. Items (`ACCOUNT` rows
 //! with display name `Item`) take part only when `import_items` is on. Employees map when
-//! `auto_map_employees` is set: to QBO `EMPLOYEE` or `VENDOR` per `employee_field_mapping`.
+//! `auto_map_employees` is set: to QBO `EMPLOYEE` or `VENDOR` per `employee_field_mapping`;
+//! and, when card expenses are not exported as bills, to the workspace's default credit card
+//! account if they have no card account yet ([`default_card_account`]).
 //!
 //! **How values match** ([`source_key`], [`destination_keys`]):
 //! - by value, **case-insensitively by default** (`auto_map_case_insensitive`; the incumbent's
@@ -76,6 +78,8 @@ pub struct SettingsInput {
     pub employee_field_mapping: String,
     pub import_tax_codes: bool,
     pub import_items: bool,
+    pub corporate_credit_card_expenses_object: Option<String>,
+    pub default_ccc_account_id: Option<String>,
 }
 
 /// The rules of one workspace.
@@ -88,6 +92,8 @@ pub struct Rules {
     pub code_prefixed: Vec<String>,
     pub employees: Option<EmployeeRule>,
     pub include_items: bool,
+    /// The QBO credit card account employees without one map to ([`default_card_account`]).
+    pub default_card_account: Option<String>,
 }
 
 /// The incumbent's defaults for a workspace without mapping settings.
@@ -134,6 +140,7 @@ impl Rules {
                 .to_owned(),
             });
         Self {
+            default_card_account: default_card_account(settings),
             targets,
             case_insensitive: settings.auto_map_case_insensitive,
             code_prefixed: settings.import_code_fields.clone(),
@@ -178,6 +185,19 @@ impl Rules {
     pub fn destination_eligible(&self, destination: &Destination<'_>) -> bool {
         destination.active && (self.include_items || destination.display_name != "Item")
     }
+}
+
+/// The incumbent's default card account (§2.4, `async_auto_map_ccc_account`): when employees
+/// are auto-mapped and corporate card expenses are exported as something other than bills,
+/// every employee without a card account maps to `default_ccc_account_id`.
+pub fn default_card_account(settings: &SettingsInput) -> Option<String> {
+    let cards_exported = settings
+        .corporate_credit_card_expenses_object
+        .as_deref()
+        .is_some_and(|o| !o.eq_ignore_ascii_case("BILL"));
+    (settings.auto_map_employees.is_some() && cards_exported)
+        .then(|| settings.default_ccc_account_id.clone())
+        .flatten()
 }
 
 /// A Fyle value as auto-mapping sees it.
@@ -384,6 +404,37 @@ mod tests {
             code: None,
             active: true,
             detail: None,
+        }
+    }
+
+    #[test]
+    fn the_default_card_account_needs_employee_auto_mapping_and_cards_not_exported_as_bills() {
+        let base = SettingsInput {
+            auto_map_employees: Some("EMAIL".into()),
+            corporate_credit_card_expenses_object: Some("CREDIT CARD PURCHASE".into()),
+            default_ccc_account_id: Some("41".into()),
+            ..Default::default()
+        };
+        assert_eq!(default_card_account(&base), Some("41".into()));
+        for off in [
+            SettingsInput {
+                auto_map_employees: None,
+                ..base.clone()
+            },
+            SettingsInput {
+                corporate_credit_card_expenses_object: Some("BILL".into()),
+                ..base.clone()
+            },
+            SettingsInput {
+                corporate_credit_card_expenses_object: None,
+                ..base.clone()
+            },
+            SettingsInput {
+                default_ccc_account_id: None,
+                ..base.clone()
+            },
+        ] {
+            assert_eq!(default_card_account(&off), None, "{off:?}");
         }
     }
 

@@ -398,6 +398,9 @@ fn check_lists(request: &ImportSettings, submitted: &[MappingSetting]) -> Result
             check_name(field, entry)?;
         }
     }
+    if let Some(account) = &request.default_ccc_account_id {
+        check_name("default_ccc_account_id", account)?;
+    }
     Ok(())
 }
 

@@ -57,21 +57,33 @@ pub(crate) async fn load_rules(
     conn: &mut AsyncPgConnection,
     workspace_id: i64,
 ) -> QueryResult<Option<Rules>> {
-    type Row = (bool, Vec<String>, Option<String>, String, bool, bool);
+    type Row = (
+        (bool, Vec<String>, Option<String>, String, bool, bool),
+        (Option<String>, Option<String>),
+    );
     let row: Option<Row> = workspace_settings::table
         .find(workspace_id)
         .select((
-            workspace_settings::auto_map_case_insensitive,
-            workspace_settings::import_code_fields,
-            workspace_settings::auto_map_employees,
-            workspace_settings::employee_field_mapping,
-            workspace_settings::import_tax_codes,
-            workspace_settings::import_items,
+            (
+                workspace_settings::auto_map_case_insensitive,
+                workspace_settings::import_code_fields,
+                workspace_settings::auto_map_employees,
+                workspace_settings::employee_field_mapping,
+                workspace_settings::import_tax_codes,
+                workspace_settings::import_items,
+            ),
+            (
+                workspace_settings::corporate_credit_card_expenses_object,
+                workspace_settings::default_ccc_account_id,
+            ),
         ))
         .first(conn)
         .await
         .optional()?;
-    let Some((case_insensitive, code_fields, employees, employee_field, tax_codes, items)) = row
+    let Some((
+        (case_insensitive, code_fields, employees, employee_field, tax_codes, items),
+        (ccc_object, default_card),
+    )) = row
     else {
         return Ok(None);
     };
@@ -92,6 +104,8 @@ pub(crate) async fn load_rules(
             employee_field_mapping: employee_field,
             import_tax_codes: tax_codes,
             import_items: items,
+            corporate_credit_card_expenses_object: ccc_object,
+            default_ccc_account_id: default_card,
         },
         &settings,
     )))
@@ -169,6 +183,9 @@ pub(crate) async fn automap_source(
     rules: &Rules,
     source: &SourceRow,
 ) -> QueryResult<Option<i64>> {
+    if source.attribute_type == automap::EMPLOYEE && source.active {
+        map_default_card(conn, workspace_id, rules, std::slice::from_ref(source)).await?;
+    }
     let view = source.view();
     let Some(target) = rules.destination_for(&source.attribute_type) else {
         return Ok(None);
@@ -269,6 +286,11 @@ pub(crate) async fn automap_destination(
         return Ok(0);
     }
     let mut mapped = 0;
+    if destination.attribute_type == CREDIT_CARD_ACCOUNT
+        && rules.default_card_account.as_deref() == Some(destination.destination_id.as_str())
+    {
+        mapped += map_default_card_everywhere(conn, workspace_id, rules).await?;
+    }
     for source_type in rules.sources_for(&destination.attribute_type) {
         let keys: Vec<String> = automap::destination_keys(rules, &source_type, &view)
             .into_iter()
@@ -318,6 +340,75 @@ pub(crate) async fn automap_destination(
         }
     }
     Ok(mapped)
+}
+
+/// The QBO attribute type of card accounts.
+const CREDIT_CARD_ACCOUNT: &str = "CREDIT_CARD_ACCOUNT";
+
+/// Maps each of `employees` without a card account to the default card account, if the
+/// workspace has one and mapping's projection holds it active. Only fills an empty slot, so an
+/// operator's card mapping is never replaced. Returns how many mappings it made.
+async fn map_default_card(
+    conn: &mut AsyncPgConnection,
+    workspace_id: i64,
+    rules: &Rules,
+    employees: &[SourceRow],
+) -> QueryResult<usize> {
+    let Some(account_id) = rules.default_card_account.as_deref() else {
+        return Ok(0);
+    };
+    let Some(account) =
+        crate::projection::find_destinations(conn, workspace_id, CREDIT_CARD_ACCOUNT, account_id)
+            .await?
+            .into_iter()
+            .find(|d| d.active)
+    else {
+        return Ok(0);
+    };
+    let mut mapped = 0;
+    for employee in employees {
+        if insert_auto(conn, workspace_id, employee, &account)
+            .await?
+            .is_some()
+        {
+            mapped += 1;
+        }
+    }
+    if mapped > 0 {
+        metrics::counter!("mapping_auto_mapped_total", "source_type" => "DEFAULT_CARD_ACCOUNT")
+            .increment(mapped as u64);
+        tracing::info!(
+            workspace_id,
+            mapped,
+            account_id,
+            "employees mapped to the default card account"
+        );
+    }
+    Ok(mapped)
+}
+
+/// Maps every active employee without a card account to the default card account.
+pub(crate) async fn map_default_card_everywhere(
+    conn: &mut AsyncPgConnection,
+    workspace_id: i64,
+    rules: &Rules,
+) -> QueryResult<usize> {
+    if rules.default_card_account.is_none() {
+        return Ok(0);
+    }
+    let employees: Vec<SourceRow> = diesel::sql_query(
+        "SELECT s.attribute_type, s.source_id, s.value, s.active, s.detail \
+         FROM source_attributes s \
+         WHERE s.workspace_id = $1 AND s.attribute_type = 'EMPLOYEE' AND s.active \
+           AND NOT EXISTS (SELECT 1 FROM mappings m WHERE m.workspace_id = s.workspace_id \
+               AND m.source_type = 'EMPLOYEE' AND m.source_id = s.source_id \
+               AND m.destination_type = 'CREDIT_CARD_ACCOUNT') \
+         ORDER BY s.source_id",
+    )
+    .bind::<BigInt, _>(workspace_id)
+    .load(conn)
+    .await?;
+    map_default_card(conn, workspace_id, rules, &employees).await
 }
 
 /// What a settings change removed.
@@ -418,6 +509,12 @@ pub(crate) async fn automap_changed_rules(
     after: &Rules,
 ) -> QueryResult<usize> {
     let mut mapped = 0;
+    if after.default_card_account.is_some()
+        && (before.default_card_account != after.default_card_account
+            || before.employees != after.employees)
+    {
+        mapped += map_default_card_everywhere(conn, workspace_id, after).await?;
+    }
     for source_type in changed_source_types(before, after) {
         let Some(target) = after.destination_for(&source_type).map(str::to_owned) else {
             continue;

@@ -42,6 +42,7 @@ diesel::table! {
         fyle_webhook_by_type -> Jsonb,
         qbo_webhook_by_entity -> Jsonb,
         updated_at -> Timestamptz,
+        default_ccc_account_id -> Nullable<Text>,
     }
 }
 

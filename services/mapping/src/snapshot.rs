@@ -63,6 +63,7 @@ pub(crate) struct SettingsRow {
     pub qbo_webhook_sync_enabled: bool,
     pub fyle_webhook_by_type: Value,
     pub qbo_webhook_by_entity: Value,
+    pub default_ccc_account_id: Option<String>,
 }
 
 impl Default for SettingsRow {
@@ -90,6 +91,7 @@ impl Default for SettingsRow {
             qbo_webhook_sync_enabled: true,
             fyle_webhook_by_type: Value::Object(Default::default()),
             qbo_webhook_by_entity: Value::Object(Default::default()),
+            default_ccc_account_id: None,
         }
     }
 }
@@ -148,6 +150,12 @@ impl SettingsRow {
         self.auto_create_destination_entity = s.auto_create_destination_entity;
         self.auto_create_merchants_as_vendors = s.auto_create_merchants_as_vendors;
         self.auto_map_case_insensitive = s.auto_map_case_insensitive;
+        self.default_ccc_account_id = s
+            .default_ccc_account_id
+            .as_deref()
+            .map(str::trim)
+            .filter(|id| !id.is_empty())
+            .map(str::to_owned);
     }
 
     pub(crate) fn to_proto(&self) -> WorkspaceSettings {
@@ -168,6 +176,7 @@ impl SettingsRow {
             auto_create_destination_entity: self.auto_create_destination_entity,
             auto_create_merchants_as_vendors: self.auto_create_merchants_as_vendors,
             auto_map_case_insensitive: self.auto_map_case_insensitive,
+            default_ccc_account_id: self.default_ccc_account_id.clone(),
             ..Default::default()
         };
         import.set_category_sync_version(match self.category_sync_version.as_str() {

@@ -521,3 +521,94 @@ async fn turning_import_items_off_removes_item_mappings_and_asks_for_disable_ite
     );
     stack.stop().await;
 }
+
+/// §2.4: with employees auto-mapped and card expenses not exported as bills, every employee
+/// without a card account maps to the workspace's default card account — at once when the
+/// setting is saved, and as each new employee arrives — while an operator's card mapping
+/// stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn employees_without_a_card_account_map_to_the_default_one_and_an_operators_stays() {
+    let stack = TestStack::start().await.unwrap();
+    let mut import = ImportSettings {
+        corporate_credit_card_expenses_object: Some("CREDIT CARD PURCHASE".into()),
+        ..import_settings()
+    };
+    import.set_auto_map_employees(attrsync_proto::v1::AutoMapEmployees::Email);
+    let (workspace_id, _) = workspace(&stack, None, import.clone()).await;
+    qbo_side(
+        &stack,
+        workspace_id,
+        vec![
+            destination("CREDIT_CARD_ACCOUNT", "CreditCard", "cc9", "Amex Corporate"),
+            destination("CREDIT_CARD_ACCOUNT", "CreditCard", "cc7", "Visa Team"),
+        ],
+    )
+    .await;
+    fyle_side(
+        &stack,
+        workspace_id,
+        vec![
+            source("EMPLOYEE", "ou1", "ada@example.com"),
+            source("EMPLOYEE", "ou2", "bob@example.com"),
+        ],
+    )
+    .await;
+    // The operator gives Bob the team card (once both sides are projected).
+    eventually(WAIT, "the operator's card mapping", || async {
+        Ok(stack
+            .mapping
+            .clone()
+            .upsert_mapping(UpsertMappingRequest {
+                workspace_id,
+                source_type: "EMPLOYEE".into(),
+                source_id: "ou2".into(),
+                destination_type: "CREDIT_CARD_ACCOUNT".into(),
+                destination_id: "cc7".into(),
+                destination_display_name: None,
+            })
+            .await
+            .ok())
+    })
+    .await
+    .unwrap();
+    let cards = || async {
+        let mut cards: Vec<(String, String, bool)> = mappings(&stack, workspace_id, "EMPLOYEE")
+            .await
+            .into_iter()
+            .filter(|m| m.destination_type == "CREDIT_CARD_ACCOUNT")
+            .map(|m| (m.source_id, m.destination_id, m.auto_mapped))
+            .collect();
+        cards.sort();
+        cards
+    };
+    assert_eq!(cards().await, [("ou2".into(), "cc7".into(), false)]);
+
+    import.default_ccc_account_id = Some("cc9".into());
+    update(&stack, workspace_id, import, Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        cards().await,
+        [
+            ("ou1".into(), "cc9".into(), true),
+            ("ou2".into(), "cc7".into(), false)
+        ],
+        "mapped in the settings change itself; the operator's card stays"
+    );
+
+    fyle_side(
+        &stack,
+        workspace_id,
+        vec![source("EMPLOYEE", "ou3", "cy@example.com")],
+    )
+    .await;
+    eventually(WAIT, "the new employee on the default card", || async {
+        Ok(cards()
+            .await
+            .contains(&("ou3".into(), "cc9".into(), true))
+            .then_some(()))
+    })
+    .await
+    .unwrap();
+    stack.stop().await;
+}
