@@ -192,6 +192,29 @@ impl Loop {
         .unwrap();
     }
 
+    /// The CATEGORY → ACCOUNT mapping of the Fyle category `source_id`, once mapping has it.
+    async fn mapping_of_category(&self, source_id: &str) -> attrsync_proto::v1::Mapping {
+        eventually(WAIT, "the category's mapping", || async {
+            Ok(self
+                .stack
+                .mapping
+                .clone()
+                .list_mappings(ListMappingsRequest {
+                    workspace_id: self.workspace_id,
+                    source_type: Some("CATEGORY".into()),
+                    source_id: Some(source_id.to_owned()),
+                    ..Default::default()
+                })
+                .await?
+                .into_inner()
+                .mappings
+                .into_iter()
+                .find(|m| m.destination_type == "ACCOUNT"))
+        })
+        .await
+        .unwrap()
+    }
+
     async fn merchant_options(&self) -> Vec<String> {
         let token = self.sb.fyle().access_token(DEMO_ORG_ID);
         let page: Value = self
@@ -267,6 +290,14 @@ async fn a_qbo_account_becomes_an_enabled_fyle_category_within_seconds() {
     assert_eq!(in_fyle["is_enabled"], true);
     assert_eq!(in_fyle["code"], account["Id"].as_str().unwrap());
     assert!(elapsed < Duration::from_secs(15), "took {elapsed:?}");
+    // And mapping maps the new category to its account, with no scheduled job either.
+    let mapping = l.mapping_of_category(&category.source_id).await;
+    assert_eq!(mapping.destination_id, account["Id"].as_str().unwrap());
+    assert!(mapping.auto_mapped);
+    println!(
+        "... and mapped to the account {:?} after the change",
+        started.elapsed()
+    );
 
     // Redelivery (the same change published again) posts nothing and leaves the log alone.
     let logs = |l: &Loop| {
@@ -894,5 +925,153 @@ async fn the_import_schedule_runs_every_interval_while_the_settings_import_and_s
         stopped,
         "no scheduled run after the schedule went"
     );
+    l.stop().await;
+}
+
+/// Loop scenario 6 (with a QBO refresh): widening the chart of accounts, then refreshing QBO
+/// as an operator does — qbo-sync stores only accounts of the chart, and does not re-pull on a
+/// settings change yet — makes an "Other Expense" account an enabled Fyle category, mapped to
+/// its account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn widening_the_chart_of_accounts_imports_and_maps_the_accounts_it_adds() {
+    let l = the_loop(Vec::new()).await;
+    l.import_now("CATEGORY").await;
+    let account =
+        l.sb.qbo()
+            .create(
+                REALM,
+                "Account",
+                json!({"Name": "Freight Surcharges", "AccountType": "Other Expense"}),
+            )
+            .unwrap();
+    let started = Instant::now();
+    l.stack
+        .mapping
+        .clone()
+        .update_import_settings(UpdateImportSettingsRequest {
+            workspace_id: l.workspace_id,
+            import_settings: Some(ImportSettings {
+                import_categories: true,
+                import_projects: true,
+                import_vendors_as_merchants: true,
+                charts_of_accounts: vec!["Expense".into(), "Other Expense".into()],
+                ..Default::default()
+            }),
+            mapping_settings: Vec::new(),
+        })
+        .await
+        .unwrap();
+    let category = eventually(WAIT, "the account as an enabled Fyle category", || async {
+        l.qbo
+            .client
+            .clone()
+            .sync_dimensions(SyncQboDimensionsRequest {
+                workspace_id: l.workspace_id,
+                force: true,
+                attribute_types: Vec::new(),
+                incremental: false,
+            })
+            .await?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        Ok(l.fyle_values("CATEGORY")
+            .await
+            .into_iter()
+            .find(|a| a.value == "Freight Surcharges" && a.active))
+    })
+    .await
+    .unwrap();
+    let mapping = l.mapping_of_category(&category.source_id).await;
+    assert_eq!(mapping.destination_id, account["Id"].as_str().unwrap());
+    println!(
+        "chart widened → Fyle category and mapping in {:?}",
+        started.elapsed()
+    );
+    l.stop().await;
+}
+
+/// A command can overtake its snapshot (two topics): a run asked for on settings the
+/// projection does not have yet waits — retried, not run on the old settings — and runs once
+/// the snapshot arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_that_overtakes_its_settings_waits_for_them() {
+    let l = the_loop(Vec::new()).await;
+    l.import_now("CATEGORY").await;
+    let started = || async {
+        l.import
+            .client
+            .clone()
+            .list_import_logs(ListImportLogsRequest {
+                workspace_id: l.workspace_id,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .logs
+            .into_iter()
+            .find(|log| log.attribute_type == "CATEGORY")
+            .and_then(|log| log.started_at)
+    };
+    let before = started().await;
+    let mut snapshot = l
+        .stack
+        .mapping
+        .clone()
+        .get_workspace(attrsync_proto::v1::GetWorkspaceRequest {
+            workspace_id: l.workspace_id,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    snapshot.version += 10;
+    l.stack
+        .publish_directly(
+            topics::IMPORT_COMMANDS,
+            l.workspace_id,
+            attrsync_proto::v1::ImportRequested {
+                source_field: "CATEGORY".into(),
+                reason: "settings_changed".into(),
+                full: true,
+                settings_version: snapshot.version,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    // The runner tried and deferred it (attempts counted), and ran nothing.
+    eventually(WAIT, "the request deferred", || async {
+        #[derive(diesel::QueryableByName)]
+        struct Attempts {
+            #[diesel(sql_type = diesel::sql_types::Integer)]
+            attempts: i32,
+        }
+        let mut db = AsyncPgConnection::establish(&l.stack.database.url).await?;
+        let row: Option<Attempts> = diesel::OptionalExtension::optional(
+            diesel::sql_query(
+                "SELECT attempts FROM import_to_fyle.import_requests \
+             WHERE workspace_id = $1 AND source_field = 'CATEGORY'",
+            )
+            .bind::<diesel::sql_types::BigInt, _>(l.workspace_id)
+            .get_result(&mut db)
+            .await,
+        )?;
+        Ok(row.filter(|r| r.attempts >= 2).map(drop))
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        started().await,
+        before,
+        "no run on the settings before the change"
+    );
+
+    l.stack
+        .publish_directly(topics::WORKSPACE_SETTINGS, l.workspace_id, snapshot)
+        .await
+        .unwrap();
+    eventually(WAIT, "the run once the settings arrived", || async {
+        Ok((started().await != before).then_some(()))
+    })
+    .await
+    .unwrap();
     l.stop().await;
 }
