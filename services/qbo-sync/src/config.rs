@@ -31,6 +31,15 @@ pub struct Config {
     pub size_limit: SizeLimitConfig,
     pub secrets: SecretsConfig,
     pub reconcile: ReconcileConfig,
+    pub rules_watch: RulesWatchConfig,
+}
+
+/// How often settings changes that alter what is stored are looked for (see `rules_watch`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulesWatchConfig {
+    #[serde(with = "humantime_serde")]
+    pub tick: Duration,
 }
 
 /// The Intuit app qbo-sync connects as (reference §3.1) and how hard it may use a company.

@@ -17,7 +17,9 @@
 //!   `CreateEntity`;
 //! - [`reconcile`]: the scheduled rounds — entities on webhooks reconciled and judged for
 //!   missed webhooks (webhook health, shared with fyle-sync through
-//!   [`attrsync_kafka::webhook_health`]), the others under the 24-hour rule.
+//!   [`attrsync_kafka::webhook_health`]), the others under the 24-hour rule;
+//! - `rules_watch`: a settings change that alters which accounts and items are stored (chart
+//!   of accounts, `import_items`, naming) re-pulls them at once.
 //!
 //! Start-up, the workspace projection, idempotence, health and retention come from the platform
 //! skeleton ([`attrsync_runtime::service`]).
@@ -33,6 +35,7 @@ pub mod pull;
 pub mod realm;
 pub mod reconcile;
 pub mod rules;
+mod rules_watch;
 mod schema;
 pub mod settings;
 pub mod store;
@@ -110,6 +113,11 @@ impl Service for QboSync {
             relay: context.relay.clone(),
             holder: format!("qbo-round-{}", ulid::Ulid::new()),
         };
+        let watch = rules_watch::RulesWatch {
+            pool: context.pool.clone(),
+            puller: puller.clone(),
+            tick: config.rules_watch.tick,
+        };
         let api = grpc::QboSyncApi {
             pool: context.pool.clone(),
             access,
@@ -133,7 +141,8 @@ impl Service for QboSync {
                 }
             })
             .task("qbo-auto-create", creator.run(creator_shutdown))
-            .task("qbo-reconcile", scheduler.run(context.shutdown.clone())))
+            .task("qbo-reconcile", scheduler.run(context.shutdown.clone()))
+            .task("qbo-rules-watch", watch.run(context.shutdown.clone())))
     }
 }
 

@@ -69,7 +69,7 @@ pub(crate) const SOURCE: Source = Source {
 };
 
 /// A realm's credentials status that is scheduled.
-const CONNECTED: &str = "CONNECTED";
+pub(crate) const CONNECTED: &str = "CONNECTED";
 
 /// What a round does with one entity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -28,7 +28,7 @@ const REALM: &str = "9130357766900456";
 struct Loop {
     sb: SandboxHandle,
     stack: TestStack,
-    qbo: QboSyncHandle,
+    _qbo: QboSyncHandle,
     import: ImportHandle,
     workspace_id: i64,
 }
@@ -133,7 +133,7 @@ async fn the_loop(import_env: Vec<(String, String)>) -> Loop {
     Loop {
         sb,
         stack,
-        qbo,
+        _qbo: qbo,
         import,
         workspace_id,
     }
@@ -581,23 +581,11 @@ async fn turning_items_off_disables_the_fyle_categories_mapped_to_qbo_items() {
         .update_import_settings(settings(true))
         .await
         .unwrap();
-    // qbo-sync reads items only while they are imported: refresh QBO (as an operator does
-    // after turning items on) until its pull has the new settings and brings the item.
+    // qbo-sync stores items only while they are imported: it pulls them when items turn on.
     let category = eventually(
         WAIT,
         "the demo item Concrete as an enabled Fyle category",
         || async {
-            l.qbo
-                .client
-                .clone()
-                .sync_dimensions(SyncQboDimensionsRequest {
-                    workspace_id,
-                    force: true,
-                    attribute_types: Vec::new(),
-                    incremental: false,
-                })
-                .await?;
-            tokio::time::sleep(Duration::from_millis(500)).await;
             Ok(l.fyle_values("CATEGORY")
                 .await
                 .into_iter()
@@ -928,10 +916,10 @@ async fn the_import_schedule_runs_every_interval_while_the_settings_import_and_s
     l.stop().await;
 }
 
-/// Loop scenario 6 (with a QBO refresh): widening the chart of accounts, then refreshing QBO
-/// as an operator does — qbo-sync stores only accounts of the chart, and does not re-pull on a
-/// settings change yet — makes an "Other Expense" account an enabled Fyle category, mapped to
-/// its account.
+/// Loop scenario 6: widening the chart of accounts makes an "Other Expense" account QBO already
+/// had an enabled Fyle category, mapped to its account, with no schedule and no refresh —
+/// qbo-sync, which stores only the chart's accounts, pulls accounts again when the chart
+/// changes, and the settings change's command runs a full category import.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn widening_the_chart_of_accounts_imports_and_maps_the_accounts_it_adds() {
     let l = the_loop(Vec::new()).await;
@@ -962,17 +950,6 @@ async fn widening_the_chart_of_accounts_imports_and_maps_the_accounts_it_adds() 
         .await
         .unwrap();
     let category = eventually(WAIT, "the account as an enabled Fyle category", || async {
-        l.qbo
-            .client
-            .clone()
-            .sync_dimensions(SyncQboDimensionsRequest {
-                workspace_id: l.workspace_id,
-                force: true,
-                attribute_types: Vec::new(),
-                incremental: false,
-            })
-            .await?;
-        tokio::time::sleep(Duration::from_millis(500)).await;
         Ok(l.fyle_values("CATEGORY")
             .await
             .into_iter()

@@ -1,0 +1,1 @@
+DROP TABLE qbo_rules_seen;
