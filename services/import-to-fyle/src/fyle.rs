@@ -304,14 +304,17 @@ impl FyleGateway {
             .cloned())
     }
 
-    /// The custom expense field labelled `field_name` (the newest, if Fyle has several).
+    /// The custom SELECT expense field labelled `field_name` in any case (the newest, if Fyle
+    /// has several).
     pub async fn custom_field(
         &self,
         workspace_id: i64,
         org_id: &str,
         field_name: &str,
     ) -> Result<Option<Value>, FyleError> {
-        let name = format!("eq.{field_name}");
+        // `ilike` finds the label in any case; a wildcard in it could match more, so the
+        // answer is checked for the exact (case-insensitive) label below.
+        let name = format!("ilike.{field_name}");
         let page = self
             .call(
                 workspace_id,
@@ -321,17 +324,25 @@ impl FyleGateway {
                 &[
                     ("field_name", name.as_str()),
                     ("is_custom", "eq.true"),
+                    ("type", "eq.SELECT"),
                     ("order", "updated_at.desc"),
                     ("offset", "0"),
-                    ("limit", "1"),
+                    ("limit", "50"),
                 ],
                 None,
             )
             .await?;
+        let wanted = field_name.to_lowercase();
         Ok(page
             .get("data")
             .and_then(Value::as_array)
-            .and_then(|rows| rows.first())
+            .and_then(|rows| {
+                rows.iter().find(|f| {
+                    f.get("field_name")
+                        .and_then(Value::as_str)
+                        .is_some_and(|n| n.to_lowercase() == wanted)
+                })
+            })
             .cloned())
     }
 

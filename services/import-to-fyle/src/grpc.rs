@@ -129,7 +129,13 @@ impl ImportToFyleService for ImportApi {
         })?;
         let custom_field = match (&field, &r.custom_field) {
             (_, None) => None,
-            (SourceField::Custom(name), Some(setting)) if setting.source_field == *name => {
+            (SourceField::Custom(name), Some(setting))
+                if setting.source_field == *name
+                    && matches!(
+                        setting.destination_field.as_str(),
+                        "CUSTOMER" | "CLASS" | "DEPARTMENT" | "VENDOR"
+                    ) =>
+            {
                 Some(CustomImport {
                     source_field: name.clone(),
                     destination_field: setting.destination_field.clone(),
@@ -138,7 +144,7 @@ impl ImportToFyleService for ImportApi {
             }
             _ => {
                 return Err(Status::invalid_argument(
-                    "custom_field must be the mapping setting of the custom source_field",
+                    "custom_field must be the mapping setting of the custom source_field, from CUSTOMER, CLASS, DEPARTMENT or VENDOR",
                 ));
             }
         };
@@ -162,16 +168,25 @@ impl ImportToFyleService for ImportApi {
                 log: self.log(r.workspace_id, &field).await?,
                 skipped_reason: String::new(),
                 queued: true,
+                transient: false,
             }));
         }
         let deadline = tokio::time::Instant::now() + self.runner.config().wait_timeout;
         loop {
-            match self.runner.run(&run).await.map_err(run_status)? {
-                Outcome::Ran { log, .. } => {
+            // In a task of its own: a caller that gives up (a client deadline) drops this
+            // handler, never a run half-way with its lease still renewed.
+            let runner = self.runner.clone();
+            let task_run = run.clone();
+            let outcome = tokio::spawn(async move { runner.run(&task_run).await })
+                .await
+                .map_err(|_| Status::internal("the import run ended abnormally"))?;
+            match outcome.map_err(run_status)? {
+                Outcome::Ran { log, transient } => {
                     return Ok(Response::new(TriggerImportResponse {
                         log: Some(to_proto(&log)),
                         skipped_reason: String::new(),
                         queued: false,
+                        transient,
                     }));
                 }
                 Outcome::Skipped { reason, log } => {
@@ -179,6 +194,7 @@ impl ImportToFyleService for ImportApi {
                         log: log.as_ref().map(to_proto),
                         skipped_reason: reason,
                         queued: false,
+                        transient: false,
                     }));
                 }
                 Outcome::Busy if tokio::time::Instant::now() < deadline => {
@@ -190,6 +206,7 @@ impl ImportToFyleService for ImportApi {
                         log: self.log(r.workspace_id, &field).await?,
                         skipped_reason: String::new(),
                         queued: true,
+                        transient: false,
                     }));
                 }
             }

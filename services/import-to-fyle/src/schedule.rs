@@ -6,15 +6,18 @@
 //! 1. **keeps the rows true to the settings**: reads the projection page by page, creates the
 //!    missing rows with their first run due now (the incumbent sets `next_run = now` on every
 //!    save) and deletes those no longer wanted ([`wanted`], pure);
-//! 2. **claims the due rows** in one statement that moves `next_run_at` one interval on — so
-//!    each due round is taken by exactly one replica, and a crash after the claim delays that
-//!    workspace's round by one interval at most, never repeats it;
+//! 2. **claims the due rows** by moving `next_run_at` one interval on — so each due round is
+//!    taken by exactly one replica — in the transaction that writes step 3's requests, so a
+//!    failure loses no claimed round;
 //! 3. **requests every imported field** of each claimed workspace, in chain order (#63), with
 //!    reason `schedule`: incremental runs that keep the 30-minute rule (#35), served by the
 //!    runner task like any other request (coalesced with pending ones, retried on failure).
 //!
 //! Settings changes do not wait for the schedule: mapping's `ImportRequested` commands run the
-//! changed fields at once.
+//! changed fields at once. Departure: a settings change does not move an existing schedule's
+//! next round to now (the incumbent's `update_or_create` does, re-running every field); only
+//! the changed fields run at once. The reconcile walks the whole projection every `scan` —
+//! fine for thousands of workspaces; at far more it should follow the settings topic instead.
 //!
 //! Failure policy: a round that fails (database down) is logged and the next round retries; a
 //! workspace whose snapshot does not decode imports nothing and so has no schedule.
@@ -29,7 +32,7 @@ use diesel::{
     pg::data_types::PgInterval,
     sql_types::{Array, BigInt, Interval, Nullable, Timestamptz},
 };
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -119,38 +122,42 @@ struct Claimed {
     workspace_id: i64,
 }
 
-/// Steps 2 and 3: claims the due schedules and requests their fields.
+/// Steps 2 and 3: claims the due schedules and requests their fields, in one transaction — a
+/// failure part-way loses no claimed round (the claim rolls back with the requests).
 async fn run_due(pool: &Pool, every: Duration) -> Result<usize, DbError> {
     let mut conn = pool.get().await?;
-    let claimed: Vec<Claimed> = diesel::sql_query(
-        "UPDATE import_schedules s SET next_run_at = now() + $1, last_run_at = now() \
-         FROM (SELECT workspace_id FROM import_schedules WHERE next_run_at <= now() \
-               ORDER BY next_run_at LIMIT 100 FOR UPDATE SKIP LOCKED) due \
-         WHERE s.workspace_id = due.workspace_id RETURNING s.workspace_id",
-    )
-    .bind::<Interval, _>(interval(every))
-    .load(&mut conn)
-    .await?;
-    for c in &claimed {
-        let Some(workspace) = workspaces::find(&mut conn, c.workspace_id).await? else {
-            continue;
-        };
-        for field in wanted(&workspace) {
-            store::request(
-                &mut conn,
-                c.workspace_id,
-                &field,
-                store::Ask {
-                    full: false,
-                    force: false,
-                    reason: REASON_SCHEDULE,
-                    settings_version: 0,
-                },
-            )
-            .await?;
+    conn.transaction::<usize, DbError, _>(async |conn| {
+        let claimed: Vec<Claimed> = diesel::sql_query(
+            "UPDATE import_schedules s SET next_run_at = now() + $1, last_run_at = now() \
+             FROM (SELECT workspace_id FROM import_schedules WHERE next_run_at <= now() \
+                   ORDER BY next_run_at LIMIT 100 FOR UPDATE SKIP LOCKED) due \
+             WHERE s.workspace_id = due.workspace_id RETURNING s.workspace_id",
+        )
+        .bind::<Interval, _>(interval(every))
+        .load(conn)
+        .await?;
+        for c in &claimed {
+            let Some(workspace) = workspaces::find(conn, c.workspace_id).await? else {
+                continue;
+            };
+            for field in wanted(&workspace) {
+                store::request(
+                    conn,
+                    c.workspace_id,
+                    &field,
+                    store::Ask {
+                        full: false,
+                        force: false,
+                        reason: REASON_SCHEDULE,
+                        settings_version: 0,
+                    },
+                )
+                .await?;
+            }
         }
-    }
-    Ok(claimed.len())
+        Ok(claimed.len())
+    })
+    .await
 }
 
 /// Runs scheduler rounds every `scan` until `shutdown`.

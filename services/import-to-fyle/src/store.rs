@@ -122,7 +122,9 @@ pub struct Ask<'a> {
 }
 
 /// Records that `field` of `workspace_id` should be imported. Requests not yet served coalesce
-/// into one: full or forced if any was, the newest reason, the highest settings version.
+/// into one: full or forced if any was, the highest settings version, and the newest reason —
+/// except that a pending `destination_changed` stays, so a scheduled or manual request merged
+/// into a QBO change never puts it under the 30-minute rule.
 pub async fn request(
     conn: &mut AsyncPgConnection,
     workspace_id: i64,
@@ -136,7 +138,9 @@ pub async fn request(
          ON CONFLICT (workspace_id, source_field) DO UPDATE SET \
            full_import = r.full_import OR excluded.full_import, \
            force = r.force OR excluded.force, \
-           reason = excluded.reason, seq = r.seq + 1, \
+           reason = CASE WHEN r.reason = 'destination_changed' THEN r.reason \
+                         ELSE excluded.reason END, \
+           seq = r.seq + 1, \
            settings_version = GREATEST(r.settings_version, excluded.settings_version), \
            not_before = LEAST(r.not_before, now()), attempts = 0",
     )

@@ -6,10 +6,11 @@
 //! **A new custom field is imported before it is saved** (#64): `UpdateImportSettings` first
 //! asks import-to-fyle to import each custom mapping setting it adds or changes that imports
 //! (`TriggerImport` with `wait`, forced and full, carrying the setting), outside any
-//! transaction. A run Fyle refuses makes the call `INVALID_ARGUMENT` with the JSON
-//! `{"message": <Fyle's message>, "field_name": <the source field>}`, and nothing is saved;
-//! import-to-fyle unreachable, or another run of the field holding it past the wait, is
-//! `UNAVAILABLE` and nothing is saved either. The values Fyle accepted stay in Fyle (as in the
+//! transaction. A run Fyle refuses (or a field import-to-fyle refuses to import) makes the
+//! call `INVALID_ARGUMENT` with the JSON `{"message": <the refusal>, "field_name": <the source
+//! field>}`, and nothing is saved; import-to-fyle unreachable, a run failed for a passing
+//! reason, or another run of the field holding it past the wait, is `UNAVAILABLE` and nothing
+//! is saved either. The values Fyle accepted stay in Fyle (as in the
 //! incumbent, whose pre-save import has posted them too). Mappings and
 //! mapping errors are [`crate::operator`]; import settings are [`crate::store`] around the
 //! rules of [`crate::import_settings`].
@@ -55,14 +56,26 @@ impl MappingApi {
                 custom_field: Some(setting),
             })
             .await
-            .map_err(|e| {
-                tracing::warn!(workspace_id, %source_field, error = %e,
-                    "custom field not imported: import-to-fyle did not answer");
-                Status::unavailable(
-                    "import-to-fyle is unavailable, so the custom field could not be imported; nothing was saved, retry",
-                )
+            .map_err(|e| match e.code() {
+                // import-to-fyle's own refusals (a name or field it cannot import) are final.
+                tonic::Code::InvalidArgument | tonic::Code::NotFound => Status::invalid_argument(
+                    serde_json::json!({"message": e.message(), "field_name": source_field})
+                        .to_string(),
+                ),
+                _ => {
+                    tracing::warn!(workspace_id, %source_field, error = %e,
+                        "custom field not imported: import-to-fyle did not answer");
+                    Status::unavailable(
+                        "import-to-fyle is unavailable, so the custom field could not be imported; nothing was saved, retry",
+                    )
+                }
             })?
             .into_inner();
+        if response.transient {
+            return Err(Status::unavailable(
+                "the custom field's import failed for a passing reason (Fyle or fyle-sync); nothing was saved, retry",
+            ));
+        }
         if response.queued {
             return Err(Status::unavailable(
                 "another import of this field is running; nothing was saved, retry",

@@ -6,15 +6,18 @@
 //!
 //! A task wakes every `rules_watch.tick` and, for every workspace of a connected realm,
 //! compares the rules of its projection ([`fingerprint`], pure) with the ones its accounts
-//! and items were last pulled under (`qbo_rules_seen`). A workspace seen for the first time is
-//! recorded (its connection pulled it); a difference runs a forced full pass of that entity
-//! ([`crate::pull::Puller::sync`], under the realm × entity pull lease) and, once it ran,
-//! records the new rules.
+//! and items were last pulled under (`qbo_rules_seen`, read in one query per tick). A
+//! workspace seen for the first time is recorded (its connection pulled it; a change made
+//! before that first tick waits for the 24-hour full pass); a difference runs a forced full
+//! pass of that entity ([`crate::pull::Puller::sync`], under the realm × entity pull lease) and,
+//! once it ran — or the size limit stops the entity whatever the rules — records the new
+//! rules.
 //!
 //! Failure policy: a pass that failed or was held elsewhere leaves the old rules recorded, so
-//! the next tick tries again; nothing is lost, at worst repeated.
+//! the next tick tries again; nothing is lost, at worst repeated. Every replica runs the task;
+//! the pull lease keeps two from pulling one entity at once.
 
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
 use attrsync_db::{DbError, Pool};
 use attrsync_kafka::workspaces;
@@ -58,7 +61,11 @@ pub(crate) fn fingerprint(workspace: &QboWorkspace, entity: SyncEntity) -> Strin
 }
 
 #[derive(QueryableByName)]
-struct Seen {
+struct SeenRow {
+    #[diesel(sql_type = BigInt)]
+    workspace_id: i64,
+    #[diesel(sql_type = Text)]
+    qbo_entity: String,
     #[diesel(sql_type = Text)]
     fingerprint: String,
 }
@@ -86,9 +93,30 @@ impl RulesWatch {
     }
 
     async fn once(&self) -> Result<(), DbError> {
-        for workspace in self.connected().await? {
+        let workspaces = self.connected().await?;
+        let mut conn = self.pool.get().await?;
+        let seen: HashMap<(i64, String), String> =
+            diesel::sql_query("SELECT workspace_id, qbo_entity, fingerprint FROM qbo_rules_seen")
+                .load::<SeenRow>(&mut conn)
+                .await?
+                .into_iter()
+                .map(|r| ((r.workspace_id, r.qbo_entity), r.fingerprint))
+                .collect();
+        drop(conn);
+        for workspace in &workspaces {
             for entity in WATCHED {
-                self.check(&workspace, entity).await?;
+                let key = (workspace.workspace_id, entity.as_str().to_owned());
+                let now = fingerprint(workspace, entity);
+                match seen.get(&key) {
+                    Some(before) if *before == now => {}
+                    Some(_) => {
+                        if self.repull(workspace, entity).await {
+                            self.record(workspace.workspace_id, entity, &now).await?;
+                        }
+                    }
+                    // First sight: its connection pulled it under these rules.
+                    None => self.record(workspace.workspace_id, entity, &now).await?,
+                }
             }
         }
         Ok(())
@@ -111,56 +139,53 @@ impl RulesWatch {
         Ok(out)
     }
 
-    async fn check(&self, workspace: &QboWorkspace, entity: SyncEntity) -> Result<(), DbError> {
-        let now = fingerprint(workspace, entity);
-        let mut conn = self.pool.get().await?;
-        let seen: Option<Seen> = diesel::sql_query(
-            "SELECT fingerprint FROM qbo_rules_seen WHERE workspace_id = $1 AND qbo_entity = $2",
-        )
-        .bind::<BigInt, _>(workspace.workspace_id)
-        .bind::<Text, _>(entity.as_str())
-        .get_result(&mut conn)
-        .await
-        .optional()?;
-        drop(conn);
-        match seen {
-            Some(seen) if seen.fingerprint == now => return Ok(()),
-            Some(_) => {
-                let ran = match self
-                    .puller
-                    .sync(workspace, true, PassKind::Full, &[entity])
-                    .await
-                {
-                    Ok(pulls) => pulls.iter().all(|p| p.outcome == "PULLED_FULL"),
-                    Err(e) => {
-                        tracing::warn!(workspace_id = workspace.workspace_id,
-                            entity = entity.as_str(), error = %e,
-                            "re-pull after a settings change failed; next tick");
-                        false
-                    }
-                };
-                if !ran {
-                    return Ok(());
+    /// A forced full pass of `entity`; whether it settled the rules (it ran, or the size limit
+    /// stops the entity whatever the rules).
+    async fn repull(&self, workspace: &QboWorkspace, entity: SyncEntity) -> bool {
+        match self
+            .puller
+            .sync(workspace, true, PassKind::Full, &[entity])
+            .await
+        {
+            Ok(pulls) => {
+                let done = pulls
+                    .iter()
+                    .all(|p| matches!(p.outcome, "PULLED_FULL" | "SKIPPED_SIZE_LIMIT"));
+                if done {
+                    metrics::counter!("qbo_sync_settings_repulls_total", "entity" => entity.as_str())
+                        .increment(1);
+                    tracing::info!(
+                        workspace_id = workspace.workspace_id,
+                        entity = entity.as_str(),
+                        "pulled again: the settings changed what is stored"
+                    );
                 }
-                metrics::counter!("qbo_sync_settings_repulls_total", "entity" => entity.as_str())
-                    .increment(1);
-                tracing::info!(
-                    workspace_id = workspace.workspace_id,
-                    entity = entity.as_str(),
-                    "pulled again: the settings changed what is stored"
-                );
+                done
             }
-            None => {}
+            Err(e) => {
+                tracing::warn!(workspace_id = workspace.workspace_id,
+                    entity = entity.as_str(), error = %e,
+                    "re-pull after a settings change failed; next tick");
+                false
+            }
         }
+    }
+
+    async fn record(
+        &self,
+        workspace_id: i64,
+        entity: SyncEntity,
+        fingerprint: &str,
+    ) -> Result<(), DbError> {
         let mut conn = self.pool.get().await?;
         diesel::sql_query(
             "INSERT INTO qbo_rules_seen (workspace_id, qbo_entity, fingerprint) \
              VALUES ($1, $2, $3) ON CONFLICT (workspace_id, qbo_entity) \
              DO UPDATE SET fingerprint = excluded.fingerprint, updated_at = now()",
         )
-        .bind::<BigInt, _>(workspace.workspace_id)
+        .bind::<BigInt, _>(workspace_id)
         .bind::<Text, _>(entity.as_str())
-        .bind::<Text, _>(&now)
+        .bind::<Text, _>(fingerprint)
         .execute(&mut conn)
         .await?;
         Ok(())

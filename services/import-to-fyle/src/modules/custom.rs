@@ -3,9 +3,9 @@
 //! request, as the incumbent's `ExpenseCustomField` does.
 //!
 //! - **The field** is labelled as the incumbent labels it ([`label`]: `COST_CODE` → `Cost
-//!   Code`), `type: SELECT`, enabled, `code: null`; when Fyle already has a custom field of
-//!   that label its `id` is sent and its `is_mandatory` kept, else it is created (not
-//!   mandatory). A label Fyle already uses for a system field is refused by Fyle, and that
+//!   Code`), `type: SELECT`, `code: null`; when Fyle already has a custom SELECT field of that
+//!   label (any case) its `id` is sent and its `is_mandatory` and `is_enabled` kept (an import
+//!   never re-enables, #44), else it is created enabled and not mandatory. A label Fyle already uses for a system field is refused by Fyle, and that
 //!   refusal is the run's (and `UpdateImportSettings`'s) error.
 //! - **The placeholder** ([`placeholder`]): the mapping setting's, else the one Fyle has, else
 //!   `Select {Label}`.
@@ -16,22 +16,26 @@
 
 use serde_json::{Value, json};
 
-/// The incumbent's label of a custom source field: `source_field.replace('_', ' ').title()`.
+/// The incumbent's label of a custom source field: Python's
+/// `source_field.replace('_', ' ').title()` — a letter is upper-cased after anything but a
+/// letter (a space, a digit, a hyphen), lower-cased after a letter.
 pub fn label(source_field: &str) -> String {
-    source_field
-        .split('_')
-        .map(|word| {
-            let mut chars = word.chars();
-            match chars.next() {
-                Some(first) => first
-                    .to_uppercase()
-                    .chain(chars.flat_map(char::to_lowercase))
-                    .collect(),
-                None => String::new(),
+    let mut out = String::with_capacity(source_field.len());
+    let mut after_letter = false;
+    for c in source_field.chars().map(|c| if c == '_' { ' ' } else { c }) {
+        if c.is_alphabetic() {
+            if after_letter {
+                out.extend(c.to_lowercase());
+            } else {
+                out.extend(c.to_uppercase());
             }
-        })
-        .collect::<Vec<String>>()
-        .join(" ")
+            after_letter = true;
+        } else {
+            out.push(c);
+            after_letter = false;
+        }
+    }
+    out
 }
 
 /// The placeholder to send: the setting's, else the field's current one, else
@@ -65,10 +69,13 @@ pub fn payload(
     });
     if let Some(existing) = existing {
         field["id"] = existing.get("id").cloned().unwrap_or(Value::Null);
-        field["is_mandatory"] = existing
-            .get("is_mandatory")
-            .cloned()
-            .unwrap_or(Value::Bool(false));
+        // A Fyle admin's choices stand: mandatory or not, and enabled or not (an import never
+        // re-enables, #44).
+        for key in ["is_mandatory", "is_enabled"] {
+            if let Some(v) = existing.get(key).filter(|v| v.is_boolean()) {
+                field[key] = v.clone();
+            }
+        }
     }
     field
 }
@@ -82,6 +89,8 @@ mod tests {
         assert_eq!(label("COST_CODE"), "Cost Code");
         assert_eq!(label("WORK_ORDER_2"), "Work Order 2");
         assert_eq!(label("REGION"), "Region");
+        assert_eq!(label("COST_CODE2X"), "Cost Code2X", "as Python's title()");
+        assert_eq!(label("SUB-PROJECT"), "Sub-Project");
     }
 
     #[test]
@@ -109,9 +118,10 @@ mod tests {
                    "is_mandatory": false, "placeholder": "Select Cost Code",
                    "options": ["A", "B"], "code": null})
         );
-        let existing = json!({"id": 229506, "is_mandatory": true});
+        let existing = json!({"id": 229506, "is_mandatory": true, "is_enabled": false});
         let updated = payload("Cost Code", "Select Cost Code", Some(&existing), &options);
         assert_eq!(updated["id"], 229506);
         assert_eq!(updated["is_mandatory"], true);
+        assert_eq!(updated["is_enabled"], false, "never re-enabled");
     }
 }

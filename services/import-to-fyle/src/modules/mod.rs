@@ -79,17 +79,20 @@ impl SourceField {
         }
     }
 
-    /// A built-in field by name, else a custom field when the name is one mapping stores
-    /// (UPPER_SNAKE: `A-Z`, `0-9`, `_`, at most 255 characters, not CORPORATE_CARD or EMPLOYEE,
+    /// A built-in field by name, else a custom field when the name is in the form mapping
+    /// stores (the incumbent's `upper().replace(' ', '_')`: upper case, no spaces, no control
+    /// characters, no `CUSTOM:` prefix, at most 255 characters; not CORPORATE_CARD or EMPLOYEE,
     /// which are never imported).
     pub fn parse(s: &str) -> Option<Self> {
         if let Some(known) = Self::CHAIN.into_iter().find(|f| f.as_str() == s) {
             return Some(known);
         }
         let custom = !s.is_empty()
-            && s.len() <= 255
-            && s.bytes()
-                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+            && s.chars().count() <= 255
+            && s.to_uppercase() == s
+            && !s
+                .chars()
+                .any(|c| c.is_control() || c.is_whitespace() || c == ':')
             && !matches!(s, "CORPORATE_CARD" | "EMPLOYEE");
         custom.then(|| SourceField::Custom(s.to_owned()))
     }
@@ -446,10 +449,17 @@ pub(crate) mod tests {
             SourceField::parse("COST_CODE"),
             Some(SourceField::Custom("COST_CODE".into()))
         );
+        assert_eq!(
+            SourceField::parse("COST-CODE_DÉPARTEMENT"),
+            Some(SourceField::Custom("COST-CODE_DÉPARTEMENT".into())),
+            "mapping stores any name, upper-cased with spaces as underscores"
+        );
         for refused in [
             "",
             "cost code",
+            "COST CODE",
             "CUSTOM:COST_CODE",
+            "COST\u{0}CODE",
             "EMPLOYEE",
             "CORPORATE_CARD",
         ] {

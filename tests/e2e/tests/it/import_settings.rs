@@ -610,5 +610,48 @@ async fn employees_without_a_card_account_map_to_the_default_one_and_an_operator
     })
     .await
     .unwrap();
+
+    // A default account mapping has not seen yet: an employee without a card maps to it the
+    // moment both are there, whichever arrives first.
+    let mut import = import_settings();
+    import.set_auto_map_employees(attrsync_proto::v1::AutoMapEmployees::Email);
+    import.corporate_credit_card_expenses_object = Some("CREDIT CARD PURCHASE".into());
+    import.default_ccc_account_id = Some("cc11".into());
+    update(&stack, workspace_id, import, Vec::new())
+        .await
+        .unwrap();
+    fyle_side(
+        &stack,
+        workspace_id,
+        vec![source("EMPLOYEE", "ou4", "di@example.com")],
+    )
+    .await;
+    qbo_side(
+        &stack,
+        workspace_id,
+        vec![destination(
+            "CREDIT_CARD_ACCOUNT",
+            "CreditCard",
+            "cc11",
+            "Ramp Card",
+        )],
+    )
+    .await;
+    eventually(
+        WAIT,
+        "the waiting employee on the new default card",
+        || async {
+            Ok(cards()
+                .await
+                .contains(&("ou4".into(), "cc11".into(), true))
+                .then_some(()))
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        cards().await.contains(&("ou1".into(), "cc9".into(), true)),
+        "a card mapping made before is kept"
+    );
     stack.stop().await;
 }
