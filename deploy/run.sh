@@ -96,6 +96,9 @@ done <<<"$TABLE"
 while read -r name _ prefix _; do
   [ "$name" = mapping ] || export "${prefix}__MAPPING__ENDPOINT=http://127.0.0.1:${GRPC_PORT[mapping]}"
 done <<<"$TABLE"
+# mapping imports a new custom field through import-to-fyle before saving it (#64).
+[ -z "${GRPC_PORT[import-to-fyle]:-}" ] ||
+  export "MAPPING__IMPORT_TO_FYLE__ENDPOINT=http://127.0.0.1:${GRPC_PORT[import-to-fyle]}"
 
 trap stop_all EXIT
 trap 'exit 130' INT TERM

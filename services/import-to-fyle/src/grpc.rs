@@ -5,12 +5,14 @@
 //! (`message`, `response`), which mapping needs for #64; if another run holds the field, the
 //! request is recorded and the call waits for that run's log up to `runs.wait_timeout`.
 //! Without `wait` the request is recorded and served by the runner task within a coalescing
-//! window. A `custom_field` (with `wait` only) imports a custom field as a mapping setting
-//! not saved yet says — mapping's `UpdateImportSettings` asks it before saving one, so that a
-//! setting Fyle refuses is never saved (#64). `ListImportLogs` reads `import_logs`. Statuses:
-//! an unknown source field
-//! `INVALID_ARGUMENT`, an unknown workspace `NOT_FOUND`, the database or the workspace
-//! directory down `UNAVAILABLE`.
+//! window. A waited run runs in a task of its own, so a caller that gives up (a deadline)
+//! never leaves a run half-way with its lease renewed; the answer says whether a failure was
+//! `transient`. A `custom_field` (with `wait` only; its options from CUSTOMER, CLASS,
+//! DEPARTMENT or VENDOR) imports a custom field as a mapping setting not saved yet says — mapping's
+//! `UpdateImportSettings` asks it before saving one, so that a setting Fyle refuses is not
+//! saved (#64). `ListImportLogs` reads `import_logs`; `GetImportSchedule` the schedule.
+//! Statuses: an unknown source field `INVALID_ARGUMENT`, an unknown workspace `NOT_FOUND`, the
+//! database or the workspace directory down `UNAVAILABLE`.
 
 use attrsync_db::{DbError, Pool};
 use attrsync_proto::{
