@@ -391,16 +391,8 @@ impl FyleGateway {
             }
         }
         data.insert("options".to_owned(), json!(options));
-        self.call(
-            workspace_id,
-            org_id,
-            Method::POST,
-            "/admin/expense_fields",
-            &[],
-            Some(&json!({ "data": data })),
-        )
-        .await
-        .map(drop)
+        self.post_expense_field(workspace_id, org_id, &Value::Object(data))
+            .await
     }
 
     /// Fyle's values of `attribute_type` as fyle-sync holds them (enabled and disabled).

@@ -798,16 +798,9 @@ impl Runner {
             .await?;
         let label = custom::label(name);
         let existing = self.fyle.custom_field(workspace_id, org_id, &label).await?;
-        let current: Vec<String> = existing
+        let current = existing
             .as_ref()
-            .and_then(|f| f.get("options"))
-            .and_then(Value::as_array)
-            .map(|o| {
-                o.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_owned)
-                    .collect()
-            })
+            .map(modules::field_options)
             .unwrap_or_default();
         let placeholder = custom::placeholder(
             plan.custom(name).and_then(|c| c.placeholder.as_deref()),
@@ -858,16 +851,7 @@ impl Runner {
             }
             .into());
         };
-        let current: Vec<String> = field
-            .get("options")
-            .and_then(Value::as_array)
-            .map(|o| {
-                o.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let current = modules::field_options(&field);
         let posted = match merchant::options(plan, candidates, in_use, &current) {
             Some(options) => {
                 self.fyle

@@ -145,6 +145,20 @@ pub struct DestValue {
     pub renamed_from: Option<Renamed>,
 }
 
+/// The options of a Fyle SELECT expense field, as Fyle lists it (none when it has none).
+pub fn field_options(field: &Value) -> Vec<String> {
+    field
+        .get("options")
+        .and_then(Value::as_array)
+        .map(|o| {
+            o.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// A value Fyle has (from fyle-sync's `ListExpenseAttributes`): its id, name and state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FyleValue {

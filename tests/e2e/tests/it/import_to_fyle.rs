@@ -157,6 +157,49 @@ impl Loop {
             .attributes
     }
 
+    /// The enabled Fyle value of `attribute_type` named `value`, once fyle-sync stores it.
+    async fn enabled_value(&self, attribute_type: &str, value: &str) -> ExpenseAttribute {
+        eventually(
+            WAIT,
+            &format!("{value} as an enabled Fyle {attribute_type}"),
+            || async {
+                Ok(self
+                    .fyle_values(attribute_type)
+                    .await
+                    .into_iter()
+                    .find(|a| a.value == value && a.active))
+            },
+        )
+        .await
+        .unwrap()
+    }
+
+    /// Waits until import-to-fyle holds a QBO value of `attribute_type` (named `value`, when
+    /// given): no QBO change of it is in flight any more.
+    async fn wait_until_import_holds(&self, attribute_type: &str, value: Option<&str>) {
+        eventually(WAIT, "import-to-fyle holding the QBO value", || async {
+            #[derive(diesel::QueryableByName)]
+            struct Count {
+                #[diesel(sql_type = diesel::sql_types::BigInt)]
+                n: i64,
+            }
+            let mut db = AsyncPgConnection::establish(&self.stack.database.url).await?;
+            let c: Count = diesel::sql_query(
+                "SELECT count(*) AS n FROM import_to_fyle.import_destination_attributes \
+                 WHERE workspace_id = $1 AND attribute_type = $2 \
+                   AND ($3::text IS NULL OR value = $3)",
+            )
+            .bind::<diesel::sql_types::BigInt, _>(self.workspace_id)
+            .bind::<diesel::sql_types::Text, _>(attribute_type)
+            .bind::<diesel::sql_types::Nullable<diesel::sql_types::Text>, _>(value)
+            .get_result(&mut db)
+            .await?;
+            Ok((c.n > 0).then_some(()))
+        })
+        .await
+        .unwrap();
+    }
+
     /// The sandbox's object of `resource` by fyle-sync's `source_id`.
     fn in_fyle(&self, resource: &str, source_id: &str) -> Value {
         self.sb
@@ -269,18 +312,7 @@ async fn a_qbo_account_becomes_an_enabled_fyle_category_within_seconds() {
                 json!({"Name": "Drone Rentals", "AccountType": "Expense"}),
             )
             .unwrap();
-    let category = eventually(
-        WAIT,
-        "the new account as a Fyle category in fyle-sync",
-        || async {
-            Ok(l.fyle_values("CATEGORY")
-                .await
-                .into_iter()
-                .find(|a| a.value == "Drone Rentals" && a.active))
-        },
-    )
-    .await
-    .unwrap();
+    let category = l.enabled_value("CATEGORY", "Drone Rentals").await;
     let elapsed = started.elapsed();
     println!(
         "QBO account {} → enabled Fyle category {} stored by fyle-sync in {elapsed:?}",
@@ -485,24 +517,7 @@ async fn a_crashed_runs_lease_expires_and_the_next_run_proceeds() {
 async fn a_cost_center_mapping_setting_imports_qbo_classes_as_fyle_cost_centers() {
     let l = the_loop(Vec::new()).await;
     let workspace_id = l.workspace_id;
-    eventually(WAIT, "import-to-fyle holding the demo class", || async {
-        #[derive(diesel::QueryableByName)]
-        struct Count {
-            #[diesel(sql_type = diesel::sql_types::BigInt)]
-            n: i64,
-        }
-        let mut db = AsyncPgConnection::establish(&l.stack.database.url).await?;
-        let c: Count = diesel::sql_query(
-            "SELECT count(*) AS n FROM import_to_fyle.import_destination_attributes \
-             WHERE workspace_id = $1 AND attribute_type = 'CLASS' AND value = 'Adidas'",
-        )
-        .bind::<diesel::sql_types::BigInt, _>(workspace_id)
-        .get_result(&mut db)
-        .await?;
-        Ok((c.n == 1).then_some(()))
-    })
-    .await
-    .unwrap();
+    l.wait_until_import_holds("CLASS", Some("Adidas")).await;
     assert!(
         !l.fyle_values("COST_CENTER")
             .await
@@ -530,29 +545,11 @@ async fn a_cost_center_mapping_setting_imports_qbo_classes_as_fyle_cost_centers(
         })
         .await
         .unwrap();
-    eventually(
-        WAIT,
-        "the demo class Adidas as a Fyle cost center",
-        || async {
-            Ok(l.fyle_values("COST_CENTER")
-                .await
-                .into_iter()
-                .find(|a| a.value == "Adidas" && a.active))
-        },
-    )
-    .await
-    .unwrap();
+    l.enabled_value("COST_CENTER", "Adidas").await;
     l.sb.qbo()
         .create(REALM, "Class", json!({"Name": "Northwind Ops"}))
         .unwrap();
-    eventually(WAIT, "the new class as a Fyle cost center", || async {
-        Ok(l.fyle_values("COST_CENTER")
-            .await
-            .into_iter()
-            .find(|a| a.value == "Northwind Ops" && a.active))
-    })
-    .await
-    .unwrap();
+    l.enabled_value("COST_CENTER", "Northwind Ops").await;
     l.stop().await;
 }
 
@@ -582,18 +579,7 @@ async fn turning_items_off_disables_the_fyle_categories_mapped_to_qbo_items() {
         .await
         .unwrap();
     // qbo-sync stores items only while they are imported: it pulls them when items turn on.
-    let category = eventually(
-        WAIT,
-        "the demo item Concrete as an enabled Fyle category",
-        || async {
-            Ok(l.fyle_values("CATEGORY")
-                .await
-                .into_iter()
-                .find(|a| a.value == "Concrete" && a.active))
-        },
-    )
-    .await
-    .unwrap();
+    let category = l.enabled_value("CATEGORY", "Concrete").await;
     eventually(WAIT, "the category mapped to the item", || async {
         let mappings = l
             .stack
@@ -689,28 +675,7 @@ fn expense_field(sb: &SandboxHandle, field_name: &str) -> Option<Value> {
 async fn a_custom_mapping_setting_is_imported_before_saving_and_one_fyle_refuses_is_not_saved() {
     let l = the_loop(Vec::new()).await;
     let workspace_id = l.workspace_id;
-    eventually(
-        WAIT,
-        "import-to-fyle holding the demo department",
-        || async {
-            #[derive(diesel::QueryableByName)]
-            struct Count {
-                #[diesel(sql_type = diesel::sql_types::BigInt)]
-                n: i64,
-            }
-            let mut db = AsyncPgConnection::establish(&l.stack.database.url).await?;
-            let c: Count = diesel::sql_query(
-                "SELECT count(*) AS n FROM import_to_fyle.import_destination_attributes \
-             WHERE workspace_id = $1 AND attribute_type = 'DEPARTMENT'",
-            )
-            .bind::<diesel::sql_types::BigInt, _>(workspace_id)
-            .get_result(&mut db)
-            .await?;
-            Ok((c.n > 0).then_some(()))
-        },
-    )
-    .await
-    .unwrap();
+    l.wait_until_import_holds("DEPARTMENT", None).await;
     let import = ImportSettings {
         import_categories: true,
         import_projects: true,
@@ -949,14 +914,7 @@ async fn widening_the_chart_of_accounts_imports_and_maps_the_accounts_it_adds() 
         })
         .await
         .unwrap();
-    let category = eventually(WAIT, "the account as an enabled Fyle category", || async {
-        Ok(l.fyle_values("CATEGORY")
-            .await
-            .into_iter()
-            .find(|a| a.value == "Freight Surcharges" && a.active))
-    })
-    .await
-    .unwrap();
+    let category = l.enabled_value("CATEGORY", "Freight Surcharges").await;
     let mapping = l.mapping_of_category(&category.source_id).await;
     assert_eq!(mapping.destination_id, account["Id"].as_str().unwrap());
     println!(
