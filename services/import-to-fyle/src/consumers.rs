@@ -13,9 +13,10 @@
 //! projection to reach it) and, for disable_items, the Fyle ids to disable, kept in
 //! `import_disables` until a run has posted them.
 //!
-//! Failure policy: an `ImportRequested` for a source field this service does not import
-//! (custom fields arrive later) is counted and ignored, not poison — mapping may know more
-//! fields than this version; an empty source field is poison.
+//! Failure policy: an `ImportRequested` whose source field is neither a built-in field nor a
+//! custom field name in the form mapping stores (`SourceField::parse`) is counted and ignored,
+//! not poison — mapping may know more fields than this version; an empty source field is
+//! poison.
 
 use attrsync_kafka::{
     HandlerError,
