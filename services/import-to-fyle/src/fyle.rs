@@ -276,32 +276,47 @@ impl FyleGateway {
         .map(drop)
     }
 
-    /// The merchant expense field (`column_name = merchant`), as Fyle lists it.
-    pub async fn merchant_field(
+    /// Fyle's expense fields matching `filters`, newest first, at most `limit`.
+    async fn expense_fields(
         &self,
         workspace_id: i64,
         org_id: &str,
-    ) -> Result<Option<Value>, FyleError> {
+        filters: &[(&str, &str)],
+        limit: &str,
+    ) -> Result<Vec<Value>, FyleError> {
+        let mut query = filters.to_vec();
+        query.extend([
+            ("order", "updated_at.desc"),
+            ("offset", "0"),
+            ("limit", limit),
+        ]);
         let page = self
             .call(
                 workspace_id,
                 org_id,
                 Method::GET,
                 "/admin/expense_fields",
-                &[
-                    ("column_name", "eq.merchant"),
-                    ("order", "updated_at.desc"),
-                    ("offset", "0"),
-                    ("limit", "1"),
-                ],
+                &query,
                 None,
             )
             .await?;
         Ok(page
             .get("data")
             .and_then(Value::as_array)
-            .and_then(|rows| rows.first())
-            .cloned())
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    /// The merchant expense field (`column_name = merchant`), as Fyle lists it.
+    pub async fn merchant_field(
+        &self,
+        workspace_id: i64,
+        org_id: &str,
+    ) -> Result<Option<Value>, FyleError> {
+        let fields = self
+            .expense_fields(workspace_id, org_id, &[("column_name", "eq.merchant")], "1")
+            .await?;
+        Ok(fields.into_iter().next())
     }
 
     /// The custom SELECT expense field labelled `field_name` in any case (the newest, if Fyle
@@ -315,35 +330,21 @@ impl FyleGateway {
         // `ilike` finds the label in any case; a wildcard in it could match more, so the
         // answer is checked for the exact (case-insensitive) label below.
         let name = format!("ilike.{field_name}");
-        let page = self
-            .call(
-                workspace_id,
-                org_id,
-                Method::GET,
-                "/admin/expense_fields",
-                &[
-                    ("field_name", name.as_str()),
-                    ("is_custom", "eq.true"),
-                    ("type", "eq.SELECT"),
-                    ("order", "updated_at.desc"),
-                    ("offset", "0"),
-                    ("limit", "50"),
-                ],
-                None,
-            )
-            .await?;
+        let filters = [
+            ("field_name", name.as_str()),
+            ("is_custom", "eq.true"),
+            ("type", "eq.SELECT"),
+        ];
         let wanted = field_name.to_lowercase();
-        Ok(page
-            .get("data")
-            .and_then(Value::as_array)
-            .and_then(|rows| {
-                rows.iter().find(|f| {
-                    f.get("field_name")
-                        .and_then(Value::as_str)
-                        .is_some_and(|n| n.to_lowercase() == wanted)
-                })
-            })
-            .cloned())
+        Ok(self
+            .expense_fields(workspace_id, org_id, &filters, "50")
+            .await?
+            .into_iter()
+            .find(|f| {
+                f.get("field_name")
+                    .and_then(Value::as_str)
+                    .is_some_and(|n| n.to_lowercase() == wanted)
+            }))
     }
 
     /// Creates or updates one expense field (`payload` is the whole field).
