@@ -382,8 +382,12 @@ fn validate(given: &MappingSetting) -> Result<SettingRow, String> {
     })
 }
 
-/// The list fields of the import settings: bounded, no control characters.
-fn check_lists(request: &ImportSettings, submitted: &[MappingSetting]) -> Result<(), String> {
+/// The caller's free-text fields of the import settings (lists, the default card account):
+/// bounded, no control characters. `CreateWorkspace` checks them too.
+pub(crate) fn check_lists(
+    request: &ImportSettings,
+    submitted: &[MappingSetting],
+) -> Result<(), String> {
     if submitted.len() > MAX_LIST {
         return Err(format!("mapping_settings: more than {MAX_LIST} settings"));
     }
@@ -733,6 +737,28 @@ mod tests {
             let refused = plan(&old, &[], &request(&old), &submitted, false).unwrap_err();
             assert!(refused.starts_with("mapping_settings"), "{refused}");
             assert!(refused.chars().count() < 200, "echoes little: {refused}");
+        }
+    }
+
+    #[test]
+    fn free_text_import_settings_are_bounded_and_without_control_characters() {
+        let old = SettingsRow::default();
+        for bad in [
+            ImportSettings {
+                default_ccc_account_id: Some("cc\u{0}9".into()),
+                ..request(&old)
+            },
+            ImportSettings {
+                default_ccc_account_id: Some("9".repeat(300)),
+                ..request(&old)
+            },
+            ImportSettings {
+                charts_of_accounts: vec!["Expense\n".into()],
+                ..request(&old)
+            },
+        ] {
+            assert!(plan(&old, &[], &bad, &[], false).is_err(), "{bad:?}");
+            assert!(check_lists(&bad, &[]).is_err());
         }
     }
 

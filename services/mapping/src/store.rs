@@ -116,6 +116,13 @@ impl Store {
             .settings
             .as_ref()
             .map_or(&[][..], |s| s.mapping_settings.as_slice());
+        if let Some(import) = request
+            .settings
+            .as_ref()
+            .and_then(|s| s.import_settings.as_ref())
+        {
+            import_settings::check_lists(import, submitted).map_err(StoreError::Invalid)?;
+        }
         let initial_mapping_settings = if submitted.is_empty() {
             Vec::new()
         } else {

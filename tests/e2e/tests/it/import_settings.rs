@@ -655,3 +655,34 @@ async fn employees_without_a_card_account_map_to_the_default_one_and_an_operator
     );
     stack.stop().await;
 }
+
+/// A workspace created with a default card account holding a NUL character is refused naming
+/// the field — it never reaches the table (where PostgreSQL would refuse it as a database error).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_workspace_refuses_free_text_settings_with_control_characters() {
+    let stack = TestStack::start().await.unwrap();
+    let refused = stack
+        .mapping
+        .clone()
+        .create_workspace(attrsync_proto::v1::CreateWorkspaceRequest {
+            name: "NUL card".into(),
+            fyle_org_id: format!("or{}", &ulid::Ulid::new().to_string()[14..]),
+            settings: Some(attrsync_proto::v1::WorkspaceSettings {
+                import_settings: Some(ImportSettings {
+                    default_ccc_account_id: Some("cc\u{0}9".into()),
+                    ..import_settings()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert!(
+        refused.message().contains("default_ccc_account_id"),
+        "{}",
+        refused.message()
+    );
+    stack.stop().await;
+}
