@@ -3,7 +3,9 @@
 //!
 //! **What maps to what** ([`Rules::from_settings`]). A workspace whose `mapping_settings` hold
 //! rows maps exactly those (source field → destination field), plus what the incumbent always
-//! appends: `CATEGORY → ACCOUNT`, and `TAX_GROUP → TAX_CODE` when `import_tax_codes` is on. A
+//! appends: `CATEGORY → ACCOUNT`, and `TAX_GROUP → TAX_CODE` when `import_tax_codes` is on —
+//! plus `PROJECT → CUSTOMER` when the legacy `import_projects` flag is on and no PROJECT row
+//! says otherwise, since import-to-fyle then imports customers as projects. A
 //! workspace without mapping settings uses the incumbent's defaults: `CATEGORY → ACCOUNT`,
 //! `PROJECT → CUSTOMER`, `COST_CENTER → CLASS`, `TAX_GROUP → TAX_CODE`. A custom field's setting
 //! (`COST_CODE`) applies to its Fyle type (`CUSTOM:COST_CODE`) as well. Items (`ACCOUNT` rows
@@ -78,6 +80,8 @@ pub struct SettingsInput {
     pub employee_field_mapping: String,
     pub import_tax_codes: bool,
     pub import_items: bool,
+    /// The legacy flag: import-to-fyle imports QBO customers as Fyle projects.
+    pub import_projects: bool,
     pub corporate_credit_card_expenses_object: Option<String>,
     pub default_ccc_account_id: Option<String>,
 }
@@ -125,6 +129,9 @@ impl Rules {
                 }
             }
             add("CATEGORY", "ACCOUNT");
+            if settings.import_projects {
+                add("PROJECT", "CUSTOMER");
+            }
             if settings.import_tax_codes {
                 add("TAX_GROUP", "TAX_CODE");
             }
@@ -473,6 +480,27 @@ mod tests {
         assert_eq!(
             rules.sources_for("DEPARTMENT"),
             vec!["COST_CODE".to_owned(), "CUSTOM:COST_CODE".to_owned()]
+        );
+    }
+
+    #[test]
+    fn projects_imported_by_the_legacy_flag_map_to_customers_unless_a_setting_says_otherwise() {
+        let legacy = SettingsInput {
+            import_projects: true,
+            ..settings()
+        };
+        let category_only = [("CATEGORY".to_owned(), "ACCOUNT".to_owned())];
+        let rules = Rules::from_settings(&legacy, &category_only);
+        assert_eq!(rules.destination_for("PROJECT"), Some("CUSTOMER"));
+        assert_eq!(
+            Rules::from_settings(&settings(), &category_only).destination_for("PROJECT"),
+            None,
+            "flag off: a mapping setting decides"
+        );
+        let to_class = [("PROJECT".to_owned(), "CLASS".to_owned())];
+        assert_eq!(
+            Rules::from_settings(&legacy, &to_class).destination_for("PROJECT"),
+            Some("CLASS")
         );
     }
 

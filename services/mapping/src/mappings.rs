@@ -59,7 +59,7 @@ pub(crate) async fn load_rules(
 ) -> QueryResult<Option<Rules>> {
     type Row = (
         (bool, Vec<String>, Option<String>, String, bool, bool),
-        (Option<String>, Option<String>),
+        (Option<String>, Option<String>, bool),
     );
     let row: Option<Row> = workspace_settings::table
         .find(workspace_id)
@@ -75,6 +75,7 @@ pub(crate) async fn load_rules(
             (
                 workspace_settings::corporate_credit_card_expenses_object,
                 workspace_settings::default_ccc_account_id,
+                workspace_settings::import_projects,
             ),
         ))
         .first(conn)
@@ -82,7 +83,7 @@ pub(crate) async fn load_rules(
         .optional()?;
     let Some((
         (case_insensitive, code_fields, employees, employee_field, tax_codes, items),
-        (ccc_object, default_card),
+        (ccc_object, default_card, projects),
     )) = row
     else {
         return Ok(None);
@@ -104,6 +105,7 @@ pub(crate) async fn load_rules(
             employee_field_mapping: employee_field,
             import_tax_codes: tax_codes,
             import_items: items,
+            import_projects: projects,
             corporate_credit_card_expenses_object: ccc_object,
             default_ccc_account_id: default_card,
         },

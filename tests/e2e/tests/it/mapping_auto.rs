@@ -11,6 +11,7 @@
 
 use std::time::Duration;
 
+use attrsync_db::diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl as _};
 use attrsync_e2e::{TestStack, eventually, kafka_bootstrap, qbo::QboSyncHandle};
 use attrsync_kafka::topics::{self, Topic, TopicPayload};
 use attrsync_proto::v1::{
@@ -124,10 +125,21 @@ pub(crate) async fn mapping_of(
     source_type: &str,
     source_id: &str,
 ) -> Option<Mapping> {
-    mappings(stack, workspace_id, source_type)
+    stack
+        .mapping
+        .clone()
+        .list_mappings(ListMappingsRequest {
+            workspace_id,
+            source_type: Some(source_type.into()),
+            source_id: Some(source_id.into()),
+            ..Default::default()
+        })
         .await
+        .unwrap()
+        .into_inner()
+        .mappings
         .into_iter()
-        .find(|m| m.source_id == source_id)
+        .next()
 }
 
 async fn errors(stack: &TestStack, workspace_id: i64) -> Vec<MappingError> {
@@ -780,5 +792,72 @@ async fn an_employee_qbo_sync_created_a_vendor_for_is_mapped_to_it_and_a_second_
         .await
         .unwrap();
     assert_eq!(still.destination_id, "501");
+    stack.stop().await;
+}
+
+/// A pull's envelope can carry thousands of changes (a field's 5,000 options): each is applied
+/// whole, set-based, with the last change of a key repeated in it winning, and every source
+/// in it is auto-mapped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envelopes_of_thousands_of_changes_are_applied_whole_and_the_last_change_of_a_key_wins() {
+    const N: usize = 2000;
+    let stack = TestStack::start().await.unwrap();
+    let (workspace_id, _) = workspace(&stack, None, import_settings()).await;
+    let mut accounts: Vec<DestinationAttributeChange> = (0..N)
+        .map(|i| account(&format!("{}", 1000 + i), &format!("Account {i}"), true))
+        .collect();
+    accounts.push(account("30", "Old Lodging", true));
+    accounts.push(account("30", "Lodging", true));
+    qbo_side(&stack, workspace_id, accounts).await;
+    let mut categories: Vec<ExpenseAttributeChange> = (0..N)
+        .map(|i| category(&format!("cat-{i}"), &format!("account {i}"), true))
+        .collect();
+    categories.push(category("cat-lodging", "Old Lodging", true));
+    categories.push(category("cat-lodging", "Lodging", true));
+    fyle_side(&stack, workspace_id, categories).await;
+
+    let lodging = eventually(
+        WAIT,
+        "the repeated key mapped by its last value",
+        || async { Ok(mapping_of(&stack, workspace_id, "CATEGORY", "cat-lodging").await) },
+    )
+    .await
+    .unwrap();
+    assert_eq!(lodging.destination_id, "30");
+    assert_eq!(
+        (
+            lodging.source_value.as_str(),
+            lodging.destination_value.as_str()
+        ),
+        ("Lodging", "Lodging")
+    );
+    let url = attrsync_db::url_with_schema(&stack.database.url, "mapping").unwrap();
+    let mut conn = AsyncPgConnection::establish(&url).await.unwrap();
+    #[derive(diesel::QueryableByName)]
+    struct Counts {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        sources: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        destinations: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        mapped: i64,
+    }
+    let counts: Counts = diesel::sql_query(
+        "SELECT (SELECT count(*) FROM source_attributes WHERE workspace_id = $1) AS sources, \
+                (SELECT count(*) FROM destination_attributes WHERE workspace_id = $1) \
+                  AS destinations, \
+                (SELECT count(*) FROM mappings WHERE workspace_id = $1 \
+                   AND source_type = 'CATEGORY' AND destination_type = 'ACCOUNT' \
+                   AND substr(source_id, 5) = (destination_id::int - 1000)::text) AS mapped",
+    )
+    .bind::<diesel::sql_types::BigInt, _>(workspace_id)
+    .get_result(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(
+        (counts.sources, counts.destinations, counts.mapped),
+        (N as i64 + 1, N as i64 + 1, N as i64),
+        "every row stored once, every category mapped to its account"
+    );
     stack.stop().await;
 }
