@@ -133,7 +133,7 @@ pub(crate) async fn connect(
         .into_inner()
 }
 
-async fn status(stack: &TestStack, workspace_id: i64) -> FyleSyncStatus {
+pub(crate) async fn status(stack: &TestStack, workspace_id: i64) -> FyleSyncStatus {
     stack
         .fyle_sync
         .clone()
@@ -143,7 +143,7 @@ async fn status(stack: &TestStack, workspace_id: i64) -> FyleSyncStatus {
         .into_inner()
 }
 
-fn category(status: &FyleSyncStatus) -> ResourceSyncState {
+pub(crate) fn category(status: &FyleSyncStatus) -> ResourceSyncState {
     status
         .resources
         .iter()

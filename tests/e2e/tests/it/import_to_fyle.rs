@@ -22,21 +22,59 @@ use attrsync_sandbox::{
 };
 use serde_json::{Value, json};
 
-const WAIT: Duration = Duration::from_secs(60);
-const REALM: &str = "9130357766900456";
+pub(crate) const WAIT: Duration = Duration::from_secs(60);
+pub(crate) const REALM: &str = "9130357766900456";
 
-struct Loop {
-    sb: SandboxHandle,
-    stack: TestStack,
-    _qbo: QboSyncHandle,
-    import: ImportHandle,
-    workspace_id: i64,
+pub(crate) struct Loop {
+    pub(crate) sb: SandboxHandle,
+    pub(crate) stack: TestStack,
+    pub(crate) qbo: QboSyncHandle,
+    pub(crate) import: ImportHandle,
+    pub(crate) workspace_id: i64,
+}
+
+/// How [`the_loop_with`] sets the loop up.
+pub(crate) struct LoopSetup {
+    /// Extra `IMPORT_TO_FYLE__…` settings.
+    pub(crate) import_env: Vec<(String, String)>,
+    /// Extra `QBO_SYNC__…` settings.
+    pub(crate) qbo_env: Vec<(String, String)>,
+    /// The workspace's import settings.
+    pub(crate) import_settings: ImportSettings,
+    /// Fyle's webhooks delivered to ingest (the subscription ConnectFyle registers reaches
+    /// it) and fyle-sync reconciling every second or two, as in `fyle_reconcile`.
+    pub(crate) fyle_webhooks: bool,
+}
+
+impl Default for LoopSetup {
+    fn default() -> Self {
+        Self {
+            import_env: Vec::new(),
+            qbo_env: Vec::new(),
+            import_settings: ImportSettings {
+                import_categories: true,
+                import_projects: true,
+                import_vendors_as_merchants: true,
+                ..Default::default()
+            },
+            fyle_webhooks: false,
+        }
+    }
+}
+
+/// [`the_loop_with`] importing categories, projects and merchants, without Fyle webhooks.
+async fn the_loop(import_env: Vec<(String, String)>) -> Loop {
+    the_loop_with(LoopSetup {
+        import_env,
+        ..LoopSetup::default()
+    })
+    .await
 }
 
 /// The sandboxes, a stack with qbo-sync and import-to-fyle, and a workspace of the demo org
-/// and realm connected to both, importing categories, projects and merchants, QBO webhooks
-/// delivered to ingest, and a first QBO pull.
-async fn the_loop(import_env: Vec<(String, String)>) -> Loop {
+/// and realm connected to both with `setup`'s import settings, QBO webhooks delivered to
+/// ingest, and a first QBO pull.
+pub(crate) async fn the_loop_with(setup: LoopSetup) -> Loop {
     let sb = Sandbox::start(SandboxConfig {
         seed: Seed::Variety,
         workers: 1,
@@ -44,20 +82,24 @@ async fn the_loop(import_env: Vec<(String, String)>) -> Loop {
     })
     .await
     .unwrap();
-    let stack = TestStack::start_with_env(
-        Vec::new(),
-        vec![(
-            "FYLE_SYNC__FYLE__ACCOUNTS_URL".into(),
-            sb.fyle_accounts_url().to_owned(),
-        )],
-    )
-    .await
-    .unwrap();
+    let stack = if setup.fyle_webhooks {
+        crate::fyle_reconcile::reconcile_stack(&sb, Vec::new()).await
+    } else {
+        TestStack::start_with_env(
+            Vec::new(),
+            vec![(
+                "FYLE_SYNC__FYLE__ACCOUNTS_URL".into(),
+                sb.fyle_accounts_url().to_owned(),
+            )],
+        )
+        .await
+        .unwrap()
+    };
     let qbo = stack
-        .start_qbo_sync(sb.qbo_url(), Vec::new())
+        .start_qbo_sync(sb.qbo_url(), setup.qbo_env)
         .await
         .unwrap();
-    let import = stack.start_import_to_fyle(import_env).await.unwrap();
+    let import = stack.start_import_to_fyle(setup.import_env).await.unwrap();
     let workspace_id = stack
         .mapping
         .clone()
@@ -78,12 +120,7 @@ async fn the_loop(import_env: Vec<(String, String)>) -> Loop {
         .clone()
         .update_import_settings(UpdateImportSettingsRequest {
             workspace_id,
-            import_settings: Some(ImportSettings {
-                import_categories: true,
-                import_projects: true,
-                import_vendors_as_merchants: true,
-                ..Default::default()
-            }),
+            import_settings: Some(setup.import_settings),
             mapping_settings: Vec::new(),
         })
         .await
@@ -133,7 +170,7 @@ async fn the_loop(import_env: Vec<(String, String)>) -> Loop {
     Loop {
         sb,
         stack,
-        _qbo: qbo,
+        qbo,
         import,
         workspace_id,
     }
@@ -141,7 +178,7 @@ async fn the_loop(import_env: Vec<(String, String)>) -> Loop {
 
 impl Loop {
     /// Fyle's values of `attribute_type` as fyle-sync stores them.
-    async fn fyle_values(&self, attribute_type: &str) -> Vec<ExpenseAttribute> {
+    pub(crate) async fn fyle_values(&self, attribute_type: &str) -> Vec<ExpenseAttribute> {
         self.stack
             .fyle_sync
             .clone()
@@ -158,7 +195,11 @@ impl Loop {
     }
 
     /// The enabled Fyle value of `attribute_type` named `value`, once fyle-sync stores it.
-    async fn enabled_value(&self, attribute_type: &str, value: &str) -> ExpenseAttribute {
+    pub(crate) async fn enabled_value(
+        &self,
+        attribute_type: &str,
+        value: &str,
+    ) -> ExpenseAttribute {
         eventually(
             WAIT,
             &format!("{value} as an enabled Fyle {attribute_type}"),
@@ -201,7 +242,7 @@ impl Loop {
     }
 
     /// The sandbox's object of `resource` by fyle-sync's `source_id`.
-    fn in_fyle(&self, resource: &str, source_id: &str) -> Value {
+    pub(crate) fn in_fyle(&self, resource: &str, source_id: &str) -> Value {
         self.sb
             .fyle()
             .get(DEMO_ORG_ID, resource, source_id)
@@ -210,7 +251,7 @@ impl Loop {
 
     /// Imports `field` now (forced, waiting) until a run completes with values to look at: the
     /// initial import, once the settings and the first pull's values have arrived.
-    async fn import_now(&self, field: &str) {
+    pub(crate) async fn import_now(&self, field: &str) {
         eventually(WAIT, "an initial import", || async {
             let response = self
                 .import
@@ -237,23 +278,38 @@ impl Loop {
 
     /// The CATEGORY → ACCOUNT mapping of the Fyle category `source_id`, once mapping has it.
     async fn mapping_of_category(&self, source_id: &str) -> attrsync_proto::v1::Mapping {
-        eventually(WAIT, "the category's mapping", || async {
-            Ok(self
-                .stack
-                .mapping
-                .clone()
-                .list_mappings(ListMappingsRequest {
-                    workspace_id: self.workspace_id,
-                    source_type: Some("CATEGORY".into()),
-                    source_id: Some(source_id.to_owned()),
-                    ..Default::default()
-                })
-                .await?
-                .into_inner()
-                .mappings
-                .into_iter()
-                .find(|m| m.destination_type == "ACCOUNT"))
-        })
+        self.mapping_of("CATEGORY", source_id, "ACCOUNT").await
+    }
+
+    /// The mapping of the Fyle value `source_type`/`source_id` to a `destination_type`, once
+    /// mapping has it.
+    pub(crate) async fn mapping_of(
+        &self,
+        source_type: &str,
+        source_id: &str,
+        destination_type: &str,
+    ) -> attrsync_proto::v1::Mapping {
+        eventually(
+            WAIT,
+            &format!("the {source_type} {source_id}'s {destination_type} mapping"),
+            || async {
+                Ok(self
+                    .stack
+                    .mapping
+                    .clone()
+                    .list_mappings(ListMappingsRequest {
+                        workspace_id: self.workspace_id,
+                        source_type: Some(source_type.into()),
+                        source_id: Some(source_id.to_owned()),
+                        ..Default::default()
+                    })
+                    .await?
+                    .into_inner()
+                    .mappings
+                    .into_iter()
+                    .find(|m| m.destination_type == destination_type))
+            },
+        )
         .await
         .unwrap()
     }
@@ -283,7 +339,7 @@ impl Loop {
             .collect()
     }
 
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.stack.stop().await;
         self.sb.stop().await;
     }
@@ -431,6 +487,10 @@ async fn a_renamed_customer_and_a_deactivated_vendor_follow_into_fyle() {
     .await
     .unwrap();
     assert_ne!(new.source_id, old.source_id);
+    // The mapping follows: the new project maps to the renamed customer.
+    let mapping = l.mapping_of("PROJECT", &new.source_id, "CUSTOMER").await;
+    assert_eq!(mapping.destination_id, "7");
+    assert!(mapping.auto_mapped);
     eventually(WAIT, "the old project disabled in Fyle", || async {
         Ok((l.in_fyle("projects", &old.source_id)["is_enabled"] == false).then_some(()))
     })

@@ -15,6 +15,7 @@ mod ingest_edge;
 mod kafka_consumer;
 mod kafka_outage;
 mod kafka_reader;
+mod loop_scenarios;
 mod mapping_auto;
 mod operability;
 mod operations;

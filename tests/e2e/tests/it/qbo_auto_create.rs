@@ -139,7 +139,7 @@ fn merchant(name: &str, kind: ChangeKind) -> ExpenseAttributesChanged {
 
 /// Every `entity` of `REALM` in the sandbox with this name (any case, active or not), read
 /// over QBO's query API.
-async fn named(sb: &SandboxHandle, entity: &str, name: &str) -> Vec<Value> {
+pub(crate) async fn named(sb: &SandboxHandle, entity: &str, name: &str) -> Vec<Value> {
     let statement = format!("select * from {entity} where Active in (true, false) maxresults 1000");
     let answer: Value = reqwest::Client::new()
         .get(format!(

@@ -38,7 +38,7 @@ async fn variety_sandbox() -> SandboxHandle {
 
 /// Quick rounds: HEALTHY every 2 s, DEGRADED every 1 s, objects younger than 2 s left to the
 /// next round, DEGRADED above one missed webhook per window, HEALTHY after two clean windows.
-fn fast_rounds() -> Vec<(String, String)> {
+pub(crate) fn fast_rounds() -> Vec<(String, String)> {
     [
         ("QBO_SYNC__RECONCILE__TICK", "100ms"),
         ("QBO_SYNC__RECONCILE__INTERVAL", "2s"),
@@ -65,7 +65,7 @@ async fn connect(sb: &SandboxHandle, qbo: &QboSyncHandle, workspace_id: i64) {
         .unwrap();
 }
 
-async fn status(qbo: &QboSyncHandle, workspace_id: i64) -> QboSyncStatus {
+pub(crate) async fn status(qbo: &QboSyncHandle, workspace_id: i64) -> QboSyncStatus {
     qbo.client
         .clone()
         .get_sync_status(GetQboSyncStatusRequest { workspace_id })
@@ -74,7 +74,7 @@ async fn status(qbo: &QboSyncHandle, workspace_id: i64) -> QboSyncStatus {
         .into_inner()
 }
 
-fn entity(status: &QboSyncStatus, name: &str) -> Option<EntitySyncState> {
+pub(crate) fn entity(status: &QboSyncStatus, name: &str) -> Option<EntitySyncState> {
     status.entities.iter().find(|e| e.entity == name).cloned()
 }
 
