@@ -17,7 +17,11 @@
 #    over gRPC and from PostgreSQL; then creates an Account in the QBO sandbox realm through
 #    the sandbox's admin API and shows ingest's inbox row for the signed QBO webhook it sent
 #    and qbo-sync's row for the Account (connected and pulled first with ConnectQbo and
-#    SyncDimensions);
+#    SyncDimensions); before that account, fyle-sync connects the Fyle org (ConnectFyle) and
+#    mapping turns category import on (UpdateImportSettings), so the account goes round THE
+#    LOOP with no job and no further call: qbo-sync → import-to-fyle → an enabled category in
+#    the Fyle sandbox (read back over Fyle's API) → fyle-sync → mapping's CATEGORY → ACCOUNT
+#    mapping, each printed with the time since the account was created;
 # 4. prints the endpoints and waits; Ctrl-C stops the services and the stack.
 #
 # Logs: $STACK_DIR/logs/<service>.log, default .stack/logs/ (the stack's start: stack.log; the
@@ -240,10 +244,24 @@ QBO_REFRESH=$(sed -n 's/.*"realm_id":"'"$QBO_REALM"'","refresh_token":"\([^"]*\)
   "$QBO_SYNC_GRPC" attrsync.v1.QboSyncService/SyncDimensions | grep -E '"(entity|outcome|fetched)"' | paste - - - \
   || warn "SyncDimensions failed; see $LOGS/qbo-sync.log"
 
+say "demo: fyle-sync connects the Fyle org; mapping turns category import on (grpcurl → ConnectFyle, UpdateImportSettings)"
+FYLE_REFRESH=$(python3 -c 'import json, sys
+creds = json.loads(sys.argv[1])
+print(next(c["refresh_token"] for c in creds["fyle"] if c["org_id"] == "orNoatdUnm1w"))' "$SANDBOX_LINE")
+"$GRPCURL" -plaintext -d "{\"workspace_id\": $WORKSPACE, \"refresh_token\": \"$FYLE_REFRESH\"}" \
+  "$FYLE_SYNC_GRPC" attrsync.v1.FyleSyncService/ConnectFyle >/dev/null && echo "Fyle org orNoatdUnm1w connected" \
+  || warn "ConnectFyle failed; see $LOGS/fyle-sync.log"
+"$GRPCURL" -plaintext -d "{\"workspace_id\": $WORKSPACE, \"import_settings\": {\"import_categories\": true}}" \
+  "$MAPPING_GRPC" attrsync.v1.MappingService/UpdateImportSettings >/dev/null \
+  && echo "import_categories on: QBO expense accounts become Fyle categories" \
+  || warn "UpdateImportSettings failed; see $LOGS/mapping.log"
+
 say "demo: QBO gets an Account (sandbox admin API → signed QBO webhook → ingest POST /webhooks/qbo)"
+now_ms() { date +%s%3N; }
 LAST_QBO=$(psql "$DATABASE_URL" -tAq -c "SELECT coalesce(max(id), 0) FROM ingest.inbox WHERE source = 'qbo'")
 # No ':' allowed in QBO names; the time keeps the name unique across runs.
 ACCOUNT_NAME="Demo Travel $(date -u +%H%M%S)"
+LOOP_START=$(now_ms)
 ACCOUNT=$(curl -sS -X POST "$QBO_URL/_sandbox/qbo/realms/$QBO_REALM/Account" \
   -H 'content-type: application/json' -d '{"Name": "'"$ACCOUNT_NAME"'", "AccountType": "Expense"}' || true)
 ACCOUNT_ID=$(sed -n 's/.*"Id":"\([^"]*\)".*/\1/p' <<<"$ACCOUNT")
@@ -268,6 +286,57 @@ for _ in $(seq 1 50); do
 done
 [ "${FOUND:-0}" -gt 0 ] || warn "qbo-sync did not store Account ${ACCOUNT_ID:-?} within 10 s; see $LOGS/qbo-sync.log"
 psql "$DATABASE_URL" -c "SELECT workspace_id, attribute_type, display_name, value, destination_id, active, updated_at FROM qbo_sync.destination_attributes WHERE workspace_id = $WORKSPACE AND qbo_entity = 'Account' ORDER BY updated_at DESC LIMIT 3"
+
+say "demo: the loop — QBO account → import-to-fyle → Fyle category → fyle-sync → mapping (no job, no call)"
+# pick PYTHON_EXPR: reads JSON on stdin (grpcurl's camelCase keys made snake_case), prints
+# PYTHON_EXPR of it (d) or nothing.
+pick() {
+  python3 -c 'import json, re, sys
+def snake(v):
+    if isinstance(v, dict):
+        return {re.sub(r"([A-Z])", lambda m: "_" + m.group(1).lower(), k): snake(x) for k, x in v.items()}
+    return [snake(x) for x in v] if isinstance(v, list) else v
+try:
+    d = snake(json.load(sys.stdin))
+    v = eval(sys.argv[1], {"d": d, "json": json})
+    print("" if v is None else v)
+except Exception:
+    pass' "$1"
+}
+CATEGORY_ID=""
+for _ in $(seq 1 150); do
+  CATEGORY_ID=$("$GRPCURL" -plaintext -d "{\"workspace_id\": $WORKSPACE, \"attribute_type\": \"CATEGORY\", \"page_size\": 1000}" \
+    "$FYLE_SYNC_GRPC" attrsync.v1.FyleSyncService/ListExpenseAttributes 2>/dev/null \
+    | pick "next((a['source_id'] for a in d.get('attributes', []) if a['value'] == '$ACCOUNT_NAME' and a.get('active')), None)")
+  [ -n "$CATEGORY_ID" ] && break
+  sleep 0.2
+done
+if [ -n "$CATEGORY_ID" ]; then
+  echo "+$(( $(now_ms) - LOOP_START )) ms  Fyle category $CATEGORY_ID \"$ACCOUNT_NAME\" enabled, stored by fyle-sync"
+  # The category as Fyle's own API serves it (fyle-sync's token for the org).
+  TOKEN_JSON=$("$GRPCURL" -plaintext -d "{\"workspace_id\": $WORKSPACE}" "$FYLE_SYNC_GRPC" attrsync.v1.FyleSyncService/GetAccessToken)
+  FYLE_TOKEN=$(pick "d['access_token']" <<<"$TOKEN_JSON")
+  curl -sS -G "$FYLE_URL/platform/v1/admin/categories" --data-urlencode "id=eq.$CATEGORY_ID" \
+    -H "authorization: Bearer $FYLE_TOKEN" \
+    | pick "'in Fyle: ' + json.dumps({k: d['data'][0][k] for k in ('id', 'name', 'code', 'is_enabled', 'updated_at')})" \
+    || true
+else
+  warn "no enabled Fyle category \"$ACCOUNT_NAME\" within 30 s; see $LOGS/import-to-fyle.log"
+fi
+MAPPED=""
+for _ in $(seq 1 150); do
+  [ -n "$CATEGORY_ID" ] || break
+  MAPPED=$("$GRPCURL" -plaintext -d "{\"workspace_id\": $WORKSPACE, \"source_type\": \"CATEGORY\", \"source_id\": \"$CATEGORY_ID\"}" \
+    "$MAPPING_GRPC" attrsync.v1.MappingService/ListMappings 2>/dev/null \
+    | pick "next((m['destination_type'] + ' ' + m['destination_id'] + ' \"' + m['destination_value'] + '\" auto_mapped=' + str(m.get('auto_mapped', False)) for m in d.get('mappings', [])), None)")
+  [ -n "$MAPPED" ] && break
+  sleep 0.2
+done
+if [ -n "$MAPPED" ]; then
+  echo "+$(( $(now_ms) - LOOP_START )) ms  mapping: CATEGORY $CATEGORY_ID → $MAPPED"
+else
+  [ -z "$CATEGORY_ID" ] || warn "no mapping for category $CATEGORY_ID within 30 s; see $LOGS/mapping.log"
+fi
 
 {
   echo
