@@ -1,8 +1,11 @@
 //! Fyle OAuth (reference §1.1, endpoint F1) and bearer-token checks.
 //!
 //! Served on the accounts host only (reference §1.1: `accounts.fylehq.com`), not on the cluster
-//! data host. Each org has one client (`client_id`, `client_secret`) and a long-lived refresh token; the
-//! sandbox admin API can mint one-time authorization codes. Token-endpoint outcomes follow the
+//! data host. Each org registers one client (`client_id`, `client_secret`) and a long-lived
+//! refresh token; the sandbox admin API can mint one-time authorization codes. A client is an
+//! integration app any org may authorize (the incumbent runs every org under one
+//! `FYLE_CLIENT_ID`): any registered client presenting an org's refresh token or code gets a
+//! token for that org. Token-endpoint outcomes follow the
 //! SDK's mapping: unknown client → 404, wrong secret / refresh token / code → 401; bodies are
 //! **(inferred)**. Access tokens live `access_ttl` (3600 s by default) on the sandbox clock; an
 //! expired or unknown token on a data call gets `401 {"message": "invalid token"}`.
@@ -171,20 +174,28 @@ impl FyleAuth {
                     .refresh_token
                     .as_deref()
                     .ok_or_else(|| bad("refresh_token is required"))?;
-                if self.refresh.get(rt) != Some(&client.org_id) {
+                // The org that granted this refresh token, whichever registered client
+                // presents it: a client is an integration app any org can authorize (the
+                // incumbent runs every org under one FYLE_CLIENT_ID).
+                let Some(org) = self.refresh.get(rt).cloned() else {
                     return Err(unauthorized);
-                }
-                Ok(json!({"access_token": self.issue_access(&client.org_id, now)}))
+                };
+                Ok(json!({"access_token": self.issue_access(&org, now)}))
             }
             Some("authorization_code") => {
                 let code = req.code.as_deref().ok_or_else(|| bad("code is required"))?;
-                if self.codes.get(code) != Some(&client.org_id) {
+                let Some(org) = self.codes.remove(code) else {
                     return Err(unauthorized);
-                }
-                self.codes.remove(code);
+                };
+                let refresh_token = self
+                    .refresh
+                    .iter()
+                    .find(|(_, o)| **o == org)
+                    .map(|(token, _)| token.clone())
+                    .unwrap_or_default();
                 Ok(json!({
-                    "access_token": self.issue_access(&client.org_id, now),
-                    "refresh_token": client.refresh_token,
+                    "access_token": self.issue_access(&org, now),
+                    "refresh_token": refresh_token,
                 }))
             }
             _ => Err(bad(

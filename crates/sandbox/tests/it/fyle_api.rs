@@ -88,6 +88,32 @@ async fn oauth_token_cluster_and_profile() {
     assert_eq!(me["data"]["org_id"], ORG);
     assert_eq!(me["data"]["org"]["id"], ORG);
 
+    // One client is an integration app any org can authorize: another org's refresh token
+    // and code, presented by the same client, give tokens for THAT org.
+    let second = sb.fyle().add_org("orSecondOrg1");
+    let (status, body) = call(
+        json!({"grant_type": "refresh_token", "refresh_token": second.refresh_token,
+        "client_id": c.client_id, "client_secret": c.client_secret}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let second_fyle = Fyle {
+        http: http.clone(),
+        base: fyle.base.clone(),
+        token: body["access_token"]
+            .as_str()
+            .expect("access token")
+            .to_owned(),
+    };
+    let (_, me) = second_fyle.get("/spender/my_profile", &[]).await;
+    assert_eq!(me["data"]["org_id"], "orSecondOrg1");
+    let code = sb.fyle().issue_code("orSecondOrg1");
+    let (status, body) = call(json!({"grant_type": "authorization_code", "code": code,
+        "client_id": c.client_id, "client_secret": c.client_secret}))
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["refresh_token"], second.refresh_token.as_str());
+
     let bad = Fyle {
         token: "nope".into(),
         ..fyle
