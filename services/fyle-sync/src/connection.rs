@@ -21,7 +21,9 @@
 //! returned in an error.
 //!
 //! Access tokens handed out by `GetAccessToken` are cached in this process until five minutes
-//! before they expire; they are not stored.
+//! before they expire; they are not stored. Connected clients (pulls, subscriptions) are kept
+//! per workspace while the stored connection is the one they were built from, and renew their
+//! own access tokens; a broken connection or a new `ConnectFyle` drops them.
 //!
 //! Once the connection is stored, `ConnectFyle` registers the workspace's webhook subscription
 //! ([`crate::subscription`]); a registration that fails leaves the connection stored and the
@@ -128,6 +130,9 @@ pub(crate) struct FyleAccess {
     http: reqwest::Client,
     limiter: Arc<SharedLimiter>,
     tokens: Arc<Mutex<HashMap<i64, Grant>>>,
+    /// Connected clients by workspace, with the `connected_at` of the stored connection each
+    /// was built from (a newer ConnectFyle, from any replica, builds a new one).
+    clients: Arc<Mutex<HashMap<i64, (DateTime<Utc>, FyleClient)>>>,
 }
 
 impl std::fmt::Debug for FyleAccess {
@@ -177,6 +182,7 @@ impl FyleAccess {
             http,
             limiter,
             tokens: Arc::new(Mutex::new(HashMap::new())),
+            clients: Arc::new(Mutex::new(HashMap::new())),
         })
     }
 
@@ -256,6 +262,7 @@ impl FyleAccess {
             .execute(&mut conn)
             .await?;
         self.tokens.lock().await.insert(workspace_id, grant.clone());
+        self.clients.lock().await.remove(&workspace_id);
         tracing::info!(workspace_id, org_id = %found, "Fyle connected");
         Ok((found, grant.cluster_domain))
     }
@@ -307,9 +314,17 @@ impl FyleAccess {
         Ok((connection, token))
     }
 
-    /// A connected client for the workspace's org (pulls).
+    /// A connected client for the workspace's org (pulls, subscriptions, reconciles), kept
+    /// while the stored connection is the one it was built from: connecting costs a token
+    /// exchange, a cluster lookup and a `my_profile` call, and the client renews its own
+    /// access token, so a pull per webhook or import must not connect again.
     pub(crate) async fn client(&self, workspace_id: i64) -> Result<FyleClient, FyleError> {
-        let (_, refresh_token) = self.usable(workspace_id).await?;
+        let (connection, refresh_token) = self.usable(workspace_id).await?;
+        if let Some((built_from, client)) = self.clients.lock().await.get(&workspace_id)
+            && *built_from == connection.connected_at
+        {
+            return Ok(client.clone());
+        }
         let connected = FyleClient::connect(
             &self.config.accounts_url,
             self.credentials(refresh_token),
@@ -317,7 +332,13 @@ impl FyleAccess {
         )
         .await;
         match connected {
-            Ok(client) => Ok(client),
+            Ok(client) => {
+                self.clients
+                    .lock()
+                    .await
+                    .insert(workspace_id, (connection.connected_at, client.clone()));
+                Ok(client)
+            }
             Err(e) => Err(self.failed(workspace_id, &e).await),
         }
     }
@@ -369,6 +390,7 @@ impl FyleAccess {
     /// Records that Fyle refused the workspace's credentials.
     pub(crate) async fn mark_broken(&self, workspace_id: i64, reason: &str) {
         self.tokens.lock().await.remove(&workspace_id);
+        self.clients.lock().await.remove(&workspace_id);
         metrics::counter!("fyle_sync_connection_broken_total").increment(1);
         tracing::error!(
             workspace_id,

@@ -211,7 +211,9 @@ async fn revoked_credentials_mark_the_connection_broken_until_it_is_reconnected(
     let sb = demo_sandbox().await;
     let stack = stack_for(&sb).await;
     let workspace_id = connected_workspace(&stack, &sb).await;
-    // Fyle now refuses the refresh token (revoked).
+    // Fyle now refuses the refresh token (revoked) and the access tokens it issued end: the
+    // client fyle-sync keeps for the workspace finds out on its next call.
+    sb.fyle().expire_tokens();
     sb.faults().add(FaultRule {
         side: Some(Side::Fyle),
         endpoint: "POST /oauth/token".into(),
@@ -291,6 +293,55 @@ async fn revoked_credentials_mark_the_connection_broken_until_it_is_reconnected(
         .unwrap();
     assert_eq!(connection_status(&stack, workspace_id).await.0, "CONNECTED");
     assert!(sync(true).await.unwrap().into_inner().pulled);
+    stack.stop().await;
+    sb.stop().await;
+}
+
+/// Pulls reuse the workspace's connected client: a pull per webhook or import must not cost a
+/// token exchange, a cluster lookup and a profile call each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_pulls_reuse_the_connected_client_instead_of_connecting_again() {
+    let sb = demo_sandbox().await;
+    let stack = stack_for(&sb).await;
+    let workspace_id = connected_workspace(&stack, &sb).await;
+    let pull = || {
+        let mut client = stack.fyle_sync.clone();
+        async move {
+            client
+                .sync_dimensions(SyncFyleDimensionsRequest {
+                    workspace_id,
+                    force: true,
+                    attribute_types: vec!["CATEGORY".into()],
+                    incremental: true,
+                })
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    assert!(pull().await.pulled);
+    let connecting = |sb: &SandboxHandle| {
+        (
+            sb.stats().count(Side::Fyle, "POST /oauth/token"),
+            sb.stats().count(Side::Fyle, "POST /oauth/cluster"),
+            sb.stats()
+                .count(Side::Fyle, "GET /platform/v1/spender/my_profile"),
+        )
+    };
+    let before = connecting(&sb);
+    let categories = sb
+        .stats()
+        .count(Side::Fyle, "GET /platform/v1/admin/categories");
+    for _ in 0..3 {
+        assert!(pull().await.pulled);
+    }
+    assert_eq!(connecting(&sb), before, "no connecting again");
+    assert!(
+        sb.stats()
+            .count(Side::Fyle, "GET /platform/v1/admin/categories")
+            >= categories + 3,
+        "each pull read Fyle"
+    );
     stack.stop().await;
     sb.stop().await;
 }
