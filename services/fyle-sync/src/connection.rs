@@ -132,8 +132,11 @@ pub(crate) struct FyleAccess {
     tokens: Arc<Mutex<HashMap<i64, Grant>>>,
     /// Connected clients by workspace, with the `connected_at` of the stored connection each
     /// was built from (a newer ConnectFyle, from any replica, builds a new one).
-    clients: Arc<Mutex<HashMap<i64, (DateTime<Utc>, FyleClient)>>>,
+    clients: Arc<Mutex<HashMap<i64, KeptClient>>>,
 }
+
+/// A connected client and the `connected_at` of the stored connection it was built from.
+type KeptClient = (DateTime<Utc>, FyleClient);
 
 impl std::fmt::Debug for FyleAccess {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
