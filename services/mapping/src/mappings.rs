@@ -276,28 +276,44 @@ fn metric_type(source_type: &str) -> String {
     }
 }
 
-/// Maps every unmapped active source that `destination` is now the one match of.
-pub(crate) async fn automap_destination(
+/// Auto-maps, for QBO values an event wrote (active ones), the unmapped Fyle values they could
+/// answer. Set-based: one query per source type for the candidates of every value in the
+/// batch, then [`automap_source`] decides each candidate against all its destinations — so a
+/// pull of 10,000 accounts costs one query, not 10,000, when nothing in Fyle matches them.
+pub(crate) async fn automap_destinations(
     conn: &mut AsyncPgConnection,
     workspace_id: i64,
     rules: &Rules,
-    destination: &DestinationRow,
+    destinations: &[&DestinationRow],
 ) -> QueryResult<usize> {
-    let view = destination.view();
-    if !rules.destination_eligible(&view) {
-        return Ok(0);
-    }
     let mut mapped = 0;
-    if destination.attribute_type == CREDIT_CARD_ACCOUNT
-        && rules.default_card_account.as_deref() == Some(destination.destination_id.as_str())
-    {
-        mapped += map_default_card_everywhere(conn, workspace_id, rules).await?;
+    let mut keys_by_source_type: Vec<(String, Vec<String>)> = Vec::new();
+    for destination in destinations {
+        let view = destination.view();
+        if !rules.destination_eligible(&view) {
+            continue;
+        }
+        if destination.attribute_type == CREDIT_CARD_ACCOUNT
+            && rules.default_card_account.as_deref() == Some(destination.destination_id.as_str())
+        {
+            mapped += map_default_card_everywhere(conn, workspace_id, rules).await?;
+        }
+        for source_type in rules.sources_for(&destination.attribute_type) {
+            let keys = automap::destination_keys(rules, &source_type, &view)
+                .into_iter()
+                .map(|k| k.folded.to_lowercase());
+            match keys_by_source_type
+                .iter_mut()
+                .find(|(t, _)| *t == source_type)
+            {
+                Some((_, all)) => all.extend(keys),
+                None => keys_by_source_type.push((source_type, keys.collect())),
+            }
+        }
     }
-    for source_type in rules.sources_for(&destination.attribute_type) {
-        let keys: Vec<String> = automap::destination_keys(rules, &source_type, &view)
-            .into_iter()
-            .map(|k| k.folded.to_lowercase())
-            .collect();
+    for (source_type, mut keys) in keys_by_source_type {
+        keys.sort();
+        keys.dedup();
         if keys.is_empty() {
             continue;
         }
@@ -316,6 +332,9 @@ pub(crate) async fn automap_destination(
             }
             _ => "lower(s.value)",
         };
+        let Some(destination_type) = rules.destination_for(&source_type).map(str::to_owned) else {
+            continue;
+        };
         let sources: Vec<SourceRow> = diesel::sql_query(format!(
             "SELECT s.attribute_type, s.source_id, s.value, s.active, s.detail \
              FROM source_attributes s \
@@ -324,12 +343,12 @@ pub(crate) async fn automap_destination(
                AND NOT EXISTS (SELECT 1 FROM mappings m WHERE m.workspace_id = s.workspace_id \
                    AND m.source_type = s.attribute_type AND m.source_id = s.source_id \
                    AND m.destination_type = $4) \
-             ORDER BY s.source_id LIMIT 1000"
+             ORDER BY s.source_id"
         ))
         .bind::<BigInt, _>(workspace_id)
         .bind::<Text, _>(&source_type)
         .bind::<Array<Text>, _>(&keys)
-        .bind::<Text, _>(&destination.attribute_type)
+        .bind::<Text, _>(&destination_type)
         .load(conn)
         .await?;
         for source in &sources {

@@ -323,20 +323,19 @@ impl EffectHandler for DestinationAttributeEvents {
         mappings::lock_workspace(conn, workspace_id).await?;
         let written =
             apply_destinations(conn, workspace_id, &event.payload.changes, event_at).await?;
-        let mut rules: Option<Option<Rules>> = None;
+        let mut active = Vec::new();
         for (row, was_active) in &written {
-            if !row.active {
-                if *was_active != Some(false) {
-                    flag_deactivated(conn, workspace_id, row).await?;
-                }
-                continue;
+            if row.active {
+                active.push(row);
+            } else if *was_active != Some(false) {
+                flag_deactivated(conn, workspace_id, row).await?;
             }
-            if rules.is_none() {
-                rules = Some(mappings::load_rules(conn, workspace_id).await?);
-            }
-            if let Some(Some(rules)) = &rules {
-                mappings::automap_destination(conn, workspace_id, rules, row).await?;
-            }
+        }
+        if active.is_empty() {
+            return Ok(());
+        }
+        if let Some(rules) = mappings::load_rules(conn, workspace_id).await? {
+            mappings::automap_destinations(conn, workspace_id, &rules, &active).await?;
         }
         Ok(())
     }

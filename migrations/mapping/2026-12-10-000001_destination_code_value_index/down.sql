@@ -1,0 +1,1 @@
+DROP INDEX destination_attributes_code_value;
