@@ -7,7 +7,7 @@
 SHELL := /bin/bash
 STACK := bash deploy/stack.sh
 
-.PHONY: run test lint unit stack-up stack-down stack-status bench bench-ingest bench-qbo-sync bench-fyle-sync build
+.PHONY: run test lint unit stack-up stack-down stack-status bench bench-ingest bench-qbo-sync bench-fyle-sync bench-import build
 
 run:
 	bash deploy/run.sh
@@ -36,6 +36,9 @@ bench-qbo-sync:
 
 bench-fyle-sync:
 	bash deploy/bench.sh fyle_sync
+
+bench-import:
+	bash deploy/bench.sh import
 
 stack-up:
 	@STACK_PG_PROFILE=durable $(STACK) up >/dev/null

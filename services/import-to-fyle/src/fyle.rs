@@ -181,10 +181,12 @@ impl FyleGateway {
         loop {
             attempt += 1;
             let token = self.token(workspace_id, false).await?;
+            let asked = std::time::Instant::now();
             self.limiter
                 .acquire(org_id)
                 .await
                 .map_err(|e| FyleError::Unavailable(format!("rate bucket: {e}")))?;
+            let paced = asked.elapsed();
             metrics::counter!("import_to_fyle_fyle_requests_total").increment(1);
             let mut req = self
                 .http
@@ -212,6 +214,8 @@ impl FyleGateway {
                 }
                 Err(e) => (0, None, e.without_url().to_string().into_bytes()),
             };
+            tracing::debug!(workspace_id, %method, path, status, ?paced,
+                took = ?asked.elapsed(), "Fyle call");
             let failure = match status {
                 200..=299 => {
                     if bytes.is_empty() {
