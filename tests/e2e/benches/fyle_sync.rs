@@ -36,8 +36,8 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use attrsync_e2e::{
-    TestStack, admin_database_url,
-    bench::{copy_baseline, pg_profile, require_durable},
+    TestStack,
+    bench::{copy_baseline, durable_postgres, env_number},
 };
 use attrsync_proto::v1::{ConnectFyleRequest, SyncFyleDimensionsRequest};
 use attrsync_sandbox::{DEMO_ORG_ID, Sandbox, SandboxConfig, SandboxHandle, Seed};
@@ -49,13 +49,6 @@ const PAGE: usize = 200;
 const FYLE_RPS: f64 = 10.0;
 /// Freshness webhook mode achieves (the "within a second"), for the polling comparison.
 const WEBHOOK_FRESHNESS_S: f64 = 1.0;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 async fn sandbox(rate_limit: Option<u32>) -> anyhow::Result<SandboxHandle> {
     Ok(Sandbox::start(SandboxConfig {
@@ -172,17 +165,7 @@ fn round(x: f64, places: i32) -> f64 {
 
 async fn run() -> anyhow::Result<()> {
     let parts = std::env::var("BENCH_FYLE_PARTS").unwrap_or_else(|_| "abc".into());
-    let admin_url = admin_database_url();
-    let mut admin = AsyncPgConnection::establish(&admin_url)
-        .await
-        .with_context(|| format!("connecting to {admin_url} (is the stack up? make stack-up)"))?;
-    let pg = pg_profile(&mut admin).await?;
-    println!(
-        "PostgreSQL {} on {admin_url}: {}",
-        pg.server_version,
-        pg.describe()
-    );
-    require_durable(&pg, "make bench-fyle-sync")?;
+    let pg = durable_postgres("make bench-fyle-sync").await?;
     let mut line = serde_json::Map::new();
     line.insert("bench".into(), "fyle_sync".into());
     if parts.contains('a') {
@@ -203,7 +186,7 @@ type Figures = serde_json::Map<String, serde_json::Value>;
 
 /// (a): pull rows/s next to COPY, and a pull under Fyle's limit next to its minimum.
 async fn pull_throughput() -> anyhow::Result<Figures> {
-    let rows = env_usize("BENCH_FYLE_ROWS", 100_000);
+    let rows = env_number("BENCH_FYLE_ROWS", 100_000);
     let sb = sandbox(None).await?;
     let generated = Instant::now();
     sb.fyle().generate(DEMO_ORG_ID, "categories", rows)?;
@@ -458,7 +441,7 @@ async fn webhook_latency() -> anyhow::Result<Figures> {
         .ok()
         .map(|l| l.split(',').filter_map(|r| r.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![200, 400, 600, 800, 1_000, 1_200, 1_500, 2_000]);
-    let seconds = env_usize("BENCH_FYLE_STEP_S", 10) as f64;
+    let seconds = env_number("BENCH_FYLE_STEP_S", 10) as f64;
     let stack = TestStack::start().await?;
     let mut targets = Vec::with_capacity(WORKSPACES);
     for _ in 0..WORKSPACES {

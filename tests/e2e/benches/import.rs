@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use attrsync_e2e::{
-    TestStack, admin_database_url,
-    bench::{pg_profile, require_durable},
+    TestStack,
+    bench::{durable_postgres, env_number},
     import::ImportHandle,
     qbo::QboSyncHandle,
 };
@@ -49,20 +49,6 @@ const FYLE_REQUESTS_PER_SECOND: f64 = 10.0;
 /// Values per bulk post (#37).
 const BATCH: usize = 200;
 const WORKSPACES: usize = 20;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn env_f64(name: &str, default: f64) -> f64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 #[derive(QueryableByName)]
 struct Count {
@@ -258,21 +244,11 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run() -> anyhow::Result<()> {
-    let accounts = env_usize("BENCH_IMPORT_ACCOUNTS", 10_000);
-    let changes = env_usize("BENCH_IMPORT_CHANGES", 200);
-    let rate = env_f64("BENCH_IMPORT_RATE", 2.0);
+    let accounts = env_number("BENCH_IMPORT_ACCOUNTS", 10_000);
+    let changes = env_number("BENCH_IMPORT_CHANGES", 200);
+    let rate = env_number("BENCH_IMPORT_RATE", 2.0);
     let parts = std::env::var("BENCH_IMPORT_PARTS").unwrap_or_else(|_| "ab".into());
-    let admin_url = admin_database_url();
-    let mut admin = AsyncPgConnection::establish(&admin_url)
-        .await
-        .with_context(|| format!("connecting to {admin_url} (is the stack up? make stack-up)"))?;
-    let pg = pg_profile(&mut admin).await?;
-    println!(
-        "PostgreSQL {} on {admin_url}: {}",
-        pg.server_version,
-        pg.describe()
-    );
-    require_durable(&pg, "make bench-import")?;
+    let pg = durable_postgres("make bench-import").await?;
 
     let sb = Sandbox::start(SandboxConfig {
         seed: Seed::Empty,

@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use attrsync_e2e::{
-    TestStack, admin_database_url,
-    bench::{copy_baseline, pg_profile, require_durable},
+    TestStack,
+    bench::{copy_baseline, durable_postgres, env_number},
     qbo::QboSyncHandle,
 };
 use attrsync_proto::v1::{ConnectQboRequest, SyncQboDimensionsRequest};
@@ -39,13 +39,6 @@ use serde_json::json;
 
 const REALM: &str = "9130357766900456";
 const BURST_REALM: &str = "4620816365261100002";
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn unthrottled() -> ThrottleConfig {
     ThrottleConfig {
@@ -127,19 +120,9 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run() -> anyhow::Result<()> {
-    let rows = env_usize("BENCH_QBO_ROWS", 100_000);
-    let burst = env_usize("BENCH_QBO_BURST", 1_000);
-    let admin_url = admin_database_url();
-    let mut admin = AsyncPgConnection::establish(&admin_url)
-        .await
-        .with_context(|| format!("connecting to {admin_url} (is the stack up? make stack-up)"))?;
-    let pg = pg_profile(&mut admin).await?;
-    println!(
-        "PostgreSQL {} on {admin_url}: {}",
-        pg.server_version,
-        pg.describe()
-    );
-    require_durable(&pg, "make bench-qbo-sync")?;
+    let rows = env_number("BENCH_QBO_ROWS", 100_000);
+    let burst = env_number("BENCH_QBO_BURST", 1_000);
+    let pg = durable_postgres("make bench-qbo-sync").await?;
 
     let sb = Sandbox::start(SandboxConfig {
         seed: Seed::Demo,

@@ -62,6 +62,33 @@ pub async fn pg_profile(conn: &mut AsyncPgConnection) -> anyhow::Result<PgProfil
     .await?)
 }
 
+/// The number in the environment variable `name` (a quick look's smaller size), else `default`.
+pub fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Connects to the stack's PostgreSQL ([`crate::admin_database_url`]), prints its profile and
+/// refuses a non-durable one ([`require_durable`]); the profile, for the JSON line.
+pub async fn durable_postgres(make_target: &str) -> anyhow::Result<PgProfile> {
+    use anyhow::Context as _;
+    use diesel_async::AsyncConnection as _;
+    let admin_url = crate::admin_database_url();
+    let mut admin = AsyncPgConnection::establish(&admin_url)
+        .await
+        .with_context(|| format!("connecting to {admin_url} (is the stack up? make stack-up)"))?;
+    let pg = pg_profile(&mut admin).await?;
+    println!(
+        "PostgreSQL {} on {admin_url}: {}",
+        pg.server_version,
+        pg.describe()
+    );
+    require_durable(&pg, make_target)?;
+    Ok(pg)
+}
+
 /// Fails unless `profile` is durable or `BENCH_ALLOW_NON_DURABLE=1`.
 pub fn require_durable(profile: &PgProfile, make_target: &str) -> anyhow::Result<()> {
     if profile.durable() || std::env::var("BENCH_ALLOW_NON_DURABLE").as_deref() == Ok("1") {
