@@ -4,7 +4,8 @@
 //! **One write path per kind of writer.** Auto-mapping inserts with `ON CONFLICT DO NOTHING`:
 //! it only ever fills an empty (source, destination type) slot, so a mapping that exists —
 //! above all one an operator made — is never overwritten. An operator's `UpsertMapping`
-//! replaces the slot and clears `auto_mapped`. Both run [`resolve_errors`] in the same
+//! replaces the slot and clears `auto_mapped`. Both resolve errors by [`resolve_errors`]'s rule
+//! (auto-mapping for a whole envelope in one statement, [`automap_sources`]) in the same
 //! transaction, so an error is resolved the moment a mapping that resolves it commits, by
 //! whatever path (#55, #56), and a reported error finds an existing mapping at once.
 //!
@@ -22,6 +23,8 @@
 //! Failure policy: every function runs inside its caller's transaction and returns database
 //! errors unchanged; the consumer wrapper classifies them (retry or dead-letter), the API maps
 //! them to gRPC codes. A value that cannot be matched is not an error: it stays unmapped.
+
+use std::collections::{HashMap, HashSet};
 
 use attrsync_proto::v1::MappingState;
 use chrono::{DateTime, Utc};
@@ -265,6 +268,213 @@ pub(crate) async fn automap_source(
         }
         Decision::NoMatch => Ok(None),
     }
+}
+
+/// Sources of one type: (source type, its target type, each source with its pre-filter key).
+type SourceGroup<'a> = (&'a str, &'a str, Vec<(&'a SourceRow, String)>);
+
+/// Auto-maps the Fyle values an event wrote (active ones), set-based per source type: one
+/// query for which are mapped already, one for the candidate QBO values of all their keys,
+/// [`automap::choose`] for each in memory, one insert of the new mappings and one update
+/// resolving the errors they answer. Employees keep the one-by-one path ([`automap_source`]:
+/// their keys and default card account). Returns how many mappings it made.
+pub(crate) async fn automap_sources(
+    conn: &mut AsyncPgConnection,
+    workspace_id: i64,
+    rules: &Rules,
+    sources: &[SourceRow],
+) -> QueryResult<usize> {
+    let mut mapped = 0;
+    let mut groups: Vec<SourceGroup<'_>> = Vec::new();
+    for source in sources.iter().filter(|s| s.active) {
+        if source.attribute_type == automap::EMPLOYEE {
+            mapped += usize::from(
+                automap_source(conn, workspace_id, rules, source)
+                    .await?
+                    .is_some(),
+            );
+            continue;
+        }
+        let Some(target) = rules.destination_for(&source.attribute_type) else {
+            continue;
+        };
+        let Some(key) = automap::prefilter_key(rules, &source.view()) else {
+            continue;
+        };
+        match groups
+            .iter_mut()
+            .find(|(t, _, _)| *t == source.attribute_type)
+        {
+            Some((_, _, group)) => group.push((source, key)),
+            None => groups.push((&source.attribute_type, target, vec![(source, key)])),
+        }
+    }
+    for (source_type, target, group) in groups {
+        mapped += automap_group(conn, workspace_id, rules, source_type, target, &group).await?;
+    }
+    Ok(mapped)
+}
+
+/// [`automap_sources`] for the sources of one type.
+async fn automap_group(
+    conn: &mut AsyncPgConnection,
+    workspace_id: i64,
+    rules: &Rules,
+    source_type: &str,
+    target: &str,
+    group: &[(&SourceRow, String)],
+) -> QueryResult<usize> {
+    let ids: Vec<&str> = group.iter().map(|(s, _)| s.source_id.as_str()).collect();
+    let already: HashSet<String> = diesel::sql_query(
+        "SELECT source_id FROM mappings WHERE workspace_id = $1 AND source_type = $2 \
+           AND destination_type = $3 AND source_id = ANY($4)",
+    )
+    .bind::<BigInt, _>(workspace_id)
+    .bind::<Text, _>(source_type)
+    .bind::<Text, _>(target)
+    .bind::<Array<Text>, _>(&ids)
+    .load::<SourceIdRow>(conn)
+    .await?
+    .into_iter()
+    .map(|r| r.source_id)
+    .collect();
+    let unmapped: Vec<&(&SourceRow, String)> = group
+        .iter()
+        .filter(|(s, _)| !already.contains(&s.source_id))
+        .collect();
+    if unmapped.is_empty() {
+        return Ok(0);
+    }
+    let mut keys: Vec<&str> = unmapped.iter().map(|(_, k)| k.as_str()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let candidates: Vec<DestinationRow> = diesel::sql_query(
+        "SELECT attribute_type, display_name, destination_id, value, code, active, detail \
+         FROM destination_attributes \
+         WHERE workspace_id = $1 AND attribute_type = $2 AND active \
+           AND (lower(value) = ANY($3) OR lower(code || ': ' || value) = ANY($3))",
+    )
+    .bind::<BigInt, _>(workspace_id)
+    .bind::<Text, _>(target)
+    .bind::<Array<Text>, _>(&keys)
+    .load(conn)
+    .await?;
+    // The same pre-filter, in memory: candidates by their lower-cased name and code form.
+    let mut by_key: HashMap<String, Vec<usize>> = HashMap::new();
+    for (i, d) in candidates.iter().enumerate() {
+        by_key.entry(d.value.to_lowercase()).or_default().push(i);
+        if let Some(code) = &d.code {
+            by_key
+                .entry(format!("{code}: {}", d.value).to_lowercase())
+                .or_default()
+                .push(i);
+        }
+    }
+    let mut chosen: Vec<(&SourceRow, &DestinationRow)> = Vec::new();
+    for (source, key) in unmapped {
+        let Some(indexes) = by_key.get(key) else {
+            continue;
+        };
+        let mut indexes = indexes.clone();
+        indexes.sort_unstable();
+        indexes.dedup();
+        let views: Vec<automap::Destination<'_>> =
+            indexes.iter().map(|&i| candidates[i].view()).collect();
+        match automap::choose(rules, &source.view(), &views) {
+            Decision::Map(j) => chosen.push((source, &candidates[indexes[j]])),
+            Decision::Ambiguous(n) => {
+                metrics::counter!("mapping_auto_map_ambiguous_total", "source_type" => metric_type(source_type))
+                    .increment(1);
+                tracing::warn!(
+                    workspace_id,
+                    source_type,
+                    source_id = %source.source_id,
+                    destination_type = target,
+                    matches = n,
+                    "not auto-mapped: several destinations match equally"
+                );
+            }
+            Decision::NoMatch => {}
+        }
+    }
+    insert_auto_many(conn, workspace_id, &chosen).await
+}
+
+#[derive(QueryableByName)]
+struct InsertedRow {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = Text)]
+    source_id: String,
+    #[diesel(sql_type = Text)]
+    destination_id: String,
+}
+
+/// Inserts auto mappings (one statement; a source mapped meanwhile keeps its mapping) and
+/// resolves the open errors they answer (one statement, [`resolve_errors`]'s rule); returns
+/// how many were inserted.
+async fn insert_auto_many(
+    conn: &mut AsyncPgConnection,
+    workspace_id: i64,
+    chosen: &[(&SourceRow, &DestinationRow)],
+) -> QueryResult<usize> {
+    if chosen.is_empty() {
+        return Ok(0);
+    }
+    let column = |f: for<'a> fn(&'a (&SourceRow, &DestinationRow)) -> &'a str| -> Vec<&str> {
+        chosen.iter().map(f).collect()
+    };
+    let inserted: Vec<InsertedRow> = diesel::sql_query(
+        "INSERT INTO mappings (workspace_id, source_type, source_id, destination_type, \
+             destination_display_name, destination_id, destination_value, auto_mapped) \
+         SELECT $1, st, sid, dt, dn, did, dv, true \
+         FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) \
+           AS u(st, sid, dt, dn, did, dv) \
+         ON CONFLICT (workspace_id, source_type, source_id, destination_type) DO NOTHING \
+         RETURNING id, source_id, destination_id",
+    )
+    .bind::<BigInt, _>(workspace_id)
+    .bind::<Array<Text>, _>(column(|(s, _)| &s.attribute_type))
+    .bind::<Array<Text>, _>(column(|(s, _)| &s.source_id))
+    .bind::<Array<Text>, _>(column(|(_, d)| &d.attribute_type))
+    .bind::<Array<Text>, _>(column(|(_, d)| &d.display_name))
+    .bind::<Array<Text>, _>(column(|(_, d)| &d.destination_id))
+    .bind::<Array<Text>, _>(column(|(_, d)| &d.value))
+    .load(conn)
+    .await?;
+    if inserted.is_empty() {
+        return Ok(0);
+    }
+    let source_type = &chosen[0].0.attribute_type;
+    let destination_type = &chosen[0].1.attribute_type;
+    let ids: Vec<i64> = inserted.iter().map(|r| r.id).collect();
+    let source_ids: Vec<&str> = inserted.iter().map(|r| r.source_id.as_str()).collect();
+    diesel::sql_query(
+        "UPDATE mapping_errors e SET is_resolved = true, resolved_at = now(), \
+             resolved_by_mapping_id = u.id, updated_at = now() \
+         FROM unnest($4::bigint[], $5::text[]) AS u(id, sid) \
+         WHERE e.workspace_id = $1 AND e.source_type = $2 AND e.source_id = u.sid \
+           AND NOT e.is_resolved \
+           AND (e.destination_type = $3 OR (e.destination_type = '' \
+                AND ($2 <> 'EMPLOYEE' OR $3 IN ('EMPLOYEE', 'VENDOR'))))",
+    )
+    .bind::<BigInt, _>(workspace_id)
+    .bind::<Text, _>(source_type)
+    .bind::<Text, _>(destination_type)
+    .bind::<Array<BigInt>, _>(&ids)
+    .bind::<Array<Text>, _>(&source_ids)
+    .execute(conn)
+    .await?;
+    metrics::counter!("mapping_auto_mapped_total", "source_type" => metric_type(source_type))
+        .increment(inserted.len() as u64);
+    for row in &inserted {
+        tracing::debug!(workspace_id, mapping_id = row.id, source_type = %source_type,
+            source_id = %row.source_id, destination_type = %destination_type,
+            destination_id = %row.destination_id, "auto-mapped");
+    }
+    tracing::info!(workspace_id, source_type = %source_type, destination_type = %destination_type,
+        mapped = inserted.len(), "auto-mapped");
+    Ok(inserted.len())
 }
 
 /// Custom types are many; metrics label them as one.

@@ -27,7 +27,9 @@
 //!
 //! **Auto-mapping** runs in the same transaction, only for rows this event actually wrote and
 //! that are active: a Fyle value is matched against the QBO values of its target type; a QBO
-//! value against the unmapped Fyle values it could answer ([`crate::mappings`]). So a mapping
+//! value against the unmapped Fyle values it could answer ([`crate::mappings`]) — both
+//! set-based for the envelope (a handful of statements per source type, not per value;
+//! employees one by one). So a mapping
 //! appears within one consumer hop of whichever side arrives second — no schedule. The
 //! workspace's rules are read from mapping's own settings tables at each event, so a settings
 //! change applies to the next event. A deactivated destination's mappings are kept and shown
@@ -59,10 +61,7 @@ use diesel::{
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde_json::Value;
 
-use crate::{
-    automap::Rules,
-    mappings::{self, DestinationRow, SourceRow},
-};
+use crate::mappings::{self, DestinationRow, SourceRow};
 
 /// What a change does to its row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,14 +138,11 @@ impl EffectHandler for ExpenseAttributeEvents {
         let conn = &mut *tx.conn;
         mappings::lock_workspace(conn, workspace_id).await?;
         let written = apply_sources(conn, workspace_id, &event.payload.changes, event_at).await?;
-        let mut rules: Option<Option<Rules>> = None;
-        for row in written.iter().filter(|r| r.active) {
-            if rules.is_none() {
-                rules = Some(mappings::load_rules(conn, workspace_id).await?);
-            }
-            if let Some(Some(rules)) = &rules {
-                mappings::automap_source(conn, workspace_id, rules, row).await?;
-            }
+        if !written.iter().any(|r| r.active) {
+            return Ok(());
+        }
+        if let Some(rules) = mappings::load_rules(conn, workspace_id).await? {
+            mappings::automap_sources(conn, workspace_id, &rules, &written).await?;
         }
         Ok(())
     }
