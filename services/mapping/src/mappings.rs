@@ -488,8 +488,8 @@ fn metric_type(source_type: &str) -> String {
 
 /// Auto-maps, for QBO values an event wrote (active ones), the unmapped Fyle values they could
 /// answer. Set-based: one query per source type for the candidates of every value in the
-/// batch, then [`automap_source`] decides each candidate against all its destinations — so a
-/// pull of 10,000 accounts costs one query, not 10,000, when nothing in Fyle matches them.
+/// batch, then [`automap_sources`] decides them all against their destinations — so a pull of
+/// 10,000 accounts costs a handful of statements, not 10,000 or more.
 pub(crate) async fn automap_destinations(
     conn: &mut AsyncPgConnection,
     workspace_id: i64,
@@ -561,14 +561,7 @@ pub(crate) async fn automap_destinations(
         .bind::<Text, _>(&destination_type)
         .load(conn)
         .await?;
-        for source in &sources {
-            if automap_source(conn, workspace_id, rules, source)
-                .await?
-                .is_some()
-            {
-                mapped += 1;
-            }
-        }
+        mapped += automap_sources(conn, workspace_id, rules, &sources).await?;
     }
     Ok(mapped)
 }
