@@ -19,7 +19,9 @@ async fn a_lease_has_one_holder_until_it_expires_and_a_lost_lease_cannot_be_rene
             .unwrap();
     // Two replicas, two pools.
     let (a, b) = (pool(&database).await, pool(&database).await);
-    let ttl = Duration::from_millis(400);
+    // Held leases last a minute, so a slow machine between two steps cannot expire one; the
+    // crash below is a renewal with a short TTL that is then left to run out.
+    let ttl = Duration::from_secs(60);
     let held = lease::acquire(&a, "pull:7:CATEGORY", "replica-a", ttl)
         .await
         .unwrap()
@@ -38,7 +40,11 @@ async fn a_lease_has_one_holder_until_it_expires_and_a_lost_lease_cannot_be_rene
             .is_some(),
         "another name is free"
     );
-    assert!(lease::renew(&a, &held, ttl).await.unwrap());
+    assert!(
+        lease::renew(&a, &held, Duration::from_millis(300))
+            .await
+            .unwrap()
+    );
     // a crashes (stops renewing): after the TTL, b takes over with a higher fencing number.
     tokio::time::sleep(Duration::from_millis(600)).await;
     let taken = lease::acquire(&b, "pull:7:CATEGORY", "replica-b", ttl)
@@ -64,6 +70,36 @@ async fn a_lease_has_one_holder_until_it_expires_and_a_lost_lease_cannot_be_rene
     );
 }
 
+/// Reserves one call on `key` and says when it is served, in seconds since the epoch on the
+/// database's clock (the moment the bucket was stamped plus the wait the caller was given), and
+/// the wait itself. Measuring on the database's clock keeps a slow machine between two calls out
+/// of the figures.
+pub(crate) async fn reserve_served_at(
+    pool: &attrsync_db::Pool,
+    key: &str,
+    rate: f64,
+    burst: f64,
+) -> (f64, Duration) {
+    #[derive(diesel::QueryableByName)]
+    struct Stamp {
+        #[diesel(sql_type = diesel::sql_types::Double)]
+        at: f64,
+    }
+    let wait = shared_rate::reserve(pool, key, rate, burst).await.unwrap();
+    let mut conn = pool.get().await.unwrap();
+    let stamp: Stamp = diesel_async::RunQueryDsl::get_result(
+        diesel::sql_query(
+            "SELECT EXTRACT(EPOCH FROM refreshed_at)::float8 AS at \
+             FROM attrsync_shared.rate_buckets WHERE key = $1",
+        )
+        .bind::<diesel::sql_types::Text, _>(key),
+        &mut conn,
+    )
+    .await
+    .unwrap();
+    (stamp.at + wait.as_secs_f64(), wait)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_share_one_rate_limit_and_are_spaced_as_one_caller() {
     let database =
@@ -71,24 +107,25 @@ async fn replicas_share_one_rate_limit_and_are_spaced_as_one_caller() {
             .await
             .unwrap();
     let (a, b) = (pool(&database).await, pool(&database).await);
-    let mut waits = Vec::new();
-    // 10 per second with a burst of 10, taken alternately by two replicas within a moment.
+    // 2 per second with a burst of 10, taken alternately by two replicas. Only a stall of half
+    // a second between two calls (the bucket refilling to its cap) could move the figures.
+    let (rate, burst) = (2.0, 10.0);
+    let (mut slots, mut waits) = (Vec::new(), Vec::new());
     for n in 0..16 {
         let replica = if n % 2 == 0 { &a } else { &b };
-        waits.push(
-            shared_rate::reserve(replica, "fyle:orX", 10.0, 10.0)
-                .await
-                .unwrap(),
-        );
+        let (slot, wait) = reserve_served_at(replica, "fyle:orX", rate, burst).await;
+        slots.push(slot);
+        waits.push(wait);
     }
     assert!(waits[..10].iter().all(|w| w.is_zero()), "{waits:?}");
-    // The 11th call waits about 0.1 s, the 16th about 0.6 s, whichever replica makes it.
-    let secs: Vec<f64> = waits[10..].iter().map(Duration::as_secs_f64).collect();
-    for (i, wait) in secs.iter().enumerate() {
-        let expected = 0.1 * (i as f64 + 1.0);
+    // The 11th call is served half a second after the first, the 16th three seconds after it,
+    // whichever replica makes it.
+    for (i, slot) in slots[10..].iter().enumerate() {
+        let expected = (i as f64 + 1.0) / rate;
+        let after_first = slot - slots[0];
         assert!(
-            (wait - expected).abs() < 0.08,
-            "call {} waits {wait:.3}s, expected ~{expected:.1}s",
+            (after_first - expected).abs() < 0.01,
+            "call {} is served {after_first:.3}s after the first, expected {expected:.1}s",
             i + 11
         );
     }

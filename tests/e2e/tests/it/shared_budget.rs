@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use attrsync_config::DatabaseConfig;
-use attrsync_db::{shared_rate, testing::TestDatabase};
+use attrsync_db::testing::TestDatabase;
 
 async fn pool_for(url: &str, schema: &str) -> attrsync_db::Pool {
     let config = DatabaseConfig {
@@ -26,21 +26,20 @@ async fn two_services_reserving_one_orgs_fyle_budget_are_spaced_as_one_caller() 
         .unwrap();
     let fyle_sync = pool_for(&db.url, "fyle_sync").await;
     let import = pool_for(&db.url, "import_to_fyle").await;
-    // 10 per second, no burst: the first reservation is free, each next one waits 100 ms more.
-    let mut waits = Vec::new();
+    // 2 per second, no burst: the first reservation is served at once, each next one half a
+    // second after the one before, whichever service makes it (on the database's clock).
+    let mut served = Vec::new();
     for pool in [&fyle_sync, &import, &fyle_sync, &import] {
-        waits.push(
-            shared_rate::reserve(pool, "fyle:orShared", 10.0, 1.0)
-                .await
-                .unwrap(),
-        );
+        served.push(crate::coordination::reserve_served_at(pool, "fyle:orShared", 2.0, 1.0).await);
     }
-    assert_eq!(waits[0], Duration::ZERO);
-    for (i, wait) in waits.iter().enumerate().skip(1) {
-        let expected = Duration::from_millis(100 * i as u64);
+    assert_eq!(served[0].1, Duration::ZERO);
+    for (i, (at, _)) in served.iter().enumerate().skip(1) {
+        let after_first = at - served[0].0;
+        let expected = 0.5 * i as f64;
         assert!(
-            wait.abs_diff(expected) < Duration::from_millis(60),
-            "reservation {i} (alternating services) waits {wait:?}, expected about {expected:?}: {waits:?}"
+            (after_first - expected).abs() < 0.01,
+            "reservation {i} (alternating services) is served {after_first:.3}s after the first, \
+             expected {expected:.1}s: {served:?}"
         );
     }
 }
