@@ -87,7 +87,10 @@ async fn retry_after_is_honoured() {
         took >= Duration::from_secs(1),
         "waited {took:?}, Fyle asked for 1 s"
     );
-    assert!(took < Duration::from_secs(3), "{took:?}");
+    assert!(
+        took < Duration::from_secs(10),
+        "not a default back-off: {took:?}"
+    );
     sb.stop().await;
 }
 

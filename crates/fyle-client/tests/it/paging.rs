@@ -44,8 +44,12 @@ async fn ten_thousand_categories_page_within_the_sandbox_rate_limit() {
         took >= Duration::from_millis(100 * (pages - 1)),
         "{pages} pages in {took:?}"
     );
-    // …and pacing, not 429s, is what keeps it there.
-    assert!(throttled <= 2, "{throttled} answers 429 for {pages} pages");
+    // …and pacing, not 429s, is what keeps it there (a few 429s are a busy machine's jitter;
+    // an unpaced client is refused most of its requests).
+    assert!(
+        throttled <= pages / 10,
+        "{throttled} answers 429 for {pages} pages"
+    );
     eprintln!(
         "rate limit on: {} rows, {pages} pages, {throttled} × 429, {took:?} (limit floor {:?})",
         listing.rows.len(),

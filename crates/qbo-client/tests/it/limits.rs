@@ -63,9 +63,10 @@ async fn many_concurrent_queries(qbo: &attrsync_qbo_client::QboClient, n: usize)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_in_process_limiter_keeps_a_realm_under_both_limits() {
     let sb = throttled_sandbox().await;
+    // 40/s against the sandbox's 50 per second: room for a busy machine's jitter.
     let options = ClientOptions {
         limiter: Arc::new(limits::in_process_with(
-            NonZeroU32::new(50).unwrap(),
+            NonZeroU32::new(40).unwrap(),
             Duration::from_secs(1),
             NonZeroU32::new(10).unwrap(),
         )),

@@ -41,11 +41,12 @@ fn assert_xml_3001(status: u16, content_type: &str, body: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_11th_concurrent_request_gets_429() {
     let sb = start().await;
-    // Hold the next ten queries in flight for a while.
+    // Hold the next ten queries in flight for a while (10 s: long enough for a busy machine to
+    // send the 11th meanwhile).
     sb.faults().add(FaultRule {
         side: Some(Side::Qbo),
         endpoint: "GET /v3/company/{realm}/query".into(),
-        action: FaultAction::Latency { ms: 1500 },
+        action: FaultAction::Latency { ms: 10_000 },
         skip: 0,
         times: Some(10),
     });

@@ -9,7 +9,7 @@ use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
-use crate::common::{Fyle, ORG, REALM, Receiver, config, start, start_with};
+use crate::common::{Fyle, ORG, REALM, Receiver, config, poll, start, start_with};
 
 fn hmac(key: &[u8], msg: &[u8]) -> Vec<u8> {
     let mut m = Hmac::<Sha256>::new_from_slice(key).expect("any key length");
@@ -238,7 +238,8 @@ async fn qbo_cloudevents_batch_and_update_deactivation() {
     let sb = start().await;
     let rx = Receiver::start().await;
     let mut cfg = qbo_config(&rx.url, WebhookFormat::CloudEvents, DeactivationOp::Update);
-    cfg.batch_window_ms = 300;
+    // Wide enough that both changes below fall in one batch however busy the machine.
+    cfg.batch_window_ms = 2_000;
     sb.set_qbo_webhook(cfg);
     sb.qbo()
         .rename(REALM, "Account", "7", "Marketing")
@@ -306,12 +307,17 @@ async fn webhook_faults_drop_and_duplicate() {
         vec![json!("Second"), json!("Second")],
         "first dropped, second duplicated"
     );
-    let stats = sb.stats();
-    let w = &stats.webhooks[&attrsync_sandbox::Side::Fyle];
-    assert_eq!(
-        (w.queued, w.dropped, w.duplicated, w.delivered),
-        (2, 1, 1, 2)
-    );
+    // The sandbox counts a delivery once the receiver has answered, a moment after the
+    // receiver recorded it.
+    let counts = || {
+        let w = sb.stats().webhooks[&attrsync_sandbox::Side::Fyle].clone();
+        (w.queued, w.dropped, w.duplicated, w.delivered)
+    };
+    poll(std::time::Duration::from_secs(10), || async {
+        (counts().3 >= 2).then_some(())
+    })
+    .await;
+    assert_eq!(counts(), (2, 1, 1, 2));
     rx.stop().await;
     sb.stop().await;
 }
@@ -352,7 +358,8 @@ async fn webhook_delay_lets_later_messages_overtake() {
     subscribe(&fyle, &rx.url).await;
     sb.faults().add_webhook(WebhookFaultRule {
         side: None,
-        action: WebhookFaultAction::Delay { ms: 400 },
+        // Long enough for the second to overtake however busy the machine.
+        action: WebhookFaultAction::Delay { ms: 3_000 },
         skip: 0,
         times: Some(1),
     });

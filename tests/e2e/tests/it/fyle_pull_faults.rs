@@ -102,7 +102,16 @@ fn generated_categories(sb: &SandboxHandle, n: usize) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_that_expires_in_the_middle_of_a_pull_is_refreshed_once_and_the_pull_completes() {
-    let sb = demo_sandbox().await;
+    // Fyle's 10/s limit off: the request counts below are exact, and a 429 answered to a
+    // moment of jitter would add a request.
+    let sb = attrsync_sandbox::Sandbox::start(attrsync_sandbox::SandboxConfig {
+        seed: attrsync_sandbox::Seed::Demo,
+        workers: 1,
+        fyle_rate_limit_per_second: None,
+        ..attrsync_sandbox::SandboxConfig::default()
+    })
+    .await
+    .unwrap();
     let stack = stack_for(&sb).await;
     let workspace_id = connected_workspace(&stack, &sb).await;
     generated_categories(&sb, 1_000);
@@ -476,12 +485,13 @@ async fn two_fyle_sync_replicas_share_the_webhook_partitions_and_one_pull_lease(
     }
 
     // Both replicas asked to pull the same workspace × resource at once: one pulls, the other
-    // reports the lease held elsewhere (the list call is slowed so the pulls overlap).
+    // reports the lease held elsewhere (the list call is slowed for 10 s so the pulls overlap
+    // however slowly the second replica builds its Fyle client).
     let connected = connected_workspace(&stack, &sb).await;
     sb.faults().add(FaultRule {
         side: Some(Side::Fyle),
         endpoint: CATEGORIES.into(),
-        action: FaultAction::Latency { ms: 1_500 },
+        action: FaultAction::Latency { ms: 10_000 },
         skip: 0,
         times: Some(2),
     });

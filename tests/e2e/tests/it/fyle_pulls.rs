@@ -322,12 +322,13 @@ async fn a_webhook_applied_while_a_pull_runs_is_not_overwritten_by_the_pull() {
     renamed["sub_category"] = Value::Null;
     renamed["updated_at"] = json!((chrono::Utc::now() + chrono::Duration::seconds(1)).to_rfc3339());
 
-    // The pull's list call is held for 3 s: it reads Fyle's older copy, and writes it after
-    // the webhook below has been applied.
+    // The pull's list call is held for 15 s (long enough for a busy machine to apply the
+    // webhook meanwhile): it reads Fyle's older copy, and writes it after the webhook below
+    // has been applied.
     sb.faults().add(FaultRule {
         side: Some(Side::Fyle),
         endpoint: CATEGORIES.into(),
-        action: FaultAction::Latency { ms: 3000 },
+        action: FaultAction::Latency { ms: 15_000 },
         skip: 0,
         times: Some(1),
     });

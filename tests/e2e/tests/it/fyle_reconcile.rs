@@ -487,10 +487,11 @@ async fn a_dropped_webhook_is_found_by_the_reconcile_and_missed_webhooks_degrade
         category_value(&stack, workspace_id, MEALS).await.as_deref(),
         Some("Dropped")
     );
-    // One missed webhook is within the threshold (more than 1 per window degrades).
+    // One missed webhook is within the threshold (more than 1 per window degrades). (The
+    // window's own figure is gone a round later; the total stays.)
     let health_now = found.health.clone().unwrap();
     assert_eq!(health_now.state, "HEALTHY");
-    assert_eq!(health_now.last_window_missed, 1);
+    assert_eq!(health_now.missed_total, 1);
     // Later windows do not count it again.
     let last_window = health_now.last_window_at;
     eventually(WAIT, "two more windows", || async {
@@ -506,13 +507,16 @@ async fn a_dropped_webhook_is_found_by_the_reconcile_and_missed_webhooks_degrade
         (1, 1)
     );
 
-    // Three dropped webhooks in one window: past the threshold.
+    // Three dropped webhooks in one window: past the threshold. The sandbox's clock stands
+    // still while they are made, so a slow machine cannot split them over two rounds.
     drop_next_webhooks(&sb, 3);
+    sb.clock().pause();
     for (id, name) in [(TRAVEL, "Lost 1"), (MEALS, "Lost 2"), (TRAVEL, "Lost 3")] {
         sb.fyle()
             .rename(DEMO_ORG_ID, "categories", id, name)
             .unwrap();
     }
+    sb.clock().resume();
     let degraded = eventually(WAIT, "DEGRADED", || async {
         let s = status(&stack, workspace_id).await;
         Ok((health(&s) == "DEGRADED").then_some(s))
@@ -521,8 +525,8 @@ async fn a_dropped_webhook_is_found_by_the_reconcile_and_missed_webhooks_degrade
     .unwrap();
     let h = degraded.health.clone().unwrap();
     assert_eq!(
-        h.last_window_missed, 2,
-        "two objects changed without a webhook"
+        h.missed_total, 3,
+        "one missed earlier, two objects changed without a webhook now"
     );
     assert_eq!(
         h.poll_interval_seconds, 1,
@@ -570,7 +574,8 @@ async fn a_dropped_webhook_is_found_by_the_reconcile_and_missed_webhooks_degrade
     .await
     .unwrap();
     let h = healthy.health.unwrap();
-    assert_eq!((h.clean_windows, h.poll_interval_seconds), (2, 2));
+    assert!(h.clean_windows >= 2, "{h:?}");
+    assert_eq!(h.poll_interval_seconds, 2);
     let events = health_events(&stack, workspace_id, 2).await;
     assert_eq!(events.len(), 2, "{events:?}");
     assert_eq!(

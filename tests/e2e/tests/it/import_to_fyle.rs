@@ -377,7 +377,8 @@ async fn a_qbo_account_becomes_an_enabled_fyle_category_within_seconds() {
     let in_fyle = l.in_fyle("categories", &category.source_id);
     assert_eq!(in_fyle["is_enabled"], true);
     assert_eq!(in_fyle["code"], account["Id"].as_str().unwrap());
-    assert!(elapsed < Duration::from_secs(15), "took {elapsed:?}");
+    // Seconds, not a schedule (the incumbent's is 24 hours); generous for a busy machine.
+    assert!(elapsed < Duration::from_secs(45), "took {elapsed:?}");
     // And mapping maps the new category to its account, with no scheduled job either.
     let mapping = l.mapping_of_category(&category.source_id).await;
     assert_eq!(mapping.destination_id, account["Id"].as_str().unwrap());
@@ -515,6 +516,7 @@ async fn a_crashed_runs_lease_expires_and_the_next_run_proceeds() {
         .await
         .unwrap();
     let lease = format!("import:{}:CATEGORY", l.workspace_id);
+    let started = Instant::now();
     diesel::sql_query(format!(
         "INSERT INTO import_to_fyle.leases (name, holder, expires_at) \
          VALUES ('{lease}', 'crashed-replica', now() + interval '4 seconds')"
@@ -530,7 +532,6 @@ async fn a_crashed_runs_lease_expires_and_the_next_run_proceeds() {
     .execute(&mut conn)
     .await
     .unwrap();
-    let started = Instant::now();
     let response = l
         .import
         .client

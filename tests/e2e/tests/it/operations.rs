@@ -158,7 +158,8 @@ async fn processed_events_and_old_inbox_rows_are_pruned_and_recent_ones_kept() {
         vec![("INGEST__RETENTION__INTERVAL".into(), "200ms".into())],
         vec![
             ("FYLE_SYNC__RETENTION__INTERVAL".into(), "200ms".into()),
-            ("FYLE_SYNC__RETENTION__PROCESSED_EVENTS".into(), "2s".into()),
+            // Long enough for a busy machine to see the row before it is pruned.
+            ("FYLE_SYNC__RETENTION__PROCESSED_EVENTS".into(), "8s".into()),
         ],
     )
     .await

@@ -63,6 +63,12 @@ async fn post_standard(stack: &TestStack, url: &str, secret: &str, body: &[u8], 
         .as_u16()
 }
 
+/// The rotation tests' overlap: long enough for a busy machine to make every "during the
+/// overlap" call inside it.
+const OVERLAP_SECONDS: u32 = 6;
+/// Past the overlap and past ingest's 2 s cache of a workspace's credentials.
+const AFTER_OVERLAP: Duration = Duration::from_millis(8_500);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forged_webhook_without_the_token_changes_nothing_downstream() {
     let stack = TestStack::start().await.unwrap();
@@ -137,7 +143,7 @@ async fn a_rotated_url_token_stays_valid_for_the_overlap_and_not_after() {
         .clone()
         .rotate_webhook_secret(RotateWebhookSecretRequest {
             workspace_id,
-            overlap_seconds: 2,
+            overlap_seconds: OVERLAP_SECONDS,
         })
         .await
         .unwrap();
@@ -161,7 +167,7 @@ async fn a_rotated_url_token_stays_valid_for_the_overlap_and_not_after() {
         "old token during the overlap"
     );
     assert_eq!(status(new.clone(), 2).await, 200);
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    tokio::time::sleep(AFTER_OVERLAP).await;
     assert_eq!(status(old, 3).await, 401, "old token after the overlap");
     assert_eq!(status(new, 4).await, 200);
     stack.stop().await;
@@ -220,7 +226,7 @@ async fn hmac_secrets_rotate_with_an_overlap_and_standard_webhooks_replays_are_r
     let second = ingest
         .rotate_webhook_secret(RotateWebhookSecretRequest {
             workspace_id,
-            overlap_seconds: 2,
+            overlap_seconds: OVERLAP_SECONDS,
         })
         .await
         .unwrap()
@@ -233,7 +239,7 @@ async fn hmac_secrets_rotate_with_an_overlap_and_standard_webhooks_replays_are_r
         post_signed(&stack, &url, &second.secret, &category(&org, 5, "New")).await,
         200
     );
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    tokio::time::sleep(AFTER_OVERLAP).await;
     assert_eq!(
         post_signed(&stack, &url, &first.secret, &category(&org, 6, "Late")).await,
         401
