@@ -7,7 +7,7 @@
 SHELL := /bin/bash
 STACK := bash deploy/stack.sh
 
-.PHONY: run test lint unit stack-up stack-down stack-status bench bench-ingest bench-qbo-sync bench-fyle-sync bench-import build
+.PHONY: run test lint unit stack-up stack-down stack-status bench bench-ingest bench-qbo-sync bench-fyle-sync bench-import bench-mapping build
 
 run:
 	bash deploy/run.sh
@@ -39,6 +39,9 @@ bench-fyle-sync:
 
 bench-import:
 	bash deploy/bench.sh import
+
+bench-mapping:
+	bash deploy/bench.sh mapping
 
 stack-up:
 	@STACK_PG_PROFILE=durable $(STACK) up >/dev/null

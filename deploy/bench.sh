@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make bench`: every benchmark, in release mode; `deploy/bench.sh NAME…` only those named
-# (`make bench-ingest` = `deploy/bench.sh ingest`, likewise qbo_sync, fyle_sync and import). Each prints one JSON line at its end (name,
+# (`make bench-ingest` = `deploy/bench.sh ingest`, likewise qbo_sync, fyle_sync, import and mapping). Each prints one JSON line at its end (name,
 # figures, the baseline measured in the same run, ratio); they are collected into
 # target/bench-results.jsonl for docs/benchmarks.md (a full run starts the file afresh; a named
 # run replaces only its benchmarks' lines). PostgreSQL runs in the durable profile
@@ -16,6 +16,7 @@ BENCHES=(
   "qbo_sync|cargo bench -p attrsync-e2e --bench qbo_sync"
   "fyle_sync|cargo bench -p attrsync-e2e --bench fyle_sync"
   "import|cargo bench -p attrsync-e2e --bench import"
+  "mapping|cargo bench -p attrsync-e2e --bench mapping"
 )
 selected=()
 if [ "$#" -eq 0 ]; then

@@ -37,7 +37,7 @@ use std::time::Instant;
 use anyhow::Context as _;
 use attrsync_e2e::{
     TestStack,
-    bench::{copy_baseline, durable_postgres, env_number},
+    bench::{copy_baseline, durable_postgres, env_number, percentile},
 };
 use attrsync_proto::v1::{ConnectFyleRequest, SyncFyleDimensionsRequest};
 use attrsync_sandbox::{DEMO_ORG_ID, Sandbox, SandboxConfig, SandboxHandle, Seed};
@@ -327,14 +327,6 @@ impl Step {
     fn held(&self, p99_target_ms: f64) -> bool {
         self.failed == 0 && self.lost == 0 && self.p99_ms <= p99_target_ms
     }
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 /// Sends `rate` webhooks a second for `seconds` to `targets` (round robin) and watches the rows

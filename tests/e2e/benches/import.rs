@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use attrsync_e2e::{
     TestStack,
-    bench::{durable_postgres, env_number},
+    bench::{durable_postgres, env_number, merge, percentile, round3, wait_count},
     import::ImportHandle,
     qbo::QboSyncHandle,
 };
@@ -49,39 +49,6 @@ const FYLE_REQUESTS_PER_SECOND: f64 = 10.0;
 /// Values per bulk post (#37).
 const BATCH: usize = 200;
 const WORKSPACES: usize = 20;
-
-#[derive(QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
-
-async fn count(db: &mut AsyncPgConnection, sql: &str) -> anyhow::Result<i64> {
-    let c: Count = diesel::sql_query(sql).get_result(db).await?;
-    Ok(c.n)
-}
-
-/// Polls `sql` (a count) until it reaches `at_least`; fails after `limit`.
-async fn wait_count(
-    db: &mut AsyncPgConnection,
-    sql: &str,
-    at_least: i64,
-    limit: Duration,
-    what: &str,
-) -> anyhow::Result<()> {
-    let deadline = Instant::now() + limit;
-    loop {
-        let n = count(db, sql).await?;
-        if n >= at_least {
-            return Ok(());
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "{what}: {n} of {at_least} after {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// Fyle data-host requests the sandbox served, and the 429s among all it answered.
 fn fyle_requests(sb: &SandboxHandle) -> u64 {
@@ -219,20 +186,8 @@ fn expense_accounts(sb: &SandboxHandle, realm: &str, n: usize) -> anyhow::Result
     Ok(())
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
 fn seconds_between(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
     (to - from).num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6
-}
-
-fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
 }
 
 fn main() -> anyhow::Result<()> {
@@ -271,12 +226,6 @@ async fn run() -> anyhow::Result<()> {
     sb.stop().await;
     println!("{line}");
     Ok(())
-}
-
-fn merge(line: &mut serde_json::Value, figures: serde_json::Value) {
-    if let (Some(line), serde_json::Value::Object(figures)) = (line.as_object_mut(), figures) {
-        line.extend(figures);
-    }
 }
 
 /// (a): a first import of `accounts` accounts into an empty Fyle org; its figures.

@@ -1,7 +1,8 @@
 //! What every benchmark shares: the PostgreSQL profile it measures against, the refusal to
 //! measure a non-durable one (benchmarks report what a user gets: fsync and synchronous commit
 //! on) unless `BENCH_ALLOW_NON_DURABLE=1` says the run is a quick look, not a record, and the
-//! `COPY` baseline the pull benchmarks are compared with.
+//! `COPY` baseline the pull benchmarks are compared with, and the small figures helpers they
+//! print with.
 
 use diesel::{QueryableByName, sql_types::Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -143,4 +144,59 @@ pub async fn copy_baseline(
     let seconds = started.elapsed().as_secs_f64();
     client.batch_execute("DROP TABLE public.bench_copy").await?;
     Ok((rows, rows as f64 / seconds))
+}
+
+/// The `p`th percentile (0–100) of `sorted` by nearest rank; NaN when empty.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// `x` to three decimals, for the JSON line.
+pub fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// Adds the fields of `figures` (an object) to `line` (an object).
+pub fn merge(line: &mut serde_json::Value, figures: serde_json::Value) {
+    if let (Some(line), serde_json::Value::Object(figures)) = (line.as_object_mut(), figures) {
+        line.extend(figures);
+    }
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+/// The count `sql` answers (a query selecting `count(*) AS n`).
+pub async fn count(db: &mut AsyncPgConnection, sql: &str) -> anyhow::Result<i64> {
+    let c: Count = diesel::sql_query(sql).get_result(db).await?;
+    Ok(c.n)
+}
+
+/// Polls `sql` (a [`count`]) until it reaches `at_least`; fails after `limit`, naming `what`.
+pub async fn wait_count(
+    db: &mut AsyncPgConnection,
+    sql: &str,
+    at_least: i64,
+    limit: std::time::Duration,
+    what: &str,
+) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let n = count(db, sql).await?;
+        if n >= at_least {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "{what}: {n} of {at_least} after {limit:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }

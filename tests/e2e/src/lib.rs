@@ -409,17 +409,7 @@ impl TestStack {
         workspace_id: i64,
         payloads: Vec<P>,
     ) -> anyhow::Result<()> {
-        let config = attrsync_config::KafkaConfig {
-            bootstrap: kafka_bootstrap(),
-            topic_prefix: self.topic_prefix.clone(),
-            group_id: format!("{}writer", self.topic_prefix),
-            partitions: 1,
-            replication_factor: 1,
-            max_attempts: 3,
-            retry_backoff: Duration::from_millis(10),
-            max_batch: 200,
-        };
-        let producer = attrsync_kafka::Producer::new(&config)?;
+        let producer = self.direct_producer()?;
         let envelopes: Vec<_> = payloads
             .into_iter()
             .map(|payload| {
@@ -438,6 +428,22 @@ impl TestStack {
             sent?;
         }
         Ok(())
+    }
+
+    /// A producer onto this stack's topics (its prefix), as any producer could hold one —
+    /// bypassing ingest's checks; for callers that publish many envelopes over time.
+    pub fn direct_producer(&self) -> anyhow::Result<attrsync_kafka::Producer> {
+        let config = attrsync_config::KafkaConfig {
+            bootstrap: kafka_bootstrap(),
+            topic_prefix: self.topic_prefix.clone(),
+            group_id: format!("{}writer", self.topic_prefix),
+            partitions: 1,
+            replication_factor: 1,
+            max_attempts: 3,
+            retry_backoff: Duration::from_millis(10),
+            max_batch: 200,
+        };
+        Ok(attrsync_kafka::Producer::new(&config)?)
     }
 
     /// The running fyle-sync (its consumers' progress, its health).
