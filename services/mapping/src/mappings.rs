@@ -30,9 +30,10 @@ use attrsync_proto::v1::MappingState;
 use chrono::{DateTime, Utc};
 use diesel::{
     prelude::*,
+    result::DatabaseErrorKind,
     sql_types::{Array, BigInt, Bool, Jsonb, Nullable, Text},
 };
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
 use serde_json::Value;
 
 use crate::{
@@ -180,6 +181,10 @@ impl DestinationRow {
 /// than any real chart of accounts has values equal but for case).
 const MAX_CANDIDATES: i64 = 100;
 
+/// At most this many Fyle values of one type answer one key (far more than any real list holds
+/// with one name; the bound only keeps the per-key lookup a lookup).
+const KEY_MATCHES: i64 = 10_000;
+
 /// Maps `source` if it is unmapped for its target type and exactly one destination matches.
 /// Returns the new mapping's id.
 pub(crate) async fn automap_source(
@@ -273,18 +278,9 @@ pub(crate) async fn automap_source(
 /// Sources of one type: (source type, its target type, each source with its pre-filter key).
 type SourceGroup<'a> = (&'a str, &'a str, Vec<(&'a SourceRow, String)>);
 
-/// What the caller of [`automap_sources`] knows of its sources.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum SourcesAre {
-    /// Some may be mapped already (the values an event wrote): they are looked up first.
-    MaybeMapped,
-    /// Read as unmapped in this transaction, under the workspace's lock: no lookup.
-    Unmapped,
-}
-
 /// Auto-maps Fyle values (active ones), set-based per source type: one query for which are
-/// mapped already (unless the caller knows none is), one for the candidate QBO values of all
-/// their keys, [`automap::choose`] for each in memory, and one statement inserting the new
+/// mapped already (an index probe per value), one for the candidate QBO values of all their
+/// keys, [`automap::choose`] for each in memory, and one statement inserting the new
 /// mappings and resolving the errors they answer. Employees keep the one-by-one path
 /// ([`automap_source`]: their keys and default card account). Returns how many mappings it
 /// made.
@@ -293,7 +289,6 @@ pub(crate) async fn automap_sources(
     workspace_id: i64,
     rules: &Rules,
     sources: &[SourceRow],
-    known: SourcesAre,
 ) -> QueryResult<usize> {
     let mut mapped = 0;
     let mut groups: Vec<SourceGroup<'_>> = Vec::new();
@@ -326,7 +321,7 @@ pub(crate) async fn automap_sources(
             target,
             sources: &group,
         };
-        mapped += automap_group(conn, workspace_id, rules, &group, known).await?;
+        mapped += automap_group(conn, workspace_id, rules, &group).await?;
     }
     Ok(mapped)
 }
@@ -344,31 +339,26 @@ async fn automap_group(
     workspace_id: i64,
     rules: &Rules,
     group: &Group<'_>,
-    known: SourcesAre,
 ) -> QueryResult<usize> {
     let Group {
         source_type,
         target,
         sources,
     } = *group;
-    let already: HashSet<String> = if known == SourcesAre::Unmapped {
-        HashSet::new()
-    } else {
-        let ids: Vec<&str> = sources.iter().map(|(s, _)| s.source_id.as_str()).collect();
-        diesel::sql_query(
-            "SELECT source_id FROM mappings WHERE workspace_id = $1 AND source_type = $2 \
-               AND destination_type = $3 AND source_id = ANY($4)",
-        )
-        .bind::<BigInt, _>(workspace_id)
-        .bind::<Text, _>(source_type)
-        .bind::<Text, _>(target)
-        .bind::<Array<Text>, _>(&ids)
-        .load::<SourceIdRow>(conn)
-        .await?
-        .into_iter()
-        .map(|r| r.source_id)
-        .collect()
-    };
+    let ids: Vec<&str> = sources.iter().map(|(s, _)| s.source_id.as_str()).collect();
+    let already: HashSet<String> = diesel::sql_query(
+        "SELECT source_id FROM mappings WHERE workspace_id = $1 AND source_type = $2 \
+           AND destination_type = $3 AND source_id = ANY($4)",
+    )
+    .bind::<BigInt, _>(workspace_id)
+    .bind::<Text, _>(source_type)
+    .bind::<Text, _>(target)
+    .bind::<Array<Text>, _>(&ids)
+    .load::<SourceIdRow>(conn)
+    .await?
+    .into_iter()
+    .map(|r| r.source_id)
+    .collect();
     let unmapped: Vec<&(&SourceRow, String)> = sources
         .iter()
         .filter(|(s, _)| !already.contains(&s.source_id))
@@ -458,33 +448,35 @@ async fn insert_auto_many(
     // One source type and one destination type per call (a group of automap_sources).
     let source_type = &chosen[0].0.attribute_type;
     let destination_type = &chosen[0].1.attribute_type;
-    let inserted: Vec<InsertedRow> = diesel::sql_query(
-        "WITH inserted AS ( \
-           INSERT INTO mappings (workspace_id, source_type, source_id, destination_type, \
-               destination_display_name, destination_id, destination_value, auto_mapped) \
-           SELECT $1, $2, sid, $3, dn, did, dv, true \
-           FROM unnest($4::text[], $5::text[], $6::text[], $7::text[]) AS u(sid, dn, did, dv) \
-           ON CONFLICT (workspace_id, source_type, source_id, destination_type) DO NOTHING \
-           RETURNING id, source_id, destination_id), \
-         resolved AS ( \
-           UPDATE mapping_errors e SET is_resolved = true, resolved_at = now(), \
-               resolved_by_mapping_id = i.id, updated_at = now() \
-           FROM inserted i \
-           WHERE e.workspace_id = $1 AND e.source_type = $2 AND e.source_id = i.source_id \
-             AND NOT e.is_resolved \
-             AND (e.destination_type = $3 OR (e.destination_type = '' \
-                  AND ($2 <> 'EMPLOYEE' OR $3 IN ('EMPLOYEE', 'VENDOR'))))) \
-         SELECT id, source_id, destination_id FROM inserted",
-    )
-    .bind::<BigInt, _>(workspace_id)
-    .bind::<Text, _>(source_type)
-    .bind::<Text, _>(destination_type)
-    .bind::<Array<Text>, _>(column(|(s, _)| &s.source_id))
-    .bind::<Array<Text>, _>(column(|(_, d)| &d.display_name))
-    .bind::<Array<Text>, _>(column(|(_, d)| &d.destination_id))
-    .bind::<Array<Text>, _>(column(|(_, d)| &d.value))
-    .load(conn)
-    .await?;
+    let rows = AutoRows {
+        workspace_id,
+        source_type,
+        destination_type,
+        source_ids: column(|(s, _)| &s.source_id),
+        display_names: column(|(_, d)| &d.display_name),
+        destination_ids: column(|(_, d)| &d.destination_id),
+        values: column(|(_, d)| &d.value),
+    };
+    // Every writer of `mappings` holds the workspace's lock, under which the callers looked
+    // the mapped sources up: the plain insert (a quarter cheaper than ON CONFLICT's speculative
+    // one, measured) does not conflict. Should it ever, its savepoint is rolled back and the
+    // rows go in again skipping the conflicts — nothing is lost, nothing fails.
+    let plain = conn
+        .transaction::<_, diesel::result::Error, _>(async |conn| {
+            insert_and_resolve(conn, &rows, "").await
+        })
+        .await;
+    let inserted = match plain {
+        Err(diesel::result::Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
+            insert_and_resolve(
+                conn,
+                &rows,
+                "ON CONFLICT (workspace_id, source_type, source_id, destination_type) DO NOTHING",
+            )
+            .await?
+        }
+        other => other?,
+    };
     if inserted.is_empty() {
         return Ok(0);
     }
@@ -498,6 +490,53 @@ async fn insert_auto_many(
     tracing::info!(workspace_id, source_type = %source_type, destination_type = %destination_type,
         mapped = inserted.len(), "auto-mapped");
     Ok(inserted.len())
+}
+
+/// The columns of the mappings [`insert_auto_many`] writes.
+struct AutoRows<'a> {
+    workspace_id: i64,
+    source_type: &'a str,
+    destination_type: &'a str,
+    source_ids: Vec<&'a str>,
+    display_names: Vec<&'a str>,
+    destination_ids: Vec<&'a str>,
+    values: Vec<&'a str>,
+}
+
+/// One statement: inserts `rows` (`on_conflict` is empty or an `ON CONFLICT` clause) and
+/// resolves the open errors they answer; the inserted rows.
+async fn insert_and_resolve(
+    conn: &mut AsyncPgConnection,
+    rows: &AutoRows<'_>,
+    on_conflict: &str,
+) -> QueryResult<Vec<InsertedRow>> {
+    diesel::sql_query(format!(
+        "WITH inserted AS ( \
+           INSERT INTO mappings (workspace_id, source_type, source_id, destination_type, \
+               destination_display_name, destination_id, destination_value, auto_mapped) \
+           SELECT $1, $2, sid, $3, dn, did, dv, true \
+           FROM unnest($4::text[], $5::text[], $6::text[], $7::text[]) AS u(sid, dn, did, dv) \
+           {on_conflict} \
+           RETURNING id, source_id, destination_id), \
+         resolved AS ( \
+           UPDATE mapping_errors e SET is_resolved = true, resolved_at = now(), \
+               resolved_by_mapping_id = i.id, updated_at = now() \
+           FROM inserted i \
+           WHERE e.workspace_id = $1 AND e.source_type = $2 AND e.source_id = i.source_id \
+             AND NOT e.is_resolved \
+             AND (e.destination_type = $3 OR (e.destination_type = '' \
+                  AND ($2 <> 'EMPLOYEE' OR $3 IN ('EMPLOYEE', 'VENDOR'))))) \
+         SELECT id, source_id, destination_id FROM inserted"
+    ))
+    .bind::<BigInt, _>(rows.workspace_id)
+    .bind::<Text, _>(rows.source_type)
+    .bind::<Text, _>(rows.destination_type)
+    .bind::<Array<Text>, _>(&rows.source_ids)
+    .bind::<Array<Text>, _>(&rows.display_names)
+    .bind::<Array<Text>, _>(&rows.destination_ids)
+    .bind::<Array<Text>, _>(&rows.values)
+    .load(conn)
+    .await
 }
 
 /// Custom types are many; metrics label them as one.
@@ -550,45 +589,54 @@ pub(crate) async fn automap_destinations(
         if keys.is_empty() {
             continue;
         }
-        let matched = match (
+        if rules.destination_for(&source_type).is_none() {
+            continue;
+        }
+        let employee_key = match (
             source_type.as_str(),
             rules.employees.as_ref().map(|r| r.key),
         ) {
             (automap::EMPLOYEE, Some(EmployeeKey::Email)) => {
-                "lower(btrim(replace(s.value, '*', ''), ' '))"
+                Some("lower(btrim(replace(s.value, '*', ''), ' '))")
             }
             (automap::EMPLOYEE, Some(EmployeeKey::Name)) => {
-                "lower(btrim(replace(s.detail->>'full_name', '*', ''), ' '))"
+                Some("lower(btrim(replace(s.detail->>'full_name', '*', ''), ' '))")
             }
             (automap::EMPLOYEE, _) => {
-                "lower(btrim(replace(s.detail->>'employee_code', '*', ''), ' '))"
+                Some("lower(btrim(replace(s.detail->>'employee_code', '*', ''), ' '))")
             }
-            _ => "lower(s.value)",
+            _ => None,
         };
-        let Some(destination_type) = rules.destination_for(&source_type).map(str::to_owned) else {
-            continue;
+        // Values by key: each key probes the value index on its own (a LATERAL subquery with
+        // a LIMIT is never flattened into a join), so the plan does not hang on statistics —
+        // a new workspace's first pull, whose rows the statistics do not know yet, was planned
+        // as a scan of every mapping per value (0.7 s and growing per 1,000-account envelope).
+        // Employee keys are expressions no index holds: one pass over the workspace's
+        // employees. Whether a value is mapped already is automap_sources' index lookup.
+        let sql = match employee_key {
+            None => format!(
+                "SELECT s.attribute_type, s.source_id, s.value, s.active, s.detail \
+                 FROM unnest($3::text[]) AS k(key) \
+                 CROSS JOIN LATERAL ( \
+                   SELECT * FROM source_attributes s \
+                   WHERE s.workspace_id = $1 AND s.attribute_type = $2 AND s.active \
+                     AND lower(s.value) = k.key \
+                   LIMIT {KEY_MATCHES}) s"
+            ),
+            Some(matched) => format!(
+                "SELECT s.attribute_type, s.source_id, s.value, s.active, s.detail \
+                 FROM source_attributes s \
+                 WHERE s.workspace_id = $1 AND s.attribute_type = $2 AND s.active \
+                   AND {matched} = ANY($3)"
+            ),
         };
-        // Driven by the keys (a join, probing the value index per key), not a scan of the
-        // workspace's values filtered by `= ANY` in source-id order: a planner choosing the
-        // latter cost 0.6 s per 1,000-account envelope against 100,000 categories.
-        let sources: Vec<SourceRow> = diesel::sql_query(format!(
-            "SELECT s.attribute_type, s.source_id, s.value, s.active, s.detail \
-             FROM unnest($3::text[]) AS k(key) \
-             JOIN source_attributes s ON s.workspace_id = $1 AND s.attribute_type = $2 \
-               AND {matched} = k.key \
-             WHERE s.active \
-               AND NOT EXISTS (SELECT 1 FROM mappings m WHERE m.workspace_id = s.workspace_id \
-                   AND m.source_type = s.attribute_type AND m.source_id = s.source_id \
-                   AND m.destination_type = $4)"
-        ))
-        .bind::<BigInt, _>(workspace_id)
-        .bind::<Text, _>(&source_type)
-        .bind::<Array<Text>, _>(&keys)
-        .bind::<Text, _>(&destination_type)
-        .load(conn)
-        .await?;
-        mapped +=
-            automap_sources(conn, workspace_id, rules, &sources, SourcesAre::Unmapped).await?;
+        let sources: Vec<SourceRow> = diesel::sql_query(sql)
+            .bind::<BigInt, _>(workspace_id)
+            .bind::<Text, _>(&source_type)
+            .bind::<Array<Text>, _>(&keys)
+            .load(conn)
+            .await?;
+        mapped += automap_sources(conn, workspace_id, rules, &sources).await?;
     }
     Ok(mapped)
 }
@@ -754,8 +802,9 @@ pub(crate) fn changed_source_types(before: &Rules, after: &Rules) -> Vec<String>
 const RULES_PAGE: i64 = 25_000;
 
 /// Auto-maps, under `after`, every active unmapped source of the types whose rules changed
-/// from `before`. Runs in the settings change's transaction, in pages of [`RULES_PAGE`] sources
-/// through [`automap_sources`] (the rule every other path uses, set-based), so turning on
+/// from `before`. Runs in the settings change's transaction, in pages of [`RULES_PAGE`] active
+/// sources (in id order, from the primary key) through [`automap_sources`] (the rule every
+/// other path uses, set-based; it skips the mapped ones by an index lookup), so turning on
 /// case-insensitive matching over 100,000 categories is a few dozen statements, not 400,000
 /// (`make bench-mapping`). Returns how many mappings it made.
 pub(crate) async fn automap_changed_rules(
@@ -772,9 +821,9 @@ pub(crate) async fn automap_changed_rules(
         mapped += map_default_card_everywhere(conn, workspace_id, after).await?;
     }
     for source_type in changed_source_types(before, after) {
-        let Some(target) = after.destination_for(&source_type).map(str::to_owned) else {
+        if after.destination_for(&source_type).is_none() {
             continue;
-        };
+        }
         let mut after_id = String::new();
         loop {
             let page: Vec<SourceRow> = diesel::sql_query(
@@ -782,22 +831,17 @@ pub(crate) async fn automap_changed_rules(
                  FROM source_attributes s \
                  WHERE s.workspace_id = $1 AND s.attribute_type = $2 AND s.active \
                    AND s.source_id > $3 \
-                   AND NOT EXISTS (SELECT 1 FROM mappings m WHERE m.workspace_id = s.workspace_id \
-                       AND m.source_type = s.attribute_type AND m.source_id = s.source_id \
-                       AND m.destination_type = $4) \
-                 ORDER BY s.source_id LIMIT $5",
+                 ORDER BY s.source_id LIMIT $4",
             )
             .bind::<BigInt, _>(workspace_id)
             .bind::<Text, _>(&source_type)
             .bind::<Text, _>(&after_id)
-            .bind::<Text, _>(&target)
             .bind::<BigInt, _>(RULES_PAGE)
             .load(conn)
             .await?;
             let Some(last) = page.last() else { break };
             after_id = last.source_id.clone();
-            mapped +=
-                automap_sources(conn, workspace_id, after, &page, SourcesAre::Unmapped).await?;
+            mapped += automap_sources(conn, workspace_id, after, &page).await?;
         }
     }
     Ok(mapped)

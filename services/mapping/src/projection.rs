@@ -142,14 +142,7 @@ impl EffectHandler for ExpenseAttributeEvents {
             return Ok(());
         }
         if let Some(rules) = mappings::load_rules(conn, workspace_id).await? {
-            mappings::automap_sources(
-                conn,
-                workspace_id,
-                &rules,
-                &written,
-                mappings::SourcesAre::MaybeMapped,
-            )
-            .await?;
+            mappings::automap_sources(conn, workspace_id, &rules, &written).await?;
         }
         Ok(())
     }
