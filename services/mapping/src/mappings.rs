@@ -1,9 +1,11 @@
 //! Mappings and mapping errors in the database: auto-mapping's I/O around the pure rules of
 //! [`crate::automap`], the operator's writes, and error resolution.
 //!
-//! **One write path per kind of writer.** Auto-mapping inserts with `ON CONFLICT DO NOTHING`:
-//! it only ever fills an empty (source, destination type) slot, so a mapping that exists —
-//! above all one an operator made — is never overwritten. An operator's `UpsertMapping`
+//! **One write path per kind of writer.** Auto-mapping only ever fills an empty (source,
+//! destination type) slot, so a mapping that exists — above all one an operator made — is
+//! never overwritten: it looks the mapped sources up under the workspace's lock and inserts
+//! the rest (set-based, a plain insert; should one ever conflict, the insert's savepoint is
+//! rolled back and it is repeated with `ON CONFLICT DO NOTHING`). An operator's `UpsertMapping`
 //! replaces the slot and clears `auto_mapped`. Both resolve errors by [`resolve_errors`]'s rule
 //! (auto-mapping for a whole envelope in one statement, [`automap_sources`]) in the same
 //! transaction, so an error is resolved the moment a mapping that resolves it commits, by
@@ -15,6 +17,11 @@
 //! each miss the other (write skew) and neither would map. A deadlock between two batches that
 //! lock workspaces in different orders is detected by PostgreSQL and retried by the consumer
 //! (SQLSTATE class 40 is retryable).
+//!
+//! **Plans that do not hang on statistics.** Every auto-mapping lookup is an index probe per
+//! key or id (`= ANY` on a key's columns, or a `LATERAL … LIMIT` per key), never an anti-join
+//! the planner may turn into a scan per row: a new workspace's first pull arrives before the
+//! statistics know its rows, and such a plan cost 0.7 s per 1,000-value envelope, growing.
 //!
 //! **Mapping state** ([`mapping_state`]) is computed when read, by joining the mappings with
 //! the projections, so a deactivation or rename on either side flags the mapping at once and
@@ -38,7 +45,7 @@ use serde_json::Value;
 
 use crate::{
     automap::{self, Decision, EmployeeKey, Rules, SettingsInput},
-    schema::{mapping_settings, workspace_settings},
+    schema::workspace_settings,
 };
 
 /// Serialises auto-mapping and mapping writes of one workspace until the transaction ends.
@@ -55,8 +62,8 @@ pub(crate) async fn lock_workspace(
     Ok(())
 }
 
-/// The workspace's auto-mapping rules, from mapping's own settings tables. `None` for a
-/// workspace without settings (it does not exist here).
+/// The workspace's auto-mapping rules, from mapping's own settings tables, in one query (every
+/// event reads them). `None` for a workspace without settings (it does not exist here).
 pub(crate) async fn load_rules(
     conn: &mut AsyncPgConnection,
     workspace_id: i64,
@@ -64,7 +71,16 @@ pub(crate) async fn load_rules(
     type Row = (
         (bool, Vec<String>, Option<String>, String, bool, bool),
         (Option<String>, Option<String>, bool),
+        (Vec<String>, Vec<String>),
     );
+    // The mapping settings' two columns, in destination order, beside the settings row.
+    let mapping_setting = |column: &str| {
+        diesel::dsl::sql::<Array<Text>>(&format!(
+            "ARRAY(SELECT m.{column} FROM mapping_settings m \
+             WHERE m.workspace_id = workspace_settings.workspace_id \
+             ORDER BY m.destination_field)"
+        ))
+    };
     let row: Option<Row> = workspace_settings::table
         .find(workspace_id)
         .select((
@@ -81,6 +97,10 @@ pub(crate) async fn load_rules(
                 workspace_settings::default_ccc_account_id,
                 workspace_settings::import_projects,
             ),
+            (
+                mapping_setting("source_field"),
+                mapping_setting("destination_field"),
+            ),
         ))
         .first(conn)
         .await
@@ -88,19 +108,12 @@ pub(crate) async fn load_rules(
     let Some((
         (case_insensitive, code_fields, employees, employee_field, tax_codes, items),
         (ccc_object, default_card, projects),
+        (sources, destinations),
     )) = row
     else {
         return Ok(None);
     };
-    let settings: Vec<(String, String)> = mapping_settings::table
-        .filter(mapping_settings::workspace_id.eq(workspace_id))
-        .select((
-            mapping_settings::source_field,
-            mapping_settings::destination_field,
-        ))
-        .order(mapping_settings::destination_field)
-        .load(conn)
-        .await?;
+    let settings: Vec<(String, String)> = sources.into_iter().zip(destinations).collect();
     Ok(Some(Rules::from_settings(
         &SettingsInput {
             auto_map_case_insensitive: case_insensitive,
@@ -458,24 +471,27 @@ async fn insert_auto_many(
         values: column(|(_, d)| &d.value),
     };
     // Every writer of `mappings` holds the workspace's lock, under which the callers looked
-    // the mapped sources up: the plain insert (a quarter cheaper than ON CONFLICT's speculative
-    // one, measured) does not conflict. Should it ever, its savepoint is rolled back and the
-    // rows go in again skipping the conflicts — nothing is lost, nothing fails.
-    let plain = conn
-        .transaction::<_, diesel::result::Error, _>(async |conn| {
-            insert_and_resolve(conn, &rows, "").await
-        })
-        .await;
-    let inserted = match plain {
-        Err(diesel::result::Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
-            insert_and_resolve(
-                conn,
-                &rows,
-                "ON CONFLICT (workspace_id, source_type, source_id, destination_type) DO NOTHING",
-            )
-            .await?
+    // the mapped sources up: a plain insert (a quarter cheaper than ON CONFLICT's speculative
+    // one, measured) does not conflict. A large one runs so, in a savepoint: should it ever
+    // conflict, it is rolled back and the rows go in again skipping the conflicts — nothing is
+    // lost, nothing fails. A small one (an event's few values) skips the conflicts at once,
+    // sparing the savepoint's two round trips.
+    const SKIP_CONFLICTS: &str =
+        "ON CONFLICT (workspace_id, source_type, source_id, destination_type) DO NOTHING";
+    let inserted = if chosen.len() < PLAIN_INSERT_FROM {
+        insert_and_resolve(conn, &rows, SKIP_CONFLICTS).await?
+    } else {
+        let plain = conn
+            .transaction::<_, diesel::result::Error, _>(async |conn| {
+                insert_and_resolve(conn, &rows, "").await
+            })
+            .await;
+        match plain {
+            Err(diesel::result::Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
+                insert_and_resolve(conn, &rows, SKIP_CONFLICTS).await?
+            }
+            other => other?,
         }
-        other => other?,
     };
     if inserted.is_empty() {
         return Ok(0);
@@ -491,6 +507,9 @@ async fn insert_auto_many(
         mapped = inserted.len(), "auto-mapped");
     Ok(inserted.len())
 }
+
+/// From this many rows [`insert_auto_many`] inserts plainly, in a savepoint.
+const PLAIN_INSERT_FROM: usize = 500;
 
 /// The columns of the mappings [`insert_auto_many`] writes.
 struct AutoRows<'a> {

@@ -28,8 +28,8 @@
 //! **Auto-mapping** runs in the same transaction, only for rows this event actually wrote and
 //! that are active: a Fyle value is matched against the QBO values of its target type; a QBO
 //! value against the unmapped Fyle values it could answer ([`crate::mappings`]) — both
-//! set-based for the envelope (a handful of statements per source type, not per value;
-//! employees one by one). So a mapping
+//! set-based for the envelope (a handful of statements per source type, not per value, each
+//! an index lookup per key; employees one by one). So a mapping
 //! appears within one consumer hop of whichever side arrives second — no schedule. The
 //! workspace's rules are read from mapping's own settings tables at each event, so a settings
 //! change applies to the next event. A deactivated destination's mappings are kept and shown
