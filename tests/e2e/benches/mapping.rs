@@ -179,26 +179,38 @@ async fn send<P: TopicPayload>(
     Ok(())
 }
 
-/// Every change of `changes`, in envelopes of [`ENVELOPE`], as a pull publishes them.
+/// Every change of `changes`, in envelopes of [`ENVELOPE`] (`envelope` wraps a chunk), as a
+/// pull publishes them.
+async fn send_in_envelopes<C: Clone, P: TopicPayload>(
+    producer: &Producer,
+    topic: Topic<P>,
+    workspace_id: i64,
+    changes: &[C],
+    envelope: fn(Vec<C>) -> P,
+) -> anyhow::Result<()> {
+    for chunk in changes.chunks(ENVELOPE) {
+        send(producer, topic, workspace_id, envelope(chunk.to_vec())).await?;
+    }
+    Ok(())
+}
+
 async fn send_categories(
     producer: &Producer,
     workspace_id: i64,
     changes: Vec<ExpenseAttributeChange>,
 ) -> anyhow::Result<()> {
-    for chunk in changes.chunks(ENVELOPE) {
-        let payload = ExpenseAttributesChanged {
-            changes: chunk.to_vec(),
-            origin: "pull".into(),
-        };
-        send(
-            producer,
-            topics::EXPENSE_ATTRIBUTES_CHANGED,
-            workspace_id,
-            payload,
-        )
-        .await?;
-    }
-    Ok(())
+    let envelope = |changes| ExpenseAttributesChanged {
+        changes,
+        origin: "pull".into(),
+    };
+    send_in_envelopes(
+        producer,
+        topics::EXPENSE_ATTRIBUTES_CHANGED,
+        workspace_id,
+        &changes,
+        envelope,
+    )
+    .await
 }
 
 async fn send_accounts(
@@ -206,20 +218,18 @@ async fn send_accounts(
     workspace_id: i64,
     changes: Vec<DestinationAttributeChange>,
 ) -> anyhow::Result<()> {
-    for chunk in changes.chunks(ENVELOPE) {
-        let payload = DestinationAttributesChanged {
-            changes: chunk.to_vec(),
-            origin: "pull".into(),
-        };
-        send(
-            producer,
-            topics::DESTINATION_ATTRIBUTES_CHANGED,
-            workspace_id,
-            payload,
-        )
-        .await?;
-    }
-    Ok(())
+    let envelope = |changes| DestinationAttributesChanged {
+        changes,
+        origin: "pull".into(),
+    };
+    send_in_envelopes(
+        producer,
+        topics::DESTINATION_ATTRIBUTES_CHANGED,
+        workspace_id,
+        &changes,
+        envelope,
+    )
+    .await
 }
 
 fn stored(table: &str, workspace_id: i64) -> String {

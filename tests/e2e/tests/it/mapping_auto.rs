@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use attrsync_db::diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl as _};
-use attrsync_e2e::{TestStack, eventually, kafka_bootstrap, qbo::QboSyncHandle};
+use attrsync_e2e::{TestStack, eventually, qbo::QboSyncHandle};
 use attrsync_kafka::topics::{self, Topic, TopicPayload};
 use attrsync_proto::v1::{
     AutoMapEmployees, ChangeKind, ConnectQboRequest, CreateWorkspaceRequest,
@@ -342,17 +342,7 @@ async fn publish_envelope<P: TopicPayload>(
     envelope: &attrsync_proto::v1::Envelope,
     times: usize,
 ) {
-    let config = attrsync_config::KafkaConfig {
-        bootstrap: kafka_bootstrap(),
-        topic_prefix: stack.topic_prefix.clone(),
-        group_id: format!("{}writer", stack.topic_prefix),
-        partitions: 1,
-        replication_factor: 1,
-        max_attempts: 3,
-        retry_backoff: Duration::from_millis(10),
-        max_batch: 200,
-    };
-    let producer = attrsync_kafka::Producer::new(&config).unwrap();
+    let producer = stack.direct_producer().unwrap();
     for _ in 0..times {
         producer.publish(topic.name(), envelope).await.unwrap();
     }
