@@ -194,9 +194,10 @@ impl DestinationRow {
 /// than any real chart of accounts has values equal but for case).
 const MAX_CANDIDATES: i64 = 100;
 
-/// At most this many Fyle values of one type answer one key (far more than any real list holds
-/// with one name; the bound only keeps the per-key lookup a lookup).
-const KEY_MATCHES: i64 = 10_000;
+/// The condition that leaves out sources `s` mapped to the destination type bound as `$4`.
+const UNMAPPED_FOR_4: &str = "AND NOT EXISTS (SELECT 1 FROM mappings m \
+     WHERE m.workspace_id = s.workspace_id AND m.source_type = s.attribute_type \
+       AND m.source_id = s.source_id AND m.destination_type = $4)";
 
 /// Maps `source` if it is unmapped for its target type and exactly one destination matches.
 /// Returns the new mapping's id.
@@ -608,9 +609,9 @@ pub(crate) async fn automap_destinations(
         if keys.is_empty() {
             continue;
         }
-        if rules.destination_for(&source_type).is_none() {
+        let Some(destination_type) = rules.destination_for(&source_type).map(str::to_owned) else {
             continue;
-        }
+        };
         let employee_key = match (
             source_type.as_str(),
             rules.employees.as_ref().map(|r| r.key),
@@ -626,35 +627,45 @@ pub(crate) async fn automap_destinations(
             }
             _ => None,
         };
-        // Values by key: each key probes the value index on its own (a LATERAL subquery with
-        // a LIMIT is never flattened into a join), so the plan does not hang on statistics —
+        // Values by key: each key probes the value index on its own (a LATERAL subquery behind
+        // `OFFSET 0` is never flattened into a join), so the plan does not hang on statistics —
         // a new workspace's first pull, whose rows the statistics do not know yet, was planned
         // as a scan of every mapping per value (0.7 s and growing per 1,000-account envelope).
-        // Employee keys are expressions no index holds: one pass over the workspace's
-        // employees. Whether a value is mapped already is automap_sources' index lookup.
-        let sql = match employee_key {
-            None => format!(
-                "SELECT s.attribute_type, s.source_id, s.value, s.active, s.detail \
-                 FROM unnest($3::text[]) AS k(key) \
-                 CROSS JOIN LATERAL ( \
-                   SELECT * FROM source_attributes s \
-                   WHERE s.workspace_id = $1 AND s.attribute_type = $2 AND s.active \
-                     AND lower(s.value) = k.key \
-                   LIMIT {KEY_MATCHES}) s"
-            ),
-            Some(matched) => format!(
-                "SELECT s.attribute_type, s.source_id, s.value, s.active, s.detail \
-                 FROM source_attributes s \
-                 WHERE s.workspace_id = $1 AND s.attribute_type = $2 AND s.active \
-                   AND {matched} = ANY($3)"
-            ),
+        // Whether such a value is mapped already is automap_sources' index lookup. Employee
+        // keys are expressions no index holds: one pass over the workspace's unmapped employees
+        // (mapped ones are left out here, or automap_source would visit each one by one).
+        let sources: Vec<SourceRow> = match employee_key {
+            None => {
+                diesel::sql_query(
+                    "SELECT s.attribute_type, s.source_id, s.value, s.active, s.detail \
+                     FROM unnest($3::text[]) AS k(key) \
+                     CROSS JOIN LATERAL ( \
+                       SELECT * FROM source_attributes s \
+                       WHERE s.workspace_id = $1 AND s.attribute_type = $2 AND s.active \
+                         AND lower(s.value) = k.key \
+                       OFFSET 0) s",
+                )
+                .bind::<BigInt, _>(workspace_id)
+                .bind::<Text, _>(&source_type)
+                .bind::<Array<Text>, _>(&keys)
+                .load(conn)
+                .await?
+            }
+            Some(matched) => {
+                diesel::sql_query(format!(
+                    "SELECT s.attribute_type, s.source_id, s.value, s.active, s.detail \
+                     FROM source_attributes s \
+                     WHERE s.workspace_id = $1 AND s.attribute_type = $2 AND s.active \
+                       AND {matched} = ANY($3) {UNMAPPED_FOR_4}"
+                ))
+                .bind::<BigInt, _>(workspace_id)
+                .bind::<Text, _>(&source_type)
+                .bind::<Array<Text>, _>(&keys)
+                .bind::<Text, _>(&destination_type)
+                .load(conn)
+                .await?
+            }
         };
-        let sources: Vec<SourceRow> = diesel::sql_query(sql)
-            .bind::<BigInt, _>(workspace_id)
-            .bind::<Text, _>(&source_type)
-            .bind::<Array<Text>, _>(&keys)
-            .load(conn)
-            .await?;
         mapped += automap_sources(conn, workspace_id, rules, &sources).await?;
     }
     Ok(mapped)
@@ -822,8 +833,9 @@ const RULES_PAGE: i64 = 25_000;
 
 /// Auto-maps, under `after`, every active unmapped source of the types whose rules changed
 /// from `before`. Runs in the settings change's transaction, in pages of [`RULES_PAGE`] active
-/// sources (in id order, from the primary key) through [`automap_sources`] (the rule every
-/// other path uses, set-based; it skips the mapped ones by an index lookup), so turning on
+/// sources (in id order, from the primary key; employees only unmapped ones) through
+/// [`automap_sources`] (the rule every other path uses, set-based; it skips the mapped ones by
+/// an index lookup), so turning on
 /// case-insensitive matching over 100,000 categories is a few dozen statements, not 400,000
 /// (`make bench-mapping`). Returns how many mappings it made.
 pub(crate) async fn automap_changed_rules(
@@ -840,21 +852,29 @@ pub(crate) async fn automap_changed_rules(
         mapped += map_default_card_everywhere(conn, workspace_id, after).await?;
     }
     for source_type in changed_source_types(before, after) {
-        if after.destination_for(&source_type).is_none() {
+        let Some(target) = after.destination_for(&source_type).map(str::to_owned) else {
             continue;
-        }
+        };
+        // Employees go one by one (automap_source), so the mapped ones are left out here; the
+        // target is bound as $4 in both forms of the query (`$4 IS NOT NULL` names it always).
+        let unmapped_only = if source_type == automap::EMPLOYEE {
+            UNMAPPED_FOR_4
+        } else {
+            ""
+        };
         let mut after_id = String::new();
         loop {
-            let page: Vec<SourceRow> = diesel::sql_query(
+            let page: Vec<SourceRow> = diesel::sql_query(format!(
                 "SELECT s.attribute_type, s.source_id, s.value, s.active, s.detail \
                  FROM source_attributes s \
                  WHERE s.workspace_id = $1 AND s.attribute_type = $2 AND s.active \
-                   AND s.source_id > $3 \
-                 ORDER BY s.source_id LIMIT $4",
-            )
+                   AND s.source_id > $3 AND $4::text IS NOT NULL {unmapped_only} \
+                 ORDER BY s.source_id LIMIT $5"
+            ))
             .bind::<BigInt, _>(workspace_id)
             .bind::<Text, _>(&source_type)
             .bind::<Text, _>(&after_id)
+            .bind::<Text, _>(&target)
             .bind::<BigInt, _>(RULES_PAGE)
             .load(conn)
             .await?;

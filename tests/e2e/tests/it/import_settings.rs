@@ -686,3 +686,89 @@ async fn create_workspace_refuses_free_text_settings_with_control_characters() {
     );
     stack.stop().await;
 }
+
+/// A QBO employee change visits only the Fyle employees not mapped yet: an employee already
+/// mapped to it is not auto-mapped again, so the default card an operator removed from them is
+/// not put back behind the operator's back (the set-based rewrite had briefly lost this filter).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_qbo_employee_change_does_not_remap_a_mapped_employee_or_restore_a_removed_card() {
+    let stack = TestStack::start().await.unwrap();
+    let mut import = ImportSettings {
+        corporate_credit_card_expenses_object: Some("CREDIT CARD PURCHASE".into()),
+        default_ccc_account_id: Some("cc9".into()),
+        ..import_settings()
+    };
+    import.set_auto_map_employees(attrsync_proto::v1::AutoMapEmployees::Email);
+    let (workspace_id, _) = workspace(&stack, None, import).await;
+    let qbo_employee = |value: &str| DestinationAttributeChange {
+        detail_json: serde_json::json!({"email": "Ada@Example.com"}).to_string(),
+        ..destination("EMPLOYEE", "Employee", "e1", value)
+    };
+    qbo_side(
+        &stack,
+        workspace_id,
+        vec![
+            destination("CREDIT_CARD_ACCOUNT", "CreditCard", "cc9", "Amex Corporate"),
+            qbo_employee("Ada Lovelace"),
+        ],
+    )
+    .await;
+    fyle_side(
+        &stack,
+        workspace_id,
+        vec![source("EMPLOYEE", "ou1", "ada@example.com")],
+    )
+    .await;
+    let by_type = || async {
+        let mut found: Vec<(String, String, i64)> = mappings(&stack, workspace_id, "EMPLOYEE")
+            .await
+            .into_iter()
+            .map(|m| (m.destination_type, m.destination_id, m.id))
+            .collect();
+        found.sort();
+        found
+    };
+    let both = eventually(WAIT, "the employee and card mappings", || async {
+        let found = by_type().await;
+        Ok((found.len() == 2).then_some(found))
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        (both[0].0.as_str(), both[0].1.as_str()),
+        ("CREDIT_CARD_ACCOUNT", "cc9")
+    );
+    assert_eq!((both[1].0.as_str(), both[1].1.as_str()), ("EMPLOYEE", "e1"));
+
+    // The operator takes the card away; then QBO renames the employee.
+    stack
+        .mapping
+        .clone()
+        .delete_mapping(attrsync_proto::v1::DeleteMappingRequest {
+            workspace_id,
+            mapping_id: both[0].2,
+        })
+        .await
+        .unwrap();
+    qbo_side(&stack, workspace_id, vec![qbo_employee("Ada King")]).await;
+    eventually(WAIT, "the rename applied", || async {
+        Ok(mappings(&stack, workspace_id, "EMPLOYEE")
+            .await
+            .iter()
+            .any(|m| m.destination_type == "EMPLOYEE" && m.destination_value == "Ada King")
+            .then_some(()))
+    })
+    .await
+    .unwrap();
+    let after: Vec<(String, String)> = by_type()
+        .await
+        .into_iter()
+        .map(|(t, id, _)| (t, id))
+        .collect();
+    assert_eq!(
+        after,
+        [("EMPLOYEE".to_owned(), "e1".to_owned())],
+        "the removed card stays removed"
+    );
+    stack.stop().await;
+}
