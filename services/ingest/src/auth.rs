@@ -80,6 +80,9 @@ impl AuthMode {
 pub struct Credentials {
     pub mode: AuthMode,
     pub secrets: Vec<String>,
+    /// When the first of `secrets` stops being valid (a rotated-out secret's overlap ends):
+    /// credentials kept in memory must be loaded again by then.
+    pub reload_by: Option<DateTime<Utc>>,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -332,6 +335,7 @@ mod tests {
         Credentials {
             mode: AuthMode::Hmac,
             secrets: secrets.iter().map(|s| (*s).to_owned()).collect(),
+            reload_by: None,
         }
     }
 
@@ -435,6 +439,7 @@ mod tests {
         let credentials = Credentials {
             mode: AuthMode::UrlToken,
             secrets: vec!["tok-current".into(), "tok-previous".into()],
+            reload_by: None,
         };
         let with = |token| Presented {
             token,
@@ -452,6 +457,7 @@ mod tests {
         let none = Credentials {
             mode: AuthMode::UrlToken,
             secrets: vec![],
+            reload_by: None,
         };
         assert_eq!(
             check_token(&none, &with(Some(""))),

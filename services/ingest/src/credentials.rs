@@ -5,7 +5,9 @@
 //! A workspace without a row uses the configured default mode (`url_token`), which accepts
 //! nothing until a token exists: `GetWebhookEndpoint` or `SetAuthMode` creates it. A rotation
 //! gives the current secret a `valid_until` (now + overlap) and adds a new one; both are valid
-//! until then, only the new one after. A secret that no longer opens (its key was removed from
+//! until then, only the new one after (credentials kept in memory carry the moment the first
+//! of theirs expires and are loaded again from then on, so the old one is refused on time,
+//! whatever the cache's TTL). A secret that no longer opens (its key was removed from
 //! the configuration) counts as absent: the check fails closed. Secrets never reach logs.
 
 use std::time::Duration;
@@ -54,7 +56,12 @@ pub async fn load(
         Some(kind) => valid_secrets(&mut conn, keyring, workspace_id, kind).await?,
         None => Vec::new(),
     };
-    Ok(Credentials { mode, secrets })
+    let reload_by = secrets.iter().filter_map(|(_, until)| *until).min();
+    Ok(Credentials {
+        mode,
+        secrets: secrets.into_iter().map(|(secret, _)| secret).collect(),
+        reload_by,
+    })
 }
 
 async fn current_mode(
@@ -70,13 +77,16 @@ async fn current_mode(
     Ok(mode.as_deref().and_then(AuthMode::parse))
 }
 
+/// The workspace's valid secrets of `kind`, newest first, opened, each with the end of its
+/// validity (`None`: until rotated).
 async fn valid_secrets(
     conn: &mut AsyncPgConnection,
     keyring: &Keyring,
     workspace_id: i64,
     kind: &str,
-) -> QueryResult<Vec<String>> {
-    let rows: Vec<(String, Vec<u8>, Vec<u8>)> = webhook_secrets::table
+) -> QueryResult<Vec<(String, Option<DateTime<Utc>>)>> {
+    type Row = (String, Vec<u8>, Vec<u8>, Option<DateTime<Utc>>);
+    let rows: Vec<Row> = webhook_secrets::table
         .filter(webhook_secrets::workspace_id.eq(workspace_id))
         .filter(webhook_secrets::kind.eq(kind))
         .filter(
@@ -89,12 +99,13 @@ async fn valid_secrets(
             webhook_secrets::key_id,
             webhook_secrets::nonce,
             webhook_secrets::ciphertext,
+            webhook_secrets::valid_until,
         ))
         .load(conn)
         .await?;
     Ok(rows
         .into_iter()
-        .filter_map(|(key_id, nonce, ciphertext)| {
+        .filter_map(|(key_id, nonce, ciphertext, valid_until)| {
             let opened = keyring.open(&Sealed {
                 key_id,
                 nonce,
@@ -103,7 +114,7 @@ async fn valid_secrets(
             if let Err(e) = &opened {
                 tracing::error!(workspace_id, error = %e, "a webhook secret does not open; treated as absent");
             }
-            String::from_utf8(opened.ok()?).ok()
+            Some((String::from_utf8(opened.ok()?).ok()?, valid_until))
         })
         .collect())
 }
@@ -210,7 +221,7 @@ pub async fn endpoint_token(
         }
         let current = valid_secrets(conn, keyring, workspace_id, "url_token").await?;
         let token = match current.into_iter().next() {
-            Some(token) => token,
+            Some((token, _)) => token,
             None => {
                 let token = auth::new_url_token();
                 insert_secret(conn, keyring, workspace_id, "url_token", &token).await?;

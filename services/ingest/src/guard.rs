@@ -14,7 +14,8 @@
 //!   deliveries cost no lookups. A change made through this replica (`SetAuthMode`,
 //!   `RotateWebhookSecret`) drops the entry at once; other replicas see it within the TTL —
 //!   harmless for a rotation (the old secret stays valid for the overlap), and a mode change
-//!   takes effect everywhere within the TTL.
+//!   takes effect everywhere within the TTL. An entry holding a rotated-out secret is not used
+//!   past that secret's overlap (`Credentials::reload_by`): the old secret is refused on time.
 //!
 //! The per-workspace token bucket lives in [`crate::http`] and is charged only after a
 //! delivery authenticated, so strangers cannot spend a workspace's budget.
@@ -140,7 +141,11 @@ impl AuthCache {
     pub fn get(&self, workspace_id: i64) -> Option<(ProjectedWorkspace, Credentials)> {
         let entries = self.entries.lock().ok()?;
         let (at, workspace, credentials) = entries.get(&workspace_id)?;
-        (at.elapsed() < self.ttl).then(|| (workspace.clone(), credentials.clone()))
+        let expired_secret = credentials
+            .reload_by
+            .is_some_and(|by| chrono::Utc::now() >= by);
+        (at.elapsed() < self.ttl && !expired_secret)
+            .then(|| (workspace.clone(), credentials.clone()))
     }
 
     pub fn put(&self, workspace_id: i64, workspace: ProjectedWorkspace, credentials: Credentials) {
@@ -212,6 +217,38 @@ mod tests {
         assert_eq!((busy.status(), busy.retry_after()), (503, Some(1)));
         drop(first);
         assert!(guard.admit(&request).is_ok());
+    }
+
+    #[test]
+    fn a_cached_entry_is_not_used_past_the_overlap_of_a_secret_it_holds() {
+        use crate::auth::{AuthMode, Credentials};
+        let cache = AuthCache::new(Duration::from_secs(60));
+        let workspace = ProjectedWorkspace {
+            workspace_id: 7,
+            fyle_org_id: "orX".into(),
+            qbo_realm_id: None,
+            fyle_webhook_sync_enabled: true,
+            fyle_webhook_by_type: serde_json::Value::Null,
+            qbo_webhook_sync_enabled: true,
+            qbo_webhook_by_entity: serde_json::Value::Null,
+            deleted: false,
+            version: 1,
+            snapshot: Vec::new(),
+        };
+        let credentials = |reload_by| Credentials {
+            mode: AuthMode::UrlToken,
+            secrets: vec!["new".into(), "rotated-out".into()],
+            reload_by,
+        };
+        let later = chrono::Utc::now() + chrono::Duration::seconds(30);
+        cache.put(7, workspace.clone(), credentials(Some(later)));
+        assert!(cache.get(7).is_some(), "within the overlap and the TTL");
+        let past = chrono::Utc::now() - chrono::Duration::milliseconds(1);
+        cache.put(7, workspace, credentials(Some(past)));
+        assert!(
+            cache.get(7).is_none(),
+            "the rotated-out secret's overlap ended: load again, whatever the TTL"
+        );
     }
 
     #[test]

@@ -66,8 +66,12 @@ async fn post_standard(stack: &TestStack, url: &str, secret: &str, body: &[u8], 
 /// The rotation tests' overlap: long enough for a busy machine to make every "during the
 /// overlap" call inside it.
 const OVERLAP_SECONDS: u32 = 6;
-/// Past the overlap and past ingest's 2 s cache of a workspace's credentials.
-const AFTER_OVERLAP: Duration = Duration::from_millis(8_500);
+/// After the rotation: a second before the overlap ends, when a delivery with the new secret
+/// loads the credentials (both secrets) into ingest's 2 s cache…
+const LAST_SECOND_OF_OVERLAP: Duration = Duration::from_secs(5);
+/// …and then just past the overlap, inside that cache's TTL: the old secret must be refused
+/// all the same.
+const JUST_AFTER_OVERLAP: Duration = Duration::from_millis(1_500);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forged_webhook_without_the_token_changes_nothing_downstream() {
@@ -167,9 +171,15 @@ async fn a_rotated_url_token_stays_valid_for_the_overlap_and_not_after() {
         "old token during the overlap"
     );
     assert_eq!(status(new.clone(), 2).await, 200);
-    tokio::time::sleep(AFTER_OVERLAP).await;
-    assert_eq!(status(old, 3).await, 401, "old token after the overlap");
-    assert_eq!(status(new, 4).await, 200);
+    tokio::time::sleep(LAST_SECOND_OF_OVERLAP).await;
+    assert_eq!(status(new.clone(), 3).await, 200);
+    tokio::time::sleep(JUST_AFTER_OVERLAP).await;
+    assert_eq!(
+        status(old, 4).await,
+        401,
+        "old token after the overlap, its credentials still cached"
+    );
+    assert_eq!(status(new, 5).await, 200);
     stack.stop().await;
 }
 
@@ -239,10 +249,16 @@ async fn hmac_secrets_rotate_with_an_overlap_and_standard_webhooks_replays_are_r
         post_signed(&stack, &url, &second.secret, &category(&org, 5, "New")).await,
         200
     );
-    tokio::time::sleep(AFTER_OVERLAP).await;
+    tokio::time::sleep(LAST_SECOND_OF_OVERLAP).await;
+    assert_eq!(
+        post_signed(&stack, &url, &second.secret, &category(&org, 8, "Warm")).await,
+        200
+    );
+    tokio::time::sleep(JUST_AFTER_OVERLAP).await;
     assert_eq!(
         post_signed(&stack, &url, &first.secret, &category(&org, 6, "Late")).await,
-        401
+        401,
+        "old secret after the overlap, its credentials still cached"
     );
     assert_eq!(
         post_signed(&stack, &url, &second.secret, &category(&org, 7, "Ok")).await,
