@@ -13,8 +13,9 @@
 //! 4. after the commit, wakes the relay if anything was published.
 //!
 //! Consecutive messages of a partition are applied in **one** transaction when they can be
-//! (one commit instead of one per message); anything unusual falls back to the steps above,
-//! message by message, so the policy below holds for each.
+//! (one commit instead of one per message, each workspace looked up once, the envelope ids
+//! recorded by one statement); anything unusual falls back to the steps above, message by
+//! message, so the policy below holds for each.
 //!
 //! Delivery guarantee: at-least-once transport, exactly-once effect per envelope id. Ids are
 //! kept for `retention.processed_events`, which must exceed the consumed topics' retention.
@@ -25,7 +26,10 @@
 //! a few times (a race may clear) and then dead-lettered. An effect that finds the message
 //! itself unusable returns [`HandlerError::Poison`].
 
-use std::future::Future;
+use std::{
+    collections::{HashMap, HashSet},
+    future::Future,
+};
 
 use attrsync_config::KafkaConfig;
 use attrsync_db::{Failure, Pool, outbox};
@@ -310,18 +314,30 @@ impl<H: EffectHandler> Idempotent<H> {
     }
 
     /// Applies every message in one transaction; false (and nothing written) if it could not.
+    /// Each workspace of the batch is looked up once, and the batch's envelope ids are recorded
+    /// in `processed_events` by one statement (its `RETURNING` says which are new; an id seen
+    /// twice in the batch is applied once).
     async fn commit_together(&self, messages: &[Incoming<'_>]) -> bool {
         let mut workspaces = Vec::with_capacity(messages.len());
         let mut payloads = Vec::with_capacity(messages.len());
+        let mut looked_up: HashMap<i64, Option<ProjectedWorkspace>> = HashMap::new();
         for message in messages {
             let payload = message
                 .envelope
                 .payload
                 .clone()
                 .and_then(H::Payload::from_payload);
-            let workspace = match self.directory.lookup(message.envelope.workspace_id).await {
-                Lookup::Found(workspace) if !workspace.deleted => Some(workspace),
-                _ => None,
+            let workspace_id = message.envelope.workspace_id;
+            let workspace = match looked_up.get(&workspace_id) {
+                Some(known) => known.clone(),
+                None => {
+                    let found = match self.directory.lookup(workspace_id).await {
+                        Lookup::Found(workspace) if !workspace.deleted => Some(workspace),
+                        _ => None,
+                    };
+                    looked_up.insert(workspace_id, found.clone());
+                    found
+                }
             };
             match (payload, workspace) {
                 (Some(payload), Some(workspace)) => {
@@ -335,14 +351,22 @@ impl<H: EffectHandler> Idempotent<H> {
             return false;
         };
         let transaction = conn.transaction::<usize, EffectError, _>(async |conn| {
+            let ids: Vec<_> = messages
+                .iter()
+                .map(|m| processed_events::event_id.eq(&m.envelope.event_id))
+                .collect();
+            let mut first_time: HashSet<String> = diesel::insert_into(processed_events::table)
+                .values(&ids)
+                .on_conflict_do_nothing()
+                .returning(processed_events::event_id)
+                .load::<String>(conn)
+                .await?
+                .into_iter()
+                .collect();
             let mut published = 0;
             for ((message, payload), workspace) in messages.iter().zip(payloads).zip(&workspaces) {
-                let first_time = diesel::insert_into(processed_events::table)
-                    .values(processed_events::event_id.eq(&message.envelope.event_id))
-                    .on_conflict_do_nothing()
-                    .execute(conn)
-                    .await?;
-                if first_time == 0 {
+                // Taken out once applied: a second copy of an id in the batch is a redelivery.
+                if !first_time.remove(&message.envelope.event_id) {
                     continue;
                 }
                 let event = Event {
