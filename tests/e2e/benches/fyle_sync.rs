@@ -151,11 +151,7 @@ fn fyle_requests(sb: &SandboxHandle) -> (u64, u64) {
 }
 
 fn main() -> anyhow::Result<()> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?
-        .block_on(run())
+    attrsync_e2e::bench::run_on_two_threads(run())
 }
 
 fn round(x: f64, places: i32) -> f64 {

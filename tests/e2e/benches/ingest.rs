@@ -1150,6 +1150,7 @@ async fn run(rt: Handle) -> anyhow::Result<()> {
                     &Credentials {
                         mode: AuthMode::OrgCheckOnly,
                         secrets: Vec::new(),
+                        reload_by: None,
                     },
                     &Presented::default(),
                     raw.as_bytes(),

@@ -58,11 +58,7 @@ const POLL: Duration = Duration::from_millis(5);
 const LOAD_LIMIT: Duration = Duration::from_secs(900);
 
 fn main() -> anyhow::Result<()> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?
-        .block_on(run())
+    attrsync_e2e::bench::run_on_two_threads(run())
 }
 
 async fn run() -> anyhow::Result<()> {

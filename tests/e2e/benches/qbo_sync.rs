@@ -112,11 +112,7 @@ fn qbo_data_requests(sb: &SandboxHandle) -> u64 {
 }
 
 fn main() -> anyhow::Result<()> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?
-        .block_on(run())
+    attrsync_e2e::bench::run_on_two_threads(run())
 }
 
 async fn run() -> anyhow::Result<()> {

@@ -146,6 +146,18 @@ pub async fn copy_baseline(
     Ok((rows, rows as f64 / seconds))
 }
 
+/// Runs a benchmark's `run` on a runtime of two worker threads (the machine's cores), the
+/// services it starts included.
+pub fn run_on_two_threads<F: std::future::Future<Output = anyhow::Result<()>>>(
+    run: F,
+) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?
+        .block_on(run)
+}
+
 /// The `p`th percentile (0–100) of `sorted` by nearest rank; NaN when empty.
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
