@@ -168,6 +168,17 @@ impl StatsSnapshot {
             .map_or(0, |e| e.count)
     }
 
+    /// Requests counted on a side for every endpoint key `matches` (the key without its side,
+    /// e.g. `GET /v3/company/{realm}/cdc`).
+    pub fn count_where(&self, side: Side, matches: impl Fn(&str) -> bool) -> u64 {
+        let prefix = format!("{} ", side.as_str());
+        self.endpoints
+            .iter()
+            .filter(|(key, _)| key.strip_prefix(&prefix).is_some_and(&matches))
+            .map(|(_, s)| s.count)
+            .sum()
+    }
+
     /// Counters of one org (Fyle) or realm (QBO).
     pub fn tenant(&self, side: Side, id: &str) -> Option<&TenantStats> {
         self.tenants.get(&format!("{} {id}", side.as_str()))
@@ -374,6 +385,13 @@ mod tests {
         assert_eq!((realm.count, realm.throttled), (3, 1));
         assert!(snap.tenant(Side::Fyle, "1").is_none());
         assert_eq!(snap.count(Side::Fyle, "GET /v3/company/{realm}/query"), 0);
+        assert_eq!(snap.count_where(Side::Qbo, |e| e.ends_with("/query")), 3);
+        assert_eq!(snap.count_where(Side::Qbo, |e| e.ends_with("/cdc")), 0);
+        assert_eq!(
+            snap.count_where(Side::Fyle, |_| true),
+            0,
+            "another side's endpoints are not counted"
+        );
         assert_eq!(snap.log.len(), 2, "since=1 skips the first entry");
         stats.reset();
         let after = stats.snapshot(false, 0);

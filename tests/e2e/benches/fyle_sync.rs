@@ -40,7 +40,7 @@ use attrsync_e2e::{
     bench::{copy_baseline, durable_postgres, env_number, percentile},
 };
 use attrsync_proto::v1::{ConnectFyleRequest, SyncFyleDimensionsRequest};
-use attrsync_sandbox::{DEMO_ORG_ID, Sandbox, SandboxConfig, SandboxHandle, Seed};
+use attrsync_sandbox::{DEMO_ORG_ID, Sandbox, SandboxConfig, SandboxHandle, Seed, Side};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 
 /// Rows per page fyle-sync asks for (reference §1: `limit=200`).
@@ -139,13 +139,9 @@ async fn pull(
 fn fyle_requests(sb: &SandboxHandle) -> (u64, u64) {
     let stats = sb.stats();
     let count = |data: bool| {
-        stats
-            .endpoints
-            .iter()
-            .filter(|(key, _)| key.starts_with("fyle "))
-            .filter(|(key, _)| key.contains(" /platform/") == data)
-            .map(|(_, s)| s.count)
-            .sum()
+        stats.count_where(Side::Fyle, |endpoint| {
+            endpoint.contains(" /platform/") == data
+        })
     };
     (count(true), count(false))
 }

@@ -35,7 +35,7 @@ use attrsync_proto::v1::{
     ConnectFyleRequest, ConnectQboRequest, CreateWorkspaceRequest, ImportSettings,
     SyncQboDimensionsRequest, UpdateImportSettingsRequest,
 };
-use attrsync_sandbox::{QboWebhookConfig, Sandbox, SandboxConfig, SandboxHandle, Seed};
+use attrsync_sandbox::{QboWebhookConfig, Sandbox, SandboxConfig, SandboxHandle, Seed, Side};
 use chrono::{DateTime, Utc};
 use diesel::{
     QueryableByName,
@@ -53,11 +53,7 @@ const WORKSPACES: usize = 20;
 /// Fyle data-host requests the sandbox served, and the 429s among all it answered.
 fn fyle_requests(sb: &SandboxHandle) -> u64 {
     sb.stats()
-        .endpoints
-        .iter()
-        .filter(|(key, _)| key.starts_with("fyle ") && key.contains("/platform/"))
-        .map(|(_, s)| s.count)
-        .sum()
+        .count_where(Side::Fyle, |endpoint| endpoint.contains("/platform/"))
 }
 
 /// The loop's services on one stack: mapping, ingest and fyle-sync (the stack), qbo-sync and

@@ -28,7 +28,8 @@ use attrsync_e2e::{
 };
 use attrsync_proto::v1::{ConnectQboRequest, SyncQboDimensionsRequest};
 use attrsync_sandbox::{
-    QboWebhookConfig, Sandbox, SandboxConfig, SandboxHandle, Seed, qbo::throttle::ThrottleConfig,
+    QboWebhookConfig, Sandbox, SandboxConfig, SandboxHandle, Seed, Side,
+    qbo::throttle::ThrottleConfig,
 };
 use diesel::{
     QueryableByName,
@@ -104,11 +105,7 @@ struct Count {
 
 fn qbo_data_requests(sb: &SandboxHandle) -> u64 {
     sb.stats()
-        .endpoints
-        .iter()
-        .filter(|(key, _)| key.starts_with("qbo ") && key.contains("/v3/company/"))
-        .map(|(_, s)| s.count)
-        .sum()
+        .count_where(Side::Qbo, |endpoint| endpoint.contains("/v3/company/"))
 }
 
 fn main() -> anyhow::Result<()> {

@@ -18,7 +18,7 @@ use attrsync_proto::v1::{
     UpdateImportSettingsRequest,
 };
 use attrsync_sandbox::{
-    DEMO_ORG_ID, QboWebhookConfig, Sandbox, SandboxConfig, SandboxHandle, Seed,
+    DEMO_ORG_ID, QboWebhookConfig, Sandbox, SandboxConfig, SandboxHandle, Seed, Side,
 };
 use serde_json::{Value, json};
 
@@ -347,11 +347,7 @@ impl Loop {
 
 fn bulk_posts(sb: &SandboxHandle) -> u64 {
     sb.stats()
-        .endpoints
-        .iter()
-        .filter(|(key, _)| key.starts_with("fyle ") && key.contains("/bulk"))
-        .map(|(_, s)| s.count)
-        .sum()
+        .count_where(Side::Fyle, |endpoint| endpoint.contains("/bulk"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,7 +17,7 @@ use attrsync_proto::{
         UpdateWebhookFlagsRequest, WebhookHealth, WebhookHealthChanged,
     },
 };
-use attrsync_sandbox::{Sandbox, SandboxConfig, SandboxHandle, Seed};
+use attrsync_sandbox::{Sandbox, SandboxConfig, SandboxHandle, Seed, Side};
 
 use crate::kafka_reader::{Raw, read_until};
 
@@ -136,11 +136,7 @@ async fn wait_for_runs(qbo: &QboSyncHandle, workspace_id: i64, entity_name: &str
 /// QBO CDC requests the sandbox served.
 fn cdc_requests(sb: &SandboxHandle) -> u64 {
     sb.stats()
-        .endpoints
-        .iter()
-        .filter(|(key, _)| key.starts_with("qbo ") && key.ends_with("/cdc"))
-        .map(|(_, s)| s.count)
-        .sum()
+        .count_where(Side::Qbo, |endpoint| endpoint.ends_with("/cdc"))
 }
 
 fn health_event(raw: &Raw, workspace_id: i64) -> Option<WebhookHealthChanged> {

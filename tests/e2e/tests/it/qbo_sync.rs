@@ -16,7 +16,7 @@ use attrsync_proto::{
         SyncQboDimensionsResponse,
     },
 };
-use attrsync_sandbox::{QboWebhookConfig, Sandbox, SandboxConfig, SandboxHandle, Seed};
+use attrsync_sandbox::{QboWebhookConfig, Sandbox, SandboxConfig, SandboxHandle, Seed, Side};
 
 use crate::kafka_reader::read_until;
 
@@ -128,11 +128,7 @@ fn row<'a>(
 /// QBO data-API requests the sandbox served for `REALM` (queries, reads, CDC, writes).
 fn qbo_requests(sb: &SandboxHandle) -> u64 {
     sb.stats()
-        .endpoints
-        .iter()
-        .filter(|(key, _)| key.starts_with("qbo ") && key.contains("/v3/company/"))
-        .map(|(_, s)| s.count)
-        .sum()
+        .count_where(Side::Qbo, |endpoint| endpoint.contains("/v3/company/"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -884,11 +880,7 @@ async fn a_watermark_older_than_cdcs_thirty_days_falls_back_to_a_full_pull() {
     assert!(qbo_requests(&sb) > before, "the full pull read QBO");
     let cdc_calls = sb
         .stats()
-        .endpoints
-        .iter()
-        .filter(|(key, _)| key.starts_with("qbo ") && key.contains("/cdc"))
-        .map(|(_, s)| s.count)
-        .sum::<u64>();
+        .count_where(Side::Qbo, |endpoint| endpoint.contains("/cdc"));
     assert_eq!(cdc_calls, 1, "only the first incremental pass asked CDC");
     stack.stop().await;
     sb.stop().await;
