@@ -289,9 +289,6 @@ pub(crate) async fn automap_source(
     }
 }
 
-/// Sources of one type: (source type, its target type, each source with its pre-filter key).
-type SourceGroup<'a> = (&'a str, &'a str, Vec<(&'a SourceRow, String)>);
-
 /// Auto-maps Fyle values (active ones), set-based per source type: one query for which are
 /// mapped already (an index probe per value), one for the candidate QBO values of all their
 /// keys, [`automap::choose`] for each in memory, and one statement inserting the new
@@ -305,7 +302,7 @@ pub(crate) async fn automap_sources(
     sources: &[SourceRow],
 ) -> QueryResult<usize> {
     let mut mapped = 0;
-    let mut groups: Vec<SourceGroup<'_>> = Vec::new();
+    let mut groups: Vec<Group<'_>> = Vec::new();
     for source in sources.iter().filter(|s| s.active) {
         if source.attribute_type == automap::EMPLOYEE {
             mapped += usize::from(
@@ -323,19 +320,18 @@ pub(crate) async fn automap_sources(
         };
         match groups
             .iter_mut()
-            .find(|(t, _, _)| *t == source.attribute_type)
+            .find(|g| g.source_type == source.attribute_type)
         {
-            Some((_, _, group)) => group.push((source, key)),
-            None => groups.push((&source.attribute_type, target, vec![(source, key)])),
+            Some(group) => group.sources.push((source, key)),
+            None => groups.push(Group {
+                source_type: &source.attribute_type,
+                target,
+                sources: vec![(source, key)],
+            }),
         }
     }
-    for (source_type, target, group) in groups {
-        let group = Group {
-            source_type,
-            target,
-            sources: &group,
-        };
-        mapped += automap_group(conn, workspace_id, rules, &group).await?;
+    for group in &groups {
+        mapped += automap_group(conn, workspace_id, rules, group).await?;
     }
     Ok(mapped)
 }
@@ -344,7 +340,7 @@ pub(crate) async fn automap_sources(
 struct Group<'a> {
     source_type: &'a str,
     target: &'a str,
-    sources: &'a [(&'a SourceRow, String)],
+    sources: Vec<(&'a SourceRow, String)>,
 }
 
 /// [`automap_sources`] for the sources of one type.
@@ -358,7 +354,7 @@ async fn automap_group(
         source_type,
         target,
         sources,
-    } = *group;
+    } = group;
     let ids: Vec<&str> = sources.iter().map(|(s, _)| s.source_id.as_str()).collect();
     let already: HashSet<String> = diesel::sql_query(
         "SELECT source_id FROM mappings WHERE workspace_id = $1 AND source_type = $2 \
