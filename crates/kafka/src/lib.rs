@@ -13,10 +13,14 @@
 //! - [`relay`]: the outbox relay, which publishes what services committed to their outbox.
 //! - [`workspaces`]: a service's own projection of the workspace registry, fed by the
 //!   compacted `settings.workspaces.v1`.
+//! - [`connection_status`]: a change of a workspace's credentials with a source (connected,
+//!   broken) goes out on `sync.connections.v1` through the outbox in the transaction that
+//!   stores it.
 //! - [`webhook_health`]: a sync service's webhook health, persisted — a round's window steps
 //!   the workspace's state, and a change goes out on `sync.webhook-health.v1` through the
 //!   outbox in the same transaction.
 
+pub mod connection_status;
 pub mod consumer;
 pub mod envelope;
 pub mod handler;

@@ -115,6 +115,7 @@ topic_payloads!(
     ImportCompleted,
     WebhookHealthChanged,
     FyleAttributeAutoCreated,
+    ConnectionStatusChanged,
 );
 
 pub const FYLE_ATTRIBUTE_WEBHOOKS: Topic<v1::FyleAttributeWebhook> =
@@ -134,9 +135,10 @@ pub const IMPORT_EVENTS: Topic<v1::ImportCompleted> = Topic::new("imports.events
 pub const WEBHOOK_HEALTH: Topic<v1::WebhookHealthChanged> = Topic::new("sync.webhook-health.v1");
 pub const FYLE_ATTRIBUTE_AUTO_CREATED: Topic<v1::FyleAttributeAutoCreated> =
     Topic::new("sync.fyle-auto-created.v1");
+pub const CONNECTION_STATUS: Topic<v1::ConnectionStatusChanged> = Topic::new("sync.connections.v1");
 
 /// Every topic of the system, for operators and the local stack.
-pub const ALL: [TopicSpec; 11] = [
+pub const ALL: [TopicSpec; 12] = [
     FYLE_ATTRIBUTE_WEBHOOKS.spec(),
     FYLE_EXPENSE_WEBHOOKS.spec(),
     FYLE_ORG_SETTINGS.spec(),
@@ -148,6 +150,7 @@ pub const ALL: [TopicSpec; 11] = [
     IMPORT_EVENTS.spec(),
     WEBHOOK_HEALTH.spec(),
     FYLE_ATTRIBUTE_AUTO_CREATED.spec(),
+    CONNECTION_STATUS.spec(),
 ];
 
 /// The dead-letter topic of `topic`.

@@ -9,10 +9,16 @@
 //! sealed with AES-256-GCM under the active key (`[secrets]`, key id stored beside it), with the
 //! org and cluster, status `CONNECTED`.
 //!
+//! Every change of the stored status — first connection, broken, reconnected — is announced
+//! as a `ConnectionStatusChanged` on `sync.connections.v1` through the outbox, in the
+//! transaction that stores it ([`attrsync_kafka::connection_status`]); a repeat of the same
+//! status announces nothing.
+//!
 //! Failure policy: **closed**. When Fyle refuses the stored credentials (the token endpoint's
 //! 401/404, or a data call refused even with a fresh token — the client's
-//! [`Disposition::Broken`]) the connection is marked `BROKEN` (a `WARN`/`ERROR` log, the
-//! `fyle_sync_connection_broken_total` counter, the status in `GetSyncStatus`) and every later
+//! [`Disposition::Broken`]) the connection is marked `BROKEN` (an `ERROR` log, the
+//! `fyle_sync_connection_broken_total` counter, the status in `GetSyncStatus`, the `BROKEN`
+//! event) and every later
 //! `GetAccessToken` / `SyncDimensions` of the workspace is refused without calling Fyle, so a
 //! revoked token is not hammered, until `ConnectFyle` stores working credentials again. A
 //! stored token whose key is no longer configured does not open and counts as not connected.
@@ -34,10 +40,14 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use attrsync_core::sealed::{Keyring, Sealed};
 use attrsync_db::{DbError, Pool, shared_rate::SharedLimiter};
 use attrsync_fyle_client::{ClientOptions, Credentials, Disposition, FyleClient, RateLimiter};
-use attrsync_kafka::workspaces::{Lookup, WorkspaceDirectory};
+use attrsync_kafka::{
+    connection_status::{self, Announcer, Change},
+    workspaces::{Lookup, WorkspaceDirectory},
+};
+use attrsync_proto::v1::ConnectionState;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel_async::RunQueryDsl;
+use diesel_async::{AsyncConnection, RunQueryDsl};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::Mutex;
@@ -127,6 +137,8 @@ pub(crate) struct FyleAccess {
     keyring: Keyring,
     config: FyleConfig,
     directory: WorkspaceDirectory,
+    /// Announces a change of a connection's status (`sync.connections.v1`).
+    announcer: Announcer,
     http: reqwest::Client,
     limiter: Arc<SharedLimiter>,
     tokens: Arc<Mutex<HashMap<i64, Grant>>>,
@@ -164,6 +176,7 @@ impl FyleAccess {
         keyring: Keyring,
         config: FyleConfig,
         directory: WorkspaceDirectory,
+        announcer: Announcer,
     ) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
@@ -182,6 +195,7 @@ impl FyleAccess {
             keyring,
             config,
             directory,
+            announcer,
             http,
             limiter,
             tokens: Arc::new(Mutex::new(HashMap::new())),
@@ -238,32 +252,60 @@ impl FyleAccess {
         }
         let sealed = self.keyring.seal(refresh_token.as_bytes());
         let mut conn = self.pool.get().await.map_err(DbError::from)?;
-        diesel::insert_into(fc::table)
-            .values((
-                fc::workspace_id.eq(workspace_id),
-                fc::org_id.eq(&found),
-                fc::cluster_domain.eq(&grant.cluster_domain),
-                fc::key_id.eq(&sealed.key_id),
-                fc::nonce.eq(&sealed.nonce),
-                fc::ciphertext.eq(&sealed.ciphertext),
-                fc::status.eq(CONNECTED),
-                fc::status_reason.eq(None::<String>),
-            ))
-            .on_conflict(fc::workspace_id)
-            .do_update()
-            .set((
-                fc::org_id.eq(&found),
-                fc::cluster_domain.eq(&grant.cluster_domain),
-                fc::key_id.eq(&sealed.key_id),
-                fc::nonce.eq(&sealed.nonce),
-                fc::ciphertext.eq(&sealed.ciphertext),
-                fc::status.eq(CONNECTED),
-                fc::status_reason.eq(None::<String>),
-                fc::connected_at.eq(diesel::dsl::now),
-                fc::status_at.eq(diesel::dsl::now),
-            ))
-            .execute(&mut conn)
-            .await?;
+        conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+            let previous: Option<String> = fc::table
+                .find(workspace_id)
+                .select(fc::status)
+                .for_update()
+                .first(conn)
+                .await
+                .optional()?;
+            let inserted: bool = diesel::insert_into(fc::table)
+                .values((
+                    fc::workspace_id.eq(workspace_id),
+                    fc::org_id.eq(&found),
+                    fc::cluster_domain.eq(&grant.cluster_domain),
+                    fc::key_id.eq(&sealed.key_id),
+                    fc::nonce.eq(&sealed.nonce),
+                    fc::ciphertext.eq(&sealed.ciphertext),
+                    fc::status.eq(CONNECTED),
+                    fc::status_reason.eq(None::<String>),
+                ))
+                .on_conflict(fc::workspace_id)
+                .do_update()
+                .set((
+                    fc::org_id.eq(&found),
+                    fc::cluster_domain.eq(&grant.cluster_domain),
+                    fc::key_id.eq(&sealed.key_id),
+                    fc::nonce.eq(&sealed.nonce),
+                    fc::ciphertext.eq(&sealed.ciphertext),
+                    fc::status.eq(CONNECTED),
+                    fc::status_reason.eq(None::<String>),
+                    fc::connected_at.eq(diesel::dsl::now),
+                    fc::status_at.eq(diesel::dsl::now),
+                ))
+                .returning(diesel::dsl::sql::<diesel::sql_types::Bool>("xmax = 0"))
+                .get_result(conn)
+                .await?;
+            // A row another ConnectFyle inserted after the read above was CONNECTED.
+            let previous = match (inserted, previous) {
+                (true, _) => None,
+                (false, previous) => Some(previous.unwrap_or_else(|| CONNECTED.to_owned())),
+            };
+            let change = Change {
+                account_id: &found,
+                previous: connection_status::state_of(previous.as_deref()),
+                current: ConnectionState::Connected,
+                reason: "",
+                at: Utc::now(),
+            };
+            self.announcer
+                .announce(conn, &[workspace_id], &change)
+                .await?;
+            Ok(())
+        })
+        .await?;
+        self.announcer.wake();
         self.tokens.lock().await.insert(workspace_id, grant.clone());
         self.clients.lock().await.remove(&workspace_id);
         tracing::info!(workspace_id, org_id = %found, "Fyle connected");
@@ -402,18 +444,45 @@ impl FyleAccess {
         );
         let marked = async {
             let mut conn = self.pool.get().await.map_err(DbError::from)?;
-            diesel::update(fc::table.find(workspace_id))
-                .set((
-                    fc::status.eq(BROKEN),
-                    fc::status_reason.eq(reason),
-                    fc::status_at.eq(diesel::dsl::now),
-                ))
-                .execute(&mut conn)
-                .await
-                .map_err(DbError::from)
+            conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+                let stored: Option<(String, String)> = fc::table
+                    .find(workspace_id)
+                    .select((fc::status, fc::org_id))
+                    .for_update()
+                    .first(conn)
+                    .await
+                    .optional()?;
+                let Some((previous, org_id)) = stored else {
+                    return Ok(());
+                };
+                diesel::update(fc::table.find(workspace_id))
+                    .set((
+                        fc::status.eq(BROKEN),
+                        fc::status_reason.eq(reason),
+                        fc::status_at.eq(diesel::dsl::now),
+                    ))
+                    .execute(conn)
+                    .await?;
+                let change = Change {
+                    account_id: &org_id,
+                    previous: connection_status::state_of(Some(&previous)),
+                    current: ConnectionState::Broken,
+                    reason,
+                    at: Utc::now(),
+                };
+                self.announcer
+                    .announce(conn, &[workspace_id], &change)
+                    .await?;
+                Ok(())
+            })
+            .await
+            .map_err(DbError::from)
         };
-        if let Err(e) = marked.await {
-            tracing::error!(workspace_id, error = %e, "could not record the broken Fyle connection");
+        match marked.await {
+            Ok(()) => self.announcer.wake(),
+            Err(e) => {
+                tracing::error!(workspace_id, error = %e, "could not record the broken Fyle connection")
+            }
         }
     }
 

@@ -61,6 +61,12 @@ impl Service for FyleSync {
             context.config.secrets.keyring()?,
             context.config.fyle.clone(),
             context.directory.clone(),
+            attrsync_kafka::connection_status::Announcer::new(
+                "fyle",
+                Self::NAME,
+                context.config.kafka.clone(),
+                context.relay.clone(),
+            ),
         )?;
         let puller = pull::Puller::new(
             fyle.clone(),
@@ -103,6 +109,7 @@ impl Service for FyleSync {
             .consume(topics::FYLE_ATTRIBUTE_WEBHOOKS, webhooks)
             .produces(topics::EXPENSE_ATTRIBUTES_CHANGED)
             .produces(topics::WEBHOOK_HEALTH)
+            .produces(topics::CONNECTION_STATUS)
             .grpc(FyleSyncServiceServer::new(api))
             .task(
                 "scheduled reconciles",

@@ -23,12 +23,19 @@
 //! `EXPIRED` (QBO has already retired the old token; the refresh proves the grant works, so
 //! the mark is lifted).
 //!
+//! Every change of the realm's status — first connection, `EXPIRED`, reconnected or lifted by
+//! a rotation — is announced as a `ConnectionStatusChanged` on `sync.connections.v1` (source
+//! `qbo`, `EXPIRED` as `BROKEN`) to each workspace the projection knows for the realm, through
+//! the outbox in the transaction that stores it ([`attrsync_kafka::connection_status`]); a
+//! repeat of the same status announces nothing.
+//!
 //! Failure policy: **closed**. When QBO refuses the stored grant (`invalid_grant`, a 401 that
 //! survives a fresh token, a 403 — the client's `Disposition::Broken`), and one `CompanyInfo`
 //! read with the grant stored *now* is refused too (so a call that began before a reconnect, or
 //! a 403 on one entity, does not condemn the realm), the realm is marked
 //! `EXPIRED` (the incumbent PATCHes `is_token_expired`, #53): an `ERROR` log, the
-//! `qbo_sync_credentials_expired_total` counter, the status in `GetSyncStatus`; the token store
+//! `qbo_sync_credentials_expired_total` counter, the status in `GetSyncStatus`, a `BROKEN`
+//! `ConnectionStatusChanged` (below); the token store
 //! then answers "not connected" for the realm, so no call reaches QBO until `ConnectQbo` stores
 //! a working grant. `invalid_client` (the app's own credentials) marks no realm: it is an
 //! operator's problem, logged and counted (`qbo_sync_app_credentials_refused_total`).
@@ -38,7 +45,11 @@ use std::{collections::HashMap, num::NonZeroU32, sync::Arc};
 
 use attrsync_core::sealed::{Keyring, Sealed};
 use attrsync_db::{DbError, Pool, shared_rate::SharedLimiter};
-use attrsync_kafka::workspaces::{Lookup, WorkspaceDirectory};
+use attrsync_kafka::{
+    connection_status::{self, Announcer, Change},
+    workspaces::{self, Lookup, WorkspaceDirectory},
+};
+use attrsync_proto::v1::ConnectionState;
 use attrsync_qbo_client::{
     AccessToken, AppCredentials, BoxFuture, ClientOptions, Disposition, Endpoints,
     InMemoryTokenStore, InProcessPermits, QboClient, Rotation, Secret, TokenStore, Tokens,
@@ -46,7 +57,7 @@ use attrsync_qbo_client::{
 };
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel_async::{AsyncConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use tokio::sync::Mutex;
 
 use crate::{config::QboConfig, schema::qbo_credentials as qc};
@@ -121,6 +132,7 @@ impl QboAccess {
         keyring: Keyring,
         config: &QboConfig,
         directory: WorkspaceDirectory,
+        announcer: Announcer,
     ) -> anyhow::Result<Self> {
         let endpoints = Endpoints::new(&config.api_url, &config.token_url)?;
         // The rate is one budget per realm for every replica (PostgreSQL); the concurrency cap
@@ -137,6 +149,7 @@ impl QboAccess {
             store: Arc::new(PgTokenStore {
                 pool: pool.clone(),
                 keyring,
+                announcer,
             }),
             pool,
             endpoints,
@@ -337,23 +350,40 @@ impl QboAccess {
     }
 
     async fn mark_expired(&self, realm: &str, reason: &str) {
+        let announcer = &self.store.announcer;
         let marked = async {
             let mut conn = self.pool.get().await.map_err(DbError::from)?;
-            diesel::update(qc::table.find(realm).filter(qc::status.eq("CONNECTED")))
-                .set((
-                    qc::status.eq("EXPIRED"),
-                    qc::status_reason.eq(reason),
-                    qc::status_at.eq(diesel::dsl::now),
-                    qc::access_sealed.eq(None::<Vec<u8>>),
-                    qc::access_nonce.eq(None::<Vec<u8>>),
-                    qc::access_expires_at.eq(None::<DateTime<Utc>>),
-                ))
-                .execute(&mut conn)
-                .await
-                .map_err(DbError::from)
+            conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+                let marked =
+                    diesel::update(qc::table.find(realm).filter(qc::status.eq("CONNECTED")))
+                        .set((
+                            qc::status.eq("EXPIRED"),
+                            qc::status_reason.eq(reason),
+                            qc::status_at.eq(diesel::dsl::now),
+                            qc::access_sealed.eq(None::<Vec<u8>>),
+                            qc::access_nonce.eq(None::<Vec<u8>>),
+                            qc::access_expires_at.eq(None::<DateTime<Utc>>),
+                        ))
+                        .execute(conn)
+                        .await?;
+                if marked == 1 {
+                    let change = Change {
+                        account_id: realm,
+                        previous: ConnectionState::Connected,
+                        current: ConnectionState::Broken,
+                        reason,
+                        at: Utc::now(),
+                    };
+                    announce_to_realm(conn, announcer, &change, None).await?;
+                }
+                Ok(marked)
+            })
+            .await
+            .map_err(DbError::from)
         };
         match marked.await {
             Ok(1) => {
+                announcer.wake();
                 metrics::counter!("qbo_sync_credentials_expired_total").increment(1);
                 tracing::error!(
                     realm,
@@ -369,10 +399,32 @@ impl QboAccess {
     }
 }
 
+/// Announces `change` of the realm's connection to every workspace sharing the realm (as this
+/// service's projection knows them) and to `connecting` (the workspace of a ConnectQbo, which
+/// the projection may not hold yet), in the caller's transaction.
+async fn announce_to_realm(
+    conn: &mut AsyncPgConnection,
+    announcer: &Announcer,
+    change: &Change<'_>,
+    connecting: Option<i64>,
+) -> QueryResult<usize> {
+    let mut workspace_ids: Vec<i64> = workspaces::find_by_realm(conn, change.account_id)
+        .await?
+        .iter()
+        .map(|w| w.workspace_id)
+        .chain(connecting)
+        .collect();
+    workspace_ids.sort_unstable();
+    workspace_ids.dedup();
+    announcer.announce(conn, &workspace_ids, change).await
+}
+
 /// The realm tokens in PostgreSQL (`qbo_credentials`), sealed; see the module docs.
 pub(crate) struct PgTokenStore {
     pool: Pool,
     keyring: Keyring,
+    /// Announces a change of a realm's status (`sync.connections.v1`).
+    announcer: Announcer,
 }
 
 impl std::fmt::Debug for PgTokenStore {
@@ -461,38 +513,63 @@ impl PgTokenStore {
         let s = self.sealed(tokens);
         let (access_nonce, access_sealed, access_expires_at) = s.access_columns();
         let mut conn = self.pool.get().await?;
-        diesel::insert_into(qc::table)
-            .values((
-                qc::realm_id.eq(realm),
-                qc::key_id.eq(&s.refresh.key_id),
-                qc::refresh_nonce.eq(&s.refresh.nonce),
-                qc::refresh_sealed.eq(&s.refresh.ciphertext),
-                qc::refresh_expires_at.eq(tokens.refresh_expires_at),
-                qc::access_nonce.eq(&access_nonce),
-                qc::access_sealed.eq(&access_sealed),
-                qc::access_expires_at.eq(access_expires_at),
-                qc::status.eq("CONNECTED"),
-                qc::connected_by.eq(workspace_id),
-            ))
-            .on_conflict(qc::realm_id)
-            .do_update()
-            .set((
-                qc::key_id.eq(&s.refresh.key_id),
-                qc::refresh_nonce.eq(&s.refresh.nonce),
-                qc::refresh_sealed.eq(&s.refresh.ciphertext),
-                qc::refresh_expires_at.eq(tokens.refresh_expires_at),
-                qc::access_nonce.eq(&access_nonce),
-                qc::access_sealed.eq(&access_sealed),
-                qc::access_expires_at.eq(access_expires_at),
-                qc::generation.eq(qc::generation + 1),
-                qc::status.eq("CONNECTED"),
-                qc::status_reason.eq(None::<String>),
-                qc::connected_by.eq(workspace_id),
-                qc::connected_at.eq(diesel::dsl::now),
-                qc::status_at.eq(diesel::dsl::now),
-            ))
-            .execute(&mut conn)
-            .await?;
+        conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+            let previous: Option<String> = qc::table
+                .find(realm)
+                .select(qc::status)
+                .for_update()
+                .first(conn)
+                .await
+                .optional()?;
+            let inserted: bool = diesel::insert_into(qc::table)
+                .values((
+                    qc::realm_id.eq(realm),
+                    qc::key_id.eq(&s.refresh.key_id),
+                    qc::refresh_nonce.eq(&s.refresh.nonce),
+                    qc::refresh_sealed.eq(&s.refresh.ciphertext),
+                    qc::refresh_expires_at.eq(tokens.refresh_expires_at),
+                    qc::access_nonce.eq(&access_nonce),
+                    qc::access_sealed.eq(&access_sealed),
+                    qc::access_expires_at.eq(access_expires_at),
+                    qc::status.eq("CONNECTED"),
+                    qc::connected_by.eq(workspace_id),
+                ))
+                .on_conflict(qc::realm_id)
+                .do_update()
+                .set((
+                    qc::key_id.eq(&s.refresh.key_id),
+                    qc::refresh_nonce.eq(&s.refresh.nonce),
+                    qc::refresh_sealed.eq(&s.refresh.ciphertext),
+                    qc::refresh_expires_at.eq(tokens.refresh_expires_at),
+                    qc::access_nonce.eq(&access_nonce),
+                    qc::access_sealed.eq(&access_sealed),
+                    qc::access_expires_at.eq(access_expires_at),
+                    qc::generation.eq(qc::generation + 1),
+                    qc::status.eq("CONNECTED"),
+                    qc::status_reason.eq(None::<String>),
+                    qc::connected_by.eq(workspace_id),
+                    qc::connected_at.eq(diesel::dsl::now),
+                    qc::status_at.eq(diesel::dsl::now),
+                ))
+                .returning(diesel::dsl::sql::<diesel::sql_types::Bool>("xmax = 0"))
+                .get_result(conn)
+                .await?;
+            // A row another ConnectQbo inserted after the read above was CONNECTED.
+            let previous = match (inserted, previous) {
+                (true, _) => None,
+                (false, previous) => Some(previous.unwrap_or_else(|| "CONNECTED".to_owned())),
+            };
+            let change = Change {
+                account_id: realm,
+                previous: connection_status::state_of(previous.as_deref()),
+                current: ConnectionState::Connected,
+                reason: "",
+                at: Utc::now(),
+            };
+            announce_to_realm(conn, &self.announcer, &change, Some(workspace_id)).await
+        })
+        .await?;
+        self.announcer.wake();
         Ok(())
     }
 }
@@ -548,47 +625,61 @@ impl TokenStore for PgTokenStore {
             let sealed = self.sealed(new);
             let (access_nonce, access_sealed, access_expires_at) = sealed.access_columns();
             let mut conn = self.pool.get().await?;
-            conn.transaction::<Result<Rotation, StoreError>, diesel::result::Error, _>(
-                async |conn| {
-                    let row: Option<StoredTokens> = qc::table
-                        .find(realm)
-                        .select(STORED)
-                        .for_update()
-                        .first(conn)
-                        .await
-                        .optional()?;
-                    let Some(row) = row else {
-                        return Ok(Err(format!("realm {realm} is not connected").into()));
-                    };
-                    let current = match self.tokens(&row) {
-                        Ok(current) => current,
-                        Err(e) => return Ok(Err(e)),
-                    };
-                    if current.refresh_token != *old_refresh {
-                        return Ok(Ok(Rotation::LostRace(current)));
-                    }
-                    // The refresh succeeded with the stored token, which QBO has now retired:
-                    // the new one is kept whatever the status says (a grant that just
-                    // refreshed works, so an EXPIRED mark is lifted).
-                    diesel::update(qc::table.find(realm))
-                        .set((
-                            qc::key_id.eq(&sealed.refresh.key_id),
-                            qc::refresh_nonce.eq(&sealed.refresh.nonce),
-                            qc::refresh_sealed.eq(&sealed.refresh.ciphertext),
-                            qc::refresh_expires_at.eq(new.refresh_expires_at),
-                            qc::access_nonce.eq(&access_nonce),
-                            qc::access_sealed.eq(&access_sealed),
-                            qc::access_expires_at.eq(access_expires_at),
-                            qc::generation.eq(qc::generation + 1),
-                            qc::status.eq("CONNECTED"),
-                            qc::status_reason.eq(None::<String>),
-                        ))
-                        .execute(conn)
-                        .await?;
-                    Ok(Ok(Rotation::Rotated))
-                },
-            )
-            .await?
+            let rotation = conn
+                .transaction::<Result<Rotation, StoreError>, diesel::result::Error, _>(
+                    async |conn| {
+                        let row: Option<StoredTokens> = qc::table
+                            .find(realm)
+                            .select(STORED)
+                            .for_update()
+                            .first(conn)
+                            .await
+                            .optional()?;
+                        let Some(row) = row else {
+                            return Ok(Err(format!("realm {realm} is not connected").into()));
+                        };
+                        let current = match self.tokens(&row) {
+                            Ok(current) => current,
+                            Err(e) => return Ok(Err(e)),
+                        };
+                        if current.refresh_token != *old_refresh {
+                            return Ok(Ok(Rotation::LostRace(current)));
+                        }
+                        // The refresh succeeded with the stored token, which QBO has now retired:
+                        // the new one is kept whatever the status says (a grant that just
+                        // refreshed works, so an EXPIRED mark is lifted).
+                        diesel::update(qc::table.find(realm))
+                            .set((
+                                qc::key_id.eq(&sealed.refresh.key_id),
+                                qc::refresh_nonce.eq(&sealed.refresh.nonce),
+                                qc::refresh_sealed.eq(&sealed.refresh.ciphertext),
+                                qc::refresh_expires_at.eq(new.refresh_expires_at),
+                                qc::access_nonce.eq(&access_nonce),
+                                qc::access_sealed.eq(&access_sealed),
+                                qc::access_expires_at.eq(access_expires_at),
+                                qc::generation.eq(qc::generation + 1),
+                                qc::status.eq("CONNECTED"),
+                                qc::status_reason.eq(None::<String>),
+                            ))
+                            .execute(conn)
+                            .await?;
+                        let change = Change {
+                            account_id: realm,
+                            previous: connection_status::state_of(Some(&row.status)),
+                            current: ConnectionState::Connected,
+                            reason: "",
+                            at: Utc::now(),
+                        };
+                        announce_to_realm(conn, &self.announcer, &change, None).await?;
+                        Ok(Ok(Rotation::Rotated))
+                    },
+                )
+                .await?;
+            if matches!(rotation, Ok(Rotation::Rotated)) {
+                // Sends a lifted EXPIRED mark's announcement now (a no-op otherwise).
+                self.announcer.wake();
+            }
+            rotation
         })
     }
 }

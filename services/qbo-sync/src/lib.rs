@@ -70,6 +70,12 @@ impl Service for QboSync {
             config.secrets.keyring()?,
             &config.qbo,
             context.directory.clone(),
+            attrsync_kafka::connection_status::Announcer::new(
+                "qbo",
+                Self::NAME,
+                config.kafka.clone(),
+                context.relay.clone(),
+            ),
         )?;
         let puller = pull::Puller::new(
             access.clone(),
@@ -134,6 +140,7 @@ impl Service for QboSync {
             .produces(topics::DESTINATION_ATTRIBUTES_CHANGED)
             .produces(topics::FYLE_ATTRIBUTE_AUTO_CREATED)
             .produces(topics::WEBHOOK_HEALTH)
+            .produces(topics::CONNECTION_STATUS)
             .grpc(QboSyncServiceServer::new(api))
             .task("qbo-fetch", async move {
                 if let Err(e) = fetcher.run(shutdown).await {

@@ -367,6 +367,41 @@ impl TestStack {
         Ok((id, org))
     }
 
+    /// Waits until the workspace projection in `schema` (a service's own copy of the
+    /// registry, milliseconds behind mapping) holds `count` live workspaces of QBO company
+    /// `realm`.
+    pub async fn wait_for_realm_in_projection(
+        &self,
+        schema: &str,
+        realm: &str,
+        count: i64,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl as _};
+        #[derive(diesel::QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let url = attrsync_db::url_with_schema(&self.database.url, schema)?;
+        let what = format!("{count} workspaces of realm {realm} in {schema}'s projection");
+        eventually(timeout, &what, || {
+            let url = url.clone();
+            async move {
+                let mut conn = AsyncPgConnection::establish(&url).await?;
+                let found: Count = diesel::sql_query(
+                    "SELECT count(*) AS n FROM workspace_projection \
+                     WHERE qbo_realm_id = $1 AND NOT deleted",
+                )
+                .bind::<diesel::sql_types::Text, _>(realm)
+                .get_result(&mut conn)
+                .await?;
+                Ok((found.n == count).then_some(()))
+            }
+        })
+        .await
+    }
+
     /// The gRPC addresses of the running services.
     pub fn grpc_addrs(&self) -> GrpcAddrs {
         let (m, i, f) = self

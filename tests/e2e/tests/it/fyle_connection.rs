@@ -1,12 +1,16 @@
 //! fyle-sync's Fyle connection against the Fyle sandbox in process: ConnectFyle stores the
 //! refresh token sealed and learns org and cluster, a token of another org is refused,
 //! GetAccessToken serves a token the data host accepts, and credentials Fyle stops accepting
-//! mark the connection broken until it is reconnected.
+//! mark the connection broken until it is reconnected — each change announced once on
+//! `sync.connections.v1`.
+
+use std::time::Duration;
 
 use attrsync_db::diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl as _};
 use attrsync_e2e::TestStack;
 use attrsync_proto::v1::{
-    ConnectFyleRequest, GetAccessTokenRequest, GetFyleSyncStatusRequest, SyncFyleDimensionsRequest,
+    ConnectFyleRequest, ConnectionState, GetAccessTokenRequest, GetFyleSyncStatusRequest,
+    SyncFyleDimensionsRequest,
 };
 use attrsync_sandbox::{
     DEMO_ORG_ID, FaultAction, FaultRule, Sandbox, SandboxConfig, SandboxHandle, Seed, Side,
@@ -16,6 +20,10 @@ use diesel::{
     sql_types::{Binary, Text},
 };
 use serde_json::json;
+
+use crate::kafka_reader::{connection_events, connection_transitions};
+
+const WAIT: Duration = Duration::from_secs(60);
 
 /// The demo sandbox (Fyle's 10 requests/second on), one worker per host.
 pub(crate) async fn demo_sandbox() -> SandboxHandle {
@@ -211,6 +219,17 @@ async fn revoked_credentials_mark_the_connection_broken_until_it_is_reconnected(
     let sb = demo_sandbox().await;
     let stack = stack_for(&sb).await;
     let workspace_id = connected_workspace(&stack, &sb).await;
+    // Connecting a working connection again changes nothing worth announcing.
+    stack
+        .fyle_sync
+        .clone()
+        .connect_fyle(ConnectFyleRequest {
+            workspace_id,
+            refresh_token: Some(demo_refresh_token(&sb)),
+            authorization_code: None,
+        })
+        .await
+        .unwrap();
     // Fyle now refuses the refresh token (revoked) and the access tokens it issued end: the
     // client fyle-sync keeps for the workspace finds out on its next call.
     sb.fyle().expire_tokens();
@@ -293,6 +312,30 @@ async fn revoked_credentials_mark_the_connection_broken_until_it_is_reconnected(
         .unwrap();
     assert_eq!(connection_status(&stack, workspace_id).await.0, "CONNECTED");
     assert!(sync(true).await.unwrap().into_inner().pulled);
+
+    // Each change of state was announced once, in order, and nothing else: the events of one
+    // workspace share a partition, so a repeat of the first or second would come before the
+    // reconnection read last.
+    let events = connection_events(&stack, workspace_id, WAIT, |seen| {
+        seen.iter()
+            .any(|e| e.previous == ConnectionState::Broken as i32)
+    })
+    .await;
+    assert_eq!(
+        connection_transitions(&events),
+        [
+            ("UNSPECIFIED", "CONNECTED"),
+            ("CONNECTED", "BROKEN"),
+            ("BROKEN", "CONNECTED")
+        ],
+        "{events:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .all(|e| e.source == "fyle" && e.account_id == DEMO_ORG_ID)
+    );
+    assert!(events[1].reason.contains("401"), "{events:?}");
     stack.stop().await;
     sb.stop().await;
 }

@@ -57,3 +57,47 @@ pub(crate) fn webhook_data_id(raw: &Raw) -> Option<i64> {
     let data: serde_json::Value = serde_json::from_str(&hook.data_json).ok()?;
     data.get("id")?.as_i64()
 }
+
+/// The `ConnectionStatusChanged` events of `workspace_id` on `stack`'s topic, in order, read
+/// until `stop` says the list is complete (or `timeout` passes).
+pub(crate) async fn connection_events(
+    stack: &attrsync_e2e::TestStack,
+    workspace_id: i64,
+    timeout: Duration,
+    stop: impl Fn(&[attrsync_proto::v1::ConnectionStatusChanged]) -> bool,
+) -> Vec<attrsync_proto::v1::ConnectionStatusChanged> {
+    let decode = |raw: &Raw| {
+        let envelope = attrsync_kafka::envelope::decode(&raw.payload).ok()?;
+        match envelope.payload {
+            Some(attrsync_proto::Payload::ConnectionStatusChanged(e))
+                if envelope.workspace_id == workspace_id =>
+            {
+                Some(e)
+            }
+            _ => None,
+        }
+    };
+    let topic = stack.topic(attrsync_kafka::topics::CONNECTION_STATUS);
+    let raws = read_until(&topic, timeout, |seen| {
+        stop(&seen.iter().filter_map(decode).collect::<Vec<_>>())
+    })
+    .await
+    .expect("reading the connection status topic");
+    raws.iter().filter_map(decode).collect()
+}
+
+/// `(previous, current)` of each event, as the enum's names (for readable assertions).
+pub(crate) fn connection_transitions(
+    events: &[attrsync_proto::v1::ConnectionStatusChanged],
+) -> Vec<(&'static str, &'static str)> {
+    use attrsync_proto::v1::ConnectionState;
+    let name = |state: i32| match ConnectionState::try_from(state) {
+        Ok(ConnectionState::Connected) => "CONNECTED",
+        Ok(ConnectionState::Broken) => "BROKEN",
+        _ => "UNSPECIFIED",
+    };
+    events
+        .iter()
+        .map(|e| (name(e.previous), name(e.current)))
+        .collect()
+}

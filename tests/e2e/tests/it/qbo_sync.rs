@@ -11,14 +11,14 @@ use attrsync_kafka::{envelope, topics};
 use attrsync_proto::{
     Payload,
     v1::{
-        ChangeKind, ConnectQboRequest, DestinationAttribute, GetAttributeCountsRequest,
-        GetQboSyncStatusRequest, ListDestinationAttributesRequest, SyncQboDimensionsRequest,
-        SyncQboDimensionsResponse,
+        ChangeKind, ConnectQboRequest, ConnectionState, DestinationAttribute,
+        GetAttributeCountsRequest, GetQboSyncStatusRequest, ListDestinationAttributesRequest,
+        SyncQboDimensionsRequest, SyncQboDimensionsResponse,
     },
 };
 use attrsync_sandbox::{QboWebhookConfig, Sandbox, SandboxConfig, SandboxHandle, Seed, Side};
 
-use crate::kafka_reader::read_until;
+use crate::kafka_reader::{connection_events, connection_transitions, read_until};
 
 const WAIT: Duration = Duration::from_secs(60);
 const REALM: &str = "9130357766900456";
@@ -501,6 +501,15 @@ async fn two_replicas_refreshing_at_once_never_lose_the_rotating_refresh_token()
 async fn a_refused_grant_marks_the_realm_expired_and_stops_calling_qbo() {
     let sb = variety_sandbox().await;
     let (stack, qbo, workspace_id) = connected(&sb).await;
+    // A second workspace of the same company shares its grant, so it hears of its changes.
+    let (sharing, _) = stack
+        .create_workspace_with_realm(Some(REALM))
+        .await
+        .unwrap();
+    stack
+        .wait_for_realm_in_projection("qbo_sync", REALM, 2, WAIT)
+        .await
+        .unwrap();
     // Someone else refreshes the realm's grant: the stored refresh token is rotated away
     // (the sandbox keeps no grace for the previous token).
     let app = sb.credentials().qbo_app;
@@ -564,6 +573,36 @@ async fn a_refused_grant_marks_the_realm_expired_and_stops_calling_qbo() {
     // Reconnecting with the new grant brings it back.
     connect(&sb, &qbo, workspace_id).await;
     assert!(sync(&qbo, workspace_id, &["Vendor"], false).await.pulled);
+
+    // Each change was announced once, in order: to the connecting workspace from its first
+    // connection, to the sharing one from the expiry on (it joined after the first). Events of
+    // one workspace share a partition, so a repeat would come before the reconnection read last.
+    let reconnected = |seen: &[attrsync_proto::v1::ConnectionStatusChanged]| {
+        seen.iter()
+            .any(|e| e.previous == ConnectionState::Broken as i32)
+    };
+    let events = connection_events(&stack, workspace_id, WAIT, reconnected).await;
+    assert_eq!(
+        connection_transitions(&events),
+        [
+            ("UNSPECIFIED", "CONNECTED"),
+            ("CONNECTED", "BROKEN"),
+            ("BROKEN", "CONNECTED")
+        ],
+        "{events:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .all(|e| e.source == "qbo" && e.account_id == REALM)
+    );
+    assert!(events[1].reason.contains("invalid_grant"), "{events:?}");
+    let shared = connection_events(&stack, sharing, WAIT, reconnected).await;
+    assert_eq!(
+        connection_transitions(&shared),
+        [("CONNECTED", "BROKEN"), ("BROKEN", "CONNECTED")],
+        "{shared:?}"
+    );
     stack.stop().await;
     sb.stop().await;
 }

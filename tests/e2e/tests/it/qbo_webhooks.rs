@@ -79,28 +79,10 @@ async fn a_signed_qbo_webhook_reaches_every_workspace_of_its_realm_once() {
         .unwrap();
     // ingest learns of workspaces through its projection (milliseconds behind mapping; a
     // workspace's first full sync covers what it misses before that): wait for both.
-    let url = attrsync_db::url_with_schema(&stack.database.url, "ingest").unwrap();
-    attrsync_e2e::eventually(WAIT, "both workspaces in ingest's projection", || {
-        let (url, realm) = (url.clone(), realm.clone());
-        async move {
-            use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl as _};
-            #[derive(diesel::QueryableByName)]
-            struct Count {
-                #[diesel(sql_type = diesel::sql_types::BigInt)]
-                n: i64,
-            }
-            let mut conn = AsyncPgConnection::establish(&url).await?;
-            let count: Count = diesel::sql_query(
-                "SELECT count(*) AS n FROM workspace_projection WHERE qbo_realm_id = $1",
-            )
-            .bind::<diesel::sql_types::Text, _>(&realm)
-            .get_result(&mut conn)
-            .await?;
-            Ok((count.n == 2).then_some(()))
-        }
-    })
-    .await
-    .unwrap();
+    stack
+        .wait_for_realm_in_projection("ingest", &realm, 2, WAIT)
+        .await
+        .unwrap();
     let body = legacy(
         &realm,
         &[("Account", "41", "Create"), ("Vendor", "30", "Delete")],
