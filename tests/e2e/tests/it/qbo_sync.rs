@@ -2,7 +2,8 @@
 //! pulls by the account-type rules, a QBO webhook through ingest ending as an updated row (with
 //! the rename's old value on the change topic), coalesced bursts, a realm shared by two
 //! workspaces, merges, hard deletes found by a full pass, incremental CDC pulls, the size limit,
-//! rotating refresh tokens under two replicas, and an expired grant.
+//! rotating refresh tokens under two replicas, an expired grant (and its announcements), and
+//! every Item type, hierarchy and multi-rate tax code through the real pull.
 
 use std::{collections::BTreeSet, time::Duration};
 
@@ -12,8 +13,9 @@ use attrsync_proto::{
     Payload,
     v1::{
         ChangeKind, ConnectQboRequest, ConnectionState, DestinationAttribute,
-        GetAttributeCountsRequest, GetQboSyncStatusRequest, ListDestinationAttributesRequest,
-        SyncQboDimensionsRequest, SyncQboDimensionsResponse,
+        GetAttributeCountsRequest, GetQboSyncStatusRequest, ImportSettings,
+        ListDestinationAttributesRequest, SyncQboDimensionsRequest, SyncQboDimensionsResponse,
+        UpdateImportSettingsRequest,
     },
 };
 use attrsync_sandbox::{QboWebhookConfig, Sandbox, SandboxConfig, SandboxHandle, Seed, Side};
@@ -921,6 +923,191 @@ async fn a_watermark_older_than_cdcs_thirty_days_falls_back_to_a_full_pull() {
         .stats()
         .count_where(Side::Qbo, |endpoint| endpoint.contains("/cdc"));
     assert_eq!(cdc_calls, 1, "only the first incremental pass asked CDC");
+    stack.stop().await;
+    sb.stop().await;
+}
+
+/// The stored value and activity of each id among `ids` of `entity`, as the sandbox holds the
+/// entity now: `FullyQualifiedName` (else `Name`) without QBO's ` (deleted)` suffix (#32), and
+/// `Active`.
+fn qbo_names(sb: &SandboxHandle, entity: &str, ids: &[u64]) -> Vec<(String, String, bool)> {
+    ids.iter()
+        .map(|id| {
+            let e = sb.qbo().get(REALM, entity, &id.to_string()).unwrap();
+            let name = e["FullyQualifiedName"]
+                .as_str()
+                .or(e["Name"].as_str())
+                .unwrap()
+                .trim_end_matches(" (deleted)")
+                .to_owned();
+            (id.to_string(), name, e["Active"] != false)
+        })
+        .collect()
+}
+
+/// Incumbent §2.2's rules through the real pull, for the cases the unit tests cover on
+/// hand-made JSON: every Item type (a Category item is skipped, its sub-item kept by its full
+/// name, an inactive item stored inactive; items appear only while `import_items` is on and
+/// are retired when it goes off), hierarchies of accounts, classes, departments and customers
+/// named by `FullyQualifiedName`, and tax codes whose purchase rates are summed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_item_type_hierarchy_and_multi_rate_tax_code_is_stored_by_the_rules() {
+    let sb = variety_sandbox().await;
+    let (stack, qbo, workspace_id) = connected(&sb).await;
+    let report = sync(&qbo, workspace_id, &[], false).await;
+    assert!(report.pulled, "{report:?}");
+    let rows = attributes(&qbo, workspace_id).await;
+    assert!(
+        rows.iter().all(|a| a.display_name != "Item"),
+        "no items while import_items is off"
+    );
+
+    // Hierarchies: the full name, parent first.
+    for (attribute_type, entity, ids) in [
+        ("ACCOUNT", "Account", &[220_u64, 221, 222][..]),
+        ("CLASS", "Class", &[300, 301, 302, 303, 304]),
+        ("DEPARTMENT", "Department", &[310, 311, 312]),
+        ("CUSTOMER", "Customer", &[7, 70, 71]),
+    ] {
+        for (id, name, active) in qbo_names(&sb, entity, ids) {
+            let stored = row(&rows, attribute_type, &id)
+                .unwrap_or_else(|| panic!("{entity} {id} stored as {attribute_type}"));
+            assert_eq!(
+                (&stored.value, stored.active),
+                (&name, active),
+                "{entity} {id}"
+            );
+        }
+    }
+    assert_eq!(
+        row(&rows, "ACCOUNT", "222").unwrap().value,
+        "Travel:Airfare:International"
+    );
+    assert_eq!(
+        row(&rows, "CLASS", "302").unwrap().value,
+        "East:Boston:Back Bay"
+    );
+    assert_eq!(
+        row(&rows, "DEPARTMENT", "311").unwrap().value,
+        "Operations:Warehouse"
+    );
+    assert!(
+        row(&rows, "CUSTOMER", "70")
+            .unwrap()
+            .value
+            .ends_with(":Warehouse Refit"),
+        "a sub-customer is named under its parent"
+    );
+
+    // Tax codes: only those with purchase rates, named with the sum of their rates.
+    let tax = |id: &str| row(&rows, "TAX_CODE", id);
+    let both = tax("10").expect("GST+PST has two purchase rates");
+    assert_eq!(both.value, "GST+PST @17%");
+    let detail: serde_json::Value = serde_json::from_str(&both.detail_json).unwrap();
+    assert_eq!(detail["tax_rate"], 17.0, "{detail}");
+    assert_eq!(
+        detail["tax_refs"].as_array().map(Vec::len),
+        Some(2),
+        "{detail}"
+    );
+    assert!(
+        tax("11").is_none(),
+        "a sales-only code is not an expense tax"
+    );
+    assert_eq!(tax("12").unwrap().value, "Purchase Only @8%");
+    assert_eq!(
+        tax("13").unwrap().value,
+        "Uses Old Rate @3%",
+        "an inactive rate still prices the codes that use it"
+    );
+    let retired = tax("14").unwrap();
+    assert_eq!(
+        (retired.value.as_str(), retired.active),
+        ("Retired @10%", false)
+    );
+
+    // Items on: every type but Category, by full name, with its activity.
+    let items_on = |import_items| UpdateImportSettingsRequest {
+        workspace_id,
+        import_settings: Some(ImportSettings {
+            import_categories: true,
+            import_items,
+            ..Default::default()
+        }),
+        mapping_settings: Vec::new(),
+    };
+    stack
+        .mapping
+        .clone()
+        .update_import_settings(items_on(true))
+        .await
+        .unwrap();
+    let item_rows = |rows: &[DestinationAttribute]| -> Vec<(String, String, bool)> {
+        let mut items: Vec<_> = rows
+            .iter()
+            .filter(|a| a.display_name == "Item")
+            .map(|a| (a.destination_id.clone(), a.value.clone(), a.active))
+            .collect();
+        items.sort();
+        items
+    };
+    // The settings reach qbo-sync's projection a moment later; each try pulls items again.
+    let stored = eventually(WAIT, "the items stored", || async {
+        sync(&qbo, workspace_id, &["Item"], false).await;
+        let items = item_rows(&attributes(&qbo, workspace_id).await);
+        Ok((!items.is_empty()).then_some(items))
+    })
+    .await
+    .unwrap();
+    // Every stored item is a QBO item that is not a Category, by its name and activity …
+    for (id, value, active) in &stored {
+        let item = sb.qbo().get(REALM, "Item", id).unwrap();
+        assert_ne!(item["Type"], "Category", "item {id}");
+        let id_number: u64 = id.parse().unwrap();
+        assert_eq!(
+            qbo_names(&sb, "Item", &[id_number]),
+            [(id.clone(), value.clone(), *active)]
+        );
+    }
+    // … and every item of the seed's variety but the Category one is stored.
+    let variety: BTreeSet<&str> = stored
+        .iter()
+        .map(|(id, _, _)| id.as_str())
+        .filter(|id| id.parse().is_ok_and(|n: u64| (100..=106).contains(&n)))
+        .collect();
+    assert_eq!(variety, ["100", "101", "102", "103", "105", "106"].into());
+    let types: BTreeSet<String> = (100..=106)
+        .map(|id| {
+            let item = sb.qbo().get(REALM, "Item", &id.to_string()).unwrap();
+            item["Type"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(
+        types,
+        ["Category", "Group", "Inventory", "NonInventory", "Service"]
+            .map(str::to_owned)
+            .into(),
+        "the seed holds every item type"
+    );
+    assert!(stored.contains(&("105".into(), "Hardware:Hammers".into(), true)));
+    assert!(stored.contains(&("106".into(), "Discontinued".into(), false)));
+
+    // Items off: the stored items are retired, the accounts stay.
+    stack
+        .mapping
+        .clone()
+        .update_import_settings(items_on(false))
+        .await
+        .unwrap();
+    eventually(WAIT, "the items retired", || async {
+        sync(&qbo, workspace_id, &["Item"], false).await;
+        let items = item_rows(&attributes(&qbo, workspace_id).await);
+        Ok(items.iter().all(|(_, _, active)| !active).then_some(()))
+    })
+    .await
+    .unwrap();
+    let after = attributes(&qbo, workspace_id).await;
+    assert!(row(&after, "ACCOUNT", "222").is_some_and(|a| a.active));
     stack.stop().await;
     sb.stop().await;
 }
