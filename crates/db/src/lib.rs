@@ -13,11 +13,14 @@
 //! - [`lease`]: one holder at a time per name across replicas, expiring with a crashed holder.
 //! - [`prepared`]: hand-written SQL that stays prepared on its connection.
 //! - [`shared_rate`]: a token bucket every replica obeys together (a partner API's limit).
+//! - [`shared_permits`]: a cap on requests in flight every replica obeys together, paced by
+//!   that bucket.
 //! - [`testing`]: a database per test, cloned from a migrated template.
 
 pub mod lease;
 pub mod outbox;
 pub mod prepared;
+pub mod shared_permits;
 pub mod shared_rate;
 pub mod testing;
 

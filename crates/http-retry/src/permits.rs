@@ -9,8 +9,8 @@
 //! with any [`RateLimiter`] (in process: [`crate::InProcessLimiter`]; in a service: its shared
 //! PostgreSQL bucket). The slot is taken **before** the rate token, so the token is spent when the
 //! request really leaves: a request that waited for a slot cannot go out in a burst with tokens
-//! that were granted while it waited. The cap is per process — replicas sharing a realm need a
-//! shared implementation of the trait (or a per-replica cap of `limit / replicas`).
+//! that were granted while it waited. The cap is per process — replicas sharing a realm use a
+//! shared implementation of the trait (`attrsync_db::shared_permits`).
 //!
 //! Failure policy: **closed**. `Err` from [`RequestLimiter::acquire`] means no permit, and the
 //! client does not make the call.

@@ -5,9 +5,8 @@
 //! [`RequestLimiter`] permit before every data call, retries included, keyed by the realm, and
 //! holds it until the answer is read. [`in_process`] keeps one process within both limits; a
 //! service with several replicas on one realm plugs a shared implementation of the same trait
-//! (e.g. its PostgreSQL token bucket for the rate, wrapped in [`InProcessPermits`] with a
-//! per-replica share of the concurrency). 429s that still happen (another app, another replica)
-//! are retried with backoff.
+//! (qbo-sync: `attrsync_db::shared_permits`, in-flight slots and a token bucket in PostgreSQL).
+//! 429s that still happen (another app) are retried with backoff.
 //!
 //! Failure policy: closed — a limiter error fails the call ([`crate::Error::Limiter`]).
 

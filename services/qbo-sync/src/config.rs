@@ -58,7 +58,7 @@ pub struct QboConfig {
     pub minor_version: u32,
     /// Requests per minute per realm, one budget shared by every replica (Intuit allows 500).
     pub requests_per_minute: f64,
-    /// Requests in flight per realm in this replica (Intuit allows 10 per realm in all).
+    /// Requests in flight per realm, for every replica together (Intuit allows 10).
     pub max_concurrent: usize,
 }
 

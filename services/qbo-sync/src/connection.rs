@@ -41,10 +41,10 @@
 //! operator's problem, logged and counted (`qbo_sync_app_credentials_refused_total`).
 //! Transient failures (429/5xx, network, the database) are `UNAVAILABLE` and change nothing. No secret — tokens, codes, client secret — is logged or returned.
 
-use std::{collections::HashMap, num::NonZeroU32, sync::Arc};
+use std::{collections::HashMap, num::NonZeroU32, sync::Arc, time::Duration};
 
 use attrsync_core::sealed::{Keyring, Sealed};
-use attrsync_db::{DbError, Pool, shared_rate::SharedLimiter};
+use attrsync_db::{DbError, Pool, shared_permits::SharedPermits, shared_rate::SharedLimiter};
 use attrsync_kafka::{
     connection_status::{self, Announcer, Change},
     workspaces::{self, Lookup, WorkspaceDirectory},
@@ -52,8 +52,7 @@ use attrsync_kafka::{
 use attrsync_proto::v1::ConnectionState;
 use attrsync_qbo_client::{
     AccessToken, AppCredentials, BoxFuture, ClientOptions, Disposition, Endpoints,
-    InMemoryTokenStore, InProcessPermits, QboClient, Rotation, Secret, TokenStore, Tokens,
-    tokens::StoreError,
+    InMemoryTokenStore, QboClient, Rotation, Secret, TokenStore, Tokens, tokens::StoreError,
 };
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -61,6 +60,12 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use tokio::sync::Mutex;
 
 use crate::{config::QboConfig, schema::qbo_credentials as qc};
+
+/// How much longer than a request's timeouts a replica's claim on one of a realm's in-flight
+/// slots lasts: a crashed replica's slots come back after this.
+const SLOT_LEASE_MARGIN: Duration = Duration::from_secs(30);
+/// How often a request waiting for a free in-flight slot of its realm asks again.
+const SLOT_POLL: Duration = Duration::from_millis(20);
 
 /// Why a QBO connection operation failed; mapped to one gRPC status in `grpc`.
 #[derive(Debug, thiserror::Error)]
@@ -135,15 +140,25 @@ impl QboAccess {
         announcer: Announcer,
     ) -> anyhow::Result<Self> {
         let endpoints = Endpoints::new(&config.api_url, &config.token_url)?;
-        // The rate is one budget per realm for every replica (PostgreSQL); the concurrency cap
-        // is this replica's share of QBO's 10 in flight.
+        // The rate and the cap on requests in flight are each one budget per realm for every
+        // replica (PostgreSQL): QBO's 500/minute and 10 at once are the realm's, not ours.
         let rate = SharedLimiter::new(pool.clone(), "qbo", config.requests_per_minute / 60.0, 1.0);
         let in_flight = NonZeroU32::new(u32::try_from(config.max_concurrent).unwrap_or(1))
             .unwrap_or(NonZeroU32::MIN);
+        let defaults = ClientOptions::default();
+        let permits = SharedPermits::new(
+            pool.clone(),
+            "qbo",
+            Arc::new(rate),
+            in_flight,
+            // Longer than any request, its retries' waits excluded (each retry claims anew).
+            defaults.request_timeout + defaults.connect_timeout + SLOT_LEASE_MARGIN,
+            SLOT_POLL,
+        );
         let options = ClientOptions {
-            limiter: Arc::new(InProcessPermits::new(Arc::new(rate), in_flight)),
+            limiter: Arc::new(permits),
             minor_version: config.minor_version,
-            ..ClientOptions::default()
+            ..defaults
         };
         Ok(Self {
             store: Arc::new(PgTokenStore {

@@ -130,3 +130,98 @@ async fn replicas_share_one_rate_limit_and_are_spaced_as_one_caller() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_one_in_flight_cap_and_a_crashed_holders_slot_returns_after_its_lease() {
+    use std::{num::NonZeroU32, sync::Arc};
+
+    use attrsync_db::shared_permits::{self, SharedPermits};
+    use attrsync_http_retry::{RequestLimiter as _, Unlimited};
+
+    let database =
+        TestDatabase::create(&attrsync_e2e::admin_database_url(), &attrsync_e2e::TEMPLATE)
+            .await
+            .unwrap();
+    let (a, b) = (pool(&database).await, pool(&database).await);
+    let cap = NonZeroU32::new(3).unwrap();
+    let replica = |pool: &attrsync_db::Pool| {
+        SharedPermits::new(
+            pool.clone(),
+            "qbo",
+            Arc::new(Unlimited),
+            cap,
+            Duration::from_secs(60),
+            Duration::from_millis(10),
+        )
+    };
+    let (ra, rb) = (replica(&a), replica(&b));
+    let blocked = Duration::from_millis(300);
+    let p1 = ra.acquire("realm1").await.unwrap();
+    let p2 = rb.acquire("realm1").await.unwrap();
+    let _p3 = ra.acquire("realm1").await.unwrap();
+    // Three in flight between the two replicas: a fourth waits, from either.
+    assert!(
+        tokio::time::timeout(blocked, rb.acquire("realm1"))
+            .await
+            .is_err()
+    );
+    assert!(
+        tokio::time::timeout(blocked, ra.acquire("realm1"))
+            .await
+            .is_err()
+    );
+    // Another realm has its own slots.
+    let _other = tokio::time::timeout(Duration::from_secs(10), rb.acquire("realm2"))
+        .await
+        .expect("another realm is not held up")
+        .unwrap();
+    // A permit one replica drops lets the other replica's waiting request go.
+    let waiting = tokio::spawn(async move { rb.acquire("realm1").await.map(drop) });
+    tokio::time::sleep(blocked).await;
+    assert!(
+        !waiting.is_finished(),
+        "still waiting while all three are held"
+    );
+    drop(p2);
+    tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("a freed slot is claimed by the waiting replica")
+        .unwrap()
+        .unwrap();
+    drop(p1);
+
+    // A holder that crashed never releases: its slots come back when their lease ends.
+    let key = "qbo:realm3";
+    shared_permits::ensure_slots(&a, key, cap).await.unwrap();
+    let lease = Duration::from_secs(3);
+    let started = std::time::Instant::now();
+    for _ in 0..3 {
+        let slot = shared_permits::claim(&a, key, cap, "crashed", lease)
+            .await
+            .unwrap();
+        assert!(slot.is_some());
+    }
+    assert_eq!(
+        shared_permits::claim(&b, key, cap, "other", lease)
+            .await
+            .unwrap(),
+        None,
+        "no fourth slot"
+    );
+    assert!(
+        !shared_permits::release(&b, key, 0, "not the holder")
+            .await
+            .unwrap(),
+        "only the holder frees a slot"
+    );
+    let rc = replica(&b);
+    tokio::time::timeout(Duration::from_secs(20), rc.acquire("realm3"))
+        .await
+        .expect("a crashed holder's slot returns after its lease")
+        .unwrap();
+    assert!(
+        started.elapsed() >= lease - Duration::from_millis(200),
+        "not before the lease ended: {:?}",
+        started.elapsed()
+    );
+}

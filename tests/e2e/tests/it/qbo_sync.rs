@@ -18,7 +18,9 @@ use attrsync_proto::{
         UpdateImportSettingsRequest,
     },
 };
-use attrsync_sandbox::{QboWebhookConfig, Sandbox, SandboxConfig, SandboxHandle, Seed, Side};
+use attrsync_sandbox::{
+    FaultAction, FaultRule, QboWebhookConfig, Sandbox, SandboxConfig, SandboxHandle, Seed, Side,
+};
 
 use crate::kafka_reader::{connection_events, connection_transitions, read_until};
 
@@ -674,6 +676,57 @@ async fn throttling_never_surfaces_as_a_failed_sync() {
             .count()
             >= 2_500
     );
+    stack.stop().await;
+    sb.stop().await;
+}
+
+/// QBO's 10-requests-in-flight limit is the realm's: two replicas pulling at once share one cap
+/// (PostgreSQL slots), so the sandbox never has to refuse one. The sandbox allows one request
+/// at a time here and holds each for 300 ms, so with a cap per replica the two passes would
+/// overlap and be throttled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_share_the_realms_in_flight_cap_and_are_never_throttled() {
+    let sb = variety_sandbox().await;
+    sb.qbo().generate(REALM, "Customer", 1_500).unwrap();
+    sb.qbo().generate(REALM, "Vendor", 1_500).unwrap();
+    let stack = TestStack::start().await.unwrap();
+    let env = || {
+        vec![
+            ("QBO_SYNC__QBO__MAX_CONCURRENT".into(), "1".into()),
+            ("QBO_SYNC__QBO__REQUESTS_PER_MINUTE".into(), "60000".into()),
+        ]
+    };
+    let first = stack.start_qbo_sync(sb.qbo_url(), env()).await.unwrap();
+    let second = stack.start_qbo_sync(sb.qbo_url(), env()).await.unwrap();
+    let (workspace_id, _) = stack
+        .create_workspace_with_realm(Some(REALM))
+        .await
+        .unwrap();
+    connect(&sb, &first, workspace_id).await;
+    sb.set_qbo_throttle(attrsync_sandbox::qbo::throttle::ThrottleConfig {
+        per_window: 1_000,
+        window_ms: 1_000,
+        concurrent: 1,
+    });
+    sb.faults().add(FaultRule {
+        side: Some(Side::Qbo),
+        endpoint: "GET /v3/company/{realm}/query".into(),
+        action: FaultAction::Latency { ms: 300 },
+        skip: 0,
+        times: None,
+    });
+    sb.reset_stats();
+    let (customers, vendors) = tokio::join!(
+        sync(&first, workspace_id, &["Customer"], false),
+        sync(&second, workspace_id, &["Vendor"], false),
+    );
+    for report in [&customers, &vendors] {
+        assert_eq!(report.entities.len(), 1, "{report:?}");
+        assert_eq!(report.entities[0].outcome, "PULLED_FULL", "{report:?}");
+    }
+    let queries = sb.stats().count(Side::Qbo, "GET /v3/company/{realm}/query");
+    assert!(queries >= 6, "both passes paged: {queries} queries");
+    assert_eq!(sb.stats().throttled, 0, "one request in flight at a time");
     stack.stop().await;
     sb.stop().await;
 }

@@ -1,0 +1,1 @@
+DROP TABLE IF EXISTS attrsync_shared.in_flight_slots;
