@@ -13,9 +13,13 @@
 //! - **webhook mode** (mapping's QBO webhook flag for the entity from the workspace
 //!   projection — the flag ingest applies — and an entity QBO sends webhooks for): an
 //!   incremental **reconcile** (CDC) judged against the round's start less `reconcile.grace`;
-//!   an entity never pulled gets an unjudged baseline full pass first.
+//!   once `pulls.min_interval` (24 h) has passed since the entity's last full pass, a judged
+//!   **full** pass instead, which also finds deletions neither a webhook nor CDC brought (a
+//!   deletion older than CDC's 30 days, a CDC answer that stopped at its cap) — as fyle-sync
+//!   does; an entity never pulled gets an unjudged baseline full pass first.
 //! - **tax codes** of a workspace on webhooks: QBO never sends webhooks for them, so they get
-//!   an incremental pass (a `LastUpdatedTime` query) every round that is **never judged**.
+//!   an incremental pass (a `LastUpdatedTime` query) every round that is **never judged**, and
+//!   an unjudged full pass once a day.
 //! - **polling mode** (the flag off): the incumbent's 24-hour rule (#34) — a full pass once
 //!   `pulls.min_interval` has passed since the entity's last full pass, nothing otherwise; it
 //!   judges nothing, so a workspace not on webhooks never counts a missed webhook.
@@ -78,6 +82,9 @@ pub enum Work {
     Baseline,
     /// Webhook mode: an incremental pass, judged.
     Reconcile,
+    /// Webhook mode, full pass due: a full pass, judged (finds deletions no webhook or CDC
+    /// answer brought, and reads past a CDC answer that stopped at its cap).
+    ReconcileFull,
     /// Tax codes of a workspace on webhooks: an incremental pass, never judged (QBO sends no
     /// webhook for them).
     Refresh,
@@ -95,6 +102,7 @@ impl Work {
             Work::Baseline | Work::Full => (PassKind::Full, false),
             Work::Refresh => (PassKind::Incremental, false),
             Work::Reconcile => (PassKind::Incremental, true),
+            Work::ReconcileFull => (PassKind::Full, true),
         };
         Some(PassPlan {
             kind,
@@ -126,17 +134,16 @@ pub fn work_for(
     now: DateTime<Utc>,
     min_interval: Duration,
 ) -> Work {
+    let full_due = !pull::recently_synced(last_full, now, min_interval, false);
     if !webhooks_on {
-        return if pull::recently_synced(last_full, now, min_interval, false) {
-            Work::Nothing
-        } else {
-            Work::Full
-        };
+        return if full_due { Work::Full } else { Work::Nothing };
     }
-    match (watermark, entity.arrives_by_webhook()) {
-        (None, _) => Work::Baseline,
-        (Some(_), true) => Work::Reconcile,
-        (Some(_), false) => Work::Refresh,
+    match (watermark, entity.arrives_by_webhook(), full_due) {
+        (None, _, _) => Work::Baseline,
+        (Some(_), true, true) => Work::ReconcileFull,
+        (Some(_), true, false) => Work::Reconcile,
+        (Some(_), false, true) => Work::Full,
+        (Some(_), false, false) => Work::Refresh,
     }
 }
 
@@ -399,14 +406,19 @@ mod tests {
     }
 
     #[test]
-    fn webhook_mode_entities_are_reconciled_after_their_baseline() {
+    fn webhook_mode_entities_are_reconciled_after_their_baseline_and_fully_once_a_day() {
         let v = SyncEntity::Vendor;
         assert_eq!(work_for(v, true, None, None, now(), DAY), Work::Baseline);
         assert_eq!(work_for(v, true, at(1), at(1), now(), DAY), Work::Reconcile);
-        // The 24-hour rule does not apply: CDC costs one request when nothing changed.
+        // The watermark is an hour old, the last full pass 30 hours: a judged full pass.
         assert_eq!(
-            work_for(v, true, at(30), at(30), now(), DAY),
-            Work::Reconcile
+            work_for(v, true, at(1), at(30), now(), DAY),
+            Work::ReconcileFull
+        );
+        let plan = Work::ReconcileFull.plan(now()).expect("a pass");
+        assert_eq!(
+            (plan.kind, plan.judge_before),
+            (PassKind::Full, Some(now()))
         );
     }
 
@@ -414,6 +426,7 @@ mod tests {
     fn tax_codes_are_refreshed_but_never_judged() {
         let t = SyncEntity::TaxCode;
         assert_eq!(work_for(t, true, at(1), at(1), now(), DAY), Work::Refresh);
+        assert_eq!(work_for(t, true, at(1), at(30), now(), DAY), Work::Full);
         let plan = Work::Refresh.plan(now()).expect("a pass");
         assert_eq!(plan.judge_before, None);
         assert_eq!(plan.kind, PassKind::Incremental);

@@ -383,3 +383,41 @@ async fn two_replicas_never_run_the_same_round_twice() {
     stack.stop().await;
     sb.stop().await;
 }
+
+/// In webhook mode the rounds reconcile by CDC, and once `pulls.min_interval` (a day; 6 s here)
+/// has passed since an entity's last full pass, a round reads it in full again, judged — the
+/// pass that finds what neither a webhook nor CDC brought (a deletion older than CDC's 30 days,
+/// a CDC answer stopped at its cap).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_webhook_mode_a_judged_full_pass_runs_once_the_day_has_passed() {
+    let sb = variety_sandbox().await;
+    let stack = TestStack::start().await.unwrap();
+    let mut env = fast_rounds();
+    env.push(("QBO_SYNC__PULLS__MIN_INTERVAL".into(), "6s".into()));
+    let qbo = stack.start_qbo_sync(sb.qbo_url(), env).await.unwrap();
+    let (workspace_id, _) = stack
+        .create_workspace_with_realm(Some(REALM))
+        .await
+        .unwrap();
+    connect(&sb, &qbo, workspace_id).await;
+    // The baseline (a full pass), then CDC reconciles.
+    wait_for_runs(&qbo, workspace_id, "Vendor", "RECONCILE").await;
+    let baseline = entity(&status(&qbo, workspace_id).await, "Vendor").unwrap();
+    assert!(baseline.webhook_mode);
+    let baseline_full = baseline.last_full_sync_at.unwrap();
+    let full = eventually(WAIT, "a second full pass of vendors", || async {
+        let vendor = entity(&status(&qbo, workspace_id).await, "Vendor").unwrap();
+        Ok((vendor
+            .last_full_sync_at
+            .is_some_and(|t| t.seconds > baseline_full.seconds)
+            && vendor.last_run == "RECONCILE_FULL")
+            .then_some(vendor))
+    })
+    .await
+    .unwrap();
+    assert!(full.webhook_mode, "still in webhook mode: {full:?}");
+    let elapsed = full.last_full_sync_at.unwrap().seconds - baseline_full.seconds;
+    assert!(elapsed >= 6, "not before the day passed: {elapsed} s");
+    stack.stop().await;
+    sb.stop().await;
+}
