@@ -137,6 +137,12 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
             .route("/fyle/orgs/{org}/auth_code", web::post().to(|d: Data, p: web::Path<String>| async move {
                 HttpResponse::Ok().json(json!({"code": fyle_ctl(&d).issue_code(&p)}))
             }))
+            .route("/fyle/orgs/{org}/integration", web::get().to(|d: Data, p: web::Path<String>| async move {
+                match fyle_ctl(&d).integration(&p) {
+                    Some(record) => HttpResponse::Ok().json(record),
+                    None => HttpResponse::NotFound().json(json!({"message": "no such org or integration"})),
+                }
+            }))
             .route("/fyle/orgs/{org}/events", web::post().to(|d: Data, p: web::Path<String>, b: web::Bytes| async move {
                 reply(body(&b).and_then(|v| {
                     let text = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);

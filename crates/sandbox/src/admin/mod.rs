@@ -186,6 +186,16 @@ impl FyleControl {
             .map(|row| Value::Object(row.json.clone()))
     }
 
+    /// The org's record in Fyle's integration-settings service (what integrations PATCHed).
+    pub fn integration(&self, org: &str) -> Option<Value> {
+        let st = self.shared.fyle_read();
+        st.orgs
+            .get(org)?
+            .integration
+            .as_ref()
+            .map(crate::fyle::integration::Integration::to_json)
+    }
+
     /// The ids of every object of a resource, as the list endpoint renders them.
     pub fn ids(&self, org: &str, resource: &str) -> Vec<String> {
         let st = self.shared.fyle_read();

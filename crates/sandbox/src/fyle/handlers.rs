@@ -1,5 +1,6 @@
 //! HTTP handlers of the Fyle simulator (endpoints F1–F8): the accounts host serves F1–F2 (token,
-//! cluster lookup), the cluster data host F3–F8. Neither serves the other's routes (404), as the
+//! cluster lookup) and the integration-settings service's `PATCH /integrations/`, the cluster
+//! data host F3–F8. Neither serves the other's routes (404), as the
 //! real `accounts.fylehq.com` and `us1.fylehq.com` do not.
 
 // Guard helpers return the ready-made error response as `Err`; its size does not matter here.
@@ -23,7 +24,9 @@ use crate::{
 pub(crate) fn configure_accounts(cfg: &mut web::ServiceConfig) {
     cfg.route("/oauth/token", web::post().to(token))
         .route("/oauth/cluster", web::post().to(cluster))
-        .route("/oauth/cluster/", web::post().to(cluster));
+        .route("/oauth/cluster/", web::post().to(cluster))
+        .route("/integrations/", web::patch().to(patch_integration))
+        .route("/integrations", web::patch().to(patch_integration));
 }
 
 /// Registers the routes of the cluster data host.
@@ -102,6 +105,38 @@ fn parse_body(body: &[u8]) -> Result<Value, HttpResponse> {
         Ok(_) => Err(message(400, "request body must be a JSON object")),
         Err(e) => Err(message(400, &format!("invalid JSON: {e}"))),
     }
+}
+
+/// `PATCH /integrations/` of the integration-settings service (see [`super::integration`]).
+async fn patch_integration(
+    shared: web::Data<Shared>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
+    let header = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok());
+    let now = shared.clock.now();
+    let Some(org) = shared
+        .fyle_read()
+        .auth
+        .check(header, now)
+        .map(str::to_owned)
+    else {
+        return respond(401, &json!({"detail": "Invalid access token"}));
+    };
+    req.extensions_mut().insert(Tenant(org.clone()));
+    let patch = match super::integration::parse_patch(&body) {
+        Ok(p) => p,
+        Err(answer) => return respond(400, &answer),
+    };
+    let mut state = shared.fyle_write();
+    let record = state
+        .orgs
+        .get_mut(&org)
+        .and_then(|o| o.integration.as_mut());
+    HttpResponse::Ok().json(super::integration::apply(record, &patch, now))
 }
 
 async fn token(shared: web::Data<Shared>, body: web::Bytes) -> HttpResponse {

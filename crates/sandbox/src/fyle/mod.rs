@@ -1,4 +1,5 @@
-//! The Fyle Platform API simulator (reference §1–2, endpoints F1–F9).
+//! The Fyle Platform API simulator (reference §1–2, endpoints F1–F9), and the integration-settings
+//! service the integrations report counts to ([`integration`]).
 //!
 //! State: a map of orgs (each with its collections, see [`org`]) and the OAuth state ([`auth`]),
 //! behind one `RwLock` in the shared sandbox state. Reads (lists) take the read lock and serialise
@@ -9,6 +10,7 @@ pub mod auth;
 mod defaults;
 pub mod events;
 pub mod handlers;
+pub mod integration;
 pub mod list_filter;
 pub mod list_query;
 pub mod org;

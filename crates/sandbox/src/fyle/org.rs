@@ -106,6 +106,8 @@ pub struct FyleOrg {
     last_stamp_us: i64,
     /// Timestamp and list-order mess.
     pub mess: FyleMess,
+    /// The org's record in Fyle's integration-settings service ([`super::integration`]).
+    pub integration: Option<super::integration::Integration>,
 }
 
 fn key_of(resource: Resource, item: &Value) -> Value {
@@ -141,6 +143,7 @@ impl FyleOrg {
             next_text_column: 1,
             last_stamp_us: 0,
             mess: FyleMess::default(),
+            integration: Some(super::integration::Integration::qbo()),
         }
     }
 

@@ -525,3 +525,78 @@ async fn subscriptions_are_stored_and_listed() {
     );
     sb.stop().await;
 }
+
+/// Fyle's integration-settings service: `PATCH /integrations/` with the org's access token sets
+/// the counts of the org's installed integration; without a token, without `tpa_name` or with a
+/// mistyped count it changes nothing; another integration's name is answered and ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn integration_settings_take_counts_from_the_orgs_token_only() {
+    let sb = start().await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/integrations/", sb.fyle_accounts_url());
+    let token = sb.fyle().access_token(ORG);
+    let patch = |bearer: Option<String>, body: Value| {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            let mut request = http.patch(url).json(&body);
+            if let Some(token) = bearer {
+                request = request.bearer_auth(token);
+            }
+            let r = request.send().await.expect("PATCH");
+            (r.status().as_u16(), r.json::<Value>().await.expect("JSON"))
+        }
+    };
+    let qbo = "Fyle Quickbooks Integration";
+    let (status, _) = patch(None, json!({"tpa_name": qbo, "unmapped_card_count": 3})).await;
+    assert_eq!(status, 401);
+    let (status, _) = patch(
+        Some("not-a-token".into()),
+        json!({"tpa_name": qbo, "unmapped_card_count": 3}),
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, body) = patch(Some(token.clone()), json!({"unmapped_card_count": 3})).await;
+    assert_eq!(
+        (status, body["detail"].as_str()),
+        (400, Some("tpa_name is required"))
+    );
+    let (status, _) = patch(
+        Some(token.clone()),
+        json!({"tpa_name": qbo, "unmapped_card_count": "three"}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    let untouched = sb.fyle().integration(ORG).expect("installed");
+    assert_eq!(
+        (
+            untouched["unmapped_card_count"].as_u64(),
+            untouched["patches"].as_u64()
+        ),
+        (Some(0), Some(0))
+    );
+
+    let (status, body) = patch(
+        Some(token.clone()),
+        json!({"tpa_name": "Fyle Xero Integration", "unmapped_card_count": 9}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(body["message"].is_string(), "{body}");
+    let (status, body) = patch(
+        Some(token),
+        json!({"tpa_name": qbo, "unmapped_card_count": 3}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["unmapped_card_count"].as_u64()),
+        (200, Some(3))
+    );
+    let stored = sb.fyle().integration(ORG).expect("installed");
+    assert_eq!(
+        (
+            stored["unmapped_card_count"].as_u64(),
+            stored["patches"].as_u64()
+        ),
+        (Some(3), Some(1))
+    );
+}
