@@ -21,6 +21,34 @@ pub struct Config {
     #[serde(default)]
     pub retention: RetentionConfig,
     pub import_to_fyle: ImportToFyleClientConfig,
+    pub fyle_sync: FyleSyncClientConfig,
+    pub unmapped_cards: UnmappedCardsConfig,
+}
+
+/// fyle-sync's gRPC endpoint: Fyle access tokens (`GetAccessToken`) for mapping's own calls.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FyleSyncClientConfig {
+    pub endpoint: String,
+}
+
+/// Reporting the unmapped-card count to Fyle's integration-settings service (#23; see
+/// `unmapped_cards`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnmappedCardsConfig {
+    /// Base URL of the integration-settings service (`PATCH {url}/integrations/`).
+    pub url: String,
+    /// The integration's name there.
+    pub tpa_name: String,
+    /// How often queued recounts are counted and due reports sent.
+    #[serde(with = "humantime_serde")]
+    pub tick: Duration,
+    /// The wait after a first failed report, doubling per failure up to `retry_max`.
+    #[serde(with = "humantime_serde")]
+    pub retry_initial: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retry_max: Duration,
 }
 
 /// import-to-fyle's gRPC endpoint: a new custom mapping setting that imports is imported there
@@ -42,6 +70,31 @@ impl Validate for Config {
             return Err(ConfigError::invalid(
                 "import_to_fyle.endpoint",
                 "must be an http(s):// URL",
+            ));
+        }
+        for (key, url) in [
+            ("fyle_sync.endpoint", &self.fyle_sync.endpoint),
+            ("unmapped_cards.url", &self.unmapped_cards.url),
+        ] {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ConfigError::invalid(key, "must be an http(s):// URL"));
+            }
+        }
+        for (key, value) in [
+            ("unmapped_cards.tick", self.unmapped_cards.tick),
+            (
+                "unmapped_cards.retry_initial",
+                self.unmapped_cards.retry_initial,
+            ),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::invalid(key, "must be more than zero"));
+            }
+        }
+        if self.unmapped_cards.retry_max < self.unmapped_cards.retry_initial {
+            return Err(ConfigError::invalid(
+                "unmapped_cards.retry_max",
+                "must be at least unmapped_cards.retry_initial",
             ));
         }
         if self.import_to_fyle.timeout.is_zero() {

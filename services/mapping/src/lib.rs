@@ -21,7 +21,8 @@
 //! `ImportRequested` commands on `imports.commands.v1` in one transaction; import-to-fyle's
 //! `ImportCompleted` events ([`imports`]) tell it which fields have been imported. A Fyle
 //! org's ORG_SETTING webhooks (`fyle.org-settings.v1`, [`org_settings`]) are stored on its
-//! workspace and published with the snapshot.
+//! workspace and published with the snapshot. The count of active corporate cards without a
+//! mapping goes to Fyle's integration-settings service whenever it changes ([`unmapped_cards`]).
 //!
 //! Failure policy: with the database down, gRPC calls fail `UNAVAILABLE` and nothing changes;
 //! with Kafka down, changes still commit and their snapshots wait in the outbox; the consumers
@@ -40,6 +41,7 @@ pub mod projection;
 mod schema;
 mod snapshot;
 pub mod store;
+pub mod unmapped_cards;
 
 use attrsync_kafka::topics;
 use attrsync_proto::v1::mapping_service_server::MappingServiceServer;
@@ -86,6 +88,18 @@ impl Service for Mapping {
                 .connect_timeout(std::time::Duration::from_secs(2))
                 .timeout(context.config.import_to_fyle.timeout)
                 .connect_lazy();
+        let fyle_sync_channel =
+            tonic::transport::Channel::from_shared(context.config.fyle_sync.endpoint.clone())?
+                .connect_timeout(std::time::Duration::from_secs(2))
+                .timeout(std::time::Duration::from_secs(30))
+                .connect_lazy();
+        let reporter = unmapped_cards::Reporter::new(
+            context.pool.clone(),
+            attrsync_proto::v1::fyle_sync_service_client::FyleSyncServiceClient::new(
+                fyle_sync_channel,
+            ),
+            context.config.unmapped_cards.clone(),
+        )?;
         let api = grpc::MappingApi {
             store,
             relay: context.relay.clone(),
@@ -116,7 +130,11 @@ impl Service for Mapping {
                     settings_topic: context.topic(topics::WORKSPACE_SETTINGS),
                 },
             )
-            .grpc(MappingServiceServer::new(api)))
+            .grpc(MappingServiceServer::new(api))
+            .task(
+                "unmapped-card reports",
+                reporter.run(context.shutdown.clone()),
+            ))
     }
 }
 

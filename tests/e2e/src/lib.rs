@@ -200,7 +200,8 @@ impl TestStack {
         Self::start_with_env(extra, Vec::new()).await
     }
 
-    /// Starts the stack with extra `INGEST__…` and `FYLE_SYNC__…` settings.
+    /// Starts the stack with extra `INGEST__…` and `FYLE_SYNC__…` settings (`MAPPING__…` ones in
+    /// either list go to mapping).
     pub async fn start_with_env(
         extra: Vec<(String, String)>,
         fyle_sync_extra: Vec<(String, String)>,
@@ -251,13 +252,27 @@ impl TestStack {
         let topic_prefix = format!("t{}.", ulid::Ulid::new().to_string().to_lowercase());
         let shutdown = CancellationToken::new();
 
-        // import-to-fyle starts on demand, later; mapping is told where it will listen.
+        // import-to-fyle starts on demand, later, and fyle-sync after mapping; mapping is told
+        // where they will listen. Settings for mapping (`MAPPING__…`) given with the others'
+        // go to mapping.
         let import_to_fyle_port = scratch::free_port(&[]);
+        let fyle_sync_port = scratch::free_port(&[import_to_fyle_port]);
+        let (for_mapping, extra): (Vec<_>, Vec<_>) = extra
+            .into_iter()
+            .partition(|(k, _)| k.starts_with("MAPPING__"));
+        let (for_mapping_too, fyle_sync_extra): (Vec<_>, Vec<_>) = fyle_sync_extra
+            .into_iter()
+            .partition(|(k, _)| k.starts_with("MAPPING__"));
         let mut mapping_env = service_env("mapping", &database.url, &topic_prefix, None);
         mapping_env.push((
             "MAPPING__IMPORT_TO_FYLE__ENDPOINT".into(),
             format!("http://127.0.0.1:{import_to_fyle_port}"),
         ));
+        mapping_env.push((
+            "MAPPING__FYLE_SYNC__ENDPOINT".into(),
+            format!("http://127.0.0.1:{fyle_sync_port}"),
+        ));
+        mapping_env.extend(for_mapping.into_iter().chain(for_mapping_too));
         let mapping_config = mapping::Config::from_env_pairs(mapping_env)?;
         let mapping_running = mapping::start(mapping_config, shutdown.clone()).await?;
         let mapping_addr = Some(mapping_running.grpc_addr);
@@ -283,6 +298,11 @@ impl TestStack {
         .await?;
 
         let mut fyle_env = service_env("fyle-sync", &database.url, &topic_prefix, mapping_addr);
+        fyle_env.retain(|(k, _)| k != "FYLE_SYNC__GRPC__LISTEN");
+        fyle_env.push((
+            "FYLE_SYNC__GRPC__LISTEN".into(),
+            format!("127.0.0.1:{fyle_sync_port}"),
+        ));
         // ConnectFyle asks this stack's ingest for the webhook URL it registers with Fyle.
         fyle_env.push((
             "FYLE_SYNC__INGEST__ENDPOINT".into(),

@@ -28,4 +28,5 @@ mod qbo_webhooks;
 mod registry;
 mod regressions;
 mod shared_budget;
+mod unmapped_cards;
 mod webhook_auth;
