@@ -5,7 +5,9 @@
 //! Runs inside the platform's idempotent wrapper (one transaction per envelope, redeliveries
 //! change nothing). The mapping is written like any auto-mapping — `auto_mapped`, only into an
 //! empty (source, destination type) slot, so an operator's mapping is never overwritten — and
-//! resolves the source's open errors in the same transaction. The event names both sides, so
+//! resolves the source's open errors in the same transaction. When qbo-sync created the
+//! entity (`created`, not a link to an existing one), the mapping to that entity is marked
+//! `auto_created` (exposed as `Mapping.auto_created`). The event names both sides, so
 //! the mapping does not wait for the projections; until their change events arrive it shows
 //! `UNKNOWN_ATTRIBUTE`.
 //!
@@ -17,6 +19,8 @@ use attrsync_kafka::{
     handler::{EffectError, EffectHandler, Event, Tx},
 };
 use attrsync_proto::v1::FyleAttributeAutoCreated;
+use diesel::sql_types::{BigInt, Text};
+use diesel_async::RunQueryDsl;
 
 use crate::{
     mappings::{self, DestinationRow, SourceRow},
@@ -65,7 +69,7 @@ impl EffectHandler for AutoCreatedEvents {
             &e.destination_id,
         )
         .await?;
-        let display_name = known.first().map_or_else(
+        let display_name = <[_]>::first(&known).map_or_else(
             || default_display_name(&e.destination_attribute_type),
             |d| d.display_name.clone(),
         );
@@ -85,7 +89,24 @@ impl EffectHandler for AutoCreatedEvents {
             active: true,
             detail: None,
         };
-        if let Some(id) = mappings::insert_auto(conn, workspace_id, &source, &destination).await? {
+        let inserted = mappings::insert_auto(conn, workspace_id, &source, &destination).await?;
+        if e.created {
+            // The mapping to this very entity — just written, or an operator's to the same
+            // one — carries the mark; a mapping to another entity is left as it is.
+            diesel::sql_query(
+                "UPDATE mappings SET auto_created = true, updated_at = now() \
+                 WHERE workspace_id = $1 AND source_type = $2 AND source_id = $3 \
+                   AND destination_type = $4 AND destination_id = $5 AND NOT auto_created",
+            )
+            .bind::<BigInt, _>(workspace_id)
+            .bind::<Text, _>(&e.source_attribute_type)
+            .bind::<Text, _>(&e.source_id)
+            .bind::<Text, _>(&e.destination_attribute_type)
+            .bind::<Text, _>(&e.destination_id)
+            .execute(conn)
+            .await?;
+        }
+        if let Some(id) = inserted {
             metrics::counter!("mapping_auto_mapped_total", "source_type" => "AUTO_CREATED")
                 .increment(1);
             tracing::info!(

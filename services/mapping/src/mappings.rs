@@ -1005,6 +1005,8 @@ pub(crate) struct MappingView {
     pub mapped_destination_value: String,
     #[diesel(sql_type = Bool)]
     pub auto_mapped: bool,
+    #[diesel(sql_type = Bool)]
+    pub auto_created: bool,
     #[diesel(sql_type = diesel::sql_types::Timestamptz)]
     pub created_at: DateTime<Utc>,
     #[diesel(sql_type = diesel::sql_types::Timestamptz)]
@@ -1040,6 +1042,7 @@ impl MappingView {
                 .clone()
                 .unwrap_or_else(|| self.mapped_destination_value.clone()),
             auto_mapped: self.auto_mapped,
+            auto_created: self.auto_created,
             source_active: self.source_active.unwrap_or(false),
             destination_active: self.destination_active.unwrap_or(false),
             state: state as i32,
@@ -1055,7 +1058,8 @@ impl MappingView {
 pub(crate) const MAPPING_VIEW_SQL: &str = "\
     SELECT m.id, m.workspace_id, m.source_type, m.source_id, m.destination_type, \
            m.destination_display_name, m.destination_id, \
-           m.destination_value AS mapped_destination_value, m.auto_mapped, m.created_at, \
+           m.destination_value AS mapped_destination_value, m.auto_mapped, m.auto_created, \
+           m.created_at, \
            m.updated_at, s.value AS source_value, s.active AS source_active, \
            d.value AS destination_value, d.active AS destination_active \
     FROM mappings m \

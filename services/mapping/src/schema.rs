@@ -104,6 +104,7 @@ diesel::table! {
         auto_mapped -> Bool,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        auto_created -> Bool,
     }
 }
 

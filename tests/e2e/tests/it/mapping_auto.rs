@@ -749,6 +749,7 @@ async fn an_employee_qbo_sync_created_a_vendor_for_is_mapped_to_it_and_a_second_
         ("VENDOR", "501")
     );
     assert!(mapping.auto_mapped);
+    assert!(mapping.auto_created, "qbo-sync created the vendor for it");
     assert_eq!(mapping.destination_display_name, "vendor");
     assert_eq!(
         mapping.state(),

@@ -241,6 +241,20 @@ async fn auto_created_events(stack: &TestStack, at_least: usize) -> Vec<FyleAttr
         .collect()
 }
 
+/// mapping's mapping of a Fyle value, once it exists.
+async fn mapped(
+    stack: &TestStack,
+    workspace_id: i64,
+    source_type: &str,
+    source_id: &str,
+) -> attrsync_proto::v1::Mapping {
+    eventually(WAIT, "the Fyle value mapped", || async {
+        Ok(crate::mapping_auto::mapping_of(stack, workspace_id, source_type, source_id).await)
+    })
+    .await
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_merchant_becomes_one_qbo_vendor_however_often_its_change_is_delivered() {
     let sb = sandbox().await;
@@ -267,6 +281,10 @@ async fn a_merchant_becomes_one_qbo_vendor_however_often_its_change_is_delivered
     assert_eq!(events[0].destination_attribute_type, "VENDOR");
     assert_eq!(events[0].destination_id, row.destination_id);
     assert!(events[0].created);
+    // mapping maps the merchant to the vendor created for it, and marks the mapping so.
+    let mapping = mapped(&stack, workspace_id, "MERCHANT", "225221").await;
+    assert_eq!(mapping.destination_id, row.destination_id);
+    assert!(mapping.auto_created, "{mapping:?}");
 
     // The same envelope again (a redelivery), another envelope for the same value, and a Fyle
     // value differing only in case (QBO names are case-insensitive: linked, not created).
@@ -375,6 +393,10 @@ async fn an_existing_vendor_of_the_name_is_linked_and_an_employee_becomes_a_vend
         .unwrap();
     assert!(employee.created);
     assert_eq!(employee.source_value, "ada@example.com");
+    let linked_mapping = mapped(&stack, workspace_id, "MERCHANT", &link.source_id).await;
+    assert!(!linked_mapping.auto_created, "linked, not created");
+    let ada_mapping = mapped(&stack, workspace_id, "EMPLOYEE", "ouJSY9XI9s9k").await;
+    assert!(ada_mapping.auto_created);
     stack.stop().await;
     sb.stop().await;
 }

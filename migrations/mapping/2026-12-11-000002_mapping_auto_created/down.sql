@@ -1,0 +1,1 @@
+ALTER TABLE mappings DROP COLUMN IF EXISTS auto_created;
