@@ -7,11 +7,18 @@
 //! free one in one statement — a slot nobody holds, or whose holder's lease ran out — under
 //! `FOR UPDATE SKIP LOCKED`, so two replicas never claim the same slot and never wait on each
 //! other's row locks. The claim writes a holder token unique to the acquisition and an expiry
-//! `lease` from now. When every slot is busy the caller polls again after `poll` (no lock held
-//! while waiting). Dropping the permit frees the slot (a background statement that matches the
-//! holder token, so a release that arrives after the slot expired and was claimed again frees
-//! nothing). After the slot, the shared rate limiter is awaited — slot first, then token, as
-//! in [`attrsync_http_retry::InProcessPermits`], so the token is spent when the request leaves.
+//! `lease` from now. Within a process, requests first queue on a local semaphore of
+//! `max_in_flight` per key, so at most that many of a replica's requests ask the database at
+//! once; when every slot is busy such a request polls again, waiting `poll` and doubling up to
+//! ten times that (no lock held while waiting). Dropping the permit frees the slot (a
+//! background statement that matches the holder token, so a release that arrives after the
+//! slot expired and was claimed again frees nothing); a request cancelled while its claim was
+//! in flight releases whatever its token may have claimed a moment later. After the slot, the
+//! shared rate limiter is awaited — slot first, then token, as in
+//! [`attrsync_http_retry::InProcessPermits`], so the token is spent when the request leaves.
+//!
+//! Every replica must use the same `max_in_flight` for a key: slots are numbered, and a
+//! replica configured higher would also claim the slots above the others' cap.
 //!
 //! Failure policy: **closed** — with the database unreachable `acquire` fails and the caller
 //! does not make the call (exceeding a partner's limit gets the integration blocked). A holder
@@ -20,11 +27,13 @@
 //! outlast the longest request (the clients' timeouts are 30–60 s).
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     num::NonZeroU32,
     sync::{Arc, Mutex},
     time::Duration,
 };
+
+use tokio::sync::Semaphore;
 
 use attrsync_http_retry::{BoxFuture, Permit, RateLimiter, RequestLimiter};
 use diesel::sql_types::{Double, Integer, Text};
@@ -85,6 +94,21 @@ pub async fn ensure_slots(
     Ok(())
 }
 
+/// Frees every slot of `key` that `holder` holds (a cancelled claim's cleanup). Returns how
+/// many it freed.
+pub async fn release_holder(pool: &Pool, key: &str, holder: &str) -> Result<usize, DbError> {
+    let mut conn = pool.get().await?;
+    let freed = diesel::sql_query(
+        "UPDATE attrsync_shared.in_flight_slots SET holder = NULL, expires_at = NULL \
+         WHERE key = $1 AND holder = $2",
+    )
+    .bind::<Text, _>(key)
+    .bind::<Text, _>(holder)
+    .execute(&mut conn)
+    .await?;
+    Ok(freed)
+}
+
 /// Frees `slot` of `key` if `holder` still holds it. Returns whether it did.
 pub async fn release(pool: &Pool, key: &str, slot: i32, holder: &str) -> Result<bool, DbError> {
     let mut conn = pool.get().await?;
@@ -116,6 +140,8 @@ pub struct SharedPermits {
     poll: Duration,
     /// Keys whose slots this process has created.
     seeded: Mutex<HashSet<String>>,
+    /// This process's queue per key in front of the database (`max_in_flight` permits).
+    local: Mutex<HashMap<String, Arc<Semaphore>>>,
 }
 
 impl std::fmt::Debug for SharedPermits {
@@ -148,7 +174,21 @@ impl SharedPermits {
             lease,
             poll,
             seeded: Mutex::new(HashSet::new()),
+            local: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn local_queue(&self, key: &str) -> Arc<Semaphore> {
+        let n = usize::try_from(self.max_in_flight.get()).unwrap_or(usize::MAX);
+        let mut queues = self
+            .local
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(
+            queues
+                .entry(key.to_owned())
+                .or_insert_with(|| Arc::new(Semaphore::new(n))),
+        )
     }
 
     /// Claims a slot of `key`, waiting while every slot is held.
@@ -167,10 +207,18 @@ impl SharedPermits {
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .insert(name.clone());
         }
+        let mut pending = PendingClaim {
+            pool: self.pool.clone(),
+            key: name.clone(),
+            holder: holder.clone(),
+            in_flight: false,
+        };
+        let mut wait = self.poll;
         loop {
-            if let Some(slot) =
-                claim(&self.pool, &name, self.max_in_flight, &holder, self.lease).await?
-            {
+            pending.in_flight = true;
+            let claimed = claim(&self.pool, &name, self.max_in_flight, &holder, self.lease).await?;
+            pending.in_flight = false;
+            if let Some(slot) = claimed {
                 return Ok(SlotGuard {
                     pool: self.pool.clone(),
                     key: name,
@@ -178,7 +226,8 @@ impl SharedPermits {
                     holder,
                 });
             }
-            tokio::time::sleep(self.poll).await;
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(self.poll * 10);
         }
     }
 }
@@ -186,11 +235,49 @@ impl SharedPermits {
 impl RequestLimiter for SharedPermits {
     fn acquire<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Permit, String>> {
         Box::pin(async move {
+            let queued = self
+                .local_queue(key)
+                .acquire_owned()
+                .await
+                .map_err(|e| format!("in-flight queue closed: {e}"))?;
             let slot = self.slot(key).await.map_err(|e| e.to_string())?;
-            // The guard frees the slot if the rate limiter fails.
+            // The guards free the slot and the queue place if the rate limiter fails.
             self.rate.acquire(key).await?;
-            Ok(Permit::holding(slot))
+            Ok(Permit::holding((queued, slot)))
         })
+    }
+}
+
+/// A claim being made: if the request is dropped while its claim statement runs, the statement
+/// may still commit, so whatever the holder token claimed is released a moment later.
+struct PendingClaim {
+    pool: Pool,
+    key: String,
+    holder: String,
+    in_flight: bool,
+}
+
+/// How long a cancelled claim's cleanup waits for the statement it interrupted.
+const CANCELLED_CLAIM_SETTLE: Duration = Duration::from_secs(1);
+
+impl Drop for PendingClaim {
+    fn drop(&mut self) {
+        if !self.in_flight {
+            return;
+        }
+        let (pool, key, holder) = (
+            self.pool.clone(),
+            std::mem::take(&mut self.key),
+            std::mem::take(&mut self.holder),
+        );
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                tokio::time::sleep(CANCELLED_CLAIM_SETTLE).await;
+                if let Err(e) = release_holder(&pool, &key, &holder).await {
+                    tracing::warn!(key, error = %e, "could not free a cancelled claim's slot; its lease frees it");
+                }
+            });
+        }
     }
 }
 

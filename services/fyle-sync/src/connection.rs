@@ -18,7 +18,8 @@
 //! 401/404, or a data call refused even with a fresh token — the client's
 //! [`Disposition::Broken`]) the connection is marked `BROKEN` (an `ERROR` log, the
 //! `fyle_sync_connection_broken_total` counter, the status in `GetSyncStatus`, the `BROKEN`
-//! event) and every later
+//! event) — only if the refused credentials are still the stored ones (same `connected_at`; a
+//! refusal of credentials a concurrent `ConnectFyle` replaced condemns nothing) — and every later
 //! `GetAccessToken` / `SyncDimensions` of the workspace is refused without calling Fyle, so a
 //! revoked token is not hammered, until `ConnectFyle` stores working credentials again. A
 //! stored token whose key is no longer configured does not open and counts as not connected.
@@ -253,14 +254,9 @@ impl FyleAccess {
         let sealed = self.keyring.seal(refresh_token.as_bytes());
         let mut conn = self.pool.get().await.map_err(DbError::from)?;
         conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-            let previous: Option<String> = fc::table
-                .find(workspace_id)
-                .select(fc::status)
-                .for_update()
-                .first(conn)
-                .await
-                .optional()?;
-            let inserted: bool = diesel::insert_into(fc::table)
+            // Insert, or lock the stored row and read its status before replacing it: a
+            // concurrent ConnectFyle or broken mark is seen either way.
+            let inserted = diesel::insert_into(fc::table)
                 .values((
                     fc::workspace_id.eq(workspace_id),
                     fc::org_id.eq(&found),
@@ -271,26 +267,34 @@ impl FyleAccess {
                     fc::status.eq(CONNECTED),
                     fc::status_reason.eq(None::<String>),
                 ))
-                .on_conflict(fc::workspace_id)
-                .do_update()
-                .set((
-                    fc::org_id.eq(&found),
-                    fc::cluster_domain.eq(&grant.cluster_domain),
-                    fc::key_id.eq(&sealed.key_id),
-                    fc::nonce.eq(&sealed.nonce),
-                    fc::ciphertext.eq(&sealed.ciphertext),
-                    fc::status.eq(CONNECTED),
-                    fc::status_reason.eq(None::<String>),
-                    fc::connected_at.eq(diesel::dsl::now),
-                    fc::status_at.eq(diesel::dsl::now),
-                ))
-                .returning(diesel::dsl::sql::<diesel::sql_types::Bool>("xmax = 0"))
-                .get_result(conn)
-                .await?;
-            // A row another ConnectFyle inserted after the read above was CONNECTED.
-            let previous = match (inserted, previous) {
-                (true, _) => None,
-                (false, previous) => Some(previous.unwrap_or_else(|| CONNECTED.to_owned())),
+                .on_conflict_do_nothing()
+                .execute(conn)
+                .await?
+                == 1;
+            let previous = if inserted {
+                None
+            } else {
+                let previous: String = fc::table
+                    .find(workspace_id)
+                    .select(fc::status)
+                    .for_update()
+                    .first(conn)
+                    .await?;
+                diesel::update(fc::table.find(workspace_id))
+                    .set((
+                        fc::org_id.eq(&found),
+                        fc::cluster_domain.eq(&grant.cluster_domain),
+                        fc::key_id.eq(&sealed.key_id),
+                        fc::nonce.eq(&sealed.nonce),
+                        fc::ciphertext.eq(&sealed.ciphertext),
+                        fc::status.eq(CONNECTED),
+                        fc::status_reason.eq(None::<String>),
+                        fc::connected_at.eq(diesel::dsl::now),
+                        fc::status_at.eq(diesel::dsl::now),
+                    ))
+                    .execute(conn)
+                    .await?;
+                Some(previous)
             };
             let change = Change {
                 account_id: &found,
@@ -384,22 +388,49 @@ impl FyleAccess {
                     .insert(workspace_id, (connection.connected_at, client.clone()));
                 Ok(client)
             }
-            Err(e) => Err(self.failed(workspace_id, &e).await),
+            Err(e) => Err(self
+                .failed_for(workspace_id, &e, Some(connection.connected_at))
+                .await),
         }
     }
 
-    /// Classifies a client error of the workspace's connection; a broken one is recorded.
+    /// Classifies a client error of the workspace's kept client; a broken one is recorded.
     pub(crate) async fn failed(
         &self,
         workspace_id: i64,
         e: &attrsync_fyle_client::Error,
+    ) -> FyleError {
+        // The kept client was built from this connection; none kept means a ConnectFyle (or a
+        // broken mark) replaced it while the call ran.
+        let built_from = self
+            .clients
+            .lock()
+            .await
+            .get(&workspace_id)
+            .map(|(at, _)| *at);
+        self.failed_for(workspace_id, e, built_from).await
+    }
+
+    /// [`Self::failed`] for credentials of the connection stored at `refused_connected_at`.
+    async fn failed_for(
+        &self,
+        workspace_id: i64,
+        e: &attrsync_fyle_client::Error,
+        refused_connected_at: Option<DateTime<Utc>>,
     ) -> FyleError {
         if e.disposition() == Disposition::Broken {
             let reason = match e.status() {
                 Some(status) => format!("Fyle answered {status} to the stored credentials"),
                 None => "Fyle refused the stored credentials".to_owned(),
             };
-            self.mark_broken(workspace_id, &reason).await;
+            let Some(refused) = refused_connected_at else {
+                tracing::warn!(
+                    workspace_id,
+                    "Fyle refused credentials that were replaced meanwhile: not marked broken"
+                );
+                return client_error_ref(e);
+            };
+            self.mark_broken(workspace_id, &reason, refused).await;
             return FyleError::Broken(workspace_id, reason);
         }
         client_error_ref(e)
@@ -425,36 +456,41 @@ impl FyleAccess {
             Err(FyleError::CredentialsRefused(reason)) => {
                 tokens.remove(&workspace_id);
                 drop(tokens);
-                self.mark_broken(workspace_id, &reason).await;
+                self.mark_broken(workspace_id, &reason, connection.connected_at)
+                    .await;
                 Err(FyleError::Broken(workspace_id, reason))
             }
             Err(e) => Err(e),
         }
     }
 
-    /// Records that Fyle refused the workspace's credentials.
-    pub(crate) async fn mark_broken(&self, workspace_id: i64, reason: &str) {
+    /// Records that Fyle refused the credentials of the connection stored at `refused` — only
+    /// if that connection is still the stored one: a refusal of credentials a ConnectFyle has
+    /// since replaced condemns nothing.
+    pub(crate) async fn mark_broken(
+        &self,
+        workspace_id: i64,
+        reason: &str,
+        refused: DateTime<Utc>,
+    ) {
         self.tokens.lock().await.remove(&workspace_id);
         self.clients.lock().await.remove(&workspace_id);
-        metrics::counter!("fyle_sync_connection_broken_total").increment(1);
-        tracing::error!(
-            workspace_id,
-            reason,
-            "Fyle connection broken; calls to Fyle stop until ConnectFyle"
-        );
         let marked = async {
             let mut conn = self.pool.get().await.map_err(DbError::from)?;
             conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-                let stored: Option<(String, String)> = fc::table
+                let stored: Option<(String, String, DateTime<Utc>)> = fc::table
                     .find(workspace_id)
-                    .select((fc::status, fc::org_id))
+                    .select((fc::status, fc::org_id, fc::connected_at))
                     .for_update()
                     .first(conn)
                     .await
                     .optional()?;
-                let Some((previous, org_id)) = stored else {
-                    return Ok(());
+                let Some((previous, org_id, connected_at)) = stored else {
+                    return Ok(false);
                 };
+                if connected_at != refused {
+                    return Ok(false);
+                }
                 diesel::update(fc::table.find(workspace_id))
                     .set((
                         fc::status.eq(BROKEN),
@@ -473,13 +509,25 @@ impl FyleAccess {
                 self.announcer
                     .announce(conn, &[workspace_id], &change)
                     .await?;
-                Ok(())
+                Ok(true)
             })
             .await
             .map_err(DbError::from)
         };
         match marked.await {
-            Ok(()) => self.announcer.wake(),
+            Ok(true) => {
+                self.announcer.wake();
+                metrics::counter!("fyle_sync_connection_broken_total").increment(1);
+                tracing::error!(
+                    workspace_id,
+                    reason,
+                    "Fyle connection broken; calls to Fyle stop until ConnectFyle"
+                );
+            }
+            Ok(false) => tracing::warn!(
+                workspace_id,
+                "Fyle refused credentials that were replaced meanwhile: not marked broken"
+            ),
             Err(e) => {
                 tracing::error!(workspace_id, error = %e, "could not record the broken Fyle connection")
             }

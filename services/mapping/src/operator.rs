@@ -2,8 +2,8 @@
 //! mappings; report and list mapping errors.
 //!
 //! An operator's mapping always wins: `UpsertMapping` replaces the (source, destination type)
-//! slot whatever filled it and clears `auto_mapped`, and auto-mapping never writes a filled
-//! slot. Both sides must be known to mapping's projections — a mapping to a value mapping has
+//! slot whatever filled it and clears `auto_mapped` (and `auto_created`, unless it keeps the
+//! same destination), and auto-mapping never writes a filled slot. Both sides must be known to mapping's projections — a mapping to a value mapping has
 //! never seen could not show its state — and an id an Account and an Item share needs the
 //! display name. A mapping deleted by an operator may be auto-mapped again by a later change
 //! of either side (there is no "never auto-map this" marker yet).
@@ -148,7 +148,11 @@ pub(crate) async fn upsert(pool: &Pool, request: &UpsertMappingRequest) -> Resul
                  destination_display_name = excluded.destination_display_name, \
                  destination_id = excluded.destination_id, \
                  destination_value = excluded.destination_value, \
-                 auto_mapped = false, updated_at = now() \
+                 auto_mapped = false, \
+                 auto_created = m.auto_created \
+                     AND m.destination_id = excluded.destination_id \
+                     AND m.destination_display_name = excluded.destination_display_name, \
+                 updated_at = now() \
              RETURNING id",
         )
         .bind::<BigInt, _>(workspace_id)

@@ -20,14 +20,17 @@
 //! `unmapped_card_reports.wanted` in the same statement: a queued mark and its recount commit
 //! together or not at all.
 //!
-//! **Reporting** ([`Reporter::report`]): rows whose `wanted` differs from `reported` and are due
-//! are claimed (`FOR UPDATE SKIP LOCKED`, then `not_before` pushed a lease ahead and the attempt
-//! counted, committed before any call), so replicas never send the same row at once and no
-//! transaction is open during a call. For each: an access token from fyle-sync
-//! (`GetAccessToken`), then `PATCH {unmapped_cards.url}/integrations/` with `{tpa_name,
-//! unmapped_card_count}`. A 2xx answer records the count sent as `reported` (a count that
-//! changed meanwhile is sent on the next tick); an answer saying the integration is not
-//! installed is a 2xx too, and recorded the same way.
+//! **Reporting** ([`Reporter::report`]): one row at a time, a row whose `wanted` differs from
+//! `reported`, that is due (`not_before`) and not claimed is claimed (`FOR UPDATE SKIP LOCKED`;
+//! a fresh `claim_token`, `claimed_until` a lease ahead, the attempt counted — committed before
+//! any call), so replicas never send the same row at once and no transaction is open during a
+//! call. The claim is apart from the backoff: a recount that changes `wanted` makes the row due
+//! again but cannot release a claim, and only the claim's holder records the outcome (`WHERE
+//! claim_token = …`), so an older count sent late can never be recorded over a newer one. Then:
+//! an access token from fyle-sync (`GetAccessToken`), and `PATCH
+//! {unmapped_cards.url}/integrations/` with `{tpa_name, unmapped_card_count}`. A 2xx answer
+//! records the count sent as `reported` (a count that changed meanwhile is sent next); an
+//! answer saying the integration is not installed is a 2xx too, and recorded the same way.
 //!
 //! Failure policy: a report never undoes anything — mappings and cards are already committed.
 //! fyle-sync or Fyle down, a broken Fyle connection, a refused PATCH: the row keeps its
@@ -58,10 +61,11 @@ pub const CARD_OBJECTS_NEEDING_MAPPINGS: [&str; 2] = ["CREDIT CARD PURCHASE", "D
 /// Queued recounts drained per statement.
 pub const RECOUNT_BATCH: i64 = 1_000;
 
-/// Reports claimed per tick.
-const REPORT_BATCH: i64 = 50;
+/// Reports sent per tick at most (one claimed at a time).
+const REPORTS_PER_TICK: usize = 50;
 
-/// How long a claimed report is someone's: longer than one token request and one PATCH.
+/// How long a claimed report is someone's: longer than one token request and one PATCH (each
+/// bounded to 30 s).
 const CLAIM_LEASE: Duration = Duration::from_secs(120);
 
 /// The advisory lock of the recount (one replica at a time).
@@ -118,6 +122,8 @@ struct Claimed {
     wanted: i64,
     #[diesel(sql_type = Integer)]
     attempts: i32,
+    #[diesel(sql_type = Text)]
+    claim_token: String,
 }
 
 /// Why a report failed: what `last_error` records (no body, no token).
@@ -210,26 +216,13 @@ impl Reporter {
         Ok(counted)
     }
 
-    /// Sends the due reports; returns how many Fyle accepted.
+    /// Sends the due reports, one claimed at a time; returns how many Fyle accepted.
     pub async fn report(&self) -> Result<usize, DbError> {
-        let claimed: Vec<Claimed> = {
-            let mut conn = self.pool.get().await?;
-            diesel::sql_query(
-                "UPDATE unmapped_card_reports r \
-                 SET not_before = now() + make_interval(secs => $2), attempts = r.attempts + 1 \
-                 FROM (SELECT workspace_id FROM unmapped_card_reports \
-                       WHERE wanted IS DISTINCT FROM reported AND not_before <= now() \
-                       ORDER BY not_before LIMIT $1 FOR UPDATE SKIP LOCKED) due \
-                 WHERE r.workspace_id = due.workspace_id \
-                 RETURNING r.workspace_id, r.wanted, r.attempts",
-            )
-            .bind::<BigInt, _>(REPORT_BATCH)
-            .bind::<Double, _>(CLAIM_LEASE.as_secs_f64())
-            .load(&mut conn)
-            .await?
-        };
         let mut accepted = 0;
-        for row in claimed {
+        for _ in 0..REPORTS_PER_TICK {
+            let Some(row) = self.claim().await? else {
+                break;
+            };
             let outcome = self.send(row.workspace_id, row.wanted).await;
             let mut conn = self.pool.get().await?;
             match outcome {
@@ -238,11 +231,13 @@ impl Reporter {
                     metrics::counter!("mapping_unmapped_card_reports_total", "outcome" => "patched")
                         .increment(1);
                     diesel::sql_query(
-                        "UPDATE unmapped_card_reports SET reported = $2, attempts = 0, \
-                         last_error = NULL, not_before = now(), updated_at = now() \
-                         WHERE workspace_id = $1",
+                        "UPDATE unmapped_card_reports SET reported = $3, attempts = 0, \
+                         last_error = NULL, claim_token = NULL, claimed_until = NULL, \
+                         updated_at = now() \
+                         WHERE workspace_id = $1 AND claim_token = $2",
                     )
                     .bind::<BigInt, _>(row.workspace_id)
+                    .bind::<Text, _>(&row.claim_token)
                     .bind::<Nullable<BigInt>, _>(Some(row.wanted))
                     .execute(&mut conn)
                     .await?;
@@ -263,11 +258,13 @@ impl Reporter {
                         "could not report the unmapped-card count to Fyle"
                     );
                     diesel::sql_query(
-                        "UPDATE unmapped_card_reports SET last_error = $2, \
-                         not_before = now() + make_interval(secs => $3), updated_at = now() \
-                         WHERE workspace_id = $1",
+                        "UPDATE unmapped_card_reports SET last_error = $3, \
+                         not_before = now() + make_interval(secs => $4), \
+                         claim_token = NULL, claimed_until = NULL, updated_at = now() \
+                         WHERE workspace_id = $1 AND claim_token = $2",
                     )
                     .bind::<BigInt, _>(row.workspace_id)
+                    .bind::<Text, _>(&row.claim_token)
                     .bind::<Text, _>(e.to_string())
                     .bind::<Double, _>(wait.as_secs_f64())
                     .execute(&mut conn)
@@ -276,6 +273,27 @@ impl Reporter {
             }
         }
         Ok(accepted)
+    }
+
+    /// Claims the most overdue report that is due and unclaimed, committed before any call.
+    async fn claim(&self) -> Result<Option<Claimed>, DbError> {
+        let mut conn = self.pool.get().await?;
+        let claimed: Vec<Claimed> = diesel::sql_query(
+            "UPDATE unmapped_card_reports r \
+             SET claim_token = gen_random_uuid()::text, \
+                 claimed_until = now() + make_interval(secs => $1), \
+                 attempts = r.attempts + 1 \
+             FROM (SELECT workspace_id FROM unmapped_card_reports \
+                   WHERE wanted IS DISTINCT FROM reported AND not_before <= now() \
+                     AND (claimed_until IS NULL OR claimed_until <= now()) \
+                   ORDER BY not_before LIMIT 1 FOR UPDATE SKIP LOCKED) due \
+             WHERE r.workspace_id = due.workspace_id \
+             RETURNING r.workspace_id, r.wanted, r.attempts, r.claim_token",
+        )
+        .bind::<Double, _>(CLAIM_LEASE.as_secs_f64())
+        .load(&mut conn)
+        .await?;
+        Ok(claimed.into_iter().next())
     }
 
     /// One report: a token from fyle-sync, then the PATCH.

@@ -25,9 +25,12 @@
 //!
 //! Every change of the realm's status — first connection, `EXPIRED`, reconnected or lifted by
 //! a rotation — is announced as a `ConnectionStatusChanged` on `sync.connections.v1` (source
-//! `qbo`, `EXPIRED` as `BROKEN`) to each workspace the projection knows for the realm, through
-//! the outbox in the transaction that stores it ([`attrsync_kafka::connection_status`]); a
-//! repeat of the same status announces nothing.
+//! `qbo`, `EXPIRED` as `BROKEN`) to each workspace the projection knows for the realm and to
+//! the connecting one, through the outbox in the transaction that stores it
+//! ([`attrsync_kafka::connection_status`]). Each workspace's previous state is the one last
+//! announced to it for this realm (`qbo_connection_announced`), so a workspace joining a
+//! company already connected, or moved to another company, hears CONNECTED, and a repeat of
+//! its state announces nothing.
 //!
 //! Failure policy: **closed**. When QBO refuses the stored grant (`invalid_grant`, a 401 that
 //! survives a fresh token, a 403 — the client's `Disposition::Broken`), and one `CompanyInfo`
@@ -382,14 +385,15 @@ impl QboAccess {
                         .execute(conn)
                         .await?;
                 if marked == 1 {
-                    let change = Change {
-                        account_id: realm,
-                        previous: ConnectionState::Connected,
-                        current: ConnectionState::Broken,
+                    announce_to_realm(
+                        conn,
+                        announcer,
+                        realm,
+                        ConnectionState::Broken,
                         reason,
-                        at: Utc::now(),
-                    };
-                    announce_to_realm(conn, announcer, &change, None).await?;
+                        None,
+                    )
+                    .await?;
                 }
                 Ok(marked)
             })
@@ -414,16 +418,22 @@ impl QboAccess {
     }
 }
 
-/// Announces `change` of the realm's connection to every workspace sharing the realm (as this
-/// service's projection knows them) and to `connecting` (the workspace of a ConnectQbo, which
-/// the projection may not hold yet), in the caller's transaction.
+/// Announces that the realm's connection is now `current` to every workspace of the realm (as
+/// this service's projection knows them) and to `connecting` (the workspace of a ConnectQbo,
+/// which the projection may not hold yet), each from the state last announced to it for this
+/// realm (`qbo_connection_announced`; none → UNSPECIFIED), and only where that differs. Runs in
+/// the caller's transaction, which holds the realm's `qbo_credentials` row lock, so a realm's
+/// announcements are serialised.
 async fn announce_to_realm(
     conn: &mut AsyncPgConnection,
     announcer: &Announcer,
-    change: &Change<'_>,
+    realm: &str,
+    current: ConnectionState,
+    reason: &str,
     connecting: Option<i64>,
 ) -> QueryResult<usize> {
-    let mut workspace_ids: Vec<i64> = workspaces::find_by_realm(conn, change.account_id)
+    use crate::schema::qbo_connection_announced as ann;
+    let mut workspace_ids: Vec<i64> = workspaces::find_by_realm(conn, realm)
         .await?
         .iter()
         .map(|w| w.workspace_id)
@@ -431,7 +441,48 @@ async fn announce_to_realm(
         .collect();
     workspace_ids.sort_unstable();
     workspace_ids.dedup();
-    announcer.announce(conn, &workspace_ids, change).await
+    let last: HashMap<i64, String> = ann::table
+        .filter(ann::workspace_id.eq_any(&workspace_ids))
+        .filter(ann::realm_id.eq(realm))
+        .select((ann::workspace_id, ann::state))
+        .load::<(i64, String)>(conn)
+        .await?
+        .into_iter()
+        .collect();
+    let state = match current {
+        ConnectionState::Connected => "CONNECTED",
+        _ => "BROKEN",
+    };
+    let mut announced = 0;
+    for workspace_id in workspace_ids {
+        let change = Change {
+            account_id: realm,
+            previous: connection_status::state_of(last.get(&workspace_id).map(String::as_str)),
+            current,
+            reason,
+            at: Utc::now(),
+        };
+        if announcer.announce(conn, &[workspace_id], &change).await? == 0 {
+            continue;
+        }
+        diesel::insert_into(ann::table)
+            .values((
+                ann::workspace_id.eq(workspace_id),
+                ann::realm_id.eq(realm),
+                ann::state.eq(state),
+            ))
+            .on_conflict(ann::workspace_id)
+            .do_update()
+            .set((
+                ann::realm_id.eq(realm),
+                ann::state.eq(state),
+                ann::announced_at.eq(diesel::dsl::now),
+            ))
+            .execute(conn)
+            .await?;
+        announced += 1;
+    }
+    Ok(announced)
 }
 
 /// The realm tokens in PostgreSQL (`qbo_credentials`), sealed; see the module docs.
@@ -529,14 +580,8 @@ impl PgTokenStore {
         let (access_nonce, access_sealed, access_expires_at) = s.access_columns();
         let mut conn = self.pool.get().await?;
         conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-            let previous: Option<String> = qc::table
-                .find(realm)
-                .select(qc::status)
-                .for_update()
-                .first(conn)
-                .await
-                .optional()?;
-            let inserted: bool = diesel::insert_into(qc::table)
+            // Insert, or replace the stored row (its lock serialises the realm's changes).
+            let inserted = diesel::insert_into(qc::table)
                 .values((
                     qc::realm_id.eq(realm),
                     qc::key_id.eq(&s.refresh.key_id),
@@ -549,39 +594,39 @@ impl PgTokenStore {
                     qc::status.eq("CONNECTED"),
                     qc::connected_by.eq(workspace_id),
                 ))
-                .on_conflict(qc::realm_id)
-                .do_update()
-                .set((
-                    qc::key_id.eq(&s.refresh.key_id),
-                    qc::refresh_nonce.eq(&s.refresh.nonce),
-                    qc::refresh_sealed.eq(&s.refresh.ciphertext),
-                    qc::refresh_expires_at.eq(tokens.refresh_expires_at),
-                    qc::access_nonce.eq(&access_nonce),
-                    qc::access_sealed.eq(&access_sealed),
-                    qc::access_expires_at.eq(access_expires_at),
-                    qc::generation.eq(qc::generation + 1),
-                    qc::status.eq("CONNECTED"),
-                    qc::status_reason.eq(None::<String>),
-                    qc::connected_by.eq(workspace_id),
-                    qc::connected_at.eq(diesel::dsl::now),
-                    qc::status_at.eq(diesel::dsl::now),
-                ))
-                .returning(diesel::dsl::sql::<diesel::sql_types::Bool>("xmax = 0"))
-                .get_result(conn)
-                .await?;
-            // A row another ConnectQbo inserted after the read above was CONNECTED.
-            let previous = match (inserted, previous) {
-                (true, _) => None,
-                (false, previous) => Some(previous.unwrap_or_else(|| "CONNECTED".to_owned())),
-            };
-            let change = Change {
-                account_id: realm,
-                previous: connection_status::state_of(previous.as_deref()),
-                current: ConnectionState::Connected,
-                reason: "",
-                at: Utc::now(),
-            };
-            announce_to_realm(conn, &self.announcer, &change, Some(workspace_id)).await
+                .on_conflict_do_nothing()
+                .execute(conn)
+                .await?
+                == 1;
+            if !inserted {
+                diesel::update(qc::table.find(realm))
+                    .set((
+                        qc::key_id.eq(&s.refresh.key_id),
+                        qc::refresh_nonce.eq(&s.refresh.nonce),
+                        qc::refresh_sealed.eq(&s.refresh.ciphertext),
+                        qc::refresh_expires_at.eq(tokens.refresh_expires_at),
+                        qc::access_nonce.eq(&access_nonce),
+                        qc::access_sealed.eq(&access_sealed),
+                        qc::access_expires_at.eq(access_expires_at),
+                        qc::generation.eq(qc::generation + 1),
+                        qc::status.eq("CONNECTED"),
+                        qc::status_reason.eq(None::<String>),
+                        qc::connected_by.eq(workspace_id),
+                        qc::connected_at.eq(diesel::dsl::now),
+                        qc::status_at.eq(diesel::dsl::now),
+                    ))
+                    .execute(conn)
+                    .await?;
+            }
+            announce_to_realm(
+                conn,
+                &self.announcer,
+                realm,
+                ConnectionState::Connected,
+                "",
+                Some(workspace_id),
+            )
+            .await
         })
         .await?;
         self.announcer.wake();
@@ -678,14 +723,15 @@ impl TokenStore for PgTokenStore {
                             ))
                             .execute(conn)
                             .await?;
-                        let change = Change {
-                            account_id: realm,
-                            previous: connection_status::state_of(Some(&row.status)),
-                            current: ConnectionState::Connected,
-                            reason: "",
-                            at: Utc::now(),
-                        };
-                        announce_to_realm(conn, &self.announcer, &change, None).await?;
+                        announce_to_realm(
+                            conn,
+                            &self.announcer,
+                            realm,
+                            ConnectionState::Connected,
+                            "",
+                            None,
+                        )
+                        .await?;
                         Ok(Ok(Rotation::Rotated))
                     },
                 )

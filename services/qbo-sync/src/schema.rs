@@ -101,3 +101,12 @@ diesel::table! {
         not_before -> Timestamptz,
     }
 }
+
+diesel::table! {
+    qbo_connection_announced (workspace_id) {
+        workspace_id -> BigInt,
+        realm_id -> Text,
+        state -> Text,
+        announced_at -> Timestamptz,
+    }
+}

@@ -224,4 +224,29 @@ async fn replicas_share_one_in_flight_cap_and_a_crashed_holders_slot_returns_aft
         "not before the lease ended: {:?}",
         started.elapsed()
     );
+
+    // A request cancelled while its claim ran frees whatever its token claimed.
+    let key = "qbo:realm4";
+    shared_permits::ensure_slots(&a, key, cap).await.unwrap();
+    for _ in 0..2 {
+        shared_permits::claim(&a, key, cap, "cancelled", Duration::from_secs(60))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    assert_eq!(
+        shared_permits::release_holder(&b, key, "cancelled")
+            .await
+            .unwrap(),
+        2
+    );
+    for _ in 0..3 {
+        assert!(
+            shared_permits::claim(&b, key, cap, "next", Duration::from_secs(60))
+                .await
+                .unwrap()
+                .is_some(),
+            "every slot is free again"
+        );
+    }
 }

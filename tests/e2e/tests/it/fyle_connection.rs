@@ -335,7 +335,11 @@ async fn revoked_credentials_mark_the_connection_broken_until_it_is_reconnected(
             .iter()
             .all(|e| e.source == "fyle" && e.account_id == DEMO_ORG_ID)
     );
-    assert!(events[1].reason.contains("401"), "{events:?}");
+    let broken = events
+        .iter()
+        .find(|e| e.current == ConnectionState::Broken as i32)
+        .unwrap();
+    assert!(broken.reason.contains("401"), "{events:?}");
     stack.stop().await;
     sb.stop().await;
 }

@@ -86,7 +86,9 @@ pub(crate) async fn connection_events(
     raws.iter().filter_map(decode).collect()
 }
 
-/// `(previous, current)` of each event, as the enum's names (for readable assertions).
+/// `(previous, current)` of each event, as the enum's names (for readable assertions). The
+/// relay delivers at least once: a redelivered event (the same transition at the same
+/// `changed_at`) counts once, a second announcement of a change does not.
 pub(crate) fn connection_transitions(
     events: &[attrsync_proto::v1::ConnectionStatusChanged],
 ) -> Vec<(&'static str, &'static str)> {
@@ -96,8 +98,10 @@ pub(crate) fn connection_transitions(
         Ok(ConnectionState::Broken) => "BROKEN",
         _ => "UNSPECIFIED",
     };
+    let mut seen = std::collections::HashSet::new();
     events
         .iter()
+        .filter(|e| seen.insert((e.previous, e.current, e.changed_at)))
         .map(|e| (name(e.previous), name(e.current)))
         .collect()
 }

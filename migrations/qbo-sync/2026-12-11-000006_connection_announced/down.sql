@@ -1,0 +1,1 @@
+DROP TABLE IF EXISTS qbo_connection_announced;
