@@ -11,9 +11,11 @@
 //!
 //! **Batches.** What is already fetched when a message arrives (up to `kafka.max_batch`) is
 //! grouped by partition and handed to [`Handler::handle_batch`] in order; the idempotent
-//! handlers commit such a group in one transaction. Offsets are stored for exactly the
-//! messages the handler reports done; the first one it could not apply takes the
-//! single-message path below.
+//! handlers commit such a group in one transaction. The groups of different partitions run
+//! concurrently (a key, hence a workspace, lives in one partition, so no order between them
+//! is owed); the consumer waits for all of them before it fetches again. Offsets are stored
+//! for exactly the messages the handler reports done; the first one it could not apply takes
+//! the single-message path below.
 //!
 //! **A message that must wait holds only its partition.** When a handler asks for a retry, the
 //! message's partition is paused (`rd_kafka_pause_partitions`) and the message is held, with
@@ -377,19 +379,33 @@ async fn consume<H: Handler>(
                 _ => break,
             }
         }
+        let mut ready = Vec::new();
         for (key, batch) in by_partition(fetched) {
             if let Some(waiting) = held.get_mut(&key) {
                 // Fetched before the pause took effect: it waits behind the held message.
                 waiting.queue.extend(batch);
                 continue;
             }
-            progress.started_work();
-            if !worker
-                .run_batch(&consumer, key, batch, &mut held, progress)
-                .await
-            {
-                break 'consume;
-            }
+            ready.push((key, batch));
+        }
+        if ready.is_empty() {
+            continue;
+        }
+        progress.started_work();
+        // Partitions are independent (a key lives in one): their batches run at once, each in
+        // order; offsets and holds are then settled one partition after the other.
+        let runs = futures::future::join_all(
+            ready
+                .into_iter()
+                .map(|(key, batch)| worker.run_partition(key, batch)),
+        )
+        .await;
+        let mut go_on = true;
+        for run in runs {
+            go_on &= worker.settle(&consumer, run, &mut held, progress);
+        }
+        if !go_on {
+            break 'consume;
         }
     }
     if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync)
@@ -471,6 +487,17 @@ fn by_partition(messages: Vec<OwnedMessage>) -> Vec<(PartitionKey, Vec<OwnedMess
     groups
 }
 
+/// What became of one partition's fetched messages ([`Worker::run_partition`]).
+struct PartitionRun {
+    key: PartitionKey,
+    /// Done (applied or dead-lettered: the flag), in order.
+    finished: Vec<(OwnedMessage, bool)>,
+    /// The message that must wait and everything behind it.
+    hold: Option<Held>,
+    /// Shutdown stopped it.
+    interrupted: bool,
+}
+
 struct Worker<'a, H> {
     config: &'a KafkaConfig,
     handler: Arc<H>,
@@ -480,33 +507,31 @@ struct Worker<'a, H> {
 }
 
 impl<H: Handler> Worker<'_, H> {
-    /// Applies one partition's fetched messages in batches; on a message that must wait, holds
-    /// the partition (paused) with the rest queued. Returns false when shutdown was requested.
-    async fn run_batch(
-        &self,
-        consumer: &StreamConsumer<RebalanceContext>,
-        key: PartitionKey,
-        batch: Vec<OwnedMessage>,
-        held: &mut HashMap<PartitionKey, Held>,
-        progress: &ConsumerProgress,
-    ) -> bool {
+    /// Applies one partition's fetched messages in batches, until one must wait (the rest is
+    /// to be held behind it) or shutdown interrupts. Touches no consumer state: [`Self::settle`]
+    /// stores the offsets and holds the partition.
+    async fn run_partition(&self, key: PartitionKey, batch: Vec<OwnedMessage>) -> PartitionRun {
         let mut rest = VecDeque::from(batch);
+        let mut finished = Vec::new();
         while !rest.is_empty() {
             let Some((done, failed)) = self.try_batch(rest.make_contiguous()).await else {
-                return false;
+                return PartitionRun {
+                    key,
+                    finished,
+                    hold: None,
+                    interrupted: true,
+                };
             };
             for _ in 0..done {
                 if let Some(message) = rest.pop_front() {
-                    store_offset(consumer, &message);
-                    progress.finished(false, !rest.is_empty() || !held.is_empty());
+                    finished.push((message, false));
                 }
             }
             match failed {
                 None => {}
                 Some(Step::Done { dead_lettered }) => {
                     if let Some(message) = rest.pop_front() {
-                        store_offset(consumer, &message);
-                        progress.finished(dead_lettered, !rest.is_empty() || !held.is_empty());
+                        finished.push((message, dead_lettered));
                     }
                 }
                 Some(Step::Retry {
@@ -514,27 +539,54 @@ impl<H: Handler> Worker<'_, H> {
                     attempt,
                     unavailable,
                 }) => {
-                    pause(consumer, &key, true);
-                    progress
-                        .waiting_on_dependency
-                        .store(unavailable > 0, Ordering::Relaxed);
-                    held.insert(
+                    return PartitionRun {
                         key,
-                        Held {
+                        finished,
+                        hold: Some(Held {
                             queue: rest,
                             attempt,
                             unavailable,
                             due: Instant::now() + delay,
-                        },
-                    );
-                    progress
-                        .held_partitions
-                        .store(held.len(), Ordering::Relaxed);
-                    return true;
+                        }),
+                        interrupted: false,
+                    };
                 }
             }
         }
-        true
+        PartitionRun {
+            key,
+            finished,
+            hold: None,
+            interrupted: false,
+        }
+    }
+
+    /// Stores the offsets of a partition run's finished messages, in order, and holds its
+    /// partition (paused) when a message must wait. Returns false when shutdown was requested.
+    fn settle(
+        &self,
+        consumer: &StreamConsumer<RebalanceContext>,
+        run: PartitionRun,
+        held: &mut HashMap<PartitionKey, Held>,
+        progress: &ConsumerProgress,
+    ) -> bool {
+        let count = run.finished.len();
+        for (i, (message, dead_lettered)) in run.finished.iter().enumerate() {
+            store_offset(consumer, message);
+            let more = i + 1 < count || run.hold.is_some() || !held.is_empty();
+            progress.finished(*dead_lettered, more);
+        }
+        if let Some(hold) = run.hold {
+            pause(consumer, &run.key, true);
+            progress
+                .waiting_on_dependency
+                .store(hold.unavailable > 0, Ordering::Relaxed);
+            held.insert(run.key, hold);
+            progress
+                .held_partitions
+                .store(held.len(), Ordering::Relaxed);
+        }
+        !run.interrupted
     }
 
     /// First tries of consecutive messages of one partition: the decodable prefix goes to

@@ -66,13 +66,20 @@ async fn run() -> anyhow::Result<()> {
     let rate = env_number("BENCH_MAPPING_RATE", 200.0);
     let seconds = env_number("BENCH_MAPPING_SECONDS", 15.0);
     let parts = std::env::var("BENCH_MAPPING_PARTS").unwrap_or_else(|_| "ab".into());
+    let partitions = env_number("BENCH_MAPPING_PARTITIONS", 3usize);
     let pg = durable_postgres("make bench-mapping").await?;
-    let stack = TestStack::start().await?;
+    // mapping starts first and creates the topics it consumes with production's partitions.
+    let stack = TestStack::start_with_env(
+        vec![("MAPPING__KAFKA__PARTITIONS".into(), partitions.to_string())],
+        Vec::new(),
+    )
+    .await?;
     let producer = stack.direct_producer()?;
     let url = attrsync_db::url_with_schema(&stack.database.url, "mapping")?;
     let mut db = AsyncPgConnection::establish(&url).await?;
 
-    let mut line = json!({"bench": "mapping", "pg_profile": pg.describe(), "partitions": 1});
+    let mut line =
+        json!({"bench": "mapping", "pg_profile": pg.describe(), "partitions": partitions});
     if parts.contains('a') {
         merge(
             &mut line,

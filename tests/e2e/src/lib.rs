@@ -272,7 +272,10 @@ impl TestStack {
             "MAPPING__FYLE_SYNC__ENDPOINT".into(),
             format!("http://127.0.0.1:{fyle_sync_port}"),
         ));
-        mapping_env.extend(for_mapping.into_iter().chain(for_mapping_too));
+        // A setting given for mapping replaces the harness's own (e.g. its partitions).
+        let for_mapping: Vec<_> = for_mapping.into_iter().chain(for_mapping_too).collect();
+        mapping_env.retain(|(k, _)| !for_mapping.iter().any(|(given, _)| given == k));
+        mapping_env.extend(for_mapping);
         let mapping_config = mapping::Config::from_env_pairs(mapping_env)?;
         let mapping_running = mapping::start(mapping_config, shutdown.clone()).await?;
         let mapping_addr = Some(mapping_running.grpc_addr);
