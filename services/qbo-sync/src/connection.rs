@@ -560,13 +560,21 @@ impl PgTokenStore {
     }
 
     /// The sealed columns of `tokens` (both under the active key, so one key id serves both).
-    fn sealed(&self, tokens: &Tokens) -> SealedTokens {
+    fn sealed(&self, tokens: &Tokens) -> TokenColumns {
         let refresh = self.keyring.seal(tokens.refresh_token.expose().as_bytes());
         let access = tokens
             .access
             .as_ref()
             .map(|a| (self.keyring.seal(a.token.expose().as_bytes()), a.expires_at));
-        SealedTokens { refresh, access }
+        TokenColumns {
+            key_id: refresh.key_id,
+            refresh_nonce: refresh.nonce,
+            refresh_sealed: refresh.ciphertext,
+            refresh_expires_at: tokens.refresh_expires_at,
+            access_nonce: access.as_ref().map(|(s, _)| s.nonce.clone()),
+            access_sealed: access.as_ref().map(|(s, _)| s.ciphertext.clone()),
+            access_expires_at: access.map(|(_, at)| at),
+        }
     }
 
     /// Stores a newly granted connection for `realm` (ConnectQbo), replacing any other.
@@ -576,21 +584,14 @@ impl PgTokenStore {
         workspace_id: i64,
         tokens: &Tokens,
     ) -> Result<(), DbError> {
-        let s = self.sealed(tokens);
-        let (access_nonce, access_sealed, access_expires_at) = s.access_columns();
+        let columns = self.sealed(tokens);
         let mut conn = self.pool.get().await?;
         conn.transaction::<_, diesel::result::Error, _>(async |conn| {
             // Insert, or replace the stored row (its lock serialises the realm's changes).
             let inserted = diesel::insert_into(qc::table)
                 .values((
                     qc::realm_id.eq(realm),
-                    qc::key_id.eq(&s.refresh.key_id),
-                    qc::refresh_nonce.eq(&s.refresh.nonce),
-                    qc::refresh_sealed.eq(&s.refresh.ciphertext),
-                    qc::refresh_expires_at.eq(tokens.refresh_expires_at),
-                    qc::access_nonce.eq(&access_nonce),
-                    qc::access_sealed.eq(&access_sealed),
-                    qc::access_expires_at.eq(access_expires_at),
+                    &columns,
                     qc::status.eq("CONNECTED"),
                     qc::connected_by.eq(workspace_id),
                 ))
@@ -601,13 +602,7 @@ impl PgTokenStore {
             if !inserted {
                 diesel::update(qc::table.find(realm))
                     .set((
-                        qc::key_id.eq(&s.refresh.key_id),
-                        qc::refresh_nonce.eq(&s.refresh.nonce),
-                        qc::refresh_sealed.eq(&s.refresh.ciphertext),
-                        qc::refresh_expires_at.eq(tokens.refresh_expires_at),
-                        qc::access_nonce.eq(&access_nonce),
-                        qc::access_sealed.eq(&access_sealed),
-                        qc::access_expires_at.eq(access_expires_at),
+                        &columns,
                         qc::generation.eq(qc::generation + 1),
                         qc::status.eq("CONNECTED"),
                         qc::status_reason.eq(None::<String>),
@@ -634,27 +629,19 @@ impl PgTokenStore {
     }
 }
 
-/// `access_nonce`, `access_sealed`, `access_expires_at`.
-type AccessColumns = (Option<Vec<u8>>, Option<Vec<u8>>, Option<DateTime<Utc>>);
-
-struct SealedTokens {
-    refresh: Sealed,
-    access: Option<(Sealed, DateTime<Utc>)>,
-}
-
-impl SealedTokens {
-    /// Access-token columns. Both tokens are sealed under the active key, whose id the row
-    /// stores once; the access token's own key id is therefore not needed.
-    fn access_columns(&self) -> AccessColumns {
-        match &self.access {
-            Some((sealed, expires_at)) => (
-                Some(sealed.nonce.clone()),
-                Some(sealed.ciphertext.clone()),
-                Some(*expires_at),
-            ),
-            None => (None, None, None),
-        }
-    }
+/// The sealed token columns of a `qbo_credentials` row, as a connect and a rotation write them.
+/// Both tokens are sealed under the active key, whose id the row stores once; no access token
+/// writes NULLs.
+#[derive(Insertable, AsChangeset)]
+#[diesel(table_name = qc, treat_none_as_null = true)]
+struct TokenColumns {
+    key_id: String,
+    refresh_nonce: Vec<u8>,
+    refresh_sealed: Vec<u8>,
+    refresh_expires_at: Option<DateTime<Utc>>,
+    access_nonce: Option<Vec<u8>>,
+    access_sealed: Option<Vec<u8>>,
+    access_expires_at: Option<DateTime<Utc>>,
 }
 
 impl TokenStore for PgTokenStore {
@@ -682,8 +669,7 @@ impl TokenStore for PgTokenStore {
         new: &'a Tokens,
     ) -> BoxFuture<'a, Result<Rotation, StoreError>> {
         Box::pin(async move {
-            let sealed = self.sealed(new);
-            let (access_nonce, access_sealed, access_expires_at) = sealed.access_columns();
+            let columns = self.sealed(new);
             let mut conn = self.pool.get().await?;
             let rotation = conn
                 .transaction::<Result<Rotation, StoreError>, diesel::result::Error, _>(
@@ -710,13 +696,7 @@ impl TokenStore for PgTokenStore {
                         // refreshed works, so an EXPIRED mark is lifted).
                         diesel::update(qc::table.find(realm))
                             .set((
-                                qc::key_id.eq(&sealed.refresh.key_id),
-                                qc::refresh_nonce.eq(&sealed.refresh.nonce),
-                                qc::refresh_sealed.eq(&sealed.refresh.ciphertext),
-                                qc::refresh_expires_at.eq(new.refresh_expires_at),
-                                qc::access_nonce.eq(&access_nonce),
-                                qc::access_sealed.eq(&access_sealed),
-                                qc::access_expires_at.eq(access_expires_at),
+                                &columns,
                                 qc::generation.eq(qc::generation + 1),
                                 qc::status.eq("CONNECTED"),
                                 qc::status_reason.eq(None::<String>),

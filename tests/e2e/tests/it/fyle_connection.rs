@@ -9,8 +9,7 @@ use std::time::Duration;
 use attrsync_db::diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl as _};
 use attrsync_e2e::TestStack;
 use attrsync_proto::v1::{
-    ConnectFyleRequest, ConnectionState, GetAccessTokenRequest, GetFyleSyncStatusRequest,
-    SyncFyleDimensionsRequest,
+    ConnectFyleRequest, GetAccessTokenRequest, GetFyleSyncStatusRequest, SyncFyleDimensionsRequest,
 };
 use attrsync_sandbox::{
     DEMO_ORG_ID, FaultAction, FaultRule, Sandbox, SandboxConfig, SandboxHandle, Seed, Side,
@@ -21,7 +20,7 @@ use diesel::{
 };
 use serde_json::json;
 
-use crate::kafka_reader::{connection_events, connection_transitions};
+use crate::kafka_reader::{assert_broken_then_reconnected, connection_events_until_reconnected};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -316,30 +315,8 @@ async fn revoked_credentials_mark_the_connection_broken_until_it_is_reconnected(
     // Each change of state was announced once, in order, and nothing else: the events of one
     // workspace share a partition, so a repeat of the first or second would come before the
     // reconnection read last.
-    let events = connection_events(&stack, workspace_id, WAIT, |seen| {
-        seen.iter()
-            .any(|e| e.previous == ConnectionState::Broken as i32)
-    })
-    .await;
-    assert_eq!(
-        connection_transitions(&events),
-        [
-            ("UNSPECIFIED", "CONNECTED"),
-            ("CONNECTED", "BROKEN"),
-            ("BROKEN", "CONNECTED")
-        ],
-        "{events:?}"
-    );
-    assert!(
-        events
-            .iter()
-            .all(|e| e.source == "fyle" && e.account_id == DEMO_ORG_ID)
-    );
-    let broken = events
-        .iter()
-        .find(|e| e.current == ConnectionState::Broken as i32)
-        .unwrap();
-    assert!(broken.reason.contains("401"), "{events:?}");
+    let events = connection_events_until_reconnected(&stack, workspace_id, WAIT).await;
+    assert_broken_then_reconnected(&events, "fyle", DEMO_ORG_ID, "401");
     stack.stop().await;
     sb.stop().await;
 }

@@ -105,3 +105,49 @@ pub(crate) fn connection_transitions(
         .map(|e| (name(e.previous), name(e.current)))
         .collect()
 }
+
+/// The connection events of `workspace_id` up to its reconnection (the first event from BROKEN):
+/// the events of a workspace share a partition, so a repeat of an earlier one would come before.
+pub(crate) async fn connection_events_until_reconnected(
+    stack: &attrsync_e2e::TestStack,
+    workspace_id: i64,
+    timeout: Duration,
+) -> Vec<attrsync_proto::v1::ConnectionStatusChanged> {
+    use attrsync_proto::v1::ConnectionState;
+    connection_events(stack, workspace_id, timeout, |seen| {
+        seen.iter()
+            .any(|e| e.previous == ConnectionState::Broken as i32)
+    })
+    .await
+}
+
+/// Asserts a connected → broken → reconnected history: exactly those transitions (after the
+/// first connection), every event naming `source` and `account`, the refusal naming `why`.
+pub(crate) fn assert_broken_then_reconnected(
+    events: &[attrsync_proto::v1::ConnectionStatusChanged],
+    source: &str,
+    account: &str,
+    why: &str,
+) {
+    use attrsync_proto::v1::ConnectionState;
+    assert_eq!(
+        connection_transitions(events),
+        [
+            ("UNSPECIFIED", "CONNECTED"),
+            ("CONNECTED", "BROKEN"),
+            ("BROKEN", "CONNECTED")
+        ],
+        "{events:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .all(|e| e.source == source && e.account_id == account),
+        "{events:?}"
+    );
+    let broken = events
+        .iter()
+        .find(|e| e.current == ConnectionState::Broken as i32)
+        .expect("a BROKEN event");
+    assert!(broken.reason.contains(why), "{events:?}");
+}

@@ -12,17 +12,19 @@ use attrsync_kafka::{envelope, topics};
 use attrsync_proto::{
     Payload,
     v1::{
-        ChangeKind, ConnectQboRequest, ConnectionState, DestinationAttribute,
-        GetAttributeCountsRequest, GetQboSyncStatusRequest, ImportSettings,
-        ListDestinationAttributesRequest, SyncQboDimensionsRequest, SyncQboDimensionsResponse,
-        UpdateImportSettingsRequest,
+        ChangeKind, ConnectQboRequest, DestinationAttribute, GetAttributeCountsRequest,
+        GetQboSyncStatusRequest, ImportSettings, ListDestinationAttributesRequest,
+        SyncQboDimensionsRequest, SyncQboDimensionsResponse, UpdateImportSettingsRequest,
     },
 };
 use attrsync_sandbox::{
     FaultAction, FaultRule, QboWebhookConfig, Sandbox, SandboxConfig, SandboxHandle, Seed, Side,
 };
 
-use crate::kafka_reader::{connection_events, connection_transitions, read_until};
+use crate::kafka_reader::{
+    assert_broken_then_reconnected, connection_events_until_reconnected, connection_transitions,
+    read_until,
+};
 
 const WAIT: Duration = Duration::from_secs(60);
 const REALM: &str = "9130357766900456";
@@ -582,31 +584,9 @@ async fn a_refused_grant_marks_the_realm_expired_and_stops_calling_qbo() {
     // connection; the sharing one, which joined the connected company without a ConnectQbo of
     // its own, first hears of it at the expiry. Events of one workspace share a partition, so a
     // repeat would come before the reconnection read last.
-    let reconnected = |seen: &[attrsync_proto::v1::ConnectionStatusChanged]| {
-        seen.iter()
-            .any(|e| e.previous == ConnectionState::Broken as i32)
-    };
-    let events = connection_events(&stack, workspace_id, WAIT, reconnected).await;
-    assert_eq!(
-        connection_transitions(&events),
-        [
-            ("UNSPECIFIED", "CONNECTED"),
-            ("CONNECTED", "BROKEN"),
-            ("BROKEN", "CONNECTED")
-        ],
-        "{events:?}"
-    );
-    assert!(
-        events
-            .iter()
-            .all(|e| e.source == "qbo" && e.account_id == REALM)
-    );
-    let broken = events
-        .iter()
-        .find(|e| e.current == ConnectionState::Broken as i32)
-        .unwrap();
-    assert!(broken.reason.contains("invalid_grant"), "{events:?}");
-    let shared = connection_events(&stack, sharing, WAIT, reconnected).await;
+    let events = connection_events_until_reconnected(&stack, workspace_id, WAIT).await;
+    assert_broken_then_reconnected(&events, "qbo", REALM, "invalid_grant");
+    let shared = connection_events_until_reconnected(&stack, sharing, WAIT).await;
     assert_eq!(
         connection_transitions(&shared),
         [("UNSPECIFIED", "BROKEN"), ("BROKEN", "CONNECTED")],
