@@ -76,7 +76,11 @@ pub(crate) async fn workspace(
 }
 
 /// qbo-sync on `sb`, the workspace connected to `REALM`, the sandbox's webhooks to ingest.
-async fn connect_qbo(stack: &TestStack, sb: &SandboxHandle, workspace_id: i64) -> QboSyncHandle {
+pub(crate) async fn connect_qbo(
+    stack: &TestStack,
+    sb: &SandboxHandle,
+    workspace_id: i64,
+) -> QboSyncHandle {
     let qbo = stack
         .start_qbo_sync(sb.qbo_url(), Vec::new())
         .await

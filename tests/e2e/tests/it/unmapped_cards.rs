@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use attrsync_e2e::{TestStack, eventually};
 use attrsync_proto::v1::{
-    ConnectFyleRequest, ConnectQboRequest, CreateWorkspaceRequest, DeleteMappingRequest,
+    ConnectFyleRequest, CreateWorkspaceRequest, DeleteMappingRequest,
     ListDestinationAttributesRequest, SyncFyleDimensionsRequest, SyncQboDimensionsRequest,
     UpdateImportSettingsRequest, UpsertMappingRequest, WorkspaceSettings,
 };
@@ -17,7 +17,7 @@ use serde_json::json;
 
 use crate::{
     fyle_connection::{demo_refresh_token, demo_sandbox},
-    mapping_auto::{import_settings, mapping_of},
+    mapping_auto::{connect_qbo, import_settings, mapping_of},
 };
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -124,20 +124,7 @@ async fn the_unmapped_card_count_follows_cards_and_mappings_and_survives_a_faili
     wait_for_count(&sb, total, "every card reported unmapped").await;
 
     // A card account from QBO, and an operator maps the first card to it.
-    let qbo = stack
-        .start_qbo_sync(sb.qbo_url(), Vec::new())
-        .await
-        .unwrap();
-    qbo.client
-        .clone()
-        .connect_qbo(ConnectQboRequest {
-            workspace_id,
-            realm_id: REALM.into(),
-            authorization_code: None,
-            refresh_token: sb.qbo().refresh_token(REALM),
-        })
-        .await
-        .unwrap();
+    let qbo = connect_qbo(&stack, &sb, workspace_id).await;
     qbo.client
         .clone()
         .sync_dimensions(SyncQboDimensionsRequest {
