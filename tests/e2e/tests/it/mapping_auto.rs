@@ -719,7 +719,7 @@ async fn redelivered_republished_and_stale_events_change_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_employee_qbo_sync_created_a_vendor_for_is_mapped_to_it_and_a_second_creation_replaces_nothing()
+async fn an_employee_qbo_sync_created_a_vendor_for_is_mapped_to_it_marked_auto_created_until_an_operator_remaps_it()
  {
     let stack = TestStack::start().await.unwrap();
     let (workspace_id, _) = workspace(&stack, None, import_settings()).await;
@@ -787,6 +787,61 @@ async fn an_employee_qbo_sync_created_a_vendor_for_is_mapped_to_it_and_a_second_
         .await
         .unwrap();
     assert_eq!(still.destination_id, "501");
+    assert!(still.auto_created);
+
+    // An operator points the employee at another vendor: that mapping is theirs, not an
+    // auto-created entity's.
+    fyle_side(
+        &stack,
+        workspace_id,
+        vec![ExpenseAttributeChange {
+            attribute_type: "EMPLOYEE".into(),
+            source_id: "ou-new".into(),
+            value: "ou-new@example.com".into(),
+            active: true,
+            kind: ChangeKind::Created as i32,
+            display_name: "Employee".into(),
+            ..Default::default()
+        }],
+    )
+    .await;
+    qbo_side(
+        &stack,
+        workspace_id,
+        vec![DestinationAttributeChange {
+            attribute_type: "VENDOR".into(),
+            destination_id: "777".into(),
+            value: "Chosen Vendor".into(),
+            active: true,
+            kind: ChangeKind::Created as i32,
+            display_name: "vendor".into(),
+            ..Default::default()
+        }],
+    )
+    .await;
+    let remapped = eventually(WAIT, "the operator's mapping", || async {
+        Ok(stack
+            .mapping
+            .clone()
+            .upsert_mapping(UpsertMappingRequest {
+                workspace_id,
+                source_type: "EMPLOYEE".into(),
+                source_id: "ou-new".into(),
+                destination_type: "VENDOR".into(),
+                destination_id: "777".into(),
+                destination_display_name: None,
+            })
+            .await
+            .ok()
+            .map(tonic::Response::into_inner))
+    })
+    .await
+    .unwrap();
+    assert_eq!(remapped.destination_id, "777");
+    assert!(
+        !remapped.auto_mapped && !remapped.auto_created,
+        "{remapped:?}"
+    );
     stack.stop().await;
 }
 
