@@ -10,9 +10,9 @@
 //!
 //! A change is announced only when the state differs ([`announces`], pure): reconnecting a
 //! working connection or refusing an already broken one publishes nothing, so a consumer sees
-//! one event per transition however many calls found it. QBO credentials belong to a company
-//! shared by workspaces; the caller passes every workspace its projection knows for the realm
-//! and each gets the event.
+//! one event per transition however many calls found it. The previous state is the caller's
+//! to know per workspace: fyle-sync's is the workspace's stored status; qbo-sync's company is
+//! shared by workspaces, so it keeps the state last announced to each.
 //!
 //! Failure policy: a database error fails the caller's transaction (nothing stored, nothing
 //! announced); the caller keeps its own policy for that case.
@@ -95,35 +95,27 @@ impl Announcer {
         }
     }
 
-    /// Enqueues `change` for each of `workspace_ids` in the caller's transaction, when it is a
-    /// change of state ([`announces`]). Returns how many events were enqueued; once the
-    /// transaction committed, [`Announcer::wake`] sends them without waiting for the relay's
-    /// next poll.
+    /// Enqueues `change` for `workspace_id` in the caller's transaction, when it is a change of
+    /// state ([`announces`]). Returns whether it did; once the transaction committed,
+    /// [`Announcer::wake`] sends it without waiting for the relay's next poll.
     pub async fn announce(
         &self,
         conn: &mut AsyncPgConnection,
-        workspace_ids: &[i64],
+        workspace_id: i64,
         change: &Change<'_>,
-    ) -> QueryResult<usize> {
-        if !announces(change.previous, change.current) || workspace_ids.is_empty() {
-            return Ok(0);
+    ) -> QueryResult<bool> {
+        if !announces(change.previous, change.current) {
+            return Ok(false);
         }
+        let envelope = envelope::new(
+            workspace_id,
+            self.producer,
+            attrsync_proto::time::to_proto(change.at),
+            self.event(change).into_payload(),
+        );
         let topic = self.kafka.topic(topics::CONNECTION_STATUS.name());
-        let occurred = attrsync_proto::time::to_proto(change.at);
-        let rows: Vec<_> = workspace_ids
-            .iter()
-            .map(|&workspace_id| {
-                let envelope = envelope::new(
-                    workspace_id,
-                    self.producer,
-                    occurred,
-                    self.event(change).into_payload(),
-                );
-                envelope::outbox_row(topic.clone(), &envelope)
-            })
-            .collect();
-        outbox::enqueue(conn, &rows).await?;
-        Ok(rows.len())
+        outbox::enqueue(conn, &[envelope::outbox_row(topic, &envelope)]).await?;
+        Ok(true)
     }
 
     /// Wakes the service's outbox relay; call it after the transaction that announced committed.

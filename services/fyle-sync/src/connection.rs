@@ -303,9 +303,7 @@ impl FyleAccess {
                 reason: "",
                 at: Utc::now(),
             };
-            self.announcer
-                .announce(conn, &[workspace_id], &change)
-                .await?;
+            self.announcer.announce(conn, workspace_id, &change).await?;
             Ok(())
         })
         .await?;
@@ -506,9 +504,7 @@ impl FyleAccess {
                     reason,
                     at: Utc::now(),
                 };
-                self.announcer
-                    .announce(conn, &[workspace_id], &change)
-                    .await?;
+                self.announcer.announce(conn, workspace_id, &change).await?;
                 Ok(true)
             })
             .await

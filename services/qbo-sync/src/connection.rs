@@ -462,7 +462,7 @@ async fn announce_to_realm(
             reason,
             at: Utc::now(),
         };
-        if announcer.announce(conn, &[workspace_id], &change).await? == 0 {
+        if !announcer.announce(conn, workspace_id, &change).await? {
             continue;
         }
         diesel::insert_into(ann::table)

@@ -59,9 +59,8 @@ pub(crate) fn demo_refresh_token(sb: &SandboxHandle) -> String {
         .refresh_token
 }
 
-/// A workspace of the demo org, connected to Fyle.
-pub(crate) async fn connected_workspace(stack: &TestStack, sb: &SandboxHandle) -> i64 {
-    let workspace_id = stack.create_workspace_for_org(DEMO_ORG_ID).await.unwrap();
+/// Connects `workspace_id` (of the demo org) to Fyle with the demo org's refresh token.
+pub(crate) async fn connect_demo_org(stack: &TestStack, sb: &SandboxHandle, workspace_id: i64) {
     stack
         .fyle_sync
         .clone()
@@ -72,6 +71,12 @@ pub(crate) async fn connected_workspace(stack: &TestStack, sb: &SandboxHandle) -
         })
         .await
         .unwrap();
+}
+
+/// A workspace of the demo org, connected to Fyle.
+pub(crate) async fn connected_workspace(stack: &TestStack, sb: &SandboxHandle) -> i64 {
+    let workspace_id = stack.create_workspace_for_org(DEMO_ORG_ID).await.unwrap();
+    connect_demo_org(stack, sb, workspace_id).await;
     workspace_id
 }
 
@@ -219,16 +224,7 @@ async fn revoked_credentials_mark_the_connection_broken_until_it_is_reconnected(
     let stack = stack_for(&sb).await;
     let workspace_id = connected_workspace(&stack, &sb).await;
     // Connecting a working connection again changes nothing worth announcing.
-    stack
-        .fyle_sync
-        .clone()
-        .connect_fyle(ConnectFyleRequest {
-            workspace_id,
-            refresh_token: Some(demo_refresh_token(&sb)),
-            authorization_code: None,
-        })
-        .await
-        .unwrap();
+    connect_demo_org(&stack, &sb, workspace_id).await;
     // Fyle now refuses the refresh token (revoked) and the access tokens it issued end: the
     // client fyle-sync keeps for the workspace finds out on its next call.
     sb.fyle().expire_tokens();
@@ -299,16 +295,7 @@ async fn revoked_credentials_mark_the_connection_broken_until_it_is_reconnected(
 
     // Reconnected with working credentials: back to normal.
     sb.faults().clear();
-    stack
-        .fyle_sync
-        .clone()
-        .connect_fyle(ConnectFyleRequest {
-            workspace_id,
-            refresh_token: Some(demo_refresh_token(&sb)),
-            authorization_code: None,
-        })
-        .await
-        .unwrap();
+    connect_demo_org(&stack, &sb, workspace_id).await;
     assert_eq!(connection_status(&stack, workspace_id).await.0, "CONNECTED");
     assert!(sync(true).await.unwrap().into_inner().pulled);
 

@@ -8,15 +8,15 @@ use std::time::Duration;
 
 use attrsync_e2e::{TestStack, eventually};
 use attrsync_proto::v1::{
-    ConnectFyleRequest, CreateWorkspaceRequest, DeleteMappingRequest,
-    ListDestinationAttributesRequest, SyncFyleDimensionsRequest, SyncQboDimensionsRequest,
-    UpdateImportSettingsRequest, UpsertMappingRequest, WorkspaceSettings,
+    CreateWorkspaceRequest, DeleteMappingRequest, ListDestinationAttributesRequest,
+    SyncFyleDimensionsRequest, SyncQboDimensionsRequest, UpdateImportSettingsRequest,
+    UpsertMappingRequest, WorkspaceSettings,
 };
 use attrsync_sandbox::{DEMO_ORG_ID, FaultAction, FaultRule, SandboxHandle, Side};
 use serde_json::json;
 
 use crate::{
-    fyle_connection::{demo_refresh_token, demo_sandbox},
+    fyle_connection::{connect_demo_org, demo_sandbox},
     mapping_auto::{connect_qbo, import_settings, mapping_of},
 };
 
@@ -86,16 +86,7 @@ async fn the_unmapped_card_count_follows_cards_and_mappings_and_survives_a_faili
         .workspace
         .unwrap()
         .id;
-    stack
-        .fyle_sync
-        .clone()
-        .connect_fyle(ConnectFyleRequest {
-            workspace_id,
-            refresh_token: Some(demo_refresh_token(&sb)),
-            authorization_code: None,
-        })
-        .await
-        .unwrap();
+    connect_demo_org(&stack, &sb, workspace_id).await;
 
     // The cards, pulled from Fyle (the demo org's and two more): none is mapped.
     for number in ["xxxx-xxxx-xxxx-1111", "xxxx-xxxx-xxxx-2222"] {
