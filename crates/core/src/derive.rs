@@ -4,6 +4,12 @@
 //! item: the two have the same shape) into the attribute fyle-sync stores. The webhook path and
 //! the polling path both call [`derive`], so the two can never disagree about a value.
 //!
+//! **Dependent values** (`/admin/dependent_expense_field_values`, webhook resource
+//! `DEPENDENT_FIELD`) do not carry their field's name, which is their attribute type: a
+//! `DEPENDENT_SELECT` expense field derives to [`Derived::DependentField`] (what its values
+//! need, kept by fyle-sync), and a value derives with [`derive_dependent_value`] given that
+//! field. [`derive`] alone skips a value ([`SkipReason::FieldUnknown`]).
+//!
 //! The rules are the incumbent's (incumbent checklist items 10–15, 20–22), with one deliberate
 //! change: attributes are identified by their Fyle id (`source_id`), not by their value, so a
 //! rename updates the row.
@@ -53,11 +59,38 @@ impl SelectField {
     }
 }
 
+/// A `DEPENDENT_SELECT` expense field: what its values need to be stored. Its values are
+/// attributes of the field's own type (`COST_CODE` for "Cost Code"), like a custom SELECT
+/// field's options, each keyed by the value's id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DependentField {
+    /// The expense field id (the values' `expense_field_id`).
+    pub field_id: i64,
+    pub field_name: String,
+    /// The parent expense field (the values' `parent_expense_field_id`); `None` leaves the
+    /// field without values to list.
+    pub parent_field_id: Option<i64>,
+    pub placeholder: Value,
+    pub is_mandatory: Value,
+    /// A disabled field's values are stored inactive.
+    pub enabled: bool,
+    pub source_updated_at: Option<DateTime<Utc>>,
+}
+
+impl DependentField {
+    /// The attribute type of the field's values.
+    pub fn attribute_type(&self) -> FyleAttributeType {
+        FyleAttributeType::custom(&self.field_name)
+    }
+}
+
 /// What a Fyle object amounts to.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Derived {
     Attribute(DerivedAttribute),
     SelectField(SelectField),
+    /// A dependent field (the definition its values derive with; no attribute of its own).
+    DependentField(DependentField),
     /// Nothing to store, and why.
     Skipped(SkipReason),
 }
@@ -73,6 +106,8 @@ pub enum SkipReason {
     SystemField,
     /// A resource that carries no attribute (EXPENSE, REPORT, ORG_SETTING, unknown).
     NotAnAttribute,
+    /// A dependent value derived without its field (see [`derive_dependent_value`]).
+    FieldUnknown,
 }
 
 /// A Fyle object that lacks what its resource requires.
@@ -173,8 +208,16 @@ pub fn derive(resource: &FyleResource, data: &Value) -> Result<Derived> {
             let detail = json!({ "cardholder_name": obj.get("cardholder_name") });
             attribute(FyleAttributeType::CorporateCard, value, true, Some(detail))
         }
-        FyleResource::ExpenseField => select_field(&obj, false),
-        FyleResource::DependentField => dependent_value(&obj),
+        FyleResource::ExpenseField if obj.opt_str("type")? == Some("DEPENDENT_SELECT") => {
+            dependent_field(&obj)
+        }
+        FyleResource::ExpenseField => select_field(&obj),
+        // The value's shape is checked (so ingest refuses a malformed one); storing it needs
+        // its field (`derive_dependent_value`).
+        FyleResource::DependentField => {
+            DependentValue::read(&obj)?;
+            Ok(Derived::Skipped(SkipReason::FieldUnknown))
+        }
         FyleResource::Expense
         | FyleResource::Report
         | FyleResource::OrgSetting
@@ -221,7 +264,7 @@ fn employee_detail(data: &Value) -> Value {
     })
 }
 
-fn select_field(obj: &Obj<'_>, is_dependent: bool) -> Result<Derived> {
+fn select_field(obj: &Obj<'_>) -> Result<Derived> {
     if obj.opt_str("type")? != Some("SELECT") {
         return Ok(Derived::Skipped(SkipReason::NotASelectField));
     }
@@ -253,7 +296,7 @@ fn select_field(obj: &Obj<'_>, is_dependent: bool) -> Result<Derived> {
             "custom_field_id": obj.get("id"),
             "placeholder": obj.get("placeholder"),
             "is_mandatory": obj.get("is_mandatory"),
-            "is_dependent": is_dependent,
+            "is_dependent": false,
         }),
         field_id,
         options: clean_options(&raw_options),
@@ -262,28 +305,80 @@ fn select_field(obj: &Obj<'_>, is_dependent: bool) -> Result<Derived> {
     }))
 }
 
-/// A dependent field value (`expense_field_value` under its parent value).
-fn dependent_value(obj: &Obj<'_>) -> Result<Derived> {
-    let value = match obj.opt_str("expense_field_value")? {
-        Some(v) => v,
-        None => obj.req_str("name")?,
-    };
-    let field_name = obj.opt_str("field_name")?.unwrap_or("Dependent Field");
-    let attribute_type = FyleAttributeType::custom(field_name);
+/// A `DEPENDENT_SELECT` expense field. A system (non-custom) one is skipped like a system
+/// SELECT field.
+fn dependent_field(obj: &Obj<'_>) -> Result<Derived> {
+    if obj.get("is_custom") == Value::Bool(false) {
+        return Ok(Derived::Skipped(SkipReason::SystemField));
+    }
+    Ok(Derived::DependentField(DependentField {
+        field_id: obj.req_i64("id")?,
+        field_name: obj.req_str("field_name")?.to_owned(),
+        parent_field_id: obj.opt_i64("parent_field_id")?,
+        placeholder: obj.get("placeholder"),
+        is_mandatory: obj.get("is_mandatory"),
+        enabled: obj.enabled()?,
+        source_updated_at: obj.updated_at(),
+    }))
+}
+
+/// A dependent value (`expense_field_value` under its `parent_expense_field_value`), an
+/// attribute of its field's type: `{custom_field_id, placeholder, is_mandatory, is_dependent:
+/// true}` as the incumbent's DEPENDENT_FIELD detail, plus `parent_value`. Active when both the
+/// value and its field are enabled. A value of another field than `field` is an error.
+pub fn derive_dependent_value(data: &Value, field: &DependentField) -> Result<Derived> {
+    if contains_nul(data) {
+        return Err(DeriveError::Nul);
+    }
+    let obj = Obj::new(data)?;
+    let value = DependentValue::read(&obj)?;
+    if value.field_id != field.field_id {
+        return Err(DeriveError::WrongType {
+            field: "expense_field_id",
+            expected: "the id of the value's dependent field",
+        });
+    }
     Ok(Derived::Attribute(DerivedAttribute {
-        display_name: field_name.to_owned(),
-        attribute_type,
-        value: value.to_owned(),
-        source_id: obj.id()?,
-        active: obj.enabled()?,
+        display_name: field.field_name.clone(),
+        attribute_type: field.attribute_type(),
+        value: value.value.to_owned(),
+        source_id: value.id,
+        active: value.enabled && field.enabled,
         detail: Some(json!({
-            "custom_field_id": obj.get("expense_field_id"),
-            "placeholder": obj.get("placeholder"),
-            "is_mandatory": obj.get("is_mandatory"),
+            "custom_field_id": field.field_id,
+            "placeholder": field.placeholder,
+            "is_mandatory": field.is_mandatory,
             "is_dependent": true,
+            "parent_value": value.parent_value,
         })),
         source_updated_at: obj.updated_at(),
     }))
+}
+
+/// The id of the dependent field a value object belongs to (`expense_field_id`).
+pub fn dependent_value_field_id(data: &Value) -> Result<i64> {
+    Obj::new(data)?.req_i64("expense_field_id")
+}
+
+/// What a dependent value object must hold.
+struct DependentValue<'a> {
+    id: String,
+    field_id: i64,
+    value: &'a str,
+    parent_value: Option<&'a str>,
+    enabled: bool,
+}
+
+impl<'a> DependentValue<'a> {
+    fn read(obj: &Obj<'a>) -> Result<Self> {
+        Ok(Self {
+            id: obj.id()?,
+            field_id: obj.req_i64("expense_field_id")?,
+            value: obj.req_str("expense_field_value")?,
+            parent_value: obj.opt_str("parent_expense_field_value")?,
+            enabled: obj.enabled()?,
+        })
+    }
 }
 
 /// Typed access to the fields of a Fyle object.
@@ -308,6 +403,24 @@ impl<'a> Obj<'a> {
                 field: "id",
                 expected: "string or integer",
             }),
+        }
+    }
+
+    fn req_i64(&self, key: &'static str) -> Result<i64> {
+        self.opt_i64(key)?.ok_or(DeriveError::Missing(key))
+    }
+
+    /// An integer id, sent as a JSON number (or a string of digits).
+    fn opt_i64(&self, key: &'static str) -> Result<Option<i64>> {
+        let wrong = DeriveError::WrongType {
+            field: key,
+            expected: "integer",
+        };
+        match self.0.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) => n.as_i64().map(Some).ok_or(wrong),
+            Some(Value::String(s)) => s.parse().map(Some).map_err(|_| wrong),
+            Some(_) => Err(wrong),
         }
     }
 
@@ -558,6 +671,73 @@ mod tests {
         };
         assert_eq!(f.attribute_type, FyleAttributeType::Merchant);
         assert_eq!(f.options, vec!["ADP", "Goner"]);
+    }
+
+    fn cost_code_field() -> DependentField {
+        let field = json!({"id": 229510, "field_name": "Cost Code", "column_name": "text_column5",
+            "type": "DEPENDENT_SELECT", "options": [], "placeholder": "Select Cost Code",
+            "is_enabled": true, "is_custom": true, "is_mandatory": false, "parent_field_id": 203020,
+            "updated_at": "2024-01-01T00:00:00.000000+00:00"});
+        match derive(&FyleResource::ExpenseField, &field) {
+            Ok(Derived::DependentField(f)) => f,
+            other => panic!("expected a dependent field, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_dependent_select_field_derives_to_the_definition_its_values_need() {
+        let field = cost_code_field();
+        assert_eq!(field.field_id, 229510);
+        assert_eq!(field.parent_field_id, Some(203020));
+        assert_eq!(field.attribute_type().as_str(), "CUSTOM:COST_CODE");
+        assert!(field.enabled);
+    }
+
+    #[test]
+    fn a_dependent_value_is_an_attribute_of_its_fields_type_keyed_by_its_own_id() {
+        let mut field = cost_code_field();
+        let value = json!({"id": 88001, "org_id": "orNoatdUnm1w", "parent_expense_field_id": 203020,
+            "expense_field_id": 229510, "parent_expense_field_value": "Freeman Sporting Goods",
+            "expense_field_value": "CC-100", "is_enabled": true,
+            "updated_at": "2024-01-01T00:00:00.000000+00:00"});
+        let Ok(Derived::Attribute(a)) = derive_dependent_value(&value, &field) else {
+            panic!("a dependent value derives to one attribute")
+        };
+        assert_eq!(a.attribute_type.as_str(), "CUSTOM:COST_CODE");
+        assert_eq!(a.display_name, "Cost Code");
+        assert_eq!(
+            (a.value.as_str(), a.source_id.as_str()),
+            ("CC-100", "88001")
+        );
+        assert!(a.active);
+        assert_eq!(
+            a.detail,
+            Some(
+                json!({"custom_field_id": 229510, "placeholder": "Select Cost Code",
+                "is_mandatory": false, "is_dependent": true, "parent_value": "Freeman Sporting Goods"})
+            )
+        );
+        // A disabled field's values are inactive; without its field a value is skipped.
+        field.enabled = false;
+        let Ok(Derived::Attribute(a)) = derive_dependent_value(&value, &field) else {
+            panic!("a dependent value derives to one attribute")
+        };
+        assert!(!a.active);
+        assert_eq!(
+            derive(&FyleResource::DependentField, &value),
+            Ok(Derived::Skipped(SkipReason::FieldUnknown))
+        );
+        // Without its field a malformed value is still refused (ingest answers 400).
+        assert_eq!(
+            derive(
+                &FyleResource::DependentField,
+                &json!({"id": 1, "expense_field_id": 229510})
+            ),
+            Err(DeriveError::Missing("expense_field_value"))
+        );
+        // A value of another field is refused, not stored under the wrong type.
+        let other = json!({"id": 1, "expense_field_id": 1, "expense_field_value": "X"});
+        assert!(derive_dependent_value(&other, &field).is_err());
     }
 
     #[test]

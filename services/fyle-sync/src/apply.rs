@@ -14,6 +14,12 @@
 //! capped at receive time + `versions.max_clock_skew`, so a forged or skewed far-future stamp
 //! cannot freeze a value; with equal times a delete wins, in either arrival order.
 //!
+//! **Dependent values** derive with their field ([`derive::derive_dependent_value`]): a
+//! `DEPENDENT_SELECT` expense field is recorded in `dependent_fields` under its claimed version
+//! (no attribute of its own), and a value's webhook reads its field from there. A value whose
+//! field is not known yet (the field's webhook was lost) is ignored and counted; the next pull
+//! of DEPENDENT_FIELD lists the field and stores the value.
+//!
 //! Failure policy: a message whose `data` cannot be understood is poison (dead-lettered with
 //! the error); events for another org's data, stale events and objects that carry no
 //! attribute are counted as ignored and change nothing. Change events larger than
@@ -26,7 +32,7 @@ use std::{
 };
 
 use attrsync_core::{
-    derive::{self, Derived, DerivedAttribute, SelectField},
+    derive::{self, DependentField, Derived, DerivedAttribute, SelectField},
     normalise::content_hash,
     webhook::{FyleResource, FyleWebhookAction},
 };
@@ -52,7 +58,7 @@ use crate::{
         OptionStep, Stored, UpsertPlan, change_kind, effective_version, plan_select_field,
         plan_upsert,
     },
-    schema::{expense_attributes as ea, webhook_event_counts as counts},
+    schema::{dependent_fields as df, expense_attributes as ea, webhook_event_counts as counts},
 };
 
 /// The largest change event published in one message (the platform's, shared with qbo-sync).
@@ -255,7 +261,22 @@ async fn apply_action(
         }
         return deactivate_deleted(conn, event.workspace_id, &event.resource, &id, version).await;
     }
-    let derived = derive::derive(&event.resource, event.data).map_err(|e| poison(e.to_string()))?;
+    let derived = if event.resource == FyleResource::DependentField {
+        let field_id =
+            derive::dependent_value_field_id(event.data).map_err(|e| poison(e.to_string()))?;
+        let Some(field) = stored_dependent_fields(conn, event.workspace_id, &[field_id])
+            .await?
+            .remove(&field_id)
+        else {
+            return Ok(EventOutcome::Ignored(
+                "dependent value of a field not known yet (the next pull stores it)",
+            ));
+        };
+        derive::derive_dependent_value(event.data, &field)
+    } else {
+        derive::derive(&event.resource, event.data)
+    }
+    .map_err(|e| poison(e.to_string()))?;
     apply_live(
         conn,
         event.workspace_id,
@@ -296,8 +317,87 @@ pub(crate) async fn apply_live(
             field.source_updated_at = Some(version);
             apply_select_field(conn, workspace_id, &field).await
         }
+        Derived::DependentField(mut field) => {
+            field.source_updated_at = Some(version);
+            record_dependent_field(conn, workspace_id, &field).await?;
+            Ok(EventOutcome::Applied(Vec::new()))
+        }
         Derived::Skipped(reason) => Ok(EventOutcome::Ignored(skip_reason(reason))),
     }
+}
+
+/// Stores a dependent field's definition (called under its claimed version).
+async fn record_dependent_field(
+    conn: &mut AsyncPgConnection,
+    workspace_id: i64,
+    field: &DependentField,
+) -> QueryResult<()> {
+    let row = (
+        df::workspace_id.eq(workspace_id),
+        df::field_id.eq(field.field_id),
+        df::field_name.eq(&field.field_name),
+        df::parent_field_id.eq(field.parent_field_id),
+        df::placeholder.eq(&field.placeholder),
+        df::is_mandatory.eq(&field.is_mandatory),
+        df::enabled.eq(field.enabled),
+        df::source_updated_at.eq(field.source_updated_at),
+    );
+    diesel::insert_into(df::table)
+        .values(row)
+        .on_conflict((df::workspace_id, df::field_id))
+        .do_update()
+        .set((row.2, row.3, row.4, row.5, row.6, row.7))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The stored definitions of some dependent fields, by field id (unknown ones absent).
+pub(crate) async fn stored_dependent_fields(
+    conn: &mut AsyncPgConnection,
+    workspace_id: i64,
+    field_ids: &[i64],
+) -> QueryResult<HashMap<i64, DependentField>> {
+    type Row = (
+        i64,
+        String,
+        Option<i64>,
+        Value,
+        Value,
+        bool,
+        Option<DateTime<Utc>>,
+    );
+    let rows: Vec<Row> = df::table
+        .filter(df::workspace_id.eq(workspace_id))
+        .filter(df::field_id.eq_any(field_ids))
+        .select((
+            df::field_id,
+            df::field_name,
+            df::parent_field_id,
+            df::placeholder,
+            df::is_mandatory,
+            df::enabled,
+            df::source_updated_at,
+        ))
+        .load(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(field_id, field_name, parent_field_id, placeholder, is_mandatory, enabled, at)| {
+                let field = DependentField {
+                    field_id,
+                    field_name,
+                    parent_field_id,
+                    placeholder,
+                    is_mandatory,
+                    enabled,
+                    source_updated_at: at,
+                };
+                (field_id, field)
+            },
+        )
+        .collect())
 }
 
 /// A live Fyle object ready to apply: its id, what it derives to and its version.
@@ -313,8 +413,8 @@ pub(crate) struct LiveObject {
 /// inserted by one (they have no row to look up); the others' rows locked and read by one,
 /// planned by the same [`plan_upsert`] the webhook path uses, then one insert and one update.
 /// The outcome of each object, in `objects` order, is what [`apply_live`] would have returned
-/// for it. Custom SELECT fields, and a page naming an object twice (whose second copy must see
-/// the first), take [`apply_live`] one object at a time.
+/// for it. Custom SELECT and dependent fields, and a page naming an object twice (whose second
+/// copy must see the first), take [`apply_live`] one object at a time.
 pub(crate) async fn apply_live_page(
     conn: &mut AsyncPgConnection,
     workspace_id: i64,
@@ -325,9 +425,12 @@ pub(crate) async fn apply_live_page(
     ids.sort_unstable();
     let repeated = ids.windows(2).any(|w| w[0] == w[1]);
     if repeated
-        || objects
-            .iter()
-            .any(|o| matches!(o.derived, Derived::SelectField(_)))
+        || objects.iter().any(|o| {
+            matches!(
+                o.derived,
+                Derived::SelectField(_) | Derived::DependentField(_)
+            )
+        })
     {
         let mut outcomes = Vec::with_capacity(objects.len());
         for o in objects {
@@ -369,8 +472,10 @@ pub(crate) async fn apply_live_page(
                 EventOutcome::Applied(Vec::new())
             }
             (Derived::Skipped(reason), _) => EventOutcome::Ignored(skip_reason(*reason)),
-            // Pages holding a select field were applied one object at a time above.
-            (Derived::SelectField(_), _) => EventOutcome::Ignored("expense field not applied"),
+            // Pages holding a select or dependent field were applied one object at a time above.
+            (Derived::SelectField(_) | Derived::DependentField(_), _) => {
+                EventOutcome::Ignored("expense field not applied")
+            }
         });
     }
     let mut push_change = |at: usize, change: ExpenseAttributeChange| {
@@ -450,6 +555,7 @@ fn skip_reason(reason: derive::SkipReason) -> &'static str {
             "system expense field (its values are a resource of their own)"
         }
         derive::SkipReason::NotAnAttribute => "resource carries no attribute",
+        derive::SkipReason::FieldUnknown => "dependent value of a field not known yet",
     }
 }
 

@@ -36,6 +36,14 @@
 //!    deactivates nothing: a partial listing is never mistaken for a complete one.
 //! 6. `fyle_sync_state` records the watermark and `last_full_sync_at`.
 //!
+//! **Dependent values** (`DEPENDENT_FIELD`) need their field's name, which a value does not
+//! carry: their pass first lists the custom `DEPENDENT_SELECT` expense fields (one listing,
+//! applied as expense-field objects under their versions, which records them in
+//! `dependent_fields`), then lists the values of every field with a parent in one keyset pass
+//! ([`dependent_value_filters`]), each derived with its field
+//! ([`attrsync_core::derive::derive_dependent_value`]). With no such field there is nothing to
+//! list, and a full pass deactivates every stored value.
+//!
 //! **Incremental pulls** (`incremental` in the request) list only rows changed since the stored
 //! watermark less `pulls.incremental_overlap` (`updated_at=gte.…`, issue #27: the overlap absorbs
 //! stamps committed out of order), apply them by the same rules and advance the watermark and
@@ -59,16 +67,23 @@
 //! so repeating the pull is safe. A row that does not derive is skipped with a warning (it still
 //! counts as present, so it is not deactivated).
 
-use std::{collections::HashSet, time::Duration};
+use std::{
+    collections::{BTreeSet, HashMap, HashSet},
+    time::Duration,
+};
 
 use attrsync_config::KafkaConfig;
-use attrsync_core::{attribute::CUSTOM_PREFIX, derive, webhook::FyleResource};
+use attrsync_core::{
+    attribute::CUSTOM_PREFIX,
+    derive::{self, DependentField},
+    webhook::FyleResource,
+};
 use attrsync_db::{
     DbError, Pool,
     lease::{self, Lease},
     outbox::{self, NewOutboxMessage},
 };
-use attrsync_fyle_client::{Filters, FyleClient};
+use attrsync_fyle_client::{Filters, FyleClient, PageStream};
 use attrsync_kafka::{
     envelope::{self, chunk_by_encoded_len},
     handler::EffectError,
@@ -93,7 +108,7 @@ use crate::{
 };
 
 /// The resources a pull covers, in pull order.
-pub const PULLED: [FyleResource; 7] = [
+pub const PULLED: [FyleResource; 8] = [
     FyleResource::Category,
     FyleResource::Project,
     FyleResource::CostCenter,
@@ -101,6 +116,7 @@ pub const PULLED: [FyleResource; 7] = [
     FyleResource::CorporateCard,
     FyleResource::TaxGroup,
     FyleResource::ExpenseField,
+    FyleResource::DependentField,
 ];
 
 /// The producer named in the envelopes of pulled changes.
@@ -167,6 +183,8 @@ struct PageWork {
     returned: HashSet<String>,
     /// Rows left to the next round.
     deferred: u32,
+    /// DEPENDENT_FIELD passes: the fields the values derive with, by id.
+    fields: HashMap<i64, DependentField>,
 }
 
 /// The Fyle admin collection of a pulled resource.
@@ -179,6 +197,7 @@ pub fn collection(resource: &FyleResource) -> Option<&'static str> {
         FyleResource::CorporateCard => "corporate_cards",
         FyleResource::TaxGroup => "tax_groups",
         FyleResource::ExpenseField => "expense_fields",
+        FyleResource::DependentField => "dependent_expense_field_values",
         _ => return None,
     })
 }
@@ -194,7 +213,7 @@ pub fn requested(names: &[String]) -> Result<Vec<FyleResource>, String> {
         if collection(&resource).is_none() {
             return Err(format!(
                 "`{name}` is not a pulled resource (one of CATEGORY, PROJECT, COST_CENTER, \
-                 EMPLOYEE, CORPORATE_CARD, TAX_GROUP, EXPENSE_FIELD)"
+                 EMPLOYEE, CORPORATE_CARD, TAX_GROUP, EXPENSE_FIELD, DEPENDENT_FIELD)"
             ));
         }
         if !out.contains(&resource) {
@@ -252,9 +271,9 @@ pub fn pulled_recently(
     !force && last.is_some_and(|l| now - l < interval)
 }
 
-/// The object a stored attribute row belongs to: its own source id for fixed types, the field
-/// id for a custom SELECT option (`<field id>:<option>`). `None` for rows no pass of `resource`
-/// covers (e.g. dependent values, whose custom types have no `:` in their source ids).
+/// The object a stored attribute row belongs to: its own source id for fixed types and for
+/// dependent values (custom types keyed by the value's id, no `:`), the field id for a custom
+/// SELECT option (`<field id>:<option>`). `None` for rows no pass of `resource` covers.
 pub fn stored_object_id<'a>(
     resource: &FyleResource,
     attribute_type: &str,
@@ -269,6 +288,9 @@ pub fn stored_object_id<'a>(
                 .filter(|_| option_type)
                 .map(|(field, _)| field)
         }
+        FyleResource::DependentField => (attribute_type.starts_with(CUSTOM_PREFIX)
+            && !source_id.contains(':'))
+        .then_some(source_id),
         r if r.fixed_attribute_type().is_some() => Some(source_id),
         _ => None,
     }
@@ -491,11 +513,25 @@ impl Puller {
         let path = collection(resource).unwrap_or_default();
         let started = Utc::now();
         let since = plan.since;
-        let mut pages = match client.pages_of(
-            path,
-            &Filters::new(),
-            since.map(|w| (w, self.config.incremental_overlap)),
-        ) {
+        // Dependent values are listed for the fields listed first; none without a field.
+        let (filters, fields) = if *resource == FyleResource::DependentField {
+            let fields = self
+                .list_dependent_fields(client, workspace_id, held)
+                .await?;
+            (dependent_value_filters(fields.values()), fields)
+        } else {
+            (Some(Filters::new()), HashMap::new())
+        };
+        let listed = filters
+            .map(|f| {
+                client.pages_of(
+                    path,
+                    &f,
+                    since.map(|w| (w, self.config.incremental_overlap)),
+                )
+            })
+            .transpose();
+        let mut pages = match listed {
             Ok(p) => p,
             Err(e) => return Err(PullFailure::Fyle(self.fyle.failed(workspace_id, &e).await)),
         };
@@ -521,10 +557,11 @@ impl Puller {
             },
             returned: HashSet::new(),
             deferred: 0,
+            fields,
         };
         // Each page is applied (one transaction, on a connection of its own: none is held
         // while a page is fetched) while the next one is fetched.
-        let mut fetched = pages.next_page().await;
+        let mut fetched = next_page(&mut pages).await;
         loop {
             let rows = match fetched {
                 Ok(Some(rows)) => rows,
@@ -533,7 +570,7 @@ impl Puller {
             };
             let applied;
             (fetched, applied) = tokio::join!(
-                pages.next_page(),
+                next_page(&mut pages),
                 self.apply_page(workspace_id, resource, held, &mut page, &rows)
             );
             // A refusal of the credentials is recorded even when the page failed too.
@@ -548,7 +585,7 @@ impl Puller {
         report.rows = u32::try_from(page.returned.len()).unwrap_or(u32::MAX);
         let (returned, deferred, defer_from, origin) =
             (page.returned, page.deferred, page.defer_from, page.origin);
-        let listing_watermark = pages.watermark();
+        let listing_watermark = pages.as_ref().and_then(PageStream::watermark);
         // Deferred rows are read again: the watermark stops at the cutoff.
         let watermark = match (defer_from, deferred) {
             (Some(cutoff), 1..) => listing_watermark.map(|w| w.min(cutoff)),
@@ -605,8 +642,8 @@ impl Puller {
             deleted = report.deleted,
             missed_webhooks = report.missed_webhooks,
             deferred,
-            pages = pages.pages(),
-            foreign_rows_dropped = pages.foreign_rows_dropped(),
+            pages = pages.as_ref().map_or(0, PageStream::pages),
+            foreign_rows_dropped = pages.as_ref().map_or(0, PageStream::foreign_rows_dropped),
             "pull applied"
         );
         Ok(report)
@@ -639,7 +676,7 @@ impl Puller {
                 page.deferred += 1;
                 continue;
             }
-            objects.extend(self.live_object(resource, id, row, stamped));
+            objects.extend(self.live_object(resource, id, row, stamped, &page.fields));
         }
         let mut attempt = 1;
         loop {
@@ -692,6 +729,50 @@ impl Puller {
         .await
     }
 
+    /// The workspace's dependent fields, as the DEPENDENT_FIELD pass begins: Fyle's custom
+    /// `DEPENDENT_SELECT` expense fields (every one, in one listing), applied as expense-field
+    /// objects (under their versions, into `dependent_fields`), then read back — a field a
+    /// webhook updated since is read as the webhook left it.
+    async fn list_dependent_fields(
+        &self,
+        client: &FyleClient,
+        workspace_id: i64,
+        held: &Lease,
+    ) -> Result<HashMap<i64, DependentField>, PullFailure> {
+        let filters = Filters::new()
+            .eq("type", "DEPENDENT_SELECT")
+            .eq("is_custom", true);
+        let listing = match client.list_all("expense_fields", &filters).await {
+            Ok(l) => l,
+            Err(e) => return Err(PullFailure::Fyle(self.fyle.failed(workspace_id, &e).await)),
+        };
+        let none = HashMap::new();
+        let objects: Vec<apply::LiveObject> = listing
+            .rows
+            .iter()
+            .filter_map(|row| {
+                let resource = &FyleResource::ExpenseField;
+                self.live_object(resource, row_id(row)?, row, row_updated_at(row), &none)
+            })
+            .collect();
+        let field_ids: Vec<i64> = objects
+            .iter()
+            .filter_map(|o| match &o.derived {
+                derive::Derived::DependentField(f) => Some(f.field_id),
+                _ => None,
+            })
+            .collect();
+        let mut conn = self.pool.get().await.map_err(DbError::from)?;
+        conn.transaction::<_, PullFailure, _>(async |conn| {
+            self.check_lease(conn, held).await?;
+            apply::apply_live_page(conn, workspace_id, &FyleResource::ExpenseField, &objects)
+                .await
+                .map_err(effect_failure)?;
+            Ok(apply::stored_dependent_fields(conn, workspace_id, &field_ids).await?)
+        })
+        .await
+    }
+
     async fn check_lease(
         &self,
         conn: &mut AsyncPgConnection,
@@ -713,9 +794,22 @@ impl Puller {
         id: String,
         row: &Value,
         updated_at: Option<DateTime<Utc>>,
+        fields: &HashMap<i64, DependentField>,
     ) -> Option<apply::LiveObject> {
         let version = effective_version(updated_at, Utc::now(), self.max_clock_skew);
-        match derive::derive(resource, row) {
+        let derived = match resource {
+            FyleResource::DependentField => {
+                let field = derive::dependent_value_field_id(row)
+                    .ok()
+                    .and_then(|id| fields.get(&id));
+                match field {
+                    Some(field) => derive::derive_dependent_value(row, field),
+                    None => derive::derive(resource, row),
+                }
+            }
+            _ => derive::derive(resource, row),
+        };
+        match derived {
             Ok(derived) => Some(apply::LiveObject {
                 id,
                 derived,
@@ -817,6 +911,34 @@ impl Puller {
             .collect();
         outbox::enqueue(conn, &rows).await?;
         Ok(())
+    }
+}
+
+/// The filters that list the values of `fields` (the dependent-value list requires both ids;
+/// `in.(…)` lists every field's values in one pass, with one watermark), disabled values
+/// included so an incremental pass sees a value being disabled. `None` when no field has a
+/// parent, so there is nothing to list.
+pub fn dependent_value_filters<'a>(
+    fields: impl Iterator<Item = &'a DependentField>,
+) -> Option<Filters> {
+    let (ids, parents): (BTreeSet<i64>, BTreeSet<i64>) = fields
+        .filter_map(|f| Some((f.field_id, f.parent_field_id?)))
+        .unzip();
+    (!ids.is_empty()).then(|| {
+        Filters::new()
+            .any_of("expense_field_id", ids)
+            .any_of("parent_expense_field_id", parents)
+            .any_of("is_enabled", [true, false])
+    })
+}
+
+/// The next page of a pass, or none when there is nothing to list.
+async fn next_page(
+    pages: &mut Option<PageStream<'_>>,
+) -> attrsync_fyle_client::Result<Option<Vec<Value>>> {
+    match pages {
+        Some(p) => p.next_page().await,
+        None => Ok(None),
     }
 }
 
@@ -942,7 +1064,10 @@ mod tests {
             Ok(vec![FyleResource::Category, FyleResource::ExpenseField])
         );
         assert!(requested(&["EXPENSE".into()]).is_err());
-        assert!(requested(&["DEPENDENT_FIELD".into()]).is_err());
+        assert_eq!(
+            requested(&["dependent_field".into()]),
+            Ok(vec![FyleResource::DependentField])
+        );
     }
 
     #[test]
@@ -1025,6 +1150,36 @@ mod tests {
     }
 
     #[test]
+    fn dependent_values_of_every_field_with_a_parent_are_listed_in_one_pass() {
+        let field = |field_id, parent_field_id| DependentField {
+            field_id,
+            field_name: format!("Field {field_id}"),
+            parent_field_id,
+            placeholder: Value::Null,
+            is_mandatory: Value::Null,
+            enabled: true,
+            source_updated_at: None,
+        };
+        let fields = [field(7, Some(3)), field(5, Some(3)), field(9, None)];
+        let filters = dependent_value_filters(fields.iter()).unwrap_or_default();
+        let pairs: Vec<(&str, &str)> = filters
+            .pairs()
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("expense_field_id", "in.(5,7)"),
+                ("parent_expense_field_id", "in.(3)"),
+                ("is_enabled", "in.(true,false)"),
+            ]
+        );
+        assert!(dependent_value_filters(fields[2..].iter()).is_none());
+        assert!(dependent_value_filters([].iter()).is_none());
+    }
+
+    #[test]
     fn stored_rows_map_to_the_objects_a_pass_returns() {
         let field = FyleResource::ExpenseField;
         assert_eq!(
@@ -1037,6 +1192,17 @@ mod tests {
             None,
             "dependent value"
         );
+        let dependent = FyleResource::DependentField;
+        assert_eq!(
+            stored_object_id(&dependent, "CUSTOM:COST_CODE", "88001"),
+            Some("88001")
+        );
+        assert_eq!(
+            stored_object_id(&dependent, "CUSTOM:LUKE", "229506:France"),
+            None,
+            "custom SELECT option"
+        );
+        assert_eq!(stored_object_id(&dependent, "MERCHANT", "1:Uber"), None);
         assert_eq!(
             stored_object_id(&FyleResource::Category, "CATEGORY", "22330021"),
             Some("22330021")

@@ -81,6 +81,19 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    dependent_fields (workspace_id, field_id) {
+        workspace_id -> BigInt,
+        field_id -> BigInt,
+        field_name -> Text,
+        parent_field_id -> Nullable<BigInt>,
+        placeholder -> Jsonb,
+        is_mandatory -> Jsonb,
+        enabled -> Bool,
+        source_updated_at -> Nullable<Timestamptz>,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     fyle_connections,
     fyle_subscriptions,

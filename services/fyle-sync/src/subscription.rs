@@ -42,9 +42,10 @@ use crate::{
 pub(crate) const REGISTERED: &str = "REGISTERED";
 pub(crate) const PENDING: &str = "PENDING";
 
-/// What the subscription lists: every resource the incumbent subscribes (reference §2.1);
-/// ingest routes each one.
-pub const SUBSCRIBED_RESOURCES: [&str; 10] = [
+/// What the subscription lists: every resource the incumbent subscribes (reference §2.1),
+/// plus DEPENDENT_FIELD (the incumbent's QBO app leaves dependent values to no one; here they
+/// are attributes kept fresh like the others); ingest routes each one.
+pub const SUBSCRIBED_RESOURCES: [&str; 11] = [
     "EXPENSE",
     "REPORT",
     "CATEGORY",
@@ -55,6 +56,7 @@ pub const SUBSCRIBED_RESOURCES: [&str; 10] = [
     "EMPLOYEE",
     "TAX_GROUP",
     "ORG_SETTING",
+    "DEPENDENT_FIELD",
 ];
 
 type Interceptor = fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>;

@@ -1,7 +1,8 @@
 //! Full pulls (SyncDimensions) against the Fyle sandbox in process: the pull path and the
 //! webhook path store identical rows, a full pass deactivates what Fyle deleted, the 24-hour
-//! rule, a webhook applied while a pull runs is not overwritten by the pull's older copy, and
-//! an incremental pull reads only what changed since the watermark.
+//! rule, a webhook applied while a pull runs is not overwritten by the pull's older copy, an
+//! incremental pull reads only what changed since the watermark, and dependent values follow
+//! their field by pull and by webhook.
 
 use std::time::Duration;
 
@@ -113,7 +114,9 @@ async fn the_pull_path_and_the_webhook_path_store_identical_rows_for_every_resou
         "employees",
         "corporate_cards",
         "tax_groups",
+        // Fields before their dependent values: a value's webhook needs its field's name.
         "expense_fields",
+        "dependent_expense_field_values",
     ] {
         let ids = sb.fyle().ids(DEMO_ORG_ID, resource);
         assert!(!ids.is_empty(), "the demo org has {resource}");
@@ -175,8 +178,178 @@ async fn the_pull_path_and_the_webhook_path_store_identical_rows_for_every_resou
         .contains(t)),
         "custom field options in {types:?}"
     );
+    let cost_code = from_pull
+        .iter()
+        .find(|r| r.attribute_type == "CUSTOM:COST_CODE" && r.source_id == "88001")
+        .expect("the demo org's dependent value is stored");
+    assert_eq!(
+        (cost_code.value.as_str(), cost_code.active),
+        ("CC-100", true)
+    );
+    assert!(
+        cost_code.detail.contains(r#""is_dependent": true"#),
+        "{}",
+        cost_code.detail
+    );
     assert_eq!(from_webhooks, from_pull);
     pulled.stop().await;
+    hooked.stop().await;
+    sb.stop().await;
+}
+
+/// The attribute rows of one custom type, by source id: (value, active, detail).
+async fn custom_rows(
+    stack: &TestStack,
+    workspace_id: i64,
+    attribute_type: &str,
+) -> std::collections::BTreeMap<String, (String, bool, String)> {
+    every_row(stack, workspace_id)
+        .await
+        .into_iter()
+        .filter(|r| r.attribute_type == attribute_type)
+        .map(|r| (r.source_id, (r.value, r.active, r.detail)))
+        .collect()
+}
+
+const DEPENDENT_VALUES: &str = "dependent_expense_field_values";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dependent_values_are_pulled_under_their_fields_name_and_a_full_pass_follows_fyle() {
+    let sb = demo_sandbox().await;
+    // Its registered URL reaches nothing: only pulls tell it what changed.
+    let stack = stack_for(&sb).await;
+    let workspace_id = connected_workspace(&stack, &sb).await;
+    let value = |parent: &str, code: &str, enabled: bool| {
+        json!({"parent_expense_field_id": 203020, "expense_field_id": 229510,
+               "parent_expense_field_value": parent, "expense_field_value": code,
+               "is_enabled": enabled})
+    };
+    // A second value under another project, and a disabled one.
+    let create =
+        |v: Value| sb.fyle().create(DEMO_ORG_ID, DEPENDENT_VALUES, v).unwrap()["id"].to_string();
+    let second = create(value("Project Two", "CC-200", true));
+    let disabled = create(value("Project Two", "CC-900", false));
+    let summary = |rows: std::collections::BTreeMap<String, (String, bool, String)>| {
+        rows.into_iter()
+            .map(|(id, (v, active, _))| (id, v, active))
+            .collect::<Vec<_>>()
+    };
+    let expect = |mut rows: Vec<(&str, &str, bool)>| {
+        rows.sort();
+        rows.into_iter()
+            .map(|(id, v, a)| (id.to_owned(), v.to_owned(), a))
+            .collect::<Vec<_>>()
+    };
+
+    // One pull: the field's values under its name, each keyed by its own id, the disabled
+    // one inactive, each with its parent's value.
+    let report = sync(&stack, workspace_id, true, &["DEPENDENT_FIELD"]).await;
+    assert_eq!(report.resources[0].outcome, "PULLED", "{report:?}");
+    assert_eq!(report.resources[0].rows, 3);
+    let rows = custom_rows(&stack, workspace_id, "CUSTOM:COST_CODE").await;
+    assert!(
+        rows[&second].2.contains(r#""parent_value": "Project Two""#),
+        "{rows:?}"
+    );
+    assert_eq!(
+        summary(rows),
+        expect(vec![
+            ("88001", "CC-100", true),
+            (&second, "CC-200", true),
+            (&disabled, "CC-900", false),
+        ])
+    );
+
+    // Fyle renames one, deletes one and enables the disabled one; the next full pass follows.
+    sb.fyle()
+        .update(
+            DEMO_ORG_ID,
+            DEPENDENT_VALUES,
+            &second,
+            json!({"expense_field_value": "CC-201"}),
+        )
+        .unwrap();
+    sb.fyle()
+        .delete(DEMO_ORG_ID, DEPENDENT_VALUES, "88001")
+        .unwrap();
+    sb.fyle()
+        .set_enabled(DEMO_ORG_ID, DEPENDENT_VALUES, &disabled, true)
+        .unwrap();
+    let report = sync(&stack, workspace_id, true, &["DEPENDENT_FIELD"]).await;
+    assert_eq!(
+        (report.resources[0].rows, report.resources[0].deleted),
+        (2, 1),
+        "{report:?}"
+    );
+    assert_eq!(
+        summary(custom_rows(&stack, workspace_id, "CUSTOM:COST_CODE").await),
+        expect(vec![
+            ("88001", "CC-100", false),
+            (&second, "CC-201", true),
+            (&disabled, "CC-900", true),
+        ])
+    );
+    stack.stop().await;
+    sb.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dependent_value_whose_field_is_unknown_is_ignored_then_stored_by_the_pull() {
+    let sb = demo_sandbox().await;
+    let hooked = webhooks_only_stack(&sb).await;
+    let workspace_id = connected_workspace(&hooked, &sb).await;
+    // The value's webhook arrives before anything told fyle-sync about its field.
+    sb.fyle()
+        .update(
+            DEMO_ORG_ID,
+            DEPENDENT_VALUES,
+            "88001",
+            json!({"expense_field_value": "CC-101"}),
+        )
+        .unwrap();
+    eventually(WAIT, "the webhook handled", || async {
+        let s = hooked
+            .fyle_sync
+            .clone()
+            .get_sync_status(attrsync_proto::v1::GetFyleSyncStatusRequest { workspace_id })
+            .await?
+            .into_inner();
+        Ok((s.webhook_events_ignored >= 1).then_some(()))
+    })
+    .await
+    .unwrap();
+    assert!(
+        custom_rows(&hooked, workspace_id, "CUSTOM:COST_CODE")
+            .await
+            .is_empty(),
+        "nothing stored under a guessed type"
+    );
+    assert!(
+        every_row(&hooked, workspace_id)
+            .await
+            .iter()
+            .all(|r| r.attribute_type != "DEPENDENT_FIELD"),
+        "nor under the resource's name"
+    );
+    let report = sync(&hooked, workspace_id, true, &["DEPENDENT_FIELD"]).await;
+    assert_eq!(report.resources[0].outcome, "PULLED", "{report:?}");
+    let rows = custom_rows(&hooked, workspace_id, "CUSTOM:COST_CODE").await;
+    assert_eq!(rows["88001"].0, "CC-101");
+    // Its field now known, the value's next webhook is applied.
+    sb.fyle()
+        .update(
+            DEMO_ORG_ID,
+            DEPENDENT_VALUES,
+            "88001",
+            json!({"expense_field_value": "CC-102"}),
+        )
+        .unwrap();
+    eventually(WAIT, "the renamed dependent value", || async {
+        let rows = custom_rows(&hooked, workspace_id, "CUSTOM:COST_CODE").await;
+        Ok((rows["88001"].0 == "CC-102").then_some(()))
+    })
+    .await
+    .unwrap();
     hooked.stop().await;
     sb.stop().await;
 }

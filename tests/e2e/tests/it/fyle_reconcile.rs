@@ -299,6 +299,7 @@ async fn connect_fyle_registers_the_webhook_subscription_with_ingests_url_once()
         "EMPLOYEE",
         "REPORT",
         "ORG_SETTING",
+        "DEPENDENT_FIELD",
     ] {
         assert!(resources.iter().any(|x| x == r), "{r} subscribed");
     }
