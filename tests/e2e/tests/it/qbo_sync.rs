@@ -912,6 +912,48 @@ mod version_rule {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_key_another_writer_inserts_after_the_lock_is_written_by_the_version_rule() {
+        let (db, mut first) = connection().await;
+        let url = attrsync_db::url_with_schema(&db.url, "qbo_sync").unwrap();
+        let mut second = AsyncPgConnection::establish(&url).await.unwrap();
+        let t = Utc::now() - Delta::hours(1);
+        let (inserted_tx, inserted_rx) = tokio::sync::oneshot::channel::<()>();
+        let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+        // The first writer inserts key 58 and holds its transaction open…
+        let first_writer = tokio::spawn(async move {
+            first
+                .transaction::<_, diesel::result::Error, _>(async |c| {
+                    store::upsert(c, 1, "Customer", &[customer("First", true, t, "1")]).await?;
+                    let _ = inserted_tx.send(());
+                    let _ = go_rx.await;
+                    Ok(())
+                })
+                .await
+        });
+        inserted_rx.await.unwrap();
+        // …so a newer copy finds no row to lock, takes the plain insert and waits for it.
+        let newer = customer("Second", true, t + Delta::seconds(1), "2");
+        let second_writer =
+            tokio::spawn(async move { store::upsert(&mut second, 1, "Customer", &[newer]).await });
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(
+            !second_writer.is_finished(),
+            "the second insert waits for the first writer's key"
+        );
+        go_tx.send(()).unwrap();
+        first_writer.await.unwrap().unwrap();
+        // Its insert fails on the key, is undone, and the copy goes through the version rule.
+        let written = second_writer.await.unwrap().unwrap();
+        assert_eq!(written.len(), 1, "{written:?}");
+        assert_eq!(written[0].value, "Second");
+        assert_eq!(
+            written[0].previous.old_value.as_deref(),
+            Some("First"),
+            "reported as a change of the first writer's row"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_far_future_stamp_does_not_freeze_the_row() {
         let (_db, mut conn) = connection().await;
         let future = Utc::now() + Delta::days(365);
