@@ -57,10 +57,38 @@ pub async fn apply_entities(
     entities: &[Value],
     tax_rates: &(dyn TaxRateLookup + Sync),
 ) -> QueryResult<Applied> {
-    let mut drafts: Vec<DestinationDraft> = Vec::with_capacity(entities.len());
-    let mut retired_ids: Vec<String> = Vec::new();
-    let mut retired_types: Vec<String> = Vec::new();
-    let mut skipped = 0;
+    let derived = derive_entities(workspace_rules, entity, entities, tax_rates);
+    apply_derived(conn, workspace_id, entity, &derived).await
+}
+
+/// What a batch of entities derives to, before anything is written.
+#[derive(Debug, Default)]
+pub struct DerivedEntities {
+    drafts: Vec<DestinationDraft>,
+    /// (QBO id, attribute type) of slots the entities no longer fill.
+    retired_ids: Vec<String>,
+    retired_types: Vec<String>,
+    skipped: u32,
+}
+
+impl DerivedEntities {
+    /// Whether writing them would do nothing.
+    pub fn is_empty(&self) -> bool {
+        self.drafts.is_empty() && self.retired_ids.is_empty()
+    }
+}
+
+/// Derives a batch of entities (pure: a pull derives its next page while it writes this one).
+pub fn derive_entities(
+    workspace_rules: &WorkspaceRules,
+    entity: SyncEntity,
+    entities: &[Value],
+    tax_rates: &(dyn TaxRateLookup + Sync),
+) -> DerivedEntities {
+    let mut out = DerivedEntities {
+        drafts: Vec::with_capacity(entities.len()),
+        ..DerivedEntities::default()
+    };
     for object in entities {
         let derived = rules::derive(entity.as_str(), object, workspace_rules, tax_rates);
         let retired = rules::retired_slots(entity, &derived);
@@ -68,29 +96,40 @@ pub async fn apply_entities(
             && let Some(id) = object_id(object)
         {
             for slot in retired {
-                retired_ids.push(id.clone());
-                retired_types.push(slot.attribute_type.as_str().to_owned());
+                out.retired_ids.push(id.clone());
+                out.retired_types
+                    .push(slot.attribute_type.as_str().to_owned());
             }
         }
         match derived {
-            rules::Derived::Attributes(mut d) => drafts.append(&mut d),
+            rules::Derived::Attributes(mut d) => out.drafts.append(&mut d),
             rules::Derived::Skipped(reason) => {
-                skipped += 1;
+                out.skipped += 1;
                 metrics::counter!("qbo_sync_entities_skipped_total", "reason" => reason.as_str())
                     .increment(1);
             }
         }
     }
-    let mut written = store::upsert(conn, workspace_id, entity.as_str(), &drafts).await?;
-    if !retired_ids.is_empty() {
+    out
+}
+
+/// Writes derived entities.
+pub async fn apply_derived(
+    conn: &mut AsyncPgConnection,
+    workspace_id: i64,
+    entity: SyncEntity,
+    derived: &DerivedEntities,
+) -> QueryResult<Applied> {
+    let mut written = store::upsert(conn, workspace_id, entity.as_str(), &derived.drafts).await?;
+    if !derived.retired_ids.is_empty() {
         written.extend(
             store::deactivate(
                 conn,
                 workspace_id,
                 entity.as_str(),
                 Deactivation::Slots {
-                    ids: &retired_ids,
-                    types: &retired_types,
+                    ids: &derived.retired_ids,
+                    types: &derived.retired_types,
                 },
             )
             .await?,
@@ -98,7 +137,7 @@ pub async fn apply_entities(
     }
     Ok(Applied {
         changes: written.iter().filter_map(change_event).collect(),
-        skipped,
+        skipped: derived.skipped,
     })
 }
 

@@ -44,6 +44,7 @@
 
 use std::{
     collections::{HashMap, HashSet},
+    sync::Arc,
     time::Duration,
 };
 
@@ -73,6 +74,17 @@ use crate::{
     settings::QboWorkspace,
     store,
 };
+
+/// The realm's tax rates as a pass holds them (shared with the task deriving its next page).
+type TaxRates = Arc<dyn TaxRateLookup + Send + Sync>;
+
+/// The tax rates read for this run, or none.
+fn rates_of(read: Option<&Arc<HashMap<String, f64>>>) -> TaxRates {
+    match read {
+        Some(rates) => Arc::clone(rates) as TaxRates,
+        None => Arc::new(NoTaxRates),
+    }
+}
 
 /// Rows per QBO page (QBO's maximum).
 const PAGE: u32 = 1000;
@@ -306,16 +318,13 @@ impl Puller {
             }
         }
         let client = self.access.client(&realm).await?;
-        let mut tax_rates: Option<HashMap<String, f64>> = None;
+        let mut tax_rates: Option<Arc<HashMap<String, f64>>> = None;
         let mut report = Vec::with_capacity(entities.len());
         for &entity in entities {
             if entity == SyncEntity::TaxCode && tax_rates.is_none() {
-                tax_rates = Some(self.tax_rates(&client, &realm).await?);
+                tax_rates = Some(Arc::new(self.tax_rates(&client, &realm).await?));
             }
-            let rates: &(dyn TaxRateLookup + Sync) = match &tax_rates {
-                Some(rates) => rates,
-                None => &NoTaxRates,
-            };
+            let rates = rates_of(tax_rates.as_ref());
             report.push(
                 self.pull_entity(
                     &client,
@@ -323,7 +332,7 @@ impl Puller {
                     &realm,
                     entity,
                     PassPlan::requested(kind),
-                    rates,
+                    &rates,
                 )
                 .await?,
             );
@@ -363,24 +372,21 @@ impl Puller {
             .ok_or(QboError::NoRealm(workspace.workspace_id))?;
         crate::realm::ensure_in(&self.pool, &self.kafka, workspace.workspace_id, &realm).await?;
         let client = self.access.client(&realm).await?;
-        let mut tax_rates: Option<HashMap<String, f64>> = None;
+        let mut tax_rates: Option<Arc<HashMap<String, f64>>> = None;
         let mut out = Vec::with_capacity(plans.len());
         for &(entity, plan) in plans {
             if entity == SyncEntity::TaxCode && tax_rates.is_none() {
                 match self.tax_rates(&client, &realm).await {
-                    Ok(rates) => tax_rates = Some(rates),
+                    Ok(rates) => tax_rates = Some(Arc::new(rates)),
                     Err(e) => {
                         out.push((entity, Err(e)));
                         continue;
                     }
                 }
             }
-            let rates: &(dyn TaxRateLookup + Sync) = match &tax_rates {
-                Some(rates) => rates,
-                None => &NoTaxRates,
-            };
+            let rates = rates_of(tax_rates.as_ref());
             let pulled = self
-                .pull_entity(&client, workspace, &realm, entity, plan, rates)
+                .pull_entity(&client, workspace, &realm, entity, plan, &rates)
                 .await;
             out.push((entity, pulled));
         }
@@ -422,7 +428,7 @@ impl Puller {
         realm: &str,
         entity: SyncEntity,
         plan: PassPlan,
-        tax_rates: &(dyn TaxRateLookup + Sync),
+        tax_rates: &TaxRates,
     ) -> Result<EntityPull, QboError> {
         let name = format!("qbo-pull:{realm}:{entity}");
         // A holder of its own per pass: two passes of one replica (two SyncDimensions, or one
@@ -466,7 +472,7 @@ impl Puller {
         realm: &str,
         entity: SyncEntity,
         plan: PassPlan,
-        tax_rates: &(dyn TaxRateLookup + Sync),
+        tax_rates: &TaxRates,
         held: &Lease,
     ) -> Result<EntityPull, PassError> {
         let kind = plan.kind;
@@ -515,16 +521,24 @@ impl Puller {
                     query = query.changed_since(since);
                     pull.outcome = "PULLED_QUERY";
                 }
-                // Page n + 1 is read from QBO while page n is written: the pass costs the
-                // slower of the two, not their sum.
+                // Page n + 1 is read from QBO and derived while page n is written: the pass
+                // costs the slower of the two, not their sum. (A judged pass that defers some
+                // objects derives after setting them apart.)
                 let fetch = |start: u32| {
                     let (client, query) = (client.clone(), query.clone());
-                    tokio::spawn(async move { client.query_page(&query, start, PAGE).await })
+                    let (rules, rates) = (workspace.rules.clone(), Arc::clone(tax_rates));
+                    tokio::spawn(async move {
+                        let page = client.query_page(&query, start, PAGE).await?;
+                        let derived = defer_from
+                            .is_none()
+                            .then(|| apply::derive_entities(&rules, entity, &page, rates.as_ref()));
+                        Ok::<_, attrsync_qbo_client::Error>((page, derived))
+                    })
                 };
                 let mut start = 1;
                 let mut next = Some(fetch(start));
                 while let Some(reading) = next.take() {
-                    let page = reading
+                    let (page, derived) = reading
                         .await
                         .map_err(|e| {
                             PassError::Qbo(QboError::Unavailable(format!("page read ended: {e}")))
@@ -543,8 +557,11 @@ impl Puller {
                         .into_iter()
                         .partition(|o| deferred(stamp(o), defer_from));
                     pull.deferred += u32::try_from(later.len()).unwrap_or(u32::MAX);
+                    let derived = derived.unwrap_or_else(|| {
+                        apply::derive_entities(&workspace.rules, entity, &page, tax_rates.as_ref())
+                    });
                     let written = self
-                        .write(workspace, entity, &page, &[], tax_rates, held, origin)
+                        .write(workspace, entity, &derived, &[], held, origin)
                         .await;
                     let applied = match written {
                         Ok(applied) => applied,
@@ -583,16 +600,14 @@ impl Puller {
                         now.iter().map(|c| (c.id.clone(), stamped(c))).collect();
                     newest = newest.max(answer.latest.map(|t| t.with_timezone(&Utc)));
                     pull.fetched += u32::try_from(answer.changes.len()).unwrap_or(u32::MAX);
+                    let derived = apply::derive_entities(
+                        &workspace.rules,
+                        entity,
+                        &objects,
+                        tax_rates.as_ref(),
+                    );
                     let written = self
-                        .write(
-                            workspace,
-                            entity,
-                            &objects,
-                            &deleted_ids,
-                            tax_rates,
-                            held,
-                            origin,
-                        )
+                        .write(workspace, entity, &derived, &deleted_ids, held, origin)
                         .await?;
                     pull.changed += written.rows;
                     pull.missed_webhooks += missed(&stamps, &written.ids, plan.judge_before);
@@ -626,7 +641,7 @@ impl Puller {
                     entity,
                     &seen,
                     stamped_before,
-                    tax_rates,
+                    tax_rates.as_ref(),
                     held,
                 )
                 .await?;
@@ -707,16 +722,9 @@ impl Puller {
         if !gone.is_empty() {
             tracing::info!(workspace_id = workspace.workspace_id, %entity, gone = gone.len(), "records QBO no longer returns deactivated");
         }
+        let derived = apply::derive_entities(&workspace.rules, entity, &still_there, tax_rates);
         let written = self
-            .write(
-                workspace,
-                entity,
-                &still_there,
-                &gone,
-                tax_rates,
-                held,
-                "full",
-            )
+            .write(workspace, entity, &derived, &gone, held, "full")
             .await?;
         let gone_changed = gone.iter().filter(|id| written.ids.contains(*id)).count();
         Ok((
@@ -725,20 +733,18 @@ impl Puller {
         ))
     }
 
-    /// Applies `objects` and deactivates `gone` in one lease-checked transaction, publishing
-    /// the changes. Returns how many rows changed and the QBO ids they belong to.
-    #[allow(clippy::too_many_arguments)]
+    /// Applies derived objects and deactivates `gone` in one lease-checked transaction,
+    /// publishing the changes. Returns how many rows changed and the QBO ids they belong to.
     async fn write(
         &self,
         workspace: &QboWorkspace,
         entity: SyncEntity,
-        objects: &[Value],
+        derived: &apply::DerivedEntities,
         gone: &[String],
-        tax_rates: &(dyn TaxRateLookup + Sync),
         held: &Lease,
         origin: &str,
     ) -> Result<Written, PassError> {
-        if objects.is_empty() && gone.is_empty() {
+        if derived.is_empty() && gone.is_empty() {
             return Ok(Written::default());
         }
         let mut conn = self.pool.get().await.map_err(DbError::from)?;
@@ -746,15 +752,8 @@ impl Puller {
             if !lease::is_live(conn, held).await? {
                 return Err(PassError::LeaseLost);
             }
-            let applied = apply::apply_entities(
-                conn,
-                workspace.workspace_id,
-                &workspace.rules,
-                entity,
-                objects,
-                tax_rates,
-            )
-            .await?;
+            let applied =
+                apply::apply_derived(conn, workspace.workspace_id, entity, derived).await?;
             let mut changes = applied.changes;
             changes
                 .extend(apply::deactivate_ids(conn, workspace.workspace_id, entity, gone).await?);
