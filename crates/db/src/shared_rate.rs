@@ -7,7 +7,9 @@
 //! its last use (at `rate` per second, up to `burst`) and one token is taken — the balance may
 //! go negative, which reserves a later slot: the caller waits `-balance / rate` seconds before
 //! making its call. So N replicas calling at once are spaced exactly as one caller would be,
-//! with one round trip each and no lock held while waiting.
+//! with one round trip each and no lock held while waiting. The bucket is soft state: its
+//! commits are asynchronous (no disk flush per call); a database crash can lose its last
+//! updates, which lets callers start up to `burst` calls early once.
 //!
 //! [`SharedLimiter`] is the same bucket as an HTTP client's [`RateLimiter`] (one bucket per
 //! partner key, e.g. a Fyle org or a QBO realm), so an API client paces itself across replicas
@@ -34,17 +36,23 @@ struct Balance {
 /// returns how long to wait before using it.
 pub async fn reserve(pool: &Pool, key: &str, rate: f64, burst: f64) -> Result<Duration, DbError> {
     let mut conn = pool.get().await?;
-    let balance: Balance = diesel::sql_query(
+    // The bucket is soft state: its commit is not waited for (`synchronous_commit` off for
+    // this statement's transaction), so pacing a call costs no disk flush. A bucket update
+    // lost in a database crash lets callers start up to `burst` calls early, once. (Each
+    // placeholder appears once: `excluded.tokens + 1` is the burst.)
+    let balance: Balance = crate::prepared::sql(
         "INSERT INTO attrsync_shared.rate_buckets AS b (key, tokens, refreshed_at) \
-         VALUES ($1, $3 - 1, now()) \
+         SELECT $1, $2 - 1, now() \
+         WHERE set_config('synchronous_commit', 'off', true) IS NOT NULL \
          ON CONFLICT (key) DO UPDATE SET \
-             tokens = LEAST($3, b.tokens + EXTRACT(EPOCH FROM now() - b.refreshed_at) * $2) - 1, \
+             tokens = LEAST(excluded.tokens + 1, \
+                            b.tokens + EXTRACT(EPOCH FROM now() - b.refreshed_at) * $3) - 1, \
              refreshed_at = now() \
          RETURNING tokens",
     )
     .bind::<Text, _>(key)
-    .bind::<Double, _>(rate)
     .bind::<Double, _>(burst)
+    .bind::<Double, _>(rate)
     .get_result(&mut conn)
     .await?;
     Ok(wait_for(balance.tokens, rate))
