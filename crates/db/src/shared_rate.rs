@@ -8,8 +8,10 @@
 //! go negative, which reserves a later slot: the caller waits `-balance / rate` seconds before
 //! making its call. So N replicas calling at once are spaced exactly as one caller would be,
 //! with one round trip each and no lock held while waiting. The bucket is soft state: its
-//! commits are asynchronous (no disk flush per call); a database crash can lose its last
-//! updates, which lets callers start up to `burst` calls early once.
+//! commits are asynchronous (no disk flush per call). A database crash can lose the
+//! reservations of its last moments (PostgreSQL's `wal_writer_delay`, 200 ms by default, plus
+//! what was waiting to be flushed); after it, those slots are handed out again, so callers may
+//! start the lost reservations plus up to `burst` calls early, once.
 //!
 //! [`SharedLimiter`] is the same bucket as an HTTP client's [`RateLimiter`] (one bucket per
 //! partner key, e.g. a Fyle org or a QBO realm), so an API client paces itself across replicas
@@ -37,9 +39,9 @@ struct Balance {
 pub async fn reserve(pool: &Pool, key: &str, rate: f64, burst: f64) -> Result<Duration, DbError> {
     let mut conn = pool.get().await?;
     // The bucket is soft state: its commit is not waited for (`synchronous_commit` off for
-    // this statement's transaction), so pacing a call costs no disk flush. A bucket update
-    // lost in a database crash lets callers start up to `burst` calls early, once. (Each
-    // placeholder appears once: `excluded.tokens + 1` is the burst.)
+    // this statement's transaction), so pacing a call costs no disk flush (see the module doc
+    // for what a database crash costs). Each placeholder appears once: `excluded.tokens + 1`
+    // is the burst.
     let balance: Balance = crate::prepared::sql(
         "INSERT INTO attrsync_shared.rate_buckets AS b (key, tokens, refreshed_at) \
          SELECT $1, $2 - 1, now() \

@@ -18,7 +18,10 @@
 //! `DEPENDENT_SELECT` expense field is recorded in `dependent_fields` under its claimed version
 //! (no attribute of its own), and a value's webhook reads its field from there. A value whose
 //! field is not known yet (the field's webhook was lost) is ignored and counted; the next pull
-//! of DEPENDENT_FIELD lists the field and stores the value.
+//! of DEPENDENT_FIELD lists the field and stores the value. A change to the field alone (its
+//! enabled flag, placeholder, mandatory flag) reaches its stored values at the next full
+//! DEPENDENT_FIELD pass (daily in webhook mode), not at once: a value does not keep its own
+//! enabled flag apart from the field's.
 //!
 //! Failure policy: a message whose `data` cannot be understood is poison (dead-lettered with
 //! the error); events for another org's data, stale events and objects that carry no
@@ -891,9 +894,12 @@ async fn apply_select_field(
     field: &SelectField,
 ) -> Result<EventOutcome, ApplyError> {
     let type_name = field.attribute_type.as_str();
+    // Options only (`<field id>:<option>`): a dependent field whose name maps to the same type
+    // keeps its values, keyed by their own ids without a `:`.
     let existing: Vec<StoredRow> = ea::table
         .filter(ea::workspace_id.eq(workspace_id))
         .filter(ea::attribute_type.eq(type_name))
+        .filter(ea::source_id.like("%:%"))
         .select(StoredRow::as_select())
         .for_update()
         .load(conn)

@@ -3,8 +3,9 @@
 //! `ConnectFyle`, once the credentials are stored, registers one admin subscription per
 //! workspace: it asks ingest's gRPC `GetWebhookEndpoint` for the workspace's URL (token
 //! included, in `url_token` mode) and posts `{is_enabled, webhook_url, subscribed_resources}`
-//! to Fyle's `/admin/subscriptions` with every resource the incumbent subscribes
-//! ([`SUBSCRIBED_RESOURCES`]).
+//! to Fyle's `/admin/subscriptions` with every resource the incumbent subscribes plus
+//! `DEPENDENT_FIELD` ([`SUBSCRIBED_RESOURCES`]; migration `2026-12-12-000006` sent the
+//! subscriptions registered before that back through the retry, which adds it).
 //!
 //! **Idempotent.** The org's subscriptions are listed first, and one whose URL *path* is this
 //! workspace's (`…/workspaces/{id}/fyle/exports/`, whatever the host or token) is the

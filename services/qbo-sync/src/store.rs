@@ -4,13 +4,14 @@
 //! fetches after webhooks, deletes and merges — goes through the two functions here, inside
 //! the caller's transaction:
 //!
-//! - [`upsert`] writes a page of derived attributes of one QBO entity type in **two or three
-//!   statements** whatever the page size: the stored rows it touches are locked (`FOR UPDATE`,
-//!   in id order, so their old values are the ones replaced and two writers never deadlock),
-//!   then one `INSERT … SELECT FROM unnest(…) ON CONFLICT DO UPDATE` writes what changed among
-//!   the keys that have a row, and one plain `INSERT` the keys that have none (should another
-//!   writer have inserted one since the lock, that insert is undone to a savepoint and its keys
-//!   take the `ON CONFLICT` statement). A row is rewritten only when its content hash or
+//! - [`upsert`] writes a page of derived attributes of one QBO entity type in **a constant
+//!   number of statements** whatever the page size: the stored rows it touches are locked
+//!   (`FOR UPDATE`, in id order, so their old values are the ones replaced and two writers
+//!   never deadlock), then one `INSERT … SELECT FROM unnest(…) ON CONFLICT DO UPDATE` writes
+//!   what changed among the keys that have a row (copies equal to the locked row are left
+//!   out), and one plain `INSERT`, in a savepoint, the keys that have none (should another
+//!   writer have inserted one since the lock, that insert is undone to the savepoint and its
+//!   keys take the `ON CONFLICT` statement). A row is rewritten only when its content hash or
 //!   SyncToken differs, and never with an older copy.
 //!   **Version rule**: a copy wins when its `MetaData.LastUpdatedTime` is newer; with the same
 //!   stamp (QBO's stamps have whole seconds) when its `SyncToken` is not lower; never, with the

@@ -281,13 +281,39 @@ async fn dependent_values_are_pulled_under_their_fields_name_and_a_full_pass_fol
         (2, 1),
         "{report:?}"
     );
+    let after_full_pass = expect(vec![
+        ("88001", "CC-100", false),
+        (&second, "CC-201", true),
+        (&disabled, "CC-900", true),
+    ]);
     assert_eq!(
         summary(custom_rows(&stack, workspace_id, "CUSTOM:COST_CODE").await),
-        expect(vec![
-            ("88001", "CC-100", false),
-            (&second, "CC-201", true),
-            (&disabled, "CC-900", true),
-        ])
+        after_full_pass
+    );
+
+    // A custom SELECT field whose name maps to the same type adds its option and leaves the
+    // dependent values alone (its options are matched among option rows only).
+    sb.fyle()
+        .create(
+            DEMO_ORG_ID,
+            "expense_fields",
+            json!({"field_name": "cost_code", "type": "SELECT", "is_custom": true,
+                   "is_enabled": true, "is_mandatory": false, "column_name": "text_column9",
+                   "options": ["CC-SELECT"]}),
+        )
+        .unwrap();
+    sync(&stack, workspace_id, true, &["EXPENSE_FIELD"]).await;
+    let rows = summary(custom_rows(&stack, workspace_id, "CUSTOM:COST_CODE").await);
+    let values: Vec<_> = rows
+        .iter()
+        .filter(|(id, ..)| !id.contains(':'))
+        .cloned()
+        .collect();
+    assert_eq!(values, after_full_pass, "{rows:?}");
+    assert!(
+        rows.iter()
+            .any(|(id, v, a)| id.contains(':') && v == "CC-SELECT" && *a),
+        "{rows:?}"
     );
     stack.stop().await;
     sb.stop().await;

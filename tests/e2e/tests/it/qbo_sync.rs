@@ -933,8 +933,14 @@ mod version_rule {
         inserted_rx.await.unwrap();
         // …so a newer copy finds no row to lock, takes the plain insert and waits for it.
         let newer = customer("Second", true, t + Delta::seconds(1), "2");
-        let second_writer =
-            tokio::spawn(async move { store::upsert(&mut second, 1, "Customer", &[newer]).await });
+        // In a transaction, as a pull's page is: the plain insert runs in a savepoint.
+        let second_writer = tokio::spawn(async move {
+            second
+                .transaction::<_, diesel::result::Error, _>(async |c| {
+                    store::upsert(c, 1, "Customer", &[newer]).await
+                })
+                .await
+        });
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         assert!(
             !second_writer.is_finished(),
