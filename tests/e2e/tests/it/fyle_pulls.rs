@@ -242,9 +242,15 @@ async fn dependent_values_are_pulled_under_their_fields_name_and_a_full_pass_fol
     };
 
     // One pull: the field's values under its name, each keyed by its own id, the disabled
-    // one inactive, each with its parent's value.
+    // one inactive, each with its parent's value — in two calls: the fields, then the values.
+    sb.reset_stats();
     let report = sync(&stack, workspace_id, true, &["DEPENDENT_FIELD"]).await;
     assert_eq!(report.resources[0].outcome, "PULLED", "{report:?}");
+    let calls = |path: &str| {
+        sb.stats()
+            .count_where(Side::Fyle, |e| e.ends_with(&format!("/admin/{path}")))
+    };
+    assert_eq!((calls("expense_fields"), calls(DEPENDENT_VALUES)), (1, 1));
     assert_eq!(report.resources[0].rows, 3);
     let rows = custom_rows(&stack, workspace_id, "CUSTOM:COST_CODE").await;
     assert!(
