@@ -387,6 +387,50 @@ async fn a_dependent_value_whose_field_is_unknown_is_ignored_then_stored_by_the_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_stored_without_a_version_is_updated_not_refused_by_the_first_pull() {
+    use attrsync_db::diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl as _};
+    let sb = demo_sandbox().await;
+    let stack = stack_for(&sb).await;
+    let workspace_id = connected_workspace(&stack, &sb).await;
+    // A category row from before versions were kept: the pull sees its object for the first
+    // time, so it inserts plainly — and must fall back to planning it when the insert meets it.
+    let id = sb.fyle().ids(DEMO_ORG_ID, "categories")[0].clone();
+    let mut db = AsyncPgConnection::establish(&stack.database.url)
+        .await
+        .unwrap();
+    let planted = diesel::sql_query(
+        "INSERT INTO fyle_sync.expense_attributes \
+             (workspace_id, attribute_type, display_name, value, source_id, active, content_hash) \
+         VALUES ($1, 'CATEGORY', 'Category', 'Stale name', $2, true, 'stale')",
+    )
+    .bind::<diesel::sql_types::BigInt, _>(workspace_id)
+    .bind::<diesel::sql_types::Text, _>(&id)
+    .execute(&mut db)
+    .await
+    .unwrap();
+    assert_eq!(planted, 1);
+    let report = sync(&stack, workspace_id, true, &["CATEGORY"]).await;
+    assert_eq!(report.resources[0].outcome, "PULLED", "{report:?}");
+    let stored = categories(&stack, workspace_id).await;
+    let row = stored.iter().find(|a| a.source_id == id).unwrap();
+    let in_fyle = sb.fyle().get(DEMO_ORG_ID, "categories", &id).unwrap();
+    assert_ne!(row.value, "Stale name", "the pull updated the planted row");
+    let name = in_fyle["name"].as_str().unwrap_or_default();
+    assert!(
+        !name.is_empty() && row.value.starts_with(name),
+        "{} from {in_fyle}",
+        row.value
+    );
+    assert_eq!(
+        stored.iter().filter(|a| a.source_id == id).count(),
+        1,
+        "one row per object"
+    );
+    stack.stop().await;
+    sb.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_category_deleted_in_fyle_is_deactivated_by_the_next_full_pass() {
     let sb = demo_sandbox().await;
     let stack = stack_for(&sb).await;
