@@ -35,10 +35,14 @@
 # Ports and places (environment; the defaults are what the services' defaults.toml expect)
 #   STACK_DIR                    state directory, default <repo>/.stack
 #   STACK_PG_PORT                PostgreSQL, default 54329
-#   STACK_KAFKA_PORT             Kafka, default 59092
+#   STACK_KAFKA_PORT             Kafka, default 61092
 #   STACK_KAFKA_CONTROLLER_PORT  KRaft controller, default STACK_KAFKA_PORT + 1
+# Kafka's defaults lie above Linux's ephemeral range (ip_local_port_range, 32768-60999 by
+# default): the broker connects to its own controller before it binds its listener, and an
+# outgoing connection given the listener's port as its source port made startup fail with
+# "Address already in use" (seen with 59092).
 # A second stack on other ports (e.g. to test this script beside a running one):
-#   STACK_DIR=/tmp/s2 STACK_PG_PORT=55329 STACK_KAFKA_PORT=60092 deploy/stack.sh up
+#   STACK_DIR=/tmp/s2 STACK_PG_PORT=55329 STACK_KAFKA_PORT=62092 deploy/stack.sh up
 #
 # Design
 # - Everything lives in $STACK_DIR (<repo>/.stack, git-ignored); nothing system-wide is
@@ -49,13 +53,13 @@
 #   run by the `postgres` user (runuser); as a normal user it runs as that user. If
 #   `postgres` cannot traverse the checkout's parents (e.g. under /root), the cluster is
 #   put in /tmp/stack-pg.XXXXXX and .stack/pg is a symlink to it.
-# - Kafka: a single-node KRaft broker+controller on 127.0.0.1:59092 (controller 59093),
+# - Kafka: a single-node KRaft broker+controller on 127.0.0.1:61092 (controller 61093),
 #   its jars fetched from Maven Central by deploy/kafka/pom.xml into .stack/kafka/lib
 #   (cached, keyed on the pom's hash), configured from deploy/kafka/server.properties.template
 #   and logging through deploy/kafka/log4j2.properties to .stack/kafka/kafka.log.
 #   The lib also holds the CLI tools, e.g.
 #     java -cp '.stack/kafka/lib/*' org.apache.kafka.tools.TopicCommand \
-#         --bootstrap-server 127.0.0.1:59092 --list
+#         --bootstrap-server 127.0.0.1:61092 --list
 #   (also ConsoleProducer, consumer.ConsoleConsumer, consumer.group.ConsumerGroupCommand).
 #   JVM heap: KAFKA_HEAP_OPTS (default -Xmx512m -Xms256m).
 # - DATABASE_URL / KAFKA_BOOTSTRAP already set in the environment (to anything but this
@@ -86,7 +90,7 @@ PG_PROFILE="${STACK_PG_PROFILE:-durable}"
 PG_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
 PG_START_TIMEOUT="${PG_START_TIMEOUT:-30}"
 
-KAFKA_PORT="${STACK_KAFKA_PORT:-59092}"
+KAFKA_PORT="${STACK_KAFKA_PORT:-61092}"
 KAFKA_CONTROLLER_PORT="${STACK_KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 1))}"
 KAFKA_URL="127.0.0.1:$KAFKA_PORT"
 KAFKA_CLUSTER_ID="q1Sh-9_ISia_zwGINzRvyQ"   # fixed: the data dir is throwaway anyway

@@ -239,7 +239,7 @@ mod tests {
         schema = "example"
         pool_size = 4
         [kafka]
-        bootstrap = "127.0.0.1:59092"
+        bootstrap = "127.0.0.1:61092"
         group_id = "example"
     "#;
 

@@ -37,7 +37,7 @@ pub fn admin_database_url() -> String {
 
 /// The local stack's Kafka, unless `KAFKA_BOOTSTRAP` names another.
 pub fn kafka_bootstrap() -> String {
-    std::env::var("KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:59092".to_owned())
+    std::env::var("KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:61092".to_owned())
 }
 
 /// How old a test stack's topics must be before a later test process deletes them.
