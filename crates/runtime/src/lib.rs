@@ -3,6 +3,8 @@
 //! - [`service`]: the service skeleton — a service declares itself once and [`service::start`]
 //!   brings it up in the same order as every other; [`service::main`] is a binary's `main`.
 //! - [`health`]: readiness that tells the truth (consumers, relay, tasks, database).
+//! - [`in_flight`]: tasks started in order, a few at once, taken back in order (the pulls'
+//!   page writes).
 //! - [`http`]: `/healthz`, `/readyz`, `/metrics` and a service's own routes.
 //! - [`retention`]: pruning the tables every service shares.
 //! - [`grpc`]: serving a service's gRPC API together with the standard health service
@@ -11,10 +13,15 @@
 //! - [`shutdown_on_signal`]: a cancellation token cancelled by SIGINT or SIGTERM; every task of
 //!   a service watches it and stops cleanly (consumers commit, relays drain, servers finish
 //!   in-flight requests).
+//! - The **allocator**: every binary that links this crate (the services, their tests and
+//!   benchmarks) allocates through mimalloc. A pull parses and derives thousands of JSON
+//!   objects a second; under glibc's allocator, `malloc`/`free` were half of qbo-sync's own
+//!   CPU time in `make bench-qbo-sync` (`perf`, docs/benchmarks.md).
 
 pub mod grpc;
 pub mod health;
 pub mod http;
+pub mod in_flight;
 pub mod retention;
 pub mod service;
 
@@ -29,6 +36,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use service::{Context, Declaration, Running, Service};
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The tasks of a started service and the token that stops them. A task that ends (or
 /// panics) before shutdown is logged at ERROR and recorded, and the service's health turns

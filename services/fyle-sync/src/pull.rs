@@ -17,7 +17,9 @@
 //! 3. **List** the whole collection with the client's keyset pass, page by page
 //!    ([`attrsync_fyle_client::PageStream`]), every call paced by the shared per-org bucket
 //!    (`attrsync_db::shared_rate::SharedLimiter`). Each page is applied while the next one is
-//!    fetched, so a pull under Fyle's 10 requests/second takes about as long as its requests.
+//!    fetched — up to [`PAGE_WRITERS`] pages at once, each by a task of its own, the pass ending
+//!    only when all have — so a pull under Fyle's 10 requests/second takes about as long as its
+//!    requests, and an unthrottled one as long as its writes.
 //! 4. **Apply** each page as webhooks would apply its rows: [`attrsync_core::derive::derive`],
 //!    then [`apply::apply_live_page`] at each row's version (`updated_at`, capped like a
 //!    webhook's) — the same version claim and the same upsert plan as the webhook path, in a
@@ -27,7 +29,7 @@
 //!    (`sync.expense-attributes.v1`, origin `pull`) in the page's transaction, which takes a
 //!    pooled connection of its own (none is held while a page is fetched) and is tried again,
 //!    up to three times, when the database could not finish it (e.g. a deadlock with a
-//!    consumer batch writing the same objects in another order).
+//!    consumer batch, or another page of the pass, writing the same objects in another order).
 //! 5. **Deletion detection**: a stored active object that the complete pass did not return, and
 //!    whose stored version is older than [`deletion_cutoff`] (the pass's watermark, or the pass's
 //!    start less `versions.max_clock_skew` — so it is not a row written while the pass ran), was
@@ -69,6 +71,7 @@
 
 use std::{
     collections::{BTreeSet, HashMap, HashSet},
+    sync::Arc,
     time::Duration,
 };
 
@@ -91,6 +94,7 @@ use attrsync_kafka::{
     topics::{self, TopicPayload as _},
 };
 use attrsync_proto::v1::{ExpenseAttributeChange, ExpenseAttributesChanged, ResourcePull};
+use attrsync_runtime::in_flight::InFlight;
 use chrono::{DateTime, Utc};
 use diesel::{
     prelude::*,
@@ -98,6 +102,7 @@ use diesel::{
 };
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde_json::Value;
+use tokio::task::JoinError;
 
 use crate::{
     apply::{self, EventOutcome, MAX_CHANGE_EVENT_BYTES},
@@ -170,6 +175,14 @@ pub(crate) struct PassPlan {
 /// Attempts at applying one pulled page (see `Puller::apply_page`).
 const PAGE_ATTEMPTS: u32 = 3;
 
+/// Pages of a pass applied at once, each by a task of its own in a transaction of its own (on
+/// a connection of its own; `attrsync_runtime::in_flight`): one page's rows are written while
+/// another's commit waits for its WAL flush and the next page is read. Two pages of one pass
+/// hold different objects; should one object still come twice, the second page's claim waits
+/// for the first's commit and then follows the version claims, and a deadlock between them is
+/// a retryable page failure ([`PAGE_ATTEMPTS`]).
+const PAGE_WRITERS: usize = 2;
+
 /// What a pass carries from page to page.
 #[derive(Debug)]
 struct PageWork {
@@ -184,7 +197,69 @@ struct PageWork {
     /// Rows left to the next round.
     deferred: u32,
     /// DEPENDENT_FIELD passes: the fields the values derive with, by id.
-    fields: HashMap<i64, DependentField>,
+    fields: Arc<HashMap<i64, DependentField>>,
+}
+
+impl PageWork {
+    /// Takes a listed page's rows: records their ids, sets aside the deferred ones, and returns
+    /// the rest, each with its id and `updated_at`, to apply.
+    fn take(&mut self, resource: &FyleResource, rows: Vec<Value>) -> Vec<ListedRow> {
+        let mut kept = Vec::with_capacity(rows.len());
+        for row in rows {
+            let Some(id) = row_id(&row) else {
+                tracing::warn!(resource = %resource, "a pulled row has no id; skipped");
+                continue;
+            };
+            self.returned.insert(id.clone());
+            let stamped = row_updated_at(&row);
+            if let (Some(cutoff), Some(at)) = (self.defer_from, stamped)
+                && at >= cutoff
+            {
+                self.deferred += 1;
+                continue;
+            }
+            kept.push(ListedRow { id, row, stamped });
+        }
+        kept
+    }
+
+    /// What applying a page needs of the pass.
+    fn rules(&self) -> PageRules {
+        PageRules {
+            judge_before: self.judge_before,
+            origin: self.origin,
+            fields: Arc::clone(&self.fields),
+        }
+    }
+}
+
+/// A listed row to apply.
+#[derive(Debug)]
+struct ListedRow {
+    id: String,
+    row: Value,
+    stamped: Option<DateTime<Utc>>,
+}
+
+/// Adds a page's outcome (see `Puller::apply_page`) to its pass's report.
+fn count_page(
+    report: &mut ResourcePull,
+    done: Result<Result<(u32, u32), PullFailure>, JoinError>,
+) -> Result<(), PullFailure> {
+    let (changed, missed) = done.map_err(|e| {
+        PullFailure::Fyle(FyleError::Unavailable(format!("a page's write ended: {e}")))
+    })??;
+    report.changed += changed;
+    report.missed_webhooks += missed;
+    Ok(())
+}
+
+/// What applying one page needs of its pass (see [`PageWork`]).
+#[derive(Debug, Clone)]
+struct PageRules {
+    judge_before: Option<DateTime<Utc>>,
+    origin: &'static str,
+    fields: Arc<HashMap<i64, DependentField>>,
 }
 
 /// The Fyle admin collection of a pulled resource.
@@ -557,29 +632,45 @@ impl Puller {
             },
             returned: HashSet::new(),
             deferred: 0,
-            fields,
+            fields: Arc::new(fields),
         };
-        // Each page is applied (one transaction, on a connection of its own: none is held
-        // while a page is fetched) while the next one is fetched.
+        // Each page is applied by a task of its own (one transaction, on a connection of its
+        // own: none is held while a page is fetched), up to PAGE_WRITERS at once, while the
+        // next one is fetched. Every page under way ends before the pass does.
+        let mut writes = InFlight::new(PAGE_WRITERS);
+        let mut failure = None;
         let mut fetched = next_page(&mut pages).await;
         loop {
             let rows = match fetched {
                 Ok(Some(rows)) => rows,
-                Ok(None) => break,
-                Err(e) => return Err(PullFailure::Fyle(self.fyle.failed(workspace_id, &e).await)),
+                // A failed listing is recorded below, once every page under way has ended.
+                Ok(None) | Err(_) => break,
             };
-            let applied;
-            (fetched, applied) = tokio::join!(
-                next_page(&mut pages),
-                self.apply_page(workspace_id, resource, held, &mut page, &rows)
+            let work = self.clone().apply_page(
+                workspace_id,
+                resource.clone(),
+                held.clone(),
+                page.rules(),
+                page.take(resource, rows),
             );
-            // A refusal of the credentials is recorded even when the page failed too.
-            if let Err(e) = &fetched {
-                return Err(PullFailure::Fyle(self.fyle.failed(workspace_id, e).await));
+            let settled;
+            (fetched, settled) = tokio::join!(next_page(&mut pages), writes.start(work));
+            if let Some(Err(e)) = settled.map(|done| count_page(&mut report, done)) {
+                failure = Some(e);
+                break;
             }
-            let (changed, missed) = applied?;
-            report.changed += changed;
-            report.missed_webhooks += missed;
+        }
+        for done in writes.drain().await {
+            if let Err(e) = count_page(&mut report, done) {
+                failure.get_or_insert(e);
+            }
+        }
+        // A refusal of the credentials is recorded even when a page failed too.
+        if let Err(e) = &fetched {
+            failure = Some(PullFailure::Fyle(self.fyle.failed(workspace_id, e).await));
+        }
+        if let Some(e) = failure {
+            return Err(e);
         }
         let mut conn = self.pool.get().await.map_err(DbError::from)?;
         report.rows = u32::try_from(page.returned.len()).unwrap_or(u32::MAX);
@@ -652,36 +743,25 @@ impl Puller {
     /// Applies one listed page in one transaction, as webhooks would apply its rows (see
     /// [`apply::apply_live_page`]), and publishes the changes; returns (changes, missed
     /// webhooks). A transaction the database could not finish — a deadlock with a consumer
-    /// batch that writes the same objects in another order is one — is tried again, up to
-    /// [`PAGE_ATTEMPTS`] times: a page is idempotent under its version claims.
+    /// batch, or with another page of the pass, that writes the same objects in another order
+    /// is one — is tried again, up to [`PAGE_ATTEMPTS`] times: a page is idempotent under its
+    /// version claims.
     async fn apply_page(
-        &self,
+        self,
         workspace_id: i64,
-        resource: &FyleResource,
-        held: &Lease,
-        page: &mut PageWork,
-        rows: &[Value],
+        resource: FyleResource,
+        held: Lease,
+        rules: PageRules,
+        rows: Vec<ListedRow>,
     ) -> Result<(u32, u32), PullFailure> {
-        let mut objects = Vec::with_capacity(rows.len());
-        for row in rows {
-            let Some(id) = row_id(row) else {
-                tracing::warn!(resource = %resource, "a pulled row has no id; skipped");
-                continue;
-            };
-            page.returned.insert(id.clone());
-            let stamped = row_updated_at(row);
-            if let (Some(cutoff), Some(at)) = (page.defer_from, stamped)
-                && at >= cutoff
-            {
-                page.deferred += 1;
-                continue;
-            }
-            objects.extend(self.live_object(resource, id, row, stamped, &page.fields));
-        }
+        let objects: Vec<apply::LiveObject> = rows
+            .into_iter()
+            .filter_map(|r| self.live_object(&resource, r.id, &r.row, r.stamped, &rules.fields))
+            .collect();
         let mut attempt = 1;
         loop {
             match self
-                .apply_page_once(workspace_id, resource, held, &objects, page)
+                .apply_page_once(workspace_id, &resource, &held, &objects, &rules)
                 .await
             {
                 Err(PullFailure::Fyle(FyleError::Db(e)))
@@ -702,7 +782,7 @@ impl Puller {
         resource: &FyleResource,
         held: &Lease,
         objects: &[apply::LiveObject],
-        page: &PageWork,
+        page: &PageRules,
     ) -> Result<(u32, u32), PullFailure> {
         let mut conn = self.pool.get().await.map_err(DbError::from)?;
         conn.transaction::<_, PullFailure, _>(async |conn| {

@@ -596,6 +596,66 @@ async fn a_refused_grant_marks_the_realm_expired_and_stops_calling_qbo() {
     sb.stop().await;
 }
 
+/// A full pass writes its pages several at once (`pull::PAGE_WRITERS`), each in a transaction
+/// of its own: every page is stored and counted exactly once, and the pass reports only when
+/// the last of them is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_whose_pages_are_written_at_once_stores_and_counts_every_page_once() {
+    let sb = variety_sandbox().await;
+    sb.qbo().generate(REALM, "Customer", 4_500).unwrap();
+    let (stack, qbo, workspace_id) = connected(&sb).await;
+    let first = sync(&qbo, workspace_id, &["Customer"], false).await;
+    let mut customers: Vec<(u64, String)> = attributes(&qbo, workspace_id)
+        .await
+        .into_iter()
+        .filter(|a| a.attribute_type == "CUSTOMER")
+        .map(|a| (a.destination_id.parse().unwrap(), a.value))
+        .collect();
+    customers.sort_unstable();
+    assert!(customers.len() > 4_500, "{}", customers.len());
+    assert_eq!(first.entities[0].outcome, "PULLED_FULL", "{first:?}");
+    assert_eq!(
+        first.entities[0].fetched as usize,
+        customers.len(),
+        "{first:?}"
+    );
+
+    // The generated sub-customers (none has children of its own, so a rename
+    // changes its row alone), spread over every page.
+    let renamed: Vec<String> = customers[customers.len() - 4_500..]
+        .iter()
+        .filter(|(_, value)| value.contains(':'))
+        .map(|(id, _)| id.to_string())
+        .collect();
+    assert!(renamed.len() > 500, "{}", renamed.len());
+    for id in &renamed {
+        sb.qbo()
+            .rename(REALM, "Customer", id, &format!("Paged customer {id}"))
+            .unwrap();
+    }
+    let second = sync(&qbo, workspace_id, &["Customer"], false).await;
+    assert_eq!(second.entities[0].outcome, "PULLED_FULL", "{second:?}");
+    assert_eq!(
+        second.entities[0].fetched as usize,
+        customers.len(),
+        "{second:?}"
+    );
+    assert_eq!(
+        second.entities[0].changed as usize,
+        renamed.len(),
+        "{second:?}"
+    );
+    let stored: BTreeSet<String> = attributes(&qbo, workspace_id)
+        .await
+        .into_iter()
+        .filter(|a| a.attribute_type == "CUSTOMER" && a.value.contains("Paged customer "))
+        .map(|a| a.destination_id)
+        .collect();
+    assert_eq!(stored, renamed.into_iter().collect::<BTreeSet<_>>());
+    stack.stop().await;
+    sb.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttling_never_surfaces_as_a_failed_sync() {
     let sb = variety_sandbox().await;
