@@ -7,9 +7,13 @@
 //! TTL and the next caller takes it.
 //!
 //! Work done under a lease: [`keep_renewed`] renews it every third of its TTL while the work
-//! runs, and every write transaction of the work first checks [`is_live`] — `FOR SHARE`, so a
-//! new holder waits for a transaction that checked it — so a holder that lost its lease writes
-//! nothing more.
+//! runs (and stops when the work's future is dropped), and every write transaction of the work
+//! first checks [`is_live`], so a holder that lost its lease writes nothing more. The check
+//! locks the row `FOR KEY SHARE` and `fencing` is part of a unique key (`leases_name_fencing`):
+//! a takeover, which raises `fencing`, is a key update and waits for every transaction that
+//! checked the lease, while the holder's renewal, which changes `expires_at` alone, does not —
+//! a work's back-to-back checking transactions (a pull writes two pages at once) cannot starve
+//! its own renewal, as they could under `FOR SHARE`.
 //!
 //! Failure policy: a lease that could not be renewed is lost — the holder must stop (another
 //! replica may take over); `renew` says so. Every decision is one statement evaluated with the
@@ -103,11 +107,16 @@ pub async fn release(pool: &Pool, lease: &Lease) -> Result<(), DbError> {
     Ok(())
 }
 
-/// Renews `held` every third of `ttl` until the returned task is aborted (abort it when the
-/// work ends) or the lease is lost. A renewal that fails is retried at the next tick; the
-/// lease then lapses only if the database stays unreachable for most of the TTL.
-pub fn keep_renewed(pool: Pool, held: Lease, ttl: Duration) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
+/// Renews `held` every third of `ttl` until the returned handle is aborted or dropped (when the
+/// work ends, or its future is dropped) or the lease is lost. A renewal that fails is retried
+/// at the next tick; the lease then lapses only if the database stays unreachable for most of
+/// the TTL.
+pub fn keep_renewed(
+    pool: Pool,
+    held: Lease,
+    ttl: Duration,
+) -> tokio_util::task::AbortOnDropHandle<()> {
+    tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
         loop {
             tokio::time::sleep(ttl / 3).await;
             match renew(&pool, &held, ttl).await {
@@ -119,7 +128,7 @@ pub fn keep_renewed(pool: Pool, held: Lease, ttl: Duration) -> tokio::task::Join
                 Err(e) => tracing::warn!(lease = %held.name, error = %e, "lease not renewed"),
             }
         }
-    })
+    }))
 }
 
 #[derive(diesel::QueryableByName)]
@@ -128,12 +137,13 @@ struct Held {
     held: i64,
 }
 
-/// Whether `held` is still this holder's live lease, inside the caller's transaction; `FOR
-/// SHARE`, so a new holder waits for the transaction that checked it.
+/// Whether `held` is still this holder's live lease, inside the caller's transaction; `FOR KEY
+/// SHARE`, so a new holder waits for the transaction that checked it and a renewal does not
+/// (see the module doc).
 pub async fn is_live(conn: &mut AsyncPgConnection, held: &Lease) -> diesel::QueryResult<bool> {
     let live: Held = diesel::sql_query(
         "SELECT count(*) AS held FROM (SELECT 1 FROM leases \
-         WHERE name = $1 AND holder = $2 AND fencing = $3 AND expires_at > now() FOR SHARE) l",
+         WHERE name = $1 AND holder = $2 AND fencing = $3 AND expires_at > now() FOR KEY SHARE) l",
     )
     .bind::<Text, _>(&held.name)
     .bind::<Text, _>(&held.holder)

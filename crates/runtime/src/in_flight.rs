@@ -7,19 +7,22 @@
 //! back in the order the tasks were started, so a caller counts every task exactly once.
 //!
 //! Failure policy: a task that panicked is returned as its place's `JoinError`; the caller
-//! decides. Nothing outlives the caller unseen: `drain` waits for every task, and dropping an
-//! `InFlight` (a cancelled pull) aborts those still running, as dropping the same work run
-//! inline would have.
+//! decides. Nothing outlives the caller unseen: `drain` waits for every task, and the tasks are
+//! held by abort-on-drop handles, so dropping an `InFlight` — or the caller's future while it
+//! waits in `start` or `drain` (a cancelled pull) — aborts those still running, as dropping the
+//! same work run inline would have. (An abort takes effect at the task's next await: a page
+//! whose commit was already sent may still commit.)
 
 use std::{collections::VecDeque, future::Future};
 
-use tokio::task::{JoinError, JoinHandle};
+use tokio::task::JoinError;
+use tokio_util::task::AbortOnDropHandle;
 
 /// Tasks started in order, at most `limit` running, outcomes taken oldest first.
 #[derive(Debug)]
 pub struct InFlight<T> {
     limit: usize,
-    running: VecDeque<JoinHandle<T>>,
+    running: VecDeque<AbortOnDropHandle<T>>,
 }
 
 impl<T: Send + 'static> InFlight<T> {
@@ -38,29 +41,29 @@ impl<T: Send + 'static> InFlight<T> {
     where
         F: Future<Output = T> + Send + 'static,
     {
-        self.running.push_back(tokio::spawn(work));
+        self.running
+            .push_back(AbortOnDropHandle::new(tokio::spawn(work)));
         if self.running.len() < self.limit {
             return None;
         }
-        let oldest = self.running.pop_front()?;
-        Some(oldest.await)
+        self.take_oldest().await
     }
 
     /// Waits for every task still running; their outcomes, oldest first.
     pub async fn drain(&mut self) -> Vec<Result<T, JoinError>> {
         let mut outcomes = Vec::with_capacity(self.running.len());
-        while let Some(task) = self.running.pop_front() {
-            outcomes.push(task.await);
+        while let Some(outcome) = self.take_oldest().await {
+            outcomes.push(outcome);
         }
         outcomes
     }
-}
 
-impl<T> Drop for InFlight<T> {
-    fn drop(&mut self) {
-        for task in &self.running {
-            task.abort();
-        }
+    /// Waits for the oldest task, which stays held (and so aborted if this wait is dropped)
+    /// until it has finished.
+    async fn take_oldest(&mut self) -> Option<Result<T, JoinError>> {
+        let outcome = self.running.front_mut()?.await;
+        self.running.pop_front();
+        Some(outcome)
     }
 }
 
@@ -101,10 +104,16 @@ mod tests {
         // Later tasks finish sooner: order must still be the order started.
         for (i, ms) in [40_u64, 5, 30, 1, 20].into_iter().enumerate() {
             if let Some(done) = tasks.start(counted(&running, &most, ms, i)).await {
-                outcomes.push(done.unwrap());
+                outcomes.push(done.expect("the task ran"));
             }
         }
-        outcomes.extend(tasks.drain().await.into_iter().map(Result::unwrap));
+        outcomes.extend(
+            tasks
+                .drain()
+                .await
+                .into_iter()
+                .map(|d| d.expect("the task ran")),
+        );
         assert_eq!(outcomes, [0, 1, 2, 3, 4]);
         assert_eq!(most.load(Ordering::SeqCst), 2);
     }
@@ -114,16 +123,30 @@ mod tests {
         let mut tasks = InFlight::new(3);
         assert!(tasks.start(async { 1 }).await.is_none());
         assert!(tasks.start(async { panic!("page failed") }).await.is_none());
-        assert!(
-            tasks
-                .start(async { 3 })
-                .await
-                .unwrap()
-                .is_ok_and(|v| v == 1)
-        );
+        let oldest = tasks.start(async { 3 }).await;
+        assert!(matches!(oldest, Some(Ok(1))), "{oldest:?}");
         let rest = tasks.drain().await;
         assert!(rest[0].as_ref().is_err_and(JoinError::is_panic));
         assert_eq!(rest[1].as_ref().ok(), Some(&3));
+    }
+
+    #[tokio::test]
+    async fn a_wait_that_is_cancelled_aborts_the_task_it_was_waiting_for() {
+        let finished = Arc::new(AtomicUsize::new(0));
+        let mut tasks = InFlight::new(1);
+        let counter = Arc::clone(&finished);
+        let waited = tokio::time::timeout(
+            Duration::from_millis(20),
+            tasks.start(async move {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                counter.fetch_add(1, Ordering::SeqCst);
+            }),
+        )
+        .await;
+        assert!(waited.is_err(), "the wait was cut short");
+        drop(tasks);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(finished.load(Ordering::SeqCst), 0);
     }
 
     #[tokio::test]

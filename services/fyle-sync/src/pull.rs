@@ -11,9 +11,9 @@
 //! 2. **Lease** (`attrsync_db::lease`, named `fyle-pull:<workspace>:<RESOURCE>`): one replica pulls
 //!    a workspace × resource at a time; another replica's pull is reported `HELD_ELSEWHERE`, not
 //!    waited for. The lease is renewed every third of `pulls.lease_ttl` while the pass runs, and
-//!    every write transaction first checks — `FOR SHARE`, so a new holder waits for it — that this
-//!    holder's lease (with its fencing number) is still live: a pull that lost its lease writes
-//!    nothing more. A crashed puller's lease expires after the TTL.
+//!    every write transaction first checks (`attrsync_db::lease::is_live`: a new holder waits for
+//!    it, the holder's renewal does not) that this holder's lease (with its fencing number) is
+//!    still live: a pull that lost its lease writes nothing more. A crashed puller's lease expires after the TTL.
 //! 3. **List** the whole collection with the client's keyset pass, page by page
 //!    ([`attrsync_fyle_client::PageStream`]), every call paced by the shared per-org bucket
 //!    (`attrsync_db::shared_rate::SharedLimiter`). Each page is applied while the next one is
@@ -247,6 +247,7 @@ fn count_page(
     done: Result<Result<(u32, u32), PullFailure>, JoinError>,
 ) -> Result<(), PullFailure> {
     let (changed, missed) = done.map_err(|e| {
+        tracing::error!(error = %e, "a page's write ended without an outcome");
         PullFailure::Fyle(FyleError::Unavailable(format!("a page's write ended: {e}")))
     })??;
     report.changed += changed;
@@ -401,12 +402,6 @@ pub(crate) struct SyncReport {
     pub(crate) resources: Vec<ResourcePull>,
 }
 
-#[derive(diesel::QueryableByName)]
-struct Held {
-    #[diesel(sql_type = BigInt)]
-    held: i64,
-}
-
 #[derive(Debug)]
 pub(crate) enum PullFailure {
     Fyle(FyleError),
@@ -557,24 +552,12 @@ impl Puller {
         }
     }
 
-    pub(crate) fn renew_while_running(&self, held: Lease) -> tokio::task::JoinHandle<()> {
-        let pool = self.pool.clone();
-        let ttl = self.config.lease_ttl;
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(ttl / 3).await;
-                match lease::renew(&pool, &held, ttl).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        tracing::warn!(lease = %held.name, "pull lease lost");
-                        return;
-                    }
-                    Err(e) => {
-                        tracing::warn!(lease = %held.name, error = %e, "pull lease not renewed")
-                    }
-                }
-            }
-        })
+    /// Keeps `held` renewed until the handle is dropped (`attrsync_db::lease::keep_renewed`).
+    pub(crate) fn renew_while_running(
+        &self,
+        held: Lease,
+    ) -> tokio_util::task::AbortOnDropHandle<()> {
+        lease::keep_renewed(self.pool.clone(), held, self.config.lease_ttl)
     }
 
     async fn pass(
@@ -858,7 +841,7 @@ impl Puller {
         conn: &mut AsyncPgConnection,
         held: &Lease,
     ) -> Result<(), PullFailure> {
-        if lease_live(conn, held).await? {
+        if lease::is_live(conn, held).await? {
             Ok(())
         } else {
             Err(PullFailure::LeaseLost)
@@ -1020,21 +1003,6 @@ async fn next_page(
         Some(p) => p.next_page().await,
         None => Ok(None),
     }
-}
-
-/// Whether `held` is still this holder's live lease; `FOR SHARE`, so a new holder waits for
-/// the transaction that checked it.
-pub(crate) async fn lease_live(conn: &mut AsyncPgConnection, held: &Lease) -> QueryResult<bool> {
-    let live: Held = diesel::sql_query(
-        "SELECT count(*) AS held FROM (SELECT 1 FROM leases \
-         WHERE name = $1 AND holder = $2 AND fencing = $3 AND expires_at > now() FOR SHARE) l",
-    )
-    .bind::<Text, _>(&held.name)
-    .bind::<Text, _>(&held.holder)
-    .bind::<BigInt, _>(held.fencing)
-    .get_result(conn)
-    .await?;
-    Ok(live.held == 1)
 }
 
 /// What a pass did, as `fyle_sync_state` records it.

@@ -233,8 +233,10 @@ fn count_page(
     done: Result<PageWrite, JoinError>,
     judge_before: Option<DateTime<Utc>>,
 ) -> Result<(), PassError> {
-    let (written, fetched, stamps) =
-        done.map_err(|e| PassError::Qbo(QboError::Unavailable(format!("page write ended: {e}"))))?;
+    let (written, fetched, stamps) = done.map_err(|e| {
+        tracing::error!(error = %e, "a page's write ended without an outcome");
+        PassError::Qbo(QboError::Unavailable(format!("page write ended: {e}")))
+    })?;
     let applied = written?;
     pull.fetched += fetched;
     pull.changed += applied.rows;
@@ -788,8 +790,6 @@ impl Puller {
         ))
     }
 
-    /// Applies derived objects and deactivates `gone` in one lease-checked transaction,
-    /// publishing the changes. Returns how many rows changed and the QBO ids they belong to.
     /// [`Self::write`] of a derived page, owning what it needs (to run as a task of its own:
     /// see [`PAGE_WRITERS`]).
     fn write_page(
@@ -808,6 +808,8 @@ impl Puller {
         }
     }
 
+    /// Applies derived objects and deactivates `gone` in one lease-checked transaction,
+    /// publishing the changes. Returns how many rows changed and the QBO ids they belong to.
     async fn write(
         &self,
         workspace: &QboWorkspace,

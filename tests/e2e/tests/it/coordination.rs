@@ -70,6 +70,65 @@ async fn a_lease_has_one_holder_until_it_expires_and_a_lost_lease_cannot_be_rene
     );
 }
 
+/// A pull writes two pages at once, each transaction checking its lease: the checks must not
+/// hold off the holder's own renewal (they could, back to back, under `FOR SHARE`), yet a
+/// takeover must still wait for a transaction that checked the lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_that_checked_the_lease_delays_a_takeover_but_not_the_holders_renewal() {
+    use diesel_async::AsyncConnection as _;
+    let database =
+        TestDatabase::create(&attrsync_e2e::admin_database_url(), &attrsync_e2e::TEMPLATE)
+            .await
+            .unwrap();
+    let (a, b) = (pool(&database).await, pool(&database).await);
+    let held = lease::acquire(&a, "pull:7:CATEGORY", "replica-a", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .expect("free");
+    // A page's transaction checks the lease, then stays open until told to commit.
+    let (checked_tx, checked) = tokio::sync::oneshot::channel::<bool>();
+    let (commit, commit_rx) = tokio::sync::oneshot::channel::<()>();
+    let page = {
+        let (a, held) = (a.clone(), held.clone());
+        tokio::spawn(async move {
+            let mut conn = a.get().await.unwrap();
+            conn.transaction::<_, diesel::result::Error, _>(async move |conn| {
+                checked_tx.send(lease::is_live(conn, &held).await?).ok();
+                commit_rx.await.ok();
+                Ok(())
+            })
+            .await
+            .unwrap();
+        })
+    };
+    assert!(checked.await.unwrap(), "the page saw its lease live");
+    // The holder's renewal goes through while the page is open (here, one that lets the
+    // lease run out soon)…
+    let renewed = tokio::time::timeout(
+        Duration::from_secs(5),
+        lease::renew(&a, &held, Duration::from_millis(300)),
+    )
+    .await
+    .expect("a renewal does not wait for its holder's checking transaction")
+    .unwrap();
+    assert!(renewed);
+    // …but once it has run out, another replica's takeover waits for the page to end.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let takeover = tokio::spawn({
+        let b = b.clone();
+        async move { lease::acquire(&b, "pull:7:CATEGORY", "replica-b", Duration::from_secs(60)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !takeover.is_finished(),
+        "a takeover waits for the transaction that checked the lease"
+    );
+    commit.send(()).unwrap();
+    page.await.unwrap();
+    let taken = takeover.await.unwrap().unwrap().expect("expired");
+    assert!(taken.fencing > held.fencing);
+}
+
 /// Reserves one call on `key` and says when it is served, in seconds since the epoch on the
 /// database's clock (the moment the bucket was stamped plus the wait the caller was given), and
 /// the wait itself. Measuring on the database's clock keeps a slow machine between two calls out

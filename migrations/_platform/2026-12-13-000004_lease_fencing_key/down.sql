@@ -1,0 +1,1 @@
+DROP INDEX IF EXISTS leases_name_fencing;
