@@ -188,16 +188,12 @@ const PAGE_WRITERS: usize = 2;
 struct PageWork {
     /// Rows stamped at or after this are left to the next round (incremental reconciles).
     defer_from: Option<DateTime<Utc>>,
-    /// See [`PassPlan::judge_before`].
-    judge_before: Option<DateTime<Utc>>,
-    /// `origin` of the change events: `pull` or `reconcile`.
-    origin: &'static str,
+    /// What every page of the pass is applied with.
+    rules: PageRules,
     /// Ids the pass returned so far (deferred ones included: they exist in Fyle).
     returned: HashSet<String>,
     /// Rows left to the next round.
     deferred: u32,
-    /// DEPENDENT_FIELD passes: the fields the values derive with, by id.
-    fields: Arc<HashMap<i64, DependentField>>,
 }
 
 impl PageWork {
@@ -221,15 +217,6 @@ impl PageWork {
             kept.push(ListedRow { id, row, stamped });
         }
         kept
-    }
-
-    /// What applying a page needs of the pass.
-    fn rules(&self) -> PageRules {
-        PageRules {
-            judge_before: self.judge_before,
-            origin: self.origin,
-            fields: Arc::clone(&self.fields),
-        }
     }
 }
 
@@ -258,8 +245,11 @@ fn count_page(
 /// What applying one page needs of its pass (see [`PageWork`]).
 #[derive(Debug, Clone)]
 struct PageRules {
+    /// See [`PassPlan::judge_before`].
     judge_before: Option<DateTime<Utc>>,
+    /// `origin` of the change events: `pull` or `reconcile`.
     origin: &'static str,
+    /// DEPENDENT_FIELD passes: the fields the values derive with, by id.
     fields: Arc<HashMap<i64, DependentField>>,
 }
 
@@ -607,15 +597,17 @@ impl Puller {
             // An incremental reconcile judges only rows stamped before its cutoff; later ones
             // wait for the next round, when a webhook on its way has had time to arrive.
             defer_from: plan.judge_before.filter(|_| since.is_some()),
-            judge_before: plan.judge_before,
-            origin: if plan.kind.scheduled() {
-                "reconcile"
-            } else {
-                "pull"
+            rules: PageRules {
+                judge_before: plan.judge_before,
+                origin: if plan.kind.scheduled() {
+                    "reconcile"
+                } else {
+                    "pull"
+                },
+                fields: Arc::new(fields),
             },
             returned: HashSet::new(),
             deferred: 0,
-            fields: Arc::new(fields),
         };
         // Each page is applied by a task of its own (one transaction, on a connection of its
         // own: none is held while a page is fetched), up to PAGE_WRITERS at once, while the
@@ -633,7 +625,7 @@ impl Puller {
                 workspace_id,
                 resource.clone(),
                 held.clone(),
-                page.rules(),
+                page.rules.clone(),
                 page.take(resource, rows),
             );
             let settled;
@@ -657,8 +649,12 @@ impl Puller {
         }
         let mut conn = self.pool.get().await.map_err(DbError::from)?;
         report.rows = u32::try_from(page.returned.len()).unwrap_or(u32::MAX);
-        let (returned, deferred, defer_from, origin) =
-            (page.returned, page.deferred, page.defer_from, page.origin);
+        let (returned, deferred, defer_from, origin) = (
+            page.returned,
+            page.deferred,
+            page.defer_from,
+            page.rules.origin,
+        );
         let listing_watermark = pages.as_ref().and_then(PageStream::watermark);
         // Deferred rows are read again: the watermark stops at the cutoff.
         let watermark = match (defer_from, deferred) {

@@ -35,6 +35,14 @@ pub fn admin_database_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:54329/postgres".to_owned())
 }
 
+/// A database of the test's own, created from the migrated [`TEMPLATE`] on the local stack's
+/// PostgreSQL and dropped with the handle.
+pub async fn test_database() -> TestDatabase {
+    TestDatabase::create(&admin_database_url(), &TEMPLATE)
+        .await
+        .expect("a test database from the e2e template")
+}
+
 /// The local stack's Kafka, unless `KAFKA_BOOTSTRAP` names another.
 pub fn kafka_bootstrap() -> String {
     std::env::var("KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:61092".to_owned())

@@ -13,10 +13,7 @@ async fn pool(database: &TestDatabase) -> attrsync_db::Pool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_has_one_holder_until_it_expires_and_a_lost_lease_cannot_be_renewed() {
-    let database =
-        TestDatabase::create(&attrsync_e2e::admin_database_url(), &attrsync_e2e::TEMPLATE)
-            .await
-            .unwrap();
+    let database = attrsync_e2e::test_database().await;
     // Two replicas, two pools.
     let (a, b) = (pool(&database).await, pool(&database).await);
     // Held leases last a minute, so a slow machine between two steps cannot expire one; the
@@ -76,10 +73,7 @@ async fn a_lease_has_one_holder_until_it_expires_and_a_lost_lease_cannot_be_rene
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transaction_that_checked_the_lease_delays_a_takeover_but_not_the_holders_renewal() {
     use diesel_async::AsyncConnection as _;
-    let database =
-        TestDatabase::create(&attrsync_e2e::admin_database_url(), &attrsync_e2e::TEMPLATE)
-            .await
-            .unwrap();
+    let database = attrsync_e2e::test_database().await;
     let (a, b) = (pool(&database).await, pool(&database).await);
     let held = lease::acquire(&a, "pull:7:CATEGORY", "replica-a", Duration::from_secs(60))
         .await
@@ -161,10 +155,7 @@ pub(crate) async fn reserve_served_at(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_share_one_rate_limit_and_are_spaced_as_one_caller() {
-    let database =
-        TestDatabase::create(&attrsync_e2e::admin_database_url(), &attrsync_e2e::TEMPLATE)
-            .await
-            .unwrap();
+    let database = attrsync_e2e::test_database().await;
     let (a, b) = (pool(&database).await, pool(&database).await);
     // 2 per second with a burst of 10, taken alternately by two replicas. Only a stall of half
     // a second between two calls (the bucket refilling to its cap) could move the figures.
@@ -197,10 +188,7 @@ async fn replicas_share_one_in_flight_cap_and_a_crashed_holders_slot_returns_aft
     use attrsync_db::shared_permits::{self, SharedPermits};
     use attrsync_http_retry::{RequestLimiter as _, Unlimited};
 
-    let database =
-        TestDatabase::create(&attrsync_e2e::admin_database_url(), &attrsync_e2e::TEMPLATE)
-            .await
-            .unwrap();
+    let database = attrsync_e2e::test_database().await;
     let (a, b) = (pool(&database).await, pool(&database).await);
     let cap = NonZeroU32::new(3).unwrap();
     let replica = |pool: &attrsync_db::Pool| {

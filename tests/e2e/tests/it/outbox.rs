@@ -54,10 +54,7 @@ impl OutboxPublisher for Picky {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_failed_message_keeps_only_its_keys_remainder_and_the_rest_is_not_resent() {
-    let database =
-        TestDatabase::create(&attrsync_e2e::admin_database_url(), &attrsync_e2e::TEMPLATE)
-            .await
-            .unwrap();
+    let database = attrsync_e2e::test_database().await;
     let pool = pool(&database).await;
     let mut conn = pool.get().await.unwrap();
     // Workspace a: 1, 2 (fails), 3; workspace b: 4, 5.
@@ -102,10 +99,7 @@ async fn one_failed_message_keeps_only_its_keys_remainder_and_the_rest_is_not_re
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_pass_is_capped_by_bytes_as_well_as_by_count() {
-    let database =
-        TestDatabase::create(&attrsync_e2e::admin_database_url(), &attrsync_e2e::TEMPLATE)
-            .await
-            .unwrap();
+    let database = attrsync_e2e::test_database().await;
     let pool = pool(&database).await;
     let mut conn = pool.get().await.unwrap();
     let rows: Vec<NewOutboxMessage> = (1..=5).map(|n| message("a", n, 400_000)).collect();
@@ -158,10 +152,7 @@ impl OutboxPublisher for Broker {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_kafka_down_messages_wait_in_the_outbox_and_go_out_in_order_when_it_returns() {
-    let database =
-        TestDatabase::create(&attrsync_e2e::admin_database_url(), &attrsync_e2e::TEMPLATE)
-            .await
-            .unwrap();
+    let database = attrsync_e2e::test_database().await;
     let url = attrsync_db::url_with_schema(&database.url, "ingest").unwrap();
     let mut conn = AsyncPgConnection::establish(&url).await.unwrap();
     let messages: Vec<NewOutboxMessage> = (0..3)

@@ -1,10 +1,7 @@
 //! `attrsync_db::prepared`: hand-written SQL that PostgreSQL parses and plans once per
 //! connection, where diesel's `sql_query` is prepared anew on every call.
 
-use attrsync_db::{
-    diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl},
-    testing::TestDatabase,
-};
+use attrsync_db::diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
 use diesel::{
     QueryableByName,
     sql_types::{BigInt, Text},
@@ -29,10 +26,7 @@ async fn prepared_statements_like(conn: &mut AsyncPgConnection, marker: &str) ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_prepared_statement_is_kept_on_its_connection_and_a_sql_query_is_not() {
-    let database =
-        TestDatabase::create(&attrsync_e2e::admin_database_url(), &attrsync_e2e::TEMPLATE)
-            .await
-            .unwrap();
+    let database = attrsync_e2e::test_database().await;
     let mut conn = AsyncPgConnection::establish(&database.url).await.unwrap();
     for i in 0..3_i64 {
         let kept: Number =

@@ -882,9 +882,7 @@ mod version_rule {
     };
 
     async fn connection() -> (TestDatabase, AsyncPgConnection) {
-        let db = TestDatabase::create(&attrsync_e2e::admin_database_url(), &attrsync_e2e::TEMPLATE)
-            .await
-            .unwrap();
+        let db = attrsync_e2e::test_database().await;
         let url = attrsync_db::url_with_schema(&db.url, "qbo_sync").unwrap();
         let conn = AsyncPgConnection::establish(&url).await.unwrap();
         (db, conn)

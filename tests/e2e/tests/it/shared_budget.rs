@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use attrsync_config::DatabaseConfig;
-use attrsync_db::testing::TestDatabase;
 
 async fn pool_for(url: &str, schema: &str) -> attrsync_db::Pool {
     let config = DatabaseConfig {
@@ -21,9 +20,7 @@ async fn pool_for(url: &str, schema: &str) -> attrsync_db::Pool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_services_reserving_one_orgs_fyle_budget_are_spaced_as_one_caller() {
-    let db = TestDatabase::create(&attrsync_e2e::admin_database_url(), &attrsync_e2e::TEMPLATE)
-        .await
-        .unwrap();
+    let db = attrsync_e2e::test_database().await;
     let fyle_sync = pool_for(&db.url, "fyle_sync").await;
     let import = pool_for(&db.url, "import_to_fyle").await;
     // 2 per second, no burst: the first reservation is served at once, each next one half a
