@@ -158,9 +158,64 @@ impl EntityPull {
 /// A QBO object's `MetaData.LastUpdatedTime`.
 pub fn stamp(object: &Value) -> Option<DateTime<Utc>> {
     object
-        .pointer("/MetaData/LastUpdatedTime")?
+        .get("MetaData")?
+        .get("LastUpdatedTime")?
         .as_str()
         .and_then(rules::parse_qbo_time)
+}
+
+/// What a full or `LastUpdatedTime` pass takes from one page of its query, worked out where
+/// the page was read (each object's id and stamp read once) so the pass only adds it up.
+#[derive(Debug)]
+struct PageRead {
+    /// Objects on the page.
+    fetched: u32,
+    /// The id of every object on the page (what a full pass has seen).
+    ids: Vec<String>,
+    /// The newest stamp on the page, deferred objects included.
+    newest: Option<DateTime<Utc>>,
+    /// Objects left to the next round ([`deferred`]).
+    deferred: u32,
+    /// The stamps of the objects applied now, by id.
+    stamps: HashMap<String, Option<DateTime<Utc>>>,
+    /// The objects applied now, derived.
+    derived: apply::DerivedEntities,
+}
+
+impl PageRead {
+    /// Sorts `page` into what is applied now and what waits for `defer_from`, and derives the
+    /// former with `derive` (pure but for what `derive` does).
+    fn of(
+        page: Vec<Value>,
+        defer_from: Option<DateTime<Utc>>,
+        derive: impl FnOnce(&[Value]) -> apply::DerivedEntities,
+    ) -> Self {
+        let fetched = u32::try_from(page.len()).unwrap_or(u32::MAX);
+        let mut read = Self {
+            fetched,
+            ids: Vec::with_capacity(page.len()),
+            newest: None,
+            deferred: 0,
+            stamps: HashMap::with_capacity(page.len()),
+            derived: apply::DerivedEntities::default(),
+        };
+        let mut now = Vec::with_capacity(page.len());
+        for object in page {
+            let (id, at) = (object_id(&object), stamp(&object));
+            read.newest = read.newest.max(at);
+            if deferred(at, defer_from) {
+                read.deferred += 1;
+            } else {
+                if let Some(id) = &id {
+                    read.stamps.insert(id.clone(), at);
+                }
+                now.push(object);
+            }
+            read.ids.extend(id);
+        }
+        read.derived = derive(&now);
+        read
+    }
 }
 
 /// Whether a judged incremental pass leaves an object to the next round: stamped at or after
@@ -568,10 +623,9 @@ impl Puller {
                     let (rules, rates) = (workspace.rules.clone(), Arc::clone(tax_rates));
                     tokio::spawn(async move {
                         let page = client.query_page(&query, start, PAGE).await?;
-                        let derived = defer_from
-                            .is_none()
-                            .then(|| apply::derive_entities(&rules, entity, &page, rates.as_ref()));
-                        Ok::<_, attrsync_qbo_client::Error>((page, derived))
+                        Ok::<_, attrsync_qbo_client::Error>(PageRead::of(page, defer_from, |now| {
+                            apply::derive_entities(&rules, entity, now, rates.as_ref())
+                        }))
                     })
                 };
                 let mut start = 1;
@@ -579,7 +633,7 @@ impl Puller {
                 let mut writes = InFlight::new(PAGE_WRITERS);
                 let mut failure: Option<PassError> = None;
                 while let Some(reading) = next.take() {
-                    let (page, derived) = match reading.await {
+                    let read = match reading.await {
                         Ok(Ok(read)) => read,
                         Ok(Err(e)) => {
                             failure = Some(PassError::Qbo(self.access.failure(realm, e)));
@@ -592,25 +646,17 @@ impl Puller {
                             break;
                         }
                     };
-                    let len = page.len();
-                    if len >= PAGE as usize {
+                    if read.fetched >= PAGE {
                         start += PAGE;
                         next = Some(fetch(start));
                     }
-                    newest = newest.max(latest_update(&page));
+                    newest = newest.max(read.newest);
                     if mode == PullMode::Full {
-                        seen.extend(page.iter().filter_map(object_id));
+                        seen.extend(read.ids);
                     }
-                    let (later, page): (Vec<Value>, Vec<Value>) = page
-                        .into_iter()
-                        .partition(|o| deferred(stamp(o), defer_from));
-                    pull.deferred += u32::try_from(later.len()).unwrap_or(u32::MAX);
-                    let derived = derived.unwrap_or_else(|| {
-                        apply::derive_entities(&workspace.rules, entity, &page, tax_rates.as_ref())
-                    });
-                    let (fetched, stamps) =
-                        (u32::try_from(len).unwrap_or(u32::MAX), stamps_of(&page));
-                    let write = self.write_page(workspace, entity, derived, held, origin);
+                    pull.deferred += read.deferred;
+                    let (fetched, stamps) = (read.fetched, read.stamps);
+                    let write = self.write_page(workspace, entity, read.derived, held, origin);
                     let settled = writes
                         .start(async move { (write.await, fetched, stamps) })
                         .await;
@@ -957,19 +1003,6 @@ impl Puller {
     }
 }
 
-/// Each object's stamp, by QBO id.
-fn stamps_of(objects: &[Value]) -> HashMap<String, Option<DateTime<Utc>>> {
-    objects
-        .iter()
-        .filter_map(|o| Some((object_id(o)?, stamp(o))))
-        .collect()
-}
-
-/// The newest `MetaData.LastUpdatedTime` among `objects`.
-fn latest_update(objects: &[Value]) -> Option<DateTime<Utc>> {
-    objects.iter().filter_map(stamp).max()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1050,7 +1083,47 @@ mod tests {
         });
         assert_eq!(stamp(&object), Some(at(0)));
         assert_eq!(stamp(&serde_json::json!({"Id": "30"})), None);
-        assert_eq!(stamps_of(&[object]).get("30"), Some(&Some(at(0))));
+    }
+
+    #[test]
+    fn a_page_read_sets_apart_what_a_judged_pass_defers_and_counts_every_object() {
+        let object = |id: serde_json::Value, time: Option<&str>| match time {
+            Some(t) => serde_json::json!({"Id": id, "MetaData": {"LastUpdatedTime": t}}),
+            None => serde_json::json!({"Id": id}),
+        };
+        let page = vec![
+            object("1".into(), Some("2024-05-02T04:59:00-07:00")), // at(-60): applied
+            object("2".into(), Some("2024-05-02T05:00:10-07:00")), // at(10): deferred
+            object(3.into(), None),                                // unstamped: applied
+            serde_json::json!({"Name": "no id"}),                  // applied, counted, no id
+        ];
+        let mut derived_from = Vec::new();
+        let read = PageRead::of(page.clone(), Some(at(0)), |now| {
+            derived_from = now.to_vec();
+            apply::DerivedEntities::default()
+        });
+        assert_eq!(read.fetched, 4);
+        assert_eq!(read.ids, ["1", "2", "3"]);
+        assert_eq!(
+            read.newest,
+            Some(at(10)),
+            "deferred objects count for the watermark"
+        );
+        assert_eq!(read.deferred, 1);
+        assert_eq!(
+            read.stamps,
+            HashMap::from([("1".to_owned(), Some(at(-60))), ("3".to_owned(), None)])
+        );
+        assert_eq!(
+            derived_from,
+            [page[0].clone(), page[2].clone(), page[3].clone()]
+        );
+
+        let unjudged = PageRead::of(page.clone(), None, |now| {
+            assert_eq!(now, &page[..], "an unjudged pass applies the whole page");
+            apply::DerivedEntities::default()
+        });
+        assert_eq!((unjudged.deferred, unjudged.stamps.len()), (0, 3));
     }
 
     #[test]
