@@ -45,6 +45,8 @@
 //! Failure policy: database errors are returned to the caller, whose transaction then writes
 //! nothing; every statement is idempotent, so repeating a failed page is safe.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use diesel::{
     QueryableByName,
@@ -142,13 +144,16 @@ struct StoredKey {
 /// insert fail; it is undone to its savepoint and those keys go through [`UPSERT`] too.
 /// Copies whose content hash and SyncToken equal the locked row's are left out before
 /// [`UPSERT`], whose rule would not write them either (a re-sync's pages are mostly such).
+/// Each draft's content hash is computed once, and the columns borrow from the drafts.
 async fn write_page(
     conn: &mut AsyncPgConnection,
     workspace_id: i64,
     qbo_entity: &str,
     drafts: &[&DestinationDraft],
 ) -> QueryResult<Vec<Changed>> {
-    let columns = Columns::of(drafts);
+    let hashes: Vec<String> = drafts.iter().map(|d| d.content_hash()).collect();
+    let attribute_types: Vec<&str> = drafts.iter().map(|d| d.attribute_type.as_str()).collect();
+    let destination_ids: Vec<&str> = drafts.iter().map(|d| d.destination_id.as_str()).collect();
     // Lock what this page replaces, so the values reported as "old" are the ones overwritten.
     let stored: Vec<StoredKey> = diesel::sql_query(
         "SELECT d.attribute_type, d.destination_id, d.content_hash, d.sync_token \
@@ -165,41 +170,40 @@ async fn write_page(
     )
     .bind::<BigInt, _>(workspace_id)
     .bind::<Text, _>(qbo_entity)
-    .bind::<Array<Text>, _>(&columns.attribute_type)
-    .bind::<Array<Text>, _>(&columns.destination_id)
+    .bind::<Array<Text>, _>(&attribute_types)
+    .bind::<Array<Text>, _>(&destination_ids)
     .load(conn)
     .await?;
-    let stored: std::collections::HashMap<(&str, &str), &StoredKey> = stored
+    let stored: HashMap<(&str, &str), &StoredKey> = stored
         .iter()
         .map(|k| ((k.attribute_type.as_str(), k.destination_id.as_str()), k))
         .collect();
-    let mut known: Vec<&DestinationDraft> = Vec::new();
-    let mut new: Vec<&DestinationDraft> = Vec::new();
-    for (draft, hash) in drafts.iter().zip(&columns.content_hash) {
+    let mut known = Columns::default();
+    let mut new = Columns::default();
+    for (draft, hash) in drafts.iter().zip(&hashes) {
         match stored.get(&(draft.attribute_type.as_str(), draft.destination_id.as_str())) {
-            None => new.push(draft),
+            None => new.push(draft, hash),
             Some(row) if row.content_hash == *hash && row.sync_token == draft.sync_token => {}
-            Some(_) => known.push(draft),
+            Some(_) => known.push(draft, hash),
         }
     }
     let mut written = if known.is_empty() {
         Vec::new()
     } else {
-        write_statement(conn, UPSERT, workspace_id, qbo_entity, &Columns::of(&known)).await?
+        write_statement(conn, UPSERT, workspace_id, qbo_entity, &known).await?
     };
     if !new.is_empty() {
-        let fresh = Columns::of(&new);
         let inserted = conn
-            .transaction::<_, diesel::result::Error, _>(async |conn| {
-                write_statement(conn, INSERT_NEW, workspace_id, qbo_entity, &fresh).await
+            .transaction::<Vec<NewRow>, diesel::result::Error, _>(async |conn| {
+                write_statement(conn, INSERT_NEW, workspace_id, qbo_entity, &new).await
             })
             .await;
         written.extend(match inserted {
-            Ok(rows) => rows,
+            Ok(rows) => new.inserted(rows),
             Err(diesel::result::Error::DatabaseError(
                 diesel::result::DatabaseErrorKind::UniqueViolation,
                 _,
-            )) => write_statement(conn, UPSERT, workspace_id, qbo_entity, &fresh).await?,
+            )) => write_statement(conn, UPSERT, workspace_id, qbo_entity, &new).await?,
             Err(e) => return Err(e),
         });
     }
@@ -207,14 +211,29 @@ async fn write_page(
     Ok(written)
 }
 
-/// Runs [`UPSERT`] or [`INSERT_NEW`] (the same parameters) for `columns`.
-async fn write_statement(
+/// A row [`INSERT_NEW`] inserted: its id, by key (what else it holds, the page sent).
+#[derive(QueryableByName)]
+struct NewRow {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = Text)]
+    attribute_type: String,
+    #[diesel(sql_type = Text)]
+    destination_id: String,
+}
+
+/// Runs [`UPSERT`] or [`INSERT_NEW`] (the same parameters) for `columns`, reading its rows
+/// as `R`.
+async fn write_statement<R>(
     conn: &mut AsyncPgConnection,
     statement: &'static str,
     workspace_id: i64,
     qbo_entity: &str,
-    columns: &Columns,
-) -> QueryResult<Vec<Changed>> {
+    columns: &Columns<'_>,
+) -> QueryResult<Vec<R>>
+where
+    R: QueryableByName<diesel::pg::Pg> + Send + 'static,
+{
     diesel::sql_query(statement)
         .bind::<BigInt, _>(workspace_id)
         .bind::<Text, _>(qbo_entity)
@@ -300,15 +319,13 @@ macro_rules! written_columns {
 }
 
 /// Rows for keys the lock found no row for: a plain insert (no look-up, no `ON CONFLICT`),
-/// nothing replaced.
+/// nothing replaced. It returns only each row's id: the rest is what the page sent
+/// ([`Columns::inserted`]), and sending it back would cost a jsonb rendering and a parse a row.
 const INSERT_NEW: &str = concat!(
     page_input!(),
     insert_input!(),
     "
-    RETURNING ",
-    written_columns!(),
-    ", NULL::text AS old_value, NULL::text AS old_code, NULL::bool AS old_active, \
-       NULL::text AS old_hash"
+    RETURNING d.id, d.attribute_type, d.destination_id"
 );
 
 /// `prior` reads the snapshot the statement started with — the locked rows' current values —
@@ -532,8 +549,7 @@ pub async fn absent_ids(
 
 /// The drafts with one copy per (id, type): the one QBO stamped last, the later one on a tie.
 fn newest_per_key(drafts: &[DestinationDraft]) -> Vec<&DestinationDraft> {
-    let mut newest: std::collections::HashMap<(&str, &str), &DestinationDraft> =
-        std::collections::HashMap::with_capacity(drafts.len());
+    let mut newest: HashMap<(&str, &str), &DestinationDraft> = HashMap::with_capacity(drafts.len());
     for draft in drafts {
         let key = (draft.attribute_type.as_str(), draft.destination_id.as_str());
         match newest.get(&key) {
@@ -551,33 +567,67 @@ fn newest_per_key(drafts: &[DestinationDraft]) -> Vec<&DestinationDraft> {
     kept
 }
 
-/// The page as column arrays, the shape `unnest` takes.
-struct Columns {
+/// The page as column arrays, the shape `unnest` takes, borrowed from its drafts.
+#[derive(Default)]
+struct Columns<'a> {
     attribute_type: Vec<&'static str>,
     display_name: Vec<&'static str>,
-    destination_id: Vec<String>,
-    value: Vec<String>,
-    code: Vec<Option<String>>,
+    destination_id: Vec<&'a str>,
+    value: Vec<&'a str>,
+    code: Vec<Option<&'a str>>,
     active: Vec<bool>,
-    detail: Vec<Value>,
-    content_hash: Vec<String>,
+    detail: Vec<&'a Value>,
+    content_hash: Vec<&'a str>,
     qbo_updated_at: Vec<Option<DateTime<Utc>>>,
-    sync_token: Vec<Option<String>>,
+    sync_token: Vec<Option<&'a str>>,
 }
 
-impl Columns {
-    fn of(drafts: &[&DestinationDraft]) -> Self {
-        Self {
-            attribute_type: drafts.iter().map(|d| d.attribute_type.as_str()).collect(),
-            display_name: drafts.iter().map(|d| d.display_name).collect(),
-            destination_id: drafts.iter().map(|d| d.destination_id.clone()).collect(),
-            value: drafts.iter().map(|d| d.value.clone()).collect(),
-            code: drafts.iter().map(|d| d.code.clone()).collect(),
-            active: drafts.iter().map(|d| d.active).collect(),
-            detail: drafts.iter().map(|d| d.detail.clone()).collect(),
-            content_hash: drafts.iter().map(|d| d.content_hash()).collect(),
-            qbo_updated_at: drafts.iter().map(|d| d.last_updated_time).collect(),
-            sync_token: drafts.iter().map(|d| d.sync_token.clone()).collect(),
-        }
+impl<'a> Columns<'a> {
+    fn push(&mut self, draft: &'a DestinationDraft, content_hash: &'a str) {
+        self.attribute_type.push(draft.attribute_type.as_str());
+        self.display_name.push(draft.display_name);
+        self.destination_id.push(&draft.destination_id);
+        self.value.push(&draft.value);
+        self.code.push(draft.code.as_deref());
+        self.active.push(draft.active);
+        self.detail.push(&draft.detail);
+        self.content_hash.push(content_hash);
+        self.qbo_updated_at.push(draft.last_updated_time);
+        self.sync_token.push(draft.sync_token.as_deref());
+    }
+
+    fn is_empty(&self) -> bool {
+        self.destination_id.is_empty()
+    }
+
+    /// The [`Changed`] rows of an [`INSERT_NEW`] of these columns that returned `rows`: what
+    /// was sent, under the ids the database gave (a row the database returned for a key not
+    /// sent cannot happen, and is left out).
+    fn inserted(&self, rows: Vec<NewRow>) -> Vec<Changed> {
+        let at: HashMap<(&str, &str), usize> = (0..self.destination_id.len())
+            .map(|i| ((self.attribute_type[i], self.destination_id[i]), i))
+            .collect();
+        rows.into_iter()
+            .filter_map(|row| {
+                let i = *at.get(&(row.attribute_type.as_str(), row.destination_id.as_str()))?;
+                Some(Changed {
+                    id: row.id,
+                    attribute_type: row.attribute_type,
+                    display_name: self.display_name[i].to_owned(),
+                    destination_id: row.destination_id,
+                    value: self.value[i].to_owned(),
+                    code: self.code[i].map(str::to_owned),
+                    active: self.active[i],
+                    detail: self.detail[i].clone(),
+                    content_hash: self.content_hash[i].to_owned(),
+                    previous: Previous {
+                        old_value: None,
+                        old_code: None,
+                        old_active: None,
+                        old_hash: None,
+                    },
+                })
+            })
+            .collect()
     }
 }
