@@ -107,7 +107,10 @@ struct Round {
 fn median(rates: impl Iterator<Item = f64>) -> f64 {
     let mut rates: Vec<f64> = rates.collect();
     rates.sort_by(f64::total_cmp);
-    rates.get(rates.len().saturating_sub(1) / 2).copied().unwrap_or(0.0)
+    rates
+        .get(rates.len().saturating_sub(1) / 2)
+        .copied()
+        .unwrap_or(0.0)
 }
 
 /// Writes every dirty buffer out, so a measured phase does not pay for the one before it.
