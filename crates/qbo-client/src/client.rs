@@ -160,22 +160,47 @@ pub(crate) fn build_http(options: &ClientOptions) -> Result<reqwest::Client> {
         })
 }
 
+/// How a successful (2xx) answer's body is read: a whole `Value`, or a shape of the caller's
+/// (a query page whose rows are read straight into the caller's type, see
+/// [`crate::ops::QueryPage`]).
+pub(crate) trait Answer: Sized {
+    /// Reads a 2xx body; an error when it is not this shape (it may then be a `Fault`).
+    fn read(body: &[u8]) -> serde_json::Result<Self>;
+    /// Whether the body carried a `Fault` member (QBO can answer 200 with one).
+    fn has_fault(&self) -> bool;
+}
+
+impl Answer for Value {
+    fn read(body: &[u8]) -> serde_json::Result<Self> {
+        serde_json::from_slice(body)
+    }
+
+    fn has_fault(&self) -> bool {
+        self.get("Fault").or_else(|| self.get("fault")).is_some()
+    }
+}
+
 /// What one answer means for the request loop.
 #[derive(Debug)]
-pub(crate) enum Verdict {
-    Done(Value),
+pub(crate) enum Verdict<T = Value> {
+    Done(T),
     Unauthorized(Option<Fault>),
     Retry(Failure),
     Fail(Error),
 }
 
-/// Classifies an answer by status and fault (see the module docs). Pure.
-pub(crate) fn classify(status: u16, retry_after: Option<Duration>, body: &[u8]) -> Verdict {
+/// Classifies an answer by status and fault (see the module docs). Pure. A 2xx body that
+/// reads as `T` but carries a `Fault` is judged by that fault (read again from the body: rare).
+pub(crate) fn classify<T: Answer>(
+    status: u16,
+    retry_after: Option<Duration>,
+    body: &[u8],
+) -> Verdict<T> {
     match status {
-        200..=299 => match serde_json::from_slice::<Value>(body) {
-            Ok(v) => match Fault::from_json(&v) {
+        200..=299 => match T::read(body) {
+            Ok(answer) => match answer.has_fault().then(|| Fault::parse(body)).flatten() {
                 Some(f) => by_fault(status, retry_after, f),
-                None => Verdict::Done(v),
+                None => Verdict::Done(answer),
             },
             Err(e) => match Fault::parse(body) {
                 Some(f) => by_fault(status, retry_after, f),
@@ -214,7 +239,7 @@ pub(crate) fn classify(status: u16, retry_after: Option<Duration>, body: &[u8]) 
     }
 }
 
-fn by_fault(status: u16, retry_after: Option<Duration>, f: Fault) -> Verdict {
+fn by_fault<T>(status: u16, retry_after: Option<Duration>, f: Fault) -> Verdict<T> {
     if f.is_authentication() {
         return Verdict::Unauthorized(Some(f));
     }
@@ -386,7 +411,7 @@ impl Core {
     }
 
     /// One data call with token, permit, retries and the one-time refresh; see the module docs.
-    pub(crate) async fn call(&self, call: &Call) -> Result<Value> {
+    pub(crate) async fn call<T: Answer>(&self, call: &Call) -> Result<T> {
         let retrier = Retrier {
             policy: &self.options.retry,
             counters: &self.counters,
@@ -419,7 +444,7 @@ impl Core {
                     continue;
                 }
             };
-            match classify(answer.status, answer.retry_after, &answer.body) {
+            match classify::<T>(answer.status, answer.retry_after, &answer.body) {
                 Verdict::Done(v) => return Ok(v),
                 Verdict::Unauthorized(_) if !refreshed && auth_repeats < MAX_AUTH_REPEATS => {
                     tracing::info!(realm = %self.realm, what, "qbo refused the access token; replacing it");
@@ -456,16 +481,19 @@ mod tests {
     #[test]
     fn answers_are_classified_by_status_and_fault() {
         assert!(matches!(
-            classify(200, None, br#"{"QueryResponse": {}, "time": "t"}"#),
+            classify::<Value>(200, None, br#"{"QueryResponse": {}, "time": "t"}"#),
             Verdict::Done(_)
         ));
         let dup = br#"{"Fault": {"Error": [{"Message": "Duplicate Name Exists Error", "Detail": "The name supplied already exists.", "code": "6240"}], "type": "ValidationFault"}}"#;
         assert!(matches!(
-            fail(classify(400, None, dup)),
+            fail(classify::<Value>(400, None, dup)),
             Error::DuplicateName(_)
         ));
         assert!(
-            matches!(fail(classify(200, None, dup)), Error::DuplicateName(_)),
+            matches!(
+                fail(classify::<Value>(200, None, dup)),
+                Error::DuplicateName(_)
+            ),
             "a 200 carrying a Fault is an error"
         );
         let code = |c: &str| {
@@ -474,27 +502,27 @@ mod tests {
             )
         };
         assert!(matches!(
-            fail(classify(400, None, code("610").as_bytes())),
+            fail(classify::<Value>(400, None, code("610").as_bytes())),
             Error::NotFound(_)
         ));
         assert!(matches!(
-            fail(classify(400, None, code("5010").as_bytes())),
+            fail(classify::<Value>(400, None, code("5010").as_bytes())),
             Error::StaleObject(_)
         ));
         assert!(matches!(
-            fail(classify(400, None, code("2020").as_bytes())),
+            fail(classify::<Value>(400, None, code("2020").as_bytes())),
             Error::Validation { status: 400, .. }
         ));
         assert!(matches!(
-            fail(classify(400, None, code("6000").as_bytes())),
+            fail(classify::<Value>(400, None, code("6000").as_bytes())),
             Error::Validation { .. }
         ));
         assert!(matches!(
-            fail(classify(400, None, b"<html>oops</html>")),
+            fail(classify::<Value>(400, None, b"<html>oops</html>")),
             Error::Protocol { status: 400, .. }
         ));
         assert!(matches!(
-            fail(classify(200, None, b"{not json")),
+            fail(classify::<Value>(200, None, b"{not json")),
             Error::Protocol { status: 200, .. }
         ));
     }
@@ -503,36 +531,36 @@ mod tests {
     fn throttles_server_errors_and_auth_are_typed_in_either_format() {
         let xml429 = br#"<IntuitResponse><Fault type="SERVICE"><Error code="3001"><Message>message=ThrottleExceeded; errorCode=003001; statusCode=429</Message></Error></Fault></IntuitResponse>"#;
         assert!(matches!(
-            classify(429, None, xml429),
+            classify::<Value>(429, None, xml429),
             Verdict::Retry(Failure::Throttled { fault: Some(f), .. }) if f.code() == Some(3001)
         ));
         assert!(matches!(
-            classify(400, Some(Duration::from_secs(2)), xml429),
+            classify::<Value>(400, Some(Duration::from_secs(2)), xml429),
             Verdict::Retry(Failure::Throttled {
                 retry_after: Some(_),
                 ..
             })
         ));
         assert!(matches!(
-            classify(503, None, b""),
+            classify::<Value>(503, None, b""),
             Verdict::Retry(Failure::Server { status: 503, .. })
         ));
         let system = br#"{"Fault": {"Error": [{"Message": "An application error has occurred", "code": "10000"}], "type": "SystemFault"}}"#;
         assert!(matches!(
-            classify(400, None, system),
+            classify::<Value>(400, None, system),
             Verdict::Retry(Failure::Server { .. })
         ));
         let xml401 = br#"<IntuitResponse><Fault type="AuthenticationFault"><Error code="100"><Message>General Authentication Error</Message></Error></Fault></IntuitResponse>"#;
         assert!(matches!(
-            classify(401, None, xml401),
+            classify::<Value>(401, None, xml401),
             Verdict::Unauthorized(Some(f)) if f.code() == Some(100)
         ));
         assert!(matches!(
-            classify(200, None, br#"{"fault": {"error": [{"message": "m", "code": "3200"}], "type": "AUTHENTICATION"}}"#),
+            classify::<Value>(200, None, br#"{"fault": {"error": [{"message": "m", "code": "3200"}], "type": "AUTHENTICATION"}}"#),
             Verdict::Unauthorized(Some(_))
         ));
         let forbidden = br#"{"fault": {"error": [{"message": "message=AuthorizationFailed; errorCode=003100; statusCode=403", "code": "3100"}], "type": "SERVICE"}}"#;
-        let e = fail(classify(403, None, forbidden));
+        let e = fail(classify::<Value>(403, None, forbidden));
         assert!(matches!(&e, Error::Forbidden { fault: Some(_) }), "{e:?}");
         assert_eq!(e.disposition(), crate::Disposition::Broken);
     }

@@ -15,15 +15,22 @@
 //! Statements longer than [`POST_QUERY_ABOVE`] characters (long `IN` lists) go by `POST /query`
 //! (`Content-Type: application/text`) instead of the URL.
 
-use std::collections::HashSet;
+use std::{
+    collections::{BTreeMap, HashSet},
+    marker::PhantomData,
+};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use reqwest::Method;
+use serde::{
+    Deserialize, Deserializer,
+    de::{DeserializeOwned, IgnoredAny, MapAccess, SeqAccess, Visitor},
+};
 use serde_json::{Map, Value};
 
 use crate::{
     cdc::{self, Changes},
-    client::{Body, Call, QboClient},
+    client::{Answer, Body, Call, QboClient},
     error::{Error, Result},
     query::{Order, Query, check_entity},
     stats::RequestKind,
@@ -55,20 +62,110 @@ fn take_entity(mut answer: Value, entity: &str) -> Result<Value> {
     }
 }
 
-/// The rows of one query page (none when the entity key is absent).
-fn page_rows(mut answer: Value, entity: &str) -> Result<Vec<Value>> {
-    let qr = answer
-        .get_mut("QueryResponse")
-        .and_then(Value::as_object_mut)
-        .ok_or_else(|| protocol("query answer without QueryResponse".into()))?;
-    let key = qr.keys().find(|k| k.eq_ignore_ascii_case(entity)).cloned();
-    match key.and_then(|k| qr.remove(&k)) {
-        None => Ok(Vec::new()),
-        Some(Value::Array(rows)) => Ok(rows),
-        Some(other) => Err(protocol(format!(
-            "QueryResponse.{entity} is not an array: {}",
-            other.to_string().chars().take(80).collect::<String>()
-        ))),
+/// One query page as it is read: the members of `QueryResponse` that are arrays, their rows
+/// read straight into `R` (a caller that needs only a few properties of each row never builds
+/// the rest), every other member skipped unread.
+#[derive(Debug, Deserialize)]
+#[serde(bound(deserialize = "R: DeserializeOwned"))]
+pub(crate) struct QueryPage<R> {
+    #[serde(rename = "QueryResponse", default)]
+    response: Option<BTreeMap<String, Member<R>>>,
+    #[serde(rename = "Fault", alias = "fault", default)]
+    fault: Option<IgnoredAny>,
+}
+
+impl<R: DeserializeOwned> Answer for QueryPage<R> {
+    fn read(body: &[u8]) -> serde_json::Result<Self> {
+        serde_json::from_slice(body)
+    }
+
+    fn has_fault(&self) -> bool {
+        self.fault.is_some()
+    }
+}
+
+impl<R> QueryPage<R> {
+    /// The rows under `entity` (matched case-insensitively; none when the key is absent).
+    fn rows(self, entity: &str) -> Result<Vec<R>> {
+        let members = self
+            .response
+            .ok_or_else(|| protocol("query answer without QueryResponse".into()))?;
+        match members
+            .into_iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(entity))
+        {
+            None => Ok(Vec::new()),
+            Some((_, Member::Rows(rows))) => Ok(rows),
+            Some((_, Member::Other)) => {
+                Err(protocol(format!("QueryResponse.{entity} is not an array")))
+            }
+        }
+    }
+}
+
+/// A member of `QueryResponse`: an array of rows, or anything else (`startPosition`, …).
+#[derive(Debug)]
+enum Member<R> {
+    Rows(Vec<R>),
+    Other,
+}
+
+impl<'de, R: Deserialize<'de>> Deserialize<'de> for Member<R> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        struct MemberVisitor<R>(PhantomData<R>);
+
+        impl<'de, R: Deserialize<'de>> Visitor<'de> for MemberVisitor<R> {
+            type Value = Member<R>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> std::result::Result<Member<R>, A::Error> {
+                let mut rows = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                while let Some(row) = seq.next_element()? {
+                    rows.push(row);
+                }
+                Ok(Member::Rows(rows))
+            }
+
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<Member<R>, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Member::Other)
+            }
+
+            fn visit_bool<E>(self, _: bool) -> std::result::Result<Member<R>, E> {
+                Ok(Member::Other)
+            }
+
+            fn visit_i64<E>(self, _: i64) -> std::result::Result<Member<R>, E> {
+                Ok(Member::Other)
+            }
+
+            fn visit_u64<E>(self, _: u64) -> std::result::Result<Member<R>, E> {
+                Ok(Member::Other)
+            }
+
+            fn visit_f64<E>(self, _: f64) -> std::result::Result<Member<R>, E> {
+                Ok(Member::Other)
+            }
+
+            fn visit_str<E>(self, _: &str) -> std::result::Result<Member<R>, E> {
+                Ok(Member::Other)
+            }
+
+            fn visit_unit<E>(self) -> std::result::Result<Member<R>, E> {
+                Ok(Member::Other)
+            }
+        }
+
+        deserializer.deserialize_any(MemberVisitor(PhantomData))
     }
 }
 
@@ -90,7 +187,7 @@ fn object(body: Value, what: &str) -> Result<Map<String, Value>> {
 }
 
 impl QboClient {
-    async fn run_query(&self, statement: String) -> Result<Value> {
+    async fn run_query<T: Answer>(&self, statement: String) -> Result<T> {
         let (method, params, body) = if statement.len() > POST_QUERY_ABOVE {
             (Method::POST, Vec::new(), Some(Body::Text(statement)))
         } else {
@@ -111,8 +208,19 @@ impl QboClient {
 
     /// One page of a query: rows `start` (1-based) to `start + max − 1`.
     pub async fn query_page(&self, query: &Query, start: u32, max: u32) -> Result<Vec<Value>> {
-        let answer = self.run_query(query.page_statement(start, max)?).await?;
-        page_rows(answer, query.entity())
+        self.query_page_as(query, start, max).await
+    }
+
+    /// [`Self::query_page`] with each row read as `R` straight from the answer (e.g. a type
+    /// that keeps only the properties its caller reads).
+    pub async fn query_page_as<R: DeserializeOwned>(
+        &self,
+        query: &Query,
+        start: u32,
+        max: u32,
+    ) -> Result<Vec<R>> {
+        let page: QueryPage<R> = self.run_query(query.page_statement(start, max)?).await?;
+        page.rows(query.entity())
     }
 
     /// Every row of a query, page by page (see the module docs), each `Id` once.
@@ -162,7 +270,7 @@ impl QboClient {
                 "count() takes a Query::count(…)".into(),
             ));
         }
-        let answer = self.run_query(query.statement()?).await?;
+        let answer: Value = self.run_query(query.statement()?).await?;
         answer
             .pointer("/QueryResponse/totalCount")
             .and_then(Value::as_u64)
@@ -295,6 +403,13 @@ mod tests {
 
     use super::*;
 
+    fn page_rows(answer: Value, entity: &str) -> Result<Vec<Value>> {
+        let body = serde_json::to_vec(&answer).expect("JSON");
+        QueryPage::<Value>::read(&body)
+            .expect("a page")
+            .rows(entity)
+    }
+
     #[test]
     fn pages_without_the_entity_key_are_empty() {
         assert_eq!(
@@ -315,6 +430,41 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn a_page_reads_rows_as_the_callers_type_and_skips_every_other_member() {
+        #[derive(Debug, PartialEq, Deserialize)]
+        struct Named {
+            #[serde(rename = "Name")]
+            name: String,
+        }
+        let body = br#"{"QueryResponse": {"startPosition": 1, "maxResults": 2,
+            "customer": [{"Name": "A", "BillAddr": {"Line1": "x"}}, {"Name": "B"}],
+            "Other": [{"no": "name"}], "flag": true, "none": null, "text": "t", "n": -1.5},
+            "time": "2024-01-01T00:00:00Z"}"#;
+        let page = QueryPage::<Named>::read(body);
+        // "Other" is an array too, and its rows are not `Named`: the whole page is refused
+        // rather than read in part.
+        assert!(page.is_err());
+        let body = br#"{"QueryResponse": {"startPosition": 1, "maxResults": 2,
+            "customer": [{"Name": "A", "BillAddr": {"Line1": "x"}}, {"Name": "B"}],
+            "flag": true, "none": null, "text": "t", "n": -1.5, "obj": {"a": [1]}}}"#;
+        let rows = QueryPage::<Named>::read(body)
+            .expect("a page")
+            .rows("Customer")
+            .expect("rows");
+        assert_eq!(
+            rows,
+            [Named { name: "A".into() }, Named { name: "B".into() }]
+        );
+        let fault = br#"{"Fault": {"Error": [{"code": "3001"}], "type": "ThrottlingFault"}}"#;
+        let page = QueryPage::<Named>::read(fault).expect("a body with a Fault reads");
+        assert!(
+            page.has_fault(),
+            "a 200 with a Fault is judged by the Fault"
+        );
+        assert!(page.rows("Customer").is_err());
     }
 
     #[test]

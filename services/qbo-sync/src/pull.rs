@@ -622,7 +622,10 @@ impl Puller {
                     let (client, query) = (client.clone(), query.clone());
                     let (rules, rates) = (workspace.rules.clone(), Arc::clone(tax_rates));
                     tokio::spawn(async move {
-                        let page = client.query_page(&query, start, PAGE).await?;
+                        let page = client
+                            .query_page_as::<rules::PulledObject>(&query, start, PAGE)
+                            .await?;
+                        let page = page.into_iter().map(|object| object.0).collect();
                         Ok::<_, attrsync_qbo_client::Error>(PageRead::of(page, defer_from, |now| {
                             apply::derive_entities(&rules, entity, now, rates.as_ref())
                         }))

@@ -59,8 +59,8 @@ use serde_json::Value;
 
 use crate::rules::{DestinationDraft, content_hash};
 
-/// A row [`upsert`] or [`deactivate`] wrote, with what it replaced (`previous` is `None` for a
-/// new row).
+/// A row [`upsert`] or [`deactivate`] wrote, with what it replaced (every field of `previous`
+/// is `None` for a new row).
 #[derive(Debug, Clone, PartialEq, QueryableByName)]
 pub struct Changed {
     #[diesel(sql_type = BigInt)]
@@ -199,7 +199,7 @@ async fn write_page(
             })
             .await;
         written.extend(match inserted {
-            Ok(rows) => new.inserted(rows),
+            Ok(rows) => new.inserted(rows)?,
             Err(diesel::result::Error::DatabaseError(
                 diesel::result::DatabaseErrorKind::UniqueViolation,
                 _,
@@ -319,7 +319,7 @@ macro_rules! written_columns {
 }
 
 /// Rows for keys the lock found no row for: a plain insert (no look-up, no `ON CONFLICT`),
-/// nothing replaced. It returns only each row's id: the rest is what the page sent
+/// nothing replaced. It returns only each row's id and key: the rest is what the page sent
 /// ([`Columns::inserted`]), and sending it back would cost a jsonb rendering and a parse a row.
 const INSERT_NEW: &str = concat!(
     page_input!(),
@@ -601,16 +601,27 @@ impl<'a> Columns<'a> {
     }
 
     /// The [`Changed`] rows of an [`INSERT_NEW`] of these columns that returned `rows`: what
-    /// was sent, under the ids the database gave (a row the database returned for a key not
-    /// sent cannot happen, and is left out).
-    fn inserted(&self, rows: Vec<NewRow>) -> Vec<Changed> {
+    /// was sent, under the ids the database gave. The insert writes every row it is sent or
+    /// fails, so `rows` are exactly the keys sent; anything else is an error rather than a row
+    /// stored without its change event.
+    fn inserted(&self, rows: Vec<NewRow>) -> QueryResult<Vec<Changed>> {
         let at: HashMap<(&str, &str), usize> = (0..self.destination_id.len())
             .map(|i| ((self.attribute_type[i], self.destination_id[i]), i))
             .collect();
+        let unexpected = || {
+            diesel::result::Error::DeserializationError(
+                "the insert of new keys returned rows other than the keys it was sent".into(),
+            )
+        };
+        if rows.len() != at.len() {
+            return Err(unexpected());
+        }
         rows.into_iter()
-            .filter_map(|row| {
-                let i = *at.get(&(row.attribute_type.as_str(), row.destination_id.as_str()))?;
-                Some(Changed {
+            .map(|row| {
+                let i = *at
+                    .get(&(row.attribute_type.as_str(), row.destination_id.as_str()))
+                    .ok_or_else(unexpected)?;
+                Ok(Changed {
                     id: row.id,
                     attribute_type: row.attribute_type,
                     display_name: self.display_name[i].to_owned(),
@@ -629,5 +640,70 @@ impl<'a> Columns<'a> {
                 })
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::rules::{AttributeType, display_name};
+
+    fn draft(id: &str, value: &str) -> DestinationDraft {
+        DestinationDraft {
+            attribute_type: AttributeType::Customer,
+            display_name: display_name::CUSTOMER,
+            destination_id: id.into(),
+            value: value.into(),
+            code: None,
+            active: true,
+            detail: json!({"email": format!("{value}@example.com")}),
+            last_updated_time: None,
+            sync_token: Some("0".into()),
+        }
+    }
+
+    fn returned(id: i64, destination_id: &str) -> NewRow {
+        NewRow {
+            id,
+            attribute_type: AttributeType::Customer.as_str().to_owned(),
+            destination_id: destination_id.into(),
+        }
+    }
+
+    #[test]
+    fn new_rows_are_paired_with_what_was_sent_by_key_whatever_order_they_return_in() {
+        let drafts = [draft("1", "Ada"), draft("2", "Bo")];
+        let hashes: Vec<String> = drafts.iter().map(DestinationDraft::content_hash).collect();
+        let mut sent = Columns::default();
+        for (d, h) in drafts.iter().zip(&hashes) {
+            sent.push(d, h);
+        }
+        let changed = sent
+            .inserted(vec![returned(11, "2"), returned(10, "1")])
+            .expect("the keys sent");
+        assert_eq!(
+            changed
+                .iter()
+                .map(|c| (c.id, c.value.as_str(), c.content_hash.as_str()))
+                .collect::<Vec<_>>(),
+            [
+                (11, "Bo", hashes[1].as_str()),
+                (10, "Ada", hashes[0].as_str())
+            ]
+        );
+        assert_eq!(changed[1].detail, json!({"email": "Ada@example.com"}));
+        assert_eq!(changed[1].previous.old_value, None);
+
+        assert!(
+            sent.inserted(vec![returned(10, "1")]).is_err(),
+            "a row missing"
+        );
+        assert!(
+            sent.inserted(vec![returned(10, "1"), returned(12, "3")])
+                .is_err(),
+            "a key not sent"
+        );
     }
 }

@@ -236,6 +236,7 @@ async fn pull_throughput() -> anyhow::Result<Figures> {
         "workspace_id, attribute_type, display_name, value, source_id, active, detail, \
          content_hash, source_updated_at",
         workspace_id,
+        false,
     )
     .await?;
     println!(

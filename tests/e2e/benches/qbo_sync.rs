@@ -10,8 +10,9 @@
 //!     same run and database: one `COPY … FROM STDIN` of the same rows (the values the sync
 //!     stored) into a table of the same shape (`LIKE destination_attributes INCLUDING ALL`:
 //!     same columns, defaults, unique key and indexes). This is done in `BENCH_QBO_ROUNDS` (3)
-//!     rounds (the table emptied before each), every measured phase starting right after a
-//!     `CHECKPOINT` so none pays for the previous one's dirty pages; each round is printed,
+//!     rounds (the table emptied before each), every measured phase starting once the previous
+//!     one's change events have left the outbox and right after a `CHECKPOINT` (the COPY's
+//!     just before its clock), so none pays for the previous one's work; each round is printed,
 //!     and `ratio` = the median of ours ÷ the median of COPY's (target ≥ 0.5) — on two shared
 //!     cores one COPY moved by a third between runs, more than the change it is judged against.
 //! (b) **A burst of webhooks**, throttle on (QBO's 500/minute, 10 in flight): 1,000 customers
@@ -113,8 +114,25 @@ fn median(rates: impl Iterator<Item = f64>) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Writes every dirty buffer out, so a measured phase does not pay for the one before it.
-async fn checkpoint(db: &mut AsyncPgConnection) -> anyhow::Result<()> {
+/// Lets the previous phase's work end before the next is measured: waits until the relay has
+/// published (and deleted) every change event the pulls wrote to qbo-sync's outbox, then
+/// writes every dirty buffer out (`CHECKPOINT`).
+async fn settle(db: &mut AsyncPgConnection) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let waiting: Count = diesel::sql_query("SELECT count(*) AS n FROM qbo_sync.outbox")
+            .get_result(db)
+            .await?;
+        if waiting.n == 0 {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "qbo-sync's outbox still holds {} events after two minutes",
+            waiting.n
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     diesel::sql_query("CHECKPOINT").execute(db).await?;
     Ok(())
 }
@@ -238,14 +256,18 @@ async fn run() -> anyhow::Result<()> {
                 .execute(&mut db)
                 .await?;
         }
-        checkpoint(&mut db).await?;
+        settle(&mut db).await?;
         let (initial_s, fetched, created) = pull_customers(&qbo, workspace_id).await?;
         let initial_rate = f64::from(fetched) / initial_s;
         println!(
             "(a) round {round}: initial full sync: {fetched} customers ({created} rows created) in {initial_s:.2}s = {initial_rate:.0} rows/s"
         );
+        anyhow::ensure!(
+            created == fetched,
+            "an initial pull into an empty table creates a row per customer ({created} ≠ {fetched})"
+        );
         let renamed = rename_a_tenth(&sb, &mut db, workspace_id, round).await?;
-        checkpoint(&mut db).await?;
+        settle(&mut db).await?;
         let (resync_s, refetched, changed) = pull_customers(&qbo, workspace_id).await?;
         let resync_rate = f64::from(refetched) / resync_s;
         println!(
@@ -255,13 +277,14 @@ async fn run() -> anyhow::Result<()> {
             changed as usize == renamed,
             "a re-sync changes exactly the renamed rows ({changed} ≠ {renamed})"
         );
-        checkpoint(&mut db).await?;
+        settle(&mut db).await?;
         let (copied, copy_rate) = copy_baseline(
             &stack.database.url,
             "qbo_sync.destination_attributes",
             "workspace_id, attribute_type, display_name, qbo_entity, destination_id, value, code, \
              active, detail, content_hash, qbo_updated_at, sync_token",
             workspace_id,
+            true,
         )
         .await?;
         println!(

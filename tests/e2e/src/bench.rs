@@ -106,12 +106,15 @@ pub fn require_durable(profile: &PgProfile, make_target: &str) -> anyhow::Result
 /// The pull benchmarks' baseline: one `COPY … FROM STDIN` of the rows a sync stored for
 /// `workspace_id` in `table` (`schema.table`; `columns` comma-separated) into a table of the same
 /// shape (`LIKE … INCLUDING ALL`: columns, defaults, unique keys and indexes), the rows rendered
-/// as COPY text before the clock starts; returns (rows, rows per second).
+/// as COPY text before the clock starts; with `checkpoint_first`, a `CHECKPOINT` runs just
+/// before the clock too (so the COPY does not pay for the pages its own set-up dirtied);
+/// returns (rows, rows per second).
 pub async fn copy_baseline(
     database_url: &str,
     table: &str,
     columns: &str,
     workspace_id: i64,
+    checkpoint_first: bool,
 ) -> anyhow::Result<(usize, f64)> {
     use futures::{SinkExt as _, TryStreamExt as _};
     let (client, connection) = tokio_postgres::connect(database_url, tokio_postgres::NoTls).await?;
@@ -132,6 +135,9 @@ pub async fn copy_baseline(
         .iter()
         .map(|c| c.iter().filter(|b| **b == b'\n').count())
         .sum();
+    if checkpoint_first {
+        client.batch_execute("CHECKPOINT").await?;
+    }
     let started = std::time::Instant::now();
     let sink = client
         .copy_in(&format!("COPY public.bench_copy ({columns}) FROM STDIN"))

@@ -3,12 +3,131 @@
 //! QBO returns "only properties with values" (reference §3.2), so an absent property is normal
 //! and reads as `None`; a property of the wrong JSON type is malformed. Ids and `SyncToken`s
 //! are strings in QBO's JSON, but integers are accepted too (some clients re-encode them).
+//!
+//! The rules read only the top-level properties in [`READ_PROPERTIES`] (debug builds check
+//! every [`Entity`] read against it), so a pull reads its pages' objects as [`PulledObject`]s:
+//! those properties only, the rest of each object (addresses, phones, balances, names the
+//! rules never use) skipped by the parser instead of built into maps and dropped again.
 
 use chrono::{DateTime, Utc};
-use serde_json::Value;
+use serde::{
+    Deserialize, Deserializer,
+    de::{IgnoredAny, MapAccess, SeqAccess, Visitor, value::SeqAccessDeserializer},
+};
+use serde_json::{Map, Value};
 
 /// What QBO appends to the names of inactive name-list entities (reference §3.2).
 pub const DELETED_MARKER: &str = " (deleted)";
+
+/// Every top-level property of a QBO entity that a rule reads: through [`Entity`] (checked in
+/// debug builds) or, for a tax code's rates, `PurchaseTaxRateList` read by `tax`.
+pub(crate) const READ_PROPERTIES: &[&str] = &[
+    "Id",
+    "SyncToken",
+    "MetaData",
+    "Active",
+    "status",
+    "Name",
+    "FullyQualifiedName",
+    "DisplayName",
+    "CurrencyRef",
+    "PrimaryEmailAddr",
+    "AccountType",
+    "AccountSubType",
+    "AcctNum",
+    "Type",
+    "PurchaseTaxRateList",
+];
+
+/// A QBO object as a pull reads it from a page: a JSON object of its [`READ_PROPERTIES`] only,
+/// every other property skipped unread. A row that is not an object is kept as it is (the
+/// rules refuse it as malformed, as they would have anyway).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PulledObject(pub Value);
+
+impl<'de> Deserialize<'de> for PulledObject {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(PulledVisitor).map(Self)
+    }
+}
+
+struct PulledVisitor;
+
+impl<'de> Visitor<'de> for PulledVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a QBO object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut kept = Map::new();
+        while let Some(ReadProperty(name)) = map.next_key()? {
+            match name {
+                Some(name) => {
+                    kept.insert(name.to_owned(), map.next_value()?);
+                }
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Value::Object(kept))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Value, A::Error> {
+        Value::deserialize(SeqAccessDeserializer::new(seq))
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+}
+
+/// A property name: the [`READ_PROPERTIES`] entry it is, or `None` for one the rules never read.
+struct ReadProperty(Option<&'static str>);
+
+impl<'de> Deserialize<'de> for ReadProperty {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct NameVisitor;
+
+        impl Visitor<'_> for NameVisitor {
+            type Value = ReadProperty;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a property name")
+            }
+
+            fn visit_str<E>(self, v: &str) -> Result<ReadProperty, E> {
+                Ok(ReadProperty(
+                    READ_PROPERTIES.iter().copied().find(|p| *p == v),
+                ))
+            }
+        }
+
+        deserializer.deserialize_str(NameVisitor)
+    }
+}
 
 /// A property that is present but unusable, named by its path in the entity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +143,10 @@ impl<'a> Entity<'a> {
     }
 
     pub(crate) fn get(&self, key: &str) -> Option<&'a Value> {
+        debug_assert!(
+            READ_PROPERTIES.contains(&key),
+            "{key} is read by a rule: add it to READ_PROPERTIES, or pulls will not keep it"
+        );
         self.0.get(key).filter(|v| !v.is_null())
     }
 
@@ -167,12 +290,35 @@ mod tests {
     }
 
     #[test]
+    fn a_pulled_object_keeps_the_properties_the_rules_read_and_nothing_else() {
+        let page = r#"[{"Id": "58", "SyncToken": "3", "DisplayName": "Bessie", "Active": true,
+            "MetaData": {"CreateTime": "t0", "LastUpdatedTime": "t1"},
+            "BillAddr": {"Line1": "1 Main St", "City": "Mountain View"}, "Balance": 12.5,
+            "PrimaryEmailAddr": {"Address": "b@example.com"}, "Tags": [1, {"a": null}],
+            "Na\u006de": "escaped key", "GivenName": null}, "not an object", 7]"#;
+        let rows: Vec<PulledObject> = serde_json::from_str(page).expect("a page");
+        assert_eq!(
+            rows,
+            [
+                PulledObject(
+                    json!({"Id": "58", "SyncToken": "3", "DisplayName": "Bessie",
+                    "Active": true, "MetaData": {"CreateTime": "t0", "LastUpdatedTime": "t1"},
+                    "PrimaryEmailAddr": {"Address": "b@example.com"}, "Name": "escaped key"})
+                ),
+                PulledObject(json!("not an object")),
+                PulledObject(json!(7)),
+            ]
+        );
+        assert!(serde_json::from_str::<Vec<PulledObject>>(r#"[{"Id": }]"#).is_err());
+    }
+
+    #[test]
     fn ids_accept_strings_and_integers() {
-        let entity = json!({"Id": 58, "SyncToken": "3", "Other": true});
+        let entity = json!({"Id": 58, "SyncToken": "3", "Active": true});
         let entity = Entity::new(&entity).expect("an object");
         assert_eq!(entity.id("Id"), Ok(Some("58".into())));
         assert_eq!(entity.sync_token().as_deref(), Some("3"));
-        assert_eq!(entity.id("Other"), Err(Malformed("Other")));
-        assert_eq!(entity.id("Missing"), Ok(None));
+        assert_eq!(entity.id("Active"), Err(Malformed("Active")));
+        assert_eq!(entity.id("AcctNum"), Ok(None));
     }
 }

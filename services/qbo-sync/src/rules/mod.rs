@@ -42,7 +42,7 @@ pub use self::{
         display_name,
     },
     entity::SyncEntity,
-    fields::{DELETED_MARKER, clean_name, collapse_code, parse_qbo_time},
+    fields::{DELETED_MARKER, PulledObject, clean_name, collapse_code, parse_qbo_time},
     limits::{SizeLimit, sync_allowed},
     pull_mode::{PullMode, incremental_mode},
     tax::{NoTaxRates, Rate, TaxRateLookup, required_tax_rate_ids, tax_rate_entry},
