@@ -166,8 +166,9 @@ pub(crate) fn build_http(options: &ClientOptions) -> Result<reqwest::Client> {
 pub(crate) trait Answer: Sized {
     /// Reads a 2xx body; an error when it is not this shape (it may then be a `Fault`).
     fn read(body: &[u8]) -> serde_json::Result<Self>;
-    /// Whether the body carried a `Fault` member (QBO can answer 200 with one).
-    fn has_fault(&self) -> bool;
+    /// The `Fault` the answer carried (QBO can answer 200 with one); `body` is the answer
+    /// as it came, for a shape that skipped the fault's contents.
+    fn fault(&self, body: &[u8]) -> Option<Fault>;
 }
 
 impl Answer for Value {
@@ -175,8 +176,8 @@ impl Answer for Value {
         serde_json::from_slice(body)
     }
 
-    fn has_fault(&self) -> bool {
-        self.get("Fault").or_else(|| self.get("fault")).is_some()
+    fn fault(&self, _body: &[u8]) -> Option<Fault> {
+        Fault::from_json(self)
     }
 }
 
@@ -190,7 +191,7 @@ pub(crate) enum Verdict<T = Value> {
 }
 
 /// Classifies an answer by status and fault (see the module docs). Pure. A 2xx body that
-/// reads as `T` but carries a `Fault` is judged by that fault (read again from the body: rare).
+/// reads as `T` but carries a `Fault` is judged by that fault.
 pub(crate) fn classify<T: Answer>(
     status: u16,
     retry_after: Option<Duration>,
@@ -198,7 +199,7 @@ pub(crate) fn classify<T: Answer>(
 ) -> Verdict<T> {
     match status {
         200..=299 => match T::read(body) {
-            Ok(answer) => match answer.has_fault().then(|| Fault::parse(body)).flatten() {
+            Ok(answer) => match answer.fault(body) {
                 Some(f) => by_fault(status, retry_after, f),
                 None => Verdict::Done(answer),
             },

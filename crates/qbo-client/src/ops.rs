@@ -1,6 +1,8 @@
 //! The calls: query pages, whole queries, counts, read by id, CDC, create and sparse update.
 //! Entities are `serde_json::Value` objects exactly as QBO sends them; turning them into
-//! attributes is the service's business, so nothing here knows an entity beyond its name.
+//! attributes is the service's business, so nothing here knows an entity beyond its name. A
+//! caller may instead have a page's rows read straight into a type of its own
+//! ([`QboClient::query_page_as`]), e.g. one that keeps only the properties it reads.
 //!
 //! Query answers (reference §3.2): `{"QueryResponse": {"<Entity>": [...], "startPosition",
 //! "maxResults"}}`; an empty page has **no entity key** (`{"QueryResponse": {}}`), which is an
@@ -32,6 +34,7 @@ use crate::{
     cdc::{self, Changes},
     client::{Answer, Body, Call, QboClient},
     error::{Error, Result},
+    fault::Fault,
     query::{Order, Query, check_entity},
     stats::RequestKind,
 };
@@ -79,8 +82,9 @@ impl<R: DeserializeOwned> Answer for QueryPage<R> {
         serde_json::from_slice(body)
     }
 
-    fn has_fault(&self) -> bool {
-        self.fault.is_some()
+    /// The fault's contents were skipped while reading: read again from the body (rare).
+    fn fault(&self, body: &[u8]) -> Option<Fault> {
+        self.fault.as_ref().and_then(|_| Fault::parse(body))
     }
 }
 
@@ -460,8 +464,9 @@ mod tests {
         );
         let fault = br#"{"Fault": {"Error": [{"code": "3001"}], "type": "ThrottlingFault"}}"#;
         let page = QueryPage::<Named>::read(fault).expect("a body with a Fault reads");
-        assert!(
-            page.has_fault(),
+        assert_eq!(
+            page.fault(fault).and_then(|f| f.code()),
+            Some(3001),
             "a 200 with a Fault is judged by the Fault"
         );
         assert!(page.rows("Customer").is_err());
