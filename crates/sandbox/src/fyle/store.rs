@@ -4,8 +4,12 @@
 //! sequence)`. The common list orders (`updated_at.desc`, `updated_at.desc,id`, `id.asc`,
 //! `id.desc`, ...) walk an index directly, filter as they go and stop collecting after
 //! `offset + limit` rows, so serving a 200-row page never clones or sorts the collection; only
-//! `count` needs a full pass, and only when filters are present. Any other order sorts the filtered
-//! rows (references, not copies). A uniqueness index (resource-specific key, see `resources.rs`)
+//! `count` needs a full pass, and only when filters are present. A filter the walked index can
+//! answer starts the walk where it first holds, skipping only rows that filter refuses (so the
+//! rows and the count are the same): `updated_at` gt/gte/eq on an ascending `updated_at` walk
+//! (lt/lte/eq descending) — the compare is on the same microseconds — and `id=gt.<integer>` on an
+//! ascending id walk while every id is a JSON number (string ids compare as text, which is not the
+//! index's order). Any other order sorts the filtered rows (references, not copies). A uniqueness index (resource-specific key, see `resources.rs`)
 //! makes IntegrityError checks O(1).
 //!
 //! Ties: rows equal on every requested order key come out in **write order** (the order in which
@@ -16,13 +20,16 @@
 //! `offset` over `order=updated_at.desc` alone can repeat one row and miss another, as it can in
 //! production **(inferred: Fyle documents no tie order)**. Without an order, rows come by id.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    ops::Bound,
+};
 
 use serde_json::{Map, Value};
 
 use super::{
     list_filter::{Cell, RowView, cmp_rows, lookup, matches_all},
-    list_query::{Column, ListQuery},
+    list_query::{Column, ListQuery, Op},
 };
 
 /// A row id: integer for most resources, short string (`ou…`, `ba…`, `tg…`) for others.
@@ -92,6 +99,8 @@ pub struct Collection {
     unique: HashMap<String, RowId>,
     unique_key: Option<UniqueKeyFn>,
     next_seq: u64,
+    /// Rows whose JSON `id` is a string (compared as text by filters).
+    text_ids: usize,
 }
 
 enum Fast {
@@ -133,6 +142,7 @@ impl Collection {
             unique: HashMap::new(),
             unique_key,
             next_seq: 0,
+            text_ids: 0,
         }
     }
 
@@ -183,6 +193,7 @@ impl Collection {
         };
         self.by_id.insert(row.id.clone(), slot);
         self.by_updated.insert((row.updated_us, row.seq, slot));
+        self.text_ids += usize::from(has_text_id(&row));
         self.slots[slot] = Some(row);
         old
     }
@@ -192,6 +203,7 @@ impl Collection {
         let slot = self.by_id.remove(id)?;
         let row = self.slots[slot].take()?;
         self.by_updated.remove(&(row.updated_us, row.seq, slot));
+        self.text_ids -= usize::from(has_text_id(&row));
         if let Some(key) = self.unique_key_of(&row.json)
             && self.unique.get(&key) == Some(&row.id)
         {
@@ -209,23 +221,31 @@ impl Collection {
     pub fn list(&self, q: &ListQuery) -> Result<(usize, Vec<&Row>), String> {
         match fast_order(q) {
             Some(Fast::Id { desc }) => {
-                let it = self.by_id.values().copied();
                 if desc {
-                    self.scan(it.rev(), q)
+                    self.scan(self.by_id.values().copied().rev(), q)
                 } else {
-                    self.scan(it, q)
+                    let from = match self.id_floor(q) {
+                        Some(after) => Bound::Excluded(RowId::Int(after)),
+                        None => Bound::Unbounded,
+                    };
+                    self.scan(
+                        self.by_id.range((from, Bound::Unbounded)).map(|(_, s)| *s),
+                        q,
+                    )
                 }
             }
             Some(Fast::Updated { desc, ties_by_id }) => {
                 // The index yields ties in write order (reversed when descending); sort each run
-                // of equal timestamps by id only when asked to.
+                // of equal timestamps by id only when asked to. A bound starts the walk at the
+                // edge of a whole run of its timestamp.
                 if desc {
-                    self.scan(
-                        TieSort::new(self, self.by_updated.iter().rev(), ties_by_id),
-                        q,
-                    )
+                    let to = updated_bound(q, desc).unwrap_or(i64::MAX);
+                    let run = self.by_updated.range(..=(to, u64::MAX, usize::MAX)).rev();
+                    self.scan(TieSort::new(self, run, ties_by_id), q)
                 } else {
-                    self.scan(TieSort::new(self, self.by_updated.iter(), ties_by_id), q)
+                    let from = updated_bound(q, desc).unwrap_or(i64::MIN);
+                    let run = self.by_updated.range((from, 0, 0)..);
+                    self.scan(TieSort::new(self, run, ties_by_id), q)
                 }
             }
             None => {
@@ -256,6 +276,20 @@ impl Collection {
         }
     }
 
+    /// The integer `i` of an `id=gt.i` filter, when an ascending id walk may start after it:
+    /// every id is a JSON number, so the filter compares as the index orders (an id `n <= i`
+    /// is never greater than `i`, even where `f64` rounds).
+    fn id_floor(&self, q: &ListQuery) -> Option<i64> {
+        if self.text_ids > 0 {
+            return None;
+        }
+        q.filters
+            .iter()
+            .filter(|f| f.column.is("id") && f.op == Op::Gt)
+            .filter_map(|f| f.operand.trim().parse::<i64>().ok())
+            .max()
+    }
+
     fn scan(
         &self,
         slots: impl Iterator<Item = usize>,
@@ -281,6 +315,27 @@ impl Collection {
         }
         Ok((count, page))
     }
+}
+
+/// Where a walk of `by_updated` may start (ascending: the latest lower bound of the `updated_at`
+/// gt/gte/eq filters) or end (descending: the earliest upper bound of lt/lte/eq), in µs. Rows
+/// beyond it fail that filter, whose compare is on the same microseconds as the index.
+fn updated_bound(q: &ListQuery, desc: bool) -> Option<i64> {
+    let bounds = q.filters.iter().filter_map(|f| {
+        let at = f.operand_instant.filter(|_| f.column.is("updated_at"))?;
+        let bounds_it = if desc {
+            matches!(f.op, Op::Lt | Op::Lte | Op::Eq)
+        } else {
+            matches!(f.op, Op::Gt | Op::Gte | Op::Eq)
+        };
+        bounds_it.then_some(at)
+    });
+    if desc { bounds.min() } else { bounds.max() }
+}
+
+/// Whether a row's JSON `id` is a string.
+fn has_text_id(row: &Row) -> bool {
+    matches!(row.json.get("id"), Some(Value::String(_)))
 }
 
 /// Yields index slots; when `ties_by_id` is set, each run of equal timestamps is sorted by id
@@ -429,6 +484,84 @@ mod tests {
         );
         assert_eq!(count, 7);
         assert_eq!(ids, vec![8, 7]);
+    }
+
+    /// Every query the index starts serve, next to the same query forced down the generic path
+    /// (a trailing `name` key, which no two rows tie on after `id`): same rows, same count.
+    #[test]
+    fn index_starts_serve_the_same_rows_and_count_as_a_full_walk() {
+        use crate::fyle::list_filter::format_micros;
+
+        let base = 1_700_000_000_000_000_i64;
+        let mut c = Collection::new(None);
+        // Ties of five rows per stamp, ids out of stamp order, one row rewritten.
+        for id in 1..=60_i64 {
+            let stamp = base + ((id * 7) % 12) * 1_000_000;
+            c.put(row(id, stamp, &format!("n{id:03}")));
+        }
+        c.put(row(17, base + 5_000_000, "n017"));
+        let at = |k: i64| format_micros(base + k * 1_000_000);
+        let mut queries: Vec<Vec<(String, String)>> = Vec::new();
+        for k in [0, 3, 5, 11, 12] {
+            for (op, order) in [
+                ("gte", "updated_at.asc,id.asc"),
+                ("gt", "updated_at.asc,id.asc"),
+                ("eq", "updated_at.asc,id.asc"),
+                ("lte", "updated_at.desc,id.desc"),
+                ("lt", "updated_at.desc,id.desc"),
+                ("eq", "updated_at.desc,id.desc"),
+            ] {
+                queries.push(vec![
+                    ("updated_at".into(), format!("{op}.{}", at(k))),
+                    ("order".into(), order.into()),
+                ]);
+            }
+            for after in [0, 17, 30, 59, 60] {
+                queries.push(vec![
+                    ("updated_at".into(), format!("eq.{}", at(k))),
+                    ("id".into(), format!("gt.{after}")),
+                    ("order".into(), "id.asc".into()),
+                ]);
+            }
+        }
+        for mut q in queries {
+            for (offset, limit) in [("0", "4"), ("3", "2"), ("0", "200")] {
+                q.retain(|(k, _)| k != "offset" && k != "limit");
+                q.push(("offset".into(), offset.into()));
+                q.push(("limit".into(), limit.into()));
+                let fast = parse_list_query(&q, 50).expect("query parses");
+                let mut slow = fast.clone();
+                slow.order.extend(
+                    parse_list_query(&[("order".into(), "name".into())], 50)
+                        .expect("query parses")
+                        .order,
+                );
+                let ids = |q: &ListQuery| {
+                    let (count, rows) = c.list(q).expect("list works");
+                    (count, rows.iter().map(|r| r.id.clone()).collect::<Vec<_>>())
+                };
+                assert_eq!(ids(&fast), ids(&slow), "{q:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn string_ids_compare_as_text_so_an_id_filter_walks_every_row() {
+        let mut c = Collection::new(None);
+        for id in ["9", "10", "11"] {
+            let json = json!({"id": id, "name": id});
+            c.put(Row {
+                id: RowId::of(&json["id"]).expect("an id"),
+                seq: 0,
+                updated_us: 0,
+                json: json.as_object().cloned().unwrap_or_default(),
+            });
+        }
+        // As text, "9" > "10" and "11" > "10"; as the index orders them, only 11 is.
+        assert_eq!(
+            page(&c, &[("id", "gt.10"), ("order", "id.asc")]),
+            (2, vec![9, 11])
+        );
     }
 
     #[test]
