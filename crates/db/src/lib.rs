@@ -239,6 +239,10 @@ pub async fn connect(config: &DatabaseConfig) -> Result<Pool> {
     );
     deadpool::Pool::builder(manager)
         .max_size(config.pool_size)
+        // The most recently returned connection first: a light load keeps reusing the same
+        // few server processes (warm caches, fewer processes to wake) instead of cycling
+        // through the whole pool.
+        .queue_mode(::deadpool::managed::QueueMode::Lifo)
         .runtime(::deadpool::Runtime::Tokio1)
         .create_timeout(Some(config.connect_timeout))
         .wait_timeout(Some(config.checkout_timeout))
