@@ -11,8 +11,13 @@
 //!
 //! - **What a workspace accepts** ([`AuthCache`], `limits.auth_cache_ttl`): the workspace's
 //!   projection row and opened credentials are kept in memory briefly, so a busy workspace's
-//!   deliveries cost no lookups. A change made through this replica (`SetAuthMode`,
-//!   `RotateWebhookSecret`) drops the entry at once; other replicas see it within the TTL —
+//!   deliveries cost no lookups. Past half to three quarters of the TTL (drawn per entry, so
+//!   entries loaded together come due apart) one request reloads the entry in the background
+//!   while every request keeps using it — at most [`MAX_BACKGROUND_RELOADS`] such reloads at
+//!   once, so they never take the pool from the inbox — so a busy workspace never waits for a
+//!   load; an entry is never used past the TTL (then the request loads it). A change made through this replica (`SetAuthMode`,
+//!   `RotateWebhookSecret`) drops the entry at once, and a load that began before the change
+//!   cannot store what it read; other replicas see it within the TTL —
 //!   harmless for a rotation (the old secret stays valid for the overlap), and a mode change
 //!   takes effect everywhere within the TTL. An entry holding a rotated-out secret is not used
 //!   past that secret's overlap (`Credentials::reload_by`): the old secret is refused on time.
@@ -116,10 +121,60 @@ impl Guard {
     }
 }
 
-/// Recently loaded workspace facts and credentials (see the module doc).
+/// What a workspace accepts: its projection row and opened credentials, shared by every
+/// request that reads them from the cache.
+pub type WorkspaceAuth = Arc<(ProjectedWorkspace, Credentials)>;
+
+/// What the cache has for a workspace.
+#[derive(Debug)]
+pub enum Cached {
+    /// Young enough to use as is.
+    Fresh(WorkspaceAuth),
+    /// Still valid, and past half its TTL: use it, and reload it in the background with the
+    /// ticket (this caller is the only one given it until the reload ends).
+    RefreshDue(WorkspaceAuth, LoadTicket),
+    /// Nothing usable: load it now, and store it with the ticket.
+    Missing(LoadTicket),
+}
+
+/// Permission to store what a load read. A load that began before a [`AuthCache::forget`]
+/// may have read the old credentials, so its answer is dropped. A background reload's ticket
+/// holds one of the few reload slots until it is dropped.
+#[derive(Debug)]
+pub struct LoadTicket {
+    workspace_id: i64,
+    epoch: u64,
+    _reload_slot: Option<OwnedSemaphorePermit>,
+}
+
+struct Entry {
+    loaded_at: Instant,
+    /// Past this age one request reloads the entry: half the TTL plus up to a quarter of it at
+    /// random, so entries loaded together do not come due together.
+    reload_after: Duration,
+    auth: WorkspaceAuth,
+    refreshing: bool,
+}
+
+/// Background reloads running at once, across workspaces: they share the pool with the
+/// inbox, which must never queue behind a wave of them.
+const MAX_BACKGROUND_RELOADS: usize = 2;
+
+#[derive(Default)]
+struct Entries {
+    by_workspace: HashMap<i64, Entry>,
+    /// Bumped by every `forget`, so loads that began before it cannot store their answer.
+    epoch: u64,
+}
+
+/// Recently loaded workspace facts and credentials (see the module doc). An entry is used for
+/// `ttl` after its load; from its reload point on, one request reloads it in the background,
+/// so a busy workspace's deliveries never wait for a load and never stampede the pool when
+/// entries come due together.
 pub struct AuthCache {
-    entries: Mutex<HashMap<i64, (Instant, ProjectedWorkspace, Credentials)>>,
+    entries: Mutex<Entries>,
     ttl: Duration,
+    reload_slots: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for AuthCache {
@@ -135,43 +190,103 @@ impl AuthCache {
         Self {
             entries: Mutex::default(),
             ttl,
+            reload_slots: Arc::new(Semaphore::new(MAX_BACKGROUND_RELOADS)),
         }
     }
 
-    pub fn get(&self, workspace_id: i64) -> Option<(ProjectedWorkspace, Credentials)> {
-        let entries = self.entries.lock().ok()?;
-        let (at, workspace, credentials) = entries.get(&workspace_id)?;
-        let expired_secret = credentials
+    pub fn get(&self, workspace_id: i64) -> Cached {
+        let Ok(mut entries) = self.entries.lock() else {
+            return Cached::Missing(LoadTicket {
+                workspace_id,
+                epoch: u64::MAX,
+                _reload_slot: None,
+            });
+        };
+        let mut ticket = LoadTicket {
+            workspace_id,
+            epoch: entries.epoch,
+            _reload_slot: None,
+        };
+        let Some(entry) = entries.by_workspace.get_mut(&workspace_id) else {
+            return Cached::Missing(ticket);
+        };
+        let age = entry.loaded_at.elapsed();
+        let secret_expired = entry
+            .auth
+            .1
             .reload_by
             .is_some_and(|by| chrono::Utc::now() >= by);
-        (at.elapsed() < self.ttl && !expired_secret)
-            .then(|| (workspace.clone(), credentials.clone()))
+        if age >= self.ttl || secret_expired {
+            Cached::Missing(ticket)
+        } else if age >= entry.reload_after
+            && !entry.refreshing
+            && let Ok(slot) = Arc::clone(&self.reload_slots).try_acquire_owned()
+        {
+            entry.refreshing = true;
+            ticket._reload_slot = Some(slot);
+            Cached::RefreshDue(Arc::clone(&entry.auth), ticket)
+        } else {
+            Cached::Fresh(Arc::clone(&entry.auth))
+        }
     }
 
-    pub fn put(&self, workspace_id: i64, workspace: ProjectedWorkspace, credentials: Credentials) {
+    /// Stores what a load read, unless the workspace was forgotten since the load began.
+    pub fn put(&self, ticket: LoadTicket, auth: WorkspaceAuth) {
         if self.ttl.is_zero() {
             return;
         }
-        if let Ok(mut entries) = self.entries.lock() {
-            if entries.len() >= MAX_UNKNOWN {
-                let ttl = self.ttl;
-                entries.retain(|_, (at, ..)| at.elapsed() < ttl);
+        let Ok(mut entries) = self.entries.lock() else {
+            return;
+        };
+        if entries.epoch != ticket.epoch {
+            // Read before a `forget`: dropped; a later request loads again.
+            if let Some(entry) = entries.by_workspace.get_mut(&ticket.workspace_id) {
+                entry.refreshing = false;
             }
-            entries.insert(workspace_id, (Instant::now(), workspace, credentials));
+            return;
+        }
+        if entries.by_workspace.len() >= MAX_UNKNOWN {
+            let ttl = self.ttl;
+            entries
+                .by_workspace
+                .retain(|_, e| e.loaded_at.elapsed() < ttl);
+        }
+        entries.by_workspace.insert(
+            ticket.workspace_id,
+            Entry {
+                loaded_at: Instant::now(),
+                reload_after: self.ttl / 2 + self.ttl.mul_f64(rand::random_range(0.0..0.25)),
+                auth,
+                refreshing: false,
+            },
+        );
+    }
+
+    /// A background reload failed: the entry is used until its TTL, and the next request
+    /// past half the TTL tries again.
+    pub fn reload_failed(&self, ticket: LoadTicket) {
+        if let Ok(mut entries) = self.entries.lock()
+            && let Some(entry) = entries.by_workspace.get_mut(&ticket.workspace_id)
+        {
+            entry.refreshing = false;
         }
     }
 
-    /// Forgets a workspace whose credentials just changed here.
+    /// Forgets a workspace whose credentials just changed here; loads already running cannot
+    /// store what they read before the change.
     pub fn forget(&self, workspace_id: i64) {
         if let Ok(mut entries) = self.entries.lock() {
-            entries.remove(&workspace_id);
+            entries.by_workspace.remove(&workspace_id);
+            entries.epoch += 1;
         }
     }
 
     pub fn prune(&self) {
         let ttl = self.ttl;
         if let Ok(mut entries) = self.entries.lock() {
-            entries.retain(|_, (at, ..)| at.elapsed() < ttl);
+            entries
+                .by_workspace
+                .retain(|_, e| e.loaded_at.elapsed() < ttl);
         }
     }
 }
@@ -219,13 +334,10 @@ mod tests {
         assert!(guard.admit(&request).is_ok());
     }
 
-    #[test]
-    fn a_cached_entry_is_not_used_past_the_overlap_of_a_secret_it_holds() {
-        use crate::auth::{AuthMode, Credentials};
-        let cache = AuthCache::new(Duration::from_secs(60));
-        let workspace = ProjectedWorkspace {
+    fn workspace(org: &str) -> ProjectedWorkspace {
+        ProjectedWorkspace {
             workspace_id: 7,
-            fyle_org_id: "orX".into(),
+            fyle_org_id: org.into(),
             qbo_realm_id: None,
             fyle_webhook_sync_enabled: true,
             fyle_webhook_by_type: serde_json::Value::Null,
@@ -234,21 +346,141 @@ mod tests {
             deleted: false,
             version: 1,
             snapshot: Vec::new(),
-        };
-        let credentials = |reload_by| Credentials {
-            mode: AuthMode::UrlToken,
+        }
+    }
+
+    fn credentials(reload_by: Option<chrono::DateTime<chrono::Utc>>) -> Credentials {
+        Credentials {
+            mode: crate::auth::AuthMode::UrlToken,
             secrets: vec!["new".into(), "rotated-out".into()],
             reload_by,
-        };
+        }
+    }
+
+    fn missing(cache: &AuthCache) -> LoadTicket {
+        match cache.get(7) {
+            Cached::Missing(ticket) => ticket,
+            other => panic!("expected nothing cached, got {other:?}"),
+        }
+    }
+
+    fn org_of(cached: &Cached) -> Option<&str> {
+        match cached {
+            Cached::Fresh(auth) | Cached::RefreshDue(auth, _) => Some(auth.0.fyle_org_id.as_str()),
+            Cached::Missing(_) => None,
+        }
+    }
+
+    #[test]
+    fn a_cached_entry_is_not_used_past_the_overlap_of_a_secret_it_holds() {
+        let cache = AuthCache::new(Duration::from_secs(60));
         let later = chrono::Utc::now() + chrono::Duration::seconds(30);
-        cache.put(7, workspace.clone(), credentials(Some(later)));
-        assert!(cache.get(7).is_some(), "within the overlap and the TTL");
-        let past = chrono::Utc::now() - chrono::Duration::milliseconds(1);
-        cache.put(7, workspace, credentials(Some(past)));
+        cache.put(
+            missing(&cache),
+            Arc::new((workspace("orX"), credentials(Some(later)))),
+        );
         assert!(
-            cache.get(7).is_none(),
+            matches!(cache.get(7), Cached::Fresh(_)),
+            "within the overlap and the TTL"
+        );
+        let past = chrono::Utc::now() - chrono::Duration::milliseconds(1);
+        let reload = LoadTicket {
+            workspace_id: 7,
+            epoch: cache.entries.lock().expect("lock").epoch,
+            _reload_slot: None,
+        };
+        cache.put(
+            reload,
+            Arc::new((workspace("orX"), credentials(Some(past)))),
+        );
+        assert!(
+            matches!(cache.get(7), Cached::Missing(_)),
             "the rotated-out secret's overlap ended: load again, whatever the TTL"
         );
+    }
+
+    #[test]
+    fn past_its_reload_point_one_request_reloads_a_busy_workspace_while_all_keep_using_the_entry() {
+        let cache = AuthCache::new(Duration::from_millis(400));
+        cache.put(
+            missing(&cache),
+            Arc::new((workspace("orA"), credentials(None))),
+        );
+        assert!(matches!(cache.get(7), Cached::Fresh(_)), "young");
+        std::thread::sleep(Duration::from_millis(320));
+        let Cached::RefreshDue(auth, ticket) = cache.get(7) else {
+            panic!("past three quarters of the TTL, the first request reloads");
+        };
+        assert_eq!(auth.0.fyle_org_id, "orA");
+        let meanwhile = cache.get(7);
+        assert!(
+            matches!(meanwhile, Cached::Fresh(_)),
+            "one reload at a time; the others use the entry: {meanwhile:?}"
+        );
+        cache.put(ticket, Arc::new((workspace("orB"), credentials(None))));
+        let reloaded = cache.get(7);
+        assert_eq!(org_of(&reloaded), Some("orB"));
+        assert!(
+            matches!(reloaded, Cached::Fresh(_)),
+            "the reload restarts the TTL"
+        );
+        std::thread::sleep(Duration::from_millis(420));
+        assert!(
+            matches!(cache.get(7), Cached::Missing(_)),
+            "never used past the TTL"
+        );
+    }
+
+    #[test]
+    fn at_most_a_few_reloads_run_in_the_background_at_once() {
+        let cache = AuthCache::new(Duration::from_millis(400));
+        for id in 1..=5 {
+            let Cached::Missing(ticket) = cache.get(id) else {
+                panic!("empty cache");
+            };
+            cache.put(ticket, Arc::new((workspace("orA"), credentials(None))));
+        }
+        std::thread::sleep(Duration::from_millis(320));
+        let due: Vec<Cached> = (1..=5).map(|id| cache.get(id)).collect();
+        let reloading = due
+            .iter()
+            .filter(|c| matches!(c, Cached::RefreshDue(..)))
+            .count();
+        assert_eq!(reloading, MAX_BACKGROUND_RELOADS, "{due:?}");
+        drop(due);
+        assert!(
+            (1..=5).any(|id| matches!(cache.get(id), Cached::RefreshDue(..))),
+            "a finished reload frees its slot"
+        );
+    }
+
+    #[test]
+    fn a_failed_reload_lets_the_next_request_try_again() {
+        let cache = AuthCache::new(Duration::from_millis(400));
+        cache.put(
+            missing(&cache),
+            Arc::new((workspace("orA"), credentials(None))),
+        );
+        std::thread::sleep(Duration::from_millis(320));
+        let Cached::RefreshDue(_, ticket) = cache.get(7) else {
+            panic!("a reload is due");
+        };
+        cache.reload_failed(ticket);
+        assert!(matches!(cache.get(7), Cached::RefreshDue(..)));
+    }
+
+    #[test]
+    fn a_load_that_began_before_a_forget_cannot_store_what_it_read() {
+        let cache = AuthCache::new(Duration::from_secs(60));
+        let before_the_change = missing(&cache);
+        cache.forget(7);
+        cache.put(
+            before_the_change,
+            Arc::new((workspace("orOld"), credentials(None))),
+        );
+        let after = missing(&cache);
+        cache.put(after, Arc::new((workspace("orNew"), credentials(None))));
+        assert_eq!(org_of(&cache.get(7)), Some("orNew"));
     }
 
     #[test]

@@ -44,6 +44,7 @@ use crate::{
     auth::{self, AuthMode},
     credentials,
     fyle::{self, Disposition, Rejection},
+    guard::{Cached, WorkspaceAuth},
     store::{self, NewDelivery, Stored},
 };
 
@@ -164,7 +165,7 @@ async fn receive(
     workspace: &str,
     request: &HttpRequest,
     payload: web::Payload,
-    state: &AppState,
+    state: &Arc<AppState>,
 ) -> Result<(Stored, Disposition), Rejection> {
     // Until authentication succeeds every refusal is the same 401: a stranger cannot tell an
     // unknown workspace from a wrong token.
@@ -174,37 +175,27 @@ async fn receive(
     if state.guard.known_unknown(workspace_id) {
         return Err(unauthenticated("unknown workspace"));
     }
-    let (projected, credentials) = match state.auth_cache.get(workspace_id) {
-        Some(cached) => cached,
-        None => {
-            let projected = match state.directory.lookup(workspace_id).await {
-                Lookup::Found(row) if !row.deleted => row,
-                Lookup::Found(_) | Lookup::Unknown => {
-                    state.guard.remember_unknown(workspace_id);
-                    return Err(unauthenticated("unknown workspace"));
+    let workspace_auth = match state.auth_cache.get(workspace_id) {
+        Cached::Fresh(auth) => auth,
+        Cached::RefreshDue(auth, ticket) => {
+            let state = Arc::clone(state);
+            tokio::spawn(async move {
+                match load_workspace_auth(&state, workspace_id).await {
+                    Ok(auth) => state.auth_cache.put(ticket, auth),
+                    // Refused from now on: gone, or no longer known anywhere.
+                    Err(Rejection::Unauthenticated) => state.auth_cache.forget(workspace_id),
+                    Err(_) => state.auth_cache.reload_failed(ticket),
                 }
-                Lookup::Unavailable(reason) => {
-                    tracing::error!(reason, "workspace lookup unavailable");
-                    return Err(Rejection::Unavailable);
-                }
-            };
-            let credentials = attrsync_db::with_deadline(
-                state.query_timeout,
-                credentials::load(
-                    &state.pool,
-                    &state.keyring,
-                    state.default_mode,
-                    workspace_id,
-                ),
-            )
-            .await
-            .map_err(unavailable)?;
-            state
-                .auth_cache
-                .put(workspace_id, projected.clone(), credentials.clone());
-            (projected, credentials)
+            });
+            auth
+        }
+        Cached::Missing(ticket) => {
+            let auth = load_workspace_auth(state, workspace_id).await?;
+            state.auth_cache.put(ticket, Arc::clone(&auth));
+            auth
         }
     };
+    let (projected, credentials) = (&workspace_auth.0, &workspace_auth.1);
     let query = url::form_urlencoded::parse(request.query_string().as_bytes())
         .find(|(k, _)| k == "token")
         .map(|(_, v)| v.into_owned());
@@ -218,12 +209,12 @@ async fn receive(
     };
     // A token needs no body: strangers are turned away before one is read.
     if credentials.mode == AuthMode::UrlToken {
-        auth::check_token(&credentials, &presented).map_err(|f| unauthenticated(f.as_str()))?;
+        auth::check_token(credentials, &presented).map_err(|f| unauthenticated(f.as_str()))?;
     }
     let body = read_body(request, payload, state.max_body_bytes).await?;
     let verified = auth::authenticate(
         workspace_id,
-        &credentials,
+        credentials,
         &presented,
         &body,
         chrono::Utc::now(),
@@ -289,6 +280,37 @@ async fn receive(
         state.relay.wake();
     }
     Ok((stored, disposition))
+}
+
+/// Loads what a workspace accepts: its projection row (else mapping) and its credentials.
+/// An unknown or deleted workspace is remembered as unknown and refused like a bad token.
+async fn load_workspace_auth(
+    state: &AppState,
+    workspace_id: i64,
+) -> Result<WorkspaceAuth, Rejection> {
+    let projected = match state.directory.lookup(workspace_id).await {
+        Lookup::Found(row) if !row.deleted => row,
+        Lookup::Found(_) | Lookup::Unknown => {
+            state.guard.remember_unknown(workspace_id);
+            return Err(unauthenticated("unknown workspace"));
+        }
+        Lookup::Unavailable(reason) => {
+            tracing::error!(reason, "workspace lookup unavailable");
+            return Err(Rejection::Unavailable);
+        }
+    };
+    let credentials = attrsync_db::with_deadline(
+        state.query_timeout,
+        credentials::load(
+            &state.pool,
+            &state.keyring,
+            state.default_mode,
+            workspace_id,
+        ),
+    )
+    .await
+    .map_err(unavailable)?;
+    Ok(Arc::new((projected, credentials)))
 }
 
 fn unauthenticated(reason: &'static str) -> Rejection {
