@@ -32,7 +32,7 @@
 //! profile at the start and the end. Bounded: about 2 minutes, at most a few tens of thousands
 //! of requests. Ends with one JSON line. For quick looks (not for the record):
 //! `BENCH_INGEST_STEP_MS` (6000), `BENCH_INGEST_HALF_RATE_MS` (15000), `BENCH_INGEST_LEVELS`
-//! (`1,4,16,32,64`).
+//! (`1,4,16,32,64`), and any `INGEST__…` setting (e.g. `INGEST__INBOX__WRITERS=1`).
 #![allow(clippy::unwrap_used)]
 
 use attrsync_config::ServiceConfig as _;
@@ -423,6 +423,19 @@ fn histogram_quantile(buckets: &[(f64, f64)], p: f64) -> (f64, f64, f64) {
     (f64::NAN, f64::NAN, total)
 }
 
+/// The mean of histogram `name` (no labels) over the samples between two scrapes.
+fn histogram_mean(before: &str, after: &str, name: &str) -> f64 {
+    let value = |text: &str, suffix: &str| -> f64 {
+        let series = format!("{name}_{suffix} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    let count = value(after, "count") - value(before, "count");
+    (value(after, "sum") - value(before, "sum")) / count
+}
+
 async fn scrape(http: &reqwest::Client, addr: std::net::SocketAddr) -> String {
     http.get(format!("http://{addr}/metrics"))
         .send()
@@ -754,6 +767,8 @@ async fn run(rt: Handle) -> anyhow::Result<()> {
     ] {
         ingest_env.push((k.into(), v));
     }
+    // Any `INGEST__…` variable of the bench's own environment wins (for trying settings).
+    ingest_env.extend(std::env::vars().filter(|(k, _)| k.starts_with("INGEST__")));
     let ingest_config = ingest::Config::from_env_pairs(ingest_env)?;
     let keyring = ingest_config.secrets.keyring()?;
     let ingest_running = ingest::start(ingest_config.clone(), shutdown.clone()).await?;
@@ -1084,6 +1099,7 @@ async fn run(rt: Handle) -> anyhow::Result<()> {
     let (server_p50, _, _) = histogram_quantile(&server, 0.50);
     let (server_p99, _, _) = histogram_quantile(&server, 0.99);
     let (p50, p99) = (half.p(0.5), half.p(0.99));
+    let half_batch = histogram_mean(&metrics_before, &metrics_after, "ingest_inbox_batch_size");
     println!(
         "\nhalf rate: {half_rate:.0}/s open loop, {} sent in {:.1} s ({:.0}/s achieved), {} refused \
          (outbox drained in {drained_in:?} before, {left} left; {drained_after:?} after)",
@@ -1110,6 +1126,7 @@ async fn run(rt: Handle) -> anyhow::Result<()> {
     println!(
         "  relay lag (outbox_relay_lag_seconds, {lag_samples} samples): p50 {lag_p50:.2} ms  p99 {lag_p99:.2} ms (in the bucket le={lag_p99_le} ms)"
     );
+    println!("  deliveries per group-commit statement: {half_batch:.2} on average");
     println!(
         "  cpu ms/webhook: client {} http {} svc {} kafka {} pg {} | busy {}%",
         half_cpu["client_ms"],
@@ -1363,6 +1380,7 @@ async fn run(rt: Handle) -> anyhow::Result<()> {
         "accepted_rate_p99_ms": round3(best.ingest.p(0.99)),
         "half_rate": round1(half_rate),
         "half_rate_requests": half.ok + half.failed,
+        "half_rate_mean_batch": round3(half_batch),
         "half_rate_refused": half.failed,
         "p50_ms": round3(p50),
         "p99_ms": round3(p99),
