@@ -15,7 +15,8 @@
 //!   entries loaded together come due apart) one request reloads the entry in the background
 //!   while every request keeps using it — at most [`MAX_BACKGROUND_RELOADS`] such reloads at
 //!   once, so they never take the pool from the inbox — so a busy workspace never waits for a
-//!   load; an entry is never used past the TTL (then the request loads it). A change made through this replica (`SetAuthMode`,
+//!   load; an entry is never used past the TTL (then the request loads it, and requests of the
+//!   same workspace arriving meanwhile wait for that one load instead of each loading). A change made through this replica (`SetAuthMode`,
 //!   `RotateWebhookSecret`) drops the entry at once, and a load that began before the change
 //!   cannot store what it read; other replicas see it within the TTL —
 //!   harmless for a rotation (the old secret stays valid for the overlap), and a mode change
@@ -175,6 +176,8 @@ pub struct AuthCache {
     entries: Mutex<Entries>,
     ttl: Duration,
     reload_slots: Arc<Semaphore>,
+    /// One turn per workspace whose entry is being loaded on the request path.
+    load_turns: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl std::fmt::Debug for AuthCache {
@@ -191,7 +194,27 @@ impl AuthCache {
             entries: Mutex::default(),
             ttl,
             reload_slots: Arc::new(Semaphore::new(MAX_BACKGROUND_RELOADS)),
+            load_turns: Mutex::default(),
         }
+    }
+
+    /// Waits for this workspace's turn to load a missing entry: requests that find it missing
+    /// together load it once — the first loads, the others then find it cached ([`get`] again
+    /// after the turn). With more workspaces loading than it tracks, no turn is taken.
+    ///
+    /// [`get`]: Self::get
+    pub async fn load_turn(&self, workspace_id: i64) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        let turn = {
+            let mut turns = self.load_turns.lock().ok()?;
+            if turns.len() >= MAX_UNKNOWN {
+                turns.retain(|_, turn| Arc::strong_count(turn) > 1);
+                if turns.len() >= MAX_UNKNOWN {
+                    return None;
+                }
+            }
+            Arc::clone(turns.entry(workspace_id).or_default())
+        };
+        Some(turn.lock_owned().await)
     }
 
     pub fn get(&self, workspace_id: i64) -> Cached {
@@ -287,6 +310,9 @@ impl AuthCache {
             entries
                 .by_workspace
                 .retain(|_, e| e.loaded_at.elapsed() < ttl);
+        }
+        if let Ok(mut turns) = self.load_turns.lock() {
+            turns.retain(|_, turn| Arc::strong_count(turn) > 1);
         }
     }
 }
@@ -451,6 +477,32 @@ mod tests {
         assert!(
             (1..=5).any(|id| matches!(cache.get(id), Cached::RefreshDue(..))),
             "a finished reload frees its slot"
+        );
+    }
+
+    #[tokio::test]
+    async fn requests_that_find_a_workspace_missing_together_load_it_once() {
+        let cache = Arc::new(AuthCache::new(Duration::from_secs(60)));
+        let loads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let requests = (0..8).map(|_| {
+            let (cache, loads) = (Arc::clone(&cache), Arc::clone(&loads));
+            tokio::spawn(async move {
+                let _turn = cache.load_turn(7).await;
+                if let Cached::Missing(ticket) = cache.get(7) {
+                    loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    cache.put(ticket, Arc::new((workspace("orA"), credentials(None))));
+                }
+            })
+        });
+        for request in futures::future::join_all(requests).await {
+            request.expect("request");
+        }
+        assert_eq!(loads.load(std::sync::atomic::Ordering::SeqCst), 1);
+        cache.prune();
+        assert!(
+            cache.load_turns.lock().expect("lock").is_empty(),
+            "turns nobody holds are pruned"
         );
     }
 

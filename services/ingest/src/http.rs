@@ -44,7 +44,7 @@ use crate::{
     auth::{self, AuthMode},
     credentials,
     fyle::{self, Disposition, Rejection},
-    guard::{Cached, WorkspaceAuth},
+    guard::{Cached, LoadTicket, WorkspaceAuth},
     store::{self, NewDelivery, Stored},
 };
 
@@ -175,24 +175,20 @@ async fn receive(
     if state.guard.known_unknown(workspace_id) {
         return Err(unauthenticated("unknown workspace"));
     }
-    let workspace_auth = match state.auth_cache.get(workspace_id) {
-        Cached::Fresh(auth) => auth,
-        Cached::RefreshDue(auth, ticket) => {
-            let state = Arc::clone(state);
-            tokio::spawn(async move {
-                match load_workspace_auth(&state, workspace_id).await {
-                    Ok(auth) => state.auth_cache.put(ticket, auth),
-                    // Refused from now on: gone, or no longer known anywhere.
-                    Err(Rejection::Unauthenticated) => state.auth_cache.forget(workspace_id),
-                    Err(_) => state.auth_cache.reload_failed(ticket),
+    let workspace_auth = match cached_auth(state, workspace_id) {
+        Ok(auth) => auth,
+        Err(_) => {
+            // Requests of this workspace that find it missing meanwhile wait for this load.
+            let _turn = state.auth_cache.load_turn(workspace_id).await;
+            match cached_auth(state, workspace_id) {
+                // Loaded by the request whose turn came first.
+                Ok(auth) => auth,
+                Err(ticket) => {
+                    let auth = load_workspace_auth(state, workspace_id).await?;
+                    state.auth_cache.put(ticket, Arc::clone(&auth));
+                    auth
                 }
-            });
-            auth
-        }
-        Cached::Missing(ticket) => {
-            let auth = load_workspace_auth(state, workspace_id).await?;
-            state.auth_cache.put(ticket, Arc::clone(&auth));
-            auth
+            }
         }
     };
     let (projected, credentials) = (&workspace_auth.0, &workspace_auth.1);
@@ -280,6 +276,27 @@ async fn receive(
         state.relay.wake();
     }
     Ok((stored, disposition))
+}
+
+/// The cached entry of a workspace, reloading it in the background when it is due; when
+/// there is none, the ticket to store a load with.
+fn cached_auth(state: &Arc<AppState>, workspace_id: i64) -> Result<WorkspaceAuth, LoadTicket> {
+    match state.auth_cache.get(workspace_id) {
+        Cached::Fresh(auth) => Ok(auth),
+        Cached::RefreshDue(auth, ticket) => {
+            let state = Arc::clone(state);
+            tokio::spawn(async move {
+                match load_workspace_auth(&state, workspace_id).await {
+                    Ok(auth) => state.auth_cache.put(ticket, auth),
+                    // Refused from now on: gone, or no longer known anywhere.
+                    Err(Rejection::Unauthenticated) => state.auth_cache.forget(workspace_id),
+                    Err(_) => state.auth_cache.reload_failed(ticket),
+                }
+            });
+            Ok(auth)
+        }
+        Cached::Missing(ticket) => Err(ticket),
+    }
 }
 
 /// Loads what a workspace accepts: its projection row (else mapping) and its credentials.
