@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use attrsync_e2e::{
     TestStack,
-    bench::{copy_baseline, durable_postgres, env_number},
+    bench::{copy_baseline, durable_postgres, env_number, median, settle},
     qbo::QboSyncHandle,
 };
 use attrsync_proto::v1::{ConnectQboRequest, SyncQboDimensionsRequest};
@@ -102,39 +102,6 @@ struct Round {
     resync_rate: f64,
     resync_changed: u32,
     copy_rate: f64,
-}
-
-/// The median of `rates` (the lower middle of an even count).
-fn median(rates: impl Iterator<Item = f64>) -> f64 {
-    let mut rates: Vec<f64> = rates.collect();
-    rates.sort_by(f64::total_cmp);
-    rates
-        .get(rates.len().saturating_sub(1) / 2)
-        .copied()
-        .unwrap_or(0.0)
-}
-
-/// Lets the previous phase's work end before the next is measured: waits until the relay has
-/// published (and deleted) every change event the pulls wrote to qbo-sync's outbox, then
-/// writes every dirty buffer out (`CHECKPOINT`).
-async fn settle(db: &mut AsyncPgConnection) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let waiting: Count = diesel::sql_query("SELECT count(*) AS n FROM qbo_sync.outbox")
-            .get_result(db)
-            .await?;
-        if waiting.n == 0 {
-            break;
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "qbo-sync's outbox still holds {} events after two minutes",
-            waiting.n
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    diesel::sql_query("CHECKPOINT").execute(db).await?;
-    Ok(())
 }
 
 /// Renames every tenth stored customer in the sandbox (a new name, SyncToken and
@@ -256,7 +223,7 @@ async fn run() -> anyhow::Result<()> {
                 .execute(&mut db)
                 .await?;
         }
-        settle(&mut db).await?;
+        settle(&mut db, "qbo_sync.outbox").await?;
         let (initial_s, fetched, created) = pull_customers(&qbo, workspace_id).await?;
         let initial_rate = f64::from(fetched) / initial_s;
         println!(
@@ -267,7 +234,7 @@ async fn run() -> anyhow::Result<()> {
             "an initial pull into an empty table creates a row per customer ({created} ≠ {fetched})"
         );
         let renamed = rename_a_tenth(&sb, &mut db, workspace_id, round).await?;
-        settle(&mut db).await?;
+        settle(&mut db, "qbo_sync.outbox").await?;
         let (resync_s, refetched, changed) = pull_customers(&qbo, workspace_id).await?;
         let resync_rate = f64::from(refetched) / resync_s;
         println!(
@@ -277,7 +244,7 @@ async fn run() -> anyhow::Result<()> {
             changed as usize == renamed,
             "a re-sync changes exactly the renamed rows ({changed} ≠ {renamed})"
         );
-        settle(&mut db).await?;
+        settle(&mut db, "qbo_sync.outbox").await?;
         let (copied, copy_rate) = copy_baseline(
             &stack.database.url,
             "qbo_sync.destination_attributes",

@@ -4,7 +4,10 @@
 //! `COPY` baseline the pull benchmarks are compared with, and the small figures helpers they
 //! print with.
 
-use diesel::{QueryableByName, sql_types::Text};
+use diesel::{
+    QueryableByName,
+    sql_types::{BigInt, Text},
+};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 /// The server settings a benchmark prints and checks.
@@ -217,4 +220,43 @@ pub async fn wait_count(
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+}
+
+/// The median of `rates` (the lower middle of an even count).
+pub fn median(rates: impl Iterator<Item = f64>) -> f64 {
+    let mut rates: Vec<f64> = rates.collect();
+    rates.sort_by(f64::total_cmp);
+    rates
+        .get(rates.len().saturating_sub(1) / 2)
+        .copied()
+        .unwrap_or(0.0)
+}
+
+#[derive(QueryableByName)]
+struct Waiting {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+/// Lets the previous phase's work end before the next is measured: waits until the relay has
+/// published (and deleted) every event the phase wrote to `outbox` (`schema.outbox`), then
+/// writes every dirty buffer out (`CHECKPOINT`).
+pub async fn settle(db: &mut AsyncPgConnection, outbox: &str) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let waiting: Waiting = diesel::sql_query(format!("SELECT count(*) AS n FROM {outbox}"))
+            .get_result(db)
+            .await?;
+        if waiting.n == 0 {
+            break;
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "{outbox} still holds {} events after two minutes",
+            waiting.n
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    diesel::sql_query("CHECKPOINT").execute(db).await?;
+    Ok(())
 }
