@@ -15,8 +15,10 @@
 //!   entries loaded together come due apart) one request reloads the entry in the background
 //!   while every request keeps using it — at most [`MAX_BACKGROUND_RELOADS`] such reloads at
 //!   once, so they never take the pool from the inbox — so a busy workspace never waits for a
-//!   load; an entry is never used past the TTL (then the request loads it, and requests of the
-//!   same workspace arriving meanwhile wait for that one load instead of each loading). A change made through this replica (`SetAuthMode`,
+//!   load. An entry's age counts from the start of the load that read it, and it is never used
+//!   past the TTL: then the request loads it, and requests of the same workspace arriving
+//!   meanwhile wait for that one load and take its answer — the entry, or the same refusal —
+//!   instead of each loading in turn. A change made through this replica (`SetAuthMode`,
 //!   `RotateWebhookSecret`) drops the entry at once, and a load that began before the change
 //!   cannot store what it read; other replicas see it within the TTL —
 //!   harmless for a rotation (the old secret stays valid for the overlap), and a mode change
@@ -145,7 +147,42 @@ pub enum Cached {
 pub struct LoadTicket {
     workspace_id: i64,
     epoch: u64,
+    /// When the load began: the entry's age counts from here, since what it reads is as old.
+    began: Instant,
     _reload_slot: Option<OwnedSemaphorePermit>,
+}
+
+/// A request's turn to load a workspace's missing entry ([`AuthCache::load_turn`]).
+#[derive(Debug)]
+pub struct LoadTurn {
+    last_load: tokio::sync::OwnedMutexGuard<Option<SharedLoad>>,
+    waited_from: Instant,
+}
+
+/// How the last request-path load of a workspace ended, for the requests that waited for it.
+#[derive(Debug)]
+struct SharedLoad {
+    ended: Instant,
+    outcome: Result<WorkspaceAuth, Rejection>,
+}
+
+impl LoadTurn {
+    /// How the load this request waited for ended, if one ended while it waited: its waiters
+    /// take that answer (the entry, or the same refusal) instead of loading again one by one.
+    pub fn outcome_waited_for(&self) -> Option<Result<WorkspaceAuth, Rejection>> {
+        self.last_load
+            .as_ref()
+            .filter(|load| load.ended >= self.waited_from)
+            .map(|load| load.outcome.clone())
+    }
+
+    /// Records how this request's load ended, for the requests waiting for the turn.
+    pub fn record(&mut self, outcome: &Result<WorkspaceAuth, Rejection>) {
+        *self.last_load = Some(SharedLoad {
+            ended: Instant::now(),
+            outcome: outcome.clone(),
+        });
+    }
 }
 
 struct Entry {
@@ -177,7 +214,7 @@ pub struct AuthCache {
     ttl: Duration,
     reload_slots: Arc<Semaphore>,
     /// One turn per workspace whose entry is being loaded on the request path.
-    load_turns: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
+    load_turns: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<Option<SharedLoad>>>>>,
 }
 
 impl std::fmt::Debug for AuthCache {
@@ -199,11 +236,11 @@ impl AuthCache {
     }
 
     /// Waits for this workspace's turn to load a missing entry: requests that find it missing
-    /// together load it once — the first loads, the others then find it cached ([`get`] again
-    /// after the turn). With more workspaces loading than it tracks, no turn is taken.
-    ///
-    /// [`get`]: Self::get
-    pub async fn load_turn(&self, workspace_id: i64) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+    /// together load it once — the first loads and records how it ended, the others take that
+    /// ([`LoadTurn::outcome_waited_for`]). With more workspaces loading than it tracks, no turn
+    /// is taken.
+    pub async fn load_turn(&self, workspace_id: i64) -> Option<LoadTurn> {
+        let waited_from = Instant::now();
         let turn = {
             let mut turns = self.load_turns.lock().ok()?;
             if turns.len() >= MAX_UNKNOWN {
@@ -214,7 +251,10 @@ impl AuthCache {
             }
             Arc::clone(turns.entry(workspace_id).or_default())
         };
-        Some(turn.lock_owned().await)
+        Some(LoadTurn {
+            last_load: turn.lock_owned().await,
+            waited_from,
+        })
     }
 
     pub fn get(&self, workspace_id: i64) -> Cached {
@@ -222,12 +262,14 @@ impl AuthCache {
             return Cached::Missing(LoadTicket {
                 workspace_id,
                 epoch: u64::MAX,
+                began: Instant::now(),
                 _reload_slot: None,
             });
         };
         let mut ticket = LoadTicket {
             workspace_id,
             epoch: entries.epoch,
+            began: Instant::now(),
             _reload_slot: None,
         };
         let Some(entry) = entries.by_workspace.get_mut(&workspace_id) else {
@@ -253,7 +295,8 @@ impl AuthCache {
         }
     }
 
-    /// Stores what a load read, unless the workspace was forgotten since the load began.
+    /// Stores what a load read, unless the workspace was forgotten since the load began or a
+    /// load that began later already stored its answer. Its age counts from the load's start.
     pub fn put(&self, ticket: LoadTicket, auth: WorkspaceAuth) {
         if self.ttl.is_zero() {
             return;
@@ -268,6 +311,13 @@ impl AuthCache {
             }
             return;
         }
+        if entries
+            .by_workspace
+            .get(&ticket.workspace_id)
+            .is_some_and(|newer| newer.loaded_at > ticket.began)
+        {
+            return;
+        }
         if entries.by_workspace.len() >= MAX_UNKNOWN {
             let ttl = self.ttl;
             entries
@@ -277,7 +327,7 @@ impl AuthCache {
         entries.by_workspace.insert(
             ticket.workspace_id,
             Entry {
-                loaded_at: Instant::now(),
+                loaded_at: ticket.began,
                 reload_after: self.ttl / 2 + self.ttl.mul_f64(rand::random_range(0.0..0.25)),
                 auth,
                 refreshing: false,
@@ -413,6 +463,7 @@ mod tests {
         let reload = LoadTicket {
             workspace_id: 7,
             epoch: cache.entries.lock().expect("lock").epoch,
+            began: Instant::now(),
             _reload_slot: None,
         };
         cache.put(
@@ -427,13 +478,13 @@ mod tests {
 
     #[test]
     fn past_its_reload_point_one_request_reloads_a_busy_workspace_while_all_keep_using_the_entry() {
-        let cache = AuthCache::new(Duration::from_millis(400));
+        let cache = AuthCache::new(Duration::from_secs(2));
         cache.put(
             missing(&cache),
             Arc::new((workspace("orA"), credentials(None))),
         );
         assert!(matches!(cache.get(7), Cached::Fresh(_)), "young");
-        std::thread::sleep(Duration::from_millis(320));
+        std::thread::sleep(Duration::from_millis(1_550));
         let Cached::RefreshDue(auth, ticket) = cache.get(7) else {
             panic!("past three quarters of the TTL, the first request reloads");
         };
@@ -450,7 +501,7 @@ mod tests {
             matches!(reloaded, Cached::Fresh(_)),
             "the reload restarts the TTL"
         );
-        std::thread::sleep(Duration::from_millis(420));
+        std::thread::sleep(Duration::from_millis(2_050));
         assert!(
             matches!(cache.get(7), Cached::Missing(_)),
             "never used past the TTL"
@@ -459,14 +510,14 @@ mod tests {
 
     #[test]
     fn at_most_a_few_reloads_run_in_the_background_at_once() {
-        let cache = AuthCache::new(Duration::from_millis(400));
+        let cache = AuthCache::new(Duration::from_secs(2));
         for id in 1..=5 {
             let Cached::Missing(ticket) = cache.get(id) else {
                 panic!("empty cache");
             };
             cache.put(ticket, Arc::new((workspace("orA"), credentials(None))));
         }
-        std::thread::sleep(Duration::from_millis(320));
+        std::thread::sleep(Duration::from_millis(1_550));
         let due: Vec<Cached> = (1..=5).map(|id| cache.get(id)).collect();
         let reloading = due
             .iter()
@@ -480,40 +531,90 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn requests_that_find_a_workspace_missing_together_load_it_once() {
+    /// What a request does after finding the entry missing (as `http::receive` does).
+    async fn load_as_a_request(
+        cache: &AuthCache,
+        loads: &std::sync::atomic::AtomicUsize,
+        outcome: Result<WorkspaceAuth, Rejection>,
+    ) -> Result<WorkspaceAuth, Rejection> {
+        let mut turn = cache.load_turn(7).await;
+        if let Some(waited_for) = turn.as_ref().and_then(LoadTurn::outcome_waited_for) {
+            return waited_for;
+        }
+        let Cached::Missing(ticket) = cache.get(7) else {
+            panic!("found cached without a recorded outcome");
+        };
+        loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if let Some(turn) = &mut turn {
+            turn.record(&outcome);
+        }
+        if let Ok(auth) = &outcome {
+            cache.put(ticket, Arc::clone(auth));
+        }
+        outcome
+    }
+
+    async fn together(
+        outcome: Result<WorkspaceAuth, Rejection>,
+    ) -> (usize, Vec<Result<WorkspaceAuth, Rejection>>) {
         let cache = Arc::new(AuthCache::new(Duration::from_secs(60)));
         let loads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let requests = (0..8).map(|_| {
-            let (cache, loads) = (Arc::clone(&cache), Arc::clone(&loads));
-            tokio::spawn(async move {
-                let _turn = cache.load_turn(7).await;
-                if let Cached::Missing(ticket) = cache.get(7) {
-                    loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    cache.put(ticket, Arc::new((workspace("orA"), credentials(None))));
-                }
-            })
+            let (cache, loads, outcome) = (Arc::clone(&cache), Arc::clone(&loads), outcome.clone());
+            tokio::spawn(async move { load_as_a_request(&cache, &loads, outcome).await })
         });
-        for request in futures::future::join_all(requests).await {
-            request.expect("request");
-        }
-        assert_eq!(loads.load(std::sync::atomic::Ordering::SeqCst), 1);
+        let answers = futures::future::join_all(requests)
+            .await
+            .into_iter()
+            .map(|answer| answer.expect("request"))
+            .collect();
         cache.prune();
         assert!(
             cache.load_turns.lock().expect("lock").is_empty(),
             "turns nobody holds are pruned"
         );
+        (loads.load(std::sync::atomic::Ordering::SeqCst), answers)
+    }
+
+    #[tokio::test]
+    async fn requests_that_find_a_workspace_missing_together_load_it_once() {
+        let (loads, answers) = together(Ok(Arc::new((workspace("orA"), credentials(None))))).await;
+        assert_eq!(loads, 1);
+        assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+    }
+
+    #[tokio::test]
+    async fn requests_waiting_for_a_load_that_failed_take_its_refusal_instead_of_loading_in_turn() {
+        let (loads, answers) = together(Err(Rejection::Unavailable)).await;
+        assert_eq!(loads, 1, "one load, not one per waiting request");
+        assert!(
+            answers
+                .iter()
+                .all(|a| matches!(a, Err(Rejection::Unavailable))),
+            "{answers:?}"
+        );
+    }
+
+    #[test]
+    fn a_load_that_began_before_a_newer_stored_one_does_not_replace_it() {
+        let cache = AuthCache::new(Duration::from_secs(60));
+        let older = missing(&cache);
+        std::thread::sleep(Duration::from_millis(2));
+        let newer = missing(&cache);
+        cache.put(newer, Arc::new((workspace("orNew"), credentials(None))));
+        cache.put(older, Arc::new((workspace("orOld"), credentials(None))));
+        assert_eq!(org_of(&cache.get(7)), Some("orNew"));
     }
 
     #[test]
     fn a_failed_reload_lets_the_next_request_try_again() {
-        let cache = AuthCache::new(Duration::from_millis(400));
+        let cache = AuthCache::new(Duration::from_secs(2));
         cache.put(
             missing(&cache),
             Arc::new((workspace("orA"), credentials(None))),
         );
-        std::thread::sleep(Duration::from_millis(320));
+        std::thread::sleep(Duration::from_millis(1_550));
         let Cached::RefreshDue(_, ticket) = cache.get(7) else {
             panic!("a reload is due");
         };

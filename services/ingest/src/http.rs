@@ -44,7 +44,7 @@ use crate::{
     auth::{self, AuthMode},
     credentials,
     fyle::{self, Disposition, Rejection},
-    guard::{Cached, LoadTicket, WorkspaceAuth},
+    guard::{Cached, LoadTicket, LoadTurn, WorkspaceAuth},
     store::{self, NewDelivery, Stored},
 };
 
@@ -178,15 +178,23 @@ async fn receive(
     let workspace_auth = match cached_auth(state, workspace_id) {
         Ok(auth) => auth,
         Err(_) => {
-            // Requests of this workspace that find it missing meanwhile wait for this load.
-            let _turn = state.auth_cache.load_turn(workspace_id).await;
-            match cached_auth(state, workspace_id) {
-                // Loaded by the request whose turn came first.
-                Ok(auth) => auth,
-                Err(ticket) => {
-                    let auth = load_workspace_auth(state, workspace_id).await?;
-                    state.auth_cache.put(ticket, Arc::clone(&auth));
-                    auth
+            // Requests of this workspace that find it missing meanwhile wait for this load and
+            // take its answer.
+            let mut turn = state.auth_cache.load_turn(workspace_id).await;
+            if let Some(waited_for) = turn.as_ref().and_then(LoadTurn::outcome_waited_for) {
+                waited_for?
+            } else {
+                match cached_auth(state, workspace_id) {
+                    Ok(auth) => auth,
+                    Err(ticket) => {
+                        let loaded = load_workspace_auth(state, workspace_id).await;
+                        if let Some(turn) = &mut turn {
+                            turn.record(&loaded);
+                        }
+                        let auth = loaded?;
+                        state.auth_cache.put(ticket, Arc::clone(&auth));
+                        auth
+                    }
                 }
             }
         }
