@@ -241,7 +241,9 @@ pub async fn connect(config: &DatabaseConfig) -> Result<Pool> {
         .max_size(config.pool_size)
         // The most recently returned connection first: a light load keeps reusing the same
         // few server processes (warm caches, fewer processes to wake) instead of cycling
-        // through the whole pool.
+        // through the whole pool. Connections left idle at the bottom are still watched by
+        // TCP keepalives (tokio-postgres's default), and one found closed fails its call
+        // retryably.
         .queue_mode(::deadpool::managed::QueueMode::Lifo)
         .runtime(::deadpool::Runtime::Tokio1)
         .create_timeout(Some(config.connect_timeout))

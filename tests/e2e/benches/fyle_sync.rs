@@ -179,7 +179,6 @@ async fn run() -> anyhow::Result<()> {
 
 type Figures = serde_json::Map<String, serde_json::Value>;
 
-/// (a): pull rows/s next to COPY, and a pull under Fyle's limit next to its minimum.
 /// One round of (a): our two pulls and the COPY after them.
 struct Round {
     initial_rate: f64,
@@ -187,6 +186,7 @@ struct Round {
     copy_rate: f64,
 }
 
+/// (a): pull rows/s next to COPY, and a pull under Fyle's limit next to its minimum.
 async fn pull_throughput() -> anyhow::Result<Figures> {
     use diesel_async::RunQueryDsl as _;
     let rows = env_number("BENCH_FYLE_ROWS", 100_000);
