@@ -30,6 +30,7 @@
 
 use std::{
     collections::HashMap,
+    future::Future,
     net::IpAddr,
     num::NonZeroU32,
     sync::{Arc, Mutex},
@@ -130,7 +131,7 @@ pub type WorkspaceAuth = Arc<(ProjectedWorkspace, Credentials)>;
 
 /// What the cache has for a workspace.
 #[derive(Debug)]
-pub enum Cached {
+enum Cached {
     /// Young enough to use as is.
     Fresh(WorkspaceAuth),
     /// Still valid, and past half its TTL: use it, and reload it in the background with the
@@ -144,7 +145,7 @@ pub enum Cached {
 /// may have read the old credentials, so its answer is dropped. A background reload's ticket
 /// holds one of the few reload slots until it is dropped.
 #[derive(Debug)]
-pub struct LoadTicket {
+struct LoadTicket {
     workspace_id: i64,
     epoch: u64,
     /// When the load began: the entry's age counts from here, since what it reads is as old.
@@ -154,7 +155,7 @@ pub struct LoadTicket {
 
 /// A request's turn to load a workspace's missing entry ([`AuthCache::load_turn`]).
 #[derive(Debug)]
-pub struct LoadTurn {
+struct LoadTurn {
     last_load: tokio::sync::OwnedMutexGuard<Option<SharedLoad>>,
     waited_from: Instant,
 }
@@ -169,7 +170,7 @@ struct SharedLoad {
 impl LoadTurn {
     /// How the load this request waited for ended, if one ended while it waited: its waiters
     /// take that answer (the entry, or the same refusal) instead of loading again one by one.
-    pub fn outcome_waited_for(&self) -> Option<Result<WorkspaceAuth, Rejection>> {
+    fn outcome_waited_for(&self) -> Option<Result<WorkspaceAuth, Rejection>> {
         self.last_load
             .as_ref()
             .filter(|load| load.ended >= self.waited_from)
@@ -177,7 +178,7 @@ impl LoadTurn {
     }
 
     /// Records how this request's load ended, for the requests waiting for the turn.
-    pub fn record(&mut self, outcome: &Result<WorkspaceAuth, Rejection>) {
+    fn record(&mut self, outcome: &Result<WorkspaceAuth, Rejection>) {
         *self.last_load = Some(SharedLoad {
             ended: Instant::now(),
             outcome: outcome.clone(),
@@ -235,11 +236,74 @@ impl AuthCache {
         }
     }
 
+    /// What a workspace accepts, from the cache or from `load`: a fresh entry as it is; one
+    /// past its reload point as it is, while `load` runs in the background (an answer that
+    /// the workspace is unknown forgets it); none, loaded now — once for all the requests that
+    /// find it missing together, which take that load's answer, refusals included.
+    pub async fn get_or_load<L, F>(
+        self: &Arc<Self>,
+        workspace_id: i64,
+        load: L,
+    ) -> Result<WorkspaceAuth, Rejection>
+    where
+        L: Fn() -> F,
+        F: Future<Output = Result<WorkspaceAuth, Rejection>> + Send + 'static,
+    {
+        if let Ok(auth) = self.cached(workspace_id, &load) {
+            return Ok(auth);
+        }
+        let mut turn = self.load_turn(workspace_id).await;
+        if let Some(waited_for) = turn.as_ref().and_then(LoadTurn::outcome_waited_for) {
+            return waited_for;
+        }
+        let ticket = match self.cached(workspace_id, &load) {
+            Ok(auth) => return Ok(auth),
+            Err(ticket) => ticket,
+        };
+        let loaded = load().await;
+        if let Some(turn) = &mut turn {
+            turn.record(&loaded);
+        }
+        if let Ok(auth) = &loaded {
+            self.put(ticket, Arc::clone(auth));
+        }
+        loaded
+    }
+
+    /// The usable cached entry, starting its background reload when it is due; when there is
+    /// none, the ticket to store a load with.
+    fn cached<L, F>(
+        self: &Arc<Self>,
+        workspace_id: i64,
+        load: &L,
+    ) -> Result<WorkspaceAuth, LoadTicket>
+    where
+        L: Fn() -> F,
+        F: Future<Output = Result<WorkspaceAuth, Rejection>> + Send + 'static,
+    {
+        match self.get(workspace_id) {
+            Cached::Fresh(auth) => Ok(auth),
+            Cached::RefreshDue(auth, ticket) => {
+                let (cache, reload) = (Arc::clone(self), load());
+                tokio::spawn(async move {
+                    match reload.await {
+                        Ok(auth) => cache.put(ticket, auth),
+                        // Refused from now on: gone, or no longer known anywhere.
+                        Err(Rejection::Unauthenticated) => cache.forget(workspace_id),
+                        Err(_) => cache.reload_failed(ticket),
+                    }
+                });
+                Ok(auth)
+            }
+            Cached::Missing(ticket) => Err(ticket),
+        }
+    }
+
     /// Waits for this workspace's turn to load a missing entry: requests that find it missing
     /// together load it once — the first loads and records how it ended, the others take that
     /// ([`LoadTurn::outcome_waited_for`]). With more workspaces loading than it tracks, no turn
     /// is taken.
-    pub async fn load_turn(&self, workspace_id: i64) -> Option<LoadTurn> {
+    async fn load_turn(&self, workspace_id: i64) -> Option<LoadTurn> {
         let waited_from = Instant::now();
         let turn = {
             let mut turns = self.load_turns.lock().ok()?;
@@ -257,7 +321,7 @@ impl AuthCache {
         })
     }
 
-    pub fn get(&self, workspace_id: i64) -> Cached {
+    fn get(&self, workspace_id: i64) -> Cached {
         let Ok(mut entries) = self.entries.lock() else {
             return Cached::Missing(LoadTicket {
                 workspace_id,
@@ -297,7 +361,7 @@ impl AuthCache {
 
     /// Stores what a load read, unless the workspace was forgotten since the load began or a
     /// load that began later already stored its answer. Its age counts from the load's start.
-    pub fn put(&self, ticket: LoadTicket, auth: WorkspaceAuth) {
+    fn put(&self, ticket: LoadTicket, auth: WorkspaceAuth) {
         if self.ttl.is_zero() {
             return;
         }
@@ -337,7 +401,7 @@ impl AuthCache {
 
     /// A background reload failed: the entry is used until its TTL, and the next request
     /// past half the TTL tries again.
-    pub fn reload_failed(&self, ticket: LoadTicket) {
+    fn reload_failed(&self, ticket: LoadTicket) {
         if let Ok(mut entries) = self.entries.lock()
             && let Some(entry) = entries.by_workspace.get_mut(&ticket.workspace_id)
         {
@@ -531,30 +595,9 @@ mod tests {
         );
     }
 
-    /// What a request does after finding the entry missing (as `http::receive` does).
-    async fn load_as_a_request(
-        cache: &AuthCache,
-        loads: &std::sync::atomic::AtomicUsize,
-        outcome: Result<WorkspaceAuth, Rejection>,
-    ) -> Result<WorkspaceAuth, Rejection> {
-        let mut turn = cache.load_turn(7).await;
-        if let Some(waited_for) = turn.as_ref().and_then(LoadTurn::outcome_waited_for) {
-            return waited_for;
-        }
-        let Cached::Missing(ticket) = cache.get(7) else {
-            panic!("found cached without a recorded outcome");
-        };
-        loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        if let Some(turn) = &mut turn {
-            turn.record(&outcome);
-        }
-        if let Ok(auth) = &outcome {
-            cache.put(ticket, Arc::clone(auth));
-        }
-        outcome
-    }
-
+    /// Eight requests that find workspace 7 missing together, each through
+    /// [`AuthCache::get_or_load`] with a load that takes 20 ms and answers `outcome`; how many
+    /// loads ran, and each request's answer.
     async fn together(
         outcome: Result<WorkspaceAuth, Rejection>,
     ) -> (usize, Vec<Result<WorkspaceAuth, Rejection>>) {
@@ -562,7 +605,17 @@ mod tests {
         let loads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let requests = (0..8).map(|_| {
             let (cache, loads, outcome) = (Arc::clone(&cache), Arc::clone(&loads), outcome.clone());
-            tokio::spawn(async move { load_as_a_request(&cache, &loads, outcome).await })
+            tokio::spawn(async move {
+                let load = move || {
+                    let (loads, outcome) = (Arc::clone(&loads), outcome.clone());
+                    async move {
+                        loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        outcome
+                    }
+                };
+                cache.get_or_load(7, load).await
+            })
         });
         let answers = futures::future::join_all(requests)
             .await

@@ -44,7 +44,7 @@ use crate::{
     auth::{self, AuthMode},
     credentials,
     fyle::{self, Disposition, Rejection},
-    guard::{Cached, LoadTicket, LoadTurn, WorkspaceAuth},
+    guard::WorkspaceAuth,
     store::{self, NewDelivery, Stored},
 };
 
@@ -67,7 +67,7 @@ pub struct AppState {
     /// QBO webhook verifier tokens (several during a rotation).
     pub(crate) qbo_verifier_tokens: Vec<String>,
     pub(crate) guard: crate::guard::Guard,
-    pub(crate) auth_cache: crate::guard::AuthCache,
+    pub(crate) auth_cache: Arc<crate::guard::AuthCache>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -175,30 +175,14 @@ async fn receive(
     if state.guard.known_unknown(workspace_id) {
         return Err(unauthenticated("unknown workspace"));
     }
-    let workspace_auth = match cached_auth(state, workspace_id) {
-        Ok(auth) => auth,
-        Err(_) => {
-            // Requests of this workspace that find it missing meanwhile wait for this load and
-            // take its answer.
-            let mut turn = state.auth_cache.load_turn(workspace_id).await;
-            if let Some(waited_for) = turn.as_ref().and_then(LoadTurn::outcome_waited_for) {
-                waited_for?
-            } else {
-                match cached_auth(state, workspace_id) {
-                    Ok(auth) => auth,
-                    Err(ticket) => {
-                        let loaded = load_workspace_auth(state, workspace_id).await;
-                        if let Some(turn) = &mut turn {
-                            turn.record(&loaded);
-                        }
-                        let auth = loaded?;
-                        state.auth_cache.put(ticket, Arc::clone(&auth));
-                        auth
-                    }
-                }
-            }
-        }
-    };
+    let loader = Arc::clone(state);
+    let workspace_auth = state
+        .auth_cache
+        .get_or_load(workspace_id, move || {
+            let state = Arc::clone(&loader);
+            async move { load_workspace_auth(&state, workspace_id).await }
+        })
+        .await?;
     let (projected, credentials) = (&workspace_auth.0, &workspace_auth.1);
     let query = url::form_urlencoded::parse(request.query_string().as_bytes())
         .find(|(k, _)| k == "token")
@@ -284,27 +268,6 @@ async fn receive(
         state.relay.wake();
     }
     Ok((stored, disposition))
-}
-
-/// The cached entry of a workspace, reloading it in the background when it is due; when
-/// there is none, the ticket to store a load with.
-fn cached_auth(state: &Arc<AppState>, workspace_id: i64) -> Result<WorkspaceAuth, LoadTicket> {
-    match state.auth_cache.get(workspace_id) {
-        Cached::Fresh(auth) => Ok(auth),
-        Cached::RefreshDue(auth, ticket) => {
-            let state = Arc::clone(state);
-            tokio::spawn(async move {
-                match load_workspace_auth(&state, workspace_id).await {
-                    Ok(auth) => state.auth_cache.put(ticket, auth),
-                    // Refused from now on: gone, or no longer known anywhere.
-                    Err(Rejection::Unauthenticated) => state.auth_cache.forget(workspace_id),
-                    Err(_) => state.auth_cache.reload_failed(ticket),
-                }
-            });
-            Ok(auth)
-        }
-        Cached::Missing(ticket) => Err(ticket),
-    }
 }
 
 /// Loads what a workspace accepts: its projection row (else mapping) and its credentials.

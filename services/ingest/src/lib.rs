@@ -83,7 +83,7 @@ impl Service for Ingest {
             public_url: config.webhooks.public_url.trim_end_matches('/').to_owned(),
             qbo_verifier_tokens: config.qbo.verifier_tokens.clone(),
             guard: guard::Guard::new(&config.limits),
-            auth_cache: guard::AuthCache::new(config.limits.auth_cache_ttl),
+            auth_cache: Arc::new(guard::AuthCache::new(config.limits.auth_cache_ttl)),
         });
         let routes_state = actix_web::web::Data::new(state.clone());
         Ok(Declaration::new(context)?
