@@ -9,8 +9,8 @@
 //! rows and the count are the same): `updated_at` gt/gte/eq on an ascending `updated_at` walk
 //! (lt/lte/eq descending) — the compare is on the same microseconds — and `id=gt.<integer>` on an
 //! ascending id walk while every id is a JSON number (string ids compare as text, which is not the
-//! index's order). Any other order sorts the filtered rows (references, not copies). A uniqueness index (resource-specific key, see `resources.rs`)
-//! makes IntegrityError checks O(1).
+//! index's order). Any other order sorts the filtered rows (references, not copies). A
+//! uniqueness index (resource-specific key, see `resources.rs`) makes IntegrityError checks O(1).
 //!
 //! Ties: rows equal on every requested order key come out in **write order** (the order in which
 //! they were last written; reversed for a descending first key), as a PostgreSQL index scan returns
