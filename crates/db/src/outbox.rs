@@ -9,13 +9,19 @@
 //!
 //! Delivery is at-least-once: the relay deletes rows only after Kafka acknowledged them, so a
 //! crash between the two republishes them — as does a crash that loses a pass's commit, which
-//! is therefore not waited for (`synchronous_commit = off` for the relay's transaction only).
+//! is therefore not waited for (`synchronous_commit = off` on the relay's own connection only).
 //! Consumers deduplicate on the envelope's event id (and guard against older data by version,
 //! so a republished older message cannot undo a newer one).
 //!
-//! Order: one relay at a time per schema (a transaction-scoped advisory lock) publishing rows
-//! in id order, so per-key order is insert order; writers that need a strict per-key order
-//! serialise themselves (mapping locks the workspace row).
+//! Order: one relay at a time per schema publishing rows in id order, so per-key order is
+//! insert order; writers that need a strict per-key order serialise themselves (mapping locks
+//! the workspace row). The one relay is whichever [`Relay`] holds the schema's session advisory
+//! lock, on a connection taken out of the pool for it: a pass is then two autocommit
+//! statements (read the oldest rows; delete what Kafka took), where a transaction-scoped lock
+//! cost five round trips per pass. The others stay on standby, trying the lock once per pass.
+//! Any database error drops the connection, which releases the lock; the next pass connects
+//! again and contends afresh, so a crashed or cut-off holder hands over once PostgreSQL ends
+//! its session.
 //!
 //! A pass takes the oldest rows up to a count *and* a byte budget (at least one row), so one
 //! pass never holds more than a bounded amount of payload in memory.
@@ -38,7 +44,7 @@ use diesel::{
     prelude::*,
     sql_types::{BigInt, Bytea, Jsonb, Nullable, Text, Timestamptz},
 };
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, pooled_connection::deadpool};
 use serde_json::Value;
 
 use crate::{DbError, Pool};
@@ -219,82 +225,175 @@ pub fn settle<'a>(
         .collect()
 }
 
-/// Publishes the oldest messages within `limits` and settles them, in one transaction.
+/// One relay's hold on its schema's outbox (see the module doc): a connection of its own and,
+/// while it is the schema's relay, the session advisory lock `lock_key`.
+pub struct Relay {
+    pool: Pool,
+    lock_key: i64,
+    limits: PassLimits,
+    session: Option<Session>,
+}
+
+struct Session {
+    conn: AsyncPgConnection,
+    holds_lock: bool,
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay")
+            .field("lock_key", &self.lock_key)
+            .field("limits", &self.limits)
+            .field(
+                "holds_lock",
+                &self.session.as_ref().is_some_and(|s| s.holds_lock),
+            )
+            .finish()
+    }
+}
+
+impl Relay {
+    /// A relay for the outbox `pool`'s schema; it connects on its first pass.
+    pub fn new(pool: Pool, lock_key: i64, limits: PassLimits) -> Self {
+        Self {
+            pool,
+            lock_key,
+            limits,
+            session: None,
+        }
+    }
+
+    /// Publishes the oldest messages within the limits and settles them, if this relay holds
+    /// (or now takes) the schema's lock; [`RelayPass::Busy`] if another does. An error drops
+    /// the connection and with it the lock.
+    pub async fn pass<P: OutboxPublisher>(&mut self, publisher: &P) -> Result<RelayPass, DbError> {
+        let outcome = self.pass_on_session(publisher).await;
+        if outcome.is_err() {
+            self.session = None;
+        }
+        outcome
+    }
+
+    async fn pass_on_session<P: OutboxPublisher>(
+        &mut self,
+        publisher: &P,
+    ) -> Result<RelayPass, DbError> {
+        let session = match &mut self.session {
+            Some(session) => session,
+            None => {
+                // Taken out of the pool for good (the pool may open another in its place):
+                // a session lock must never be handed to another user of the pool.
+                let conn = deadpool::Object::take(self.pool.get().await?);
+                self.session.insert(Session {
+                    conn,
+                    holds_lock: false,
+                })
+            }
+        };
+        if !session.holds_lock {
+            // Once held: commits on this connection need not wait for their WAL flush (a
+            // crash that loses one republishes its rows, which at-least-once allows), and the
+            // services' own commits do not queue behind the relay's.
+            session.holds_lock = crate::prepared::sql(
+                "SELECT pg_try_advisory_lock($1) \
+                        AND set_config('synchronous_commit', 'off', false) IS NOT NULL AS locked",
+            )
+            .bind::<BigInt, _>(self.lock_key)
+            .get_result::<Locked>(&mut session.conn)
+            .await?
+            .locked;
+            if !session.holds_lock {
+                return Ok(RelayPass::Busy);
+            }
+        }
+        relay_pass(&mut session.conn, self.limits, publisher).await
+    }
+}
+
+/// One pass by a throwaway [`Relay`] (its connection, and the lock, end with it): for tests
+/// and one-off drains; a running service keeps one [`Relay`].
 pub async fn relay_once<P: OutboxPublisher>(
     pool: &Pool,
     lock_key: i64,
     limits: PassLimits,
     publisher: &P,
 ) -> Result<RelayPass, DbError> {
-    let mut conn = pool.get().await?;
-    conn.transaction::<RelayPass, DbError, _>(async |conn| {
-        // One round trip: the lock, and — once it is held — `SET LOCAL synchronous_commit =
-        // off`: settling a pass need not wait for its WAL flush (if a crash loses it, its rows
-        // are published again, which at-least-once delivery allows), and the services' own
-        // commits do not queue behind the relay's. The rows are read by the next statement, so
-        // they are read under the lock, with a snapshot taken after it.
-        let locked = crate::prepared::sql(
-            "SELECT pg_try_advisory_xact_lock($1) \
-                    AND set_config('synchronous_commit', 'off', true) IS NOT NULL AS locked",
-        )
-        .bind::<BigInt, _>(lock_key)
-        .get_result::<Locked>(conn)
-        .await?
-        .locked;
-        if !locked {
-            return Ok(RelayPass::Busy);
-        }
-        let messages: Vec<OutboxMessage> = crate::prepared::sql(
-            "SELECT id, topic, message_key, payload, created_at, headers FROM ( \
-                 SELECT *, sum(octet_length(payload)) OVER (ORDER BY id) AS running \
-                 FROM (SELECT * FROM outbox ORDER BY id LIMIT $1) oldest \
-             ) sized WHERE running - octet_length(payload) < $2 ORDER BY id",
-        )
-        .bind::<BigInt, _>(limits.max_messages)
-        .bind::<BigInt, _>(limits.max_bytes)
-        .load(conn)
-        .await?;
-        if messages.is_empty() {
-            return Ok(RelayPass::Relayed {
-                published: 0,
-                rejected: 0,
-                kept: 0,
-                retry_reason: None,
-            });
-        }
-        let outcomes = publisher.publish(&messages).await;
-        let decisions = settle(&messages, &outcomes);
-        let mut removed = Vec::new();
-        let (mut published, mut rejected, mut kept) = (0, 0, 0);
-        for (message, decision) in messages.iter().zip(&decisions) {
-            match decision {
-                None => kept += 1,
-                Some(Published::Rejected(error)) => {
-                    set_aside(conn, message, error).await?;
-                    rejected += 1;
-                    removed.push(message.id);
-                }
-                Some(_) => {
-                    published += 1;
-                    removed.push(message.id);
-                }
+    Relay::new(pool.clone(), lock_key, limits)
+        .pass(publisher)
+        .await
+}
+
+/// Reads the oldest messages within `limits`, publishes them and settles them, on a connection
+/// holding the schema's relay lock.
+async fn relay_pass<P: OutboxPublisher>(
+    conn: &mut AsyncPgConnection,
+    limits: PassLimits,
+    publisher: &P,
+) -> Result<RelayPass, DbError> {
+    let messages: Vec<OutboxMessage> = crate::prepared::sql(
+        "SELECT id, topic, message_key, payload, created_at, headers FROM ( \
+             SELECT *, sum(octet_length(payload)) OVER (ORDER BY id) AS running \
+             FROM (SELECT * FROM outbox ORDER BY id LIMIT $1) oldest \
+         ) sized WHERE running - octet_length(payload) < $2 ORDER BY id",
+    )
+    .bind::<BigInt, _>(limits.max_messages)
+    .bind::<BigInt, _>(limits.max_bytes)
+    .load(conn)
+    .await?;
+    if messages.is_empty() {
+        return Ok(RelayPass::Relayed {
+            published: 0,
+            rejected: 0,
+            kept: 0,
+            retry_reason: None,
+        });
+    }
+    let outcomes = publisher.publish(&messages).await;
+    let decisions = settle(&messages, &outcomes);
+    let mut removed = Vec::new();
+    let mut refused = Vec::new();
+    let (mut published, mut kept) = (0, 0);
+    for (message, decision) in messages.iter().zip(&decisions) {
+        match decision {
+            None => kept += 1,
+            Some(Published::Rejected(error)) => {
+                refused.push((message, error.as_str()));
+                removed.push(message.id);
+            }
+            Some(_) => {
+                published += 1;
+                removed.push(message.id);
             }
         }
+    }
+    let rejected = refused.len();
+    if refused.is_empty() {
         diesel::delete(outbox::table.filter(outbox::id.eq_any(&removed)))
             .execute(conn)
             .await?;
-        let retry_reason = outcomes.iter().find_map(|o| match o {
-            Published::Retry(reason) => Some(reason.clone()),
-            _ => None,
-        });
-        Ok(RelayPass::Relayed {
-            published,
-            rejected,
-            kept,
-            retry_reason,
+    } else {
+        // Set aside and removed together, so a refused message is never lost between them.
+        conn.transaction::<(), DbError, _>(async |conn| {
+            for (message, error) in refused {
+                set_aside(conn, message, error).await?;
+            }
+            diesel::delete(outbox::table.filter(outbox::id.eq_any(&removed)))
+                .execute(conn)
+                .await?;
+            Ok(())
         })
+        .await?;
+    }
+    let retry_reason = outcomes.iter().find_map(|o| match o {
+        Published::Retry(reason) => Some(reason.clone()),
+        _ => None,
+    });
+    Ok(RelayPass::Relayed {
+        published,
+        rejected,
+        kept,
+        retry_reason,
     })
-    .await
 }
 
 async fn set_aside(

@@ -118,10 +118,10 @@ pub async fn run(
 ) {
     let publisher = KafkaOutboxPublisher { producer };
     let lock_key = attrsync_db::advisory_key(&format!("outbox:{lock_name}"));
-    let limits = PassLimits::default();
+    let mut relay = outbox::Relay::new(pool, lock_key, PassLimits::default());
     let mut failures = 0;
     loop {
-        let pass = outbox::relay_once(&pool, lock_key, limits, &publisher).await;
+        let pass = relay.pass(&publisher).await;
         let (moved, failed) = match &pass {
             Ok(pass) => {
                 if let Some(reason) = pass.failed() {
@@ -164,7 +164,7 @@ pub async fn run(
     // Publish what was committed just before shutdown, briefly; anything left waits for the
     // next start (or another replica).
     let drain = async {
-        while let Ok(pass) = outbox::relay_once(&pool, lock_key, limits, &publisher).await {
+        while let Ok(pass) = relay.pass(&publisher).await {
             if !pass.moved_any() || pass.failed().is_some() {
                 break;
             }

@@ -74,11 +74,22 @@ pub fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
+/// How old the topics of tests and other benchmarks must be before a benchmark deletes them.
+const LEFTOVER_TOPICS_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Deletes the topics tests and benchmarks left on the stack's Kafka over ten minutes ago:
+/// the broker's cost grows with its partitions, and a benchmark measures its own.
+pub async fn purge_leftover_topics() {
+    crate::purge_stale_test_topics(crate::kafka_bootstrap(), LEFTOVER_TOPICS_AFTER).await;
+}
+
 /// Connects to the stack's PostgreSQL ([`crate::admin_database_url`]), prints its profile and
-/// refuses a non-durable one ([`require_durable`]); the profile, for the JSON line.
+/// refuses a non-durable one ([`require_durable`]); the profile, for the JSON line. Benchmarks
+/// call it first, so it also runs [`purge_leftover_topics`].
 pub async fn durable_postgres(make_target: &str) -> anyhow::Result<PgProfile> {
     use anyhow::Context as _;
     use diesel_async::AsyncConnection as _;
+    purge_leftover_topics().await;
     let admin_url = crate::admin_database_url();
     let mut admin = AsyncPgConnection::establish(&admin_url)
         .await

@@ -6,9 +6,11 @@
 //! nothing behind that another test could see.
 //!
 //! Topics are not deleted when a test ends (its consumers may still be closing); instead the
-//! first stack of each test process deletes the topics of test stacks started over an hour ago
-//! ([`purge_stale_test_topics`]), so a long-lived local Kafka does not pile up tens of thousands
-//! of partitions across runs (which made it slow to start, then fall over).
+//! first stack of each test process deletes the topics of test stacks and benchmarks started
+//! over an hour ago ([`purge_stale_test_topics`]), so a long-lived local Kafka does not pile up
+//! tens of thousands of partitions across runs (which made it slow to start, then fall over).
+//! A benchmark purges those older than ten minutes first: a broker carrying a few thousand
+//! leftover partitions measured a relay lag ten times its own.
 
 pub mod bench;
 pub mod import;
@@ -49,20 +51,23 @@ pub fn kafka_bootstrap() -> String {
 }
 
 /// How old a test stack's topics must be before a later test process deletes them.
-const STALE_TEST_TOPICS_AFTER: Duration = Duration::from_secs(3600);
+pub const STALE_TEST_TOPICS_AFTER: Duration = Duration::from_secs(3600);
 
-/// The creation time of a test stack's topic (`t<ulid>.<name>`), if `topic` is one.
+/// The creation time of a test stack's or a benchmark's topic (`t<ulid>.<name>`,
+/// `bench<ulid>.<name>`), if `topic` is one.
 fn test_topic_created_at(topic: &str) -> Option<std::time::SystemTime> {
     let (prefix, _) = topic.split_once('.')?;
-    let ulid = prefix.strip_prefix('t')?;
+    let ulid = prefix
+        .strip_prefix("bench")
+        .or_else(|| prefix.strip_prefix('t'))?;
     ulid::Ulid::from_string(&ulid.to_uppercase())
         .ok()
         .map(|u| u.datetime())
 }
 
-/// Deletes the topics of test stacks started more than [`STALE_TEST_TOPICS_AFTER`] ago (best
-/// effort: a failure is logged and the tests go on).
-pub async fn purge_stale_test_topics(bootstrap: String) {
+/// Deletes the topics of test stacks and benchmarks started more than `older_than` ago (best
+/// effort: a failure is logged and the caller goes on).
+pub async fn purge_stale_test_topics(bootstrap: String, older_than: Duration) {
     use rdkafka::{
         ClientConfig,
         admin::{AdminClient, AdminOptions},
@@ -90,7 +95,7 @@ pub async fn purge_stale_test_topics(bootstrap: String) {
             .filter(|name| {
                 test_topic_created_at(name)
                     .and_then(|created| now.duration_since(created).ok())
-                    .is_some_and(|age| age > STALE_TEST_TOPICS_AFTER)
+                    .is_some_and(|age| age > older_than)
             })
             .collect();
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(60)));
@@ -102,7 +107,9 @@ pub async fn purge_stale_test_topics(bootstrap: String) {
     };
     match outcome.await {
         Ok(0) => {}
-        Ok(deleted) => eprintln!("e2e: deleted {deleted} topics of test stacks older than an hour"),
+        Ok(deleted) => eprintln!(
+            "e2e: deleted {deleted} topics of test stacks and benchmarks older than {older_than:?}"
+        ),
         Err(e) => eprintln!("e2e: could not delete old test topics (going on): {e}"),
     }
 }
@@ -253,7 +260,10 @@ impl TestStack {
         static PURGED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
         PURGED
             .get_or_init(|| {
-                purge_stale_test_topics(kafka.map_or_else(kafka_bootstrap, str::to_owned))
+                purge_stale_test_topics(
+                    kafka.map_or_else(kafka_bootstrap, str::to_owned),
+                    STALE_TEST_TOPICS_AFTER,
+                )
             })
             .await;
         let database = TestDatabase::create(&admin_database_url(), &TEMPLATE).await?;

@@ -197,3 +197,98 @@ async fn with_kafka_down_messages_wait_in_the_outbox_and_go_out_in_order_when_it
     );
     assert_eq!(outbox::pending(&pool).await.unwrap(), 0);
 }
+
+fn taker() -> Picky {
+    Picky {
+        refuse: vec![],
+        taken: Mutex::default(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_relay_holding_the_lock_publishes_and_a_standby_takes_over_when_it_goes() {
+    let database = attrsync_e2e::test_database().await;
+    let pool = pool(&database).await;
+    let mut conn = pool.get().await.unwrap();
+    let (first_kafka, second_kafka) = (taker(), taker());
+    let mut first = outbox::Relay::new(pool.clone(), 7, PassLimits::default());
+    let mut second = outbox::Relay::new(pool.clone(), 7, PassLimits::default());
+
+    outbox::enqueue(&mut conn, &[message("a", 1, 10), message("a", 2, 10)])
+        .await
+        .unwrap();
+    assert!(matches!(
+        first.pass(&first_kafka).await.unwrap(),
+        RelayPass::Relayed { published: 2, .. }
+    ));
+    outbox::enqueue(&mut conn, &[message("a", 3, 10)])
+        .await
+        .unwrap();
+    assert_eq!(
+        second.pass(&second_kafka).await.unwrap(),
+        RelayPass::Busy,
+        "the lock outlives the first relay's pass"
+    );
+    assert_eq!(outbox::pending(&pool).await.unwrap(), 1);
+
+    drop(first);
+    // Closing the holder's connection ends its session and releases the lock; the server may
+    // take a moment to notice the client went.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let taken_over = loop {
+        match second.pass(&second_kafka).await.unwrap() {
+            RelayPass::Busy if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            pass => break pass,
+        }
+    };
+    assert!(matches!(
+        taken_over,
+        RelayPass::Relayed { published: 1, .. }
+    ));
+    assert_eq!(
+        *second_kafka.taken.lock().unwrap(),
+        vec![(3, "e3".to_owned())]
+    );
+    assert_eq!(first_kafka.taken.lock().unwrap().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_whose_session_is_killed_reports_it_then_reconnects_and_relays() {
+    let database = attrsync_e2e::test_database().await;
+    let pool = pool(&database).await;
+    let mut conn = pool.get().await.unwrap();
+    let kafka = taker();
+    let mut relay = outbox::Relay::new(pool.clone(), 8, PassLimits::default());
+    relay.pass(&kafka).await.unwrap();
+
+    #[derive(diesel::QueryableByName)]
+    struct Killed {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let killed: Killed = attrsync_db::diesel_async::RunQueryDsl::get_result(
+        diesel::sql_query(
+            "SELECT count(pg_terminate_backend(pid)) AS n FROM pg_locks \
+             WHERE locktype = 'advisory' AND objid = 8 AND granted",
+        ),
+        &mut conn,
+    )
+    .await
+    .unwrap();
+    assert_eq!(killed.n, 1, "the relay's session held the lock");
+    outbox::enqueue(&mut conn, &[message("a", 1, 10)])
+        .await
+        .unwrap();
+
+    assert!(
+        relay.pass(&kafka).await.is_err(),
+        "the cut session is reported, not hidden"
+    );
+    assert!(matches!(
+        relay.pass(&kafka).await.unwrap(),
+        RelayPass::Relayed { published: 1, .. }
+    ));
+    assert_eq!(outbox::pending(&pool).await.unwrap(), 0);
+}
