@@ -97,6 +97,9 @@ KAFKA_CLUSTER_ID="q1Sh-9_ISia_zwGINzRvyQ"   # fixed: the data dir is throwaway a
 KAFKA_START_TIMEOUT="${KAFKA_START_TIMEOUT:-90}"
 KAFKA_STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-30}"
 KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xmx512m -Xms256m}"
+# One thread for the broker's garbage collector: the stack shares a small machine with the
+# services, and a young collection on every core stalled them all at once (docs/benchmarks.md).
+KAFKA_GC_THREADS="${KAFKA_GC_THREADS:--XX:ParallelGCThreads=1 -XX:ConcGCThreads=1}"
 
 KAFKA_DIR="$STACK/kafka"
 KAFKA_LIB="$KAFKA_DIR/lib"
@@ -546,8 +549,8 @@ kafka_up() {
     log "starting Kafka on $KAFKA_URL (log $KAFKA_LOG)"
     # setsid: own session, so a Ctrl-C aimed at the caller does not kill the broker.
     # 9>&-: do not hand the stack lock to the long-lived child.
-    # shellcheck disable=SC2086 # KAFKA_HEAP_OPTS is a list of JVM flags
-    (exec setsid nohup java $KAFKA_HEAP_OPTS -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+    # shellcheck disable=SC2086 # KAFKA_HEAP_OPTS and KAFKA_GC_THREADS are lists of JVM flags
+    (exec setsid nohup java $KAFKA_HEAP_OPTS -XX:+UseG1GC -XX:MaxGCPauseMillis=20 $KAFKA_GC_THREADS \
         -Djava.awt.headless=true \
         -Dlog4j2.configurationFile="$DEPLOY/kafka/log4j2.properties" \
         -cp "$KAFKA_LIB/*" kafka.Kafka "$KAFKA_PROPS" \
