@@ -362,6 +362,19 @@ struct Step {
     p50_ms: f64,
     p99_ms: f64,
     max_ms: f64,
+    /// From send to ingest's answer; p50 and p99.
+    accept_ms: (f64, f64),
+    /// From ingest's inbox commit (`received_at`) to the start of fyle-sync's transaction that
+    /// wrote the row (`created_at`): the relay, Kafka and the consumer's queue; p50 and p99.
+    accepted_to_applied_ms: (f64, f64),
+}
+
+#[derive(diesel::QueryableByName)]
+struct StageSplit {
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Double>)]
+    p50: Option<f64>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Double>)]
+    p99: Option<f64>,
 }
 
 impl Step {
@@ -397,6 +410,7 @@ async fn latency_step(
                 let body = category_created(org, &format!("{tag}{i}"), &format!("Bench {tag}{i}"));
                 let (http, url, failed) = (http.clone(), url.clone(), failed.clone());
                 sends.push(tokio::spawn(async move {
+                    let sent = tokio::time::Instant::now();
                     let ok = http
                         .post(&url)
                         .header("content-type", "application/json")
@@ -407,11 +421,15 @@ async fn latency_step(
                     if !ok {
                         failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
+                    sent.elapsed().as_secs_f64() * 1_000.0
                 }));
             }
+            let mut accepted_ms = Vec::with_capacity(sends.len());
             for send in sends {
-                let _ = send.await;
+                accepted_ms.extend(send.await.ok());
             }
+            accepted_ms.sort_by(f64::total_cmp);
+            accepted_ms
         })
     };
     // The watcher asks, every poll, for exactly the rows it still waits for — every webhook
@@ -463,8 +481,20 @@ async fn latency_step(
         }
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
-    sender.await?;
+    let accepted_ms = sender.await?;
     latencies.sort_by(f64::total_cmp);
+    let split: StageSplit = diesel::sql_query(
+        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS p50, \
+                percentile_cont(0.99) WITHIN GROUP (ORDER BY ms) AS p99 \
+         FROM (SELECT extract(epoch FROM e.created_at - i.received_at)::float8 * 1000 AS ms \
+               FROM fyle_sync.expense_attributes e \
+               JOIN ingest.inbox i ON i.workspace_id = e.workspace_id \
+                AND i.body -> 'data' ->> 'id' = e.source_id \
+               WHERE e.source_id LIKE $1) step",
+    )
+    .bind::<diesel::sql_types::Text, _>(format!("{tag}%"))
+    .get_result(&mut watcher)
+    .await?;
     Ok(Step {
         rate,
         sent: n,
@@ -473,6 +503,14 @@ async fn latency_step(
         p50_ms: round(percentile(&latencies, 50.0), 1),
         p99_ms: round(percentile(&latencies, 99.0), 1),
         max_ms: round(latencies.last().copied().unwrap_or(f64::NAN), 1),
+        accept_ms: (
+            round(percentile(&accepted_ms, 50.0), 1),
+            round(percentile(&accepted_ms, 99.0), 1),
+        ),
+        accepted_to_applied_ms: (
+            round(split.p50.unwrap_or(f64::NAN), 1),
+            round(split.p99.unwrap_or(f64::NAN), 1),
+        ),
     })
 }
 
@@ -520,8 +558,19 @@ async fn webhook_latency() -> anyhow::Result<Figures> {
         )
         .await?;
         println!(
-            "(b) {} webhooks/s for {seconds}s: {} sent, {} failed, {} lost; webhook→row p50 {} ms, p99 {} ms, max {} ms",
-            step.rate, step.sent, step.failed, step.lost, step.p50_ms, step.p99_ms, step.max_ms
+            "(b) {} webhooks/s for {seconds}s: {} sent, {} failed, {} lost; webhook→row p50 {} ms, p99 {} ms, max {} ms; \
+             send→accepted p50 {} ms, p99 {} ms; inbox commit→fyle-sync transaction p50 {} ms, p99 {} ms",
+            step.rate,
+            step.sent,
+            step.failed,
+            step.lost,
+            step.p50_ms,
+            step.p99_ms,
+            step.max_ms,
+            step.accept_ms.0,
+            step.accept_ms.1,
+            step.accepted_to_applied_ms.0,
+            step.accepted_to_applied_ms.1
         );
         let held = step.held(250.0);
         steps.push(step);
@@ -548,6 +597,10 @@ async fn webhook_latency() -> anyhow::Result<Figures> {
         "latency_ladder": steps.iter().map(|s| serde_json::json!({
             "rate": s.rate, "p50_ms": s.p50_ms, "p99_ms": s.p99_ms, "max_ms": s.max_ms,
             "failed": s.failed, "lost": s.lost,
+            "accept_p50_ms": s.accept_ms.0,
+            "accept_p99_ms": s.accept_ms.1,
+            "inbox_to_fyle_tx_p50_ms": s.accepted_to_applied_ms.0,
+            "inbox_to_fyle_tx_p99_ms": s.accepted_to_applied_ms.1,
         })).collect::<Vec<_>>(),
     });
     Ok(figures.as_object().cloned().unwrap_or_default())
