@@ -9,12 +9,15 @@
 //!    counted (`consumer_messages_skipped_total`) and skipped; mapping unreachable → wait;
 //! 3. opens one transaction (bounded by `database.query_timeout`) that records the envelope
 //!    id in `processed_events` — a redelivery finds it and changes nothing — and runs the
-//!    effect, which may publish through the outbox ([`Tx::publish`]) in the same transaction;
+//!    effect, which may publish through the outbox ([`Tx::publish`]) in the same transaction:
+//!    what it publishes is written to the outbox by one statement just before the commit (a
+//!    batch writes it every 4 MiB of payload, so memory and statements stay bounded);
 //! 4. after the commit, wakes the relay if anything was published.
 //!
 //! Consecutive messages of a partition are applied in **one** transaction when they can be
 //! (one commit instead of one per message, each workspace looked up once, the envelope ids
-//! recorded by one statement); anything unusual falls back to the steps above, message by
+//! recorded by one statement, everything published written to the outbox by one statement);
+//! anything unusual falls back to the steps above, message by
 //! message, so the policy below holds for each.
 //!
 //! Delivery guarantee: at-least-once transport, exactly-once effect per envelope id. Ids are
@@ -90,37 +93,34 @@ pub struct Tx<'c> {
     pub conn: &'c mut AsyncPgConnection,
     kafka: &'c KafkaConfig,
     producer: &'static str,
-    published: usize,
+    /// Published in this transaction, in order; written to the outbox before it commits.
+    outbox: &'c mut Vec<outbox::NewOutboxMessage>,
 }
 
 impl std::fmt::Debug for Tx<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tx")
             .field("producer", &self.producer)
-            .field("published", &self.published)
+            .field("published", &self.outbox.len())
             .finish_non_exhaustive()
     }
 }
 
 impl<'c> Tx<'c> {
     /// Publishes `payload` on `topic` for `workspace_id` if, and only if, this transaction
-    /// commits (a row in the outbox).
-    pub async fn publish<P: TopicPayload>(
-        &mut self,
-        topic: Topic<P>,
-        workspace_id: i64,
-        payload: P,
-    ) -> QueryResult<()> {
+    /// commits: the wrapper writes it to the outbox, with everything else the transaction
+    /// published, in one statement before the commit.
+    pub fn publish<P: TopicPayload>(&mut self, topic: Topic<P>, workspace_id: i64, payload: P) {
         let envelope = envelope::new(
             workspace_id,
             self.producer,
             time::now(),
             payload.into_payload(),
         );
-        let row = envelope::outbox_row(self.kafka.topic(topic.name()), &envelope);
-        outbox::enqueue(self.conn, &[row]).await?;
-        self.published += 1;
-        Ok(())
+        self.outbox.push(envelope::outbox_row(
+            self.kafka.topic(topic.name()),
+            &envelope,
+        ));
     }
 }
 
@@ -191,6 +191,14 @@ impl<H: EffectHandler> Idempotent<H> {
     }
 }
 
+/// A batch writes what it has published so far to the outbox once it holds this many payload
+/// bytes, so neither its memory nor one statement grows with the batch.
+const OUTBOX_FLUSH_BYTES: usize = 4 * 1024 * 1024;
+
+fn published_bytes(rows: &[outbox::NewOutboxMessage]) -> usize {
+    rows.iter().map(|row| row.payload.len()).sum()
+}
+
 fn db_failure(e: &diesel::result::Error) -> HandlerError {
     // The server's text goes to logs through the consumer's warning, never anywhere else.
     match attrsync_db::classify(e) {
@@ -251,14 +259,16 @@ impl<H: EffectHandler> Handler for Idempotent<H> {
                 tracing::info!("duplicate delivery: already applied");
                 return Ok(0);
             }
+            let mut published = Vec::new();
             let mut tx = Tx {
-                conn,
+                conn: &mut *conn,
                 kafka: &self.kafka,
                 producer: self.producer,
-                published: 0,
+                outbox: &mut published,
             };
             self.effect.apply(&mut tx, &event).await?;
-            Ok(tx.published)
+            outbox::enqueue(conn, &published).await?;
+            Ok(published.len())
         });
         let published = match tokio::time::timeout(self.query_timeout, transaction).await {
             Err(_) => {
@@ -363,7 +373,7 @@ impl<H: EffectHandler> Idempotent<H> {
                 .await?
                 .into_iter()
                 .collect();
-            let mut published = 0;
+            let (mut published, mut count) = (Vec::new(), 0);
             for ((message, payload), workspace) in messages.iter().zip(payloads).zip(&workspaces) {
                 // Taken out once applied: a second copy of an id in the batch is a redelivery.
                 if !first_time.remove(&message.envelope.event_id) {
@@ -383,12 +393,17 @@ impl<H: EffectHandler> Idempotent<H> {
                     conn: &mut *conn,
                     kafka: &self.kafka,
                     producer: self.producer,
-                    published: 0,
+                    outbox: &mut published,
                 };
                 self.effect.apply(&mut tx, &event).await?;
-                published += tx.published;
+                if published_bytes(&published) >= OUTBOX_FLUSH_BYTES {
+                    outbox::enqueue(conn, &published).await?;
+                    count += published.len();
+                    published.clear();
+                }
             }
-            Ok(published)
+            outbox::enqueue(conn, &published).await?;
+            Ok(count + published.len())
         });
         match tokio::time::timeout(self.query_timeout, transaction).await {
             Ok(Ok(published)) => {

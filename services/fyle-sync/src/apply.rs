@@ -131,8 +131,7 @@ impl EffectHandler for AttributeWebhooks {
                         changes: chunk,
                         origin: "webhook".into(),
                     };
-                    tx.publish(topics::EXPENSE_ATTRIBUTES_CHANGED, workspace_id, payload)
-                        .await?;
+                    tx.publish(topics::EXPENSE_ATTRIBUTES_CHANGED, workspace_id, payload);
                 }
             }
             EventOutcome::Ignored(reason) => tracing::info!(reason, "webhook ignored"),

@@ -292,3 +292,148 @@ async fn a_relay_whose_session_is_killed_reports_it_then_reconnects_and_relays()
     ));
     assert_eq!(outbox::pending(&pool).await.unwrap(), 0);
 }
+
+/// Publishes one change event of `bytes` bytes per message, naming the message's event id.
+struct BigPublisher {
+    bytes: usize,
+}
+
+impl attrsync_kafka::handler::EffectHandler for BigPublisher {
+    type Payload = attrsync_proto::v1::FyleOrgSettingWebhook;
+
+    async fn apply(
+        &self,
+        tx: &mut attrsync_kafka::handler::Tx<'_>,
+        event: &attrsync_kafka::handler::Event<'_, Self::Payload>,
+    ) -> Result<(), attrsync_kafka::handler::EffectError> {
+        let change = attrsync_proto::v1::ExpenseAttributeChange {
+            source_id: event.event_id.to_owned(),
+            value: "x".repeat(self.bytes),
+            ..Default::default()
+        };
+        tx.publish(
+            attrsync_kafka::topics::EXPENSE_ATTRIBUTES_CHANGED,
+            event.workspace.workspace_id,
+            attrsync_proto::v1::ExpenseAttributesChanged {
+                changes: vec![change],
+                origin: "test".into(),
+            },
+        );
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_publishing_more_than_the_flush_size_writes_every_message_once_in_order() {
+    use attrsync_kafka::{Handler as _, Incoming, handler, workspaces};
+    use prost::Message as _;
+
+    let database = attrsync_e2e::test_database().await;
+    let pool = pool(&database).await;
+    let mut conn = pool.get().await.unwrap();
+    let workspace = workspaces::ProjectedWorkspace {
+        workspace_id: 41,
+        fyle_org_id: "or41".into(),
+        qbo_realm_id: None,
+        fyle_webhook_sync_enabled: true,
+        fyle_webhook_by_type: serde_json::json!({}),
+        qbo_webhook_sync_enabled: false,
+        qbo_webhook_by_entity: serde_json::json!({}),
+        deleted: false,
+        version: 1,
+        snapshot: Vec::new(),
+    };
+    workspaces::apply(&mut conn, &workspace).await.unwrap();
+    let kafka = attrsync_config::KafkaConfig {
+        bootstrap: attrsync_e2e::kafka_bootstrap(),
+        topic_prefix: "t.".into(),
+        group_id: "t.batch".into(),
+        partitions: 1,
+        replication_factor: 1,
+        max_attempts: 3,
+        retry_backoff: std::time::Duration::from_millis(10),
+        max_batch: 200,
+    };
+    let idempotent = handler::Idempotent::new(
+        // Five messages of 1.5 MB: the batch writes the outbox after the third (4.5 MB) and
+        // the rest at its end.
+        BigPublisher { bytes: 1_500_000 },
+        handler::Services {
+            pool: pool.clone(),
+            directory: workspaces::WorkspaceDirectory::new(
+                pool.clone(),
+                None,
+                std::time::Duration::from_secs(5),
+            ),
+            kafka,
+            relay: Default::default(),
+            producer: "test",
+            query_timeout: std::time::Duration::from_secs(30),
+        },
+    );
+    let envelopes: Vec<_> = (0..5)
+        .map(|_| {
+            attrsync_kafka::envelope::new(
+                41,
+                "test",
+                attrsync_proto::time::now(),
+                attrsync_proto::Payload::FyleOrgSettingWebhook(
+                    attrsync_proto::v1::FyleOrgSettingWebhook {
+                        data_json: "{}".into(),
+                        ..Default::default()
+                    },
+                ),
+            )
+        })
+        .collect();
+    let messages: Vec<Incoming<'_>> = envelopes
+        .iter()
+        .enumerate()
+        .map(|(offset, envelope)| Incoming {
+            topic: "t.fyle.org-settings.v1",
+            partition: 0,
+            offset: offset as i64,
+            key: Some("41"),
+            envelope: envelope.clone(),
+            attempt: 1,
+        })
+        .collect();
+
+    let outcome = idempotent.handle_batch(&messages).await;
+    assert_eq!(outcome.applied, 5);
+    assert!(outcome.error.is_none());
+    let again = idempotent.handle_batch(&messages).await;
+    assert_eq!(
+        again.applied, 5,
+        "a redelivered batch is done, not applied twice"
+    );
+
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Bytea)]
+        payload: Vec<u8>,
+    }
+    let rows: Vec<Row> = attrsync_db::diesel_async::RunQueryDsl::load(
+        diesel::sql_query("SELECT payload FROM outbox ORDER BY id"),
+        &mut conn,
+    )
+    .await
+    .unwrap();
+    let published: Vec<String> = rows
+        .iter()
+        .map(|row| {
+            let envelope = attrsync_proto::v1::Envelope::decode(row.payload.as_slice()).unwrap();
+            match envelope.payload {
+                Some(attrsync_proto::Payload::ExpenseAttributesChanged(changed)) => {
+                    changed.changes[0].source_id.clone()
+                }
+                other => panic!("unexpected payload {other:?}"),
+            }
+        })
+        .collect();
+    let sent: Vec<String> = envelopes.iter().map(|e| e.event_id.clone()).collect();
+    assert_eq!(
+        published, sent,
+        "each message's event once, in the batch's order"
+    );
+}
