@@ -15,10 +15,10 @@
 //! 4. after the commit, wakes the relay if anything was published.
 //!
 //! Consecutive messages of a partition are applied in **one** transaction when they can be
-//! (one commit instead of one per message, each workspace looked up once, the envelope ids
-//! recorded by one statement, everything published written to the outbox by one statement);
-//! anything unusual falls back to the steps above, message by
-//! message, so the policy below holds for each.
+//! (one commit instead of one per message, the workspaces looked up by one query, the
+//! envelope ids recorded by one statement, everything published written to the outbox by one
+//! statement); anything unusual falls back to the steps above, message by message, so the
+//! policy below holds for each.
 //!
 //! Delivery guarantee: at-least-once transport, exactly-once effect per envelope id. Ids are
 //! kept for `retention.processed_events`, which must exceed the consumed topics' retention.
@@ -324,31 +324,30 @@ impl<H: EffectHandler> Idempotent<H> {
     }
 
     /// Applies every message in one transaction; false (and nothing written) if it could not.
-    /// Each workspace of the batch is looked up once, and the batch's envelope ids are recorded
+    /// The batch's workspaces are looked up together (one projection query; mapping only for
+    /// those the projection lacks), and the batch's envelope ids are recorded
     /// in `processed_events` by one statement (its `RETURNING` says which are new; an id seen
     /// twice in the batch is applied once).
     async fn commit_together(&self, messages: &[Incoming<'_>]) -> bool {
         let mut workspaces = Vec::with_capacity(messages.len());
         let mut payloads = Vec::with_capacity(messages.len());
-        let mut looked_up: HashMap<i64, Option<ProjectedWorkspace>> = HashMap::new();
+        let mut ids: Vec<i64> = messages.iter().map(|m| m.envelope.workspace_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let looked_up: HashMap<i64, ProjectedWorkspace> = self
+            .directory
+            .lookup_many(&ids)
+            .await
+            .into_iter()
+            .filter_map(|(id, lookup)| lookup.live().map(|workspace| (id, workspace)))
+            .collect();
         for message in messages {
             let payload = message
                 .envelope
                 .payload
                 .clone()
                 .and_then(H::Payload::from_payload);
-            let workspace_id = message.envelope.workspace_id;
-            let workspace = match looked_up.get(&workspace_id) {
-                Some(known) => known.clone(),
-                None => {
-                    let found = match self.directory.lookup(workspace_id).await {
-                        Lookup::Found(workspace) if !workspace.deleted => Some(workspace),
-                        _ => None,
-                    };
-                    looked_up.insert(workspace_id, found.clone());
-                    found
-                }
-            };
+            let workspace = looked_up.get(&message.envelope.workspace_id).cloned();
             match (payload, workspace) {
                 (Some(payload), Some(workspace)) => {
                     payloads.push(payload);

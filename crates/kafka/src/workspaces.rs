@@ -261,6 +261,19 @@ pub async fn find_any(
         .optional()
 }
 
+/// The projected workspaces with these ids, deleted or not (ids not projected are absent).
+pub async fn find_any_of(
+    conn: &mut AsyncPgConnection,
+    workspace_ids: &[i64],
+) -> QueryResult<Vec<ProjectedWorkspace>> {
+    use workspace_projection::dsl as p;
+    p::workspace_projection
+        .filter(p::workspace_id.eq_any(workspace_ids))
+        .select(ProjectedWorkspace::as_select())
+        .load(conn)
+        .await
+}
+
 /// What a service knows of a workspace a message names.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Lookup {
@@ -341,6 +354,43 @@ impl WorkspaceDirectory {
             Ok(None) => {}
             Err(e) => return Lookup::Unavailable(format!("projection: {e}")),
         }
+        self.ask_mapping(workspace_id).await
+    }
+
+    /// [`Self::lookup`] for several workspaces at once: one projection query for all of them,
+    /// then mapping for each id the projection lacks. Every id asked for is in the answer.
+    pub async fn lookup_many(&self, workspace_ids: &[i64]) -> HashMap<i64, Lookup> {
+        let found = async {
+            let mut conn = self.pool.get().await.map_err(DbError::from)?;
+            find_any_of(&mut conn, workspace_ids)
+                .await
+                .map_err(DbError::from)
+        };
+        let mut answers: HashMap<i64, Lookup> =
+            match attrsync_db::with_deadline(self.query_timeout, found).await {
+                Ok(rows) => rows
+                    .into_iter()
+                    .map(|row| (row.workspace_id, Lookup::Found(row)))
+                    .collect(),
+                Err(e) => {
+                    let reason = format!("projection: {e}");
+                    return workspace_ids
+                        .iter()
+                        .map(|&id| (id, Lookup::Unavailable(reason.clone())))
+                        .collect();
+                }
+            };
+        for &id in workspace_ids {
+            if !answers.contains_key(&id) {
+                let answer = self.ask_mapping(id).await;
+                answers.insert(id, answer);
+            }
+        }
+        answers
+    }
+
+    /// mapping's answer for a workspace the projection lacks (remembered when found).
+    async fn ask_mapping(&self, workspace_id: i64) -> Lookup {
         let Some(mapping) = &self.mapping else {
             return Lookup::Unknown;
         };

@@ -437,3 +437,47 @@ async fn a_batch_publishing_more_than_the_flush_size_writes_every_message_once_i
         "each message's event once, in the batch's order"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_lookup_answers_every_workspace_live_deleted_or_unknown() {
+    use attrsync_kafka::workspaces::{self, Lookup};
+
+    let database = attrsync_e2e::test_database().await;
+    let pool = pool(&database).await;
+    let mut conn = pool.get().await.unwrap();
+    for (workspace_id, deleted) in [(51, false), (52, true)] {
+        let row = workspaces::ProjectedWorkspace {
+            workspace_id,
+            fyle_org_id: format!("or{workspace_id}"),
+            qbo_realm_id: None,
+            fyle_webhook_sync_enabled: true,
+            fyle_webhook_by_type: serde_json::json!({}),
+            qbo_webhook_sync_enabled: false,
+            qbo_webhook_by_entity: serde_json::json!({}),
+            deleted,
+            version: 1,
+            snapshot: Vec::new(),
+        };
+        workspaces::apply(&mut conn, &row).await.unwrap();
+    }
+    let directory =
+        workspaces::WorkspaceDirectory::new(pool.clone(), None, std::time::Duration::from_secs(5));
+
+    let answers = directory.lookup_many(&[51, 52, 53]).await;
+
+    assert_eq!(answers.len(), 3);
+    assert!(matches!(&answers[&51], Lookup::Found(w) if !w.deleted && w.fyle_org_id == "or51"));
+    assert!(matches!(&answers[&52], Lookup::Found(w) if w.deleted));
+    assert_eq!(
+        answers[&53],
+        Lookup::Unknown,
+        "not projected, and no mapping to ask"
+    );
+    for id in [51, 52, 53] {
+        assert_eq!(
+            answers[&id],
+            directory.lookup(id).await,
+            "as one lookup answers"
+        );
+    }
+}
