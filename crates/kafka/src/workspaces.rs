@@ -381,9 +381,8 @@ impl WorkspaceDirectory {
                 }
             };
         for &id in workspace_ids {
-            if !answers.contains_key(&id) {
-                let answer = self.ask_mapping(id).await;
-                answers.insert(id, answer);
+            if let std::collections::hash_map::Entry::Vacant(missing) = answers.entry(id) {
+                missing.insert(self.ask_mapping(id).await);
             }
         }
         answers
