@@ -17,11 +17,14 @@
 //! insert order; writers that need a strict per-key order serialise themselves (mapping locks
 //! the workspace row). The one relay is whichever [`Relay`] holds the schema's session advisory
 //! lock, on a connection taken out of the pool for it: a pass is then two autocommit
-//! statements (read the oldest rows; delete what Kafka took), where a transaction-scoped lock
-//! cost five round trips per pass. The others stay on standby, trying the lock once per pass.
-//! Any database error drops the connection, which releases the lock; the next pass connects
-//! again and contends afresh, so a crashed or cut-off holder hands over once PostgreSQL ends
-//! its session.
+//! statements (read the oldest rows; delete what Kafka took — with a transaction around the
+//! delete when a row is set aside), where a transaction-scoped lock cost five round trips per
+//! pass. The others stay on standby: each pass tries the lock and, finding it held, notifies
+//! the holder (`pg_notify`; the holder `LISTEN`s), so a commit on any replica is published
+//! at once, not at the holder's next poll. The holder lets go after a pass Kafka did not
+//! take whole (so a replica whose Kafka works takes over) and on shutdown; any database error
+//! drops the connection, which releases the lock. A holder cut off without closing is
+//! noticed by the server's keepalives, set on the relay's session to about a minute.
 //!
 //! A pass takes the oldest rows up to a count *and* a byte budget (at least one row), so one
 //! pass never holds more than a bounded amount of payload in memory.
@@ -264,26 +267,76 @@ impl Relay {
     }
 
     /// Publishes the oldest messages within the limits and settles them, if this relay holds
-    /// (or now takes) the schema's lock; [`RelayPass::Busy`] if another does. An error drops
-    /// the connection and with it the lock.
+    /// (or now takes) the schema's lock; [`RelayPass::Busy`] if another does, which is then
+    /// told there is work ([`Relay::notified`]). An error drops the connection and with it the
+    /// lock; a pass that left messages for a retry (Kafka failing) releases the lock, so a
+    /// replica whose Kafka works can take over.
     pub async fn pass<P: OutboxPublisher>(&mut self, publisher: &P) -> Result<RelayPass, DbError> {
         let outcome = self.pass_on_session(publisher).await;
-        if outcome.is_err() {
-            self.session = None;
+        match &outcome {
+            Err(_) => self.session = None,
+            Ok(pass) if pass.failed().is_some() => self.release().await,
+            Ok(_) => {}
         }
         outcome
+    }
+
+    /// Resolves when another replica's relay found the lock held and said it has work; never,
+    /// while this relay does not hold the lock.
+    pub async fn notified(&mut self) {
+        match &mut self.session {
+            Some(session) if session.holds_lock => {
+                use futures::{FutureExt as _, StreamExt as _};
+                let mut notifications = std::pin::pin!(session.conn.notifications_stream());
+                // An error here is the connection's; the next pass meets it and reconnects.
+                let _ = notifications.next().await;
+                // One pass answers every notification already here.
+                while let Some(Some(_)) = notifications.next().now_or_never() {}
+            }
+            _ => std::future::pending().await,
+        }
+    }
+
+    /// Releases the lock (at once, not when the server notices the closed connection) and
+    /// closes the connection.
+    pub async fn release(&mut self) {
+        if let Some(mut session) = self.session.take()
+            && session.holds_lock
+        {
+            let _ = crate::prepared::sql("SELECT pg_advisory_unlock($1) AS locked")
+                .bind::<BigInt, _>(self.lock_key)
+                .get_result::<Locked>(&mut session.conn)
+                .await;
+        }
+    }
+
+    /// The channel the holder listens on (per lock key: several schemas share a database).
+    fn channel(&self) -> String {
+        format!("outbox_relay_{}", self.lock_key as u64)
     }
 
     async fn pass_on_session<P: OutboxPublisher>(
         &mut self,
         publisher: &P,
     ) -> Result<RelayPass, DbError> {
+        let channel = self.channel();
         let session = match &mut self.session {
             Some(session) => session,
             None => {
                 // Taken out of the pool for good (the pool may open another in its place):
                 // a session lock must never be handed to another user of the pool.
-                let conn = deadpool::Object::take(self.pool.get().await?);
+                let mut conn = deadpool::Object::take(self.pool.get().await?);
+                // The lock lives as long as the server believes the session does: a holder cut
+                // off without a goodbye must be noticed in about a minute, not after the
+                // kernel's two-hour keepalive.
+                crate::prepared::sql(
+                    "SELECT set_config('tcp_keepalives_idle', '15', false) IS NOT NULL \
+                        AND set_config('tcp_keepalives_interval', '5', false) IS NOT NULL \
+                        AND set_config('tcp_keepalives_count', '4', false) IS NOT NULL \
+                        AND set_config('tcp_user_timeout', '35000', false) IS NOT NULL AS locked",
+                )
+                .get_result::<Locked>(&mut conn)
+                .await?;
                 self.session.insert(Session {
                     conn,
                     holds_lock: false,
@@ -303,24 +356,33 @@ impl Relay {
             .await?
             .locked;
             if !session.holds_lock {
+                // The holder may be idle until its next poll: tell it this replica committed.
+                crate::prepared::sql("SELECT pg_notify($1, '') IS NULL AS locked")
+                    .bind::<Text, _>(&channel)
+                    .get_result::<Locked>(&mut session.conn)
+                    .await?;
                 return Ok(RelayPass::Busy);
             }
+            diesel::sql_query(format!("LISTEN {channel}"))
+                .execute(&mut session.conn)
+                .await?;
         }
         relay_pass(&mut session.conn, self.limits, publisher).await
     }
 }
 
-/// One pass by a throwaway [`Relay`] (its connection, and the lock, end with it): for tests
-/// and one-off drains; a running service keeps one [`Relay`].
+/// One pass by a throwaway [`Relay`], which then releases the lock and closes its
+/// connection: for tests and one-off drains; a running service keeps one [`Relay`].
 pub async fn relay_once<P: OutboxPublisher>(
     pool: &Pool,
     lock_key: i64,
     limits: PassLimits,
     publisher: &P,
 ) -> Result<RelayPass, DbError> {
-    Relay::new(pool.clone(), lock_key, limits)
-        .pass(publisher)
-        .await
+    let mut relay = Relay::new(pool.clone(), lock_key, limits);
+    let pass = relay.pass(publisher).await;
+    relay.release().await;
+    pass
 }
 
 /// Reads the oldest messages within `limits`, publishes them and settles them, on a connection

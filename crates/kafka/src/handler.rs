@@ -16,9 +16,9 @@
 //!
 //! Consecutive messages of a partition are applied in **one** transaction when they can be
 //! (one commit instead of one per message, the workspaces looked up by one query, the
-//! envelope ids recorded by one statement, everything published written to the outbox by one
-//! statement); anything unusual falls back to the steps above, message by message, so the
-//! policy below holds for each.
+//! envelope ids recorded by one statement, everything published through [`Tx::publish`]
+//! written to the outbox by one statement); anything unusual falls back to the steps above,
+//! message by message, so the policy below holds for each.
 //!
 //! Delivery guarantee: at-least-once transport, exactly-once effect per envelope id. Ids are
 //! kept for `retention.processed_events`, which must exceed the consumed topics' retention.

@@ -1,10 +1,11 @@
 //! The outbox relay: publishes what a service committed to its outbox.
 //!
-//! It wakes when the service says it enqueued something ([`RelayHandle::wake`]) and otherwise
-//! polls every `idle_poll`, so messages left by a crashed process or another replica are
-//! published too. A pass that could not publish everything (Kafka or the database down) keeps
-//! what was not acknowledged and is retried with backoff; see [`attrsync_db::outbox`] for
-//! ordering, the per-key rule and the delivery guarantee. How long the relay has been failing
+//! It wakes when the service says it enqueued something ([`RelayHandle::wake`]), when another
+//! replica's relay notifies it (see [`attrsync_db::outbox`]), and otherwise polls every
+//! `idle_poll`, so messages left by a crashed process are published too. A pass that could
+//! not publish everything (Kafka or the database down) keeps what was not acknowledged, lets
+//! the lock go and is retried with backoff; see [`attrsync_db::outbox`] for ordering, the
+//! per-key rule and the delivery guarantee. How long the relay has been failing
 //! is visible in [`RelayHandle::failing_for`], which the service's health reads.
 
 use std::{
@@ -158,6 +159,7 @@ pub async fn run(
         tokio::select! {
             () = shutdown.cancelled() => break,
             () = handle.notify.notified() => {}
+            () = relay.notified(), if failures == 0 => {}
             () = tokio::time::sleep(wait) => {}
         }
     }
@@ -171,6 +173,9 @@ pub async fn run(
         }
     };
     let _ = tokio::time::timeout(Duration::from_secs(5), drain).await;
+    // Let go now rather than when the server notices the closed connection, so a standby
+    // takes over at once.
+    let _ = tokio::time::timeout(Duration::from_secs(2), relay.release()).await;
 }
 
 #[cfg(test)]

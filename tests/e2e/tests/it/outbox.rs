@@ -206,7 +206,8 @@ fn taker() -> Picky {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn only_the_relay_holding_the_lock_publishes_and_a_standby_takes_over_when_it_goes() {
+async fn only_the_relay_holding_the_lock_publishes_a_standby_notifies_it_and_takes_over_when_it_lets_go()
+ {
     let database = attrsync_e2e::test_database().await;
     let pool = pool(&database).await;
     let mut conn = pool.get().await.unwrap();
@@ -231,20 +232,14 @@ async fn only_the_relay_holding_the_lock_publishes_and_a_standby_takes_over_when
     );
     assert_eq!(outbox::pending(&pool).await.unwrap(), 1);
 
-    drop(first);
-    // Closing the holder's connection ends its session and releases the lock; the server may
-    // take a moment to notice the client went.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let taken_over = loop {
-        match second.pass(&second_kafka).await.unwrap() {
-            RelayPass::Busy if std::time::Instant::now() < deadline => {
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            }
-            pass => break pass,
-        }
-    };
+    // The standby's Busy pass told the holder there is work.
+    tokio::time::timeout(std::time::Duration::from_secs(5), first.notified())
+        .await
+        .expect("the holder is notified by the standby");
+
+    first.release().await;
     assert!(matches!(
-        taken_over,
+        second.pass(&second_kafka).await.unwrap(),
         RelayPass::Relayed { published: 1, .. }
     ));
     assert_eq!(
@@ -271,7 +266,9 @@ async fn a_relay_whose_session_is_killed_reports_it_then_reconnects_and_relays()
     let killed: Killed = attrsync_db::diesel_async::RunQueryDsl::get_result(
         diesel::sql_query(
             "SELECT count(pg_terminate_backend(pid)) AS n FROM pg_locks \
-             WHERE locktype = 'advisory' AND objid = 8 AND granted",
+             WHERE locktype = 'advisory' AND classid = 0 AND objid = 8 AND objsubid = 1 \
+               AND granted \
+               AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
         ),
         &mut conn,
     )
@@ -436,6 +433,18 @@ async fn a_batch_publishing_more_than_the_flush_size_writes_every_message_once_i
         published, sent,
         "each message's event once, in the batch's order"
     );
+    #[derive(diesel::QueryableByName)]
+    struct Transactions {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let transactions: Transactions = attrsync_db::diesel_async::RunQueryDsl::get_result(
+        diesel::sql_query("SELECT count(DISTINCT xmin::text) AS n FROM outbox"),
+        &mut conn,
+    )
+    .await
+    .unwrap();
+    assert_eq!(transactions.n, 1, "the batch committed as one transaction");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -480,4 +489,41 @@ async fn a_batch_lookup_answers_every_workspace_live_deleted_or_unknown() {
             "as one lookup answers"
         );
     }
+}
+
+/// Kafka that takes nothing (a reason that may pass).
+struct Down;
+
+impl OutboxPublisher for Down {
+    async fn publish(&self, messages: &[OutboxMessage]) -> Vec<Published> {
+        messages
+            .iter()
+            .map(|_| Published::Retry("all brokers down".into()))
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_whose_kafka_fails_lets_go_and_a_replica_whose_kafka_works_takes_over() {
+    let database = attrsync_e2e::test_database().await;
+    let pool = pool(&database).await;
+    let mut conn = pool.get().await.unwrap();
+    let mut cut_off = outbox::Relay::new(pool.clone(), 9, PassLimits::default());
+    let mut healthy = outbox::Relay::new(pool.clone(), 9, PassLimits::default());
+    let kafka = taker();
+    outbox::enqueue(&mut conn, &[message("a", 1, 10)])
+        .await
+        .unwrap();
+
+    let failed = cut_off.pass(&Down).await.unwrap();
+    assert!(failed.failed().is_some());
+    assert!(matches!(
+        healthy.pass(&kafka).await.unwrap(),
+        RelayPass::Relayed { published: 1, .. }
+    ));
+    assert_eq!(
+        cut_off.pass(&kafka).await.unwrap(),
+        RelayPass::Busy,
+        "the healthy replica keeps the lock"
+    );
 }
