@@ -303,9 +303,9 @@ impl Relay {
         if let Some(mut session) = self.session.take()
             && session.holds_lock
         {
-            let _ = crate::prepared::sql("SELECT pg_advisory_unlock($1) AS locked")
+            let _ = crate::prepared::sql("SELECT pg_advisory_unlock($1)")
                 .bind::<BigInt, _>(self.lock_key)
-                .get_result::<Locked>(&mut session.conn)
+                .execute(&mut session.conn)
                 .await;
         }
     }
@@ -330,12 +330,12 @@ impl Relay {
                 // off without a goodbye must be noticed in about a minute, not after the
                 // kernel's two-hour keepalive.
                 crate::prepared::sql(
-                    "SELECT set_config('tcp_keepalives_idle', '15', false) IS NOT NULL \
-                        AND set_config('tcp_keepalives_interval', '5', false) IS NOT NULL \
-                        AND set_config('tcp_keepalives_count', '4', false) IS NOT NULL \
-                        AND set_config('tcp_user_timeout', '35000', false) IS NOT NULL AS locked",
+                    "SELECT set_config('tcp_keepalives_idle', '15', false), \
+                            set_config('tcp_keepalives_interval', '5', false), \
+                            set_config('tcp_keepalives_count', '4', false), \
+                            set_config('tcp_user_timeout', '35000', false)",
                 )
-                .get_result::<Locked>(&mut conn)
+                .execute(&mut conn)
                 .await?;
                 self.session.insert(Session {
                     conn,
@@ -357,9 +357,9 @@ impl Relay {
             .locked;
             if !session.holds_lock {
                 // The holder may be idle until its next poll: tell it this replica committed.
-                crate::prepared::sql("SELECT pg_notify($1, '') IS NULL AS locked")
+                crate::prepared::sql("SELECT pg_notify($1, '')")
                     .bind::<Text, _>(&channel)
-                    .get_result::<Locked>(&mut session.conn)
+                    .execute(&mut session.conn)
                     .await?;
                 return Ok(RelayPass::Busy);
             }

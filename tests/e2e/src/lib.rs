@@ -51,7 +51,7 @@ pub fn kafka_bootstrap() -> String {
 }
 
 /// How old a test stack's topics must be before a later test process deletes them.
-pub const STALE_TEST_TOPICS_AFTER: Duration = Duration::from_secs(3600);
+const STALE_TEST_TOPICS_AFTER: Duration = Duration::from_secs(3600);
 
 /// The creation time of a test stack's or a benchmark's topic (`t<ulid>.<name>`,
 /// `bench<ulid>.<name>`), if `topic` is one.
