@@ -11,14 +11,15 @@
 //!    id in `processed_events` — a redelivery finds it and changes nothing — and runs the
 //!    effect, which may publish through the outbox ([`Tx::publish`]) in the same transaction:
 //!    what it publishes is written to the outbox by one statement just before the commit (a
-//!    batch writes it every 4 MiB of payload, so memory and statements stay bounded);
+//!    batch, by one statement per 4 MiB of payload, so no statement grows with it);
 //! 4. after the commit, wakes the relay if anything was published.
 //!
 //! Consecutive messages of a partition are applied in **one** transaction when they can be
 //! (one commit instead of one per message, the workspaces looked up by one query, the
-//! envelope ids recorded by one statement, everything published through [`Tx::publish`]
-//! written to the outbox by one statement); anything unusual falls back to the steps above,
-//! message by message, so the policy below holds for each.
+//! envelope ids recorded by one statement, the new messages handed to the effect together
+//! through [`EffectHandler::apply_all`], so an effect can write them set-based, everything
+//! published written to the outbox at the end); anything unusual falls back to the steps
+//! above, message by message, so the policy below holds for each.
 //!
 //! Delivery guarantee: at-least-once transport, exactly-once effect per envelope id. Ids are
 //! kept for `retention.processed_events`, which must exceed the consumed topics' retention.
@@ -135,6 +136,23 @@ pub trait EffectHandler: Send + Sync + 'static {
         tx: &mut Tx<'_>,
         event: &Event<'_, Self::Payload>,
     ) -> impl Future<Output = Result<(), EffectError>> + Send;
+
+    /// Applies consecutive messages of one partition, in order, inside one transaction: the
+    /// same effect as [`apply`](Self::apply) on each in turn (the default does exactly that).
+    /// An effect overrides it to write a batch in a fixed number of statements; an error fails
+    /// the whole batch, which the wrapper then retries in smaller pieces.
+    fn apply_all(
+        &self,
+        tx: &mut Tx<'_>,
+        events: &[Event<'_, Self::Payload>],
+    ) -> impl Future<Output = Result<(), EffectError>> + Send {
+        async move {
+            for event in events {
+                self.apply(tx, event).await?;
+            }
+            Ok(())
+        }
+    }
 }
 
 /// The consumer-facing [`Handler`] of an [`EffectHandler`]: payload, workspace, transaction,
@@ -191,12 +209,32 @@ impl<H: EffectHandler> Idempotent<H> {
     }
 }
 
-/// A batch writes what it has published so far to the outbox once it holds this many payload
-/// bytes, so neither its memory nor one statement grows with the batch.
+/// A batch writes what it published to the outbox in statements of at most about this many
+/// payload bytes, so no one statement grows with the batch.
 const OUTBOX_FLUSH_BYTES: usize = 4 * 1024 * 1024;
 
-fn published_bytes(rows: &[outbox::NewOutboxMessage]) -> usize {
-    rows.iter().map(|row| row.payload.len()).sum()
+/// `rows` in order, cut into runs of at most `limit` payload bytes (a longer row alone).
+fn chunk_by_payload_bytes(
+    rows: &[outbox::NewOutboxMessage],
+    limit: usize,
+) -> impl Iterator<Item = &[outbox::NewOutboxMessage]> {
+    let mut rest = rows;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut bytes = 0;
+        let end = rest
+            .iter()
+            .position(|row| {
+                bytes += row.payload.len();
+                bytes > limit
+            })
+            .map_or(rest.len(), |at| at.max(1));
+        let (chunk, tail) = rest.split_at(end);
+        rest = tail;
+        Some(chunk)
+    })
 }
 
 fn db_failure(e: &diesel::result::Error) -> HandlerError {
@@ -372,13 +410,13 @@ impl<H: EffectHandler> Idempotent<H> {
                 .await?
                 .into_iter()
                 .collect();
-            let (mut published, mut count) = (Vec::new(), 0);
+            let mut events = Vec::with_capacity(messages.len());
             for ((message, payload), workspace) in messages.iter().zip(payloads).zip(&workspaces) {
-                // Taken out once applied: a second copy of an id in the batch is a redelivery.
+                // Taken out once kept: a second copy of an id in the batch is a redelivery.
                 if !first_time.remove(&message.envelope.event_id) {
                     continue;
                 }
-                let event = Event {
+                events.push(Event {
                     event_id: &message.envelope.event_id,
                     workspace,
                     occurred_at: message
@@ -387,22 +425,20 @@ impl<H: EffectHandler> Idempotent<H> {
                         .as_ref()
                         .and_then(time::from_proto),
                     payload,
-                };
-                let mut tx = Tx {
-                    conn: &mut *conn,
-                    kafka: &self.kafka,
-                    producer: self.producer,
-                    outbox: &mut published,
-                };
-                self.effect.apply(&mut tx, &event).await?;
-                if published_bytes(&published) >= OUTBOX_FLUSH_BYTES {
-                    outbox::enqueue(conn, &published).await?;
-                    count += published.len();
-                    published.clear();
-                }
+                });
             }
-            outbox::enqueue(conn, &published).await?;
-            Ok(count + published.len())
+            let mut published = Vec::new();
+            let mut tx = Tx {
+                conn: &mut *conn,
+                kafka: &self.kafka,
+                producer: self.producer,
+                outbox: &mut published,
+            };
+            self.effect.apply_all(&mut tx, &events).await?;
+            for rows in chunk_by_payload_bytes(&published, OUTBOX_FLUSH_BYTES) {
+                outbox::enqueue(conn, rows).await?;
+            }
+            Ok(published.len())
         });
         match tokio::time::timeout(self.query_timeout, transaction).await {
             Ok(Ok(published)) => {
@@ -428,4 +464,42 @@ fn skipped(message: &Incoming<'_>, reason: &'static str) {
         "reason" => reason
     )
     .increment(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(bytes: usize) -> outbox::NewOutboxMessage {
+        outbox::NewOutboxMessage {
+            topic: "t".into(),
+            message_key: None,
+            payload: vec![0; bytes],
+            headers: serde_json::Value::Null,
+        }
+    }
+
+    fn chunk_sizes(sizes: &[usize], limit: usize) -> Vec<Vec<usize>> {
+        let rows: Vec<_> = sizes.iter().map(|&n| row(n)).collect();
+        chunk_by_payload_bytes(&rows, limit)
+            .map(|chunk| chunk.iter().map(|r| r.payload.len()).collect())
+            .collect()
+    }
+
+    #[test]
+    fn outbox_rows_are_cut_into_runs_within_the_byte_limit_in_order() {
+        assert_eq!(
+            chunk_sizes(&[4, 4, 2, 5, 1], 10),
+            vec![vec![4, 4, 2], vec![5, 1]]
+        );
+    }
+
+    #[test]
+    fn an_outbox_row_larger_than_the_limit_goes_alone_and_nothing_is_dropped() {
+        assert_eq!(
+            chunk_sizes(&[3, 25, 3], 10),
+            vec![vec![3], vec![25], vec![3]]
+        );
+        assert!(chunk_sizes(&[], 10).is_empty());
+    }
 }

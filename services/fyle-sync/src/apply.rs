@@ -2,8 +2,13 @@
 //!
 //! Runs inside the platform's idempotent handler ([`attrsync_kafka::handler`]): the message is
 //! applied at most once per envelope id, in one transaction, only for a known, live workspace.
-//! This module writes only the effect. Pulls apply their pages through the same rules
-//! ([`apply_live_page`]: the same version claim and upsert plan, set-based).
+//! This module writes only the effect. Each webhook is first planned from itself alone
+//! ([`plan_webhook`]: ignore, delete, dependent value or live object). A batch the consumer
+//! hands over together whose webhooks are all live objects (or ignored) is written set-based
+//! whatever its workspaces ([`apply_live_objects`]: one statement claims every version, a
+//! fixed few write the rows, one counts the events), so a batch costs the same round trips as
+//! one webhook; a batch holding a delete or a dependent value is applied a webhook at a time.
+//! Pulls apply their pages through the same function.
 //!
 //! **Versions.** Every Fyle object's newest version is kept in `source_versions`, deleted or
 //! not: an event is applied only if its version supersedes the stored one, so a late, repeated
@@ -61,7 +66,7 @@ use crate::{
         OptionStep, Stored, UpsertPlan, change_kind, effective_version, plan_select_field,
         plan_upsert,
     },
-    schema::{dependent_fields as df, expense_attributes as ea, webhook_event_counts as counts},
+    schema::{dependent_fields as df, expense_attributes as ea},
 };
 
 /// The largest change event published in one message (the platform's, shared with qbo-sync).
@@ -97,32 +102,96 @@ impl EffectHandler for AttributeWebhooks {
         tx: &mut Tx<'_>,
         event: &Event<'_, FyleAttributeWebhook>,
     ) -> Result<(), EffectError> {
+        let data = event_data(event)?;
+        let webhook = self.webhook(event, &data);
+        let outcome = match plan_webhook(&webhook, &event.workspace.fyle_org_id)? {
+            Step::Ignore(reason) => EventOutcome::Ignored(reason),
+            step => apply_step(tx.conn, &webhook, step).await?,
+        };
+        let outcomes = vec![(webhook, outcome)];
+        count(tx.conn, &outcomes).await?;
+        publish(tx, outcomes);
+        Ok(())
+    }
+
+    /// A batch whose webhooks are all live objects of the fixed resources (or ignored) is
+    /// written by [`apply_live_objects`] in a constant number of statements, whatever its
+    /// workspaces; one holding a delete or a dependent value (whose field an earlier webhook of
+    /// the batch may define) is applied a webhook at a time.
+    async fn apply_all(
+        &self,
+        tx: &mut Tx<'_>,
+        events: &[Event<'_, FyleAttributeWebhook>],
+    ) -> Result<(), EffectError> {
+        let data = events
+            .iter()
+            .map(event_data)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut webhooks = Vec::with_capacity(events.len());
+        let mut steps = Vec::with_capacity(events.len());
+        for (event, data) in events.iter().zip(&data) {
+            let webhook = self.webhook(event, data);
+            let step = plan_webhook(&webhook, &event.workspace.fyle_org_id)?;
+            if matches!(step, Step::Delete { .. } | Step::DependentValue { .. }) {
+                for event in events {
+                    self.apply(tx, event).await?;
+                }
+                return Ok(());
+            }
+            webhooks.push(webhook);
+            steps.push(step);
+        }
+        let live: Vec<OwnedObject<'_>> = steps
+            .iter()
+            .zip(&webhooks)
+            .filter_map(|(step, webhook)| match step {
+                Step::Live(object) => Some(OwnedObject {
+                    workspace_id: webhook.workspace_id,
+                    resource: &webhook.resource,
+                    object,
+                }),
+                _ => None,
+            })
+            .collect();
+        let mut applied = apply_live_objects(tx.conn, &live).await?.into_iter();
+        let mut outcomes = Vec::with_capacity(steps.len());
+        for (step, webhook) in steps.iter().zip(webhooks) {
+            let outcome = match step {
+                Step::Ignore(reason) => EventOutcome::Ignored(reason),
+                _ => applied
+                    .next()
+                    .unwrap_or(EventOutcome::Ignored("not applied")),
+            };
+            outcomes.push((webhook, outcome));
+        }
+        count(tx.conn, &outcomes).await?;
+        publish(tx, outcomes);
+        Ok(())
+    }
+}
+
+impl AttributeWebhooks {
+    fn webhook<'a>(&self, event: &Event<'_, FyleAttributeWebhook>, data: &'a Value) -> Webhook<'a> {
         let hook = &event.payload;
-        let data: Value = serde_json::from_str(&hook.data_json)
-            .map_err(|e| poison(format!("`data` is not JSON: {e}")))?;
-        let workspace_id = event.workspace.workspace_id;
-        let received_at = event.occurred_at.unwrap_or_else(Utc::now);
-        let webhook = Webhook {
-            workspace_id,
+        Webhook {
+            workspace_id: event.workspace.workspace_id,
             action: FyleWebhookAction::from(hook.action.clone()),
             resource: FyleResource::from(hook.resource.clone()),
-            data: &data,
-            received_at,
+            data,
+            received_at: event.occurred_at.unwrap_or_else(Utc::now),
             max_clock_skew: self.max_clock_skew,
-        };
-        let outcome = if data.get("org_id").and_then(Value::as_str)
-            != Some(event.workspace.fyle_org_id.as_str())
-        {
-            EventOutcome::Ignored("data.org_id does not belong to the workspace")
-        } else {
-            apply_action(tx.conn, &webhook).await?
-        };
-        count(
-            tx.conn,
-            workspace_id,
-            matches!(outcome, EventOutcome::Applied(_)),
-        )
-        .await?;
+        }
+    }
+}
+
+fn event_data(event: &Event<'_, FyleAttributeWebhook>) -> Result<Value, EffectError> {
+    serde_json::from_str(&event.payload.data_json)
+        .map_err(|e| poison(format!("`data` is not JSON: {e}")))
+}
+
+/// Publishes each applied webhook's changes (in webhook order) and logs each outcome.
+fn publish(tx: &mut Tx<'_>, outcomes: Vec<(Webhook<'_>, EventOutcome)>) {
+    for (webhook, outcome) in outcomes {
         match outcome {
             EventOutcome::Applied(changes) => {
                 tracing::info!(changes = changes.len(), action = %webhook.action, resource = %webhook.resource, "webhook applied");
@@ -131,12 +200,15 @@ impl EffectHandler for AttributeWebhooks {
                         changes: chunk,
                         origin: "webhook".into(),
                     };
-                    tx.publish(topics::EXPENSE_ATTRIBUTES_CHANGED, workspace_id, payload);
+                    tx.publish(
+                        topics::EXPENSE_ATTRIBUTES_CHANGED,
+                        webhook.workspace_id,
+                        payload,
+                    );
                 }
             }
             EventOutcome::Ignored(reason) => tracing::info!(reason, "webhook ignored"),
         }
-        Ok(())
     }
 }
 
@@ -187,8 +259,8 @@ pub(crate) async fn claim_version(
 ) -> QueryResult<bool> {
     let claimed = claim_versions(
         conn,
-        workspace_id,
         deleted,
+        vec![workspace_id],
         vec![object_key.to_owned()],
         vec![version],
     )
@@ -198,53 +270,76 @@ pub(crate) async fn claim_version(
 
 #[derive(QueryableByName)]
 struct ClaimedKey {
+    #[diesel(sql_type = BigInt)]
+    workspace_id: i64,
     #[diesel(sql_type = Text)]
     object_key: String,
     #[diesel(sql_type = Bool)]
     first_seen: bool,
 }
 
-/// [`claim_version`] for several objects in one statement, in key order; returns the claimed
-/// keys, each with whether it was seen for the first time (its version row was inserted, not
-/// updated).
+/// [`claim_version`] for several objects (of any workspaces, each named once) in one
+/// statement, in (workspace, key) order so concurrent claims never deadlock; returns the
+/// claimed (workspace, key)s, each with whether it was seen for the first time (its version
+/// row was inserted, not updated).
 async fn claim_versions(
     conn: &mut AsyncPgConnection,
-    workspace_id: i64,
     deleted: bool,
+    workspace_ids: Vec<i64>,
     keys: Vec<String>,
     versions: Vec<DateTime<Utc>>,
-) -> QueryResult<HashMap<String, bool>> {
+) -> QueryResult<HashMap<(i64, String), bool>> {
     let claimed: Vec<ClaimedKey> = attrsync_db::prepared::sql(
         "INSERT INTO source_versions AS v (workspace_id, object_key, version, deleted) \
-         SELECT $1, c.object_key, c.version, $2 \
-         FROM unnest($3::text[], $4::timestamptz[]) AS c(object_key, version) \
-         ORDER BY c.object_key \
+         SELECT c.workspace_id, c.object_key, c.version, $1 \
+         FROM unnest($2::int8[], $3::text[], $4::timestamptz[]) \
+              AS c(workspace_id, object_key, version) \
+         ORDER BY c.workspace_id, c.object_key \
          ON CONFLICT (workspace_id, object_key) DO UPDATE \
              SET version = excluded.version, deleted = excluded.deleted \
          WHERE (excluded.version, excluded.deleted) > (v.version, v.deleted) \
             OR (excluded.version = v.version AND NOT excluded.deleted AND NOT v.deleted) \
-         RETURNING v.object_key, (v.xmax = 0) AS first_seen",
+         RETURNING v.workspace_id, v.object_key, (v.xmax = 0) AS first_seen",
     )
-    .bind::<BigInt, _>(workspace_id)
     .bind::<Bool, _>(deleted)
+    .bind::<Array<BigInt>, _>(workspace_ids)
     .bind::<Array<Text>, _>(keys)
     .bind::<Array<Timestamptz>, _>(versions)
     .load(conn)
     .await?;
     Ok(claimed
         .into_iter()
-        .map(|c| (c.object_key, c.first_seen))
+        .map(|c| ((c.workspace_id, c.object_key), c.first_seen))
         .collect())
 }
 
-async fn apply_action(
-    conn: &mut AsyncPgConnection,
-    event: &Webhook<'_>,
-) -> Result<EventOutcome, ApplyError> {
+/// What one webhook asks for, decided from the webhook alone.
+#[derive(Debug)]
+enum Step {
+    /// Nothing to write: counted as ignored, for this reason.
+    Ignore(&'static str),
+    /// The object was deleted at `version`.
+    Delete { id: String, version: DateTime<Utc> },
+    /// A dependent value, derived with its field's stored definition.
+    DependentValue {
+        id: String,
+        field_id: i64,
+        version: DateTime<Utc>,
+    },
+    /// A live object, derived.
+    Live(LiveObject),
+}
+
+/// The [`Step`] a webhook of the workspace whose Fyle org is `org_id` asks for; an error for a
+/// webhook whose `data` cannot be understood (poison).
+fn plan_webhook(event: &Webhook<'_>, org_id: &str) -> Result<Step, EffectError> {
+    if event.data.get("org_id").and_then(Value::as_str) != Some(org_id) {
+        return Ok(Step::Ignore("data.org_id does not belong to the workspace"));
+    }
     let deleted = match event.action {
         FyleWebhookAction::Deleted => true,
         FyleWebhookAction::Created | FyleWebhookAction::Updated => false,
-        _ => return Ok(EventOutcome::Ignored("action does not change attributes")),
+        _ => return Ok(Step::Ignore("action does not change attributes")),
     };
     let carries_attributes = event.resource.fixed_attribute_type().is_some()
         || matches!(
@@ -252,42 +347,69 @@ async fn apply_action(
             FyleResource::ExpenseField | FyleResource::DependentField
         );
     if !carries_attributes {
-        return Ok(EventOutcome::Ignored("resource carries no attribute"));
+        return Ok(Step::Ignore("resource carries no attribute"));
     }
     let id = event.object_id()?;
     let version = event.version();
     if deleted {
-        let object_key = object_key(&event.resource, &id);
-        if !claim_version(conn, event.workspace_id, &object_key, version, true).await? {
-            return Ok(EventOutcome::Ignored("stale: a newer version is stored"));
-        }
-        return deactivate_deleted(conn, event.workspace_id, &event.resource, &id, version).await;
+        return Ok(Step::Delete { id, version });
     }
-    let derived = if event.resource == FyleResource::DependentField {
+    if event.resource == FyleResource::DependentField {
         let field_id =
             derive::dependent_value_field_id(event.data).map_err(|e| poison(e.to_string()))?;
-        let Some(field) = stored_dependent_fields(conn, event.workspace_id, &[field_id])
-            .await?
-            .remove(&field_id)
-        else {
-            return Ok(EventOutcome::Ignored(
-                "dependent value of a field not known yet (the next pull stores it)",
-            ));
-        };
-        derive::derive_dependent_value(event.data, &field)
-    } else {
-        derive::derive(&event.resource, event.data)
+        return Ok(Step::DependentValue {
+            id,
+            field_id,
+            version,
+        });
     }
-    .map_err(|e| poison(e.to_string()))?;
-    apply_live(
-        conn,
-        event.workspace_id,
-        &event.resource,
-        &id,
+    let derived = derive::derive(&event.resource, event.data).map_err(|e| poison(e.to_string()))?;
+    Ok(Step::Live(LiveObject {
+        id,
         derived,
         version,
-    )
-    .await
+    }))
+}
+
+/// Applies one webhook's [`Step`].
+async fn apply_step(
+    conn: &mut AsyncPgConnection,
+    event: &Webhook<'_>,
+    step: Step,
+) -> Result<EventOutcome, ApplyError> {
+    let workspace_id = event.workspace_id;
+    match step {
+        Step::Ignore(reason) => Ok(EventOutcome::Ignored(reason)),
+        Step::Delete { id, version } => {
+            let object_key = object_key(&event.resource, &id);
+            if !claim_version(conn, workspace_id, &object_key, version, true).await? {
+                return Ok(EventOutcome::Ignored("stale: a newer version is stored"));
+            }
+            deactivate_deleted(conn, workspace_id, &event.resource, &id, version).await
+        }
+        Step::DependentValue {
+            id,
+            field_id,
+            version,
+        } => {
+            let Some(field) = stored_dependent_fields(conn, workspace_id, &[field_id])
+                .await?
+                .remove(&field_id)
+            else {
+                return Ok(EventOutcome::Ignored(
+                    "dependent value of a field not known yet (the next pull stores it)",
+                ));
+            };
+            let derived = derive::derive_dependent_value(event.data, &field)
+                .map_err(|e| poison(e.to_string()))?;
+            apply_live(conn, workspace_id, &event.resource, &id, derived, version).await
+        }
+        Step::Live(LiveObject {
+            id,
+            derived,
+            version,
+        }) => apply_live(conn, workspace_id, &event.resource, &id, derived, version).await,
+    }
 }
 
 /// `<RESOURCE>:<id>`, the key of a Fyle object in `source_versions`.
@@ -410,26 +532,61 @@ pub(crate) struct LiveObject {
     pub(crate) version: DateTime<Utc>,
 }
 
-/// [`apply_live`] for a page of objects of one resource (a pull's page), in a constant number
-/// of statements: every version claimed by one statement; objects seen for the first time
-/// inserted by one (they have no row to look up); the others' rows locked and read by one,
-/// planned by the same [`plan_upsert`] the webhook path uses, then one insert and one update.
-/// The outcome of each object, in `objects` order, is what [`apply_live`] would have returned
-/// for it. Custom SELECT and dependent fields, and a page naming an object twice (whose second
-/// copy must see the first), take [`apply_live`] one object at a time.
+/// [`apply_live`] for a page of objects of one resource (a pull's page): see
+/// [`apply_live_objects`].
 pub(crate) async fn apply_live_page(
     conn: &mut AsyncPgConnection,
     workspace_id: i64,
     resource: &FyleResource,
     objects: &[LiveObject],
 ) -> Result<Vec<EventOutcome>, ApplyError> {
-    let mut ids: Vec<&str> = objects.iter().map(|o| o.id.as_str()).collect();
-    ids.sort_unstable();
-    let repeated = ids.windows(2).any(|w| w[0] == w[1]);
+    let owned: Vec<OwnedObject<'_>> = objects
+        .iter()
+        .map(|object| OwnedObject {
+            workspace_id,
+            resource,
+            object,
+        })
+        .collect();
+    apply_live_objects(conn, &owned).await
+}
+
+/// A live object of one workspace's resource.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OwnedObject<'a> {
+    pub(crate) workspace_id: i64,
+    pub(crate) resource: &'a FyleResource,
+    pub(crate) object: &'a LiveObject,
+}
+
+impl OwnedObject<'_> {
+    fn version_key(&self) -> (i64, String) {
+        (
+            self.workspace_id,
+            object_key(self.resource, &self.object.id),
+        )
+    }
+}
+
+/// [`apply_live`] for many objects (a pull's page, or a batch of webhooks of several
+/// workspaces) in a constant number of statements: every version claimed by one statement;
+/// objects seen for the first time inserted by one (they have no row to look up); the
+/// others' rows locked and read by one, planned by the same [`plan_upsert`] the single path
+/// uses, then one insert and one update. The outcome of each object, in `objects` order, is
+/// what [`apply_live`] would have returned for it. Custom SELECT and dependent fields, and a
+/// set naming an object twice (whose second copy must see the first), take [`apply_live`]
+/// one object at a time, in order.
+pub(crate) async fn apply_live_objects(
+    conn: &mut AsyncPgConnection,
+    objects: &[OwnedObject<'_>],
+) -> Result<Vec<EventOutcome>, ApplyError> {
+    let mut keys: Vec<(i64, String)> = objects.iter().map(OwnedObject::version_key).collect();
+    keys.sort_unstable();
+    let repeated = keys.windows(2).any(|w| w[0] == w[1]);
     if repeated
         || objects.iter().any(|o| {
             matches!(
-                o.derived,
+                o.object.derived,
                 Derived::SelectField(_) | Derived::DependentField(_)
             )
         })
@@ -439,42 +596,35 @@ pub(crate) async fn apply_live_page(
             outcomes.push(
                 apply_live(
                     conn,
-                    workspace_id,
-                    resource,
-                    &o.id,
-                    o.derived.clone(),
-                    o.version,
+                    o.workspace_id,
+                    o.resource,
+                    &o.object.id,
+                    o.object.derived.clone(),
+                    o.object.version,
                 )
                 .await?,
             );
         }
         return Ok(outcomes);
     }
-    let (keys, versions) = objects
-        .iter()
-        .map(|o| (object_key(resource, &o.id), o.version))
-        .unzip();
-    let claimed = claim_versions(conn, workspace_id, false, keys, versions).await?;
+    let (workspace_ids, keys) = objects.iter().map(OwnedObject::version_key).unzip();
+    let versions = objects.iter().map(|o| o.object.version).collect();
+    let claimed = claim_versions(conn, false, workspace_ids, keys, versions).await?;
     let mut outcomes: Vec<EventOutcome> = Vec::with_capacity(objects.len());
-    // (position, attribute, content hash, whether its object was never seen before)
-    let mut attributes: Vec<(usize, DerivedAttribute, String, bool)> = Vec::new();
+    // (position, attribute row, whether its object was never seen before)
+    let mut attributes: Vec<(usize, RowToWrite, bool)> = Vec::new();
     for (at, o) in objects.iter().enumerate() {
-        let first_seen = claimed.get(&object_key(resource, &o.id)).copied();
-        outcomes.push(match (&o.derived, first_seen) {
+        let first_seen = claimed.get(&o.version_key()).copied();
+        outcomes.push(match (&o.object.derived, first_seen) {
             (_, None) => EventOutcome::Ignored("stale: a newer version is stored"),
             (Derived::Attribute(attribute), Some(first_seen)) => {
                 let mut attribute = attribute.clone();
-                attribute.source_updated_at = Some(o.version);
-                let hash = content_hash(
-                    &attribute.value,
-                    attribute.active,
-                    attribute.detail.as_ref(),
-                );
-                attributes.push((at, attribute, hash, first_seen));
+                attribute.source_updated_at = Some(o.object.version);
+                attributes.push((at, RowToWrite::new(o.workspace_id, attribute), first_seen));
                 EventOutcome::Applied(Vec::new())
             }
             (Derived::Skipped(reason), _) => EventOutcome::Ignored(skip_reason(*reason)),
-            // Pages holding a select or dependent field were applied one object at a time above.
+            // Sets holding a select or dependent field were applied one object at a time above.
             (Derived::SelectField(_) | Derived::DependentField(_), _) => {
                 EventOutcome::Ignored("expense field not applied")
             }
@@ -487,17 +637,20 @@ pub(crate) async fn apply_live_page(
     };
     // An object never seen before has no row (every row is written under a claimed version):
     // it is inserted without a lookup. One that conflicts anyway is planned with the others.
-    let first: Vec<(&DerivedAttribute, &str)> = attributes
+    let first: Vec<&RowToWrite> = attributes
         .iter()
         .filter(|(.., first_seen)| *first_seen)
-        .map(|(_, a, hash, _)| (a, hash.as_str()))
+        .map(|(_, row, _)| row)
         .collect();
-    let inserted = insert_first_seen(conn, workspace_id, &first).await?;
-    let mut planned: Vec<&(usize, DerivedAttribute, String, bool)> = Vec::new();
+    let inserted = insert_first_seen(conn, &first).await?;
+    let mut planned: Vec<&(usize, RowToWrite, bool)> = Vec::new();
     for entry in &attributes {
-        let (at, attribute, _, first_seen) = entry;
-        if *first_seen && inserted.contains(&attribute_key(attribute)) {
-            push_change(*at, attribute_change(attribute, ChangeKind::Created, None));
+        let (at, row, first_seen) = entry;
+        if *first_seen && inserted.contains(&row.key()) {
+            push_change(
+                *at,
+                attribute_change(&row.attribute, ChangeKind::Created, None),
+            );
         } else {
             planned.push(entry);
         }
@@ -505,20 +658,20 @@ pub(crate) async fn apply_live_page(
     if planned.is_empty() {
         return Ok(outcomes);
     }
-    let stored = lock_stored(conn, workspace_id, planned.iter().map(|(_, a, ..)| a)).await?;
-    let mut inserts: Vec<(&DerivedAttribute, &str)> = Vec::new();
-    let mut updates: Vec<(i64, &DerivedAttribute, &str)> = Vec::new();
-    for (at, attribute, hash, _) in planned {
-        let existing = stored.get(&attribute_key(attribute));
-        let change = match (plan_upsert(existing, attribute, hash), existing) {
+    let stored = lock_stored(conn, planned.iter().map(|(_, row, _)| row)).await?;
+    let mut inserts: Vec<&RowToWrite> = Vec::new();
+    let mut updates: Vec<(i64, &RowToWrite)> = Vec::new();
+    for (at, row, _) in planned {
+        let existing = stored.get(&row.key());
+        let change = match (plan_upsert(existing, &row.attribute, &row.hash), existing) {
             (UpsertPlan::Insert, _) => {
-                inserts.push((attribute, hash));
-                Some(attribute_change(attribute, ChangeKind::Created, None))
+                inserts.push(row);
+                Some(attribute_change(&row.attribute, ChangeKind::Created, None))
             }
-            (UpsertPlan::Update(kind), Some(row)) => {
-                updates.push((row.id, attribute, hash));
-                let old_value = (kind == ChangeKind::Renamed).then(|| row.value.clone());
-                Some(attribute_change(attribute, kind, old_value))
+            (UpsertPlan::Update(kind), Some(stored)) => {
+                updates.push((stored.id, row));
+                let old_value = (kind == ChangeKind::Renamed).then(|| stored.value.clone());
+                Some(attribute_change(&row.attribute, kind, old_value))
             }
             (UpsertPlan::Unchanged | UpsertPlan::Update(_), _) => None,
         };
@@ -526,18 +679,45 @@ pub(crate) async fn apply_live_page(
             push_change(*at, change);
         }
     }
-    insert_attributes(conn, workspace_id, &inserts, Conflict::Fail).await?;
+    insert_attributes(conn, &inserts, Conflict::Fail).await?;
     update_attributes(conn, &updates).await?;
     Ok(outcomes)
 }
 
-/// An attribute's row key: (type, source id).
-fn attribute_key(attribute: &DerivedAttribute) -> (String, String) {
-    (
-        attribute.attribute_type.as_str().to_owned(),
-        attribute.source_id.clone(),
-    )
+/// An attribute to write, with its workspace and content hash.
+#[derive(Debug)]
+struct RowToWrite {
+    workspace_id: i64,
+    attribute: DerivedAttribute,
+    hash: String,
 }
+
+impl RowToWrite {
+    fn new(workspace_id: i64, attribute: DerivedAttribute) -> Self {
+        let hash = content_hash(
+            &attribute.value,
+            attribute.active,
+            attribute.detail.as_ref(),
+        );
+        Self {
+            workspace_id,
+            attribute,
+            hash,
+        }
+    }
+
+    /// Its row's key: (workspace, type, source id).
+    fn key(&self) -> RowKey {
+        (
+            self.workspace_id,
+            self.attribute.attribute_type.as_str().to_owned(),
+            self.attribute.source_id.clone(),
+        )
+    }
+}
+
+/// An attribute row's key: (workspace, type, source id).
+type RowKey = (i64, String, String);
 
 /// What an insert does with a row whose (type, source id) is already stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -565,6 +745,8 @@ fn skip_reason(reason: derive::SkipReason) -> &'static str {
 struct LockedRow {
     #[diesel(sql_type = BigInt)]
     id: i64,
+    #[diesel(sql_type = BigInt)]
+    workspace_id: i64,
     #[diesel(sql_type = Text)]
     attribute_type: String,
     #[diesel(sql_type = Text)]
@@ -579,39 +761,42 @@ struct LockedRow {
     source_updated_at: Option<DateTime<Utc>>,
 }
 
-/// The stored rows of `attributes`, locked, by (type, source id): one index probe per key
-/// (`LATERAL`), the page driving. On a table never analysed the planner probes through the
+/// The stored rows of `rows`, locked, by key: one index probe per key (`LATERAL`), the keys
+/// driving. On a table never analysed the planner probes through the
 /// `(workspace_id, attribute_type, id)` index and filters `source_id` until autovacuum has
 /// analysed it (docs/benchmarks.md, fyle-sync).
 async fn lock_stored<'a>(
     conn: &mut AsyncPgConnection,
-    workspace_id: i64,
-    attributes: impl Iterator<Item = &'a DerivedAttribute>,
-) -> QueryResult<HashMap<(String, String), Stored>> {
-    let (types, source_ids): (Vec<&str>, Vec<&str>) = attributes
-        .map(|a| (a.attribute_type.as_str(), a.source_id.as_str()))
-        .unzip();
+    rows: impl Iterator<Item = &'a RowToWrite>,
+) -> QueryResult<HashMap<RowKey, Stored>> {
+    let (mut workspace_ids, mut types, mut source_ids) = (Vec::new(), Vec::new(), Vec::new());
+    for row in rows {
+        workspace_ids.push(row.workspace_id);
+        types.push(row.attribute.attribute_type.as_str());
+        source_ids.push(row.attribute.source_id.as_str());
+    }
     let rows: Vec<LockedRow> = attrsync_db::prepared::sql(
-        "SELECT e.id, e.attribute_type, e.source_id, e.value, e.active, e.content_hash, \
-                e.source_updated_at \
-         FROM unnest($1::text[], $2::text[]) AS k(attribute_type, source_id) \
+        "SELECT e.id, e.workspace_id, e.attribute_type, e.source_id, e.value, e.active, \
+                e.content_hash, e.source_updated_at \
+         FROM unnest($1::int8[], $2::text[], $3::text[]) \
+              AS k(workspace_id, attribute_type, source_id) \
          CROSS JOIN LATERAL ( \
              SELECT * FROM expense_attributes \
-             WHERE workspace_id = $3 AND attribute_type = k.attribute_type \
+             WHERE workspace_id = k.workspace_id AND attribute_type = k.attribute_type \
                AND source_id = k.source_id \
              FOR UPDATE \
          ) e",
     )
+    .bind::<Array<BigInt>, _>(workspace_ids)
     .bind::<Array<Text>, _>(types)
     .bind::<Array<Text>, _>(source_ids)
-    .bind::<BigInt, _>(workspace_id)
     .load(conn)
     .await?;
     Ok(rows
         .into_iter()
         .map(|r| {
             (
-                (r.attribute_type, r.source_id),
+                (r.workspace_id, r.attribute_type, r.source_id),
                 Stored {
                     id: r.id,
                     value: r.value,
@@ -631,16 +816,18 @@ macro_rules! insert_rows_sql {
             "INSERT INTO expense_attributes (workspace_id, attribute_type, display_name, value, \
                                              source_id, active, detail, content_hash, \
                                              source_updated_at) \
-             SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], \
-                                      $6::bool[], $7::jsonb[], $8::text[], $9::timestamptz[]) ",
+             SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[], \
+                                  $6::bool[], $7::jsonb[], $8::text[], $9::timestamptz[]) ",
             $tail,
-            " RETURNING attribute_type, source_id"
+            " RETURNING workspace_id, attribute_type, source_id"
         )
     };
 }
 
 #[derive(QueryableByName)]
 struct InsertedKey {
+    #[diesel(sql_type = BigInt)]
+    workspace_id: i64,
     #[diesel(sql_type = Text)]
     attribute_type: String,
     #[diesel(sql_type = Text)]
@@ -650,10 +837,9 @@ struct InsertedKey {
 /// New attribute rows (with their content hashes), in one statement; returns the keys inserted.
 async fn insert_attributes(
     conn: &mut AsyncPgConnection,
-    workspace_id: i64,
-    rows: &[(&DerivedAttribute, &str)],
+    rows: &[&RowToWrite],
     conflict: Conflict,
-) -> QueryResult<HashSet<(String, String)>> {
+) -> QueryResult<HashSet<RowKey>> {
     if rows.is_empty() {
         return Ok(HashSet::new());
     }
@@ -663,70 +849,72 @@ async fn insert_attributes(
         }
         Conflict::Fail => insert_rows_sql!(""),
     };
-    let column =
-        |f: fn(&DerivedAttribute) -> &str| rows.iter().map(|(a, _)| f(a)).collect::<Vec<_>>();
+    let column = |f: fn(&DerivedAttribute) -> &str| {
+        rows.iter().map(|row| f(&row.attribute)).collect::<Vec<_>>()
+    };
     let inserted: Vec<InsertedKey> = attrsync_db::prepared::sql(text)
-        .bind::<BigInt, _>(workspace_id)
+        .bind::<Array<BigInt>, _>(rows.iter().map(|row| row.workspace_id).collect::<Vec<_>>())
         .bind::<Array<Text>, _>(column(|a| a.attribute_type.as_str()))
         .bind::<Array<Text>, _>(column(|a| &a.display_name))
         .bind::<Array<Text>, _>(column(|a| &a.value))
         .bind::<Array<Text>, _>(column(|a| &a.source_id))
-        .bind::<Array<Bool>, _>(rows.iter().map(|(a, _)| a.active).collect::<Vec<_>>())
-        .bind::<Array<Nullable<Jsonb>>, _>(
+        .bind::<Array<Bool>, _>(
             rows.iter()
-                .map(|(a, _)| a.detail.as_ref())
+                .map(|row| row.attribute.active)
                 .collect::<Vec<_>>(),
         )
-        .bind::<Array<Text>, _>(rows.iter().map(|(_, h)| *h).collect::<Vec<_>>())
+        .bind::<Array<Nullable<Jsonb>>, _>(
+            rows.iter()
+                .map(|row| row.attribute.detail.as_ref())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Text>, _>(rows.iter().map(|row| row.hash.as_str()).collect::<Vec<_>>())
         .bind::<Array<Nullable<Timestamptz>>, _>(
             rows.iter()
-                .map(|(a, _)| a.source_updated_at)
+                .map(|row| row.attribute.source_updated_at)
                 .collect::<Vec<_>>(),
         )
         .load(conn)
         .await?;
     Ok(inserted
         .into_iter()
-        .map(|k| (k.attribute_type, k.source_id))
+        .map(|k| (k.workspace_id, k.attribute_type, k.source_id))
         .collect())
 }
 
-/// The rows of objects seen for the first time: a plain insert (a quarter cheaper than `ON
-/// CONFLICT` — mapping measured it, docs/benchmarks.md), inside a savepoint; should a row
-/// exist after all, the insert is undone and repeated skipping the conflicts (those are
-/// planned with the others). Returns the keys inserted.
 async fn insert_first_seen(
     conn: &mut AsyncPgConnection,
-    workspace_id: i64,
-    rows: &[(&DerivedAttribute, &str)],
-) -> QueryResult<HashSet<(String, String)>> {
+    rows: &[&RowToWrite],
+) -> QueryResult<HashSet<RowKey>> {
     if rows.is_empty() {
         return Ok(HashSet::new());
     }
     let plain = conn
         .transaction::<_, diesel::result::Error, _>(async |conn| {
-            insert_attributes(conn, workspace_id, rows, Conflict::Fail).await
+            insert_attributes(conn, rows, Conflict::Fail).await
         })
         .await;
     match plain {
         Err(diesel::result::Error::DatabaseError(
             diesel::result::DatabaseErrorKind::UniqueViolation,
             _,
-        )) => insert_attributes(conn, workspace_id, rows, Conflict::Skip).await,
+        )) => insert_attributes(conn, rows, Conflict::Skip).await,
         other => other,
     }
 }
 
-/// Changed attribute rows (by id, with their content hashes), in one statement.
 async fn update_attributes(
     conn: &mut AsyncPgConnection,
-    rows: &[(i64, &DerivedAttribute, &str)],
+    rows: &[(i64, &RowToWrite)],
 ) -> QueryResult<()> {
     if rows.is_empty() {
         return Ok(());
     }
-    let column =
-        |f: fn(&DerivedAttribute) -> &str| rows.iter().map(|(_, a, _)| f(a)).collect::<Vec<_>>();
+    let column = |f: fn(&DerivedAttribute) -> &str| {
+        rows.iter()
+            .map(|(_, row)| f(&row.attribute))
+            .collect::<Vec<_>>()
+    };
     attrsync_db::prepared::sql(
         "UPDATE expense_attributes e \
          SET value = u.value, display_name = u.display_name, active = u.active, \
@@ -738,19 +926,27 @@ async fn update_attributes(
               AS u(id, value, display_name, active, detail, content_hash, source_updated_at) \
          WHERE e.id = u.id",
     )
-    .bind::<Array<BigInt>, _>(rows.iter().map(|(id, ..)| *id).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(rows.iter().map(|(id, _)| *id).collect::<Vec<_>>())
     .bind::<Array<Text>, _>(column(|a| &a.value))
     .bind::<Array<Text>, _>(column(|a| &a.display_name))
-    .bind::<Array<Bool>, _>(rows.iter().map(|(_, a, _)| a.active).collect::<Vec<_>>())
-    .bind::<Array<Nullable<Jsonb>>, _>(
+    .bind::<Array<Bool>, _>(
         rows.iter()
-            .map(|(_, a, _)| a.detail.as_ref())
+            .map(|(_, row)| row.attribute.active)
             .collect::<Vec<_>>(),
     )
-    .bind::<Array<Text>, _>(rows.iter().map(|(.., h)| *h).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Jsonb>>, _>(
+        rows.iter()
+            .map(|(_, row)| row.attribute.detail.as_ref())
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Text>, _>(
+        rows.iter()
+            .map(|(_, row)| row.hash.as_str())
+            .collect::<Vec<_>>(),
+    )
     .bind::<Array<Nullable<Timestamptz>>, _>(
         rows.iter()
-            .map(|(_, a, _)| a.source_updated_at)
+            .map(|(_, row)| row.attribute.source_updated_at)
             .collect::<Vec<_>>(),
     )
     .execute(conn)
@@ -1064,27 +1260,33 @@ pub(crate) async fn deactivate_deleted(
 
 pub(crate) use attrsync_db::escape_like;
 
+/// Counts each webhook as applied or ignored: one statement, one row per workspace.
 async fn count(
     conn: &mut AsyncPgConnection,
-    workspace_id: i64,
-    applied: bool,
+    outcomes: &[(Webhook<'_>, EventOutcome)],
 ) -> Result<(), ApplyError> {
-    let (a, i) = if applied { (1_i64, 0_i64) } else { (0, 1) };
-    diesel::insert_into(counts::table)
-        .values((
-            counts::workspace_id.eq(workspace_id),
-            counts::applied.eq(a),
-            counts::ignored.eq(i),
-            counts::last_event_at.eq(diesel::dsl::now),
-        ))
-        .on_conflict(counts::workspace_id)
-        .do_update()
-        .set((
-            counts::applied.eq(counts::applied + a),
-            counts::ignored.eq(counts::ignored + i),
-            counts::last_event_at.eq(diesel::dsl::now),
-        ))
-        .execute(conn)
-        .await?;
+    let mut per_workspace: std::collections::BTreeMap<i64, (i64, i64)> = Default::default();
+    for (webhook, outcome) in outcomes {
+        let (applied, ignored) = per_workspace.entry(webhook.workspace_id).or_default();
+        match outcome {
+            EventOutcome::Applied(_) => *applied += 1,
+            EventOutcome::Ignored(_) => *ignored += 1,
+        }
+    }
+    let (workspace_ids, (applied, ignored)): (Vec<i64>, (Vec<i64>, Vec<i64>)) =
+        per_workspace.into_iter().unzip();
+    attrsync_db::prepared::sql(
+        "INSERT INTO webhook_event_counts AS c (workspace_id, applied, ignored, last_event_at) \
+         SELECT n.workspace_id, n.applied, n.ignored, now() \
+         FROM unnest($1::int8[], $2::int8[], $3::int8[]) AS n(workspace_id, applied, ignored) \
+         ON CONFLICT (workspace_id) DO UPDATE \
+             SET applied = c.applied + excluded.applied, ignored = c.ignored + excluded.ignored, \
+                 last_event_at = now()",
+    )
+    .bind::<Array<BigInt>, _>(workspace_ids)
+    .bind::<Array<BigInt>, _>(applied)
+    .bind::<Array<BigInt>, _>(ignored)
+    .execute(conn)
+    .await?;
     Ok(())
 }

@@ -485,10 +485,21 @@ impl TestStack {
         workspace_id: i64,
         payloads: Vec<P>,
     ) -> anyhow::Result<()> {
+        let each = payloads.into_iter().map(|p| (workspace_id, p)).collect();
+        self.publish_each_directly(topic, each).await
+    }
+
+    /// [`publish_all_directly`](Self::publish_all_directly) for payloads of several
+    /// workspaces, each `(workspace_id, payload)`, in order.
+    pub async fn publish_each_directly<P: attrsync_kafka::topics::TopicPayload>(
+        &self,
+        topic: attrsync_kafka::topics::Topic<P>,
+        payloads: Vec<(i64, P)>,
+    ) -> anyhow::Result<()> {
         let producer = self.direct_producer()?;
         let envelopes: Vec<_> = payloads
             .into_iter()
-            .map(|payload| {
+            .map(|(workspace_id, payload)| {
                 attrsync_kafka::envelope::new(
                     workspace_id,
                     "test",

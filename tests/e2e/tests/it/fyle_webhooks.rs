@@ -574,3 +574,142 @@ async fn consecutive_webhooks_share_one_transaction_and_a_poison_one_is_dead_let
     );
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_webhooks_of_two_workspaces_applies_each_by_its_own_rules() {
+    use attrsync_proto::v1::{ChangeKind, FyleAttributeWebhook};
+
+    let stack = TestStack::start().await.unwrap();
+    let (a, org_a) = stack.create_workspace().await.unwrap();
+    let (b, org_b) = stack.create_workspace().await.unwrap();
+    let hook =
+        |action: &str, org: &str, id: i64, name: &str, sub: &str, at: &str| FyleAttributeWebhook {
+            action: action.into(),
+            resource: "CATEGORY".into(),
+            data_json: json!({"id": id, "org_id": org, "name": name, "sub_category": sub,
+                              "is_enabled": true, "updated_at": at})
+            .to_string(),
+            ..Default::default()
+        };
+    let (t0, t1, t2) = (
+        "2024-05-01T10:00:00+00:00",
+        "2024-05-02T10:00:00+00:00",
+        "2024-05-03T10:00:00+00:00",
+    );
+    stack
+        .publish_each_directly(
+            topics::FYLE_ATTRIBUTE_WEBHOOKS,
+            vec![
+                (a, hook("CREATED", &org_a, 1, "Travel", "Old", t1)),
+                (a, hook("CREATED", &org_a, 3, "Meals", "Lunch", t1)),
+            ],
+        )
+        .await
+        .unwrap();
+    eventually(WAIT, "workspace a's first two categories", || async {
+        Ok((categories(&stack, a).await?.len() == 2).then_some(()))
+    })
+    .await
+    .unwrap();
+
+    // Sent at once between padding, so they are fetched, hence applied, together.
+    let padding = |from: i64| {
+        (from..from + 20).map(|id| (b, hook("CREATED", &org_b, id, "Pad", &id.to_string(), t1)))
+    };
+    let batch: Vec<_> = padding(100)
+        .chain([
+            (a, hook("UPDATED", &org_a, 1, "Travel", "New", t2)),
+            // The same Fyle id in another workspace is another object.
+            (b, hook("CREATED", &org_b, 1, "Bee", "One", t1)),
+            // Older than what is stored: stale.
+            (a, hook("UPDATED", &org_a, 3, "Meals", "Dinner", t0)),
+            // Another org's data sent for b: ignored.
+            (b, hook("CREATED", &org_a, 2, "Foreign", "Org", t1)),
+            (a, hook("CREATED", &org_a, 4, "Office", "Paper", t1)),
+        ])
+        .chain(padding(200))
+        .collect();
+    stack
+        .publish_each_directly(topics::FYLE_ATTRIBUTE_WEBHOOKS, batch)
+        .await
+        .unwrap();
+    eventually(WAIT, "all 45 webhooks handled", || async {
+        let mut seen = 0;
+        for workspace in [a, b] {
+            seen +=
+                applied_count(&stack, workspace).await? + ignored_count(&stack, workspace).await?;
+        }
+        Ok((seen == 47).then_some(()))
+    })
+    .await
+    .unwrap();
+
+    let values = |rows: Vec<ExpenseAttribute>| {
+        let mut values: Vec<(String, String)> =
+            rows.into_iter().map(|r| (r.source_id, r.value)).collect();
+        values.sort();
+        values
+    };
+    assert_eq!(
+        values(categories(&stack, a).await.unwrap()),
+        [
+            ("1".to_owned(), "Travel / New".to_owned()),
+            ("3".to_owned(), "Meals / Lunch".to_owned()),
+            ("4".to_owned(), "Office / Paper".to_owned()),
+        ]
+    );
+    let b_rows = values(categories(&stack, b).await.unwrap());
+    assert_eq!(
+        b_rows.len(),
+        41,
+        "40 padding categories and b's own category 1"
+    );
+    assert!(b_rows.contains(&("1".to_owned(), "Bee / One".to_owned())));
+    assert!(
+        !b_rows.iter().any(|(id, _)| id == "2"),
+        "another org's data"
+    );
+    assert_eq!(
+        (
+            applied_count(&stack, a).await.unwrap(),
+            ignored_count(&stack, a).await.unwrap(),
+            applied_count(&stack, b).await.unwrap(),
+            ignored_count(&stack, b).await.unwrap(),
+        ),
+        (4, 1, 41, 1),
+        "(applied, ignored) of a, then of b"
+    );
+
+    // Workspace a's change events: the two creations, the rename with its old value, the
+    // creation in the batch; nothing for the stale update.
+    let changes_of_a = |seen: &[crate::kafka_reader::Raw]| -> Vec<(String, i32, String)> {
+        seen.iter()
+            .filter_map(|raw| envelope::decode(&raw.payload).ok())
+            .filter(|e| e.workspace_id == a)
+            .filter_map(|e| match e.payload {
+                Some(Payload::ExpenseAttributesChanged(changed)) => Some(changed.changes),
+                _ => None,
+            })
+            .flatten()
+            .map(|c| (c.source_id, c.kind, c.old_value.unwrap_or_default()))
+            .collect()
+    };
+    let seen = read_until(
+        &stack.topic(topics::EXPENSE_ATTRIBUTES_CHANGED),
+        WAIT,
+        |seen| changes_of_a(seen).len() >= 4,
+    )
+    .await
+    .unwrap();
+    let (created, renamed) = (ChangeKind::Created as i32, ChangeKind::Renamed as i32);
+    assert_eq!(
+        changes_of_a(&seen),
+        [
+            ("1".to_owned(), created, String::new()),
+            ("3".to_owned(), created, String::new()),
+            ("1".to_owned(), renamed, "Travel / Old".to_owned()),
+            ("4".to_owned(), created, String::new()),
+        ]
+    );
+    stack.stop().await;
+}
