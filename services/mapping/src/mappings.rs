@@ -53,10 +53,24 @@ pub(crate) async fn lock_workspace(
     conn: &mut AsyncPgConnection,
     workspace_id: i64,
 ) -> QueryResult<()> {
-    diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
-        .bind::<BigInt, _>(attrsync_db::advisory_key(&format!(
-            "mapping:automap:{workspace_id}"
-        )))
+    lock_workspaces(conn, &[workspace_id]).await
+}
+
+/// [`lock_workspace`] for several workspaces, by one statement. The locks are taken in
+/// ascending key order, so two transactions that each lock several cannot deadlock.
+pub(crate) async fn lock_workspaces(
+    conn: &mut AsyncPgConnection,
+    workspace_ids: &[i64],
+) -> QueryResult<()> {
+    let mut keys: Vec<i64> = workspace_ids
+        .iter()
+        .map(|id| attrsync_db::advisory_key(&format!("mapping:automap:{id}")))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    // A function scan yields the array in order, and each row's lock is taken as it is read.
+    diesel::sql_query("SELECT count(pg_advisory_xact_lock(k)) FROM unnest($1::int8[]) AS k")
+        .bind::<Array<BigInt>, _>(keys)
         .execute(conn)
         .await?;
     Ok(())

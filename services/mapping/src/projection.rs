@@ -23,7 +23,9 @@
 //! `FOR UPDATE`), the version rule in memory, and one `INSERT … SELECT FROM unnest(…) ON
 //! CONFLICT` of the rows it writes — a pull that carries a 5,000-option field costs two
 //! statements per envelope, not 10,000 round trips (which held auto-mapping of everything
-//! behind it for a minute).
+//! behind it for a minute). Fyle changes go further: the envelopes of Fyle changes the
+//! consumer hands over together, whatever their workspaces, share those statements (and one
+//! that locks their workspaces), each envelope's changes judged after the ones before it.
 //!
 //! **Auto-mapping** runs in the same transaction, only for rows this event actually wrote and
 //! that are active: a Fyle value is matched against the QBO values of its target type; a QBO
@@ -43,7 +45,7 @@
 //! nothing of it applied); database errors are classified by the wrapper (outages wait, an
 //! integrity error is retried then dead-lettered).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use attrsync_kafka::{
     HandlerError,
@@ -133,19 +135,55 @@ impl EffectHandler for ExpenseAttributeEvents {
         tx: &mut Tx<'_>,
         event: &Event<'_, ExpenseAttributesChanged>,
     ) -> Result<(), EffectError> {
-        let workspace_id = event.workspace.workspace_id;
-        let event_at = event.occurred_at.unwrap_or_else(Utc::now);
-        let conn = &mut *tx.conn;
-        mappings::lock_workspace(conn, workspace_id).await?;
-        let written = apply_sources(conn, workspace_id, &event.payload.changes, event_at).await?;
-        if !written.iter().any(|r| r.active) {
-            return Ok(());
+        apply_expense_events(tx.conn, std::slice::from_ref(event)).await
+    }
+
+    async fn apply_all(
+        &self,
+        tx: &mut Tx<'_>,
+        events: &[Event<'_, ExpenseAttributesChanged>],
+    ) -> Result<(), EffectError> {
+        apply_expense_events(tx.conn, events).await
+    }
+}
+
+/// Applies envelopes of `sync.expense-attributes.v1` (of any workspaces) in order: their
+/// workspaces locked by one statement, their changes by [`apply_sources`], then auto-mapping
+/// per workspace for the active rows written.
+async fn apply_expense_events(
+    conn: &mut AsyncPgConnection,
+    events: &[Event<'_, ExpenseAttributesChanged>],
+) -> Result<(), EffectError> {
+    let workspace_ids: Vec<i64> = events.iter().map(|e| e.workspace.workspace_id).collect();
+    mappings::lock_workspaces(conn, &workspace_ids).await?;
+    let envelopes: Vec<Envelope<'_>> = events
+        .iter()
+        .map(|e| Envelope {
+            workspace_id: e.workspace.workspace_id,
+            event_at: e.occurred_at.unwrap_or_else(Utc::now),
+            changes: &e.payload.changes,
+        })
+        .collect();
+    let mut written: BTreeMap<i64, Vec<SourceRow>> = BTreeMap::new();
+    for (workspace_id, row) in apply_sources(conn, &envelopes).await? {
+        written.entry(workspace_id).or_default().push(row);
+    }
+    for (workspace_id, rows) in written {
+        if !rows.iter().any(|r| r.active) {
+            continue;
         }
         if let Some(rules) = mappings::load_rules(conn, workspace_id).await? {
-            mappings::automap_sources(conn, workspace_id, &rules, &written).await?;
+            mappings::automap_sources(conn, workspace_id, &rules, &rows).await?;
         }
-        Ok(())
     }
+    Ok(())
+}
+
+/// One envelope's changes, with its workspace and time.
+struct Envelope<'a> {
+    workspace_id: i64,
+    event_at: DateTime<Utc>,
+    changes: &'a [ExpenseAttributeChange],
 }
 
 /// The changes of one envelope by key, in first-seen order, the last change of a key winning
@@ -171,6 +209,8 @@ fn latest_by_key<K: Clone + Eq + std::hash::Hash, C>(
 /// A stored source row as the version rule reads it.
 #[derive(QueryableByName)]
 struct StoredSource {
+    #[diesel(sql_type = BigInt)]
+    workspace_id: i64,
     #[diesel(sql_type = Text)]
     attribute_type: String,
     #[diesel(sql_type = Text)]
@@ -187,45 +227,56 @@ struct StoredSource {
     event_at: DateTime<Utc>,
 }
 
-/// Applies an envelope's changes set-based: one read of the stored rows (locked), the
-/// version rule in memory, one upsert of the rows it writes; returns those rows.
+/// A source row's key: (workspace, type, source id).
+type SourceKey = (i64, String, String);
+
+/// Applies envelopes' changes set-based: one read of the stored rows they name (locked), the
+/// version rule in memory — envelope after envelope, each seeing what the ones before it
+/// wrote — and one upsert of the rows written; returns those rows with their workspaces, in
+/// the order first written.
 async fn apply_sources(
     conn: &mut AsyncPgConnection,
-    workspace_id: i64,
-    changes: &[ExpenseAttributeChange],
-    event_at: DateTime<Utc>,
-) -> Result<Vec<SourceRow>, EffectError> {
-    let latest = latest_by_key(changes.iter().map(|change| {
-        if change.attribute_type.is_empty() || change.source_id.is_empty() {
-            return Err(poison(
-                "a change needs an attribute type and a source id".into(),
-            ));
-        }
-        let content = SourceContent {
-            value: change.value.clone(),
-            display_name: change.display_name.clone(),
-            active: change.active,
-            detail: detail(&change.detail_json)?,
-        };
-        Ok((
-            (change.attribute_type.clone(), change.source_id.clone()),
-            content,
-        ))
-    }))?;
-    let (types, ids): (Vec<&str>, Vec<&str>) = latest
-        .iter()
-        .map(|((t, id), _)| (t.as_str(), id.as_str()))
-        .unzip();
-    let stored: HashMap<(String, String), (SourceContent, DateTime<Utc>)> = diesel::sql_query(
-        "SELECT s.attribute_type, s.source_id, s.value, s.display_name, s.active, s.detail, \
-                s.event_at \
+    envelopes: &[Envelope<'_>],
+) -> Result<Vec<(i64, SourceRow)>, EffectError> {
+    let mut latest = Vec::with_capacity(envelopes.len());
+    for envelope in envelopes {
+        let changes = latest_by_key(envelope.changes.iter().map(|change| {
+            if change.attribute_type.is_empty() || change.source_id.is_empty() {
+                return Err(poison(
+                    "a change needs an attribute type and a source id".into(),
+                ));
+            }
+            let content = SourceContent {
+                value: change.value.clone(),
+                display_name: change.display_name.clone(),
+                active: change.active,
+                detail: detail(&change.detail_json)?,
+            };
+            let key = (
+                envelope.workspace_id,
+                change.attribute_type.clone(),
+                change.source_id.clone(),
+            );
+            Ok((key, content))
+        }))?;
+        latest.push((envelope.event_at, changes));
+    }
+    let (mut workspace_ids, mut types, mut ids) = (Vec::new(), Vec::new(), Vec::new());
+    for ((workspace_id, attribute_type, source_id), _) in latest.iter().flat_map(|(_, c)| c) {
+        workspace_ids.push(*workspace_id);
+        types.push(attribute_type.as_str());
+        ids.push(source_id.as_str());
+    }
+    let mut current: HashMap<SourceKey, (SourceContent, DateTime<Utc>)> = diesel::sql_query(
+        "SELECT s.workspace_id, s.attribute_type, s.source_id, s.value, s.display_name, \
+                s.active, s.detail, s.event_at \
          FROM source_attributes s \
-         JOIN unnest($2::text[], $3::text[]) AS k(attribute_type, source_id) \
-           USING (attribute_type, source_id) \
-         WHERE s.workspace_id = $1 \
+         JOIN unnest($1::int8[], $2::text[], $3::text[]) AS k(workspace_id, attribute_type, \
+                                                               source_id) \
+           USING (workspace_id, attribute_type, source_id) \
          FOR UPDATE OF s",
     )
-    .bind::<BigInt, _>(workspace_id)
+    .bind::<Array<BigInt>, _>(&workspace_ids)
     .bind::<Array<Text>, _>(&types)
     .bind::<Array<Text>, _>(&ids)
     .load::<StoredSource>(conn)
@@ -238,57 +289,80 @@ async fn apply_sources(
             active: r.active,
             detail: r.detail,
         };
-        ((r.attribute_type, r.source_id), (content, r.event_at))
+        (
+            (r.workspace_id, r.attribute_type, r.source_id),
+            (content, r.event_at),
+        )
     })
     .collect();
-    let written: Vec<((String, String), SourceContent)> = latest
-        .into_iter()
-        .filter(|(key, incoming)| {
-            let decision = plan(stored.get(key).map(|(c, at)| (c, *at)), incoming, event_at);
+    // Keys written, in the order first written; their final state is in `current`.
+    let (mut written, mut seen) = (Vec::<SourceKey>::new(), HashSet::<SourceKey>::new());
+    for (event_at, changes) in latest {
+        for (key, incoming) in changes {
+            let decision = plan(
+                current.get(&key).map(|(c, at)| (c, *at)),
+                &incoming,
+                event_at,
+            );
             count("source", decision);
-            matches!(decision, Plan::Insert | Plan::Update)
-        })
-        .collect();
+            if matches!(decision, Plan::Insert | Plan::Update) {
+                if seen.insert(key.clone()) {
+                    written.push(key.clone());
+                }
+                current.insert(key, (incoming, event_at));
+            }
+        }
+    }
     if written.is_empty() {
         return Ok(Vec::new());
     }
-    let column = |f: fn(&((String, String), SourceContent)) -> String| -> Vec<String> {
-        written.iter().map(f).collect()
-    };
-    let details: Vec<Option<String>> = written
-        .iter()
-        .map(|(_, c)| c.detail.as_ref().map(Value::to_string))
+    let rows: Vec<(SourceKey, SourceContent, DateTime<Utc>)> = written
+        .into_iter()
+        .filter_map(|key| {
+            let (content, at) = current.remove(&key)?;
+            Some((key, content, at))
+        })
         .collect();
-    let actives: Vec<bool> = written.iter().map(|(_, c)| c.active).collect();
+    let column = |f: fn(&(SourceKey, SourceContent, DateTime<Utc>)) -> &str| -> Vec<&str> {
+        rows.iter().map(f).collect()
+    };
+    let details: Vec<Option<String>> = rows
+        .iter()
+        .map(|(_, c, _)| c.detail.as_ref().map(Value::to_string))
+        .collect();
     diesel::sql_query(
         "INSERT INTO source_attributes \
            (workspace_id, attribute_type, source_id, value, display_name, active, detail, event_at) \
-         SELECT $1, t, id, v, d, a, j::jsonb, $8 \
-         FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bool[], $7::text[]) \
-           AS u(t, id, v, d, a, j) \
+         SELECT w, t, id, v, d, a, j::jsonb, at \
+         FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bool[], \
+                     $7::text[], $8::timestamptz[]) \
+           AS u(w, t, id, v, d, a, j, at) \
          ON CONFLICT (workspace_id, attribute_type, source_id) DO UPDATE SET \
            value = EXCLUDED.value, display_name = EXCLUDED.display_name, \
            active = EXCLUDED.active, detail = EXCLUDED.detail, event_at = EXCLUDED.event_at, \
            updated_at = now()",
     )
-    .bind::<BigInt, _>(workspace_id)
-    .bind::<Array<Text>, _>(column(|((t, _), _)| t.clone()))
-    .bind::<Array<Text>, _>(column(|((_, id), _)| id.clone()))
-    .bind::<Array<Text>, _>(column(|(_, c)| c.value.clone()))
-    .bind::<Array<Text>, _>(column(|(_, c)| c.display_name.clone()))
-    .bind::<Array<Bool>, _>(&actives)
+    .bind::<Array<BigInt>, _>(rows.iter().map(|((w, ..), ..)| *w).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(column(|((_, t, _), ..)| t))
+    .bind::<Array<Text>, _>(column(|((_, _, id), ..)| id))
+    .bind::<Array<Text>, _>(column(|(_, c, _)| &c.value))
+    .bind::<Array<Text>, _>(column(|(_, c, _)| &c.display_name))
+    .bind::<Array<Bool>, _>(rows.iter().map(|(_, c, _)| c.active).collect::<Vec<_>>())
     .bind::<Array<Nullable<Text>>, _>(&details)
-    .bind::<Timestamptz, _>(event_at)
+    .bind::<Array<Timestamptz>, _>(rows.iter().map(|(.., at)| *at).collect::<Vec<_>>())
     .execute(conn)
     .await?;
-    Ok(written
+    Ok(rows
         .into_iter()
-        .map(|((attribute_type, source_id), c)| SourceRow {
-            attribute_type,
-            source_id,
-            value: c.value,
-            active: c.active,
-            detail: c.detail,
+        .map(|((workspace_id, attribute_type, source_id), c, _)| {
+            let row = SourceRow {
+                attribute_type,
+                source_id,
+                value: c.value,
+                active: c.active,
+                detail: c.detail,
+            };
+            (workspace_id, row)
         })
         .collect())
 }

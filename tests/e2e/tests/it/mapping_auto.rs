@@ -911,3 +911,111 @@ async fn envelopes_of_thousands_of_changes_are_applied_whole_and_the_last_change
     );
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fyle_changes_of_two_workspaces_fetched_together_are_judged_in_order_and_mapped_apart() {
+    let stack = TestStack::start().await.unwrap();
+    let (a, _) = workspace(&stack, None, import_settings()).await;
+    let (b, _) = workspace(&stack, None, import_settings()).await;
+    qbo_side(&stack, a, vec![account("30", "HOTEL", true)]).await;
+    qbo_side(&stack, b, vec![account("31", "MOTEL", true)]).await;
+    let now = chrono::Utc::now();
+    let at = |seconds_ago: i64| {
+        attrsync_proto::time::to_proto(now - chrono::Duration::seconds(seconds_ago))
+    };
+    let envelope = |workspace_id, occurred_at, changes| {
+        attrsync_kafka::envelope::new(
+            workspace_id,
+            "fyle-sync",
+            occurred_at,
+            ExpenseAttributesChanged {
+                changes,
+                origin: "webhook".into(),
+            }
+            .into_payload(),
+        )
+    };
+    // Padding around them, all sent at once, so they are fetched and applied together.
+    let padding = |from: usize| {
+        (from..from + 10)
+            .map(|n| envelope(b, at(60), vec![category(&format!("pad-{n}"), "Pad", true)]))
+            .collect::<Vec<_>>()
+    };
+    let mut envelopes = padding(0);
+    envelopes.extend([
+        envelope(a, at(30), vec![category("cat-1", "Hotel", true)]),
+        // The same key in another workspace is another row.
+        envelope(b, at(30), vec![category("cat-1", "Motel", true)]),
+        // Older than the envelope before it in the same batch: stale.
+        envelope(a, at(40), vec![category("cat-1", "Lodging", true)]),
+        // Renamed by a later envelope in the same batch: the later one stands.
+        envelope(a, at(30), vec![category("cat-2", "Fuel", true)]),
+        envelope(a, at(20), vec![category("cat-2", "Fuel card", true)]),
+    ]);
+    envelopes.extend(padding(10));
+    let producer = stack.direct_producer().unwrap();
+    let topic = topics::EXPENSE_ATTRIBUTES_CHANGED.name();
+    for sent in
+        futures::future::join_all(envelopes.iter().map(|e| producer.publish(topic, e))).await
+    {
+        sent.unwrap();
+    }
+
+    let hotel = eventually(WAIT, "a's cat-1 mapped", || async {
+        Ok(mapping_of(&stack, a, "CATEGORY", "cat-1").await)
+    })
+    .await
+    .unwrap();
+    let motel = eventually(WAIT, "b's cat-1 mapped", || async {
+        Ok(mapping_of(&stack, b, "CATEGORY", "cat-1").await)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        (hotel.source_value.as_str(), hotel.destination_id.as_str()),
+        ("Hotel", "30"),
+        "a's own value, the stale rename ignored, mapped to a's account"
+    );
+    assert_eq!(
+        (motel.source_value.as_str(), motel.destination_id.as_str()),
+        ("Motel", "31")
+    );
+
+    use attrsync_db::diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl as _};
+    #[derive(diesel::QueryableByName, Debug, PartialEq)]
+    struct Source {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        workspace_id: i64,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        source_id: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        value: String,
+    }
+    let url = attrsync_db::url_with_schema(&stack.database.url, "mapping").unwrap();
+    let sources: Vec<Source> = eventually(WAIT, "every envelope applied", || async {
+        let mut conn = AsyncPgConnection::establish(&url).await?;
+        let rows: Vec<Source> = diesel::sql_query(
+            "SELECT workspace_id, source_id, value FROM source_attributes \
+             WHERE source_id LIKE 'cat-%' OR source_id = 'pad-19' ORDER BY 1, 2",
+        )
+        .load(&mut conn)
+        .await?;
+        Ok((rows.len() == 4).then_some(rows))
+    })
+    .await
+    .unwrap();
+    let source = |workspace_id, source_id: &str, value: &str| Source {
+        workspace_id,
+        source_id: source_id.into(),
+        value: value.into(),
+    };
+    let mut expected = vec![
+        source(a, "cat-1", "Hotel"),
+        source(a, "cat-2", "Fuel card"),
+        source(b, "cat-1", "Motel"),
+        source(b, "pad-19", "Pad"),
+    ];
+    expected.sort_by(|x, y| (x.workspace_id, &x.source_id).cmp(&(y.workspace_id, &y.source_id)));
+    assert_eq!(sources, expected);
+    stack.stop().await;
+}
