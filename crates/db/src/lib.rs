@@ -208,14 +208,21 @@ pub fn url_with_database(url: &str, database: &str) -> Result<String> {
     Ok(parsed.into())
 }
 
-/// The URL pooled connections use: the service's schema as `search_path` and the query
-/// timeout as the server-side `statement_timeout`.
+/// The URL pooled connections use: the service's schema as `search_path`, the query timeout
+/// as the server-side `statement_timeout`, and `plan_cache_mode=force_generic_plan`.
+///
+/// Every statement this system runs often is prepared once per connection, and its plan does
+/// not depend on its parameters' values (key lookups, `unnest` of arrays probing unique
+/// indexes). Left to choose, the server re-planned many of them at every execution: planning
+/// was a sixth of the database's CPU at 200 webhooks/s (docs/benchmarks.md, fyle-sync).
 pub fn pool_url(config: &DatabaseConfig) -> Result<String> {
     let with_schema = url_with_schema(&config.url, &config.schema)?;
     let millis = config.query_timeout.as_millis();
     Ok(with_schema.replacen(
         "options=",
-        &format!("options=-c%20statement_timeout%3D{millis}%20"),
+        &format!(
+            "options=-c%20statement_timeout%3D{millis}%20-c%20plan_cache_mode%3Dforce_generic_plan%20"
+        ),
         1,
     ))
 }
@@ -428,7 +435,8 @@ mod tests {
         };
         assert_eq!(
             pool_url(&config).expect("url"),
-            "postgres://p@h/app?options=-c%20statement_timeout%3D2500%20-c%20search_path%3Dingest"
+            "postgres://p@h/app?options=-c%20statement_timeout%3D2500%20\
+             -c%20plan_cache_mode%3Dforce_generic_plan%20-c%20search_path%3Dingest"
         );
     }
 }
