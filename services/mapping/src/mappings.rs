@@ -43,10 +43,7 @@ use diesel::{
 use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
 use serde_json::Value;
 
-use crate::{
-    automap::{self, Decision, EmployeeKey, Rules, SettingsInput},
-    schema::workspace_settings,
-};
+use crate::automap::{self, Decision, EmployeeKey, Rules, SettingsInput};
 
 /// Serialises auto-mapping and mapping writes of one workspace until the transaction ends.
 pub(crate) async fn lock_workspace(
@@ -69,10 +66,12 @@ pub(crate) async fn lock_workspaces(
     keys.sort_unstable();
     keys.dedup();
     // A function scan yields the array in order, and each row's lock is taken as it is read.
-    diesel::sql_query("SELECT count(pg_advisory_xact_lock(k)) FROM unnest($1::int8[]) AS k")
-        .bind::<Array<BigInt>, _>(keys)
-        .execute(conn)
-        .await?;
+    attrsync_db::prepared::sql(
+        "SELECT count(pg_advisory_xact_lock(k)) FROM unnest($1::int8[]) AS k",
+    )
+    .bind::<Array<BigInt>, _>(keys)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -82,66 +81,73 @@ pub(crate) async fn load_rules(
     conn: &mut AsyncPgConnection,
     workspace_id: i64,
 ) -> QueryResult<Option<Rules>> {
-    type Row = (
-        (bool, Vec<String>, Option<String>, String, bool, bool),
-        (Option<String>, Option<String>, bool),
-        (Vec<String>, Vec<String>),
-    );
     // The mapping settings' two columns, in destination order, beside the settings row.
-    let mapping_setting = |column: &str| {
-        diesel::dsl::sql::<Array<Text>>(&format!(
-            "ARRAY(SELECT m.{column} FROM mapping_settings m \
-             WHERE m.workspace_id = workspace_settings.workspace_id \
-             ORDER BY m.destination_field)"
-        ))
-    };
-    let row: Option<Row> = workspace_settings::table
-        .find(workspace_id)
-        .select((
-            (
-                workspace_settings::auto_map_case_insensitive,
-                workspace_settings::import_code_fields,
-                workspace_settings::auto_map_employees,
-                workspace_settings::employee_field_mapping,
-                workspace_settings::import_tax_codes,
-                workspace_settings::import_items,
-            ),
-            (
-                workspace_settings::corporate_credit_card_expenses_object,
-                workspace_settings::default_ccc_account_id,
-                workspace_settings::import_projects,
-            ),
-            (
-                mapping_setting("source_field"),
-                mapping_setting("destination_field"),
-            ),
-        ))
-        .first(conn)
-        .await
-        .optional()?;
-    let Some((
-        (case_insensitive, code_fields, employees, employee_field, tax_codes, items),
-        (ccc_object, default_card, projects),
-        (sources, destinations),
-    )) = row
-    else {
+    let row: Option<RulesRow> = attrsync_db::prepared::sql(
+        "SELECT s.auto_map_case_insensitive, s.import_code_fields, s.auto_map_employees, \
+                s.employee_field_mapping, s.import_tax_codes, s.import_items, \
+                s.import_projects, s.corporate_credit_card_expenses_object, \
+                s.default_ccc_account_id, \
+                ARRAY(SELECT m.source_field FROM mapping_settings m \
+                      WHERE m.workspace_id = s.workspace_id ORDER BY m.destination_field) \
+                    AS source_fields, \
+                ARRAY(SELECT m.destination_field FROM mapping_settings m \
+                      WHERE m.workspace_id = s.workspace_id ORDER BY m.destination_field) \
+                    AS destination_fields \
+         FROM workspace_settings s WHERE s.workspace_id = $1",
+    )
+    .bind::<BigInt, _>(workspace_id)
+    .get_result(conn)
+    .await
+    .optional()?;
+    let Some(row) = row else {
         return Ok(None);
     };
-    let settings: Vec<(String, String)> = sources.into_iter().zip(destinations).collect();
+    let settings: Vec<(String, String)> = row
+        .source_fields
+        .into_iter()
+        .zip(row.destination_fields)
+        .collect();
     Ok(Some(Rules::from_settings(
         &SettingsInput {
-            auto_map_case_insensitive: case_insensitive,
-            import_code_fields: code_fields,
-            auto_map_employees: employees,
-            employee_field_mapping: employee_field,
-            import_tax_codes: tax_codes,
-            import_items: items,
-            import_projects: projects,
-            corporate_credit_card_expenses_object: ccc_object,
-            default_ccc_account_id: default_card,
+            auto_map_case_insensitive: row.auto_map_case_insensitive,
+            import_code_fields: row.import_code_fields,
+            auto_map_employees: row.auto_map_employees,
+            employee_field_mapping: row.employee_field_mapping,
+            import_tax_codes: row.import_tax_codes,
+            import_items: row.import_items,
+            import_projects: row.import_projects,
+            corporate_credit_card_expenses_object: row.corporate_credit_card_expenses_object,
+            default_ccc_account_id: row.default_ccc_account_id,
         },
         &settings,
     )))
+}
+
+/// What [`load_rules`] reads.
+#[derive(QueryableByName)]
+struct RulesRow {
+    #[diesel(sql_type = Bool)]
+    auto_map_case_insensitive: bool,
+    #[diesel(sql_type = Array<Text>)]
+    import_code_fields: Vec<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    auto_map_employees: Option<String>,
+    #[diesel(sql_type = Text)]
+    employee_field_mapping: String,
+    #[diesel(sql_type = Bool)]
+    import_tax_codes: bool,
+    #[diesel(sql_type = Bool)]
+    import_items: bool,
+    #[diesel(sql_type = Bool)]
+    import_projects: bool,
+    #[diesel(sql_type = Nullable<Text>)]
+    corporate_credit_card_expenses_object: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    default_ccc_account_id: Option<String>,
+    #[diesel(sql_type = Array<Text>)]
+    source_fields: Vec<String>,
+    #[diesel(sql_type = Array<Text>)]
+    destination_fields: Vec<String>,
 }
 
 /// A row of `source_attributes`, as auto-mapping reads it.
@@ -370,7 +376,7 @@ async fn automap_group(
         sources,
     } = group;
     let ids: Vec<&str> = sources.iter().map(|(s, _)| s.source_id.as_str()).collect();
-    let already: HashSet<String> = diesel::sql_query(
+    let already: HashSet<String> = attrsync_db::prepared::sql(
         "SELECT source_id FROM mappings WHERE workspace_id = $1 AND source_type = $2 \
            AND destination_type = $3 AND source_id = ANY($4)",
     )
@@ -393,14 +399,15 @@ async fn automap_group(
     let mut keys: Vec<&str> = unmapped.iter().map(|(_, k)| k.as_str()).collect();
     keys.sort_unstable();
     keys.dedup();
-    let candidates: Vec<DestinationRow> = diesel::sql_query(
+    let candidates: Vec<DestinationRow> = attrsync_db::prepared::sql(
         "SELECT attribute_type, display_name, destination_id, value, code, active, detail \
          FROM destination_attributes \
          WHERE workspace_id = $1 AND attribute_type = $2 AND active \
-           AND (lower(value) = ANY($3) OR lower(code || ': ' || value) = ANY($3))",
+           AND (lower(value) = ANY($3) OR lower(code || ': ' || value) = ANY($4))",
     )
     .bind::<BigInt, _>(workspace_id)
     .bind::<Text, _>(target)
+    .bind::<Array<Text>, _>(&keys)
     .bind::<Array<Text>, _>(&keys)
     .load(conn)
     .await?;

@@ -267,34 +267,35 @@ async fn apply_sources(
         types.push(attribute_type.as_str());
         ids.push(source_id.as_str());
     }
-    let mut current: HashMap<SourceKey, (SourceContent, DateTime<Utc>)> = diesel::sql_query(
-        "SELECT s.workspace_id, s.attribute_type, s.source_id, s.value, s.display_name, \
+    let mut current: HashMap<SourceKey, (SourceContent, DateTime<Utc>)> =
+        attrsync_db::prepared::sql(
+            "SELECT s.workspace_id, s.attribute_type, s.source_id, s.value, s.display_name, \
                 s.active, s.detail, s.event_at \
          FROM source_attributes s \
          JOIN unnest($1::int8[], $2::text[], $3::text[]) AS k(workspace_id, attribute_type, \
                                                                source_id) \
            USING (workspace_id, attribute_type, source_id) \
          FOR UPDATE OF s",
-    )
-    .bind::<Array<BigInt>, _>(&workspace_ids)
-    .bind::<Array<Text>, _>(&types)
-    .bind::<Array<Text>, _>(&ids)
-    .load::<StoredSource>(conn)
-    .await?
-    .into_iter()
-    .map(|r| {
-        let content = SourceContent {
-            value: r.value,
-            display_name: r.display_name,
-            active: r.active,
-            detail: r.detail,
-        };
-        (
-            (r.workspace_id, r.attribute_type, r.source_id),
-            (content, r.event_at),
         )
-    })
-    .collect();
+        .bind::<Array<BigInt>, _>(&workspace_ids)
+        .bind::<Array<Text>, _>(&types)
+        .bind::<Array<Text>, _>(&ids)
+        .load::<StoredSource>(conn)
+        .await?
+        .into_iter()
+        .map(|r| {
+            let content = SourceContent {
+                value: r.value,
+                display_name: r.display_name,
+                active: r.active,
+                detail: r.detail,
+            };
+            (
+                (r.workspace_id, r.attribute_type, r.source_id),
+                (content, r.event_at),
+            )
+        })
+        .collect();
     // Keys written, in the order first written; their final state is in `current`.
     let (mut written, mut seen) = (Vec::<SourceKey>::new(), HashSet::<SourceKey>::new());
     for (event_at, changes) in latest {
@@ -330,7 +331,7 @@ async fn apply_sources(
         .iter()
         .map(|(_, c, _)| c.detail.as_ref().map(Value::to_string))
         .collect();
-    diesel::sql_query(
+    attrsync_db::prepared::sql(
         "INSERT INTO source_attributes \
            (workspace_id, attribute_type, source_id, value, display_name, active, detail, event_at) \
          SELECT w, t, id, v, d, a, j::jsonb, at \
@@ -492,36 +493,37 @@ async fn apply_destinations(
     let key_column = |f: fn(&DestinationKey) -> &str| -> Vec<&str> {
         latest.iter().map(|(k, _)| f(k)).collect()
     };
-    let stored: HashMap<DestinationKey, (DestinationContent, DateTime<Utc>)> = diesel::sql_query(
-        "SELECT d.attribute_type, d.display_name, d.destination_id, d.value, d.code, d.active, \
-                d.detail, d.event_at \
-         FROM destination_attributes d \
-         JOIN unnest($2::text[], $3::text[], $4::text[]) \
-           AS k(attribute_type, display_name, destination_id) \
-           USING (attribute_type, display_name, destination_id) \
-         WHERE d.workspace_id = $1 \
-         FOR UPDATE OF d",
-    )
-    .bind::<BigInt, _>(workspace_id)
-    .bind::<Array<Text>, _>(key_column(|k| &k.0))
-    .bind::<Array<Text>, _>(key_column(|k| &k.1))
-    .bind::<Array<Text>, _>(key_column(|k| &k.2))
-    .load::<StoredDestination>(conn)
-    .await?
-    .into_iter()
-    .map(|r| {
-        let content = DestinationContent {
-            value: r.value,
-            code: r.code,
-            active: r.active,
-            detail: r.detail,
-        };
-        (
-            (r.attribute_type, r.display_name, r.destination_id),
-            (content, r.event_at),
+    let stored: HashMap<DestinationKey, (DestinationContent, DateTime<Utc>)> =
+        attrsync_db::prepared::sql(
+            "SELECT d.attribute_type, d.display_name, d.destination_id, d.value, d.code, \
+                    d.active, d.detail, d.event_at \
+             FROM destination_attributes d \
+             JOIN unnest($1::text[], $2::text[], $3::text[]) \
+               AS k(attribute_type, display_name, destination_id) \
+               USING (attribute_type, display_name, destination_id) \
+             WHERE d.workspace_id = $4 \
+             FOR UPDATE OF d",
         )
-    })
-    .collect();
+        .bind::<Array<Text>, _>(key_column(|k| &k.0))
+        .bind::<Array<Text>, _>(key_column(|k| &k.1))
+        .bind::<Array<Text>, _>(key_column(|k| &k.2))
+        .bind::<BigInt, _>(workspace_id)
+        .load::<StoredDestination>(conn)
+        .await?
+        .into_iter()
+        .map(|r| {
+            let content = DestinationContent {
+                value: r.value,
+                code: r.code,
+                active: r.active,
+                detail: r.detail,
+            };
+            (
+                (r.attribute_type, r.display_name, r.destination_id),
+                (content, r.event_at),
+            )
+        })
+        .collect();
     let written: Vec<(DestinationKey, DestinationContent, Option<bool>)> = latest
         .into_iter()
         .filter_map(|(key, incoming)| {
@@ -544,18 +546,19 @@ async fn apply_destinations(
         .map(|(_, c, _)| c.detail.as_ref().map(Value::to_string))
         .collect();
     let actives: Vec<bool> = written.iter().map(|(_, c, _)| c.active).collect();
-    diesel::sql_query(
+    attrsync_db::prepared::sql(
         "INSERT INTO destination_attributes \
            (workspace_id, attribute_type, display_name, destination_id, value, code, active, \
             detail, event_at) \
-         SELECT $1, t, n, id, v, c, a, j::jsonb, $9 \
-         FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bool[], \
-                     $8::text[]) AS u(t, n, id, v, c, a, j) \
+         SELECT $1, t, n, id, v, c, a, j::jsonb, $2 \
+         FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bool[], \
+                     $9::text[]) AS u(t, n, id, v, c, a, j) \
          ON CONFLICT (workspace_id, attribute_type, display_name, destination_id) DO UPDATE SET \
            value = EXCLUDED.value, code = EXCLUDED.code, active = EXCLUDED.active, \
            detail = EXCLUDED.detail, event_at = EXCLUDED.event_at, updated_at = now()",
     )
     .bind::<BigInt, _>(workspace_id)
+    .bind::<Timestamptz, _>(event_at)
     .bind::<Array<Text>, _>(column(|((t, _, _), _, _)| t.clone()))
     .bind::<Array<Text>, _>(column(|((_, n, _), _, _)| n.clone()))
     .bind::<Array<Text>, _>(column(|((_, _, id), _, _)| id.clone()))
@@ -563,7 +566,6 @@ async fn apply_destinations(
     .bind::<Array<Nullable<Text>>, _>(&codes)
     .bind::<Array<Bool>, _>(&actives)
     .bind::<Array<Nullable<Text>>, _>(&details)
-    .bind::<Timestamptz, _>(event_at)
     .execute(conn)
     .await?;
     Ok(written
