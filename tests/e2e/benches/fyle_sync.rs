@@ -23,6 +23,8 @@
 //!     webhook's latency is from its scheduled send time until the watcher first sees its row. Measured at 200/s (p50/p99, target p99 ≤
 //!     50 ms), then on a ladder of rates up to the first that breaks p99 ≤ 250 ms, fails a
 //!     request or loses a row: the highest rate that held is reported (target ≥ 1,000/s).
+//!     Each step also reports its stages: send → ingest's answer, and ingest's inbox commit →
+//!     fyle-sync's transaction, cut at the relayed message's Kafka timestamp.
 //! (c) **Fyle API calls per workspace-day** for a workspace of the demo org with 20 changes a
 //!     day, counted by the sandbox: one full pass of every resource and one incremental round
 //!     of every resource (after a change) are run and counted; a day is then webhook mode (one
