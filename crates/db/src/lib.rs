@@ -211,8 +211,8 @@ pub fn url_with_database(url: &str, database: &str) -> Result<String> {
 /// The URL pooled connections use: the service's schema as `search_path`, the query timeout
 /// as the server-side `statement_timeout`, and `plan_cache_mode=force_generic_plan`.
 ///
-/// Every statement this system runs often is prepared once per connection, and its plan does
-/// not depend on its parameters' values (key lookups, `unnest` of arrays probing unique
+/// The statements this system runs often are prepared once per connection, and their plans do
+/// not depend on their parameters' values (key lookups, `unnest` of arrays probing unique
 /// indexes). Left to choose, the server re-planned many of them at every execution: planning
 /// was a sixth of the database's CPU at 200 webhooks/s (docs/benchmarks.md, fyle-sync).
 pub fn pool_url(config: &DatabaseConfig) -> Result<String> {

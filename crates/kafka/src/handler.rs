@@ -11,7 +11,9 @@
 //!    id in `processed_events` — a redelivery finds it and changes nothing — and runs the
 //!    effect, which may publish through the outbox ([`Tx::publish`]) in the same transaction:
 //!    what it publishes is written to the outbox by one statement just before the commit (a
-//!    batch, by one statement per 4 MiB of payload, so no statement grows with it);
+//!    batch's, in statements of at most 4 MiB of payload, and between its messages whenever
+//!    4 MiB have gathered — [`Tx::flush_if_large`] — so neither memory nor a statement grows
+//!    with the batch);
 //! 4. after the commit, wakes the relay if anything was published.
 //!
 //! Consecutive messages of a partition are applied in **one** transaction when they can be
@@ -19,7 +21,8 @@
 //! envelope ids recorded by one statement, the new messages handed to the effect together
 //! through [`EffectHandler::apply_all`], so an effect can write them set-based, everything
 //! published written to the outbox at the end); anything unusual falls back to the steps
-//! above, message by message, so the policy below holds for each.
+//! above, message by message, so the policy below holds for each. Such a fall-back is counted
+//! (`consumer_batches_split_total{topic, reason}`).
 //!
 //! Delivery guarantee: at-least-once transport, exactly-once effect per envelope id. Ids are
 //! kept for `retention.processed_events`, which must exceed the consumed topics' retention.
@@ -96,13 +99,15 @@ pub struct Tx<'c> {
     producer: &'static str,
     /// Published in this transaction, in order; written to the outbox before it commits.
     outbox: &'c mut Vec<outbox::NewOutboxMessage>,
+    /// How many were already written to the outbox by [`Tx::flush_if_large`].
+    flushed: usize,
 }
 
 impl std::fmt::Debug for Tx<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tx")
             .field("producer", &self.producer)
-            .field("published", &self.outbox.len())
+            .field("published", &(self.flushed + self.outbox.len()))
             .finish_non_exhaustive()
     }
 }
@@ -123,6 +128,19 @@ impl<'c> Tx<'c> {
             &envelope,
         ));
     }
+
+    /// Writes what this transaction has published so far to the outbox once it holds
+    /// [`OUTBOX_FLUSH_BYTES`] of payload, so a batch of messages that each publish a lot stays
+    /// bounded in memory. Called between messages; still committed with the transaction.
+    pub async fn flush_if_large(&mut self) -> QueryResult<()> {
+        let bytes: usize = self.outbox.iter().map(|row| row.payload.len()).sum();
+        if bytes >= OUTBOX_FLUSH_BYTES {
+            outbox::enqueue(self.conn, self.outbox).await?;
+            self.flushed += self.outbox.len();
+            self.outbox.clear();
+        }
+        Ok(())
+    }
 }
 
 /// A service's effect for the messages of one typed topic.
@@ -138,9 +156,10 @@ pub trait EffectHandler: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), EffectError>> + Send;
 
     /// Applies consecutive messages of one partition, in order, inside one transaction: the
-    /// same effect as [`apply`](Self::apply) on each in turn (the default does exactly that).
-    /// An effect overrides it to write a batch in a fixed number of statements; an error fails
-    /// the whole batch, which the wrapper then retries in smaller pieces.
+    /// same effect as [`apply`](Self::apply) on each in turn (the default does exactly that,
+    /// with [`Tx::flush_if_large`] between them). An effect overrides it to write a batch in
+    /// fewer statements; an error fails the whole batch, which the wrapper then retries in
+    /// smaller pieces.
     fn apply_all(
         &self,
         tx: &mut Tx<'_>,
@@ -149,6 +168,7 @@ pub trait EffectHandler: Send + Sync + 'static {
         async move {
             for event in events {
                 self.apply(tx, event).await?;
+                tx.flush_if_large().await?;
             }
             Ok(())
         }
@@ -303,6 +323,7 @@ impl<H: EffectHandler> Handler for Idempotent<H> {
                 kafka: &self.kafka,
                 producer: self.producer,
                 outbox: &mut published,
+                flushed: 0,
             };
             self.effect.apply(&mut tx, &event).await?;
             outbox::enqueue(conn, &published).await?;
@@ -391,10 +412,14 @@ impl<H: EffectHandler> Idempotent<H> {
                     payloads.push(payload);
                     workspaces.push(workspace);
                 }
-                _ => return false,
+                _ => {
+                    batch_split(messages, "a message for the single path");
+                    return false;
+                }
             }
         }
         let Ok(mut conn) = self.pool.get().await else {
+            batch_split(messages, "database pool");
             return false;
         };
         let transaction = conn.transaction::<usize, EffectError, _>(async |conn| {
@@ -433,12 +458,14 @@ impl<H: EffectHandler> Idempotent<H> {
                 kafka: &self.kafka,
                 producer: self.producer,
                 outbox: &mut published,
+                flushed: 0,
             };
             self.effect.apply_all(&mut tx, &events).await?;
+            let flushed = tx.flushed;
             for rows in chunk_by_payload_bytes(&published, OUTBOX_FLUSH_BYTES) {
                 outbox::enqueue(conn, rows).await?;
             }
-            Ok(published.len())
+            Ok(flushed + published.len())
         });
         match tokio::time::timeout(self.query_timeout, transaction).await {
             Ok(Ok(published)) => {
@@ -447,8 +474,35 @@ impl<H: EffectHandler> Idempotent<H> {
                 }
                 true
             }
-            _ => false,
+            Ok(Err(e)) => {
+                let error = match e {
+                    EffectError::Db(e) => db_failure(&e).to_string(),
+                    EffectError::Handler(e) => e.to_string(),
+                };
+                tracing::warn!(error, "batch transaction failed; retried in halves");
+                batch_split(messages, "the batch failed");
+                false
+            }
+            Err(_) => {
+                batch_split(messages, "database timeout");
+                false
+            }
         }
+    }
+}
+
+/// Counts a batch that did not commit whole and is retried in halves
+/// (`consumer_batches_split_total{topic, reason}`): a poison message or an unknown workspace in
+/// it (expected now and then), or a failed transaction — which, for an effect whose batch path
+/// differs from its single path, points at the batch path.
+fn batch_split(messages: &[Incoming<'_>], reason: &'static str) {
+    if let Some(first) = messages.first() {
+        metrics::counter!(
+            "consumer_batches_split_total",
+            "topic" => first.topic.to_owned(),
+            "reason" => reason
+        )
+        .increment(1);
     }
 }
 

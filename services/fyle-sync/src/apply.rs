@@ -135,6 +135,7 @@ impl EffectHandler for AttributeWebhooks {
             if matches!(step, Step::Delete { .. } | Step::DependentValue { .. }) {
                 for event in events {
                     self.apply(tx, event).await?;
+                    tx.flush_if_large().await?;
                 }
                 return Ok(());
             }
@@ -153,7 +154,9 @@ impl EffectHandler for AttributeWebhooks {
                 _ => None,
             })
             .collect();
-        let mut applied = apply_live_objects(tx.conn, &live).await?.into_iter();
+        let outcomes = apply_live_objects(tx.conn, &live).await?;
+        debug_assert_eq!(outcomes.len(), live.len(), "one outcome per live object");
+        let mut applied = outcomes.into_iter();
         let mut outcomes = Vec::with_capacity(steps.len());
         for (step, webhook) in steps.iter().zip(webhooks) {
             let outcome = match step {
@@ -835,6 +838,8 @@ struct InsertedKey {
 }
 
 /// New attribute rows (with their content hashes), in one statement; returns the keys inserted.
+/// New attribute rows (with their workspaces and content hashes), in one statement; returns
+/// the keys inserted.
 async fn insert_attributes(
     conn: &mut AsyncPgConnection,
     rows: &[&RowToWrite],
@@ -882,6 +887,10 @@ async fn insert_attributes(
         .collect())
 }
 
+/// The rows of objects seen for the first time: a plain insert (a quarter cheaper than `ON
+/// CONFLICT` — mapping measured it, docs/benchmarks.md), inside a savepoint; should a row
+/// exist after all, the insert is undone and repeated skipping the conflicts (those are
+/// planned with the others). Returns the keys inserted.
 async fn insert_first_seen(
     conn: &mut AsyncPgConnection,
     rows: &[&RowToWrite],
@@ -903,6 +912,7 @@ async fn insert_first_seen(
     }
 }
 
+/// Changed attribute rows (by id, with their content hashes), in one statement.
 async fn update_attributes(
     conn: &mut AsyncPgConnection,
     rows: &[(i64, &RowToWrite)],

@@ -120,4 +120,12 @@ impl EffectHandler for AutoCreatedEvents {
         }
         Ok(())
     }
+
+    async fn apply_all(
+        &self,
+        tx: &mut Tx<'_>,
+        events: &[Event<'_, FyleAttributeAutoCreated>],
+    ) -> Result<(), EffectError> {
+        mappings::apply_each_locked(self, tx, events).await
+    }
 }

@@ -43,6 +43,8 @@ use diesel::{
 use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
 use serde_json::Value;
 
+use attrsync_kafka::handler::{EffectError, EffectHandler, Event, Tx};
+
 use crate::automap::{self, Decision, EmployeeKey, Rules, SettingsInput};
 
 /// Serialises auto-mapping and mapping writes of one workspace until the transaction ends.
@@ -53,8 +55,27 @@ pub(crate) async fn lock_workspace(
     lock_workspaces(conn, &[workspace_id]).await
 }
 
+/// A batch of an effect that locks its workspace per message ([`lock_workspace`]): every
+/// workspace of the batch is locked first, by [`lock_workspaces`], then the messages are applied
+/// in order. A transaction holding several workspaces' locks thus always took them in the same
+/// order, whichever consumer it belongs to.
+pub(crate) async fn apply_each_locked<H: EffectHandler>(
+    effect: &H,
+    tx: &mut Tx<'_>,
+    events: &[Event<'_, H::Payload>],
+) -> Result<(), EffectError> {
+    let workspace_ids: Vec<i64> = events.iter().map(|e| e.workspace.workspace_id).collect();
+    lock_workspaces(tx.conn, &workspace_ids).await?;
+    for event in events {
+        effect.apply(tx, event).await?;
+        tx.flush_if_large().await?;
+    }
+    Ok(())
+}
+
 /// [`lock_workspace`] for several workspaces, by one statement. The locks are taken in
-/// ascending key order, so two transactions that each lock several cannot deadlock.
+/// ascending key order, so two transactions that each lock several cannot deadlock (a lock
+/// already held is taken again at no cost).
 pub(crate) async fn lock_workspaces(
     conn: &mut AsyncPgConnection,
     workspace_ids: &[i64],

@@ -27,8 +27,10 @@
 //! consumer hands over together, whatever their workspaces, share those statements (and one
 //! that locks their workspaces), each envelope's changes judged after the ones before it.
 //!
-//! **Auto-mapping** runs in the same transaction, only for rows this event actually wrote and
-//! that are active: a Fyle value is matched against the QBO values of its target type; a QBO
+//! **Auto-mapping** runs in the same transaction, only for rows this event (or this batch of
+//! Fyle change envelopes) actually wrote and that are active, in the state the batch leaves
+//! them — a value renamed within one batch is matched by its final name, one created and
+//! deactivated within it is not matched: a Fyle value is matched against the QBO values of its target type; a QBO
 //! value against the unmapped Fyle values it could answer ([`crate::mappings`]) — both
 //! set-based for the envelope (a handful of statements per source type, not per value, each
 //! an index lookup per key; employees one by one). So a mapping
@@ -409,6 +411,14 @@ impl EffectHandler for DestinationAttributeEvents {
             mappings::automap_destinations(conn, workspace_id, &rules, &active).await?;
         }
         Ok(())
+    }
+
+    async fn apply_all(
+        &self,
+        tx: &mut Tx<'_>,
+        events: &[Event<'_, DestinationAttributesChanged>],
+    ) -> Result<(), EffectError> {
+        mappings::apply_each_locked(self, tx, events).await
     }
 }
 

@@ -543,6 +543,27 @@ impl TestStack {
         &self.running.as_ref().expect("stack running").1
     }
 
+    /// How many batches of `topic` did not commit whole because their transaction failed
+    /// (`consumer_batches_split_total{reason="the batch failed"}`), from `/metrics`. The
+    /// recorder is process-wide; the topic's prefix makes the series this stack's own.
+    pub async fn failed_batches<P>(
+        &self,
+        topic: attrsync_kafka::topics::Topic<P>,
+    ) -> anyhow::Result<u64> {
+        let url = format!("http://{}/metrics", self.fyle_sync_running().http_addr);
+        let text = self.http.get(url).send().await?.text().await?;
+        let topic = format!("topic=\"{}\"", self.topic(topic));
+        Ok(text
+            .lines()
+            .filter(|line| {
+                line.starts_with("consumer_batches_split_total{")
+                    && line.contains(&topic)
+                    && line.contains("reason=\"the batch failed\"")
+            })
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum())
+    }
+
     /// The URL ingest hands out for the workspace's Fyle webhooks (with its token), rebased on
     /// this stack's ingest address.
     pub async fn webhook_url(&self, workspace_id: i64) -> anyhow::Result<String> {

@@ -552,6 +552,14 @@ async fn consecutive_webhooks_share_one_transaction_and_a_poison_one_is_dead_let
         .consumer(topics::FYLE_ATTRIBUTE_WEBHOOKS)
         .unwrap();
     assert_eq!(progress.dead_lettered(), 1, "only the poison message");
+    assert!(
+        stack
+            .failed_batches(topics::FYLE_ATTRIBUTE_WEBHOOKS)
+            .await
+            .unwrap()
+            >= 1,
+        "the batch holding the poison message failed and was split, and operators see it"
+    );
 
     #[derive(QueryableByName)]
     struct Count {
@@ -633,7 +641,7 @@ async fn a_batch_of_webhooks_of_two_workspaces_applies_each_by_its_own_rules() {
         .publish_each_directly(topics::FYLE_ATTRIBUTE_WEBHOOKS, batch)
         .await
         .unwrap();
-    eventually(WAIT, "all 45 webhooks handled", || async {
+    eventually(WAIT, "all 47 webhooks handled", || async {
         let mut seen = 0;
         for workspace in [a, b] {
             seen +=
@@ -701,6 +709,16 @@ async fn a_batch_of_webhooks_of_two_workspaces_applies_each_by_its_own_rules() {
     )
     .await
     .unwrap();
+    // The batch path, not the single path it falls back to, did this: no batch transaction
+    // failed, and far fewer transactions than messages committed them.
+    assert_eq!(
+        stack
+            .failed_batches(topics::FYLE_ATTRIBUTE_WEBHOOKS)
+            .await
+            .unwrap(),
+        0
+    );
+    assert!(transactions(&stack, "fyle_sync").await < 24);
     let (created, renamed) = (ChangeKind::Created as i32, ChangeKind::Renamed as i32);
     assert_eq!(
         changes_of_a(&seen),
@@ -712,4 +730,23 @@ async fn a_batch_of_webhooks_of_two_workspaces_applies_each_by_its_own_rules() {
         ]
     );
     stack.stop().await;
+}
+
+/// How many transactions committed the consumed messages of `schema`'s service: `now()` is
+/// fixed within a transaction, so the distinct `processed_at` stamps.
+pub(crate) async fn transactions(stack: &TestStack, schema: &str) -> i64 {
+    use attrsync_db::diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl as _};
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let url = attrsync_db::url_with_schema(&stack.database.url, schema).unwrap();
+    let mut conn = AsyncPgConnection::establish(&url).await.unwrap();
+    let count: Count =
+        diesel::sql_query("SELECT count(DISTINCT processed_at) AS n FROM processed_events")
+            .get_result(&mut conn)
+            .await
+            .unwrap();
+    count.n
 }

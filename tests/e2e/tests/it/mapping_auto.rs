@@ -1017,5 +1017,15 @@ async fn fyle_changes_of_two_workspaces_fetched_together_are_judged_in_order_and
     ];
     expected.sort_by(|x, y| (x.workspace_id, &x.source_id).cmp(&(y.workspace_id, &y.source_id)));
     assert_eq!(sources, expected);
+    // The batch path did this: no batch transaction failed (a key written twice by one upsert
+    // would have), and far fewer transactions than the 27 envelopes committed them.
+    assert_eq!(
+        stack
+            .failed_batches(topics::EXPENSE_ATTRIBUTES_CHANGED)
+            .await
+            .unwrap(),
+        0
+    );
+    assert!(crate::fyle_webhooks::transactions(&stack, "mapping").await < 20);
     stack.stop().await;
 }
