@@ -318,13 +318,7 @@ impl<H: EffectHandler> Handler for Idempotent<H> {
                 return Ok(0);
             }
             let mut published = Vec::new();
-            let mut tx = Tx {
-                conn: &mut *conn,
-                kafka: &self.kafka,
-                producer: self.producer,
-                outbox: &mut published,
-                flushed: 0,
-            };
+            let mut tx = self.tx(conn, &mut published);
             self.effect.apply(&mut tx, &event).await?;
             outbox::enqueue(conn, &published).await?;
             Ok(published.len())
@@ -348,6 +342,21 @@ impl<H: EffectHandler> Handler for Idempotent<H> {
 }
 
 impl<H: EffectHandler> Idempotent<H> {
+    /// The effect's view of an open transaction, publishing into `outbox`.
+    fn tx<'c>(
+        &'c self,
+        conn: &'c mut AsyncPgConnection,
+        outbox: &'c mut Vec<outbox::NewOutboxMessage>,
+    ) -> Tx<'c> {
+        Tx {
+            conn,
+            kafka: &self.kafka,
+            producer: self.producer,
+            outbox,
+            flushed: 0,
+        }
+    }
+
     /// Several messages of one partition in one transaction: one commit (one fsync) instead
     /// of one per message, which is what bounds a durable consumer's rate. When the batch
     /// cannot commit whole — a payload of the wrong kind, a workspace that is not plainly live
@@ -453,13 +462,7 @@ impl<H: EffectHandler> Idempotent<H> {
                 });
             }
             let mut published = Vec::new();
-            let mut tx = Tx {
-                conn: &mut *conn,
-                kafka: &self.kafka,
-                producer: self.producer,
-                outbox: &mut published,
-                flushed: 0,
-            };
+            let mut tx = self.tx(conn, &mut published);
             self.effect.apply_all(&mut tx, &events).await?;
             let flushed = tx.flushed;
             for rows in chunk_by_payload_bytes(&published, OUTBOX_FLUSH_BYTES) {
