@@ -513,9 +513,7 @@ async fn a_message_kafka_can_never_take_is_set_aside_and_the_outbox_keeps_flowin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consecutive_webhooks_share_one_transaction_and_a_poison_one_is_dead_lettered_alone() {
-    use attrsync_db::diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl as _};
     use attrsync_proto::v1::FyleAttributeWebhook;
-    use diesel::{QueryableByName, sql_types::BigInt};
 
     let stack = TestStack::start().await.unwrap();
     let (workspace_id, org) = stack.create_workspace().await.unwrap();
@@ -561,24 +559,11 @@ async fn consecutive_webhooks_share_one_transaction_and_a_poison_one_is_dead_let
         "the batch holding the poison message failed and was split, and operators see it"
     );
 
-    #[derive(QueryableByName)]
-    struct Count {
-        #[diesel(sql_type = BigInt)]
-        n: i64,
-    }
-    // now() is fixed within a transaction: fewer distinct stamps than messages means they
-    // were committed together.
-    let url = attrsync_db::url_with_schema(&stack.database.url, "fyle_sync").unwrap();
-    let mut conn = AsyncPgConnection::establish(&url).await.unwrap();
-    let transactions: Count =
-        diesel::sql_query("SELECT count(DISTINCT processed_at) AS n FROM processed_events")
-            .get_result(&mut conn)
-            .await
-            .unwrap();
+    // Fewer transactions than messages means they were committed together.
+    let transactions = transactions(&stack, "fyle_sync").await;
     assert!(
-        transactions.n < 25,
-        "50 messages took {} transactions",
-        transactions.n
+        transactions < 25,
+        "50 messages took {transactions} transactions"
     );
     stack.stop().await;
 }
