@@ -10,12 +10,15 @@
 //! whatever the cache's TTL). A secret that no longer opens (its key was removed from
 //! the configuration) counts as absent: the check fails closed. Secrets never reach logs.
 
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
 use attrsync_core::sealed::{Keyring, Sealed};
 use attrsync_db::{DbError, Pool};
 use chrono::{DateTime, Utc};
-use diesel::prelude::*;
+use diesel::{
+    prelude::*,
+    sql_types::{Array, BigInt, Bytea, Nullable, Text, Timestamptz},
+};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
 use crate::auth::{self, AuthMode, Credentials};
@@ -41,27 +44,107 @@ diesel::table! {
     }
 }
 
-/// The workspace's mode and currently valid secrets of that mode, opened.
-pub async fn load(
+/// Each workspace's mode and the currently valid secrets of that mode, opened — for any number
+/// of workspaces with one statement per [`LOAD_CHUNK`] of them, each read in one snapshot (a
+/// rotation is seen whole or not at all). Every id asked for is in the answer; one without a
+/// row has the default mode.
+pub async fn load_many(
     pool: &Pool,
     keyring: &Keyring,
     default_mode: AuthMode,
-    workspace_id: i64,
-) -> Result<Credentials, DbError> {
+    workspace_ids: &[i64],
+) -> Result<HashMap<i64, Credentials>, DbError> {
     let mut conn = pool.get().await?;
-    let mode = current_mode(&mut conn, workspace_id)
-        .await?
-        .unwrap_or(default_mode);
-    let secrets = match mode.secret_kind() {
-        Some(kind) => valid_secrets(&mut conn, keyring, workspace_id, kind).await?,
-        None => Vec::new(),
-    };
-    let reload_by = secrets.iter().filter_map(|(_, until)| *until).min();
-    Ok(Credentials {
-        mode,
-        secrets: secrets.into_iter().map(|(secret, _)| secret).collect(),
-        reload_by,
-    })
+    let mut rows: Vec<CredentialRow> = Vec::new();
+    for ids in workspace_ids.chunks(LOAD_CHUNK) {
+        rows.extend(
+            attrsync_db::prepared::sql(
+                "SELECT w.workspace_id, a.mode, s.kind, s.key_id, s.nonce, s.ciphertext, \
+                        s.valid_until \
+                 FROM unnest($1::int8[]) AS w(workspace_id) \
+                 LEFT JOIN webhook_auth a ON a.workspace_id = w.workspace_id \
+                 LEFT JOIN webhook_secrets s ON s.workspace_id = w.workspace_id \
+                      AND (s.valid_until IS NULL OR s.valid_until > now()) \
+                 ORDER BY w.workspace_id, s.id DESC",
+            )
+            .bind::<Array<BigInt>, _>(ids)
+            .load::<CredentialRow>(&mut conn)
+            .await?,
+        );
+    }
+    let mut loaded: HashMap<i64, Credentials> = HashMap::with_capacity(workspace_ids.len());
+    for row in rows {
+        let (workspace_id, valid_until) = (row.workspace_id, row.valid_until);
+        let credentials = loaded
+            .entry(row.workspace_id)
+            .or_insert_with(|| Credentials {
+                mode: row
+                    .mode
+                    .as_deref()
+                    .and_then(AuthMode::parse)
+                    .unwrap_or(default_mode),
+                secrets: Vec::new(),
+                reload_by: None,
+            });
+        let Some(sealed) = row.sealed_of_kind(credentials.mode.secret_kind()) else {
+            continue;
+        };
+        if let Some(secret) = open(keyring, workspace_id, sealed) {
+            credentials.secrets.push(secret);
+            credentials.reload_by = match (credentials.reload_by, valid_until) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+    }
+    Ok(loaded)
+}
+
+/// Workspaces whose credentials one statement of [`load_many`] reads.
+const LOAD_CHUNK: usize = 1_000;
+
+/// A workspace's mode and one of its valid secrets (none: no row), as [`load_many`] reads them.
+#[derive(diesel::QueryableByName)]
+struct CredentialRow {
+    #[diesel(sql_type = BigInt)]
+    workspace_id: i64,
+    #[diesel(sql_type = Nullable<Text>)]
+    mode: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    kind: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    key_id: Option<String>,
+    #[diesel(sql_type = Nullable<Bytea>)]
+    nonce: Option<Vec<u8>>,
+    #[diesel(sql_type = Nullable<Bytea>)]
+    ciphertext: Option<Vec<u8>>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    valid_until: Option<DateTime<Utc>>,
+}
+
+impl CredentialRow {
+    /// The row's secret, sealed, when it is of the kind the workspace's mode uses.
+    fn sealed_of_kind(self, kind: Option<&str>) -> Option<Sealed> {
+        if self.kind.as_deref() != kind {
+            return None;
+        }
+        Some(Sealed {
+            key_id: self.key_id?,
+            nonce: self.nonce?,
+            ciphertext: self.ciphertext?,
+        })
+    }
+}
+
+/// A sealed secret opened, or `None` (logged) when it does not open: treated as absent.
+fn open(keyring: &Keyring, workspace_id: i64, sealed: Sealed) -> Option<String> {
+    match keyring.open(&sealed) {
+        Ok(opened) => String::from_utf8(opened).ok(),
+        Err(e) => {
+            tracing::error!(workspace_id, error = %e, "a webhook secret does not open; treated as absent");
+            None
+        }
+    }
 }
 
 async fn current_mode(
@@ -106,15 +189,12 @@ async fn valid_secrets(
     Ok(rows
         .into_iter()
         .filter_map(|(key_id, nonce, ciphertext, valid_until)| {
-            let opened = keyring.open(&Sealed {
+            let sealed = Sealed {
                 key_id,
                 nonce,
                 ciphertext,
-            });
-            if let Err(e) = &opened {
-                tracing::error!(workspace_id, error = %e, "a webhook secret does not open; treated as absent");
-            }
-            Some((String::from_utf8(opened.ok()?).ok()?, valid_until))
+            };
+            Some((open(keyring, workspace_id, sealed)?, valid_until))
         })
         .collect())
 }

@@ -10,20 +10,23 @@
 //!   mapping knows is remembered as unknown briefly, so repeated guesses cost no lookup.
 //!
 //! - **What a workspace accepts** ([`AuthCache`], `limits.auth_cache_ttl`): the workspace's
-//!   projection row and opened credentials are kept in memory briefly, so a busy workspace's
-//!   deliveries cost no lookups. Past half to three quarters of the TTL (drawn per entry, so
-//!   entries loaded together come due apart) one request reloads the entry in the background
-//!   while every request keeps using it — at most [`MAX_BACKGROUND_RELOADS`] such reloads at
-//!   once, so they never take the pool from the inbox — so a busy workspace never waits for a
-//!   load. An entry's age counts from the start of the load that read it, and it is never used
-//!   past the TTL: then the request loads it, and requests of the same workspace arriving
-//!   meanwhile wait for that one load and take its answer — the entry, or the same refusal —
-//!   instead of each loading in turn. A change made through this replica (`SetAuthMode`,
-//!   `RotateWebhookSecret`) drops the entry at once, and a load that began before the change
-//!   cannot store what it read; other replicas see it within the TTL —
-//!   harmless for a rotation (the old secret stays valid for the overlap), and a mode change
-//!   takes effect everywhere within the TTL. An entry holding a rotated-out secret is not used
-//!   past that secret's overlap (`Credentials::reload_by`): the old secret is refused on time.
+//!   projection row and opened credentials are kept in memory, so a delivery costs no lookups.
+//!   An entry is never used past the TTL. Every quarter of the TTL one background pass
+//!   ([`AuthCache::refresh`]) reloads, together — one projection read and one credentials read
+//!   for all of them — every entry past half the TTL whose workspace sent anything in the last
+//!   [`KEEP_WARM`]; so an active workspace never waits for a load, even after a lull, and the
+//!   reload costs two statements per pass however many workspaces are active (a reload per
+//!   workspace cost three statements each, hundreds a second with 100 workspaces). A workspace
+//!   quiet for longer is left to expire and is loaded on its next request: requests that find
+//!   it missing together wait for one load and take its answer — the entry, or the same
+//!   refusal. A change made through this replica (`SetAuthMode`, `RotateWebhookSecret`) drops
+//!   the entry at once, and a load that began before the change cannot store what it read;
+//!   other replicas see it within the TTL — harmless for a rotation (the old secret stays
+//!   valid for the overlap), and a mode change takes effect everywhere within the TTL. An
+//!   entry holding a rotated-out secret is not used past that secret's overlap
+//!   (`Credentials::reload_by`): the old secret is refused on time. A failed pass (database
+//!   down) keeps the entries until their TTL and is tried again at the next pass; a workspace
+//!   a pass finds gone is forgotten.
 //!
 //! The per-workspace token bucket lives in [`crate::http`] and is charged only after a
 //! delivery authenticated, so strangers cannot spend a workspace's budget.
@@ -129,28 +132,27 @@ impl Guard {
 /// request that reads them from the cache.
 pub type WorkspaceAuth = Arc<(ProjectedWorkspace, Credentials)>;
 
+/// How long after its last request a workspace's entry is still kept fresh by
+/// [`AuthCache::refresh`]; past it, the entry expires at its TTL.
+pub const KEEP_WARM: Duration = Duration::from_secs(60);
+
 /// What the cache has for a workspace.
 #[derive(Debug)]
 enum Cached {
     /// Young enough to use as is.
     Fresh(WorkspaceAuth),
-    /// Still valid, and past half its TTL: use it, and reload it in the background with the
-    /// ticket (this caller is the only one given it until the reload ends).
-    RefreshDue(WorkspaceAuth, LoadTicket),
     /// Nothing usable: load it now, and store it with the ticket.
     Missing(LoadTicket),
 }
 
 /// Permission to store what a load read. A load that began before a [`AuthCache::forget`]
-/// may have read the old credentials, so its answer is dropped. A background reload's ticket
-/// holds one of the few reload slots until it is dropped.
+/// may have read the old credentials, so its answer is dropped.
 #[derive(Debug)]
 struct LoadTicket {
     workspace_id: i64,
     epoch: u64,
     /// When the load began: the entry's age counts from here, since what it reads is as old.
     began: Instant,
-    _reload_slot: Option<OwnedSemaphorePermit>,
 }
 
 /// A request's turn to load a workspace's missing entry ([`AuthCache::load_turn`]).
@@ -188,16 +190,11 @@ impl LoadTurn {
 
 struct Entry {
     loaded_at: Instant,
-    /// Past this age one request reloads the entry: half the TTL plus up to a quarter of it at
-    /// random, so entries loaded together do not come due together.
-    reload_after: Duration,
+    /// The workspace's last request: [`AuthCache::refresh`] keeps the entry fresh until
+    /// [`KEEP_WARM`] after it.
+    used_at: Instant,
     auth: WorkspaceAuth,
-    refreshing: bool,
 }
-
-/// Background reloads running at once, across workspaces: they share the pool with the
-/// inbox, which must never queue behind a wave of them.
-const MAX_BACKGROUND_RELOADS: usize = 2;
 
 #[derive(Default)]
 struct Entries {
@@ -207,13 +204,11 @@ struct Entries {
 }
 
 /// Recently loaded workspace facts and credentials (see the module doc). An entry is used for
-/// `ttl` after its load; from its reload point on, one request reloads it in the background,
-/// so a busy workspace's deliveries never wait for a load and never stampede the pool when
-/// entries come due together.
+/// `ttl` after its load; [`Self::refresh`] reloads the entries of active workspaces together
+/// before that, so their deliveries never wait for a load.
 pub struct AuthCache {
     entries: Mutex<Entries>,
     ttl: Duration,
-    reload_slots: Arc<Semaphore>,
     /// One turn per workspace whose entry is being loaded on the request path.
     load_turns: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<Option<SharedLoad>>>>>,
 }
@@ -231,34 +226,38 @@ impl AuthCache {
         Self {
             entries: Mutex::default(),
             ttl,
-            reload_slots: Arc::new(Semaphore::new(MAX_BACKGROUND_RELOADS)),
             load_turns: Mutex::default(),
         }
     }
 
-    /// What a workspace accepts, from the cache or from `load`: a fresh entry as it is; one
-    /// past its reload point as it is, while `load` runs in the background (an answer that
-    /// the workspace is unknown forgets it); none, loaded now — once for all the requests that
-    /// find it missing together, which take that load's answer, refusals included.
+    /// How often [`Self::refresh`] should run: a quarter of the TTL, so an entry due at half
+    /// the TTL is reloaded well before it expires. `None` when nothing is cached.
+    pub fn refresh_interval(&self) -> Option<Duration> {
+        (!self.ttl.is_zero()).then(|| self.ttl / 4)
+    }
+
+    /// What a workspace accepts, from the cache or, when it has nothing usable, from `load` —
+    /// once for all the requests that find it missing together, which take that load's answer,
+    /// refusals included.
     pub async fn get_or_load<L, F>(
         self: &Arc<Self>,
         workspace_id: i64,
         load: L,
     ) -> Result<WorkspaceAuth, Rejection>
     where
-        L: Fn() -> F,
-        F: Future<Output = Result<WorkspaceAuth, Rejection>> + Send + 'static,
+        L: FnOnce() -> F,
+        F: Future<Output = Result<WorkspaceAuth, Rejection>>,
     {
-        if let Ok(auth) = self.cached(workspace_id, &load) {
+        if let Cached::Fresh(auth) = self.get(workspace_id) {
             return Ok(auth);
         }
         let mut turn = self.load_turn(workspace_id).await;
         if let Some(waited_for) = turn.as_ref().and_then(LoadTurn::outcome_waited_for) {
             return waited_for;
         }
-        let ticket = match self.cached(workspace_id, &load) {
-            Ok(auth) => return Ok(auth),
-            Err(ticket) => ticket,
+        let ticket = match self.get(workspace_id) {
+            Cached::Fresh(auth) => return Ok(auth),
+            Cached::Missing(ticket) => ticket,
         };
         let loaded = load().await;
         if let Some(turn) = &mut turn {
@@ -270,33 +269,52 @@ impl AuthCache {
         loaded
     }
 
-    /// The usable cached entry, starting its background reload when it is due; when there is
-    /// none, the ticket to store a load with.
-    fn cached<L, F>(
-        self: &Arc<Self>,
-        workspace_id: i64,
-        load: &L,
-    ) -> Result<WorkspaceAuth, LoadTicket>
+    /// Reloads, with one call of `load_many`, every entry past half its TTL whose workspace
+    /// sent a request within [`KEEP_WARM`]. `load_many` answers for each id it is given; an
+    /// answer that the workspace is unknown forgets it, any other failure (or no answer)
+    /// leaves the entry to the next pass and, at worst, to its TTL.
+    pub async fn refresh<L, F>(&self, load_many: L)
     where
-        L: Fn() -> F,
-        F: Future<Output = Result<WorkspaceAuth, Rejection>> + Send + 'static,
+        L: FnOnce(Vec<i64>) -> F,
+        F: Future<Output = HashMap<i64, Result<WorkspaceAuth, Rejection>>>,
     {
-        match self.get(workspace_id) {
-            Cached::Fresh(auth) => Ok(auth),
-            Cached::RefreshDue(auth, ticket) => {
-                let (cache, reload) = (Arc::clone(self), load());
-                tokio::spawn(async move {
-                    match reload.await {
-                        Ok(auth) => cache.put(ticket, auth),
-                        // Refused from now on: gone, or no longer known anywhere.
-                        Err(Rejection::Unauthenticated) => cache.forget(workspace_id),
-                        Err(_) => cache.reload_failed(ticket),
-                    }
-                });
-                Ok(auth)
-            }
-            Cached::Missing(ticket) => Err(ticket),
+        let tickets = self.due_for_refresh();
+        if tickets.is_empty() {
+            return;
         }
+        let mut loaded = load_many(tickets.iter().map(|t| t.workspace_id).collect()).await;
+        let mut gone = Vec::new();
+        for ticket in tickets {
+            match loaded.remove(&ticket.workspace_id) {
+                Some(Ok(auth)) => self.put(ticket, auth),
+                Some(Err(Rejection::Unauthenticated)) => gone.push(ticket.workspace_id),
+                Some(Err(_)) | None => {}
+            }
+        }
+        // After every answer is stored: a forget makes the tickets taken before it useless.
+        for workspace_id in gone {
+            self.forget(workspace_id);
+        }
+    }
+
+    /// Tickets for the entries [`Self::refresh`] reloads (see there).
+    fn due_for_refresh(&self) -> Vec<LoadTicket> {
+        let Ok(entries) = self.entries.lock() else {
+            return Vec::new();
+        };
+        let began = Instant::now();
+        entries
+            .by_workspace
+            .iter()
+            .filter(|(_, entry)| {
+                entry.loaded_at.elapsed() >= self.ttl / 2 && entry.used_at.elapsed() < KEEP_WARM
+            })
+            .map(|(&workspace_id, _)| LoadTicket {
+                workspace_id,
+                epoch: entries.epoch,
+                began,
+            })
+            .collect()
     }
 
     /// Waits for this workspace's turn to load a missing entry: requests that find it missing
@@ -321,40 +339,34 @@ impl AuthCache {
         })
     }
 
+    /// The entry, if it is usable (and then the workspace counts as active), else the ticket
+    /// to store a load with.
     fn get(&self, workspace_id: i64) -> Cached {
+        let now = Instant::now();
         let Ok(mut entries) = self.entries.lock() else {
             return Cached::Missing(LoadTicket {
                 workspace_id,
                 epoch: u64::MAX,
-                began: Instant::now(),
-                _reload_slot: None,
+                began: now,
             });
         };
-        let mut ticket = LoadTicket {
+        let ticket = LoadTicket {
             workspace_id,
             epoch: entries.epoch,
-            began: Instant::now(),
-            _reload_slot: None,
+            began: now,
         };
         let Some(entry) = entries.by_workspace.get_mut(&workspace_id) else {
             return Cached::Missing(ticket);
         };
-        let age = entry.loaded_at.elapsed();
         let secret_expired = entry
             .auth
             .1
             .reload_by
             .is_some_and(|by| chrono::Utc::now() >= by);
-        if age >= self.ttl || secret_expired {
+        if now.saturating_duration_since(entry.loaded_at) >= self.ttl || secret_expired {
             Cached::Missing(ticket)
-        } else if age >= entry.reload_after
-            && !entry.refreshing
-            && let Ok(slot) = Arc::clone(&self.reload_slots).try_acquire_owned()
-        {
-            entry.refreshing = true;
-            ticket._reload_slot = Some(slot);
-            Cached::RefreshDue(Arc::clone(&entry.auth), ticket)
         } else {
+            entry.used_at = now;
             Cached::Fresh(Arc::clone(&entry.auth))
         }
     }
@@ -370,18 +382,13 @@ impl AuthCache {
         };
         if entries.epoch != ticket.epoch {
             // Read before a `forget`: dropped; a later request loads again.
-            if let Some(entry) = entries.by_workspace.get_mut(&ticket.workspace_id) {
-                entry.refreshing = false;
-            }
             return;
         }
-        if entries
-            .by_workspace
-            .get(&ticket.workspace_id)
-            .is_some_and(|newer| newer.loaded_at > ticket.began)
-        {
-            return;
-        }
+        let used_at = match entries.by_workspace.get(&ticket.workspace_id) {
+            Some(newer) if newer.loaded_at > ticket.began => return,
+            Some(older) => older.used_at,
+            None => ticket.began,
+        };
         if entries.by_workspace.len() >= MAX_UNKNOWN {
             let ttl = self.ttl;
             entries
@@ -392,21 +399,10 @@ impl AuthCache {
             ticket.workspace_id,
             Entry {
                 loaded_at: ticket.began,
-                reload_after: self.ttl / 2 + self.ttl.mul_f64(rand::random_range(0.0..0.25)),
+                used_at,
                 auth,
-                refreshing: false,
             },
         );
-    }
-
-    /// A background reload failed: the entry is used until its TTL, and the next request
-    /// past half the TTL tries again.
-    fn reload_failed(&self, ticket: LoadTicket) {
-        if let Ok(mut entries) = self.entries.lock()
-            && let Some(entry) = entries.by_workspace.get_mut(&ticket.workspace_id)
-        {
-            entry.refreshing = false;
-        }
     }
 
     /// Forgets a workspace whose credentials just changed here; loads already running cannot
@@ -506,7 +502,7 @@ mod tests {
 
     fn org_of(cached: &Cached) -> Option<&str> {
         match cached {
-            Cached::Fresh(auth) | Cached::RefreshDue(auth, _) => Some(auth.0.fyle_org_id.as_str()),
+            Cached::Fresh(auth) => Some(auth.0.fyle_org_id.as_str()),
             Cached::Missing(_) => None,
         }
     }
@@ -528,7 +524,6 @@ mod tests {
             workspace_id: 7,
             epoch: cache.entries.lock().expect("lock").epoch,
             began: Instant::now(),
-            _reload_slot: None,
         };
         cache.put(
             reload,
@@ -540,59 +535,153 @@ mod tests {
         );
     }
 
-    #[test]
-    fn past_its_reload_point_one_request_reloads_a_busy_workspace_while_all_keep_using_the_entry() {
-        let cache = AuthCache::new(Duration::from_secs(2));
-        cache.put(
-            missing(&cache),
-            Arc::new((workspace("orA"), credentials(None))),
+    fn auth(org: &str) -> WorkspaceAuth {
+        Arc::new((workspace(org), credentials(None)))
+    }
+
+    /// A cache with an entry for each of `ids` (org `orA`), loaded `age` ago.
+    fn cache_loaded(ttl: Duration, ids: &[i64], age: Duration) -> AuthCache {
+        let cache = AuthCache::new(ttl);
+        for &id in ids {
+            let Cached::Missing(mut ticket) = cache.get(id) else {
+                panic!("empty cache");
+            };
+            ticket.began = Instant::now().checked_sub(age).expect("uptime");
+            cache.put(ticket, auth("orA"));
+        }
+        cache
+    }
+
+    /// Runs a refresh whose load answers `answer(id)` for each id; the ids it was asked for.
+    async fn refresh_with(
+        cache: &AuthCache,
+        answer: impl Fn(i64) -> Result<WorkspaceAuth, Rejection>,
+    ) -> Vec<Vec<i64>> {
+        let calls = Mutex::new(Vec::new());
+        cache
+            .refresh(|mut ids| {
+                ids.sort_unstable();
+                let answers = ids.iter().map(|&id| (id, answer(id))).collect();
+                calls.lock().expect("lock").push(ids);
+                async move { answers }
+            })
+            .await;
+        calls.into_inner().expect("lock")
+    }
+
+    #[tokio::test]
+    async fn the_refresh_reloads_every_active_workspace_past_half_its_ttl_with_one_load() {
+        let cache = cache_loaded(
+            Duration::from_secs(2),
+            &[1, 2, 3],
+            Duration::from_millis(1_100),
         );
-        assert!(matches!(cache.get(7), Cached::Fresh(_)), "young");
-        std::thread::sleep(Duration::from_millis(1_550));
-        let Cached::RefreshDue(auth, ticket) = cache.get(7) else {
-            panic!("past three quarters of the TTL, the first request reloads");
+        let Cached::Missing(ticket) = cache.get(4) else {
+            panic!("not cached yet");
         };
-        assert_eq!(auth.0.fyle_org_id, "orA");
-        let meanwhile = cache.get(7);
-        assert!(
-            matches!(meanwhile, Cached::Fresh(_)),
-            "one reload at a time; the others use the entry: {meanwhile:?}"
+        cache.put(ticket, auth("orA"));
+        for id in 1..=4 {
+            assert_eq!(
+                org_of(&cache.get(id)),
+                Some("orA"),
+                "usable before the refresh"
+            );
+        }
+        let calls = refresh_with(&cache, |_| Ok(auth("orB"))).await;
+        assert_eq!(
+            calls,
+            vec![vec![1, 2, 3]],
+            "one load, of the entries past half the TTL"
         );
-        cache.put(ticket, Arc::new((workspace("orB"), credentials(None))));
-        let reloaded = cache.get(7);
-        assert_eq!(org_of(&reloaded), Some("orB"));
+        for id in 1..=3 {
+            assert_eq!(org_of(&cache.get(id)), Some("orB"), "reloaded: {id}");
+        }
+        assert_eq!(org_of(&cache.get(4)), Some("orA"), "young: left as it is");
         assert!(
-            matches!(reloaded, Cached::Fresh(_)),
-            "the reload restarts the TTL"
+            refresh_with(&cache, |_| Ok(auth("orC"))).await.is_empty(),
+            "a reload restarts the entry's age"
         );
-        std::thread::sleep(Duration::from_millis(2_050));
+    }
+
+    #[tokio::test]
+    async fn a_workspace_quiet_for_longer_than_keep_warm_is_left_to_expire() {
+        let cache = cache_loaded(
+            Duration::from_secs(2),
+            &[1, 2],
+            Duration::from_millis(1_100),
+        );
+        let quiet = Instant::now().checked_sub(KEEP_WARM).expect("uptime");
+        cache
+            .entries
+            .lock()
+            .expect("lock")
+            .by_workspace
+            .get_mut(&2)
+            .expect("cached")
+            .used_at = quiet;
+        let calls = refresh_with(&cache, |_| Ok(auth("orB"))).await;
+        assert_eq!(calls, vec![vec![1]]);
+    }
+
+    #[tokio::test]
+    async fn a_refresh_forgets_a_workspace_found_gone_and_keeps_the_others_it_reloaded() {
+        let cache = cache_loaded(
+            Duration::from_secs(2),
+            &[1, 2, 3],
+            Duration::from_millis(1_100),
+        );
+        refresh_with(&cache, |id| {
+            if id == 2 {
+                Err(Rejection::Unauthenticated)
+            } else {
+                Ok(auth("orB"))
+            }
+        })
+        .await;
+        assert_eq!(org_of(&cache.get(1)), Some("orB"));
+        assert!(
+            matches!(cache.get(2), Cached::Missing(_)),
+            "gone: refused from now on"
+        );
+        assert_eq!(org_of(&cache.get(3)), Some("orB"));
+    }
+
+    #[tokio::test]
+    async fn a_failed_refresh_keeps_the_entries_and_the_next_pass_tries_again() {
+        let cache = cache_loaded(
+            Duration::from_secs(2),
+            &[1, 2],
+            Duration::from_millis(1_100),
+        );
+        let calls = refresh_with(&cache, |_| Err(Rejection::Unavailable)).await;
+        assert_eq!(calls, vec![vec![1, 2]]);
+        assert_eq!(org_of(&cache.get(1)), Some("orA"), "used until its TTL");
+        let again = refresh_with(&cache, |_| Ok(auth("orB"))).await;
+        assert_eq!(again, vec![vec![1, 2]]);
+        assert_eq!(org_of(&cache.get(2)), Some("orB"));
+    }
+
+    #[tokio::test]
+    async fn a_refresh_that_read_before_a_change_made_here_cannot_store_what_it_read() {
+        let cache = cache_loaded(Duration::from_secs(2), &[7], Duration::from_millis(1_100));
+        cache
+            .refresh(|ids| {
+                // SetAuthMode lands while the refresh reads.
+                cache.forget(7);
+                let answers = ids.into_iter().map(|id| (id, Ok(auth("orOld")))).collect();
+                async move { answers }
+            })
+            .await;
         assert!(
             matches!(cache.get(7), Cached::Missing(_)),
-            "never used past the TTL"
+            "loaded again, after the change"
         );
     }
 
     #[test]
-    fn at_most_a_few_reloads_run_in_the_background_at_once() {
-        let cache = AuthCache::new(Duration::from_secs(2));
-        for id in 1..=5 {
-            let Cached::Missing(ticket) = cache.get(id) else {
-                panic!("empty cache");
-            };
-            cache.put(ticket, Arc::new((workspace("orA"), credentials(None))));
-        }
-        std::thread::sleep(Duration::from_millis(1_550));
-        let due: Vec<Cached> = (1..=5).map(|id| cache.get(id)).collect();
-        let reloading = due
-            .iter()
-            .filter(|c| matches!(c, Cached::RefreshDue(..)))
-            .count();
-        assert_eq!(reloading, MAX_BACKGROUND_RELOADS, "{due:?}");
-        drop(due);
-        assert!(
-            (1..=5).any(|id| matches!(cache.get(id), Cached::RefreshDue(..))),
-            "a finished reload frees its slot"
-        );
+    fn an_entry_is_never_used_past_its_ttl() {
+        let cache = cache_loaded(Duration::from_secs(2), &[7], Duration::from_millis(2_000));
+        assert!(matches!(cache.get(7), Cached::Missing(_)));
     }
 
     /// Eight requests that find workspace 7 missing together, each through
@@ -658,21 +747,6 @@ mod tests {
         cache.put(newer, Arc::new((workspace("orNew"), credentials(None))));
         cache.put(older, Arc::new((workspace("orOld"), credentials(None))));
         assert_eq!(org_of(&cache.get(7)), Some("orNew"));
-    }
-
-    #[test]
-    fn a_failed_reload_lets_the_next_request_try_again() {
-        let cache = AuthCache::new(Duration::from_secs(2));
-        cache.put(
-            missing(&cache),
-            Arc::new((workspace("orA"), credentials(None))),
-        );
-        std::thread::sleep(Duration::from_millis(1_550));
-        let Cached::RefreshDue(_, ticket) = cache.get(7) else {
-            panic!("a reload is due");
-        };
-        cache.reload_failed(ticket);
-        assert!(matches!(cache.get(7), Cached::RefreshDue(..)));
     }
 
     #[test]

@@ -23,7 +23,7 @@
 //! No answer ever carries a database error's text. `/healthz`, `/readyz` and `/metrics` come
 //! from the platform (`attrsync_runtime::http`).
 
-use std::{num::NonZeroU32, sync::Arc};
+use std::{collections::HashMap, num::NonZeroU32, sync::Arc};
 
 use actix_web::{HttpRequest, HttpResponse, http::header, web};
 use attrsync_core::webhook::Route;
@@ -270,35 +270,74 @@ async fn receive(
     Ok((stored, disposition))
 }
 
-/// Loads what a workspace accepts: its projection row (else mapping) and its credentials.
-/// An unknown or deleted workspace is remembered as unknown and refused like a bad token.
+/// Loads what a workspace accepts (see [`load_workspace_auths`]), for a request.
 async fn load_workspace_auth(
     state: &AppState,
     workspace_id: i64,
 ) -> Result<WorkspaceAuth, Rejection> {
-    let projected = match state.directory.lookup(workspace_id).await {
-        Lookup::Found(row) if !row.deleted => row,
-        Lookup::Found(_) | Lookup::Unknown => {
-            state.guard.remember_unknown(workspace_id);
-            return Err(unauthenticated("unknown workspace"));
+    let mut loaded = load_workspace_auths(state, vec![workspace_id]).await;
+    match loaded.remove(&workspace_id) {
+        Some(Ok(auth)) => Ok(auth),
+        Some(Err(Rejection::Unauthenticated)) => Err(unauthenticated("unknown workspace")),
+        Some(Err(refusal)) => Err(refusal),
+        None => Err(Rejection::Internal),
+    }
+}
+
+/// Loads what each workspace accepts: its projection row (else mapping's answer) and its
+/// credentials — one projection read and one credentials read for all of them. An unknown or
+/// deleted workspace is remembered as unknown and answered `Unauthenticated`, like a bad token;
+/// a database that cannot answer makes every workspace `Unavailable`. Every id is answered.
+pub(crate) async fn load_workspace_auths(
+    state: &AppState,
+    workspace_ids: Vec<i64>,
+) -> HashMap<i64, Result<WorkspaceAuth, Rejection>> {
+    let mut found = state.directory.lookup_many(&workspace_ids).await;
+    let mut live = Vec::with_capacity(workspace_ids.len());
+    let mut answers = HashMap::with_capacity(workspace_ids.len());
+    for workspace_id in workspace_ids {
+        match found.remove(&workspace_id) {
+            Some(Lookup::Found(row)) if !row.deleted => live.push(row),
+            Some(Lookup::Found(_) | Lookup::Unknown) => {
+                state.guard.remember_unknown(workspace_id);
+                answers.insert(workspace_id, Err(Rejection::Unauthenticated));
+            }
+            Some(Lookup::Unavailable(reason)) => {
+                tracing::error!(reason, "workspace lookup unavailable");
+                answers.insert(workspace_id, Err(Rejection::Unavailable));
+            }
+            None => {
+                answers.insert(workspace_id, Err(Rejection::Internal));
+            }
         }
-        Lookup::Unavailable(reason) => {
-            tracing::error!(reason, "workspace lookup unavailable");
-            return Err(Rejection::Unavailable);
-        }
-    };
+    }
+    if live.is_empty() {
+        return answers;
+    }
+    let ids: Vec<i64> = live.iter().map(|row| row.workspace_id).collect();
     let credentials = attrsync_db::with_deadline(
         state.query_timeout,
-        credentials::load(
-            &state.pool,
-            &state.keyring,
-            state.default_mode,
-            workspace_id,
-        ),
+        credentials::load_many(&state.pool, &state.keyring, state.default_mode, &ids),
     )
-    .await
-    .map_err(unavailable)?;
-    Ok(Arc::new((projected, credentials)))
+    .await;
+    match credentials {
+        Ok(mut credentials) => {
+            for row in live {
+                let answer = credentials
+                    .remove(&row.workspace_id)
+                    .map(|c| Arc::new((row.clone(), c)))
+                    .ok_or(Rejection::Internal);
+                answers.insert(row.workspace_id, answer);
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "database unavailable");
+            for id in ids {
+                answers.insert(id, Err(Rejection::Unavailable));
+            }
+        }
+    }
+    answers
 }
 
 fn unauthenticated(reason: &'static str) -> Rejection {

@@ -102,6 +102,10 @@ impl Service for Ingest {
             }))
             .task("inbox group commit", inbox_writers)
             .task(
+                "credentials refresh",
+                refresh_credentials(state.clone(), context.shutdown.clone()),
+            )
+            .task(
                 "rate-limit pruning",
                 prune_limiter(state, context.shutdown.clone()),
             )
@@ -113,6 +117,25 @@ impl Service for Ingest {
                     context.shutdown.clone(),
                 ),
             ))
+    }
+}
+
+/// Keeps active workspaces' credentials loaded ([`guard::AuthCache::refresh`]): one pass every
+/// quarter of the cache's TTL.
+async fn refresh_credentials(state: Arc<http::AppState>, shutdown: CancellationToken) {
+    let Some(every) = state.auth_cache.refresh_interval() else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = tokio::time::sleep(every) => {
+                state
+                    .auth_cache
+                    .refresh(|ids| http::load_workspace_auths(&state, ids))
+                    .await;
+            }
+        }
     }
 }
 

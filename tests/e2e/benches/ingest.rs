@@ -25,7 +25,7 @@
 //! 3. relay lag (outbox row written → Kafka acknowledgement): `outbox_relay_lag_seconds` from
 //!    ingest's `/metrics`, the samples of the half-rate phase only (bucket deltas, interpolated);
 //! 4. where the time goes, at the best level: `Inbox::accept` (the inbox + outbox group commit)
-//!    and `credentials::load` called directly, the baseline's insert through a pool made like
+//!    and `credentials::load_many` (of one workspace) called directly, the baseline's insert through a pool made like
 //!    ingest's (`attrsync_db::connect`: a `SELECT 1` on every checkout), AES-GCM opens and body
 //!    checks on one core, and the CPU each thread group and PostgreSQL spent per webhook.
 //!
@@ -1295,11 +1295,11 @@ async fn run(rt: Handle) -> anyhow::Result<()> {
             let (pool, workspaces, keyring) = (pool.clone(), workspaces.clone(), keyring.clone());
             Box::pin(async move {
                 let ws = &workspaces[(i % WORKSPACES as u64) as usize];
-                let credentials =
-                    ingest::credentials::load(&pool, &keyring, AuthMode::UrlToken, ws.id)
+                let loaded =
+                    ingest::credentials::load_many(&pool, &keyring, AuthMode::UrlToken, &[ws.id])
                         .await
                         .map_err(|e| e.to_string())?;
-                if credentials.secrets.is_empty() {
+                if loaded.get(&ws.id).is_none_or(|c| c.secrets.is_empty()) {
                     return Err("no token".into());
                 }
                 Ok(())
@@ -1358,7 +1358,7 @@ async fn run(rt: Handle) -> anyhow::Result<()> {
             .unwrap_or_default()
     );
     println!(
-        "  credentials::load alone (2 SELECTs + AES-GCM open, no commit):   {:>6.0}/s  p50 {:.2} ms",
+        "  credentials::load_many of one (1 SELECT + AES-GCM open, no commit): {:>6.0}/s  p50 {:.2} ms",
         credentials_run.rate(),
         credentials_run.p(0.5)
     );

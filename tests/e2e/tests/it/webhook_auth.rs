@@ -183,6 +183,74 @@ async fn a_rotated_url_token_stays_valid_for_the_overlap_and_not_after() {
     stack.stop().await;
 }
 
+/// ingest's `limits.auth_cache_ttl` in the test stack (its default).
+const AUTH_CACHE_TTL: Duration = Duration::from_secs(2);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mode_set_through_another_replica_reaches_a_busy_workspace_within_the_cache_ttl() {
+    let stack = TestStack::start().await.unwrap();
+    let (workspace_id, org) = stack.create_workspace().await.unwrap();
+    let tokened = stack.webhook_url(workspace_id).await.unwrap();
+    let post = |id: i64| {
+        let (stack, url, org) = (&stack, tokened.clone(), org.clone());
+        async move {
+            let status = stack.post_to(&url, &category(&org, id, "x")).await.unwrap();
+            status.status().as_u16()
+        }
+    };
+    assert_eq!(
+        post(1).await,
+        200,
+        "the stack's ingest now caches url_token"
+    );
+
+    // Another replica — same database, memory of its own — switches the workspace to HMAC.
+    let config = <ingest::Config as attrsync_config::ServiceConfig>::from_env_pairs(
+        attrsync_e2e::service_env("ingest", &stack.database.url, &stack.topic_prefix, None),
+    )
+    .unwrap();
+    let pool = attrsync_db::connect(&config.database).await.unwrap();
+    let changed = ingest::credentials::set_mode(
+        &pool,
+        &config.secrets.keyring().unwrap(),
+        workspace_id,
+        ingest::auth::AuthMode::Hmac,
+    )
+    .await
+    .unwrap();
+    let changed_at = std::time::Instant::now();
+
+    // The workspace stays busy, so its entry is kept loaded by the background refresh; no
+    // delivery sent a TTL after the change may still be let in by the old mode's token.
+    let mut id = 2;
+    loop {
+        let sent = changed_at.elapsed();
+        match post(id).await {
+            401 => break,
+            200 => assert!(
+                sent < AUTH_CACHE_TTL,
+                "the token of the mode replaced {sent:?} ago was accepted"
+            ),
+            other => panic!("unexpected {other}"),
+        }
+        id += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let secret = changed.new_hmac_secret.unwrap();
+    assert_eq!(
+        post_signed(
+            &stack,
+            &plain_url(&stack, workspace_id),
+            &secret,
+            &category(&org, id, "y")
+        )
+        .await,
+        200,
+        "the new mode's secret is accepted"
+    );
+    stack.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hmac_secrets_rotate_with_an_overlap_and_standard_webhooks_replays_are_refused() {
     let stack = TestStack::start().await.unwrap();
