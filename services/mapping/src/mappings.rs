@@ -31,7 +31,7 @@
 //! errors unchanged; the consumer wrapper classifies them (retry or dead-letter), the API maps
 //! them to gRPC codes. A value that cannot be matched is not an error: it stays unmapped.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use attrsync_proto::v1::MappingState;
 use chrono::{DateTime, Utc};
@@ -96,17 +96,29 @@ pub(crate) async fn lock_workspaces(
     Ok(())
 }
 
-/// The workspace's auto-mapping rules, from mapping's own settings tables, in one query (every
-/// event reads them). `None` for a workspace without settings (it does not exist here).
+/// The workspace's auto-mapping rules ([`load_rules_of`] for it alone). `None` for a
+/// workspace without settings (it does not exist here).
 pub(crate) async fn load_rules(
     conn: &mut AsyncPgConnection,
     workspace_id: i64,
 ) -> QueryResult<Option<Rules>> {
+    Ok(load_rules_of(conn, &[workspace_id])
+        .await?
+        .remove(&workspace_id))
+}
+
+/// The auto-mapping rules of these workspaces, from mapping's own settings tables, in one
+/// query (every event reads them, so a settings change applies to the next one). A workspace
+/// without settings (it does not exist here) is absent.
+pub(crate) async fn load_rules_of(
+    conn: &mut AsyncPgConnection,
+    workspace_ids: &[i64],
+) -> QueryResult<HashMap<i64, Rules>> {
     // The mapping settings' two columns, in destination order, beside the settings row.
-    let row: Option<RulesRow> = attrsync_db::prepared::sql(
-        "SELECT s.auto_map_case_insensitive, s.import_code_fields, s.auto_map_employees, \
-                s.employee_field_mapping, s.import_tax_codes, s.import_items, \
-                s.import_projects, s.corporate_credit_card_expenses_object, \
+    let rows: Vec<RulesRow> = attrsync_db::prepared::sql(
+        "SELECT s.workspace_id, s.auto_map_case_insensitive, s.import_code_fields, \
+                s.auto_map_employees, s.employee_field_mapping, s.import_tax_codes, \
+                s.import_items, s.import_projects, s.corporate_credit_card_expenses_object, \
                 s.default_ccc_account_id, \
                 ARRAY(SELECT m.source_field FROM mapping_settings m \
                       WHERE m.workspace_id = s.workspace_id ORDER BY m.destination_field) \
@@ -114,39 +126,44 @@ pub(crate) async fn load_rules(
                 ARRAY(SELECT m.destination_field FROM mapping_settings m \
                       WHERE m.workspace_id = s.workspace_id ORDER BY m.destination_field) \
                     AS destination_fields \
-         FROM workspace_settings s WHERE s.workspace_id = $1",
+         FROM workspace_settings s WHERE s.workspace_id = ANY($1)",
     )
-    .bind::<BigInt, _>(workspace_id)
-    .get_result(conn)
-    .await
-    .optional()?;
-    let Some(row) = row else {
-        return Ok(None);
-    };
-    let settings: Vec<(String, String)> = row
-        .source_fields
+    .bind::<Array<BigInt>, _>(workspace_ids)
+    .load(conn)
+    .await?;
+    Ok(rows
         .into_iter()
-        .zip(row.destination_fields)
-        .collect();
-    Ok(Some(Rules::from_settings(
-        &SettingsInput {
-            auto_map_case_insensitive: row.auto_map_case_insensitive,
-            import_code_fields: row.import_code_fields,
-            auto_map_employees: row.auto_map_employees,
-            employee_field_mapping: row.employee_field_mapping,
-            import_tax_codes: row.import_tax_codes,
-            import_items: row.import_items,
-            import_projects: row.import_projects,
-            corporate_credit_card_expenses_object: row.corporate_credit_card_expenses_object,
-            default_ccc_account_id: row.default_ccc_account_id,
-        },
-        &settings,
-    )))
+        .map(|row| {
+            let settings: Vec<(String, String)> = row
+                .source_fields
+                .into_iter()
+                .zip(row.destination_fields)
+                .collect();
+            let rules = Rules::from_settings(
+                &SettingsInput {
+                    auto_map_case_insensitive: row.auto_map_case_insensitive,
+                    import_code_fields: row.import_code_fields,
+                    auto_map_employees: row.auto_map_employees,
+                    employee_field_mapping: row.employee_field_mapping,
+                    import_tax_codes: row.import_tax_codes,
+                    import_items: row.import_items,
+                    import_projects: row.import_projects,
+                    corporate_credit_card_expenses_object: row
+                        .corporate_credit_card_expenses_object,
+                    default_ccc_account_id: row.default_ccc_account_id,
+                },
+                &settings,
+            );
+            (row.workspace_id, rules)
+        })
+        .collect())
 }
 
-/// What [`load_rules`] reads.
+/// What [`load_rules_of`] reads.
 #[derive(QueryableByName)]
 struct RulesRow {
+    #[diesel(sql_type = BigInt)]
+    workspace_id: i64,
     #[diesel(sql_type = Bool)]
     auto_map_case_insensitive: bool,
     #[diesel(sql_type = Array<Text>)]
@@ -330,139 +347,170 @@ pub(crate) async fn automap_source(
     }
 }
 
-/// Auto-maps Fyle values (active ones), set-based per source type: one query for which are
-/// mapped already (an index probe per value), one for the candidate QBO values of all their
-/// keys, [`automap::choose`] for each in memory, and one statement inserting the new
-/// mappings and resolving the errors they answer. Employees keep the one-by-one path
-/// ([`automap_source`]: their keys and default card account). Returns how many mappings it
-/// made.
+/// Auto-maps one workspace's Fyle values: [`automap_sources_of`] for it alone.
 pub(crate) async fn automap_sources(
     conn: &mut AsyncPgConnection,
     workspace_id: i64,
     rules: &Rules,
     sources: &[SourceRow],
 ) -> QueryResult<usize> {
-    let mut mapped = 0;
-    let mut groups: Vec<Group<'_>> = Vec::new();
-    for source in sources.iter().filter(|s| s.active) {
-        if source.attribute_type == automap::EMPLOYEE {
-            mapped += usize::from(
-                automap_source(conn, workspace_id, rules, source)
-                    .await?
-                    .is_some(),
-            );
-            continue;
-        }
-        let Some(target) = rules.destination_for(&source.attribute_type) else {
-            continue;
-        };
-        let Some(key) = automap::prefilter_key(rules, &source.view()) else {
-            continue;
-        };
-        match groups
-            .iter_mut()
-            .find(|g| g.source_type == source.attribute_type)
-        {
-            Some(group) => group.sources.push((source, key)),
-            None => groups.push(Group {
-                source_type: &source.attribute_type,
-                target,
-                sources: vec![(source, key)],
-            }),
-        }
-    }
-    for group in &groups {
-        mapped += automap_group(conn, workspace_id, rules, group).await?;
-    }
-    Ok(mapped)
-}
-
-/// Sources of one type, each with its pre-filter key, and the type they map to.
-struct Group<'a> {
-    source_type: &'a str,
-    target: &'a str,
-    sources: Vec<(&'a SourceRow, String)>,
-}
-
-/// [`automap_sources`] for the sources of one type.
-async fn automap_group(
-    conn: &mut AsyncPgConnection,
-    workspace_id: i64,
-    rules: &Rules,
-    group: &Group<'_>,
-) -> QueryResult<usize> {
-    let Group {
-        source_type,
-        target,
-        sources,
-    } = group;
-    let ids: Vec<&str> = sources.iter().map(|(s, _)| s.source_id.as_str()).collect();
-    let already: HashSet<String> = attrsync_db::prepared::sql(
-        "SELECT source_id FROM mappings WHERE workspace_id = $1 AND source_type = $2 \
-           AND destination_type = $3 AND source_id = ANY($4)",
+    automap_sources_of(
+        conn,
+        &[SourcesOf {
+            workspace_id,
+            rules,
+            sources,
+        }],
     )
-    .bind::<BigInt, _>(workspace_id)
-    .bind::<Text, _>(source_type)
-    .bind::<Text, _>(target)
-    .bind::<Array<Text>, _>(&ids)
-    .load::<SourceIdRow>(conn)
+    .await
+}
+
+/// Fyle values of one workspace to auto-map, with its rules.
+pub(crate) struct SourcesOf<'a> {
+    pub workspace_id: i64,
+    pub rules: &'a Rules,
+    pub sources: &'a [SourceRow],
+}
+
+/// Auto-maps Fyle values (active ones) of any number of workspaces, set-based: one query for
+/// which are mapped already and one for the candidate QBO values of every key (each an index
+/// probe per value or key, whatever the workspaces), [`automap::choose`] for each in memory,
+/// and one statement per workspace and source type that mapped something, inserting the new
+/// mappings and resolving the errors they answer. Employees keep the one-by-one path
+/// ([`automap_source`]: their keys and default card account). Returns how many mappings it
+/// made.
+pub(crate) async fn automap_sources_of(
+    conn: &mut AsyncPgConnection,
+    of: &[SourcesOf<'_>],
+) -> QueryResult<usize> {
+    let mut mapped = 0;
+    // Each value to match: its workspace's index in `of`, the value, its target type and key.
+    let mut wanted: Vec<Wanted<'_>> = Vec::new();
+    for (w, each) in of.iter().enumerate() {
+        for source in each.sources.iter().filter(|s| s.active) {
+            if source.attribute_type == automap::EMPLOYEE {
+                mapped += usize::from(
+                    automap_source(conn, each.workspace_id, each.rules, source)
+                        .await?
+                        .is_some(),
+                );
+                continue;
+            }
+            let Some(target) = each.rules.destination_for(&source.attribute_type) else {
+                continue;
+            };
+            let Some(key) = automap::prefilter_key(each.rules, &source.view()) else {
+                continue;
+            };
+            wanted.push(Wanted {
+                of: w,
+                source,
+                target,
+                key,
+            });
+        }
+    }
+    if wanted.is_empty() {
+        return Ok(mapped);
+    }
+    let workspace_of = |w: &Wanted<'_>| of[w.of].workspace_id;
+    let already: HashSet<(i64, String, String)> = attrsync_db::prepared::sql(
+        "SELECT k.workspace_id, k.source_type, k.source_id \
+         FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[]) \
+             AS k(workspace_id, source_type, destination_type, source_id) \
+         CROSS JOIN LATERAL ( \
+             SELECT 1 FROM mappings m \
+             WHERE m.workspace_id = k.workspace_id AND m.source_type = k.source_type \
+               AND m.source_id = k.source_id AND m.destination_type = k.destination_type \
+             LIMIT 1) m",
+    )
+    .bind::<Array<BigInt>, _>(wanted.iter().map(workspace_of).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(
+        wanted
+            .iter()
+            .map(|w| w.source.attribute_type.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Text>, _>(wanted.iter().map(|w| w.target).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(
+        wanted
+            .iter()
+            .map(|w| w.source.source_id.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .load::<MappedSourceRow>(conn)
     .await?
     .into_iter()
-    .map(|r| r.source_id)
+    .map(|r| (r.workspace_id, r.source_type, r.source_id))
     .collect();
-    let unmapped: Vec<&(&SourceRow, String)> = sources
-        .iter()
-        .filter(|(s, _)| !already.contains(&s.source_id))
-        .collect();
-    if unmapped.is_empty() {
-        return Ok(0);
+    wanted.retain(|w| {
+        !already.contains(&(
+            workspace_of(w),
+            w.source.attribute_type.clone(),
+            w.source.source_id.clone(),
+        ))
+    });
+    if wanted.is_empty() {
+        return Ok(mapped);
     }
-    let mut keys: Vec<&str> = unmapped.iter().map(|(_, k)| k.as_str()).collect();
-    keys.sort_unstable();
-    keys.dedup();
-    let candidates: Vec<DestinationRow> = attrsync_db::prepared::sql(
-        "SELECT attribute_type, display_name, destination_id, value, code, active, detail \
-         FROM destination_attributes \
-         WHERE workspace_id = $1 AND attribute_type = $2 AND active \
-           AND (lower(value) = ANY($3) OR lower(code || ': ' || value) = ANY($4))",
+    // Each distinct (workspace, target type, key) once, in a fixed order.
+    let keys: Vec<(i64, &str, &str)> = wanted
+        .iter()
+        .map(|w| (workspace_of(w), w.target, w.key.as_str()))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut candidates: HashMap<(i64, String, String), Vec<DestinationRow>> = HashMap::new();
+    let rows: Vec<CandidateRow> = attrsync_db::prepared::sql(
+        "SELECT k.workspace_id, k.key, d.attribute_type, d.display_name, d.destination_id, \
+                d.value, d.code, d.active, d.detail \
+         FROM unnest($1::int8[], $2::text[], $3::text[]) WITH ORDINALITY \
+             AS k(workspace_id, attribute_type, key, ord) \
+         CROSS JOIN LATERAL ( \
+             SELECT * FROM destination_attributes d \
+             WHERE d.workspace_id = k.workspace_id AND d.attribute_type = k.attribute_type \
+               AND d.active \
+               AND (lower(d.value) = k.key OR lower(d.code || ': ' || d.value) = k.key) \
+             ORDER BY d.display_name, d.destination_id LIMIT $4) d \
+         ORDER BY k.ord, d.display_name, d.destination_id",
     )
-    .bind::<BigInt, _>(workspace_id)
-    .bind::<Text, _>(target)
-    .bind::<Array<Text>, _>(&keys)
-    .bind::<Array<Text>, _>(&keys)
+    .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.0).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(keys.iter().map(|k| k.1).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(keys.iter().map(|k| k.2).collect::<Vec<_>>())
+    .bind::<BigInt, _>(MAX_CANDIDATES)
     .load(conn)
     .await?;
-    // The same pre-filter, in memory: candidates by their lower-cased name and code form.
-    let mut by_key: HashMap<String, Vec<usize>> = HashMap::new();
-    for (i, d) in candidates.iter().enumerate() {
-        by_key.entry(d.value.to_lowercase()).or_default().push(i);
-        if let Some(code) = &d.code {
-            by_key
-                .entry(format!("{code}: {}", d.value).to_lowercase())
-                .or_default()
-                .push(i);
-        }
+    for row in rows {
+        let key = (
+            row.workspace_id,
+            row.destination.attribute_type.clone(),
+            row.key,
+        );
+        candidates.entry(key).or_default().push(row.destination);
     }
-    let mut chosen: Vec<(&SourceRow, &DestinationRow)> = Vec::new();
-    for (source, key) in unmapped {
-        let Some(indexes) = by_key.get(key) else {
+    // Chosen pairs per (workspace, source type), for one insert each.
+    let mut chosen: BTreeMap<(usize, &str), Vec<(&SourceRow, &DestinationRow)>> = BTreeMap::new();
+    for w in &wanted {
+        let found = candidates
+            .get(&(workspace_of(w), w.target.to_owned(), w.key.clone()))
+            .map_or(&[][..], Vec::as_slice);
+        if found.is_empty() {
             continue;
-        };
-        let mut indexes = indexes.clone();
-        indexes.sort_unstable();
-        indexes.dedup();
-        let views: Vec<automap::Destination<'_>> =
-            indexes.iter().map(|&i| candidates[i].view()).collect();
-        match automap::choose(rules, &source.view(), &views) {
-            Decision::Map(j) => chosen.push((source, &candidates[indexes[j]])),
+        }
+        let views: Vec<automap::Destination<'_>> = found.iter().map(|d| d.view()).collect();
+        match automap::choose(of[w.of].rules, &w.source.view(), &views) {
+            Decision::Map(j) => chosen
+                .entry((w.of, w.source.attribute_type.as_str()))
+                .or_default()
+                .push((w.source, &found[j])),
             Decision::Ambiguous(n) => {
-                metrics::counter!("mapping_auto_map_ambiguous_total", "source_type" => metric_type(source_type))
+                metrics::counter!("mapping_auto_map_ambiguous_total", "source_type" => metric_type(&w.source.attribute_type))
                     .increment(1);
                 tracing::warn!(
-                    workspace_id,
-                    source_type,
-                    source_id = %source.source_id,
-                    destination_type = target,
+                    workspace_id = workspace_of(w),
+                    source_type = %w.source.attribute_type,
+                    source_id = %w.source.source_id,
+                    destination_type = w.target,
                     matches = n,
                     "not auto-mapped: several destinations match equally"
                 );
@@ -470,7 +518,41 @@ async fn automap_group(
             Decision::NoMatch => {}
         }
     }
-    insert_auto_many(conn, workspace_id, &chosen).await
+    for ((w, _), pairs) in &chosen {
+        mapped += insert_auto_many(conn, of[*w].workspace_id, pairs).await?;
+    }
+    Ok(mapped)
+}
+
+/// A Fyle value [`automap_sources_of`] looks a match up for.
+struct Wanted<'a> {
+    /// Its workspace's index in the call's list.
+    of: usize,
+    source: &'a SourceRow,
+    target: &'a str,
+    key: String,
+}
+
+/// A source found mapped by [`automap_sources_of`].
+#[derive(QueryableByName)]
+struct MappedSourceRow {
+    #[diesel(sql_type = BigInt)]
+    workspace_id: i64,
+    #[diesel(sql_type = Text)]
+    source_type: String,
+    #[diesel(sql_type = Text)]
+    source_id: String,
+}
+
+/// A candidate QBO value for a (workspace, key) of [`automap_sources_of`].
+#[derive(QueryableByName)]
+struct CandidateRow {
+    #[diesel(sql_type = BigInt)]
+    workspace_id: i64,
+    #[diesel(sql_type = Text)]
+    key: String,
+    #[diesel(embed)]
+    destination: DestinationRow,
 }
 
 #[derive(QueryableByName)]

@@ -32,8 +32,9 @@
 //! them — a value renamed within one batch is matched by its final name, one created and
 //! deactivated within it is not matched: a Fyle value is matched against the QBO values of its target type; a QBO
 //! value against the unmapped Fyle values it could answer ([`crate::mappings`]) — both
-//! set-based for the envelope (a handful of statements per source type, not per value, each
-//! an index lookup per key; employees one by one). So a mapping
+//! set-based (a handful of statements per envelope, not per value, each an index lookup per
+//! key; a batch of Fyle change envelopes shares them across its workspaces, its rules read by
+//! one query; employees one by one). So a mapping
 //! appears within one consumer hop of whichever side arrives second — no schedule. The
 //! workspace's rules are read from mapping's own settings tables at each event, so a settings
 //! change applies to the next event. A deactivated destination's mappings are kept and shown
@@ -151,7 +152,8 @@ impl EffectHandler for ExpenseAttributeEvents {
 
 /// Applies envelopes of `sync.expense-attributes.v1` (of any workspaces) in order: their
 /// workspaces locked by one statement, their changes by [`apply_sources`], then auto-mapping
-/// per workspace for the active rows written.
+/// of the active rows written, every workspace's together (one rules read, one lookup of
+/// what is mapped, one of the candidates).
 async fn apply_expense_events(
     conn: &mut AsyncPgConnection,
     events: &[Event<'_, ExpenseAttributesChanged>],
@@ -170,14 +172,23 @@ async fn apply_expense_events(
     for (workspace_id, row) in apply_sources(conn, &envelopes).await? {
         written.entry(workspace_id).or_default().push(row);
     }
-    for (workspace_id, rows) in written {
-        if !rows.iter().any(|r| r.active) {
-            continue;
-        }
-        if let Some(rules) = mappings::load_rules(conn, workspace_id).await? {
-            mappings::automap_sources(conn, workspace_id, &rules, &rows).await?;
-        }
+    written.retain(|_, rows| rows.iter().any(|r| r.active));
+    if written.is_empty() {
+        return Ok(());
     }
+    let workspace_ids: Vec<i64> = written.keys().copied().collect();
+    let rules = mappings::load_rules_of(conn, &workspace_ids).await?;
+    let of: Vec<mappings::SourcesOf<'_>> = written
+        .iter()
+        .filter_map(|(workspace_id, sources)| {
+            Some(mappings::SourcesOf {
+                workspace_id: *workspace_id,
+                rules: rules.get(workspace_id)?,
+                sources,
+            })
+        })
+        .collect();
+    mappings::automap_sources_of(conn, &of).await?;
     Ok(())
 }
 

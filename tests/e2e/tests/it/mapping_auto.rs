@@ -951,6 +951,9 @@ async fn fyle_changes_of_two_workspaces_fetched_together_are_judged_in_order_and
         // Renamed by a later envelope in the same batch: the later one stands.
         envelope(a, at(30), vec![category("cat-2", "Fuel", true)]),
         envelope(a, at(20), vec![category("cat-2", "Fuel card", true)]),
+        // Each named like the other workspace's account: matched among its own, so unmapped.
+        envelope(a, at(30), vec![category("cat-3", "Motel", true)]),
+        envelope(b, at(30), vec![category("cat-4", "Hotel", true)]),
     ]);
     envelopes.extend(padding(10));
     let producer = stack.direct_producer().unwrap();
@@ -1000,7 +1003,7 @@ async fn fyle_changes_of_two_workspaces_fetched_together_are_judged_in_order_and
         )
         .load(&mut conn)
         .await?;
-        Ok((rows.len() == 4).then_some(rows))
+        Ok((rows.len() == 6).then_some(rows))
     })
     .await
     .unwrap();
@@ -1012,13 +1015,18 @@ async fn fyle_changes_of_two_workspaces_fetched_together_are_judged_in_order_and
     let mut expected = vec![
         source(a, "cat-1", "Hotel"),
         source(a, "cat-2", "Fuel card"),
+        source(a, "cat-3", "Motel"),
         source(b, "cat-1", "Motel"),
+        source(b, "cat-4", "Hotel"),
         source(b, "pad-19", "Pad"),
     ];
     expected.sort_by(|x, y| (x.workspace_id, &x.source_id).cmp(&(y.workspace_id, &y.source_id)));
     assert_eq!(sources, expected);
+    // Judged in the same transaction as the rows were written, so already decided.
+    assert!(mapping_of(&stack, a, "CATEGORY", "cat-3").await.is_none());
+    assert!(mapping_of(&stack, b, "CATEGORY", "cat-4").await.is_none());
     // The batch path did this: no batch transaction failed (a key written twice by one upsert
-    // would have), and far fewer transactions than the 27 envelopes committed them.
+    // would have), and far fewer transactions than the 29 envelopes committed them.
     assert_eq!(
         stack
             .failed_batches(topics::EXPENSE_ATTRIBUTES_CHANGED)
