@@ -2,7 +2,8 @@
 //!
 //! It wakes when the service says it enqueued something ([`RelayHandle::wake`]), when another
 //! replica's relay notifies it (see [`attrsync_db::outbox`]), and otherwise polls every
-//! `idle_poll`, so messages left by a crashed process are published too. A pass that could
+//! `idle_poll`, so messages left by a crashed process are published too; after a pass that
+//! left rows waiting (more than a pass takes) it passes again at once. A pass that could
 //! not publish everything (Kafka or the database down) keeps what was not acknowledged, lets
 //! the lock go and is retried with backoff; see [`attrsync_db::outbox`] for ordering, the
 //! per-key rule and the delivery guarantee. How long the relay has been failing
@@ -123,7 +124,7 @@ pub async fn run(
     let mut failures = 0;
     loop {
         let pass = relay.pass(&publisher).await;
-        let (moved, failed) = match &pass {
+        let (more_waiting, failed) = match &pass {
             Ok(pass) => {
                 if let Some(reason) = pass.failed() {
                     warn!(
@@ -131,7 +132,7 @@ pub async fn run(
                         "outbox relay: some messages were not taken; they stay queued"
                     );
                 }
-                (pass.moved_any(), pass.failed().is_some())
+                (pass.more_waiting(), pass.failed().is_some())
             }
             Err(e) => {
                 warn!(error = %e, "outbox relay pass failed; messages stay queued");
@@ -143,7 +144,7 @@ pub async fn run(
             failures += 1;
         } else {
             failures = 0;
-            if moved {
+            if more_waiting {
                 continue;
             }
         }
@@ -167,7 +168,7 @@ pub async fn run(
     // next start (or another replica).
     let drain = async {
         while let Ok(pass) = relay.pass(&publisher).await {
-            if !pass.moved_any() || pass.failed().is_some() {
+            if !pass.more_waiting() || pass.failed().is_some() {
                 break;
             }
         }

@@ -80,6 +80,7 @@ async fn one_failed_message_keeps_only_its_keys_remainder_and_the_rest_is_not_re
             rejected: 0,
             kept: 2,
             retry_reason: Some("timed out".into()),
+            more_waiting: true,
         }
     );
     assert_eq!(outbox::pending(&pool).await.unwrap(), 2, "2 and 3 wait");
@@ -114,7 +115,7 @@ async fn a_relay_pass_is_capped_by_bytes_as_well_as_by_count() {
     };
     let pass = outbox::relay_once(&pool, 1, limits, &broker).await.unwrap();
     // 400 kB each: the third would pass 1 MB, so a pass takes three (the budget is checked
-    // before each row), never all five.
+    // before each row), never all five; it says two still wait.
     assert_eq!(
         pass,
         RelayPass::Relayed {
@@ -122,6 +123,7 @@ async fn a_relay_pass_is_capped_by_bytes_as_well_as_by_count() {
             rejected: 0,
             kept: 0,
             retry_reason: None,
+            more_waiting: true,
         }
     );
     assert_eq!(outbox::pending(&pool).await.unwrap(), 2);
@@ -188,6 +190,7 @@ async fn with_kafka_down_messages_wait_in_the_outbox_and_go_out_in_order_when_it
             rejected: 0,
             kept: 0,
             retry_reason: None,
+            more_waiting: false,
         }
     );
     assert_eq!(
