@@ -284,11 +284,13 @@ async fn apply_sources(
         attrsync_db::prepared::sql(
             "SELECT s.workspace_id, s.attribute_type, s.source_id, s.value, s.display_name, \
                 s.active, s.detail, s.event_at \
-         FROM source_attributes s \
-         JOIN unnest($1::int8[], $2::text[], $3::text[]) AS k(workspace_id, attribute_type, \
-                                                               source_id) \
-           USING (workspace_id, attribute_type, source_id) \
-         FOR UPDATE OF s",
+         FROM unnest($1::int8[], $2::text[], $3::text[]) \
+             AS k(workspace_id, attribute_type, source_id) \
+         CROSS JOIN LATERAL ( \
+             SELECT * FROM source_attributes s \
+             WHERE s.workspace_id = k.workspace_id AND s.attribute_type = k.attribute_type \
+               AND s.source_id = k.source_id \
+             FOR UPDATE) s",
         )
         .bind::<Array<BigInt>, _>(&workspace_ids)
         .bind::<Array<Text>, _>(&types)
@@ -518,12 +520,13 @@ async fn apply_destinations(
         attrsync_db::prepared::sql(
             "SELECT d.attribute_type, d.display_name, d.destination_id, d.value, d.code, \
                     d.active, d.detail, d.event_at \
-             FROM destination_attributes d \
-             JOIN unnest($1::text[], $2::text[], $3::text[]) \
+             FROM unnest($1::text[], $2::text[], $3::text[]) \
                AS k(attribute_type, display_name, destination_id) \
-               USING (attribute_type, display_name, destination_id) \
-             WHERE d.workspace_id = $4 \
-             FOR UPDATE OF d",
+             CROSS JOIN LATERAL ( \
+                 SELECT * FROM destination_attributes d \
+                 WHERE d.workspace_id = $4 AND d.attribute_type = k.attribute_type \
+                   AND d.display_name = k.display_name AND d.destination_id = k.destination_id \
+                 FOR UPDATE) d",
         )
         .bind::<Array<Text>, _>(key_column(|k| &k.0))
         .bind::<Array<Text>, _>(key_column(|k| &k.1))
