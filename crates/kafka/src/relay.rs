@@ -165,10 +165,11 @@ pub async fn run(
         }
     }
     // Publish what was committed just before shutdown, briefly; anything left waits for the
-    // next start (or another replica).
+    // next start (or another replica). Until a pass finds nothing: work still finishing commits
+    // meanwhile, and a wake-up is no longer waited for.
     let drain = async {
         while let Ok(pass) = relay.pass(&publisher).await {
-            if !pass.more_waiting() || pass.failed().is_some() {
+            if !pass.moved_any() || pass.failed().is_some() {
                 break;
             }
         }

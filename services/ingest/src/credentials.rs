@@ -101,7 +101,7 @@ pub async fn load_many(
 }
 
 /// Workspaces whose credentials one statement of [`load_many`] reads.
-const LOAD_CHUNK: usize = 1_000;
+pub const LOAD_CHUNK: usize = 1_000;
 
 /// A workspace's mode and one of its valid secrets (none: no row), as [`load_many`] reads them.
 #[derive(diesel::QueryableByName)]

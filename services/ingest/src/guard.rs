@@ -12,21 +12,23 @@
 //! - **What a workspace accepts** ([`AuthCache`], `limits.auth_cache_ttl`): the workspace's
 //!   projection row and opened credentials are kept in memory, so a delivery costs no lookups.
 //!   An entry is never used past the TTL. Every quarter of the TTL one background pass
-//!   ([`AuthCache::refresh`]) reloads, together — one projection read and one credentials read
-//!   for all of them — every entry past half the TTL whose workspace sent anything in the last
-//!   [`KEEP_WARM`]; so an active workspace never waits for a load, even after a lull, and the
-//!   reload costs two statements per pass however many workspaces are active (a reload per
-//!   workspace cost three statements each, hundreds a second with 100 workspaces). A workspace
-//!   quiet for longer is left to expire and is loaded on its next request: requests that find
-//!   it missing together wait for one load and take its answer — the entry, or the same
-//!   refusal. A change made through this replica (`SetAuthMode`, `RotateWebhookSecret`) drops
-//!   the entry at once, and a load that began before the change cannot store what it read;
-//!   other replicas see it within the TTL — harmless for a rotation (the old secret stays
-//!   valid for the overlap), and a mode change takes effect everywhere within the TTL. An
-//!   entry holding a rotated-out secret is not used past that secret's overlap
-//!   (`Credentials::reload_by`): the old secret is refused on time. A failed pass (database
-//!   down) keeps the entries until their TTL and is tried again at the next pass; a workspace
-//!   a pass finds gone is forgotten.
+//!   ([`AuthCache::refresh`]) reloads, together — one projection read and one credentials
+//!   read per thousand workspaces — every entry past half the TTL whose workspace delivered
+//!   an *authenticated* webhook within [`KEEP_WARM_TTLS`] TTLs; so an active workspace never
+//!   waits for a load, even across a short lull, while a reload per workspace used to cost
+//!   three statements each, hundreds a second with 100 workspaces. Requests that fail to
+//!   authenticate never keep an entry warm, so strangers cannot make the pass reload
+//!   workspaces for them. A workspace quiet for longer is left to expire and is loaded on its
+//!   next request: requests that find it missing together wait for one load and take its
+//!   answer — the entry, or the same refusal — unless a change was made here meanwhile. A
+//!   change made through this replica (`SetAuthMode`, `RotateWebhookSecret`) drops the entry
+//!   at once, and a load that began before the change can neither store what it read nor hand
+//!   it to the requests waiting for it; other replicas see it within the TTL — harmless for a
+//!   rotation (the old secret stays valid for the overlap), and a mode change takes effect
+//!   everywhere within the TTL. An entry holding a rotated-out secret is not used past that
+//!   secret's overlap (`Credentials::reload_by`): the old secret is refused on time. A failed
+//!   pass (database down) keeps the entries until their TTL and is tried again at the next
+//!   pass; a workspace a pass finds gone is forgotten.
 //!
 //! The per-workspace token bucket lives in [`crate::http`] and is charged only after a
 //! delivery authenticated, so strangers cannot spend a workspace's budget.
@@ -132,9 +134,10 @@ impl Guard {
 /// request that reads them from the cache.
 pub type WorkspaceAuth = Arc<(ProjectedWorkspace, Credentials)>;
 
-/// How long after its last request a workspace's entry is still kept fresh by
-/// [`AuthCache::refresh`]; past it, the entry expires at its TTL.
-pub const KEEP_WARM: Duration = Duration::from_secs(60);
+/// For how many TTLs after its last authenticated delivery a workspace's entry is kept fresh
+/// by [`AuthCache::refresh`] (a short lull between bursts); past it, the entry expires. A
+/// sporadic workspace costs at most a few reloads per delivery, all batched with the others'.
+pub const KEEP_WARM_TTLS: u32 = 5;
 
 /// What the cache has for a workspace.
 #[derive(Debug)]
@@ -166,23 +169,26 @@ struct LoadTurn {
 #[derive(Debug)]
 struct SharedLoad {
     ended: Instant,
+    /// The cache's epoch when the load began: after a `forget` its answer is nobody's.
+    epoch: u64,
     outcome: Result<WorkspaceAuth, Rejection>,
 }
 
 impl LoadTurn {
     /// How the load this request waited for ended, if one ended while it waited: its waiters
     /// take that answer (the entry, or the same refusal) instead of loading again one by one.
-    fn outcome_waited_for(&self) -> Option<Result<WorkspaceAuth, Rejection>> {
+    fn outcome_waited_for(&self, epoch: u64) -> Option<Result<WorkspaceAuth, Rejection>> {
         self.last_load
             .as_ref()
-            .filter(|load| load.ended >= self.waited_from)
+            .filter(|load| load.ended >= self.waited_from && load.epoch == epoch)
             .map(|load| load.outcome.clone())
     }
 
     /// Records how this request's load ended, for the requests waiting for the turn.
-    fn record(&mut self, outcome: &Result<WorkspaceAuth, Rejection>) {
+    fn record(&mut self, epoch: u64, outcome: &Result<WorkspaceAuth, Rejection>) {
         *self.last_load = Some(SharedLoad {
             ended: Instant::now(),
+            epoch,
             outcome: outcome.clone(),
         });
     }
@@ -190,9 +196,10 @@ impl LoadTurn {
 
 struct Entry {
     loaded_at: Instant,
-    /// The workspace's last request: [`AuthCache::refresh`] keeps the entry fresh until
-    /// [`KEEP_WARM`] after it.
-    used_at: Instant,
+    /// The workspace's last authenticated delivery ([`AuthCache::touch`]), if any since the
+    /// entry was first loaded: [`AuthCache::refresh`] keeps the entry fresh until
+    /// [`KEEP_WARM_TTLS`] TTLs after it.
+    used_at: Option<Instant>,
     auth: WorkspaceAuth,
 }
 
@@ -252,16 +259,20 @@ impl AuthCache {
             return Ok(auth);
         }
         let mut turn = self.load_turn(workspace_id).await;
-        if let Some(waited_for) = turn.as_ref().and_then(LoadTurn::outcome_waited_for) {
-            return waited_for;
-        }
         let ticket = match self.get(workspace_id) {
             Cached::Fresh(auth) => return Ok(auth),
             Cached::Missing(ticket) => ticket,
         };
+        if let Some(waited_for) = turn
+            .as_ref()
+            .and_then(|t| t.outcome_waited_for(ticket.epoch))
+        {
+            return waited_for;
+        }
+        let epoch = ticket.epoch;
         let loaded = load().await;
         if let Some(turn) = &mut turn {
-            turn.record(&loaded);
+            turn.record(epoch, &loaded);
         }
         if let Ok(auth) = &loaded {
             self.put(ticket, Arc::clone(auth));
@@ -270,7 +281,7 @@ impl AuthCache {
     }
 
     /// Reloads, with one call of `load_many`, every entry past half its TTL whose workspace
-    /// sent a request within [`KEEP_WARM`]. `load_many` answers for each id it is given; an
+    /// delivered within [`KEEP_WARM_TTLS`] TTLs. `load_many` answers for each id it is given; an
     /// answer that the workspace is unknown forgets it, any other failure (or no answer)
     /// leaves the entry to the next pass and, at worst, to its TTL.
     pub async fn refresh<L, F>(&self, load_many: L)
@@ -303,11 +314,13 @@ impl AuthCache {
             return Vec::new();
         };
         let began = Instant::now();
+        let keep_warm = self.ttl * KEEP_WARM_TTLS;
         entries
             .by_workspace
             .iter()
             .filter(|(_, entry)| {
-                entry.loaded_at.elapsed() >= self.ttl / 2 && entry.used_at.elapsed() < KEEP_WARM
+                entry.loaded_at.elapsed() >= self.ttl / 2
+                    && entry.used_at.is_some_and(|at| at.elapsed() < keep_warm)
             })
             .map(|(&workspace_id, _)| LoadTicket {
                 workspace_id,
@@ -339,8 +352,7 @@ impl AuthCache {
         })
     }
 
-    /// The entry, if it is usable (and then the workspace counts as active), else the ticket
-    /// to store a load with.
+    /// The entry, if it is usable, else the ticket to store a load with.
     fn get(&self, workspace_id: i64) -> Cached {
         let now = Instant::now();
         let Ok(mut entries) = self.entries.lock() else {
@@ -366,7 +378,6 @@ impl AuthCache {
         if now.saturating_duration_since(entry.loaded_at) >= self.ttl || secret_expired {
             Cached::Missing(ticket)
         } else {
-            entry.used_at = now;
             Cached::Fresh(Arc::clone(&entry.auth))
         }
     }
@@ -387,7 +398,7 @@ impl AuthCache {
         let used_at = match entries.by_workspace.get(&ticket.workspace_id) {
             Some(newer) if newer.loaded_at > ticket.began => return,
             Some(older) => older.used_at,
-            None => ticket.began,
+            None => None,
         };
         if entries.by_workspace.len() >= MAX_UNKNOWN {
             let ttl = self.ttl;
@@ -403,6 +414,16 @@ impl AuthCache {
                 auth,
             },
         );
+    }
+
+    /// Records an authenticated delivery of the workspace: its entry is kept fresh
+    /// ([`KEEP_WARM_TTLS`]). Only after authentication, so strangers cannot keep it warm.
+    pub fn touch(&self, workspace_id: i64) {
+        if let Ok(mut entries) = self.entries.lock()
+            && let Some(entry) = entries.by_workspace.get_mut(&workspace_id)
+        {
+            entry.used_at = Some(Instant::now());
+        }
     }
 
     /// Forgets a workspace whose credentials just changed here; loads already running cannot
@@ -548,6 +569,7 @@ mod tests {
             };
             ticket.began = Instant::now().checked_sub(age).expect("uptime");
             cache.put(ticket, auth("orA"));
+            cache.touch(id);
         }
         cache
     }
@@ -580,6 +602,7 @@ mod tests {
             panic!("not cached yet");
         };
         cache.put(ticket, auth("orA"));
+        cache.touch(4);
         for id in 1..=4 {
             assert_eq!(
                 org_of(&cache.get(id)),
@@ -610,7 +633,9 @@ mod tests {
             &[1, 2],
             Duration::from_millis(1_100),
         );
-        let quiet = Instant::now().checked_sub(KEEP_WARM).expect("uptime");
+        let quiet = Instant::now()
+            .checked_sub(Duration::from_secs(2) * KEEP_WARM_TTLS)
+            .expect("uptime");
         cache
             .entries
             .lock()
@@ -618,9 +643,54 @@ mod tests {
             .by_workspace
             .get_mut(&2)
             .expect("cached")
-            .used_at = quiet;
+            .used_at = Some(quiet);
         let calls = refresh_with(&cache, |_| Ok(auth("orB"))).await;
         assert_eq!(calls, vec![vec![1]]);
+    }
+
+    #[tokio::test]
+    async fn a_workspace_only_strangers_posted_to_is_not_kept_loaded() {
+        let cache = cache_loaded(Duration::from_secs(2), &[1], Duration::from_millis(1_100));
+        // Loaded by a request that then failed to authenticate: never touched.
+        let Cached::Missing(mut ticket) = cache.get(2) else {
+            panic!("not cached yet");
+        };
+        ticket.began = Instant::now()
+            .checked_sub(Duration::from_millis(1_100))
+            .expect("uptime");
+        cache.put(ticket, auth("orA"));
+        let calls = refresh_with(&cache, |_| Ok(auth("orB"))).await;
+        assert_eq!(calls, vec![vec![1]]);
+    }
+
+    #[tokio::test]
+    async fn a_request_waiting_for_a_load_that_began_before_a_change_loads_again() {
+        let cache = Arc::new(AuthCache::new(Duration::from_secs(60)));
+        let first = {
+            let cache = Arc::clone(&cache);
+            tokio::spawn(async move {
+                cache
+                    .get_or_load(7, || async {
+                        tokio::time::sleep(Duration::from_millis(150)).await;
+                        Ok(auth("orOld"))
+                    })
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        // SetAuthMode lands while the first request loads; a second request then waits for it.
+        cache.forget(7);
+        let second = {
+            let cache = Arc::clone(&cache);
+            tokio::spawn(async move { cache.get_or_load(7, || async { Ok(auth("orNew")) }).await })
+        };
+        let first = first.await.expect("first").expect("loaded");
+        let second = second.await.expect("second").expect("loaded");
+        assert_eq!(first.0.fyle_org_id, "orOld", "its own answer");
+        assert_eq!(
+            second.0.fyle_org_id, "orNew",
+            "not the answer read before the change"
+        );
     }
 
     #[tokio::test]

@@ -209,6 +209,8 @@ async fn receive(
         state.signature_tolerance,
     )
     .map_err(|f| unauthenticated(f.as_str()))?;
+    // Only an authenticated delivery keeps the workspace's credentials loaded.
+    state.auth_cache.touch(workspace_id);
     // Only an authenticated sender spends the workspace's budget.
     if let Err(not_until) = state.limiter.check_key(&workspace_id) {
         let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
@@ -285,34 +287,54 @@ async fn load_workspace_auth(
 }
 
 /// Loads what each workspace accepts: its projection row (else mapping's answer) and its
-/// credentials — one projection read and one credentials read for all of them. An unknown or
-/// deleted workspace is remembered as unknown and answered `Unauthenticated`, like a bad token;
-/// a database that cannot answer makes every workspace `Unavailable`. Every id is answered.
+/// credentials — per [`credentials::LOAD_CHUNK`] workspaces one projection read and one
+/// credentials read, each chunk within its own deadline. An unknown or deleted workspace is
+/// remembered as unknown and answered `Unauthenticated`, like a bad token; a database that
+/// cannot answer makes the chunk's workspaces `Unavailable` (logged once per chunk). Every id
+/// is answered.
 pub(crate) async fn load_workspace_auths(
     state: &AppState,
     workspace_ids: Vec<i64>,
 ) -> HashMap<i64, Result<WorkspaceAuth, Rejection>> {
-    let mut found = state.directory.lookup_many(&workspace_ids).await;
-    let mut live = Vec::with_capacity(workspace_ids.len());
     let mut answers = HashMap::with_capacity(workspace_ids.len());
-    for workspace_id in workspace_ids {
-        match found.remove(&workspace_id) {
-            Some(Lookup::Found(row)) if !row.deleted => live.push(row),
+    for chunk in workspace_ids.chunks(credentials::LOAD_CHUNK) {
+        load_chunk(state, chunk, &mut answers).await;
+    }
+    answers
+}
+
+/// [`load_workspace_auths`] for one chunk of ids, answered into `answers`.
+async fn load_chunk(
+    state: &AppState,
+    workspace_ids: &[i64],
+    answers: &mut HashMap<i64, Result<WorkspaceAuth, Rejection>>,
+) {
+    let mut found = state.directory.lookup_many(workspace_ids).await;
+    let mut live = Vec::with_capacity(workspace_ids.len());
+    let mut unavailable: Option<String> = None;
+    for &workspace_id in workspace_ids {
+        let answer = match found.remove(&workspace_id) {
+            Some(Lookup::Found(row)) if !row.deleted => {
+                live.push(row);
+                continue;
+            }
             Some(Lookup::Found(_) | Lookup::Unknown) => {
                 state.guard.remember_unknown(workspace_id);
-                answers.insert(workspace_id, Err(Rejection::Unauthenticated));
+                Err(Rejection::Unauthenticated)
             }
             Some(Lookup::Unavailable(reason)) => {
-                tracing::error!(reason, "workspace lookup unavailable");
-                answers.insert(workspace_id, Err(Rejection::Unavailable));
+                unavailable.get_or_insert(reason);
+                Err(Rejection::Unavailable)
             }
-            None => {
-                answers.insert(workspace_id, Err(Rejection::Internal));
-            }
-        }
+            None => Err(Rejection::Internal),
+        };
+        answers.insert(workspace_id, answer);
+    }
+    if let Some(reason) = unavailable {
+        tracing::error!(reason, "workspace lookup unavailable");
     }
     if live.is_empty() {
-        return answers;
+        return;
     }
     let ids: Vec<i64> = live.iter().map(|row| row.workspace_id).collect();
     let credentials = attrsync_db::with_deadline(
@@ -337,7 +359,6 @@ pub(crate) async fn load_workspace_auths(
             }
         }
     }
-    answers
 }
 
 fn unauthenticated(reason: &'static str) -> Rejection {
