@@ -20,8 +20,10 @@
 //!    p99 stayed within `P99_BOUND_MS`; `ratio` = that rate / the baseline's at the same level;
 //! 2. an open loop at half that rate: p50 / p99 accept latency (from the request's send), plus
 //!    the same measured from its scheduled time and ingest's own `ingest_accept_seconds`. Its
-//!    first second is reported apart (`half_rate_warmup`): ingest sat idle past its
-//!    credentials' TTL while the baseline ran, so that second reloads all 100 workspaces;
+//!    first second is reported apart (`half_rate_warmup`): it follows a lull of several
+//!    seconds (the baseline's inserts), the start of any burst after quiet — connections and
+//!    batches warming up, and credentials loaded on the request path for any workspace quiet
+//!    longer than ingest keeps them loaded (`guard::KEEP_WARM_TTLS`);
 //! 3. relay lag (outbox row written → Kafka acknowledgement): `outbox_relay_lag_seconds` from
 //!    ingest's `/metrics`, the samples of the half-rate phase only (bucket deltas, interpolated);
 //! 4. where the time goes, at the best level: `Inbox::accept` (the inbox + outbox group commit)
