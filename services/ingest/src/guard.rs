@@ -574,6 +574,11 @@ mod tests {
         cache
     }
 
+    /// [`cache_loaded`] with a 2 s TTL and entries past half of it: due for a refresh.
+    fn due_cache(ids: &[i64]) -> AuthCache {
+        cache_loaded(Duration::from_secs(2), ids, Duration::from_millis(1_100))
+    }
+
     /// Runs a refresh whose load answers `answer(id)` for each id; the ids it was asked for.
     async fn refresh_with(
         cache: &AuthCache,
@@ -593,11 +598,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_refresh_reloads_every_active_workspace_past_half_its_ttl_with_one_load() {
-        let cache = cache_loaded(
-            Duration::from_secs(2),
-            &[1, 2, 3],
-            Duration::from_millis(1_100),
-        );
+        let cache = due_cache(&[1, 2, 3]);
         let Cached::Missing(ticket) = cache.get(4) else {
             panic!("not cached yet");
         };
@@ -628,11 +629,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_workspace_quiet_for_longer_than_keep_warm_is_left_to_expire() {
-        let cache = cache_loaded(
-            Duration::from_secs(2),
-            &[1, 2],
-            Duration::from_millis(1_100),
-        );
+        let cache = due_cache(&[1, 2]);
         let quiet = Instant::now()
             .checked_sub(Duration::from_secs(2) * KEEP_WARM_TTLS)
             .expect("uptime");
@@ -650,7 +647,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_workspace_only_strangers_posted_to_is_not_kept_loaded() {
-        let cache = cache_loaded(Duration::from_secs(2), &[1], Duration::from_millis(1_100));
+        let cache = due_cache(&[1]);
         // Loaded by a request that then failed to authenticate: never touched.
         let Cached::Missing(mut ticket) = cache.get(2) else {
             panic!("not cached yet");
@@ -695,11 +692,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_refresh_forgets_a_workspace_found_gone_and_keeps_the_others_it_reloaded() {
-        let cache = cache_loaded(
-            Duration::from_secs(2),
-            &[1, 2, 3],
-            Duration::from_millis(1_100),
-        );
+        let cache = due_cache(&[1, 2, 3]);
         refresh_with(&cache, |id| {
             if id == 2 {
                 Err(Rejection::Unauthenticated)
@@ -718,11 +711,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_refresh_keeps_the_entries_and_the_next_pass_tries_again() {
-        let cache = cache_loaded(
-            Duration::from_secs(2),
-            &[1, 2],
-            Duration::from_millis(1_100),
-        );
+        let cache = due_cache(&[1, 2]);
         let calls = refresh_with(&cache, |_| Err(Rejection::Unavailable)).await;
         assert_eq!(calls, vec![vec![1, 2]]);
         assert_eq!(org_of(&cache.get(1)), Some("orA"), "used until its TTL");
@@ -733,7 +722,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_refresh_that_read_before_a_change_made_here_cannot_store_what_it_read() {
-        let cache = cache_loaded(Duration::from_secs(2), &[7], Duration::from_millis(1_100));
+        let cache = due_cache(&[7]);
         cache
             .refresh(|ids| {
                 // SetAuthMode lands while the refresh reads.
