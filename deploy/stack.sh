@@ -61,7 +61,8 @@
 #     java -cp '.stack/kafka/lib/*' org.apache.kafka.tools.TopicCommand \
 #         --bootstrap-server 127.0.0.1:61092 --list
 #   (also ConsoleProducer, consumer.ConsoleConsumer, consumer.group.ConsumerGroupCommand).
-#   JVM heap: KAFKA_HEAP_OPTS (default -Xmx512m -Xms256m).
+#   JVM heap: KAFKA_HEAP_OPTS (default -Xms1g -Xmx1g: with 512 MiB the broker kept ~300 MiB live
+#   after a test run's topics and collected its young generation several times a second).
 # - DATABASE_URL / KAFKA_BOOTSTRAP already set in the environment (to anything but this
 #   stack's own address) mean "use mine": that service is then neither started nor
 #   checked (nor its profile changed), and `env` echoes the user's value back.
@@ -96,7 +97,7 @@ KAFKA_URL="127.0.0.1:$KAFKA_PORT"
 KAFKA_CLUSTER_ID="q1Sh-9_ISia_zwGINzRvyQ"   # fixed: the data dir is throwaway anyway
 KAFKA_START_TIMEOUT="${KAFKA_START_TIMEOUT:-90}"
 KAFKA_STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-30}"
-KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xmx512m -Xms256m}"
+KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms1g -Xmx1g}"
 # One thread for the broker's garbage collector: the stack shares a small machine with the
 # services, and a young collection on every core stalled them all at once (docs/benchmarks.md).
 KAFKA_GC_THREADS="${KAFKA_GC_THREADS:--XX:ParallelGCThreads=1 -XX:ConcGCThreads=1}"

@@ -5,7 +5,8 @@
 //! the local stack's PostgreSQL and Kafka, on a fresh database cloned from the e2e template and
 //! a topic prefix of their own; ingest runs with its production pool size (16) and partitions
 //! (3), and with its per-workspace and per-IP limits raised so they do not cap the bench. The
-//! load generator runs on a runtime of its own (threads `bench-client`) and posts over loopback
+//! load generator runs on a runtime of its own (threads `bench-client`, at a lower scheduling
+//! priority: `attrsync_e2e::bench::yield_cpu_to_the_system`) and posts over loopback
 //! realistic category / project / employee webhooks (the reference's shapes, each a new
 //! version) across 100 workspaces, each to the URL ingest's gRPC `GetWebhookEndpoint` hands out
 //! for it (its `?token=`).
@@ -551,19 +552,9 @@ fn cpu_snapshot(postmaster: Option<u32>) -> CpuSnapshot {
             }
         }
     }
-    if let Ok(stat) = std::fs::read_to_string("/proc/stat")
-        && let Some(cpu) = stat.lines().next()
-    {
-        let v: Vec<u64> = cpu
-            .split_whitespace()
-            .skip(1)
-            .filter_map(|x| x.parse().ok())
-            .collect();
-        // user nice system idle iowait irq softirq steal (guest is counted in user).
-        let total: u64 = v.iter().take(8).sum();
-        let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    if let Some((busy, total)) = attrsync_e2e::bench::machine_cpu_ticks() {
         snap.machine_total = total;
-        snap.machine_busy = total - idle;
+        snap.machine_busy = busy;
     }
     snap
 }
@@ -718,6 +709,7 @@ fn main() -> anyhow::Result<()> {
     let client = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("bench-client")
+        .on_thread_start(attrsync_e2e::bench::yield_cpu_to_the_system)
         .enable_all()
         .build()?;
     let handle = client.handle().clone();
@@ -1479,6 +1471,7 @@ async fn run(rt: Handle) -> anyhow::Result<()> {
         "cpu_per_webhook_at_half_rate": half_cpu,
         "steps": steps,
         "p99_bound_ms": P99_BOUND_MS,
+        "load_generator_nice": attrsync_e2e::bench::LOAD_GENERATOR_NICE,
         "pool_size": POOL_SIZE,
         "inbox_rows": inbox_rows,
         "duration_s": round1(bench_started.elapsed().as_secs_f64()),

@@ -66,8 +66,8 @@ fn test_topic_created_at(topic: &str) -> Option<std::time::SystemTime> {
 }
 
 /// Deletes the topics of test stacks and benchmarks started more than `older_than` ago (best
-/// effort: a failure is logged and the caller goes on).
-pub async fn purge_stale_test_topics(bootstrap: String, older_than: Duration) {
+/// effort: a failure is logged and the caller goes on); how many it deleted.
+pub async fn purge_stale_test_topics(bootstrap: String, older_than: Duration) -> usize {
     use rdkafka::{
         ClientConfig,
         admin::{AdminClient, AdminOptions},
@@ -106,11 +106,17 @@ pub async fn purge_stale_test_topics(bootstrap: String, older_than: Duration) {
         anyhow::Ok(stale.len())
     };
     match outcome.await {
-        Ok(0) => {}
-        Ok(deleted) => eprintln!(
-            "e2e: deleted {deleted} topics of test stacks and benchmarks older than {older_than:?}"
-        ),
-        Err(e) => eprintln!("e2e: could not delete old test topics (going on): {e}"),
+        Ok(0) => 0,
+        Ok(deleted) => {
+            eprintln!(
+                "e2e: deleted {deleted} topics of test stacks and benchmarks older than {older_than:?}"
+            );
+            deleted
+        }
+        Err(e) => {
+            eprintln!("e2e: could not delete old test topics (going on): {e}");
+            0
+        }
     }
 }
 
@@ -259,11 +265,12 @@ impl TestStack {
         attrsync_telemetry::init_for_tests();
         static PURGED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
         PURGED
-            .get_or_init(|| {
+            .get_or_init(|| async {
                 purge_stale_test_topics(
                     kafka.map_or_else(kafka_bootstrap, str::to_owned),
                     STALE_TEST_TOPICS_AFTER,
                 )
+                .await;
             })
             .await;
         let database = TestDatabase::create(&admin_database_url(), &TEMPLATE).await?;
