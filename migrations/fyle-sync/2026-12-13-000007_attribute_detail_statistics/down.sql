@@ -1,0 +1,1 @@
+ALTER TABLE expense_attributes ALTER COLUMN detail SET STATISTICS -1;
