@@ -484,15 +484,21 @@ async fn latency_step(
                 let (http, url, failed) = (http.clone(), url.clone(), failed.clone());
                 sends.push(tokio::spawn(async move {
                     let sent = tokio::time::Instant::now();
-                    let ok = http
+                    let outcome = http
                         .post(&url)
                         .header("content-type", "application/json")
                         .body(body)
                         .send()
-                        .await
-                        .is_ok_and(|r| r.status() == 200);
-                    if !ok {
-                        failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        .await;
+                    let refusal = match outcome {
+                        Ok(r) if r.status() == 200 => None,
+                        Ok(r) => Some(format!("answered {}", r.status())),
+                        Err(e) => Some(format!("{e:#}")),
+                    };
+                    if let Some(refusal) = refusal
+                        && failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 0
+                    {
+                        println!("(b) first failed webhook: {refusal}");
                     }
                     sent.elapsed().as_secs_f64() * 1_000.0
                 }));
@@ -643,8 +649,11 @@ async fn webhook_latency() -> anyhow::Result<Figures> {
         let (workspace_id, org) = stack.create_workspace().await?;
         targets.push((workspace_id, org, stack.webhook_url(workspace_id).await?));
     }
+    // Idle connections are let go before ingest's keep-alive (actix's 5 s) would close them
+    // under a request just sent on one (a webhook then fails with a reset connection).
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(512)
+        .pool_idle_timeout(std::time::Duration::from_secs(2))
         .timeout(std::time::Duration::from_secs(30))
         .build()?;
     // The webhooks are sent from a runtime of their own at a lower priority (the senders stand
