@@ -19,13 +19,14 @@
 //! (b) **Webhook → row latency** through ingest, Kafka and fyle-sync, 100 workspaces: an
 //!     open-loop sender (a runtime of its own at a lower priority:
 //!     `attrsync_e2e::bench::yield_cpu_to_the_system`) posts category webhooks (each a new
-//!     category, spread over the workspaces) at a fixed rate for `BENCH_FYLE_STEP_S` (10) seconds while a watcher looks up
-//!     every 5 ms the rows of `expense_attributes` it still waits for (by their unique key); a
-//!     webhook's latency is from its scheduled send time until the watcher first sees its row. Measured at 200/s (p50/p99, target p99 ≤
-//!     50 ms), then on a ladder of rates up to the first that breaks p99 ≤ 250 ms, fails a
-//!     request or loses a row: the highest rate that held is reported (target ≥ 1,000/s).
-//!     Each step also reports its stages: send → ingest's answer, and ingest's inbox commit →
-//!     fyle-sync's transaction, cut at the relayed message's Kafka timestamp.
+//!     category, spread over the workspaces) at a fixed rate for `BENCH_FYLE_STEP_S` (10)
+//!     seconds while a watcher looks up every 5 ms the rows of `expense_attributes` it still
+//!     waits for (by their unique key); a webhook's latency is from its scheduled send time
+//!     until the watcher first sees its row. Measured at 200/s (p50/p99, target p99 ≤ 50 ms),
+//!     then on a ladder of rates up to the first that breaks p99 ≤ 250 ms, fails a request or
+//!     loses a row: the highest rate that held is reported (target ≥ 1,000/s). Each step also
+//!     reports its stages: send → ingest's answer, and ingest's inbox commit → fyle-sync's
+//!     transaction, cut at the relayed message's Kafka timestamp.
 //! (c) **Fyle API calls per workspace-day** for a workspace of the demo org with 20 changes a
 //!     day, counted by the sandbox: one full pass of every resource and one incremental round
 //!     of every resource (after a change) are run and counted; a day is then webhook mode (one
@@ -153,7 +154,18 @@ fn fyle_requests(sb: &SandboxHandle) -> (u64, u64) {
 }
 
 fn main() -> anyhow::Result<()> {
-    attrsync_e2e::bench::run_on_two_threads(run())
+    // (b)'s webhooks are sent from a runtime of their own at a lower priority (the senders
+    // stand in for Fyle's servers; latency counts from each webhook's scheduled time, so a
+    // sender that fell behind shows in it). Built and shut down here, outside async code.
+    let senders = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("bench-sender")
+        .on_thread_start(attrsync_e2e::bench::yield_cpu_to_the_system)
+        .enable_all()
+        .build()?;
+    let result = attrsync_e2e::bench::run_on_two_threads(run(senders.handle().clone()));
+    senders.shutdown_timeout(std::time::Duration::from_secs(5));
+    result
 }
 
 fn round(x: f64, places: i32) -> f64 {
@@ -161,7 +173,7 @@ fn round(x: f64, places: i32) -> f64 {
     (x * scale).round() / scale
 }
 
-async fn run() -> anyhow::Result<()> {
+async fn run(senders: tokio::runtime::Handle) -> anyhow::Result<()> {
     let parts = std::env::var("BENCH_FYLE_PARTS").unwrap_or_else(|_| "abc".into());
     let pg = durable_postgres("make bench-fyle-sync").await?;
     let mut line = serde_json::Map::new();
@@ -170,7 +182,7 @@ async fn run() -> anyhow::Result<()> {
         line.extend(pull_throughput().await?);
     }
     if parts.contains('b') {
-        line.extend(webhook_latency().await?);
+        line.extend(webhook_latency(&senders).await?);
     }
     if parts.contains('c') {
         line.extend(calls_per_day().await?);
@@ -448,8 +460,6 @@ impl Step {
     }
 }
 
-/// Sends `rate` webhooks a second for `seconds` to `targets` (round robin) and watches the rows
-/// appear. Source ids are `<tag><index>`, so a row names the webhook that made it.
 /// Where a step's webhooks are sent from: the low-priority runtime and its HTTP client.
 #[derive(Debug, Clone, Copy)]
 struct Senders<'a> {
@@ -457,6 +467,8 @@ struct Senders<'a> {
     http: &'a reqwest::Client,
 }
 
+/// Sends `rate` webhooks a second for `seconds` to `targets` (round robin) and watches the rows
+/// appear. Source ids are `<tag><index>`, so a row names the webhook that made it.
 async fn latency_step(
     senders: Senders<'_>,
     database_url: &str,
@@ -624,7 +636,7 @@ async fn latency_step(
 }
 
 /// (b): webhook → row latency at 200/s, and the highest rate that keeps p99 ≤ 250 ms.
-async fn webhook_latency() -> anyhow::Result<Figures> {
+async fn webhook_latency(senders: &tokio::runtime::Handle) -> anyhow::Result<Figures> {
     const WORKSPACES: usize = 100;
     // `BENCH_FYLE_LADDER` (comma-separated rates) replaces the ladder for a look at one rate.
     let ladder: Vec<u32> = std::env::var("BENCH_FYLE_LADDER")
@@ -656,19 +668,10 @@ async fn webhook_latency() -> anyhow::Result<Figures> {
         .pool_idle_timeout(std::time::Duration::from_secs(2))
         .timeout(std::time::Duration::from_secs(30))
         .build()?;
-    // The webhooks are sent from a runtime of their own at a lower priority (the senders stand
-    // in for Fyle's servers; latency counts from each webhook's scheduled time, so a sender that
-    // fell behind shows in it).
-    let senders = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("bench-sender")
-        .on_thread_start(attrsync_e2e::bench::yield_cpu_to_the_system)
-        .enable_all()
-        .build()?;
     // A short warm-up (connections, prepared statements, consumer assignment).
     let webhook_topic = stack.topic(attrsync_kafka::topics::FYLE_ATTRIBUTE_WEBHOOKS);
     let sent_from = Senders {
-        runtime: senders.handle(),
+        runtime: senders,
         http: &http,
     };
     latency_step(
@@ -719,7 +722,6 @@ async fn webhook_latency() -> anyhow::Result<Figures> {
             break;
         }
     }
-    senders.shutdown_background();
     stack.stop().await;
     let at_200 = steps.first().context("a first step")?;
     let sustained = steps

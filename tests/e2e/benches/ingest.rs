@@ -6,7 +6,9 @@
 //! a topic prefix of their own; ingest runs with its production pool size (16) and partitions
 //! (3), and with its per-workspace and per-IP limits raised so they do not cap the bench. The
 //! load generator runs on a runtime of its own (threads `bench-client`, at a lower scheduling
-//! priority: `attrsync_e2e::bench::yield_cpu_to_the_system`) and posts over loopback
+//! priority: `attrsync_e2e::bench::yield_cpu_to_the_system`; the baseline's inserts and the
+//! direct calls of step 4 are issued from it too, so both sides of the ratio have their client
+//! at the same priority and their server at normal priority) and posts over loopback
 //! realistic category / project / employee webhooks (the reference's shapes, each a new
 //! version) across 100 workspaces, each to the URL ingest's gRPC `GetWebhookEndpoint` hands out
 //! for it (its `?token=`).
@@ -20,7 +22,8 @@
 //!    durable commits. The accepted rate is the best level where every answer was 200 `accepted` and
 //!    p99 stayed within `P99_BOUND_MS`; `ratio` = that rate / the baseline's at the same level;
 //! 2. an open loop at half that rate: p50 / p99 accept latency (from the request's send), plus
-//!    the same measured from its scheduled time and ingest's own `ingest_accept_seconds`. Its
+//!    the same measured from its scheduled time and ingest's own `ingest_accept_seconds`; the
+//!    20 ms target is judged on the later of send and schedule. Its
 //!    first second is reported apart (`half_rate_warmup`): it follows a lull of several
 //!    seconds (the baseline's inserts), the start of any burst after quiet — connections and
 //!    batches warming up, and credentials loaded on the request path for any workspace quiet
@@ -867,7 +870,8 @@ async fn run(rt: Handle) -> anyhow::Result<()> {
         })
     };
 
-    // The baseline's table: the inbox's shape (columns, JSONB body, unique keys, indexes).
+    // The baseline's table: the inbox's shape (columns, JSONB body, unique keys, indexes, no
+    // statistics on the body; `LIKE` does not copy a column's statistics target).
     db.batch_execute(
         "CREATE SCHEMA bench_baseline; \
          CREATE TABLE bench_baseline.inbox (LIKE ingest.inbox INCLUDING DEFAULTS INCLUDING CONSTRAINTS); \
@@ -875,7 +879,8 @@ async fn run(rt: Handle) -> anyhow::Result<()> {
          ALTER TABLE bench_baseline.inbox ALTER COLUMN id SET DEFAULT nextval('bench_baseline.inbox_id_seq'), \
              ADD PRIMARY KEY (id), ADD UNIQUE (delivery_id), ADD UNIQUE (dedupe_key); \
          CREATE INDEX ON bench_baseline.inbox (workspace_id, received_at); \
-         CREATE INDEX ON bench_baseline.inbox (received_at);",
+         CREATE INDEX ON bench_baseline.inbox (received_at); \
+         ALTER TABLE bench_baseline.inbox ALTER COLUMN body SET STATISTICS 0;",
     )
     .await
     .context("creating the baseline table")?;
@@ -1150,6 +1155,7 @@ async fn run(rt: Handle) -> anyhow::Result<()> {
     let (server_p50, _, _) = histogram_quantile(&server, 0.50);
     let (server_p99, _, _) = histogram_quantile(&server, 0.99);
     let (p50, p99) = (half.p(0.5), half.p(0.99));
+    let p99_from_schedule = percentile(&half_times.from_schedule, 0.99);
     let half_batch = histogram_mean(&metrics_before, &metrics_after, "ingest_inbox_batch_size");
     println!(
         "\nhalf rate: {half_rate:.0}/s open loop, {} sent in {:.1} s ({:.0}/s achieved), {} refused \
@@ -1446,20 +1452,22 @@ async fn run(rt: Handle) -> anyhow::Result<()> {
         "half_rate_refused": half.failed,
         "p50_ms": round3(p50),
         "p99_ms": round3(p99),
-        "p99_ms_from_schedule": round3(percentile(&half_times.from_schedule, 0.99)),
+        "p99_ms_from_schedule": round3(p99_from_schedule),
         "half_rate_p99_by_second_ms": half_times.p99_by_second,
         "server_accept_p99_ms": round3(server_p99),
         "relay_lag_p50_ms": round3(lag_p50),
         "relay_lag_p99_ms": round3(lag_p99),
         "relay_lag_samples": lag_samples as u64,
-        "baseline": "bare single-row autocommit INSERTs of the same bodies into a table of the inbox's shape, same concurrency, same pool size, same database, durable commits",
+        "baseline": "bare single-row autocommit INSERTs of the same bodies into a table of the inbox's shape, same concurrency, same pool size, same database, durable commits, issued from the load generator's runtime (same priority as the webhooks' sender)",
         "baseline_insert_rate": round1(baseline_rate),
         "baseline_best_rate": round1(best_baseline.0),
         "baseline_best_concurrency": best_baseline.1,
         "ratio": round3(ratio),
         "targets": {
             "ratio_ge_0_7": ratio >= 0.7,
-            "p99_le_20ms_at_half_rate": p99 <= 20.0,
+            // Judged on the later of the two: a generator that fell behind its schedule (it
+            // runs at a lower priority) must not flatter the figure.
+            "p99_le_20ms_at_half_rate": p99.max(p99_from_schedule) <= 20.0,
             "relay_lag_p99_le_50ms": lag_p99 <= 50.0,
         },
         "store_accept_rate": round1(store_run.rate()),

@@ -146,7 +146,11 @@ pub async fn wait_for_quiet_machine(busy_pct: f64, at_most: std::time::Duration)
         let Some(after) = machine_cpu_ticks() else {
             return;
         };
-        let (busy, total) = (after.0 - before.0, after.1 - before.1);
+        // proc(5): iowait may go down, so the differences saturate.
+        let (busy, total) = (
+            after.0.saturating_sub(before.0),
+            after.1.saturating_sub(before.1),
+        );
         last_pct = 100.0 * busy as f64 / total.max(1) as f64;
         quiet_windows = if last_pct < busy_pct {
             quiet_windows + 1

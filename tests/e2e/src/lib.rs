@@ -73,7 +73,7 @@ pub async fn purge_stale_test_topics(bootstrap: String, older_than: Duration) ->
         admin::{AdminClient, AdminOptions},
         client::DefaultClientContext,
     };
-    let outcome = async {
+    let listed = async {
         let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
             .set("bootstrap.servers", &bootstrap)
             .create()?;
@@ -98,26 +98,33 @@ pub async fn purge_stale_test_topics(bootstrap: String, older_than: Duration) ->
                     .is_some_and(|age| age > older_than)
             })
             .collect();
-        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(60)));
-        for chunk in stale.chunks(500) {
-            let names: Vec<&str> = chunk.iter().map(String::as_str).collect();
-            admin.delete_topics(&names, &options).await?;
-        }
-        anyhow::Ok(stale.len())
+        anyhow::Ok((admin, stale))
     };
-    match outcome.await {
-        Ok(0) => 0,
-        Ok(deleted) => {
-            eprintln!(
-                "e2e: deleted {deleted} topics of test stacks and benchmarks older than {older_than:?}"
-            );
-            deleted
-        }
+    let (admin, stale) = match listed.await {
+        Ok(listed) => listed,
         Err(e) => {
-            eprintln!("e2e: could not delete old test topics (going on): {e}");
-            0
+            eprintln!("e2e: could not list old test topics (going on): {e}");
+            return 0;
+        }
+    };
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(60)));
+    let mut deleted = 0;
+    for chunk in stale.chunks(500) {
+        let names: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        match admin.delete_topics(&names, &options).await {
+            Ok(results) => deleted += results.iter().filter(|r| r.is_ok()).count(),
+            Err(e) => {
+                eprintln!("e2e: could not delete all old test topics (going on): {e}");
+                break;
+            }
         }
     }
+    if deleted > 0 {
+        eprintln!(
+            "e2e: deleted {deleted} topics of test stacks and benchmarks older than {older_than:?}"
+        );
+    }
+    deleted
 }
 
 /// Every service schema the end-to-end tests need, migrated once into a template.
