@@ -157,12 +157,7 @@ fn main() -> anyhow::Result<()> {
     // (b)'s webhooks are sent from a runtime of their own at a lower priority (the senders
     // stand in for Fyle's servers; latency counts from each webhook's scheduled time, so a
     // sender that fell behind shows in it). Built and shut down here, outside async code.
-    let senders = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("bench-sender")
-        .on_thread_start(attrsync_e2e::bench::yield_cpu_to_the_system)
-        .enable_all()
-        .build()?;
+    let senders = attrsync_e2e::bench::load_generator_runtime("bench-sender", 1)?;
     let result = attrsync_e2e::bench::run_on_two_threads(run(senders.handle().clone()));
     senders.shutdown_timeout(std::time::Duration::from_secs(5));
     result

@@ -709,12 +709,7 @@ fn main() -> anyhow::Result<()> {
         .thread_name("bench-svc")
         .enable_all()
         .build()?;
-    let client = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("bench-client")
-        .on_thread_start(attrsync_e2e::bench::yield_cpu_to_the_system)
-        .enable_all()
-        .build()?;
+    let client = attrsync_e2e::bench::load_generator_runtime("bench-client", 2)?;
     let handle = client.handle().clone();
     let result = services.block_on(run(handle));
     client.shutdown_timeout(Duration::from_secs(5));

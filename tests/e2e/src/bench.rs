@@ -109,6 +109,21 @@ pub fn yield_cpu_to_the_system() {
     }
 }
 
+/// A runtime for a benchmark's load generator: `threads` workers named `name`, each at
+/// [`LOAD_GENERATOR_NICE`] ([`yield_cpu_to_the_system`]). Build it, and shut it down, outside
+/// async code.
+pub fn load_generator_runtime(
+    name: &str,
+    threads: usize,
+) -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .thread_name(name)
+        .on_thread_start(yield_cpu_to_the_system)
+        .enable_all()
+        .build()
+}
+
 /// The machine counts as quiet below this share of its CPU time busy, two seconds running.
 const QUIET_BUSY_PCT: f64 = 25.0;
 /// How long [`purge_leftover_topics`] waits for a quiet machine at most.
