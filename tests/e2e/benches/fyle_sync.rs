@@ -18,7 +18,7 @@
 //!     (the requests the pull made ÷ 10/s; target within 10%).
 //! (b) **Webhook → row latency** through ingest, Kafka and fyle-sync, 100 workspaces: an
 //!     open-loop sender (a runtime of its own at a lower priority:
-//!     `attrsync_e2e::bench::yield_cpu_to_the_system`) posts category webhooks (each a new
+//!     `attrsync_e2e::bench::load_generator_runtime`) posts category webhooks (each a new
 //!     category, spread over the workspaces) at a fixed rate for `BENCH_FYLE_STEP_S` (10)
 //!     seconds while a watcher looks up every 5 ms the rows of `expense_attributes` it still
 //!     waits for (by their unique key); a webhook's latency is from its scheduled send time

@@ -6,7 +6,7 @@
 //! a topic prefix of their own; ingest runs with its production pool size (16) and partitions
 //! (3), and with its per-workspace and per-IP limits raised so they do not cap the bench. The
 //! load generator runs on a runtime of its own (threads `bench-client`, at a lower scheduling
-//! priority: `attrsync_e2e::bench::yield_cpu_to_the_system`; the baseline's inserts and the
+//! priority: `attrsync_e2e::bench::load_generator_runtime`; the baseline's inserts and the
 //! direct calls of step 4 are issued from it too, so both sides of the ratio have their client
 //! at the same priority and their server at normal priority) and posts over loopback
 //! realistic category / project / employee webhooks (the reference's shapes, each a new

@@ -81,26 +81,27 @@ const LEFTOVER_TOPICS_AFTER: std::time::Duration = std::time::Duration::from_sec
 /// the broker's cost grows with its partitions, and a benchmark measures its own. The broker
 /// closes, renames and removes a deleted partition's files after the call returns (a `make
 /// test` leaves thousands: about 15 s of a busy broker), so when it deleted any it then waits
-/// for a quiet machine ([`wait_for_quiet_machine`]) before the benchmark measures anything.
+/// for a quiet machine (two seconds under 25 % busy, at most 120 s) before the benchmark
+/// measures anything.
 pub async fn purge_leftover_topics() {
     let deleted =
         crate::purge_stale_test_topics(crate::kafka_bootstrap(), LEFTOVER_TOPICS_AFTER).await;
     if deleted > 0 {
-        wait_for_quiet_machine(QUIET_BUSY_PCT, QUIET_WAIT_AT_MOST).await;
+        wait_for_quiet_machine().await;
     }
 }
 
-/// The niceness a benchmark's load generator runs at ([`yield_cpu_to_the_system`]).
+/// The niceness a benchmark's load generator runs at ([`load_generator_runtime`]).
 pub const LOAD_GENERATOR_NICE: i32 = 10;
 
 /// Lowers the calling thread's scheduling priority to [`LOAD_GENERATOR_NICE`] (Linux: nice is
-/// per thread); meant for `on_thread_start` of a load generator's runtime. The senders a
+/// per thread); `on_thread_start` of [`load_generator_runtime`]. The senders a
 /// benchmark stands in for (Fyle's and Intuit's servers) do not share our two cores: at equal
 /// priority the generator's own wake-ups queued in front of the service's on a busy machine.
 /// It still sends on its schedule when the machine has room, and the benchmarks report latency
 /// from each request's scheduled time too, so a generator that fell behind shows. Best effort:
 /// a refusal is printed and the thread runs at its normal priority.
-pub fn yield_cpu_to_the_system() {
+fn yield_cpu_to_the_system() {
     let thread = rustix::thread::gettid();
     if let Err(e) = rustix::process::setpriority_process(Some(thread), LOAD_GENERATOR_NICE) {
         eprintln!(
@@ -110,8 +111,8 @@ pub fn yield_cpu_to_the_system() {
 }
 
 /// A runtime for a benchmark's load generator: `threads` workers named `name`, each at
-/// [`LOAD_GENERATOR_NICE`] ([`yield_cpu_to_the_system`]). Build it, and shut it down, outside
-/// async code.
+/// [`LOAD_GENERATOR_NICE`] (set with `setpriority` as the thread starts). Build it, and shut it
+/// down, outside async code.
 pub fn load_generator_runtime(
     name: &str,
     threads: usize,
@@ -146,17 +147,17 @@ pub fn machine_cpu_ticks() -> Option<(u64, u64)> {
     Some((total - idle, total))
 }
 
-/// Waits, at most `at_most`, until two consecutive one-second windows each find the machine
-/// less than `busy_pct` busy, and says how long it waited (a benchmark must not measure
-/// another run's clean-up). Returns at once where `/proc/stat` cannot be read.
-pub async fn wait_for_quiet_machine(busy_pct: f64, at_most: std::time::Duration) {
+/// Waits, at most [`QUIET_WAIT_AT_MOST`], until two consecutive one-second windows each find
+/// the machine less than [`QUIET_BUSY_PCT`] busy, and says how long it waited (a benchmark must
+/// not measure another run's clean-up). Returns at once where `/proc/stat` cannot be read.
+async fn wait_for_quiet_machine() {
     let started = std::time::Instant::now();
     let mut quiet_windows = 0;
     let mut last_pct = f64::NAN;
     let Some(mut before) = machine_cpu_ticks() else {
         return;
     };
-    while quiet_windows < 2 && started.elapsed() < at_most {
+    while quiet_windows < 2 && started.elapsed() < QUIET_WAIT_AT_MOST {
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         let Some(after) = machine_cpu_ticks() else {
             return;
@@ -167,7 +168,7 @@ pub async fn wait_for_quiet_machine(busy_pct: f64, at_most: std::time::Duration)
             after.1.saturating_sub(before.1),
         );
         last_pct = 100.0 * busy as f64 / total.max(1) as f64;
-        quiet_windows = if last_pct < busy_pct {
+        quiet_windows = if last_pct < QUIET_BUSY_PCT {
             quiet_windows + 1
         } else {
             0
