@@ -11,18 +11,11 @@
 //!
 //! **Batches.** What is already fetched when a message arrives (up to `kafka.max_batch`) is
 //! grouped by partition and handed to [`Handler::handle_batch`] in order; the idempotent
-//! handlers commit such a group in one transaction. Each partition is a pipeline of its own:
-//! its batches run one after the other, concurrently with other partitions' (a key, hence a
-//! workspace, lives in one partition, so no order between them is owed), and the consumer
-//! keeps fetching while they run — what arrives for a partition with a batch running waits
-//! behind it and becomes its next batch the moment that one finishes, never waiting for
-//! another partition's transaction. Fetching pauses while a batch's worth waits, so a slow
-//! partition holds back fetching, not memory. Offsets are stored for exactly the messages the
-//! handler reports done; the first one it could not apply takes the single-message path
-//! below. A rebalance that revokes a partition with a batch running lets the batch finish
-//! (its effects commit, its offsets are not stored: the new owner's redelivery is a no-op)
-//! and drops what was queued behind it; at shutdown running batches finish before the final
-//! offset commit.
+//! handlers commit such a group in one transaction. The groups of different partitions run
+//! concurrently (a key, hence a workspace, lives in one partition, so no order between them
+//! is owed); the consumer waits for all of them before it fetches again. Offsets are stored
+//! for exactly the messages the handler reports done; the first one it could not apply takes
+//! the single-message path below.
 //!
 //! **A message that must wait holds only its partition.** When a handler asks for a retry, the
 //! message's partition is paused (`rd_kafka_pause_partitions`) and the message is held, with
@@ -43,7 +36,7 @@
 //! until the dead letter is safely in Kafka.
 
 use std::{
-    collections::{HashMap, HashSet, VecDeque},
+    collections::{HashMap, VecDeque},
     future::Future,
     sync::{
         Arc, Mutex,
@@ -57,7 +50,6 @@ use attrsync_proto::{
     time,
     v1::{DeadLetter, Envelope},
 };
-use futures::stream::{FuturesUnordered, StreamExt as _};
 use prost::Message as _;
 use rdkafka::{
     ClientContext, Message, Offset, TopicPartitionList,
@@ -347,10 +339,8 @@ async fn consume<H: Handler>(
         shutdown: &shutdown,
     };
     let mut held: HashMap<PartitionKey, Held> = HashMap::new();
-    let mut lanes = Lanes::default();
-    let mut running = FuturesUnordered::new();
     'consume: loop {
-        lanes.revoke(forget_revoked(&consumer, &mut held, progress));
+        forget_revoked(&consumer, &mut held, progress);
 
         let now = Instant::now();
         let due: Vec<PartitionKey> = held
@@ -369,65 +359,54 @@ async fn consume<H: Handler>(
             .map(|h| h.due)
             .min()
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
-        // Fetch only while what waits behind running batches is less than a batch: a slow
-        // partition holds back fetching, not memory.
-        let may_fetch = lanes.queued() < config.max_batch;
-        let woke = tokio::select! {
+        let received = tokio::select! {
             () = shutdown.cancelled() => break,
             () = tokio::time::sleep_until(next_due) => continue,
-            Some(run) = running.next() => Woke::Finished(run),
-            received = consumer.recv(), if may_fetch => Woke::Received(received.map(|m| m.detach())),
+            received = consumer.recv() => received,
         };
-        let fetched = match woke {
-            Woke::Finished(mut run) => {
-                let key = run.key.clone();
-                lanes.finish(&mut run);
-                let more = !running.is_empty() || lanes.queued() > 0;
-                if !worker.settle(&consumer, run, &mut held, more, progress) {
-                    break 'consume;
-                }
-                if let Some(batch) = lanes.next_batch(&key, config.max_batch) {
-                    running.push(worker.run_partition(key, batch));
-                }
-                continue;
-            }
-            Woke::Received(Err(e)) => {
+        let message = match received {
+            Ok(message) => message.detach(),
+            Err(e) => {
                 warn!(error = %e, "consumer error; continuing");
                 continue;
             }
-            Woke::Received(Ok(message)) => {
-                // Whatever else is already fetched joins it (no waiting), up to `kafka.max_batch`.
-                let mut fetched = vec![message];
-                while fetched.len() < config.max_batch {
-                    match tokio::time::timeout(Duration::ZERO, consumer.recv()).await {
-                        Ok(Ok(more)) => fetched.push(more.detach()),
-                        _ => break,
-                    }
-                }
-                fetched
-            }
         };
-        // A rebalance runs inside `recv`: what it revoked is forgotten before anything fetched
-        // after it is routed.
-        lanes.revoke(forget_revoked(&consumer, &mut held, progress));
+        // Whatever else is already fetched joins it (no waiting), up to `kafka.max_batch`.
+        let mut fetched = vec![message];
+        while fetched.len() < config.max_batch {
+            match tokio::time::timeout(Duration::ZERO, consumer.recv()).await {
+                Ok(Ok(more)) => fetched.push(more.detach()),
+                _ => break,
+            }
+        }
+        let mut ready = Vec::new();
         for (key, batch) in by_partition(fetched) {
             if let Some(waiting) = held.get_mut(&key) {
                 // Fetched before the pause took effect: it waits behind the held message.
                 waiting.queue.extend(batch);
-            } else if let Some(batch) = lanes.start_or_queue(&key, batch) {
-                // Partitions are independent (a key lives in one): each runs its batches in
-                // order, concurrently with the others.
-                progress.started_work();
-                running.push(worker.run_partition(key, batch));
+                continue;
             }
+            ready.push((key, batch));
         }
-    }
-    // Batches already running finish (a transaction is never cut off); their offsets are
-    // stored so the final commit carries them.
-    while let Some(mut run) = running.next().await {
-        lanes.finish(&mut run);
-        let more = !running.is_empty();
-        worker.settle(&consumer, run, &mut held, more, progress);
+        if ready.is_empty() {
+            continue;
+        }
+        progress.started_work();
+        // Partitions are independent (a key lives in one): their batches run at once, each in
+        // order; offsets and holds are then settled one partition after the other.
+        let runs = futures::future::join_all(
+            ready
+                .into_iter()
+                .map(|(key, batch)| worker.run_partition(key, batch)),
+        )
+        .await;
+        let mut go_on = true;
+        for run in runs {
+            go_on &= worker.settle(&consumer, run, &mut held, progress);
+        }
+        if !go_on {
+            break 'consume;
+        }
     }
     if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync)
         && !is_nothing_to_commit(&e)
@@ -439,20 +418,20 @@ async fn consume<H: Handler>(
 }
 
 /// Drops held partitions that a rebalance took away, and makes sure newly assigned
-/// partitions are not left paused from an earlier assignment. Returns what was revoked.
+/// partitions are not left paused from an earlier assignment.
 fn forget_revoked(
     consumer: &StreamConsumer<RebalanceContext>,
     held: &mut HashMap<PartitionKey, Held>,
     progress: &ConsumerProgress,
-) -> Vec<PartitionKey> {
+) {
     let context = consumer.context();
     let revoked = context
         .revoked
         .lock()
         .map(|mut r| std::mem::take(&mut *r))
         .unwrap_or_default();
-    for key in &revoked {
-        if held.remove(key).is_some() {
+    for key in revoked {
+        if held.remove(&key).is_some() {
             info!(topic = %key.0, partition = key.1, "held partition revoked; its new owner resumes from the committed offset");
         }
     }
@@ -467,7 +446,6 @@ fn forget_revoked(
     progress
         .held_partitions
         .store(held.len(), Ordering::Relaxed);
-    revoked
 }
 
 fn pause(consumer: &StreamConsumer<RebalanceContext>, key: &PartitionKey, paused: bool) {
@@ -518,82 +496,6 @@ struct PartitionRun {
     hold: Option<Held>,
     /// Shutdown stopped it.
     interrupted: bool,
-    /// A rebalance took its partition away while it ran: its hold is dropped (the new owner
-    /// resumes from the committed offset).
-    revoked: bool,
-}
-
-/// Which partitions have a batch running, and what was fetched for them meanwhile: the
-/// consumer's per-partition pipelines. A partition's next batch starts when its own last one
-/// finishes, never waiting for other partitions'.
-#[derive(Default)]
-struct Lanes {
-    running: HashSet<PartitionKey>,
-    /// Fetched behind a running batch, in order.
-    queued: HashMap<PartitionKey, VecDeque<OwnedMessage>>,
-    /// Running when a rebalance revoked their partition.
-    revoked_while_running: HashSet<PartitionKey>,
-}
-
-impl Lanes {
-    /// How many fetched messages wait behind running batches.
-    fn queued(&self) -> usize {
-        self.queued.values().map(VecDeque::len).sum()
-    }
-
-    /// `batch` to start now if its partition has nothing running, else `None` (it was queued
-    /// behind the running batch).
-    fn start_or_queue(
-        &mut self,
-        key: &PartitionKey,
-        batch: Vec<OwnedMessage>,
-    ) -> Option<Vec<OwnedMessage>> {
-        if self.running.insert(key.clone()) {
-            return Some(batch);
-        }
-        self.queued.entry(key.clone()).or_default().extend(batch);
-        None
-    }
-
-    /// Forgets what was fetched for revoked partitions (their new owner fetches it again) and
-    /// marks their running batches.
-    fn revoke(&mut self, revoked: Vec<PartitionKey>) {
-        for key in revoked {
-            self.queued.remove(&key);
-            if self.running.contains(&key) {
-                self.revoked_while_running.insert(key);
-            }
-        }
-    }
-
-    /// Marks `run`'s batch finished: a hold takes everything queued behind it; a revoked
-    /// partition's run is flagged.
-    fn finish(&mut self, run: &mut PartitionRun) {
-        self.running.remove(&run.key);
-        run.revoked = self.revoked_while_running.remove(&run.key);
-        if let Some(hold) = &mut run.hold
-            && let Some(behind) = self.queued.remove(&run.key)
-        {
-            hold.queue.extend(behind);
-        }
-    }
-
-    /// The next batch of `key` (at most `max` messages), started now, if any is queued.
-    fn next_batch(&mut self, key: &PartitionKey, max: usize) -> Option<Vec<OwnedMessage>> {
-        let queue = self.queued.get_mut(key)?;
-        let batch: Vec<OwnedMessage> = queue.drain(..queue.len().min(max)).collect();
-        if queue.is_empty() {
-            self.queued.remove(key);
-        }
-        self.running.insert(key.clone());
-        Some(batch)
-    }
-}
-
-/// What woke the consume loop.
-enum Woke {
-    Finished(PartitionRun),
-    Received(rdkafka::error::KafkaResult<OwnedMessage>),
 }
 
 struct Worker<'a, H> {
@@ -618,7 +520,6 @@ impl<H: Handler> Worker<'_, H> {
                     finished,
                     hold: None,
                     interrupted: true,
-                    revoked: false,
                 };
             };
             for _ in 0..done {
@@ -648,7 +549,6 @@ impl<H: Handler> Worker<'_, H> {
                             due: Instant::now() + delay,
                         }),
                         interrupted: false,
-                        revoked: false,
                     };
                 }
             }
@@ -658,32 +558,25 @@ impl<H: Handler> Worker<'_, H> {
             finished,
             hold: None,
             interrupted: false,
-            revoked: false,
         }
     }
 
     /// Stores the offsets of a partition run's finished messages, in order, and holds its
-    /// partition (paused) when a message must wait — unless a rebalance revoked it meanwhile.
-    /// `more`: other work is running or queued. Returns false when shutdown was requested.
+    /// partition (paused) when a message must wait. Returns false when shutdown was requested.
     fn settle(
         &self,
         consumer: &StreamConsumer<RebalanceContext>,
         run: PartitionRun,
         held: &mut HashMap<PartitionKey, Held>,
-        more: bool,
         progress: &ConsumerProgress,
     ) -> bool {
         let count = run.finished.len();
         for (i, (message, dead_lettered)) in run.finished.iter().enumerate() {
-            if !run.revoked {
-                // A revoked partition's new owner starts from the committed offset; what this
-                // run applied is a no-op when redelivered.
-                store_offset(consumer, message);
-            }
-            let more = more || i + 1 < count || run.hold.is_some() || !held.is_empty();
+            store_offset(consumer, message);
+            let more = i + 1 < count || run.hold.is_some() || !held.is_empty();
             progress.finished(*dead_lettered, more);
         }
-        if let Some(hold) = run.hold.filter(|_| !run.revoked) {
+        if let Some(hold) = run.hold {
             pause(consumer, &run.key, true);
             progress
                 .waiting_on_dependency

@@ -1,5 +1,5 @@
 //! The at-least-once consumer against the real broker: dead letters, bounded retries, offsets
-//! committed only after success, redelivery after a stall, partitions as independent pipelines.
+//! committed only after success, redelivery after a stall.
 
 use std::{
     collections::HashMap,
@@ -104,6 +104,35 @@ async fn produce(producer: &Producer, config: &KafkaConfig, workspace_id: i64) {
         .unwrap();
 }
 
+fn start(
+    config: &KafkaConfig,
+    handler: Arc<Scripted>,
+    producer: &Producer,
+) -> (
+    Arc<ConsumerProgress>,
+    CancellationToken,
+    tokio::task::JoinHandle<()>,
+) {
+    let progress = Arc::new(ConsumerProgress::default());
+    let shutdown = CancellationToken::new();
+    let (config, producer, p, s) = (
+        config.clone(),
+        producer.clone(),
+        progress.clone(),
+        shutdown.clone(),
+    );
+    let task = tokio::spawn(async move {
+        let spec = ConsumerSpec {
+            topics: vec![TOPIC],
+            group_suffix: None,
+        };
+        consumer::run(&config, spec, handler, producer, p, s)
+            .await
+            .unwrap();
+    });
+    (progress, shutdown, task)
+}
+
 fn committed_offset(config: &KafkaConfig) -> Option<i64> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &config.bootstrap)
@@ -134,7 +163,7 @@ async fn failing_messages_are_retried_a_bounded_number_of_times_then_dead_letter
         produce(&producer, &config, workspace).await;
     }
     let handler = Arc::new(Scripted::default());
-    let (progress, shutdown, task) = spawn_consumer(&config, &producer, handler.clone());
+    let (progress, shutdown, task) = start(&config, handler.clone(), &producer);
     attrsync_e2e::eventually(Duration::from_secs(60), "four messages handled", || async {
         Ok((progress.handled() == 4).then_some(()))
     })
@@ -192,7 +221,7 @@ async fn a_message_waiting_for_a_dependency_is_not_committed_and_is_redelivered_
     let handler = Arc::new(Scripted::default());
     handler.dependency_down.store(true, Ordering::SeqCst);
 
-    let (progress, shutdown, task) = spawn_consumer(&config, &producer, handler.clone());
+    let (progress, shutdown, task) = start(&config, handler.clone(), &producer);
     attrsync_e2e::eventually(Duration::from_secs(60), "the consumer to stall", || async {
         Ok(progress.is_stalled().then_some(()))
     })
@@ -212,7 +241,7 @@ async fn a_message_waiting_for_a_dependency_is_not_committed_and_is_redelivered_
     );
 
     handler.dependency_down.store(false, Ordering::SeqCst);
-    let (progress, shutdown, task) = spawn_consumer(&config, &producer, handler.clone());
+    let (progress, shutdown, task) = start(&config, handler.clone(), &producer);
     attrsync_e2e::eventually(Duration::from_secs(60), "the redelivery", || async {
         Ok((progress.handled() == 1).then_some(()))
     })
@@ -247,7 +276,7 @@ async fn the_handler_runs_in_the_trace_named_by_the_kafka_headers() {
         .await
         .unwrap();
     let handler = Arc::new(Scripted::default());
-    let (progress, shutdown, task) = spawn_consumer(&config, &producer, handler.clone());
+    let (progress, shutdown, task) = start(&config, handler.clone(), &producer);
     attrsync_e2e::eventually(Duration::from_secs(60), "the message handled", || async {
         Ok((progress.handled() == 1).then_some(()))
     })
@@ -282,74 +311,6 @@ impl Handler for HoldsNine {
     }
 }
 
-/// Sends a message of `workspace_id` under `key`; returns the partition it landed on.
-async fn send_keyed(
-    producer: &Producer,
-    config: &KafkaConfig,
-    workspace_id: i64,
-    key: &str,
-) -> i32 {
-    let payload = Payload::FyleOrgSettingWebhook(FyleOrgSettingWebhook::default());
-    let envelope = envelope::new(workspace_id, "test", time::now(), payload);
-    producer
-        .send_raw(
-            &config.topic(TOPIC),
-            Some(key),
-            &envelope.encode_to_vec(),
-            &[],
-        )
-        .await
-        .unwrap()
-        .0
-}
-
-/// A key that lands on another partition than `partition` (found by sending workspace
-/// `workspace_id`'s messages under candidate keys).
-async fn key_off_partition(
-    producer: &Producer,
-    config: &KafkaConfig,
-    workspace_id: i64,
-    partition: i32,
-) -> String {
-    for n in 0..64 {
-        let key = format!("other-{n}");
-        if send_keyed(producer, config, workspace_id, &key).await != partition {
-            return key;
-        }
-    }
-    panic!("no key on another partition");
-}
-
-/// Runs `consumer::run` with `handler` until `shutdown` is cancelled.
-fn spawn_consumer<H: Handler>(
-    config: &KafkaConfig,
-    producer: &Producer,
-    handler: Arc<H>,
-) -> (
-    Arc<ConsumerProgress>,
-    CancellationToken,
-    tokio::task::JoinHandle<()>,
-) {
-    let progress = Arc::new(ConsumerProgress::default());
-    let shutdown = CancellationToken::new();
-    let (config, producer, p, s) = (
-        config.clone(),
-        producer.clone(),
-        progress.clone(),
-        shutdown.clone(),
-    );
-    let task = tokio::spawn(async move {
-        let spec = ConsumerSpec {
-            topics: vec![TOPIC],
-            group_suffix: None,
-        };
-        consumer::run(&config, spec, handler, producer, p, s)
-            .await
-            .unwrap();
-    });
-    (progress, shutdown, task)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_that_waits_holds_only_its_partition_and_other_workspaces_go_on() {
     let config = KafkaConfig {
@@ -358,19 +319,59 @@ async fn a_message_that_waits_holds_only_its_partition_and_other_workspaces_go_o
     };
     topics::ensure(&config, &[SPEC], &[SPEC]).await.unwrap();
     let producer = Producer::new(&config).unwrap();
+    let send = |workspace_id: i64, key: String| {
+        let producer = producer.clone();
+        let topic = config.topic(TOPIC);
+        async move {
+            let payload = Payload::FyleOrgSettingWebhook(FyleOrgSettingWebhook::default());
+            let envelope = envelope::new(workspace_id, "test", time::now(), payload);
+            producer
+                .send_raw(&topic, Some(&key), &envelope.encode_to_vec(), &[])
+                .await
+                .unwrap()
+                .0
+        }
+    };
     // Workspace 9 on one partition; find a key that lands on the other for workspace 1.
-    let held_partition = send_keyed(&producer, &config, 9, "held").await;
-    let other_key = key_off_partition(&producer, &config, 1, held_partition).await;
+    let held_partition = send(9, "held".into()).await;
+    let mut other_key = None;
+    for n in 0..64 {
+        let key = format!("other-{n}");
+        if send(1, key.clone()).await != held_partition {
+            other_key = Some(key);
+            break;
+        }
+    }
+    let other_key = other_key.expect("a key on the other partition");
     let handler = Arc::new(HoldsNine::default());
     handler.hold.store(true, Ordering::SeqCst);
-    let (progress, shutdown, task) = spawn_consumer(&config, &producer, handler.clone());
+    let progress = Arc::new(ConsumerProgress::default());
+    let shutdown = CancellationToken::new();
+    let task = {
+        let (config, producer, handler, progress, shutdown) = (
+            config.clone(),
+            producer.clone(),
+            handler.clone(),
+            progress.clone(),
+            shutdown.clone(),
+        );
+        tokio::spawn(async move {
+            let spec = ConsumerSpec {
+                topics: vec![TOPIC],
+                group_suffix: None,
+            };
+            consumer::run(&config, spec, handler, producer, progress, shutdown)
+                .await
+                .unwrap();
+        })
+    };
     attrsync_e2e::eventually(Duration::from_secs(60), "the held partition", || async {
         Ok((progress.held_partitions() == 1).then_some(()))
     })
     .await
     .unwrap();
     // While workspace 9 waits, a new message of workspace 2 on the other partition is applied.
-    send_keyed(&producer, &config, 2, &other_key).await;
+    send(2, other_key).await;
     attrsync_e2e::eventually(Duration::from_secs(30), "workspace 2 applied", || async {
         Ok(handler.applied.lock().unwrap().contains(&2).then_some(()))
     })
@@ -386,82 +387,6 @@ async fn a_message_that_waits_holds_only_its_partition_and_other_workspaces_go_o
     .unwrap();
     assert_eq!(progress.held_partitions(), 0);
     assert_eq!(progress.dead_lettered(), 0, "waiting is not failing");
-    shutdown.cancel();
-    task.await.unwrap();
-}
-
-/// Applies every message at once except workspace 7's, which stays in its handler (a slow
-/// transaction) until `gate` opens.
-#[derive(Default)]
-struct SlowSeven {
-    gate: tokio::sync::Notify,
-    inside: AtomicBool,
-    applied: Mutex<Vec<i64>>,
-}
-
-impl Handler for SlowSeven {
-    async fn handle(&self, message: &Incoming<'_>) -> Result<(), HandlerError> {
-        if message.envelope.workspace_id == 7 {
-            let opened = self.gate.notified();
-            self.inside.store(true, Ordering::SeqCst);
-            opened.await;
-        }
-        self.applied
-            .lock()
-            .unwrap()
-            .push(message.envelope.workspace_id);
-        Ok(())
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_slow_batch_on_one_partition_does_not_delay_the_next_message_of_another() {
-    let config = KafkaConfig {
-        partitions: 2,
-        ..config()
-    };
-    topics::ensure(&config, &[SPEC], &[SPEC]).await.unwrap();
-    let producer = Producer::new(&config).unwrap();
-    let slow_partition = send_keyed(&producer, &config, 7, "slow").await;
-    // Sent before the consumer starts: workspace 1's message may share workspace 7's fetch.
-    let other_key = key_off_partition(&producer, &config, 1, slow_partition).await;
-    let handler = Arc::new(SlowSeven::default());
-    let (progress, shutdown, task) = spawn_consumer(&config, &producer, handler.clone());
-    attrsync_e2e::eventually(
-        Duration::from_secs(60),
-        "workspace 7 in its handler",
-        || async { Ok(handler.inside.load(Ordering::SeqCst).then_some(())) },
-    )
-    .await
-    .unwrap();
-    // Fetched while workspace 7's batch runs: one behind it on its partition, one on the other.
-    send_keyed(&producer, &config, 5, "slow").await;
-    send_keyed(&producer, &config, 2, &other_key).await;
-    attrsync_e2e::eventually(Duration::from_secs(30), "workspace 2 applied", || async {
-        Ok(handler.applied.lock().unwrap().contains(&2).then_some(()))
-    })
-    .await
-    .unwrap();
-    {
-        let applied = handler.applied.lock().unwrap();
-        assert!(
-            !applied.contains(&7) && !applied.contains(&5),
-            "the slow partition is still on workspace 7, and 5 waits behind it: {applied:?}"
-        );
-    }
-    handler.gate.notify_one();
-    attrsync_e2e::eventually(Duration::from_secs(30), "workspace 5 applied", || async {
-        Ok(handler.applied.lock().unwrap().contains(&5).then_some(()))
-    })
-    .await
-    .unwrap();
-    let applied = handler.applied.lock().unwrap().clone();
-    let position = |w: i64| applied.iter().position(|&a| a == w);
-    assert!(
-        position(7) < position(5),
-        "a partition's messages keep their order: {applied:?}"
-    );
-    assert_eq!(progress.dead_lettered(), 0);
     shutdown.cancel();
     task.await.unwrap();
 }
