@@ -494,6 +494,107 @@ async fn a_batch_lookup_answers_every_workspace_live_deleted_or_unknown() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_projection_row_gives_way_to_the_next_snapshot_at_once_and_to_another_replicas_write()
+ {
+    use attrsync_kafka::{
+        Handler, Incoming,
+        workspaces::{self, Lookup, ProjectionHandler},
+    };
+    use attrsync_proto::v1::{Workspace, WorkspaceSnapshot};
+
+    let database = attrsync_e2e::test_database().await;
+    let pool = pool(&database).await;
+    let mut conn = pool.get().await.unwrap();
+    let row = |version: i64, org: &str| workspaces::ProjectedWorkspace {
+        workspace_id: 61,
+        fyle_org_id: org.to_owned(),
+        qbo_realm_id: None,
+        fyle_webhook_sync_enabled: true,
+        fyle_webhook_by_type: serde_json::json!({}),
+        qbo_webhook_sync_enabled: false,
+        qbo_webhook_by_entity: serde_json::json!({}),
+        deleted: false,
+        version,
+        snapshot: Vec::new(),
+    };
+    workspaces::apply(&mut conn, &row(1, "orOne"))
+        .await
+        .unwrap();
+    // A service that consumes snapshots (it has a mapping client; mapping is never asked here:
+    // the workspace is projected). Rows kept for an hour, so only a snapshot can replace them.
+    let mapping = workspaces::mapping_client("http://127.0.0.1:9").unwrap();
+    let directory = workspaces::WorkspaceDirectory::new(
+        pool.clone(),
+        Some(mapping),
+        std::time::Duration::from_secs(5),
+    )
+    .keeping_rows_for(std::time::Duration::from_secs(3600));
+    let org_of = |lookup: Lookup| match lookup {
+        Lookup::Found(w) => (w.fyle_org_id, w.deleted),
+        other => panic!("expected the workspace, got {other:?}"),
+    };
+    assert_eq!(org_of(directory.lookup(61).await), ("orOne".into(), false));
+
+    // Another replica's projection consumer writes version 2: this replica keeps serving the
+    // row it read (within its TTL).
+    workspaces::apply(&mut conn, &row(2, "orTwo"))
+        .await
+        .unwrap();
+    assert_eq!(
+        org_of(directory.lookup(61).await),
+        ("orOne".into(), false),
+        "served from the kept row, not read again"
+    );
+
+    // This replica's consumer applies the deletion (version 3): seen at once, in both lookups.
+    let handler = ProjectionHandler::new(pool.clone(), directory.clone());
+    let snapshot = |version: i64, deleted: bool| WorkspaceSnapshot {
+        workspace: Some(Workspace {
+            id: 61,
+            fyle_org_id: "orThree".into(),
+            ..Default::default()
+        }),
+        settings: None,
+        version,
+        deleted,
+    };
+    let deliver = |snapshot: WorkspaceSnapshot| {
+        let handler = &handler;
+        async move {
+            let envelope = attrsync_kafka::envelope::new(
+                61,
+                "mapping",
+                attrsync_proto::time::now(),
+                attrsync_proto::Payload::WorkspaceSnapshot(snapshot),
+            );
+            let incoming = Incoming {
+                topic: "t.settings.workspaces.v1",
+                partition: 0,
+                offset: 0,
+                key: None,
+                envelope,
+                attempt: 1,
+            };
+            handler.handle(&incoming).await.unwrap();
+        }
+    };
+    deliver(snapshot(3, true)).await;
+    assert_eq!(org_of(directory.lookup(61).await), ("orThree".into(), true));
+    assert!(matches!(
+        &directory.lookup_many(&[61]).await[&61],
+        Lookup::Found(w) if w.deleted && w.version == 3
+    ));
+
+    // A replica wrote version 5; this one's consumer then gets version 4, which the projection
+    // refuses: the kept row is dropped and the next lookup reads version 5.
+    let mut five = row(5, "orFive");
+    five.deleted = true;
+    workspaces::apply(&mut conn, &five).await.unwrap();
+    deliver(snapshot(4, false)).await;
+    assert_eq!(org_of(directory.lookup(61).await), ("orFive".into(), true));
+}
+
 /// Kafka that takes nothing (a reason that may pass).
 struct Down;
 
