@@ -9,13 +9,7 @@
 //! a higher `version`, so redeliveries and a replay of the compacted topic change nothing.
 //!
 //! When a message names a workspace the projection lacks, [`WorkspaceDirectory`] asks mapping
-//! and remembers the answer. In a service that consumes the snapshots, the directory also keeps
-//! each row it read for [`RECENT_ROW_TTL`], so a consumer's batches do not each read the
-//! projection again: the row is replaced the moment this process's projection consumer applies
-//! a snapshot of the workspace, and a snapshot another replica applied is seen within the TTL —
-//! a delay of the same kind as the topic's own (a snapshot reaches every service late anyway).
-//! mapping, whose projection is written with its registry, reads it every time. The table is
-//! one of the platform tables
+//! and remembers the answer. The table is one of the platform tables
 //! ([`attrsync_db::PLATFORM_MIGRATIONS`]):
 //! ```sql
 //! CREATE TABLE workspace_projection (
@@ -35,11 +29,7 @@
 //! CREATE INDEX workspace_projection_realm ON workspace_projection (qbo_realm_id) WHERE qbo_realm_id IS NOT NULL;
 //! ```
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
-};
+use std::{collections::HashMap, time::Duration};
 
 use attrsync_db::{DbError, Failure, Pool};
 use attrsync_proto::{
@@ -324,19 +314,8 @@ pub fn mapping_client(
     ))
 }
 
-/// How long a projection row read by [`WorkspaceDirectory`] is served without reading it again
-/// (see the module doc).
-pub const RECENT_ROW_TTL: Duration = Duration::from_secs(1);
-
-/// Above this many kept rows, expired ones are dropped when a row is added.
-const RECENT_ROWS_SWEEP_FROM: usize = 4096;
-
-/// Projection rows read recently, by workspace id, with when they were read.
-type RecentRows = Arc<Mutex<HashMap<i64, (Instant, ProjectedWorkspace)>>>;
-
 /// Workspace facts for a service: its projection first, then mapping, so a message racing a
-/// brand-new workspace's snapshot is neither refused nor stuck. Cheap to clone (clones share
-/// the rows kept).
+/// brand-new workspace's snapshot is neither refused nor stuck. Cheap to clone.
 #[derive(Clone)]
 pub struct WorkspaceDirectory {
     pool: Pool,
@@ -344,9 +323,6 @@ pub struct WorkspaceDirectory {
     mapping: Option<MappingClient>,
     /// Bound on each projection read or write, so a silent database cannot hang a caller.
     query_timeout: Duration,
-    /// Rows read within `recent_ttl`; `None` in mapping (see the module doc).
-    recent: Option<RecentRows>,
-    recent_ttl: Duration,
 }
 
 impl std::fmt::Debug for WorkspaceDirectory {
@@ -359,64 +335,14 @@ impl std::fmt::Debug for WorkspaceDirectory {
 
 impl WorkspaceDirectory {
     pub fn new(pool: Pool, mapping: Option<MappingClient>, query_timeout: Duration) -> Self {
-        let recent = mapping.as_ref().map(|_| RecentRows::default());
         Self {
             pool,
             mapping,
             query_timeout,
-            recent,
-            recent_ttl: RECENT_ROW_TTL,
-        }
-    }
-
-    /// Serves a row read from the projection for `ttl` instead of [`RECENT_ROW_TTL`].
-    #[must_use]
-    pub fn keeping_rows_for(mut self, ttl: Duration) -> Self {
-        self.recent_ttl = ttl;
-        self
-    }
-
-    /// The kept row of `workspace_id`, if it was read less than [`RECENT_ROW_TTL`] ago.
-    fn recent(&self, workspace_id: i64) -> Option<ProjectedWorkspace> {
-        let recent = self.recent.as_ref()?.lock().ok()?;
-        recent
-            .get(&workspace_id)
-            .filter(|(read_at, _)| read_at.elapsed() < self.recent_ttl)
-            .map(|(_, row)| row.clone())
-    }
-
-    /// Keeps `row` as just read (unless a newer version is kept).
-    fn keep(&self, row: &ProjectedWorkspace) {
-        let Some(Ok(mut recent)) = self.recent.as_ref().map(|r| r.lock()) else {
-            return;
-        };
-        if recent.len() >= RECENT_ROWS_SWEEP_FROM {
-            recent.retain(|_, (read_at, _)| read_at.elapsed() < self.recent_ttl);
-        }
-        let now = Instant::now();
-        match recent.entry(row.workspace_id) {
-            std::collections::hash_map::Entry::Occupied(mut kept) => {
-                if kept.get().1.version <= row.version {
-                    kept.insert((now, row.clone()));
-                }
-            }
-            std::collections::hash_map::Entry::Vacant(slot) => {
-                slot.insert((now, row.clone()));
-            }
-        }
-    }
-
-    /// Forgets the kept row of `workspace_id`: the next lookup reads the projection.
-    fn forget(&self, workspace_id: i64) {
-        if let Some(Ok(mut recent)) = self.recent.as_ref().map(|r| r.lock()) {
-            recent.remove(&workspace_id);
         }
     }
 
     pub async fn lookup(&self, workspace_id: i64) -> Lookup {
-        if let Some(row) = self.recent(workspace_id) {
-            return Lookup::Found(row);
-        }
         let found = async {
             let mut conn = self.pool.get().await.map_err(DbError::from)?;
             find_any(&mut conn, workspace_id)
@@ -424,10 +350,7 @@ impl WorkspaceDirectory {
                 .map_err(DbError::from)
         };
         match attrsync_db::with_deadline(self.query_timeout, found).await {
-            Ok(Some(row)) => {
-                self.keep(&row);
-                return Lookup::Found(row);
-            }
+            Ok(Some(row)) => return Lookup::Found(row),
             Ok(None) => {}
             Err(e) => return Lookup::Unavailable(format!("projection: {e}")),
         }
@@ -437,38 +360,26 @@ impl WorkspaceDirectory {
     /// [`Self::lookup`] for several workspaces at once: one projection query for all of them,
     /// then mapping for each id the projection lacks. Every id asked for is in the answer.
     pub async fn lookup_many(&self, workspace_ids: &[i64]) -> HashMap<i64, Lookup> {
-        let mut answers: HashMap<i64, Lookup> = HashMap::with_capacity(workspace_ids.len());
-        let mut unread = Vec::new();
-        for &id in workspace_ids {
-            match self.recent(id) {
-                Some(row) => {
-                    answers.insert(id, Lookup::Found(row));
-                }
-                None => unread.push(id),
-            }
-        }
-        if unread.is_empty() {
-            return answers;
-        }
         let found = async {
             let mut conn = self.pool.get().await.map_err(DbError::from)?;
-            find_any_of(&mut conn, &unread).await.map_err(DbError::from)
+            find_any_of(&mut conn, workspace_ids)
+                .await
+                .map_err(DbError::from)
         };
-        match attrsync_db::with_deadline(self.query_timeout, found).await {
-            Ok(rows) => {
-                for row in rows {
-                    self.keep(&row);
-                    answers.insert(row.workspace_id, Lookup::Found(row));
+        let mut answers: HashMap<i64, Lookup> =
+            match attrsync_db::with_deadline(self.query_timeout, found).await {
+                Ok(rows) => rows
+                    .into_iter()
+                    .map(|row| (row.workspace_id, Lookup::Found(row)))
+                    .collect(),
+                Err(e) => {
+                    let reason = format!("projection: {e}");
+                    return workspace_ids
+                        .iter()
+                        .map(|&id| (id, Lookup::Unavailable(reason.clone())))
+                        .collect();
                 }
-            }
-            Err(e) => {
-                let reason = format!("projection: {e}");
-                return workspace_ids
-                    .iter()
-                    .map(|&id| (id, Lookup::Unavailable(reason.clone())))
-                    .collect();
-            }
-        }
+            };
         for &id in workspace_ids {
             if let std::collections::hash_map::Entry::Vacant(missing) = answers.entry(id) {
                 missing.insert(self.ask_mapping(id).await);
@@ -552,16 +463,13 @@ impl WorkspaceDirectory {
         if let Err(e) = attrsync_db::with_deadline(self.query_timeout, remembered).await {
             tracing::warn!(error = %e, "could not remember a workspace fetched from mapping");
         }
-        self.keep(row);
     }
 }
 
-/// The consumer of `settings.workspaces.v1` that keeps the projection (and the directory's
-/// kept rows) up to date.
+/// The consumer of `settings.workspaces.v1` that keeps the projection.
 #[derive(Clone)]
 pub struct ProjectionHandler {
     pool: Pool,
-    directory: WorkspaceDirectory,
 }
 
 impl std::fmt::Debug for ProjectionHandler {
@@ -571,8 +479,8 @@ impl std::fmt::Debug for ProjectionHandler {
 }
 
 impl ProjectionHandler {
-    pub fn new(pool: Pool, directory: WorkspaceDirectory) -> Self {
-        Self { pool, directory }
+    pub fn new(pool: Pool) -> Self {
+        Self { pool }
     }
 }
 
@@ -590,19 +498,12 @@ impl Handler for ProjectionHandler {
             .get()
             .await
             .map_err(|e| HandlerError::Unavailable(DbError::from(e).to_string()))?;
-        let written =
-            apply(&mut conn, &row)
-                .await
-                .map_err(|e| match attrsync_db::classify(&e) {
-                    Failure::Retryable => HandlerError::Unavailable(e.to_string()),
-                    Failure::Permanent => HandlerError::Failed(e.to_string()),
-                })?;
-        if written {
-            self.directory.keep(&row);
-        } else {
-            // A newer version is stored (another replica wrote it): read it next time.
-            self.directory.forget(row.workspace_id);
-        }
+        apply(&mut conn, &row)
+            .await
+            .map_err(|e| match attrsync_db::classify(&e) {
+                Failure::Retryable => HandlerError::Unavailable(e.to_string()),
+                Failure::Permanent => HandlerError::Failed(e.to_string()),
+            })?;
         Ok(())
     }
 }

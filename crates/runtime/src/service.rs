@@ -302,7 +302,7 @@ pub async fn start<S: Service>(
     if platform.mapping.is_some() {
         consumers.push(ConsumerDecl::new(
             topics::WORKSPACE_SETTINGS,
-            ProjectionHandler::new(pool.clone(), context.directory.clone()),
+            ProjectionHandler::new(pool.clone()),
         ));
     }
     let consumed: Vec<TopicSpec> = consumers.iter().map(|c| c.topic).collect();
