@@ -450,6 +450,156 @@ async fn a_batch_publishing_more_than_the_flush_size_writes_every_message_once_i
     assert_eq!(transactions.n, 1, "the batch committed as one transaction");
 }
 
+/// The ids in `processed_events`, sorted.
+async fn processed_event_ids(
+    conn: &mut attrsync_db::diesel_async::AsyncPgConnection,
+) -> Vec<String> {
+    #[derive(diesel::QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        event_id: String,
+    }
+    let ids: Vec<Id> = attrsync_db::diesel_async::RunQueryDsl::load(
+        diesel::sql_query("SELECT event_id FROM processed_events ORDER BY event_id"),
+        conn,
+    )
+    .await
+    .unwrap();
+    ids.into_iter().map(|id| id.event_id).collect()
+}
+
+/// Wants only odd workspaces' messages; records the event ids it applied, in order.
+struct WantsOddWorkspaces {
+    applied: std::sync::Arc<Mutex<Vec<String>>>,
+}
+
+impl attrsync_kafka::handler::EffectHandler for WantsOddWorkspaces {
+    type Payload = attrsync_proto::v1::FyleOrgSettingWebhook;
+
+    fn wants(
+        &self,
+        workspace: &attrsync_kafka::workspaces::ProjectedWorkspace,
+        _payload: &Self::Payload,
+    ) -> bool {
+        workspace.workspace_id % 2 == 1
+    }
+
+    async fn apply(
+        &self,
+        _tx: &mut attrsync_kafka::handler::Tx<'_>,
+        event: &attrsync_kafka::handler::Event<'_, Self::Payload>,
+    ) -> Result<(), attrsync_kafka::handler::EffectError> {
+        self.applied.lock().unwrap().push(event.event_id.to_owned());
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_the_effect_does_not_want_are_acknowledged_without_a_transaction() {
+    use attrsync_kafka::{Handler as _, Incoming, handler, workspaces};
+
+    let database = attrsync_e2e::test_database().await;
+    let pool = pool(&database).await;
+    let mut conn = pool.get().await.unwrap();
+    for workspace_id in [71, 72] {
+        let workspace = workspaces::ProjectedWorkspace {
+            workspace_id,
+            fyle_org_id: format!("or{workspace_id}"),
+            qbo_realm_id: None,
+            fyle_webhook_sync_enabled: true,
+            fyle_webhook_by_type: serde_json::json!({}),
+            qbo_webhook_sync_enabled: false,
+            qbo_webhook_by_entity: serde_json::json!({}),
+            deleted: false,
+            version: 1,
+            snapshot: Vec::new(),
+        };
+        workspaces::apply(&mut conn, &workspace).await.unwrap();
+    }
+    let applied = std::sync::Arc::new(Mutex::new(Vec::new()));
+    let idempotent = handler::Idempotent::new(
+        WantsOddWorkspaces {
+            applied: applied.clone(),
+        },
+        handler::Services {
+            pool: pool.clone(),
+            directory: workspaces::WorkspaceDirectory::new(
+                pool.clone(),
+                None,
+                std::time::Duration::from_secs(5),
+            ),
+            kafka: attrsync_config::KafkaConfig {
+                bootstrap: attrsync_e2e::kafka_bootstrap(),
+                topic_prefix: "t.".into(),
+                group_id: "t.wants".into(),
+                partitions: 1,
+                replication_factor: 1,
+                max_attempts: 3,
+                retry_backoff: std::time::Duration::from_millis(10),
+                max_batch: 200,
+            },
+            relay: Default::default(),
+            producer: "test",
+            query_timeout: std::time::Duration::from_secs(30),
+        },
+    );
+    let envelope = |workspace_id: i64| {
+        attrsync_kafka::envelope::new(
+            workspace_id,
+            "test",
+            attrsync_proto::time::now(),
+            attrsync_proto::Payload::FyleOrgSettingWebhook(Default::default()),
+        )
+    };
+    let incoming = |offset: usize, envelope: &attrsync_proto::v1::Envelope| Incoming {
+        topic: "t.fyle.org-settings.v1",
+        partition: 0,
+        offset: offset as i64,
+        key: None,
+        envelope: envelope.clone(),
+        attempt: 1,
+    };
+
+    // A batch mixing both: the wanted ones applied in order, in one transaction.
+    let mixed: Vec<_> = [72, 71, 72, 71].into_iter().map(envelope).collect();
+    let messages: Vec<_> = mixed
+        .iter()
+        .enumerate()
+        .map(|(i, e)| incoming(i, e))
+        .collect();
+    let outcome = idempotent.handle_batch(&messages).await;
+    assert_eq!((outcome.applied, outcome.error), (4, None));
+    let wanted_ids = vec![mixed[1].event_id.clone(), mixed[3].event_id.clone()];
+    assert_eq!(*applied.lock().unwrap(), wanted_ids);
+    let mut recorded = wanted_ids.clone();
+    recorded.sort();
+    assert_eq!(
+        processed_event_ids(&mut conn).await,
+        recorded,
+        "only the wanted messages were recorded"
+    );
+
+    // A batch, and a single message, the effect wants none of: done, nothing written.
+    let unwanted: Vec<_> = [72, 72].into_iter().map(envelope).collect();
+    let messages: Vec<_> = unwanted
+        .iter()
+        .enumerate()
+        .map(|(i, e)| incoming(i, e))
+        .collect();
+    let outcome = idempotent.handle_batch(&messages).await;
+    assert_eq!((outcome.applied, outcome.error), (2, None));
+    idempotent
+        .handle(&incoming(9, &envelope(72)))
+        .await
+        .expect("an unwanted message is done");
+    assert_eq!(applied.lock().unwrap().len(), 2);
+    assert_eq!(
+        processed_event_ids(&mut conn).await,
+        recorded,
+        "no transaction wrote"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_lookup_answers_every_workspace_live_deleted_or_unknown() {
     use attrsync_kafka::workspaces::{self, Lookup};
