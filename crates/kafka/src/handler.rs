@@ -7,10 +7,6 @@
 //! 2. finds the message's workspace — the service's projection, else mapping over gRPC (see
 //!    [`WorkspaceDirectory`]). A workspace mapping does not know, or one that was deleted, is
 //!    counted (`consumer_messages_skipped_total`) and skipped; mapping unreachable → wait;
-//!    then asks the effect whether it has anything to do with the message for that workspace
-//!    ([`EffectHandler::wants`], e.g. qbo-sync with auto-create off): one it does not want is
-//!    counted (`consumer_messages_not_wanted_total`) and acknowledged without a transaction —
-//!    nothing is written, so a redelivery simply decides again;
 //! 3. opens one transaction (bounded by `database.query_timeout`) that records the envelope
 //!    id in `processed_events` — a redelivery finds it and changes nothing — and runs the
 //!    effect, which may publish through the outbox ([`Tx::publish`]) in the same transaction:
@@ -150,14 +146,6 @@ impl<'c> Tx<'c> {
 /// A service's effect for the messages of one typed topic.
 pub trait EffectHandler: Send + Sync + 'static {
     type Payload: TopicPayload;
-
-    /// Whether the effect has anything to do with `payload` for `workspace`, decided from them
-    /// alone before any transaction: a message it does not want costs no transaction, no
-    /// `processed_events` row and no commit. [`apply`](Self::apply) and
-    /// [`apply_all`](Self::apply_all) see only wanted messages. The default wants all.
-    fn wants(&self, _workspace: &ProjectedWorkspace, _payload: &Self::Payload) -> bool {
-        true
-    }
 
     /// Applies one message inside the wrapper's transaction. Must be deterministic in what it
     /// writes for a given message and stored state; it runs at most once per envelope id.
@@ -304,10 +292,6 @@ impl<H: EffectHandler> Handler for Idempotent<H> {
             }
             Lookup::Unavailable(reason) => return Err(HandlerError::Unavailable(reason)),
         };
-        if !self.effect.wants(&workspace, &payload) {
-            not_wanted(message.topic, 1);
-            return Ok(());
-        }
         let event = Event {
             event_id: &message.envelope.event_id,
             workspace: &workspace,
@@ -425,10 +409,6 @@ impl<H: EffectHandler> Idempotent<H> {
             .into_iter()
             .filter_map(|(id, lookup)| lookup.live().map(|workspace| (id, workspace)))
             .collect();
-        // The messages the effect wants, in order; the others are acknowledged as they are.
-        let mut wanted = Vec::with_capacity(messages.len());
-        let mut passed = 0;
-        let topic = messages.first().map_or("", |m| m.topic);
         for message in messages {
             let payload = message
                 .envelope
@@ -438,13 +418,8 @@ impl<H: EffectHandler> Idempotent<H> {
             let workspace = looked_up.get(&message.envelope.workspace_id).cloned();
             match (payload, workspace) {
                 (Some(payload), Some(workspace)) => {
-                    if self.effect.wants(&workspace, &payload) {
-                        wanted.push(message);
-                        payloads.push(payload);
-                        workspaces.push(workspace);
-                    } else {
-                        passed += 1;
-                    }
+                    payloads.push(payload);
+                    workspaces.push(workspace);
                 }
                 _ => {
                     batch_split(messages, "a message for the single path");
@@ -452,16 +427,12 @@ impl<H: EffectHandler> Idempotent<H> {
                 }
             }
         }
-        if wanted.is_empty() {
-            not_wanted(topic, passed);
-            return true;
-        }
         let Ok(mut conn) = self.pool.get().await else {
             batch_split(messages, "database pool");
             return false;
         };
         let transaction = conn.transaction::<usize, EffectError, _>(async |conn| {
-            let ids: Vec<_> = wanted
+            let ids: Vec<_> = messages
                 .iter()
                 .map(|m| processed_events::event_id.eq(&m.envelope.event_id))
                 .collect();
@@ -473,8 +444,8 @@ impl<H: EffectHandler> Idempotent<H> {
                 .await?
                 .into_iter()
                 .collect();
-            let mut events = Vec::with_capacity(wanted.len());
-            for ((message, payload), workspace) in wanted.iter().zip(payloads).zip(&workspaces) {
+            let mut events = Vec::with_capacity(messages.len());
+            for ((message, payload), workspace) in messages.iter().zip(payloads).zip(&workspaces) {
                 // Taken out once kept: a second copy of an id in the batch is a redelivery.
                 if !first_time.remove(&message.envelope.event_id) {
                     continue;
@@ -504,7 +475,6 @@ impl<H: EffectHandler> Idempotent<H> {
                 if published > 0 {
                     self.relay.wake();
                 }
-                not_wanted(topic, passed);
                 true
             }
             Ok(Err(e)) => {
@@ -536,15 +506,6 @@ fn batch_split(messages: &[Incoming<'_>], reason: &'static str) {
             "reason" => reason
         )
         .increment(1);
-    }
-}
-
-/// Counts messages of `topic` the effect did not want
-/// (`consumer_messages_not_wanted_total{topic}`): an ordinary outcome, not logged.
-fn not_wanted(topic: &str, count: u64) {
-    if count > 0 {
-        metrics::counter!("consumer_messages_not_wanted_total", "topic" => topic.to_owned())
-            .increment(count);
     }
 }
 

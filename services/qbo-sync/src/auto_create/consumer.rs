@@ -2,10 +2,7 @@
 //! create in QBO are recorded in `qbo_pending_creates`, never sent to QBO here (see the
 //! [module docs](super)).
 
-use attrsync_kafka::{
-    handler::{EffectError, EffectHandler, Event, Tx},
-    workspaces::ProjectedWorkspace,
-};
+use attrsync_kafka::handler::{EffectError, EffectHandler, Event, Tx};
 use attrsync_proto::v1::ExpenseAttributesChanged;
 use diesel::{
     prelude::*,
@@ -31,18 +28,15 @@ ON CONFLICT (workspace_id, qbo_entity, lower(display_name)) WHERE status = 'PEND
 impl EffectHandler for FyleValues {
     type Payload = ExpenseAttributesChanged;
 
-    /// Only workspaces with an auto-create setting on: for the others (the default) a Fyle
-    /// change costs qbo-sync no transaction.
-    fn wants(&self, workspace: &ProjectedWorkspace, _payload: &ExpenseAttributesChanged) -> bool {
-        settings::AutoCreate::of(&workspace.import_settings()) != settings::AutoCreate::default()
-    }
-
     async fn apply(
         &self,
         tx: &mut Tx<'_>,
         event: &Event<'_, ExpenseAttributesChanged>,
     ) -> Result<(), EffectError> {
         let workspace = settings::of(event.workspace);
+        if workspace.auto_create == settings::AutoCreate::default() {
+            return Ok(());
+        }
         for change in &event.payload.changes {
             let request = match wanted(change, &workspace.auto_create) {
                 Ok(request) => request,

@@ -6,8 +6,7 @@
 //! The path, in three steps, none of which calls QBO inside a database transaction:
 //!
 //! 1. [`FyleValues`] consumes `sync.expense-attributes.v1` in the platform's idempotent handler
-//!    (exactly once per envelope; a workspace with no auto-create setting on — the default —
-//!    is not wanted, so its changes cost qbo-sync no transaction): each created, updated, renamed or reactivated **active**
+//!    (exactly once per envelope): each created, updated, renamed or reactivated **active**
 //!    EMPLOYEE or MERCHANT the settings cover ([`wanted`]) becomes a row of
 //!    `qbo_pending_creates` — unless the workspace already has an active destination attribute
 //!    of that name (nothing to create, no QBO request spent) or a request for the name already
