@@ -17,7 +17,12 @@
 //! and an event that changed nothing (a no-op SELECT field still records its version). A
 //! version is Fyle's `updated_at` — or, for a DELETED without one, when ingest received it —
 //! capped at receive time + `versions.max_clock_skew`, so a forged or skewed far-future stamp
-//! cannot freeze a value; with equal times a delete wins, in either arrival order.
+//! cannot freeze a value; with equal times a delete wins, in either arrival order. The claim
+//! is also the object's lock: it holds the version row until the transaction ends, and every
+//! write of an attribute row happens under its object's claim, so the rows of claimed objects
+//! are read without a lock of their own (a SELECT field's options excepted: another field whose
+//! name maps to the same type shares their type). A claim that only repeats the stored version
+//! writes nothing, so a re-sync's unchanged objects cost a read, not a new row version.
 //!
 //! **Dependent values** derive with their field ([`derive::derive_dependent_value`]): a
 //! `DEPENDENT_SELECT` expense field is recorded in `dependent_fields` under its claimed version
@@ -281,10 +286,18 @@ struct ClaimedKey {
     first_seen: bool,
 }
 
-/// [`claim_version`] for several objects (of any workspaces, each named once) in one
-/// statement, in (workspace, key) order so concurrent claims never deadlock; returns the
-/// claimed (workspace, key)s, each with whether it was seen for the first time (its version
-/// row was inserted, not updated).
+/// [`claim_version`] for several objects (of any workspaces, each named once), in (workspace,
+/// key) order so concurrent claims never deadlock; returns the claimed (workspace, key)s, each
+/// with whether it was seen for the first time (its version row was inserted).
+///
+/// The claim is also the object's lock: `ON CONFLICT DO UPDATE` locks every conflicting row,
+/// updated or not, until the transaction ends, so two transactions writing the same object run
+/// one after the other — which is why the attribute rows themselves are read without a lock
+/// ([`read_stored`]). A version row is written only when the claim supersedes it; an update
+/// that repeats the stored version (a re-sync's unchanged objects, most of a page) leaves the
+/// row as it is and is found claimed by a second read of the keys the first statement did not
+/// return. That read sees exactly what was locked: whoever changed those rows committed before
+/// the lock was granted, and nobody can change them until this transaction ends.
 async fn claim_versions(
     conn: &mut AsyncPgConnection,
     deleted: bool,
@@ -292,7 +305,7 @@ async fn claim_versions(
     keys: Vec<String>,
     versions: Vec<DateTime<Utc>>,
 ) -> QueryResult<HashMap<(i64, String), bool>> {
-    let claimed: Vec<ClaimedKey> = attrsync_db::prepared::sql(
+    let written: Vec<ClaimedKey> = attrsync_db::prepared::sql(
         "INSERT INTO source_versions AS v (workspace_id, object_key, version, deleted) \
          SELECT c.workspace_id, c.object_key, c.version, $1 \
          FROM unnest($2::int8[], $3::text[], $4::timestamptz[]) \
@@ -301,19 +314,49 @@ async fn claim_versions(
          ON CONFLICT (workspace_id, object_key) DO UPDATE \
              SET version = excluded.version, deleted = excluded.deleted \
          WHERE (excluded.version, excluded.deleted) > (v.version, v.deleted) \
-            OR (excluded.version = v.version AND NOT excluded.deleted AND NOT v.deleted) \
          RETURNING v.workspace_id, v.object_key, (v.xmax = 0) AS first_seen",
     )
     .bind::<Bool, _>(deleted)
-    .bind::<Array<BigInt>, _>(workspace_ids)
-    .bind::<Array<Text>, _>(keys)
-    .bind::<Array<Timestamptz>, _>(versions)
+    .bind::<Array<BigInt>, _>(&workspace_ids)
+    .bind::<Array<Text>, _>(&keys)
+    .bind::<Array<Timestamptz>, _>(&versions)
     .load(conn)
     .await?;
-    Ok(claimed
+    let mut claimed: HashMap<(i64, String), bool> = written
         .into_iter()
         .map(|c| ((c.workspace_id, c.object_key), c.first_seen))
-        .collect())
+        .collect();
+    if deleted || claimed.len() == keys.len() {
+        return Ok(claimed);
+    }
+    // Not written: stale, or an update repeating the stored version (claimed, not first seen).
+    let (mut rest_ids, mut rest_keys, mut rest_versions) = (Vec::new(), Vec::new(), Vec::new());
+    for ((workspace_id, key), version) in workspace_ids.into_iter().zip(keys).zip(versions) {
+        if !claimed.contains_key(&(workspace_id, key.clone())) {
+            rest_ids.push(workspace_id);
+            rest_keys.push(key);
+            rest_versions.push(version);
+        }
+    }
+    let repeated: Vec<ClaimedKey> = attrsync_db::prepared::sql(
+        "SELECT v.workspace_id, v.object_key, false AS first_seen \
+         FROM unnest($1::int8[], $2::text[], $3::timestamptz[]) \
+              AS c(workspace_id, object_key, version) \
+         JOIN source_versions v \
+           ON v.workspace_id = c.workspace_id AND v.object_key = c.object_key \
+         WHERE v.version = c.version AND NOT v.deleted",
+    )
+    .bind::<Array<BigInt>, _>(rest_ids)
+    .bind::<Array<Text>, _>(rest_keys)
+    .bind::<Array<Timestamptz>, _>(rest_versions)
+    .load(conn)
+    .await?;
+    claimed.extend(
+        repeated
+            .into_iter()
+            .map(|c| ((c.workspace_id, c.object_key), c.first_seen)),
+    );
+    Ok(claimed)
 }
 
 /// What one webhook asks for, decided from the webhook alone.
@@ -574,7 +617,7 @@ impl OwnedObject<'_> {
 /// [`apply_live`] for many objects (a pull's page, or a batch of webhooks of several
 /// workspaces) in a constant number of statements: every version claimed by one statement;
 /// objects seen for the first time inserted by one (they have no row to look up); the
-/// others' rows locked and read by one, planned by the same [`plan_upsert`] the single path
+/// others' rows read by one, planned by the same [`plan_upsert`] the single path
 /// uses, then one insert and one update. The outcome of each object, in `objects` order, is
 /// what [`apply_live`] would have returned for it. Custom SELECT and dependent fields, and a
 /// set naming an object twice (whose second copy must see the first), take [`apply_live`]
@@ -661,7 +704,7 @@ pub(crate) async fn apply_live_objects(
     if planned.is_empty() {
         return Ok(outcomes);
     }
-    let stored = lock_stored(conn, planned.iter().map(|(_, row, _)| row)).await?;
+    let stored = read_stored(conn, planned.iter().map(|(_, row, _)| row)).await?;
     let mut inserts: Vec<&RowToWrite> = Vec::new();
     let mut updates: Vec<(i64, &RowToWrite)> = Vec::new();
     for (at, row, _) in planned {
@@ -764,11 +807,12 @@ struct LockedRow {
     source_updated_at: Option<DateTime<Utc>>,
 }
 
-/// The stored rows of `rows`, locked, by key: one index probe per key (`LATERAL`), the keys
-/// driving. On a table never analysed the planner probes through the
-/// `(workspace_id, attribute_type, id)` index and filters `source_id` until autovacuum has
-/// analysed it (docs/benchmarks.md, fyle-sync).
-async fn lock_stored<'a>(
+/// The stored rows of `rows`, by key: one index probe per key (`LATERAL`), the keys driving.
+/// Read without a row lock: the caller holds the objects' version claims, and every write of
+/// an attribute row happens under its object's claim ([`claim_versions`]). On a table never
+/// analysed the planner probes through the `(workspace_id, attribute_type, id)` index and
+/// filters `source_id` until autovacuum has analysed it (docs/benchmarks.md, fyle-sync).
+async fn read_stored<'a>(
     conn: &mut AsyncPgConnection,
     rows: impl Iterator<Item = &'a RowToWrite>,
 ) -> QueryResult<HashMap<RowKey, Stored>> {
@@ -787,7 +831,6 @@ async fn lock_stored<'a>(
              SELECT * FROM expense_attributes \
              WHERE workspace_id = k.workspace_id AND attribute_type = k.attribute_type \
                AND source_id = k.source_id \
-             FOR UPDATE \
          ) e",
     )
     .bind::<Array<BigInt>, _>(workspace_ids)
@@ -1022,7 +1065,6 @@ async fn upsert(
         .filter(ea::attribute_type.eq(type_name))
         .filter(ea::source_id.eq(&attribute.source_id))
         .select(StoredRow::as_select())
-        .for_update()
         .first(conn)
         .await
         .optional()?;
@@ -1108,7 +1150,8 @@ async fn apply_select_field(
 ) -> Result<EventOutcome, ApplyError> {
     let type_name = field.attribute_type.as_str();
     // Options only (`<field id>:<option>`): a dependent field whose name maps to the same type
-    // keeps its values, keyed by their own ids without a `:`.
+    // keeps its values, keyed by their own ids without a `:`. Locked: another SELECT field
+    // whose name maps to the same type writes its options under its own claim, not this one.
     let existing: Vec<StoredRow> = ea::table
         .filter(ea::workspace_id.eq(workspace_id))
         .filter(ea::attribute_type.eq(type_name))
@@ -1216,7 +1259,6 @@ pub(crate) async fn deactivate_deleted(
                 .filter(ea::attribute_type.eq(attribute_type.as_str().to_owned()))
                 .filter(ea::source_id.eq(id))
                 .select(StoredRow::as_select())
-                .for_update()
                 .load(conn)
                 .await?
         }
@@ -1225,7 +1267,6 @@ pub(crate) async fn deactivate_deleted(
             active_rows
                 .filter(ea::source_id.like(format!("{}:%", escape_like(id))))
                 .select(StoredRow::as_select())
-                .for_update()
                 .load(conn)
                 .await?
         }
@@ -1238,7 +1279,6 @@ pub(crate) async fn deactivate_deleted(
                 )))
                 .filter(ea::source_id.eq(id))
                 .select(StoredRow::as_select())
-                .for_update()
                 .load(conn)
                 .await?
         }

@@ -1,8 +1,9 @@
 //! Full pulls (SyncDimensions) against the Fyle sandbox in process: the pull path and the
 //! webhook path store identical rows, a full pass deactivates what Fyle deleted, the 24-hour
 //! rule, a webhook applied while a pull runs is not overwritten by the pull's older copy, an
-//! incremental pull reads only what changed since the watermark, and dependent values follow
-//! their field by pull and by webhook.
+//! incremental pull reads only what changed since the watermark, a full pass over unchanged
+//! objects rewrites none of their rows, and dependent values follow their field by pull and by
+//! webhook.
 
 use std::time::Duration;
 
@@ -453,6 +454,72 @@ async fn a_category_deleted_in_fyle_is_deactivated_by_the_next_full_pass() {
     assert_eq!(
         (again.resources[0].deleted, again.attributes_changed),
         (0, 0)
+    );
+    stack.stop().await;
+    sb.stop().await;
+}
+
+/// The row version (`xmin`) of every category's version row and attribute row of a workspace,
+/// keyed `version <object key>` and `attribute <source id>`.
+async fn category_row_versions(
+    stack: &TestStack,
+    workspace_id: i64,
+) -> std::collections::BTreeMap<String, String> {
+    use attrsync_db::diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl as _};
+    #[derive(diesel::QueryableByName)]
+    struct RowVersion {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        key: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        xmin: String,
+    }
+    let mut db = AsyncPgConnection::establish(&stack.database.url)
+        .await
+        .unwrap();
+    let rows: Vec<RowVersion> = diesel::sql_query(
+        "SELECT 'version ' || object_key AS key, xmin::text AS xmin \
+         FROM fyle_sync.source_versions WHERE workspace_id = $1 AND object_key LIKE 'CATEGORY:%' \
+         UNION ALL \
+         SELECT 'attribute ' || source_id, xmin::text FROM fyle_sync.expense_attributes \
+         WHERE workspace_id = $1 AND attribute_type = 'CATEGORY'",
+    )
+    .bind::<diesel::sql_types::BigInt, _>(workspace_id)
+    .load(&mut db)
+    .await
+    .unwrap();
+    rows.into_iter().map(|r| (r.key, r.xmin)).collect()
+}
+
+/// A full pass whose objects Fyle has not changed since the last one repeats their versions:
+/// it writes neither their version rows nor their attribute rows, only the renamed one's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_pass_over_unchanged_categories_rewrites_only_the_renamed_ones_rows() {
+    let sb = demo_sandbox().await;
+    let stack = stack_for(&sb).await;
+    let workspace_id = connected_workspace(&stack, &sb).await;
+    sync(&stack, workspace_id, true, &["CATEGORY"]).await;
+    let before = category_row_versions(&stack, workspace_id).await;
+    assert!(before.len() >= 4, "{before:?}");
+    sb.fyle()
+        .rename(DEMO_ORG_ID, "categories", "22330021", "Airfare")
+        .unwrap();
+
+    let report = sync(&stack, workspace_id, true, &["CATEGORY"]).await;
+    assert_eq!(report.attributes_changed, 1);
+    let after = category_row_versions(&stack, workspace_id).await;
+    assert_eq!(
+        after.keys().collect::<Vec<_>>(),
+        before.keys().collect::<Vec<_>>()
+    );
+    let rewritten: Vec<&str> = after
+        .iter()
+        .filter(|(key, xmin)| before.get(*key) != Some(*xmin))
+        .map(|(key, _)| key.as_str())
+        .collect();
+    assert_eq!(
+        rewritten,
+        ["attribute 22330021", "version CATEGORY:22330021"],
+        "only the renamed category's rows get a new row version"
     );
     stack.stop().await;
     sb.stop().await;
