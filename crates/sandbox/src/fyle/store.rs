@@ -9,7 +9,14 @@
 //! rows and the count are the same): `updated_at` gt/gte/eq on an ascending `updated_at` walk
 //! (lt/lte/eq descending) — the compare is on the same microseconds — and `id=gt.<integer>` on an
 //! ascending id walk while every id is a JSON number (string ids compare as text, which is not the
-//! index's order). Any other order sorts the filtered rows (references, not copies). A
+//! index's order). Keyset paging asks for the same walk page after page with a moving bound
+//! (`updated_at=gte.T&order=updated_at.asc,id.asc`, `…&id=gt.i&order=id.asc`), and the `count`
+//! of each page walks the rest of the collection: an ascending walk therefore keeps the rows its
+//! other filters matched, in walk order, until the collection is next written, and serves each
+//! later page by a binary search for its bound — the rows and the count a walk would give, at the
+//! cost of one walk per pass instead of one per page. A filter that fails on some row is never
+//! kept, so errors come as the walk gives
+//! them. Any other order sorts the filtered rows (references, not copies). A
 //! uniqueness index (resource-specific key, see `resources.rs`) makes IntegrityError checks O(1).
 //!
 //! Ties: rows equal on every requested order key come out in **write order** (the order in which
@@ -23,13 +30,14 @@
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
     ops::Bound,
+    sync::{Mutex, PoisonError},
 };
 
 use serde_json::{Map, Value};
 
 use super::{
     list_filter::{Cell, RowView, cmp_rows, lookup, matches_all},
-    list_query::{Column, ListQuery, Op},
+    list_query::{Column, Filter, ListQuery, Op},
 };
 
 /// A row id: integer for most resources, short string (`ou…`, `ba…`, `tg…`) for others.
@@ -101,6 +109,52 @@ pub struct Collection {
     next_seq: u64,
     /// Rows whose JSON `id` is a string (compared as text by filters).
     text_ids: usize,
+    /// Counts writes (puts and removes): what a [`KeptWalk`] was computed under.
+    generation: u64,
+    /// The last ascending walk's matches, valid while `generation` has not moved.
+    kept: Mutex<Option<KeptWalk>>,
+}
+
+/// The rows of an ascending walk that match a query's filters other than its start bounds, as
+/// (walk key, slot) in walk order, computed at one `generation` of the collection. The key is
+/// the id of an id walk, the `updated_at` of an `updated_at` walk.
+#[derive(Debug)]
+struct KeptWalk {
+    generation: u64,
+    walk: Walk,
+    filters: Vec<Filter>,
+    matched: Vec<(i64, usize)>,
+}
+
+/// An ascending walk a [`KeptWalk`] can serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Walk {
+    /// `by_id`; its bound is `id=gt.<integer>`.
+    Id,
+    /// `by_updated`, ties as [`TieSort`] gives them; its bounds are `updated_at` gt/gte.
+    Updated { ties_by_id: Option<bool> },
+}
+
+impl Walk {
+    /// Where a row with walk key `key` stands against filter `f`, when `f` is a start bound of
+    /// this walk: `Some(true)` when the row passes it. `None` for any other filter.
+    fn passes_bound(self, f: &Filter, key: i64) -> Option<bool> {
+        match self {
+            Walk::Id => id_floor_of(f).map(|after| key > after),
+            Walk::Updated { .. } => {
+                let at = f.operand_instant.filter(|_| f.column.is("updated_at"))?;
+                match f.op {
+                    Op::Gt => Some(key > at),
+                    Op::Gte => Some(key >= at),
+                    _ => None,
+                }
+            }
+        }
+    }
+
+    fn is_bound(self, f: &Filter) -> bool {
+        self.passes_bound(f, 0).is_some()
+    }
 }
 
 enum Fast {
@@ -143,6 +197,8 @@ impl Collection {
             unique_key,
             next_seq: 0,
             text_ids: 0,
+            generation: 0,
+            kept: Mutex::new(None),
         }
     }
 
@@ -179,6 +235,7 @@ impl Collection {
     /// Inserts or replaces a row (it becomes the last written); returns the previous version.
     pub fn put(&mut self, mut row: Row) -> Option<Row> {
         let old = self.remove(&row.id);
+        self.generation += 1;
         self.next_seq += 1;
         row.seq = self.next_seq;
         if let Some(key) = self.unique_key_of(&row.json) {
@@ -201,6 +258,7 @@ impl Collection {
     /// Removes a row.
     pub fn remove(&mut self, id: &RowId) -> Option<Row> {
         let slot = self.by_id.remove(id)?;
+        self.generation += 1;
         let row = self.slots[slot].take()?;
         self.by_updated.remove(&(row.updated_us, row.seq, slot));
         self.text_ids -= usize::from(has_text_id(&row));
@@ -224,10 +282,13 @@ impl Collection {
                 if desc {
                     self.scan(self.by_id.values().copied().rev(), q)
                 } else {
-                    let from = match self.id_floor(q) {
-                        Some(after) => Bound::Excluded(RowId::Int(after)),
-                        None => Bound::Unbounded,
+                    let Some(after) = self.id_floor(q) else {
+                        return self.scan(self.by_id.values().copied(), q);
                     };
+                    if let Some(served) = self.kept_walk(Walk::Id, q) {
+                        return Ok(served);
+                    }
+                    let from = Bound::Excluded(RowId::Int(after));
                     self.scan(
                         self.by_id.range((from, Bound::Unbounded)).map(|(_, s)| *s),
                         q,
@@ -243,6 +304,12 @@ impl Collection {
                     let run = self.by_updated.range(..=(to, u64::MAX, usize::MAX)).rev();
                     self.scan(TieSort::new(self, run, ties_by_id), q)
                 } else {
+                    let walk = Walk::Updated { ties_by_id };
+                    if q.filters.iter().any(|f| walk.is_bound(f))
+                        && let Some(served) = self.kept_walk(walk, q)
+                    {
+                        return Ok(served);
+                    }
                     let from = updated_bound(q, desc).unwrap_or(i64::MIN);
                     let run = self.by_updated.range((from, 0, 0)..);
                     self.scan(TieSort::new(self, run, ties_by_id), q)
@@ -283,11 +350,76 @@ impl Collection {
         if self.text_ids > 0 {
             return None;
         }
-        q.filters
+        q.filters.iter().filter_map(id_floor_of).max()
+    }
+
+    /// A page of ascending walk `walk` from the rows its filters other than the walk's start
+    /// bounds matched, kept from the previous page of the same walk while the collection is
+    /// unwritten: the rows start at the first that passes every bound. `None` when a filter
+    /// fails on some row (the walk from the bound then answers as it always has: it may never
+    /// reach that row).
+    fn kept_walk(&self, walk: Walk, q: &ListQuery) -> Option<(usize, Vec<&Row>)> {
+        let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        let others = || q.filters.iter().filter(|f| !walk.is_bound(f));
+        let fresh = kept.as_ref().is_some_and(|k| {
+            k.generation == self.generation && k.walk == walk && k.filters.iter().eq(others())
+        });
+        if !fresh {
+            let filters: Vec<Filter> = others().cloned().collect();
+            let matched = match walk {
+                Walk::Id => self.matching(
+                    self.by_id.iter().filter_map(|(id, slot)| match id {
+                        RowId::Int(id) => Some((*id, *slot)),
+                        RowId::Str(_) => None,
+                    }),
+                    &filters,
+                )?,
+                Walk::Updated { ties_by_id } => self.matching(
+                    TieSort::new(self, self.by_updated.iter(), ties_by_id)
+                        .filter_map(|slot| Some((self.row_at(slot)?.updated_us, slot))),
+                    &filters,
+                )?,
+            };
+            *kept = Some(KeptWalk {
+                generation: self.generation,
+                walk,
+                filters,
+                matched,
+            });
+        }
+        let matched = &kept.as_ref()?.matched;
+        let bounds: Vec<&Filter> = q.filters.iter().filter(|f| walk.is_bound(f)).collect();
+        let start = matched.partition_point(|(key, _)| {
+            !bounds
+                .iter()
+                .all(|f| walk.passes_bound(f, *key).unwrap_or(true))
+        });
+        let rest = &matched[start..];
+        let page = rest
             .iter()
-            .filter(|f| f.column.is("id") && f.op == Op::Gt)
-            .filter_map(|f| f.operand.trim().parse::<i64>().ok())
-            .max()
+            .skip(q.offset)
+            .take(q.limit)
+            .filter_map(|(_, slot)| self.row_at(*slot))
+            .collect();
+        Some((rest.len(), page))
+    }
+
+    /// The (key, slot)s of `walk` whose rows pass `filters`; `None` when a filter fails on one.
+    fn matching(
+        &self,
+        walk: impl Iterator<Item = (i64, usize)>,
+        filters: &[Filter],
+    ) -> Option<Vec<(i64, usize)>> {
+        let mut matched = Vec::new();
+        for (key, slot) in walk {
+            let Some(row) = self.row_at(slot) else {
+                continue;
+            };
+            if matches_all(filters, row).ok()? {
+                matched.push((key, slot));
+            }
+        }
+        Some(matched)
     }
 
     fn scan(
@@ -331,6 +463,13 @@ fn updated_bound(q: &ListQuery, desc: bool) -> Option<i64> {
         bounds_it.then_some(at)
     });
     if desc { bounds.min() } else { bounds.max() }
+}
+
+/// The integer `i` of an `id=gt.i` filter.
+fn id_floor_of(f: &Filter) -> Option<i64> {
+    (f.column.is("id") && f.op == Op::Gt)
+        .then(|| f.operand.trim().parse::<i64>().ok())
+        .flatten()
 }
 
 /// Whether a row's JSON `id` is a string.
@@ -543,6 +682,61 @@ mod tests {
                 assert_eq!(ids(&fast), ids(&slow), "{q:?}");
             }
         }
+    }
+
+    #[test]
+    fn keyset_pages_see_rows_written_between_them() {
+        use crate::fyle::list_filter::format_micros;
+
+        let tie = 1_700_000_000_000_000_i64;
+        let mut c = Collection::new(None);
+        for id in (2..=40_i64).step_by(2) {
+            c.put(row(id, tie, "x"));
+        }
+        c.put(row(41, tie + 1, "later"));
+        let drain = |c: &Collection, after: i64| {
+            let pairs = [
+                ("updated_at", format!("eq.{}", format_micros(tie))),
+                ("id", format!("gt.{after}")),
+                ("order", "id.asc".to_owned()),
+                ("limit", "5".to_owned()),
+            ]
+            .map(|(k, v)| (k.to_owned(), v));
+            let (count, rows) = c
+                .list(&parse_list_query(&pairs, 50).expect("query parses"))
+                .expect("list works");
+            let ids: Vec<RowId> = rows.iter().map(|r| r.id.clone()).collect();
+            (count, ids)
+        };
+        let ints = |ids: &[i64]| ids.iter().map(|i| RowId::Int(*i)).collect::<Vec<_>>();
+        assert_eq!(drain(&c, 0), (20, ints(&[2, 4, 6, 8, 10])));
+        assert_eq!(drain(&c, 10), (15, ints(&[12, 14, 16, 18, 20])));
+        // Written between pages: one row joins the tie ahead of the drain, one leaves it.
+        c.put(row(23, tie, "x"));
+        c.put(row(24, tie + 2, "moved"));
+        assert_eq!(drain(&c, 20), (10, ints(&[22, 23, 26, 28, 30])));
+        c.remove(&RowId::Int(32));
+        assert_eq!(drain(&c, 30), (4, ints(&[34, 36, 38, 40])));
+
+        // The same for a scan by `updated_at`, each page from the last stamp it read.
+        let scan = |c: &Collection, from: i64| {
+            let pairs = [
+                ("updated_at", format!("gte.{}", format_micros(tie + from))),
+                ("order", "updated_at.asc,id.asc".to_owned()),
+                ("limit", "2".to_owned()),
+            ]
+            .map(|(k, v)| (k.to_owned(), v));
+            let (count, rows) = c
+                .list(&parse_list_query(&pairs, 50).expect("query parses"))
+                .expect("list works");
+            let ids: Vec<RowId> = rows.iter().map(|r| r.id.clone()).collect();
+            (count, ids)
+        };
+        assert_eq!(scan(&c, 1), (2, ints(&[41, 24])));
+        c.put(row(50, tie + 1, "joins"));
+        c.put(row(41, tie + 3, "moved"));
+        assert_eq!(scan(&c, 1), (3, ints(&[50, 24])));
+        assert_eq!(scan(&c, 3), (1, ints(&[41])));
     }
 
     #[test]
