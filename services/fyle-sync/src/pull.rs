@@ -25,7 +25,9 @@
 //!    webhook's) — the same version claim and the same upsert plan as the webhook path, in a
 //!    constant number of statements per page (row by row for a page holding a custom SELECT
 //!    field or naming an object twice): a pulled copy never overwrites a newer webhook, and a
-//!    webhook older than the pull changes nothing after it. Changes go to the outbox
+//!    webhook older than the pull changes nothing after it. Until a page holds an object seen
+//!    before, the pass tries each page as never seen (versions and rows inserted plainly, in a
+//!    savepoint; an initial pull's pages all are), then claims. Changes go to the outbox
 //!    (`sync.expense-attributes.v1`, origin `pull`) in the page's transaction, which takes a
 //!    pooled connection of its own (none is held while a page is fetched) and is tried again,
 //!    up to three times, when the database could not finish it (e.g. a deadlock with a
@@ -71,7 +73,7 @@
 
 use std::{
     collections::{BTreeSet, HashMap, HashSet},
-    sync::Arc,
+    sync::{Arc, atomic::AtomicBool},
     time::Duration,
 };
 
@@ -251,6 +253,9 @@ struct PageRules {
     origin: &'static str,
     /// DEPENDENT_FIELD passes: the fields the values derive with, by id.
     fields: Arc<HashMap<i64, DependentField>>,
+    /// Every page of the pass applied so far held only objects never seen before (see
+    /// `apply::apply_live_page`); the first that did not clears it.
+    new_so_far: Arc<AtomicBool>,
 }
 
 /// The Fyle admin collection of a pulled resource.
@@ -605,6 +610,7 @@ impl Puller {
                     "pull"
                 },
                 fields: Arc::new(fields),
+                new_so_far: Arc::new(AtomicBool::new(true)),
             },
             returned: HashSet::new(),
             deferred: 0,
@@ -766,9 +772,10 @@ impl Puller {
         let mut conn = self.pool.get().await.map_err(DbError::from)?;
         conn.transaction::<_, PullFailure, _>(async |conn| {
             self.check_lease(conn, held).await?;
-            let outcomes = apply::apply_live_page(conn, workspace_id, resource, objects)
-                .await
-                .map_err(effect_failure)?;
+            let outcomes =
+                apply::apply_live_page(conn, workspace_id, resource, objects, &page.new_so_far)
+                    .await
+                    .map_err(effect_failure)?;
             let mut changes = Vec::new();
             let mut missed = 0_u32;
             for (object, outcome) in objects.iter().zip(outcomes) {
@@ -824,9 +831,17 @@ impl Puller {
         let mut conn = self.pool.get().await.map_err(DbError::from)?;
         conn.transaction::<_, PullFailure, _>(async |conn| {
             self.check_lease(conn, held).await?;
-            apply::apply_live_page(conn, workspace_id, &FyleResource::ExpenseField, &objects)
-                .await
-                .map_err(effect_failure)?;
+            // Fields are applied one at a time under their claims: never tried as new.
+            let never_new = AtomicBool::new(false);
+            apply::apply_live_page(
+                conn,
+                workspace_id,
+                &FyleResource::ExpenseField,
+                &objects,
+                &never_new,
+            )
+            .await
+            .map_err(effect_failure)?;
             Ok(apply::stored_dependent_fields(conn, workspace_id, &field_ids).await?)
         })
         .await
