@@ -20,10 +20,12 @@
 //! capped at receive time + `versions.max_clock_skew`, so a forged or skewed far-future stamp
 //! cannot freeze a value; with equal times a delete wins, in either arrival order. The claim
 //! is also the object's lock: it holds the version row until the transaction ends, and every
-//! write of an attribute row happens under its object's claim, so the rows of claimed objects
-//! are read without a lock of their own (a SELECT field's options excepted: another field whose
-//! name maps to the same type shares their type). A claim that only repeats the stored version
-//! writes nothing, so a re-sync's unchanged objects cost a read, not a new row version.
+//! write of an attribute row of a fixed resource or a dependent value happens under its
+//! object's claim, so those rows are read without a lock of their own. A SELECT field's options
+//! are the exception: a field applied deactivates every option of its type it does not list,
+//! another field's whose name maps to the same type included, so options are read
+//! `FOR UPDATE` wherever they are written. A claim that only repeats the stored version writes
+//! nothing, so a re-sync's unchanged objects cost a read, not a new row version.
 //!
 //! **Dependent values** derive with their field ([`derive::derive_dependent_value`]): a
 //! `DEPENDENT_SELECT` expense field is recorded in `dependent_fields` under its claimed version
@@ -856,7 +858,7 @@ fn skip_reason(reason: derive::SkipReason) -> &'static str {
 }
 
 #[derive(QueryableByName)]
-struct LockedRow {
+struct ReadRow {
     #[diesel(sql_type = BigInt)]
     id: i64,
     #[diesel(sql_type = BigInt)]
@@ -890,7 +892,7 @@ async fn read_stored<'a>(
         types.push(row.attribute.attribute_type.as_str());
         source_ids.push(row.attribute.source_id.as_str());
     }
-    let rows: Vec<LockedRow> = attrsync_db::prepared::sql(
+    let rows: Vec<ReadRow> = attrsync_db::prepared::sql(
         "SELECT e.id, e.workspace_id, e.attribute_type, e.source_id, e.value, e.active, \
                 e.content_hash, e.source_updated_at \
          FROM unnest($1::int8[], $2::text[], $3::text[]) \
@@ -1220,7 +1222,7 @@ async fn apply_select_field(
     let type_name = field.attribute_type.as_str();
     // Options only (`<field id>:<option>`): a dependent field whose name maps to the same type
     // keeps its values, keyed by their own ids without a `:`. Locked: another SELECT field
-    // whose name maps to the same type writes its options under its own claim, not this one.
+    // whose name maps to the same type holds options of this type under its own claim.
     let existing: Vec<StoredRow> = ea::table
         .filter(ea::workspace_id.eq(workspace_id))
         .filter(ea::attribute_type.eq(type_name))
@@ -1332,10 +1334,12 @@ pub(crate) async fn deactivate_deleted(
                 .await?
         }
         // An expense field's options carry source ids "<field id>:<option>".
+        // Locked: a field whose name maps to the same type may deactivate them under its claim.
         (FyleResource::ExpenseField, None) => {
             active_rows
                 .filter(ea::source_id.like(format!("{}:%", escape_like(id))))
                 .select(StoredRow::as_select())
+                .for_update()
                 .load(conn)
                 .await?
         }

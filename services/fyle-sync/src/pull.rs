@@ -25,9 +25,11 @@
 //!    webhook's) — the same version claim and the same upsert plan as the webhook path, in a
 //!    constant number of statements per page (row by row for a page holding a custom SELECT
 //!    field or naming an object twice): a pulled copy never overwrites a newer webhook, and a
-//!    webhook older than the pull changes nothing after it. Until a page holds an object seen
-//!    before, the pass tries each page as never seen (versions and rows inserted plainly, in a
-//!    savepoint; an initial pull's pages all are), then claims. Changes go to the outbox
+//!    webhook older than the pull changes nothing after it. Until one fails, the pass tries
+//!    each page of at least 64 objects as never seen (versions and rows inserted plainly, in a
+//!    savepoint: an initial pull's); a page holding an object stored before, a SELECT or
+//!    dependent field, or an object twice fails it, and that page and the rest of the pass
+//!    claim. Changes go to the outbox
 //!    (`sync.expense-attributes.v1`, origin `pull`) in the page's transaction, which takes a
 //!    pooled connection of its own (none is held while a page is fetched) and is tried again,
 //!    up to three times, when the database could not finish it (e.g. a deadlock with a
@@ -253,8 +255,8 @@ struct PageRules {
     origin: &'static str,
     /// DEPENDENT_FIELD passes: the fields the values derive with, by id.
     fields: Arc<HashMap<i64, DependentField>>,
-    /// Every page of the pass applied so far held only objects never seen before (see
-    /// `apply::apply_live_page`); the first that did not clears it.
+    /// No page of the pass has failed to be inserted as never seen yet (see
+    /// `apply::apply_live_page`); the first that fails clears it.
     new_so_far: Arc<AtomicBool>,
 }
 
