@@ -695,48 +695,30 @@ mod tests {
         }
         c.put(row(41, tie + 1, "later"));
         let drain = |c: &Collection, after: i64| {
-            let pairs = [
-                ("updated_at", format!("eq.{}", format_micros(tie))),
-                ("id", format!("gt.{after}")),
-                ("order", "id.asc".to_owned()),
-                ("limit", "5".to_owned()),
-            ]
-            .map(|(k, v)| (k.to_owned(), v));
-            let (count, rows) = c
-                .list(&parse_list_query(&pairs, 50).expect("query parses"))
-                .expect("list works");
-            let ids: Vec<RowId> = rows.iter().map(|r| r.id.clone()).collect();
-            (count, ids)
+            let (at, after) = (format!("eq.{}", format_micros(tie)), format!("gt.{after}"));
+            let (at, after) = (("updated_at", at.as_str()), ("id", after.as_str()));
+            page(c, &[at, after, ("order", "id.asc"), ("limit", "5")])
         };
-        let ints = |ids: &[i64]| ids.iter().map(|i| RowId::Int(*i)).collect::<Vec<_>>();
-        assert_eq!(drain(&c, 0), (20, ints(&[2, 4, 6, 8, 10])));
-        assert_eq!(drain(&c, 10), (15, ints(&[12, 14, 16, 18, 20])));
+        assert_eq!(drain(&c, 0), (20, vec![2, 4, 6, 8, 10]));
+        assert_eq!(drain(&c, 10), (15, vec![12, 14, 16, 18, 20]));
         // Written between pages: one row joins the tie ahead of the drain, one leaves it.
         c.put(row(23, tie, "x"));
         c.put(row(24, tie + 2, "moved"));
-        assert_eq!(drain(&c, 20), (10, ints(&[22, 23, 26, 28, 30])));
+        assert_eq!(drain(&c, 20), (10, vec![22, 23, 26, 28, 30]));
         c.remove(&RowId::Int(32));
-        assert_eq!(drain(&c, 30), (4, ints(&[34, 36, 38, 40])));
+        assert_eq!(drain(&c, 30), (4, vec![34, 36, 38, 40]));
 
         // The same for a scan by `updated_at`, each page from the last stamp it read.
         let scan = |c: &Collection, from: i64| {
-            let pairs = [
-                ("updated_at", format!("gte.{}", format_micros(tie + from))),
-                ("order", "updated_at.asc,id.asc".to_owned()),
-                ("limit", "2".to_owned()),
-            ]
-            .map(|(k, v)| (k.to_owned(), v));
-            let (count, rows) = c
-                .list(&parse_list_query(&pairs, 50).expect("query parses"))
-                .expect("list works");
-            let ids: Vec<RowId> = rows.iter().map(|r| r.id.clone()).collect();
-            (count, ids)
+            let from = format!("gte.{}", format_micros(tie + from));
+            let order = ("order", "updated_at.asc,id.asc");
+            page(c, &[("updated_at", from.as_str()), order, ("limit", "2")])
         };
-        assert_eq!(scan(&c, 1), (2, ints(&[41, 24])));
+        assert_eq!(scan(&c, 1), (2, vec![41, 24]));
         c.put(row(50, tie + 1, "joins"));
         c.put(row(41, tie + 3, "moved"));
-        assert_eq!(scan(&c, 1), (3, ints(&[50, 24])));
-        assert_eq!(scan(&c, 3), (1, ints(&[41])));
+        assert_eq!(scan(&c, 1), (3, vec![50, 24]));
+        assert_eq!(scan(&c, 3), (1, vec![41]));
     }
 
     #[test]
