@@ -577,6 +577,113 @@ async fn a_full_pass_over_unchanged_categories_rewrites_only_the_renamed_ones_ro
     sb.stop().await;
 }
 
+/// What PostgreSQL has counted for one index: scans, and entries read.
+#[derive(diesel::QueryableByName, Debug, Clone, Copy, Default)]
+struct IndexUse {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    scans: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    tuples_read: i64,
+}
+
+/// `fyle_sync.expense_attributes`' listing index and its unique key, whatever its name.
+#[derive(Debug, Clone, Copy)]
+struct AttributeIndexUse {
+    listing: IndexUse,
+    unique_key: IndexUse,
+}
+
+async fn index_use(db: &mut attrsync_db::diesel_async::AsyncPgConnection) -> AttributeIndexUse {
+    use attrsync_db::diesel_async::RunQueryDsl as _;
+    let mut of = async |which: &str| -> IndexUse {
+        diesel::sql_query(format!(
+            "SELECT coalesce(sum(s.idx_scan), 0)::int8 AS scans, \
+                    coalesce(sum(s.idx_tup_read), 0)::int8 AS tuples_read \
+             FROM pg_stat_user_indexes s JOIN pg_index i ON i.indexrelid = s.indexrelid \
+             WHERE s.relid = 'fyle_sync.expense_attributes'::regclass AND {which}"
+        ))
+        .get_result(&mut *db)
+        .await
+        .expect("index statistics")
+    };
+    AttributeIndexUse {
+        listing: of("s.indexrelname = 'expense_attributes_listing'").await,
+        unique_key: of("i.indisunique AND NOT i.indisprimary").await,
+    }
+}
+
+/// A brand-new database's first re-sync runs before autovacuum has analysed
+/// `expense_attributes`. Without statistics the planner once probed each stored row through
+/// the listing index, reading every row of the type per key; the probes must go through the
+/// unique key whatever the statistics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_re_sync_before_the_table_is_ever_analysed_probes_rows_by_their_unique_key() {
+    use attrsync_db::diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl as _};
+    let sb = demo_sandbox().await;
+    sb.fyle().generate(DEMO_ORG_ID, "categories", 3000).unwrap();
+    let stack = stack_for(&sb).await;
+    let workspace_id = connected_workspace(&stack, &sb).await;
+    let mut db = AsyncPgConnection::establish(&stack.database.url)
+        .await
+        .unwrap();
+    // This test's database only: autovacuum must not analyse the table while the test runs.
+    diesel::sql_query("ALTER TABLE fyle_sync.expense_attributes SET (autovacuum_enabled = false)")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    sync(&stack, workspace_id, true, &["CATEGORY"]).await;
+    let ids = sb.fyle().ids(DEMO_ORG_ID, "categories");
+    let renamed: Vec<&String> = ids.iter().step_by(30).collect();
+    for id in &renamed {
+        sb.fyle()
+            .rename(DEMO_ORG_ID, "categories", id, &format!("Renamed {id}"))
+            .unwrap();
+    }
+    let before = index_use(&mut db).await;
+
+    let report = sync(&stack, workspace_id, true, &["CATEGORY"]).await;
+    assert_eq!(
+        report.attributes_changed as usize,
+        renamed.len(),
+        "{report:?}"
+    );
+    let never_analysed: bool = diesel::select(diesel::dsl::sql::<diesel::sql_types::Bool>(
+        "(SELECT reltuples < 0 FROM pg_class \
+          WHERE oid = 'fyle_sync.expense_attributes'::regclass)",
+    ))
+    .get_result(&mut db)
+    .await
+    .unwrap();
+    assert!(never_analysed, "the scenario needs a table never analysed");
+    // Each backend reports its counts within seconds of its transactions; a probe counts as a
+    // scan of whichever index served it.
+    let after = eventually(WAIT, "the re-sync's probes counted", || {
+        let (url, wanted) = (stack.database.url.clone(), renamed.len() as i64);
+        async move {
+            let mut db = AsyncPgConnection::establish(&url).await?;
+            let now = index_use(&mut db).await;
+            let probes = now.listing.scans + now.unique_key.scans
+                - before.listing.scans
+                - before.unique_key.scans;
+            Ok((probes >= wanted).then_some(now))
+        }
+    })
+    .await
+    .unwrap();
+    let read_through_listing = after.listing.tuples_read - before.listing.tuples_read;
+    // The full pass's deletion check reads the type once (about `ids.len()` entries); one
+    // probe through the listing index reads half the type on average.
+    assert!(
+        read_through_listing < 3 * ids.len() as i64,
+        "{read_through_listing} entries read through the listing index for {} renamed rows \
+         (unique key: {} probes)",
+        renamed.len(),
+        after.unique_key.scans - before.unique_key.scans
+    );
+    stack.stop().await;
+    sb.stop().await;
+}
+
 /// Turns the workspace's Fyle webhook sync on or off and waits until fyle-sync's projection
 /// has the flag.
 async fn set_fyle_webhooks(stack: &TestStack, workspace_id: i64, on: bool) {
