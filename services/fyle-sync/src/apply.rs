@@ -24,8 +24,9 @@
 //! object's claim, so those rows are read without a lock of their own. A SELECT field's options
 //! are the exception: a field applied deactivates every option of its type it does not list,
 //! another field's whose name maps to the same type included, so options are read
-//! `FOR UPDATE` wherever they are written. A claim that only repeats the stored version writes
-//! nothing, so a re-sync's unchanged objects cost a read, not a new row version.
+//! `FOR UPDATE` wherever they are written, in row id order whatever the plan (two fields of one
+//! type lock their shared options in the same order). A claim that only repeats the stored
+//! version writes nothing, so a re-sync's unchanged objects cost a read, not a new row version.
 //!
 //! **Key probes.** A row is looked up by its unique key `(workspace_id, source_id,
 //! attribute_type)`, the type compared as `attribute_type || ''`. Until a table has been
@@ -1234,6 +1235,7 @@ async fn apply_select_field(
         .filter(ea::workspace_id.eq(workspace_id))
         .filter(ea::attribute_type.eq(type_name))
         .filter(ea::source_id.like("%:%"))
+        .order(ea::id)
         .select(StoredRow::as_select())
         .for_update()
         .load(conn)
@@ -1349,6 +1351,7 @@ pub(crate) async fn deactivate_deleted(
         (FyleResource::ExpenseField, None) => {
             active_rows
                 .filter(ea::source_id.like(format!("{}:%", escape_like(id))))
+                .order(ea::id)
                 .select(StoredRow::as_select())
                 .for_update()
                 .load(conn)

@@ -547,8 +547,8 @@ async fn latency_step(
                  FROM unnest($1::bigint[], $2::text[]) AS w(workspace_id, source_id) \
                  CROSS JOIN LATERAL ( \
                      SELECT source_id FROM fyle_sync.expense_attributes \
-                     WHERE workspace_id = w.workspace_id AND attribute_type = 'CATEGORY' \
-                       AND source_id = w.source_id \
+                     WHERE workspace_id = w.workspace_id AND source_id = w.source_id \
+                       AND attribute_type || '' = 'CATEGORY' \
                  ) e",
             )
             .bind::<diesel::sql_types::Array<diesel::sql_types::BigInt>, _>(&workspaces)
