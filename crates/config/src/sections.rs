@@ -74,6 +74,13 @@ pub struct DatabaseConfig {
     /// a request or a consumer.
     #[serde(default = "default_query_timeout", with = "humantime_serde")]
     pub query_timeout: Duration,
+    /// How often the service looks for tables of its schema that hold rows but were never
+    /// analysed, and analyses them (`attrsync_runtime::statistics`); `0s` turns it off.
+    #[serde(
+        default = "default_first_statistics_interval",
+        with = "humantime_serde"
+    )]
+    pub first_statistics_interval: Duration,
 }
 
 fn default_connect_timeout() -> Duration {
@@ -84,6 +91,9 @@ fn default_checkout_timeout() -> Duration {
 }
 fn default_query_timeout() -> Duration {
     Duration::from_secs(15)
+}
+fn default_first_statistics_interval() -> Duration {
+    Duration::from_secs(2)
 }
 
 impl DatabaseConfig {

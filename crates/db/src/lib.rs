@@ -432,6 +432,7 @@ mod tests {
             connect_timeout: Duration::from_secs(1),
             checkout_timeout: Duration::from_secs(1),
             query_timeout: Duration::from_millis(2500),
+            first_statistics_interval: Duration::ZERO,
         };
         assert_eq!(
             pool_url(&config).expect("url"),

@@ -24,6 +24,7 @@ pub mod http;
 pub mod in_flight;
 pub mod retention;
 pub mod service;
+pub mod statistics;
 
 use std::{
     future::Future,

@@ -7,7 +7,8 @@
 //!
 //! migrate (platform tables, then the service's) → pool → topics → producer → relay →
 //! workspace projection → consumers → HTTP (`/healthz`, `/readyz`, `/metrics` + the service's
-//! routes) → gRPC (the service's APIs, health, reflection) → health publisher → retention.
+//! routes) → gRPC (the service's APIs, health, reflection) → health publisher → retention →
+//! first statistics.
 //!
 //! It returns the one [`Running`] handle. A binary's `main` is [`main`]`::<TheService>()`.
 //!
@@ -341,6 +342,14 @@ pub async fn start<S: Service>(
             pool.clone(),
             platform.database.schema.clone(),
             platform.retention.clone(),
+            shutdown.clone(),
+        ),
+    );
+    tasks.spawn(
+        "first statistics",
+        crate::statistics::run(
+            pool.clone(),
+            platform.database.first_statistics_interval,
             shutdown.clone(),
         ),
     );

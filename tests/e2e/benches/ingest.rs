@@ -886,6 +886,7 @@ async fn run(rt: Handle) -> anyhow::Result<()> {
         connect_timeout: Duration::from_secs(5),
         checkout_timeout: Duration::from_secs(15),
         query_timeout: Duration::from_secs(15),
+        first_statistics_interval: Duration::ZERO,
     };
     // The baseline's pool: the same size and URL (search_path, statement_timeout) as
     // attrsync_db's, but it hands out connections without a test query (`Fast`), so a baseline

@@ -637,25 +637,49 @@ impl AttributeReads {
     }
 }
 
-/// A brand-new database's first re-sync runs before autovacuum has analysed
-/// `expense_attributes`. Without statistics the planner once probed each stored row through
-/// the listing index, reading every row of the type per key; the probes must go through the
-/// unique key whatever the statistics.
+/// A stack whose fyle-sync (`first_statistics` at `interval`) pulls from `sb`, with autovacuum
+/// off for `expense_attributes` in the test's database, and a connection to it.
+async fn stack_without_autovacuum(
+    sb: &attrsync_sandbox::SandboxHandle,
+    first_statistics: &str,
+) -> (TestStack, attrsync_db::diesel_async::AsyncPgConnection) {
+    use attrsync_db::diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl as _};
+    let stack = TestStack::start_with_env(
+        Vec::new(),
+        vec![
+            (
+                "FYLE_SYNC__FYLE__ACCOUNTS_URL".into(),
+                sb.fyle_accounts_url().to_owned(),
+            ),
+            (
+                "FYLE_SYNC__DATABASE__FIRST_STATISTICS_INTERVAL".into(),
+                first_statistics.into(),
+            ),
+        ],
+    )
+    .await
+    .unwrap();
+    let mut db = AsyncPgConnection::establish(&stack.database.url)
+        .await
+        .unwrap();
+    diesel::sql_query("ALTER TABLE fyle_sync.expense_attributes SET (autovacuum_enabled = false)")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    (stack, db)
+}
+
+/// A brand-new database's first re-sync can run before `expense_attributes` has statistics
+/// (here: autovacuum off and fyle-sync's first statistics off). Without them the planner once
+/// probed each stored row through the listing index, reading every row of the type per key;
+/// the probes must go through the unique key whatever the statistics.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_re_sync_before_the_table_is_ever_analysed_probes_rows_by_their_unique_key() {
     use attrsync_db::diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl as _};
     let sb = demo_sandbox().await;
     sb.fyle().generate(DEMO_ORG_ID, "categories", 3000).unwrap();
-    let stack = stack_for(&sb).await;
+    let (stack, mut db) = stack_without_autovacuum(&sb, "0s").await;
     let workspace_id = connected_workspace(&stack, &sb).await;
-    let mut db = AsyncPgConnection::establish(&stack.database.url)
-        .await
-        .unwrap();
-    // This test's database only: autovacuum must not analyse the table while the test runs.
-    diesel::sql_query("ALTER TABLE fyle_sync.expense_attributes SET (autovacuum_enabled = false)")
-        .execute(&mut db)
-        .await
-        .unwrap();
     sync(&stack, workspace_id, true, &["CATEGORY"]).await;
     let ids = sb.fyle().ids(DEMO_ORG_ID, "categories");
     let renamed: Vec<&String> = ids.iter().step_by(30).collect();
@@ -699,6 +723,53 @@ async fn a_re_sync_before_the_table_is_ever_analysed_probes_rows_by_their_unique
         reads.other_index_entries_read < 3 * ids.len() as i64 && reads.sequential_rows_read == 0,
         "{reads:?}: a lookup by key went through another index or a sequential scan"
     );
+    stack.stop().await;
+    sb.stop().await;
+}
+
+/// The table a first pull fills is analysed by fyle-sync within seconds
+/// (`attrsync_runtime::statistics`), not a minute later by autovacuum (off here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_given_its_first_rows_gets_statistics_within_seconds_without_autovacuum() {
+    use attrsync_db::diesel_async::RunQueryDsl as _;
+    #[derive(diesel::QueryableByName)]
+    struct Analysed {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        analysed: bool,
+    }
+    let sb = demo_sandbox().await;
+    let (stack, mut db) = stack_without_autovacuum(&sb, "200ms").await;
+    let workspace_id = connected_workspace(&stack, &sb).await;
+    let state = async |db: &mut attrsync_db::diesel_async::AsyncPgConnection| -> bool {
+        diesel::sql_query(
+            "SELECT reltuples >= 0 AS analysed FROM pg_class \
+             WHERE oid = 'fyle_sync.expense_attributes'::regclass",
+        )
+        .get_result::<Analysed>(db)
+        .await
+        .unwrap()
+        .analysed
+    };
+    assert!(
+        !state(&mut db).await,
+        "an empty table has no statistics to take"
+    );
+
+    sync(&stack, workspace_id, true, &["CATEGORY"]).await;
+    eventually(
+        Duration::from_secs(20),
+        "expense_attributes analysed",
+        || {
+            let url = stack.database.url.clone();
+            async move {
+                use attrsync_db::diesel_async::AsyncConnection as _;
+                let mut db = attrsync_db::diesel_async::AsyncPgConnection::establish(&url).await?;
+                Ok(state(&mut db).await.then_some(()))
+            }
+        },
+    )
+    .await
+    .unwrap();
     stack.stop().await;
     sb.stop().await;
 }

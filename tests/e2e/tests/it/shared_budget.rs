@@ -14,6 +14,7 @@ async fn pool_for(url: &str, schema: &str) -> attrsync_db::Pool {
         connect_timeout: Duration::from_secs(5),
         checkout_timeout: Duration::from_secs(5),
         query_timeout: Duration::from_secs(15),
+        first_statistics_interval: Duration::ZERO,
     };
     attrsync_db::connect(&config).await.unwrap()
 }
