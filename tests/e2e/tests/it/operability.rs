@@ -197,3 +197,132 @@ async fn a_grpc_callers_trace_continues_into_the_snapshot_it_causes() {
     );
     stack.stop().await;
 }
+
+/// `pg_class.reltuples` of `first_stats.t` in the database at `url` (−1: no statistics).
+async fn reltuples(db: &mut attrsync_db::diesel_async::AsyncPgConnection) -> f32 {
+    use attrsync_db::diesel_async::RunQueryDsl as _;
+    #[derive(diesel::QueryableByName)]
+    struct Tuples {
+        #[diesel(sql_type = diesel::sql_types::Float4)]
+        reltuples: f32,
+    }
+    diesel::sql_query("SELECT reltuples FROM pg_class WHERE oid = 'first_stats.t'::regclass")
+        .get_result::<Tuples>(db)
+        .await
+        .expect("reltuples")
+        .reltuples
+}
+
+/// First statistics (`attrsync_runtime::statistics`): a pass that comes while a table's first
+/// rows are still uncommitted counts none, so the next pass after they commit analyses it
+/// again — a bounded number of times — and an empty table is left alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_statistics_taken_before_the_first_rows_committed_are_taken_again() {
+    use attrsync_db::diesel_async::{
+        AsyncConnection as _, AsyncPgConnection, RunQueryDsl as _, SimpleAsyncConnection as _,
+    };
+    use attrsync_runtime::statistics::{MAX_REPEATS, analyse_new_tables};
+    let database = attrsync_e2e::test_database().await;
+    let url = attrsync_db::url_with_schema(&database.url, "first_stats").unwrap();
+    let mut admin = AsyncPgConnection::establish(&database.url).await.unwrap();
+    admin
+        .batch_execute(
+            "CREATE SCHEMA first_stats; \
+             CREATE TABLE first_stats.t (id bigint PRIMARY KEY, v text NOT NULL) \
+                 WITH (autovacuum_enabled = false); \
+             CREATE TABLE first_stats.empty (id bigint PRIMARY KEY)",
+        )
+        .await
+        .unwrap();
+    let (mut writer, mut service) = (
+        AsyncPgConnection::establish(&url).await.unwrap(),
+        AsyncPgConnection::establish(&url).await.unwrap(),
+    );
+    let mut repeats = std::collections::HashMap::new();
+    assert!(
+        analyse_new_tables(&mut service, &mut repeats)
+            .await
+            .unwrap()
+            .analysed
+            .is_empty(),
+        "tables without pages are left alone"
+    );
+
+    // The first rows, written but not committed: the pass analyses and counts none.
+    diesel::sql_query("BEGIN")
+        .execute(&mut writer)
+        .await
+        .unwrap();
+    diesel::sql_query("INSERT INTO t SELECT g, 'row ' || g FROM generate_series(1, 5000) g")
+        .execute(&mut writer)
+        .await
+        .unwrap();
+    let early = analyse_new_tables(&mut service, &mut repeats)
+        .await
+        .unwrap();
+    assert_eq!(early.analysed, ["t"], "{early:?}");
+    assert_eq!(reltuples(&mut service).await, 0.0);
+    diesel::sql_query("COMMIT")
+        .execute(&mut writer)
+        .await
+        .unwrap();
+
+    // Once the commit is counted, the next pass analyses the table again and counts its rows.
+    let again = attrsync_e2e::eventually(
+        Duration::from_secs(20),
+        "a pass that analyses the committed rows",
+        || {
+            let (url, mut repeats) = (url.clone(), repeats.clone());
+            async move {
+                let mut service = AsyncPgConnection::establish(&url).await?;
+                let pass = analyse_new_tables(&mut service, &mut repeats).await?;
+                Ok((!pass.analysed.is_empty()).then_some((reltuples(&mut service).await, repeats)))
+            }
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(again.0, 5000.0);
+    assert_eq!(again.1.get("t"), Some(&1));
+
+    // A table whose statistics count no rows while rows were committed since is analysed
+    // again at most MAX_REPEATS times per process.
+    writer
+        .batch_execute("DELETE FROM t; ANALYZE t; INSERT INTO t VALUES (1, 'one')")
+        .await
+        .unwrap();
+    attrsync_e2e::eventually(Duration::from_secs(20), "the insert counted", || {
+        let url = url.clone();
+        async move {
+            #[derive(diesel::QueryableByName)]
+            struct Live {
+                #[diesel(sql_type = diesel::sql_types::BigInt)]
+                n_live_tup: i64,
+            }
+            let mut db = AsyncPgConnection::establish(&url).await?;
+            let live: Live = diesel::sql_query(
+                "SELECT n_live_tup FROM pg_stat_user_tables WHERE relid = 'first_stats.t'::regclass",
+            )
+            .get_result(&mut db)
+            .await?;
+            Ok((live.n_live_tup > 0).then_some(()))
+        }
+    })
+    .await
+    .unwrap();
+    let mut exhausted = std::collections::HashMap::from([("t".to_owned(), MAX_REPEATS)]);
+    let pass = analyse_new_tables(&mut service, &mut exhausted)
+        .await
+        .unwrap();
+    assert!(pass.analysed.is_empty(), "{pass:?}");
+    assert_eq!(reltuples(&mut service).await, 0.0);
+    let pass = analyse_new_tables(&mut service, &mut again.1.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        pass.analysed,
+        ["t"],
+        "below the cap it is analysed: {pass:?}"
+    );
+    assert_eq!(reltuples(&mut service).await, 1.0);
+}
