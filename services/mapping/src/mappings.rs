@@ -253,9 +253,15 @@ impl DestinationRow {
 const MAX_CANDIDATES: i64 = 100;
 
 /// The condition that leaves out sources `s` mapped to the destination type bound as `$4`.
+/// Lookups of `mappings` by source compare `destination_type || ''`: with the type as a plain
+/// column, `mappings_destination` (workspace, destination type, …) matched two of the key's
+/// columns, and on a table without statistics (filled inside a settings change's own
+/// transaction, where no ANALYZE sees the rows) the planner walked it and read every mapping
+/// of the type per source — 958 ms per 200 lookups at 100,000 mappings against 0.7 ms
+/// through the unique key, which is then the only index matching three columns.
 const UNMAPPED_FOR_4: &str = "AND NOT EXISTS (SELECT 1 FROM mappings m \
      WHERE m.workspace_id = s.workspace_id AND m.source_type = s.attribute_type \
-       AND m.source_id = s.source_id AND m.destination_type = $4)";
+       AND m.source_id = s.source_id AND m.destination_type || '' = $4)";
 
 /// Maps `source` if it is unmapped for its target type and exactly one destination matches.
 /// Returns the new mapping's id.
@@ -421,7 +427,7 @@ pub(crate) async fn automap_sources_of(
          CROSS JOIN LATERAL ( \
              SELECT 1 FROM mappings m \
              WHERE m.workspace_id = k.workspace_id AND m.source_type = k.source_type \
-               AND m.source_id = k.source_id AND m.destination_type = k.destination_type \
+               AND m.source_id = k.source_id AND m.destination_type || '' = k.destination_type \
              LIMIT 1) m",
     )
     .bind::<Array<BigInt>, _>(wanted.iter().map(workspace_of).collect::<Vec<_>>())
@@ -851,7 +857,7 @@ pub(crate) async fn map_default_card_everywhere(
          WHERE s.workspace_id = $1 AND s.attribute_type = 'EMPLOYEE' AND s.active \
            AND NOT EXISTS (SELECT 1 FROM mappings m WHERE m.workspace_id = s.workspace_id \
                AND m.source_type = 'EMPLOYEE' AND m.source_id = s.source_id \
-               AND m.destination_type = 'CREDIT_CARD_ACCOUNT') \
+               AND m.destination_type || '' = 'CREDIT_CARD_ACCOUNT') \
          ORDER BY s.source_id",
     )
     .bind::<BigInt, _>(workspace_id)

@@ -69,11 +69,10 @@ async fn run() -> anyhow::Result<()> {
     let partitions = env_number("BENCH_MAPPING_PARTITIONS", 3usize);
     let pg = durable_postgres("make bench-mapping").await?;
     // mapping starts first and creates the topics it consumes with production's partitions.
-    let stack = TestStack::start_with_env(
-        vec![("MAPPING__KAFKA__PARTITIONS".into(), partitions.to_string())],
-        Vec::new(),
-    )
-    .await?;
+    // Any `MAPPING__…` variable of the bench's own environment wins (for trying settings).
+    let mut mapping_env = vec![("MAPPING__KAFKA__PARTITIONS".into(), partitions.to_string())];
+    mapping_env.extend(std::env::vars().filter(|(k, _)| k.starts_with("MAPPING__")));
+    let stack = TestStack::start_with_env(mapping_env, Vec::new()).await?;
     let producer = stack.direct_producer()?;
     let url = attrsync_db::url_with_schema(&stack.database.url, "mapping")?;
     let mut db = AsyncPgConnection::establish(&url).await?;
