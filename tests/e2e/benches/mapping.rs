@@ -21,7 +21,8 @@
 //!     category. Per event: from just before it is sent until its mapping row is visible to
 //!     another connection (polled every 5 ms); p50 / p99 / max.
 //!
-//! Ends with one JSON line. `BENCH_MAPPING_PARTS=a|b` runs one part.
+//! Ends with one JSON line. `BENCH_MAPPING_PARTS=a|b` runs one part; any `MAPPING__…` setting
+//! of the bench's environment (e.g. `MAPPING__DATABASE__QUERY_TIMEOUT=300s`) goes to mapping.
 #![allow(clippy::unwrap_used)]
 
 use std::{
